@@ -1,0 +1,183 @@
+"""Command line: ``python -m vmtests {run,dump,shell,kernels,test,demo}``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vmtests import VMTestError
+from vmtests.config import DEFAULT_FLAVOUR, DEFAULT_KERNEL, FLAVOURS, MATRIX, flavour_name
+
+
+def _add_vm_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel", "-k", default=DEFAULT_KERNEL, metavar="K",
+                   help=f"kernel series: {', '.join(MATRIX)} (default {DEFAULT_KERNEL})")
+    p.add_argument("--flavour", default=DEFAULT_FLAVOUR, metavar="F",
+                   help=f"Debian kernel flavour: {', '.join(FLAVOURS)} (default {DEFAULT_FLAVOUR})")
+    p.add_argument("--memory", type=int, default=2048, metavar="MB", help="guest memory (default 2048)")
+    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="auto uses KVM when it can boot a kernel here, else TCG (default auto)")
+    p.add_argument("--timeout", type=float, default=1800, metavar="S",
+                   help="kill the guest after S seconds (default 1800)")
+    p.add_argument("--refresh", action="store_true", help="refresh the package index first")
+    p.add_argument("--no-debuginfo", action="store_true",
+                   help="do not place the debug vmlinux where drgn looks for it (a stock host)")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the guest console")
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    cmd: list[str] = list(args.command)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise VMTestError(f"{args.cmd}: give a command after --")
+    return cmd
+
+
+def _guest(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from vmtests.kernels import get_kernel
+    from vmtests.vm import Guest
+
+    kernel = get_kernel(args.kernel, flavour_name(args.flavour), refresh=args.refresh)
+    return kernel, Guest(kernel, memory_mb=args.memory, cpus=args.cpus, accel=args.accel,
+                         verbose=args.verbose, debuginfo=not args.no_debuginfo)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    argv = _command(args)
+    _, guest = _guest(args)
+    with guest:
+        guest.start(argv)
+        return guest.wait(args.timeout)
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    _, guest = _guest(args)
+    with guest:
+        print(f"vmtests: {guest.kernel.release}; exit the shell to power off", file=sys.stderr)
+        guest.start(["/bin/bash", "-l"] if os.path.exists("/bin/bash") else ["/bin/sh"], shell=True)
+        guest.wait(None)
+    return 0
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    argv = _command(args)
+    kernel, guest = _guest(args)
+    with guest:
+        guest.start(argv)
+        guest.wait_ready(args.timeout)
+        out = guest.dump(Path(args.out), args.format)
+    print(f"vmtests: wrote {out} ({out.stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
+    print(kernel.vmlinux)
+    return 0
+
+
+def cmd_kernels(args: argparse.Namespace) -> int:
+    from vmtests.apt import AptState
+    from vmtests.kernels import cached_kernels, resolve
+
+    flavour = flavour_name(args.flavour)
+    apt = AptState()
+    try:
+        apt.update(force=args.refresh)
+        index_ok = True
+    except VMTestError as e:
+        print(f"vmtests: {e}", file=sys.stderr)
+        index_ok = False
+    print(f"{'kernel':<7} {'newest in the index':<44} cached ({flavour})")
+    for name, series in MATRIX.items():
+        newest = "?"
+        if index_ok:
+            cands = resolve(series, flavour, apt)
+            newest = f"{cands[0].release} {cands[0].version}" if cands else "(none)"
+        cached = cached_kernels(name, flavour)
+        have = ", ".join(f"{k.release} {k.version}" for k in cached) or "-"
+        print(f"{name:<7} {newest:<44} {have}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from vmtests.matrix import run_matrix
+
+    return run_matrix(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from vmtests.matrix import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vmtests",
+        description="Boot real Debian kernels under QEMU; run drgn-ss inside and against them.",
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="boot a kernel and run COMMAND in it; exit with its status")
+    _add_vm_options(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("dump", help="run SETUP in a guest; at its READY line, dump the guest's memory")
+    _add_vm_options(p)
+    p.add_argument("--format", choices=("elf", "kdump"), default="elf",
+                   help="elf (the size of guest memory) or kdump (zlib-compressed)")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the dump")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SETUP [ARG...]")
+    p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("shell", help="an interactive shell in a guest")
+    _add_vm_options(p)
+    p.set_defaults(func=cmd_shell)
+
+    p = sub.add_parser("kernels", help="the kernel matrix: newest build in the index, and what is cached")
+    p.add_argument("--flavour", default=DEFAULT_FLAVOUR)
+    p.add_argument("--refresh", action="store_true", help="refresh the package index first")
+    p.set_defaults(func=cmd_kernels)
+
+    p = sub.add_parser("test", help="the kernel matrix suite: every kernel in every mode")
+    p.add_argument("--kernel", "-k", action="append", metavar="K",
+                   help="only this kernel (repeatable; default: the whole matrix)")
+    p.add_argument("--mode", action="append", choices=("live", "elf", "kdump", "qemu"),
+                   help="only this mode (repeatable; default: all)")
+    p.add_argument("--flavour", default=DEFAULT_FLAVOUR)
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument("--timeout", type=float, default=900, metavar="S",
+                   help="per-guest time limit (default 900)")
+    p.add_argument("--refresh", action="store_true", help="refresh the package index first")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the guest consoles")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("demo", help="the main job on this machine: ss_nlpt.py beside ss -nlpt in a guest")
+    _add_vm_options(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+
+    def _term(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        return int(args.func(args))
+    except VMTestError as e:
+        print(f"vmtests: {e}", file=sys.stderr)
+        return 2 if args.cmd in ("kernels",) else 125
+    except KeyboardInterrupt:
+        print("vmtests: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
