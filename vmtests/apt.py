@@ -182,10 +182,15 @@ class AptState:
         return True
 
     def index_age(self) -> float | None:
-        stamp = self.root / "updated"
-        if not stamp.exists():
+        stamp = self.index_stamp()
+        return None if stamp is None else time.time() - stamp
+
+    def index_stamp(self) -> float | None:
+        """When the index was last refreshed (changes whenever it is)."""
+        try:
+            return (self.root / "updated").stat().st_mtime
+        except OSError:
             return None
-        return time.time() - stamp.stat().st_mtime
 
     def update(self, force: bool = False) -> None:
         """Refresh the package index if it is missing, stale or its sources changed.

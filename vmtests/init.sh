@@ -89,9 +89,21 @@ if [ "$VMTEST_MODE" = shell ]; then
 	setsid -c chroot $R /bin/sh "$VMTEST_RUN/cmd.sh" < /dev/ttyS0 > /dev/ttyS0 2>&1
 	rc=$?
 else
+	# The command writes to pipes, as on a host, not to the serial ttys.
 	stty -F /dev/ttyS1 raw -echo
 	stty -F /dev/ttyS2 raw -echo
-	chroot $R /bin/sh "$VMTEST_RUN/cmd.sh" < /dev/null > /dev/ttyS1 2> /dev/ttyS2
+	mkfifo /stdout /stderr
+	cat /stdout > /dev/ttyS1 &
+	out=$!
+	cat /stderr > /dev/ttyS2 &
+	err=$!
+	chroot $R /bin/sh "$VMTEST_RUN/cmd.sh" < /dev/null > /stdout 2> /stderr
 	rc=$?
+	# Processes the command left behind may hold the pipes: wait for them briefly only.
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		kill -0 $out 2>/dev/null || kill -0 $err 2>/dev/null || break
+		sleep 0.1
+	done
+	kill $out $err 2>/dev/null
 fi
 finish $rc

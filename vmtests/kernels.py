@@ -72,6 +72,22 @@ class Kernel:
     def vmlinuz(self) -> Path:
         return self.dir / "vmlinuz"
 
+    def boot_image(self) -> Path:
+        """What QEMU boots: the vmlinux with its symbols stripped, made once.
+
+        The debug vmlinux boots through its PVH entry, faster than the bzImage under
+        TCG (no emulated decompression), but QEMU spends seconds loading its symbols.
+        """
+        stripped = self.dir / "vmlinux.boot"
+        if not stripped.exists():
+            objcopy = shutil.which("objcopy")
+            if not objcopy:
+                return self.vmlinux
+            tmp = stripped.with_suffix(".part")
+            subprocess.run([objcopy, "--strip-all", str(self.vmlinux), str(tmp)], check=True)
+            tmp.rename(stripped)
+        return stripped
+
     def module_path(self, name: str) -> Path:
         return self.dir / "modules" / f"{name}.ko"
 
@@ -217,6 +233,28 @@ def resolve(series: KernelSeries, flavour: str, apt: AptState) -> list[Candidate
     return candidates
 
 
+def resolve_cached(series: KernelSeries, flavour: str, apt: AptState) -> list[Candidate]:
+    """:func:`resolve`, remembered until the package index is next refreshed.
+
+    Reading the index with apt-cache takes seconds; a boot takes about as long.
+    """
+    stamp = apt.index_stamp()
+    memo = apt.root / "resolved.json"
+    key = f"{series.name} {series.abi} {flavour}"
+    try:
+        data = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        data = {}
+    if data.get("stamp") != stamp:
+        data = {"stamp": stamp}
+    if key not in data:
+        data[key] = [[c.release, c.version, c.dbg, list(c.image)] for c in resolve(series, flavour, apt)]
+        tmp = memo.with_suffix(".part")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, memo)
+    return [Candidate(r, v, d, tuple(i)) for r, v, d, i in data[key]]
+
+
 def download(pkg: PackageFile, dest_dir: Path) -> Path:
     """Download a package with progress, verify its SHA-256, return its path."""
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -314,22 +352,23 @@ def extract_image(debs: list[Path], release: str, dest: Path) -> list[str]:
         for member, tar in deb_members(deb, f"extracting {deb.name}"):
             if not member.isfile():
                 continue
-            if member.name == f"./boot/vmlinuz-{release}":
+            m = modroot.match(member.name)
+            rel = m.group(2) if m else None
+            # /boot/vmlinuz-REL up to 6.x; /usr/lib/modules/REL/vmlinuz[.unsigned] in 7.x.
+            if member.name == f"./boot/vmlinuz-{release}" or rel in ("vmlinuz", "vmlinuz.unsigned"):
                 src = tar.extractfile(member)
                 assert src is not None
                 (dest / "vmlinuz").write_bytes(src.read())
                 found_vmlinuz = True
                 continue
-            m = modroot.match(member.name)
-            if not m:
+            if rel is None:
                 continue
-            rel = m.group(2)
             if re.search(r"\.ko(\.(xz|zst|gz))?$", rel):
                 src = tar.extractfile(member)
                 assert src is not None
                 kos[rel] = src.read()
     if not found_vmlinuz:
-        raise VMTestError(f"no /boot/vmlinuz-{release} in {', '.join(d.name for d in debs)}")
+        raise VMTestError(f"no vmlinuz for {release} in {', '.join(d.name for d in debs)}")
     deps = module_deps(kos)
     order = load_order(WANTED_MODULES, deps)
     moddir = dest / "modules"
@@ -406,6 +445,26 @@ def fetch(cand: Candidate, series: str, flavour: str, apt: AptState) -> Kernel:
     return _kernel_from(d, manifest)
 
 
+class _Missing:
+    """Builds the index lists but the mirror does not have, until the index is refreshed."""
+
+    def __init__(self, apt: AptState) -> None:
+        self.path = apt.root / "missing.json"
+        self.stamp = apt.index_stamp()
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            data = {}
+        self.items: set[str] = set(data.get("items", [])) if data.get("stamp") == self.stamp else set()
+
+    def has(self, cand: Candidate) -> bool:
+        return f"{cand.release} {cand.version}" in self.items
+
+    def add(self, cand: Candidate) -> None:
+        self.items.add(f"{cand.release} {cand.version}")
+        self.path.write_text(json.dumps({"stamp": self.stamp, "items": sorted(self.items)}))
+
+
 def get_kernel(name: str, flavour: str, refresh: bool = False) -> Kernel:
     """The newest build of a kernel series, from the cache or downloaded into it.
 
@@ -416,7 +475,7 @@ def get_kernel(name: str, flavour: str, refresh: bool = False) -> Kernel:
     apt = AptState()
     try:
         apt.update(force=refresh)
-        candidates = resolve(series, flavour, apt)
+        candidates = resolve_cached(series, flavour, apt)
     except VMTestError as e:
         cached = cached_kernels(name, flavour)
         if cached:
@@ -428,14 +487,18 @@ def get_kernel(name: str, flavour: str, refresh: bool = False) -> Kernel:
             f"no {flavour} build of kernel {name} with a -dbg package in the package index"
         )
     cached = {(k.release, k.version): k for k in cached_kernels(name, flavour)}
+    missing = _Missing(apt)
     errors = []
     for cand in candidates:
         hit = cached.get((cand.release, cand.version))
         if hit:
             return hit
+        if missing.has(cand):
+            continue
         try:
             return fetch(cand, name, flavour, apt)
         except NotFound as e:
             print(f"vmtests: {e}; trying the next build", file=sys.stderr)
+            missing.add(cand)
             errors.append(str(e))
     raise VMTestError(f"no build of kernel {name} could be downloaded: {'; '.join(errors)}")

@@ -286,7 +286,7 @@ exec "$@"
             append.append(f"VMTEST_VMLINUX={self.kernel.vmlinux}")
         if binds:
             append.append("VMTEST_TMPBINDS=" + ":".join(binds))
-        cmd += ["-kernel", str(self.kernel.vmlinux), "-initrd", str(initrd), "-append", " ".join(append)]
+        cmd += ["-kernel", str(self.kernel.boot_image()), "-initrd", str(initrd), "-append", " ".join(append)]
         return cmd
 
     def start(

@@ -1,0 +1,94 @@
+"""Fixtures of the kernel matrix suite: one drgn Program per run, and what to expect.
+
+The target comes from the environment (set by ``python -m vmtests test``):
+
+- ``DRGN_SS_TARGET``: ``live`` (the running kernel: in a vmtests guest),
+  ``core:PATH`` (a dump) or ``qemu:SOCKET`` (a running guest over QMP).
+  Unset: ``live`` where /proc/kcore exists, otherwise every test is skipped.
+- ``DRGN_SS_VMLINUX``: the debug vmlinux for ``core`` and ``qemu`` targets.
+- ``DRGN_SS_WORKLOAD``: for ``core`` and ``qemu``, the JSON line that
+  tests/kernel/workload.py printed in the guest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import drgn
+import pytest
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str  # "live", "core" or "qemu"
+    path: str | None
+    vmlinux: str | None
+
+
+def _target() -> Target | None:
+    spec = os.environ.get("DRGN_SS_TARGET")
+    if not spec:
+        return Target("live", None, None) if os.path.exists("/proc/kcore") else None
+    kind, _, path = spec.partition(":")
+    if kind not in ("live", "core", "qemu") or (kind != "live" and not path):
+        raise pytest.UsageError(f"bad DRGN_SS_TARGET {spec!r}: live, core:PATH or qemu:SOCKET")
+    return Target(kind, path or None, os.environ.get("DRGN_SS_VMLINUX"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _target() is None:
+        skip = pytest.mark.skip(reason="no kernel to read: run through `python -m vmtests test`")
+        for item in items:
+            if "tests/kernel" in str(item.fspath).replace(os.sep, "/"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def target() -> Target:
+    t = _target()
+    assert t is not None
+    return t
+
+
+@pytest.fixture(scope="session")
+def prog(target: Target) -> drgn.Program:
+    """The kernel under test, with the main debug info only (no module symbols)."""
+    prog = drgn.Program()
+    if target.kind == "live":
+        prog.set_kernel()
+    elif target.kind == "core":
+        prog.set_core_dump(target.path)
+    else:
+        prog.set_qemu_qmp(target.path)
+    prog.load_debug_info([target.vmlinux] if target.vmlinux else [], main=True)
+    return prog
+
+
+@pytest.fixture(scope="session")
+def workload(target: Target) -> Iterator[dict[str, Any]]:
+    """What the kernel should hold: for live, sockets this process opens; else the guest's."""
+    if target.kind != "live":
+        path = os.environ.get("DRGN_SS_WORKLOAD")
+        if not path:
+            raise pytest.UsageError("DRGN_SS_WORKLOAD is needed for core and qemu targets")
+        with open(path) as f:
+            yield json.load(f)
+        return
+    socks = []
+    listeners = []
+    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.bind((addr, 0))
+        s.listen(8)
+        socks.append(s)
+        listeners.append({"family": "inet6" if family == socket.AF_INET6 else "inet",
+                          "addr": addr, "port": s.getsockname()[1],
+                          "ino": os.fstat(s.fileno()).st_ino})
+    yield {"release": os.uname().release, "pid": os.getpid(), "listeners": listeners}
+    for s in socks:
+        s.close()

@@ -1,0 +1,42 @@
+"""drgn reads the right kernel, in every mode: live, dumps and ``drgn --qemu``."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import drgn
+import pytest
+
+from drgn_ss.tables import net_tcp_hashinfo, sock_num, tcp_listening_socks
+from tests.kernel.conftest import Target
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_release(prog: drgn.Program, workload: dict[str, Any]) -> None:
+    release = prog["init_uts_ns"].name.release.string_().decode()
+    assert release == workload["release"]
+
+
+def test_listeners_in_lhash2(prog: drgn.Program, workload: dict[str, Any]) -> None:
+    hashinfo = net_tcp_hashinfo(prog["init_net"].address_of_())
+    ports = {sock_num(sk) for sk in tcp_listening_socks(hashinfo)}
+    for listener in workload["listeners"]:
+        assert listener["port"] in ports, f"{listener} not in lhash2 (ports seen: {sorted(ports)})"
+
+
+def test_host_share_is_read_only_from_the_host_side(target: Target) -> None:
+    if target.kind != "live":
+        pytest.skip("checks the guest's view of the host's files")
+    mounts = Path("/proc/mounts").read_text().split("\n")
+    root = [m.split() for m in mounts if m.split()[1:2] == ["/"]][-1]
+    assert root[2] == "virtiofs", f"not a vmtests guest: / is {root}"
+    # The guest mounts the share read-write: a refusal can only come from the host.
+    assert "rw" in root[3].split(","), root
+    probe = REPO / f".vmtests-write-probe-{os.getpid()}"
+    with pytest.raises(OSError) as exc:
+        probe.write_text("written from the guest")
+    assert exc.value.errno == errno.EROFS
