@@ -38,18 +38,21 @@ def tcp_listening_socks(hashinfo: Object) -> Iterator[Object]:
     """
     Iterate over the listening sockets in the ``lhash2`` table (bound address and port).
 
-    The bucket is an ``hlist_head head`` linked through
-    ``inet_connection_sock.icsk_listen_portaddr_node`` before Linux 5.19, and an
-    ``hlist_nulls_head nulls_head`` linked through ``__sk_common.skc_nulls_node`` since.
+    Before Linux 5.19 the chain is the bucket's ``hlist_head head`` linked through
+    ``inet_connection_sock.icsk_listen_portaddr_node``; since, it is its
+    ``hlist_nulls_head nulls_head`` linked through ``__sk_common.skc_nulls_node``.
 
     :param hashinfo: ``struct inet_hashinfo *``
     :return: Iterator of ``struct sock *`` objects.
     """
-    bucket_type = hashinfo.lhash2[0].type_
-    nulls = _has_member(bucket_type, "nulls_head")
+    # 5.10's bucket has a union of head and nulls_head, so the bucket type does not
+    # tell; the link member of the socket does (removed in 5.19).
+    portaddr_node = _has_member(
+        hashinfo.prog_.type("struct inet_connection_sock"), "icsk_listen_portaddr_node"
+    )
     for i in range(hashinfo.lhash2_mask.value_() + 1):
         bucket = hashinfo.lhash2[i]
-        if nulls:
+        if not portaddr_node:
             yield from hlist_nulls_for_each_entry(
                 "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
             )

@@ -8,9 +8,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vmtests import VMTestError
 from vmtests.config import DEFAULT_FLAVOUR, DEFAULT_KERNEL, FLAVOURS, MATRIX, flavour_name
+
+if TYPE_CHECKING:
+    from vmtests.kernels import Kernel
+    from vmtests.vm import Guest
 
 
 def _add_vm_options(p: argparse.ArgumentParser) -> None:
@@ -39,10 +44,13 @@ def _command(args: argparse.Namespace) -> list[str]:
     return cmd
 
 
-def _guest(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from vmtests.kernels import get_kernel
-    from vmtests.vm import Guest
+def _guest(args: argparse.Namespace) -> tuple[Kernel, Guest]:
+    from vmtests.kernels import get_kernel, series_for
+    from vmtests.vm import Guest, find_qemu, find_virtiofsd
 
+    series_for(args.kernel)
+    find_qemu()
+    find_virtiofsd()
     kernel = get_kernel(args.kernel, flavour_name(args.flavour), refresh=args.refresh)
     return kernel, Guest(kernel, memory_mb=args.memory, cpus=args.cpus, accel=args.accel,
                          verbose=args.verbose, debuginfo=not args.no_debuginfo)
@@ -152,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=900, metavar="S",
                    help="per-guest time limit (default 900)")
     p.add_argument("--refresh", action="store_true", help="refresh the package index first")
+    p.add_argument("--no-host", action="store_true",
+                   help="skip ruff, mypy and the host tests; run only the kernel matrix")
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest consoles")
     p.set_defaults(func=cmd_test)
 

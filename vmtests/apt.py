@@ -225,8 +225,7 @@ class AptState:
         proc = subprocess.run(
             ["apt-cache" if args[0] in ("search", "show", "madison", "policy") else "apt-get",
              *self.options(), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
             cwd=self.root,
             env={**os.environ, "LC_ALL": "C"},

@@ -25,7 +25,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from vmtests import VMTestError
 from vmtests.apt import AptState, PackageFile, version_key
@@ -157,7 +157,7 @@ def module_deps(kos: dict[str, bytes]) -> dict[str, tuple[str, list[str]]]:
     """
     paths = {module_name(p): p for p in kos}
 
-    class _Deps(dict):  # type: ignore[type-arg]
+    class _Deps(dict[str, tuple[str, list[str]]]):
         def __missing__(self, name: str) -> tuple[str, list[str]]:
             path = paths[name]
             depends = modinfo(decompress_module(path, kos[path])).get("depends", "")
@@ -381,9 +381,10 @@ def extract_image(debs: list[Path], release: str, dest: Path) -> list[str]:
     return order
 
 
-def _manifest(d: Path) -> dict | None:
+def _manifest(d: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((d / "manifest.json").read_text())  # type: ignore[no-any-return]
+        data: dict[str, Any] = json.loads((d / "manifest.json").read_text())
+        return data
     except (OSError, ValueError):
         return None
 
@@ -486,11 +487,11 @@ def get_kernel(name: str, flavour: str, refresh: bool = False) -> Kernel:
         raise VMTestError(
             f"no {flavour} build of kernel {name} with a -dbg package in the package index"
         )
-    cached = {(k.release, k.version): k for k in cached_kernels(name, flavour)}
+    in_cache = {(k.release, k.version): k for k in cached_kernels(name, flavour)}
     missing = _Missing(apt)
     errors = []
     for cand in candidates:
-        hit = cached.get((cand.release, cand.version))
+        hit = in_cache.get((cand.release, cand.version))
         if hit:
             return hit
         if missing.has(cand):

@@ -10,6 +10,7 @@ ttyS0 is the console (kernel log, and the command's exit status as
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import os
 import re
@@ -227,11 +228,10 @@ exec "$@"
             str(root), find_virtiofsd(), f"--socket-path={sock}", "-o", f"source={root}",
             "-o", "cache=always", "-o", "sandbox=chroot",
         ]
-        log = open(self.run_dir / "virtiofsd.log", "wb")
-        self.virtiofsd = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent
-        )
-        log.close()
+        with open(self.run_dir / "virtiofsd.log", "wb") as log:
+            self.virtiofsd = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent
+            )
         deadline = time.monotonic() + 10
         while not sock.exists():
             if self.virtiofsd.poll() is not None or time.monotonic() > deadline:
@@ -309,15 +309,14 @@ exec "$@"
         accel = self._accel(qemu)
         cmd = self.qemu_command(qemu, accel, vfs_sock, shell, initrd)
         (self.run_dir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
-        qemu_log = open(self.run_dir / "qemu.log", "wb")
-        self.qemu = subprocess.Popen(
-            cmd,
-            stdin=None if shell else subprocess.DEVNULL,
-            stdout=None if shell else qemu_log,
-            stderr=qemu_log,
-            preexec_fn=_die_with_parent,
-        )
-        qemu_log.close()
+        with open(self.run_dir / "qemu.log", "wb") as qemu_log:
+            self.qemu = subprocess.Popen(
+                cmd,
+                stdin=None if shell else subprocess.DEVNULL,
+                stdout=None if shell else qemu_log,
+                stderr=qemu_log,
+                preexec_fn=_die_with_parent,
+            )
         if shell:
             return
         for name, listener in self._listeners.items():
@@ -350,42 +349,47 @@ exec "$@"
         for name, conn in self._conns.items():
             sel.register(conn, selectors.EVENT_READ, name)
         partial = {"console": b"", "stdout": b""}
-        console_log = open(self.run_dir / "console.log", "wb")
         try:
-            while sel.get_map():
-                for key, _ in sel.select(timeout=0.5):
-                    name = key.data
-                    conn = key.fileobj
-                    assert isinstance(conn, socket.socket)
-                    try:
-                        data = conn.recv(65536)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        sel.unregister(conn)
-                        continue
-                    if name == "stderr":
-                        self.stderr_sink(data)
-                        continue
-                    if name == "stdout":
-                        self.stdout_sink(data)
-                    else:
-                        console_log.write(data)
-                        console_log.flush()
-                        if self.verbose:
+            with open(self.run_dir / "console.log", "wb") as console_log:
+                while sel.get_map():
+                    for key, _ in sel.select(timeout=0.5):
+                        data = self._recv(key.fileobj)
+                        if data is None:
+                            continue
+                        if not data:
+                            sel.unregister(key.fileobj)
+                            continue
+                        name = key.data
+                        if name == "stderr":
                             self.stderr_sink(data)
-                    lines = (partial[name] + data).split(b"\n")
-                    partial[name] = lines.pop()
-                    for raw in lines:
-                        self._line(name, raw.rstrip(b"\r"))
+                            continue
+                        if name == "stdout":
+                            self.stdout_sink(data)
+                        else:
+                            console_log.write(data)
+                            console_log.flush()
+                            if self.verbose:
+                                self.stderr_sink(data)
+                        lines = (partial[name] + data).split(b"\n")
+                        partial[name] = lines.pop()
+                        for raw in lines:
+                            self._line(name, raw.rstrip(b"\r"))
         finally:
             for name, rest in partial.items():
                 if rest:
                     self._line(name, rest)
-            console_log.close()
             self.finished.set()
+
+    @staticmethod
+    def _recv(conn: object) -> bytes | None:
+        """Data from a channel; b"" at its end; None when there is nothing yet."""
+        assert isinstance(conn, socket.socket)
+        try:
+            return conn.recv(65536)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
 
     def _line(self, channel: str, raw: bytes) -> None:
         if channel == "stdout":
@@ -481,10 +485,8 @@ exec "$@"
     def close(self) -> None:
         """Stop QEMU and virtiofsd and remove the run directory (kept after a failure)."""
         if self._qmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._qmp.close()
-            except OSError:
-                pass
         for proc in (self.qemu, self.virtiofsd):
             if proc is not None and proc.poll() is None:
                 proc.terminate()

@@ -9,8 +9,8 @@ from typing import Any
 
 import drgn
 import pytest
-
 from drgn_ss.tables import net_tcp_hashinfo, sock_num, tcp_listening_socks
+
 from tests.kernel.conftest import Target
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,215 @@
+"""The kernel matrix: every kernel, in every mode, then one table of results.
+
+Modes, each running tests/kernel with pytest against one kernel:
+
+- ``live``: inside the guest, against the running kernel (/proc/kcore).
+- ``qemu``: on the host, against the running guest through ``drgn --qemu``.
+- ``elf``, ``kdump``: on the host, against dumps of that guest taken over QMP.
+
+The guest side of the last three is tests/kernel/workload.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmtests import VMTestError
+from vmtests.config import MATRIX, REPO, cache_dir, flavour_name
+from vmtests.kernels import Kernel, get_kernel
+from vmtests.pytest_counts import parse_counts
+from vmtests.vm import Guest
+
+MODES = ("live", "elf", "kdump", "qemu")
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+WORKLOAD = "tests/kernel/workload.py"
+
+
+@dataclass
+class Outcome:
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    error: str = ""
+
+    def cell(self) -> str:
+        if self.error and not (self.passed or self.failed):
+            return "ERROR"
+        return f"{self.passed}/{self.failed}/{self.skipped}" + ("!" if self.error else "")
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.error
+
+
+def _outcome(text: str, rc: int, what: str) -> Outcome:
+    counts = parse_counts(text)
+    if counts is None:
+        return Outcome(error=f"{what}: pytest printed no counts (exit {rc})")
+    out = Outcome(counts["passed"], counts["failed"] + counts["error"], counts["skipped"])
+    if rc not in (0, 1):
+        out.error = f"{what}: pytest exited {rc}"
+    return out
+
+
+def pytest_argv(*extra: str) -> list[str]:
+    return [PYTHON, "-m", "pytest", "tests/kernel", "-p", "vmtests.pytest_counts", "-q", "-rfEs",
+            *extra]
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text}", flush=True)
+
+
+def run_host_pytest(what: str, env: Mapping[str, str], argv: Sequence[str] | None = None) -> Outcome:
+    """Run pytest on the host, its output passed through; return its counts."""
+    proc = subprocess.Popen(
+        list(argv or pytest_argv()), cwd=REPO, env={**os.environ, **env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        lines.append(line)
+    sys.stdout.flush()
+    return _outcome("".join(lines), proc.wait(), what)
+
+
+def run_live(kernel: Kernel, args: argparse.Namespace) -> Outcome:
+    banner(f"{kernel.release}: live (pytest inside the guest)")
+    with Guest(kernel, accel=args.accel, verbose=args.verbose) as guest:
+        env = {**os.environ, "DRGN_SS_TARGET": "live"}
+        guest.start(pytest_argv(), cwd=str(REPO), env=env)
+        rc = guest.wait(args.timeout)
+        return _outcome("\n".join(guest.stdout_lines), rc, "live")
+
+
+def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace) -> dict[str, Outcome]:
+    """The qemu, elf and kdump modes: one guest runs the workload; the host reads it."""
+    results: dict[str, Outcome] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="matrix-", dir=cache_dir() / "run"))
+    try:
+        dumps: dict[str, Path] = {}
+        with Guest(kernel, memory_mb=1024, accel=args.accel, verbose=args.verbose) as guest:
+            banner(f"{kernel.release}: workload in the guest")
+            guest.start([PYTHON, WORKLOAD], cwd=str(REPO))
+            lines = guest.wait_ready(args.timeout)
+            info = [ln for ln in lines if ln.startswith("WORKLOAD ")]
+            if not info:
+                raise VMTestError("the workload printed no WORKLOAD line")
+            workload = scratch / "workload.json"
+            workload.write_text(info[-1][len("WORKLOAD "):])
+            env = {"DRGN_SS_VMLINUX": str(kernel.vmlinux), "DRGN_SS_WORKLOAD": str(workload)}
+            if "qemu" in modes:
+                banner(f"{kernel.release}: qemu (pytest on the host, drgn --qemu)")
+                results["qemu"] = run_host_pytest(
+                    "qemu", {**env, "DRGN_SS_TARGET": f"qemu:{guest.user_qmp}"})
+            for fmt in ("elf", "kdump"):
+                if fmt in modes:
+                    start = time.monotonic()
+                    dumps[fmt] = guest.dump(scratch / f"{fmt}.vmcore", fmt)
+                    size = dumps[fmt].stat().st_size
+                    print(f"vmtests: {fmt} dump: {size / 1e6:.0f} MB in "
+                          f"{time.monotonic() - start:.1f} s", flush=True)
+        for fmt, path in dumps.items():
+            banner(f"{kernel.release}: {fmt} (pytest on the host against the dump)")
+            results[fmt] = run_host_pytest(fmt, {**env, "DRGN_SS_TARGET": f"core:{path}"})
+            path.unlink()
+    finally:
+        for p in scratch.iterdir():
+            p.unlink()
+        scratch.rmdir()
+    return results
+
+
+def run_host_checks() -> dict[str, Outcome]:
+    """ruff, mypy and the host-side tests (tests/, no VM)."""
+    results: dict[str, Outcome] = {}
+    for name, argv in (
+        ("ruff", [str(REPO / ".venv/bin/ruff"), "check", "."]),
+        ("mypy", [str(REPO / ".venv/bin/mypy")]),
+    ):
+        banner(name)
+        rc = subprocess.run(argv, cwd=REPO).returncode
+        results[name] = Outcome(passed=1) if rc == 0 else Outcome(failed=1)
+    banner("host tests (tests/, no VM)")
+    results["pytest"] = run_host_pytest(
+        "host", {}, [PYTHON, "-m", "pytest", "tests", "--ignore=tests/kernel",
+                     "-p", "vmtests.pytest_counts", "-q", "-rfEs"])
+    return results
+
+
+def print_table(flavour: str, kernels: Sequence[str], releases: Mapping[str, str],
+                modes: Sequence[str], results: Mapping[str, Mapping[str, Outcome]]) -> None:
+    print(f"\nkernel matrix ({flavour}), passed/failed/skipped per mode:")
+    header = f"{'kernel':<7} {'release':<30}" + "".join(f" {m:>9}" for m in modes)
+    print(header)
+    for name in kernels:
+        row = results.get(name, {})
+        cells = "".join(f" {row[m].cell() if m in row else '-':>9}" for m in modes)
+        print(f"{name:<7} {releases.get(name, '?'):<30}{cells}")
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    flavour = flavour_name(args.flavour)
+    kernels = args.kernel or list(MATRIX)
+    modes = [m for m in MODES if not args.mode or m in args.mode]
+    start = time.monotonic()
+    host = {} if args.no_host else run_host_checks()
+    results: dict[str, dict[str, Outcome]] = {}
+    releases: dict[str, str] = {}
+    errors: list[str] = []
+    for name in kernels:
+        row = results.setdefault(name, {})
+        try:
+            kernel = get_kernel(name, flavour, refresh=args.refresh)
+            releases[name] = kernel.release
+            if "live" in modes:
+                row["live"] = run_live(kernel, args)
+            outside = [m for m in modes if m != "live"]
+            if outside:
+                row.update(run_outside(kernel, outside, args))
+        except VMTestError as e:
+            errors.append(f"{name}: {e}")
+            print(f"vmtests: {name}: {e}", file=sys.stderr, flush=True)
+            for m in modes:
+                row.setdefault(m, Outcome(error=str(e)))
+    for name, row in results.items():
+        for mode, outcome in row.items():
+            if outcome.error and f"{name}: {outcome.error}" not in errors:
+                errors.append(f"{name} {mode}: {outcome.error}")
+
+    if host:
+        print("\nhost checks: " + ", ".join(
+            f"{name} {'ok' if o.ok else 'FAILED'}" if name != "pytest" else f"tests {o.cell()}"
+            for name, o in host.items()))
+    print_table(flavour, kernels, releases, modes, results)
+    for err in errors:
+        print(f"  error: {err}")
+    everything = list(host.values()) + [o for row in results.values() for o in row.values()]
+    passed = sum(o.passed for o in everything)
+    failed = sum(o.failed + (1 if o.error else 0) for o in everything)
+    skipped = sum(o.skipped for o in everything)
+    print(f"({time.monotonic() - start:.0f} s)")
+    print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Boot the default kernel and show drgn-ss beside ss on a small workload."""
+    kernel = get_kernel(args.kernel, flavour_name(args.flavour), refresh=args.refresh)
+    with Guest(kernel, memory_mb=args.memory, cpus=args.cpus, accel=args.accel,
+               verbose=args.verbose) as guest:
+        guest.start([PYTHON, "-m", "vmtests.demo"], cwd=str(REPO))
+        return guest.wait(args.timeout)
+
+
+__all__ = ["MODES", "run_demo", "run_matrix"]
