@@ -68,7 +68,10 @@ def cmd_shell(args: argparse.Namespace) -> int:
     _, guest = _guest(args)
     with guest:
         print(f"vmtests: {guest.kernel.release}; exit the shell to power off", file=sys.stderr)
-        guest.start(["/bin/bash", "-l"] if os.path.exists("/bin/bash") else ["/bin/sh"], shell=True)
+        # No login profile or rc file: they would put the host's PATH before .venv/bin.
+        argv = ["/bin/bash", "--norc", "-i"] if os.path.exists("/bin/bash") else ["/bin/sh", "-i"]
+        env = {**os.environ, "PS1": r"vmtest:\w# "}
+        guest.start(argv, env=env, shell=True)
         guest.wait(None)
     return 0
 
@@ -87,7 +90,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
 
 def cmd_kernels(args: argparse.Namespace) -> int:
     from vmtests.apt import AptState
-    from vmtests.kernels import cached_kernels, resolve
+    from vmtests.kernels import Missing, cached_kernels, resolve_cached
 
     flavour = flavour_name(args.flavour)
     apt = AptState()
@@ -97,11 +100,12 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     except VMTestError as e:
         print(f"vmtests: {e}", file=sys.stderr)
         index_ok = False
-    print(f"{'kernel':<7} {'newest in the index':<44} cached ({flavour})")
+    missing = Missing(apt)
+    print(f"{'kernel':<7} {'newest available':<44} cached ({flavour})")
     for name, series in MATRIX.items():
         newest = "?"
         if index_ok:
-            cands = resolve(series, flavour, apt)
+            cands = [c for c in resolve_cached(series, flavour, apt) if not missing.has(c)]
             newest = f"{cands[0].release} {cands[0].version}" if cands else "(none)"
         cached = cached_kernels(name, flavour)
         have = ", ".join(f"{k.release} {k.version}" for k in cached) or "-"

@@ -446,8 +446,8 @@ def fetch(cand: Candidate, series: str, flavour: str, apt: AptState) -> Kernel:
     return _kernel_from(d, manifest)
 
 
-class _Missing:
-    """Builds the index lists but the mirror does not have, until the index is refreshed."""
+class Missing:
+    """Builds the index lists but the mirror does not have (404), until the index is refreshed."""
 
     def __init__(self, apt: AptState) -> None:
         self.path = apt.root / "missing.json"
@@ -488,7 +488,7 @@ def get_kernel(name: str, flavour: str, refresh: bool = False) -> Kernel:
             f"no {flavour} build of kernel {name} with a -dbg package in the package index"
         )
     in_cache = {(k.release, k.version): k for k in cached_kernels(name, flavour)}
-    missing = _Missing(apt)
+    missing = Missing(apt)
     errors = []
     for cand in candidates:
         hit = in_cache.get((cand.release, cand.version))

@@ -142,6 +142,15 @@ def kvm_works(kernel: Kernel, qemu: str) -> bool:
     return ok
 
 
+def _prune(runs: Path, max_age: float = 7 * 86400) -> None:
+    """Remove the logs that failed runs kept, after a week."""
+    now = time.time()
+    for d in runs.iterdir():
+        with contextlib.suppress(OSError):
+            if now - d.stat().st_mtime > max_age:
+                shutil.rmtree(d, ignore_errors=True)
+
+
 Sink = Callable[[bytes], None]
 
 
@@ -176,6 +185,7 @@ class Guest:
         self.debuginfo = debuginfo
         runs = cache_dir() / "run"
         runs.mkdir(parents=True, exist_ok=True)
+        _prune(runs)
         self.run_dir = Path(tempfile.mkdtemp(prefix="vm-", dir=runs))
         self.qemu: subprocess.Popen[bytes] | None = None
         self.virtiofsd: subprocess.Popen[bytes] | None = None

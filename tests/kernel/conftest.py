@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import drgn
 import pytest
+
+from tests.kernel.workload import describe, open_listeners
 
 
 @dataclass(frozen=True)
@@ -89,16 +90,7 @@ def workload(target: Target) -> Iterator[dict[str, Any]]:
         with open(path) as f:
             yield json.load(f)
         return
-    socks = []
-    listeners = []
-    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.bind((addr, 0))
-        s.listen(8)
-        socks.append(s)
-        listeners.append({"family": "inet6" if family == socket.AF_INET6 else "inet",
-                          "addr": addr, "port": s.getsockname()[1],
-                          "ino": os.fstat(s.fileno()).st_ino})
-    yield {"release": os.uname().release, "pid": os.getpid(), "listeners": listeners}
-    for s in socks:
+    listeners = open_listeners()
+    yield describe(listeners)
+    for s in listeners:
         s.close()

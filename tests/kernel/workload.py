@@ -12,16 +12,23 @@ import os
 import socket
 import sys
 import time
+from typing import Any
 
 
-def main() -> int:
+def open_listeners() -> list[socket.socket]:
+    """TCP listeners on loopback, IPv4 and IPv6, on ports the kernel picks."""
     listeners = []
     for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
         s = socket.socket(family, socket.SOCK_STREAM)
         s.bind((addr, 0))
         s.listen(8)
         listeners.append(s)
-    info = {
+    return listeners
+
+
+def describe(listeners: list[socket.socket]) -> dict[str, Any]:
+    """What the kernel should show of this workload: the JSON the tests read."""
+    return {
         "release": os.uname().release,
         "pid": os.getpid(),
         "listeners": [
@@ -31,6 +38,10 @@ def main() -> int:
             for s in listeners
         ],
     }
+
+
+def main() -> int:
+    info = describe(open_listeners())
     print("WORKLOAD " + json.dumps(info))
     print("READY", flush=True)
     sys.stdout.flush()
