@@ -41,7 +41,8 @@ def describe(listeners: list[socket.socket]) -> dict[str, Any]:
 
 
 def main() -> int:
-    info = describe(open_listeners())
+    listeners = open_listeners()  # referenced until the guest stops: closed if collected
+    info = describe(listeners)
     print("WORKLOAD " + json.dumps(info))
     print("READY", flush=True)
     sys.stdout.flush()
