@@ -1,7 +1,8 @@
-"""Where the kernel keeps TCP sockets: the hash tables of ``struct inet_hashinfo``.
+"""Where the kernel keeps TCP and UDP sockets: the hash tables, walked in inet_diag's order.
 
-Layout differences between kernel versions are answered by the members that
-exist, here and nowhere else.
+Each walker yields ``struct sock *`` objects in the order the kernel's
+inet_diag dump visits them, which is the order ss prints them in. Layout
+differences come from :mod:`drgn_ss.layout`.
 """
 
 from __future__ import annotations
@@ -11,58 +12,114 @@ from collections.abc import Iterator
 from drgn import Object
 from drgn.helpers.linux.list import hlist_for_each_entry
 from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
-
-
-def _has_member(type_: object, name: str) -> bool:
-    try:
-        type_.member(name)  # type: ignore[attr-defined]
-    except LookupError:
-        return False
-    return True
+from drgn_ss.layout import kernel_layout
 
 
 def net_tcp_hashinfo(net: Object) -> Object:
     """
-    Get the TCP hash tables that a network namespace uses.
+    Get the TCP hash tables a network namespace uses (its own ehash when
+    ``tcp_child_ehash_entries`` was set when it was created, else the global one).
 
     :param net: ``struct net *``
     :return: ``struct inet_hashinfo *``
     """
-    death_row = net.ipv4.tcp_death_row
-    if _has_member(death_row.type_, "hashinfo"):
-        return death_row.hashinfo
-    return net.prog_["tcp_hashinfo"].address_of_()
+    return net.ipv4.tcp_death_row.hashinfo
 
 
-def tcp_listening_socks(hashinfo: Object) -> Iterator[Object]:
+def net_udp_table(net: Object) -> Object:
     """
-    Iterate over the listening sockets in the ``lhash2`` table (bound address and port).
+    Get the UDP table a network namespace uses: ``net->ipv4.udp_table`` since
+    Linux 6.2, the global ``udp_table`` before.
 
-    Before Linux 5.19 the chain is the bucket's ``hlist_head head`` linked through
-    ``inet_connection_sock.icsk_listen_portaddr_node``; since, it is its
+    :param net: ``struct net *``
+    :return: ``struct udp_table *``
+    """
+    if kernel_layout(net.prog_).udp_table_per_netns:
+        return net.ipv4.udp_table
+    return net.prog_["udp_table"].address_of_()
+
+
+def tcp_lhash2_socks(hashinfo: Object) -> Iterator[Object]:
+    """
+    Iterate over the listening sockets in the ``lhash2`` table (by bound address and port).
+
+    Before Linux 5.19 a chain is the bucket's ``hlist_head head`` linked through
+    ``inet_connection_sock.icsk_listen_portaddr_node``; since, its
     ``hlist_nulls_head nulls_head`` linked through ``__sk_common.skc_nulls_node``.
 
     :param hashinfo: ``struct inet_hashinfo *``
     :return: Iterator of ``struct sock *`` objects.
     """
-    # 5.10's bucket has a union of head and nulls_head, so the bucket type does not
-    # tell; the link member of the socket does (removed in 5.19).
-    portaddr_node = _has_member(
-        hashinfo.prog_.type("struct inet_connection_sock"), "icsk_listen_portaddr_node"
-    )
+    portaddr = kernel_layout(hashinfo.prog_).lhash2_portaddr_node
     for i in range(hashinfo.lhash2_mask.value_() + 1):
         bucket = hashinfo.lhash2[i]
-        if not portaddr_node:
+        if portaddr:
+            for icsk in hlist_for_each_entry(
+                "struct inet_connection_sock", bucket.head.address_of_(), "icsk_listen_portaddr_node"
+            ):
+                yield icsk.icsk_inet.sk.address_of_()
+        else:
             yield from hlist_nulls_for_each_entry(
                 "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
             )
-        else:
-            for icsk in hlist_for_each_entry(
-                "struct inet_connection_sock",
-                bucket.head.address_of_(),
-                "icsk_listen_portaddr_node",
-            ):
-                yield icsk.icsk_inet.sk.address_of_()
+
+
+def tcp_listening_hash_socks(hashinfo: Object) -> Iterator[Object]:
+    """
+    Iterate over the listening sockets in the port-only ``listening_hash``
+    table, which exists before Linux 5.19.
+
+    :param hashinfo: ``struct inet_hashinfo *``
+    :return: Iterator of ``struct sock *`` objects.
+    """
+    for bucket in hashinfo.listening_hash:
+        yield from hlist_nulls_for_each_entry(
+            "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
+        )
+
+
+def tcp_listening_socks(hashinfo: Object) -> Iterator[Object]:
+    """
+    Iterate over the listening TCP sockets in the order inet_diag lists them:
+    ``listening_hash`` where it exists (before 5.19), else ``lhash2``. Both
+    tables hold every listener.
+
+    :param hashinfo: ``struct inet_hashinfo *``
+    :return: Iterator of ``struct sock *`` objects.
+    """
+    if kernel_layout(hashinfo.prog_).listening_hash:
+        return tcp_listening_hash_socks(hashinfo)
+    return tcp_lhash2_socks(hashinfo)
+
+
+def tcp_ehash_socks(hashinfo: Object) -> Iterator[Object]:
+    """
+    Iterate over the established table: full sockets, and ``TIME_WAIT``
+    (``struct inet_timewait_sock``) and ``NEW_SYN_RECV`` (``struct
+    request_sock``) minisocks, all linked through ``__sk_common.skc_nulls_node``.
+
+    :param hashinfo: ``struct inet_hashinfo *``
+    :return: Iterator of ``struct sock *`` objects; check ``__sk_common.skc_state``
+        before reading anything beyond ``struct sock_common``.
+    """
+    ehash = hashinfo.ehash
+    for i in range(hashinfo.ehash_mask.value_() + 1):
+        yield from hlist_nulls_for_each_entry(
+            "struct sock", ehash[i].chain.address_of_(), "__sk_common.skc_nulls_node"
+        )
+
+
+def udp_socks(udptable: Object) -> Iterator[Object]:
+    """
+    Iterate over every UDP socket in a table's port hash (``hash``), as udp_diag does.
+
+    :param udptable: ``struct udp_table *``
+    :return: Iterator of ``struct sock *`` objects.
+    """
+    for i in range(udptable.mask.value_() + 1):
+        yield from hlist_for_each_entry(
+            "struct sock", udptable.hash[i].head.address_of_(), "__sk_common.skc_node"
+        )
 
 
 def sock_num(sk: Object) -> int:
@@ -72,6 +129,3 @@ def sock_num(sk: Object) -> int:
     :param sk: ``struct sock *``
     """
     return int(sk.__sk_common.skc_num.value_())
-
-
-__all__ = ["net_tcp_hashinfo", "sock_num", "tcp_listening_socks"]

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 import drgn
 import pytest
 
-from tests.kernel.workload import describe, open_listeners
+WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workload.py")
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,12 @@ def prog(target: Target) -> drgn.Program:
 
 
 @pytest.fixture(scope="session")
-def workload(target: Target) -> Iterator[dict[str, Any]]:
-    """What the kernel should hold: for live, sockets this process opens; else the guest's."""
+def workload(target: Target, prog: drgn.Program) -> Iterator[dict[str, Any]]:
+    """
+    The sockets the kernel holds, from tests/kernel/workload.py: for live, started
+    here (after the Program, so little time passes between ss and the tests); else
+    the JSON the guest printed before it was dumped.
+    """
     if target.kind != "live":
         path = os.environ.get("DRGN_SS_WORKLOAD")
         if not path:
@@ -90,7 +97,18 @@ def workload(target: Target) -> Iterator[dict[str, Any]]:
         with open(path) as f:
             yield json.load(f)
         return
-    listeners = open_listeners()
-    yield describe(listeners)
-    for s in listeners:
-        s.close()
+    proc = subprocess.Popen([sys.executable, WORKLOAD], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    info = None
+    try:
+        for line in proc.stdout:
+            if line.startswith("WORKLOAD "):
+                info = json.loads(line[len("WORKLOAD "):])
+            elif line.strip() == "READY":
+                break
+        assert info is not None, f"the workload exited ({proc.poll()}) before READY"
+        yield info
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -9,7 +9,14 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.tables import net_tcp_hashinfo, sock_num, tcp_listening_socks
+from drgn_ss.layout import kernel_hz, kernel_layout
+from drgn_ss.tables import (
+    net_tcp_hashinfo,
+    sock_num,
+    tcp_lhash2_socks,
+    tcp_listening_hash_socks,
+    tcp_listening_socks,
+)
 
 from tests.kernel.conftest import Target
 
@@ -23,9 +30,24 @@ def test_release(prog: drgn.Program, workload: dict[str, Any]) -> None:
 
 def test_listeners_in_lhash2(prog: drgn.Program, workload: dict[str, Any]) -> None:
     hashinfo = net_tcp_hashinfo(prog["init_net"].address_of_())
-    ports = {sock_num(sk) for sk in tcp_listening_socks(hashinfo)}
+    ports = {sock_num(sk) for sk in tcp_lhash2_socks(hashinfo)}
     for listener in workload["listeners"]:
         assert listener["port"] in ports, f"{listener} not in lhash2 (ports seen: {sorted(ports)})"
+
+
+def test_both_listening_tables_hold_the_same_sockets(prog: drgn.Program,
+                                                     workload: dict[str, Any]) -> None:
+    hashinfo = net_tcp_hashinfo(prog["init_net"].address_of_())
+    lhash2 = sorted(sk.value_() for sk in tcp_lhash2_socks(hashinfo))
+    assert len(lhash2) >= 10
+    assert sorted(sk.value_() for sk in tcp_listening_socks(hashinfo)) == lhash2
+    if kernel_layout(prog).listening_hash:
+        assert sorted(sk.value_() for sk in tcp_listening_hash_socks(hashinfo)) == lhash2
+
+
+def test_hz_is_a_debian_config_value(prog: drgn.Program) -> None:
+    # Debian's x86_64 kernels are built with CONFIG_HZ=250.
+    assert kernel_hz(prog) == 250
 
 
 def test_host_share_is_read_only_from_the_host_side(target: Target) -> None:

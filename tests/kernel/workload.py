@@ -1,33 +1,113 @@
-"""The guest side of the kernel matrix: open sockets, describe them, print READY, wait.
+"""The guest side of the kernel matrix: open sockets of every kind, describe them, READY, wait.
 
-Run inside a vmtests guest as ``SETUP`` for ``vmtests dump`` (and by the matrix
-for its dump and ``drgn --qemu`` modes). It prints one JSON line describing the
-workload, then ``READY``, then keeps its sockets open until the guest stops.
+Run inside a vmtests guest (``python tests/kernel/workload.py``), by the live
+tests and as the SETUP of the dump and ``drgn --qemu`` modes. It opens:
+
+- TCP listeners on IPv4, IPv6, a dual-stack and a v6only wildcard, and one bound
+  to a device (``lo``); well-known ports (ssh, http, ...) so names resolve;
+- established pairs over IPv4, IPv6 and IPv4-mapped IPv6, one with unread data
+  (Recv-Q) and a full peer window (Send-Q), one not yet accepted;
+- TIME-WAIT, FIN-WAIT-2 and CLOSE-WAIT sockets;
+- UDP sockets bound and connected, IPv4 and IPv6, one with a queued datagram;
+- a listener shared by two processes (fork), a SO_REUSEPORT group across two
+  processes, and a listener in a second network namespace (never listed).
+
+Then it runs ``ss -H`` with each of :data:`OPTION_SETS`, scans /proc for socket
+owners, prints one ``WORKLOAD {json}`` line and ``READY``, and keeps everything
+open until it is killed (the guest powers off).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
 
+#: ss options the tests compare, each run as ``ss -H OPTIONS``.
+OPTION_SETS = (
+    "-nlpt",
+    "-tanp",
+    "-uanp",
+    "-tan state established",
+    "-lnu6",
+    "-tlne",
+    "-tlp",
+    "-tap",
+    "-uap",
+    "-tanpe",
+    "-uanpe",
+    "-ta exclude established",
+    "-tn state connected",
+    "-tan state bucket",
+    "-4tan",
+    "-6tan",
+    "-tano",
+    "-tunl",
+    "-tuna",
+    "-tun",
+    "-ul",
+)
+
+PR_SET_NAME = 15
+
+
+def set_name(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, name.encode(), 0, 0, 0)
+
+
+def listener(family: int, addr: str, port: int, *, v6only: bool | None = None,
+             device: bytes | None = None, reuseport: bool = False, rcvbuf: int | None = None,
+             backlog: int = 16) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if v6only is not None:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+    if device is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device)
+    if reuseport:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if rcvbuf is not None:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.bind((addr, port))
+    s.listen(backlog)
+    return s
+
+
+def connect(family: int, addr: str, port: int) -> socket.socket:
+    c = socket.socket(family, socket.SOCK_STREAM)
+    c.connect((addr, port))
+    return c
+
+
+def child(name: str, keep: list[socket.socket], make: Any = None) -> int:
+    """Fork a process named ``name`` that holds ``keep`` (and what ``make`` opens) until killed."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        set_name(name)
+        held = list(keep)
+        if make is not None:
+            held.append(make())
+        signal.pause()
+    finally:
+        os._exit(0)
+
 
 def open_listeners() -> list[socket.socket]:
     """TCP listeners on loopback, IPv4 and IPv6, on ports the kernel picks."""
-    listeners = []
-    for family, addr in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        s = socket.socket(family, socket.SOCK_STREAM)
-        s.bind((addr, 0))
-        s.listen(8)
-        listeners.append(s)
-    return listeners
+    return [listener(socket.AF_INET, "127.0.0.1", 0), listener(socket.AF_INET6, "::1", 0)]
 
 
 def describe(listeners: list[socket.socket]) -> dict[str, Any]:
-    """What the kernel should show of this workload: the JSON the tests read."""
+    """What the kernel should show of these listeners: the JSON the tests read."""
     return {
         "release": os.uname().release,
         "pid": os.getpid(),
@@ -40,14 +120,113 @@ def describe(listeners: list[socket.socket]) -> dict[str, Any]:
     }
 
 
+def open_everything() -> tuple[list[Any], list[int]]:
+    """Open the whole workload; return what must stay referenced, and the child pids."""
+    v4, v6 = socket.AF_INET, socket.AF_INET6
+    held: list[Any] = []
+    pids: list[int] = []
+
+    ssh = listener(v4, "0.0.0.0", 22)
+    http6 = listener(v6, "::", 80, v6only=True)
+    dual = listener(v6, "::", 8080, v6only=False)
+    loop6 = listener(v6, "::1", 443)
+    pg = listener(v4, "127.0.0.1", 5432, device=b"lo")
+    small = listener(v4, "127.0.0.1", 7001, rcvbuf=4096)
+    backlog = listener(v4, "127.0.0.1", 7002, backlog=4)
+    held += [ssh, http6, dual, loop6, pg, small, backlog]
+
+    # Established pairs: IPv4, IPv6, IPv4-mapped IPv6 (through the dual-stack listener).
+    for family, addr, lst in ((v4, "127.0.0.1", ssh), (v6, "::1", loop6), (v6, "::ffff:127.0.0.1", dual)):
+        c = connect(family, addr, lst.getsockname()[1])
+        a, _ = lst.accept()
+        held += [c, a]
+    # Unread data on both sides: the receiver's small buffer fills, the rest waits in Send-Q.
+    sender = connect(v4, "127.0.0.1", 7001)
+    receiver, _ = small.accept()
+    sender.setblocking(False)
+    try:
+        for _ in range(1000):
+            sender.send(b"x" * 4096)
+    except BlockingIOError:
+        pass
+    held += [sender, receiver]
+    # Unread bytes the other way, small enough to be delivered at once.
+    receiver.send(b"y" * 1000)
+    # A connection left in the accept queue (listener Recv-Q 1).
+    held.append(connect(v4, "127.0.0.1", 7002))
+    time.sleep(0.2)
+
+    # TIME-WAIT: the client closes first, then the server.
+    c = connect(v4, "127.0.0.1", 22)
+    a, _ = ssh.accept()
+    c.close()
+    time.sleep(0.1)
+    a.close()
+    # FIN-WAIT-2 and CLOSE-WAIT: the client shuts down writing; the server never closes.
+    c = connect(v6, "::1", 443)
+    a, _ = loop6.accept()
+    c.shutdown(socket.SHUT_WR)
+    held += [c, a]
+
+    # UDP: bound and connected, IPv4 and IPv6; one datagram left unread.
+    dns = socket.socket(v4, socket.SOCK_DGRAM)
+    dns.bind(("0.0.0.0", 53))
+    ntp6 = socket.socket(v6, socket.SOCK_DGRAM)
+    ntp6.bind(("::", 123))
+    udp_c4 = socket.socket(v4, socket.SOCK_DGRAM)
+    udp_c4.connect(("127.0.0.1", 53))
+    udp_c4.send(b"q" * 300)
+    udp_c6 = socket.socket(v6, socket.SOCK_DGRAM)
+    udp_c6.bind(("::1", 0))
+    udp_c6.connect(("::1", 123))
+    held += [dns, ntp6, udp_c4, udp_c6]
+
+    # A listener held by two processes, and a SO_REUSEPORT group across two.
+    shared = listener(v4, "0.0.0.0", 7003)
+    held.append(shared)
+    pids.append(child("ss-forked", [shared]))
+    reuse = listener(v4, "0.0.0.0", 7004, reuseport=True)
+    held.append(reuse)
+    pids.append(child("ss-reuse", [], lambda: listener(v4, "0.0.0.0", 7004, reuseport=True)))
+
+    # A listener in another network namespace: never in the default listing.
+    held.append(subprocess.Popen(
+        ["unshare", "--net", sys.executable, "-c",
+         "import socket, signal; s = socket.socket(); s.bind(('0.0.0.0', 22)); s.listen(); "
+         "print('ok', flush=True); signal.pause()"],
+        stdout=subprocess.PIPE))
+    held[-1].stdout.readline()
+    time.sleep(0.3)
+    return held, pids
+
+
+def ss_outputs() -> dict[str, str]:
+    return {
+        opts: subprocess.run(["ss", "-H", *opts.split()], capture_output=True, text=True,
+                             check=True).stdout
+        for opts in OPTION_SETS
+    }
+
+
+def proc_owner_lists() -> dict[str, list[list[Any]]]:
+    from drgn_ss.owners import proc_owners
+
+    return {str(ino): [[o.comm, o.pid, o.fd] for o in owners] for ino, owners in proc_owners().items()}
+
+
 def main() -> int:
+    set_name("ss-workload")
     listeners = open_listeners()  # referenced until the guest stops: closed if collected
+    held, pids = open_everything()
     info = describe(listeners)
+    info["children"] = pids
+    info["ss"] = ss_outputs()
+    info["proc_owners"] = proc_owner_lists()
     print("WORKLOAD " + json.dumps(info))
     print("READY", flush=True)
-    sys.stdout.flush()
-    while True:
+    while held:  # everything in `held` stays open while we wait
         time.sleep(3600)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,235 @@
+"""ss's command line, for ``drgn scripts/ss.py`` and the ``drgn-ss`` command.
+
+:func:`run` lists sockets of an already opened drgn Program (the scripts run
+under drgn get one); :func:`command` is ``drgn-ss``, which opens the program
+itself from ``-c``/``-s``/``--qemu`` or the live kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from drgn import FaultError, MissingDebugInfoError, Platform, Program, ProgramFlags, host_platform
+from drgn_ss.inet import inet_socks
+from drgn_ss.netns import ifname_resolver, local_port_range, own_netns
+from drgn_ss.owners import OWNER_SOURCES, socket_owners
+from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
+from drgn_ss.select import SS_ALL, SS_LISTENING, SelectionError, build_selection
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=prog_name,
+        description="List TCP and UDP sockets from kernel memory, as ss(8) prints them.",
+        epilog="FILTER: [state NAME | exclude NAME]...; NAME is an ss state "
+        "(established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, unconnected, "
+        "close-wait, last-ack, listening, closing) or group (all, connected, synchronized, "
+        "bucket, big). Without -t or -u both are shown; other socket types are not supported.",
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action="help", help="show this help and exit")
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP sockets")
+    p.add_argument("-l", "--listening", action="store_true",
+                   help="listening (TCP) and unconnected (UDP) sockets only")
+    p.add_argument("-a", "--all", action="store_true", help="sockets in every state")
+    p.add_argument("-n", "--numeric", action="store_true", help="do not resolve service names")
+    p.add_argument("-p", "--processes", action="store_true", help="show the processes using each socket")
+    p.add_argument("-o", "--options", action="store_true", help="show timer information")
+    p.add_argument("-e", "--extended", action="store_true",
+                   help="show uid, inode, cookie, cgroup, v6only, shutdown (and timers, as -o)")
+    p.add_argument("-4", "--ipv4", action="store_true", help="IPv4 sockets only")
+    p.add_argument("-6", "--ipv6", action="store_true", help="IPv6 sockets only")
+    p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
+    p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
+                   help="where -p finds processes: /proc (live local kernel only), a walk of the "
+                   "kernel's tasks, or auto (the default: /proc on the live local kernel)")
+    if program_options:
+        p.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
+        p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",
+                       help="debug info (the kernel's vmlinux with DWARF); repeatable")
+        p.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
+    p.add_argument("filter", nargs="*", metavar="FILTER", help=argparse.SUPPRESS)
+    return p
+
+
+def _parse_filter(words: list[str]) -> list[tuple[str, str]]:
+    out = []
+    i = 0
+    while i < len(words):
+        verb = words[i]
+        if verb in ("state", "exclude", "excl"):
+            if i + 1 >= len(words):
+                raise UsageError(f"{verb!r} needs a state name")
+            out.append(("state" if verb == "state" else "exclude", words[i + 1]))
+            i += 2
+        else:
+            raise UsageError(f"unsupported filter {' '.join(words[i:])!r}: only state and exclude "
+                             "are supported so far")
+    return out
+
+
+def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
+        prog_name: str = "ss.py") -> int:
+    """List sockets of ``prog`` as ``ss ARGV`` would; return the exit status."""
+    out = out or sys.stdout
+    try:
+        args = build_parser(prog_name, False).parse_args(argv)
+        return _list(prog, args, out)
+    except UsageError as e:
+        print(f"{prog_name}: {e}", file=sys.stderr)
+        print(f"Try '{prog_name} --help'.", file=sys.stderr)
+        return EXIT_USAGE
+    except Failure as e:
+        print(f"{prog_name}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+class Failure(Exception):
+    """An error for the user: one line, no traceback."""
+
+
+def _check_kernel(prog: Program) -> None:
+    if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
+        raise Failure("this program is not a Linux kernel (give a vmcore, --qemu, or the live kernel)")
+    try:
+        prog.type("struct inet_hashinfo")
+    except LookupError:
+        raise Failure(
+            "no debug info for the kernel: install linux-image-RELEASE-dbg for its release, "
+            "or pass -s VMLINUX"
+        ) from None
+
+
+def _list(prog: Program, args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        selection = build_selection(args.tcp, args.udp, args.ipv4, args.ipv6,
+                                    SS_ALL if args.all else SS_LISTENING if args.listening else 0,
+                                    _parse_filter(args.filter))
+    except SelectionError as e:
+        raise UsageError(str(e)) from None
+    _check_kernel(prog)
+    try:
+        net = own_netns(prog)
+        socks = [s for s in inet_socks(net, selection.protos) if selection.matches(s)]
+        owners = socket_owners(prog, args.owners) if args.processes else None
+        fmt = Formatter(args.numeric, local_port_range(net), ifname_resolver(prog), owners,
+                        args.extended, args.options)
+    except FaultError as e:
+        raise Failure(f"could not read kernel memory: {e}") from None
+    except ValueError as e:
+        raise Failure(str(e)) from None
+    disabled = set()
+    if selection.single_proto:
+        disabled.add(COL_NETID)
+    if selection.single_state:
+        disabled.add(COL_STATE)
+    screen = _screen_width(out)
+    out.write(render_sockets(socks, fmt, frozenset(disabled), not args.no_header, screen))
+    out.flush()
+    return 0
+
+
+def _screen_width(out: TextIO) -> int | None:
+    """The terminal's width when ``out`` is a terminal (ss's layout), else None (compact)."""
+    try:
+        if out.isatty():
+            return os.get_terminal_size(out.fileno()).columns or None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def open_program(args: argparse.Namespace) -> Program:
+    """Open the kernel ``drgn-ss`` reads: a dump, a QEMU guest or the live kernel."""
+    prog = Program()
+    try:
+        if args.core:
+            prog.set_core_dump(args.core)
+        elif args.qemu:
+            prog.set_qemu_qmp(args.qemu)
+        else:
+            if not os.path.exists("/proc/kcore"):
+                raise Failure("no /proc/kcore on this machine: the live kernel cannot be read "
+                              "(give -c VMCORE or --qemu SOCKET)")
+            if os.geteuid() != 0:
+                raise Failure("reading the live kernel needs root (/proc/kcore)")
+            prog.set_kernel()
+    except PermissionError as e:
+        raise Failure(f"permission denied: {e.filename or e}") from None
+    except FileNotFoundError as e:
+        raise Failure(f"no such file: {e.filename}") from None
+    except (OSError, ValueError) as e:
+        raise Failure(f"cannot open {args.core or args.qemu or 'the live kernel'}: {e}") from None
+    except Exception as e:  # libkdumpfile errors surface as plain Exception
+        if "KDUMP_ATTR_ARCH_NAME" in str(e) and args.core:
+            prog = Program(_host_platform())
+            prog.set_core_dump(args.core)
+        else:
+            raise Failure(f"cannot open {args.core or args.qemu}: {e}") from None
+    if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
+        raise Failure(f"{args.core} is not a Linux kernel dump")
+    try:
+        prog.load_debug_info(args.symbols or [], main=True)
+    except MissingDebugInfoError:
+        release = _release(prog)
+        raise Failure(
+            f"no debug info for kernel {release}: install linux-image-{release}-dbg "
+            "(or your distribution's kernel debug package), or pass -s VMLINUX"
+        ) from None
+    return prog
+
+
+def _host_platform() -> Platform:
+    return host_platform
+
+
+def _release(prog: Program) -> str:
+    try:
+        return prog["UTS_RELEASE"].string_().decode()
+    except (LookupError, FaultError):
+        pass
+    try:
+        vmcoreinfo = prog["VMCOREINFO"].string_().decode()
+    except (LookupError, FaultError):
+        vmcoreinfo = ""
+    for line in vmcoreinfo.splitlines():
+        if line.startswith("OSRELEASE="):
+            return line.split("=", 1)[1]
+    return os.uname().release if not prog.flags & ProgramFlags.IS_LIVE else "RELEASE"
+
+
+def command(argv: Sequence[str] | None = None) -> int:
+    """The ``drgn-ss`` command."""
+    prog_name = "drgn-ss"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser(prog_name, True).parse_args(argv)
+        prog = open_program(args)
+        return _list(prog, args, sys.stdout)
+    except UsageError as e:
+        print(f"{prog_name}: {e}", file=sys.stderr)
+        print(f"Try '{prog_name} --help'.", file=sys.stderr)
+        return EXIT_USAGE
+    except Failure as e:
+        print(f"{prog_name}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_ERROR
+

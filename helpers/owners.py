@@ -1,0 +1,141 @@
+"""Which processes hold each socket: one interface, two sources.
+
+- :func:`proc_owners`: a scan of /proc/PID/fd, what ss does; only for the live
+  kernel this process runs on, and only the processes its /proc shows.
+- :func:`kernel_owners`: a walk of the kernel's task list and file tables, for
+  everything else (dumps, ``drgn --qemu``); it sees every process, in every pid
+  namespace, numbered as in the initial pid namespace.
+
+Both return, for each socket inode, its holders in ss's order: ss prepends each
+(pid, fd) it finds while scanning /proc in ascending order, so the highest pid
+comes first and, within a process, the highest fd.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from drgn import Object, Program, ProgramFlags
+from drgn.helpers.linux.fs import for_each_file
+from drgn.helpers.linux.list import list_for_each_entry
+
+OWNER_SOURCES = ("auto", "proc", "kernel")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """A process holding a socket open: its command name, pid and file descriptor."""
+
+    comm: str
+    pid: int
+    fd: int
+
+
+#: Socket inode number -> its holders, in ss's order.
+OwnerMap = dict[int, list[Owner]]
+
+
+def _ss_order(entries: Iterable[tuple[int, Owner]]) -> OwnerMap:
+    out: OwnerMap = {}
+    for ino, owner in entries:
+        out.setdefault(ino, []).append(owner)
+    for holders in out.values():
+        holders.sort(key=lambda o: (o.pid, o.fd), reverse=True)
+    return out
+
+
+def proc_owners(proc: str = "/proc") -> OwnerMap:
+    """Scan ``proc``/PID/fd for socket links, as ss does."""
+    entries: list[tuple[int, Owner]] = []
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        fd_dir = f"{proc}/{name}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        comm = None
+        for fd_name in fds:
+            try:
+                link = os.readlink(f"{fd_dir}/{fd_name}")
+            except OSError:
+                continue
+            if not link.startswith("socket:["):
+                continue
+            if comm is None:
+                comm = _proc_comm(proc, name)
+            entries.append((int(link[8:-1]), Owner(comm, pid, int(fd_name))))
+    return _ss_order(entries)
+
+
+def _proc_comm(proc: str, pid: str) -> str:
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return ""
+    # "PID (COMM) STATE ...": COMM may itself hold spaces and parentheses.
+    start, end = data.find(b"("), data.rfind(b")")
+    return data[start + 1 : end].decode(errors="replace") if start >= 0 and end > start else ""
+
+
+def task_comm(task: Object) -> str:
+    """
+    Get a task's command name (``comm``).
+
+    :param task: ``struct task_struct *``
+    """
+    return bytes(task.comm.string_()).decode(errors="replace")
+
+
+def thread_group_leaders(prog: Program) -> list[Object]:
+    """
+    Get every process (thread group leader), from ``init_task.tasks``, in pid order.
+
+    :return: ``struct task_struct *`` objects.
+    """
+    init = prog["init_task"]
+    tasks = list(list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks"))
+    tasks.sort(key=lambda t: t.tgid.value_())
+    return tasks
+
+
+def kernel_owners(prog: Program) -> OwnerMap:
+    """Walk every process's file table for open sockets."""
+    entries: list[tuple[int, Owner]] = []
+    for task in thread_group_leaders(prog):
+        comm = None
+        pid = int(task.tgid.value_())
+        for fd, file in for_each_file(task):
+            inode = file.f_inode.read_()
+            if not inode or not stat.S_ISSOCK(inode.i_mode.value_()):
+                continue
+            if comm is None:
+                comm = task_comm(task)
+            entries.append((int(inode.i_ino.value_()), Owner(comm, pid, fd)))
+    return _ss_order(entries)
+
+
+def is_local_live(prog: Program) -> bool:
+    """Whether ``prog`` is the kernel this process runs on (so /proc describes it)."""
+    flags = prog.flags
+    return bool(flags & ProgramFlags.IS_LIVE and flags & ProgramFlags.IS_LOCAL)
+
+
+def socket_owners(prog: Program, source: str = "auto") -> OwnerMap:
+    """
+    Get the holders of every socket: by /proc on the local live kernel (``auto``),
+    else by walking the kernel's tasks; ``proc`` or ``kernel`` forces a source.
+    """
+    if source not in OWNER_SOURCES:
+        raise ValueError(f"unknown owner source {source!r}")
+    if source == "proc" or (source == "auto" and is_local_live(prog)):
+        if not is_local_live(prog):
+            raise ValueError("/proc describes this machine's kernel, not the one being read")
+        return proc_owners()
+    return kernel_owners(prog)

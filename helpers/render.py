@@ -1,0 +1,258 @@
+"""Render sockets as ss prints them: its fields, and its column layout (misc/ss.c render()).
+
+ss buffers every field, measures each column, and prints either compactly
+(stdout not a terminal: each column as wide as its widest cell) or spread to
+the terminal's width. :func:`layout` reproduces both, so the output can be
+diffed against ss byte for byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from drgn_ss.inet import AF_INET, InetSock
+from drgn_ss.owners import Owner, OwnerMap
+
+#: ss's display names, index = state number.
+STATE_NAMES = (
+    "UNKNOWN", "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
+    "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING",
+)
+
+TIMER_NAMES = ("off", "on", "keepalive", "timewait", "persist", "unknown")
+
+LEFT, RIGHT = "left", "right"
+
+
+def ms_timer(timeout: int) -> str:
+    """ss's print_ms_timer(): 1min23sec, 15sec, 1.234ms, 250ms..."""
+    secs, msecs = divmod(timeout, 1000)
+    minutes, secs = divmod(secs, 60)
+    out = ""
+    if minutes:
+        msecs = 0
+        out = f"{minutes}min"
+        if minutes > 9:
+            secs = 0
+    if secs:
+        if secs > 9:
+            msecs = 0
+        out += f"{secs}{'.' if msecs else 'sec'}"
+    if msecs:
+        out += f"{msecs:03d}ms"
+    return out
+
+
+@dataclass(frozen=True)
+class Column:
+    header: str
+    align: str
+    ldelim: str
+
+
+COLUMNS = (
+    Column("Netid", LEFT, ""),
+    Column("State", LEFT, " "),
+    Column("Recv-Q", LEFT, " "),
+    Column("Send-Q", LEFT, " "),
+    Column("Local Address:", RIGHT, " "),
+    Column("Port", LEFT, ""),
+    Column("Peer Address:", RIGHT, " "),
+    Column("Port", LEFT, ""),
+    Column("Process", LEFT, ""),
+    Column("", LEFT, ""),
+)
+COL_NETID, COL_STATE = 0, 1
+
+
+def layout(rows: Sequence[Sequence[str]], disabled: frozenset[int] = frozenset(),
+           screen_width: int | None = None) -> str:
+    """
+    Lay out rows of cells (one per enabled column, in order) as ss's render() does.
+
+    :param screen_width: the terminal's width; None for ss's compact layout.
+    """
+    enabled = [i for i in range(len(COLUMNS)) if i not in disabled]
+    max_len = dict.fromkeys(enabled, 0)
+    for row in rows:
+        for i, cell in zip(enabled, row):
+            max_len[i] = max(max_len[i], len(cell.encode()))
+    width = _widths(enabled, max_len, screen_width)
+    out = []
+    for row in rows:
+        line = []
+        printed_line = 0
+        for n, (i, cell) in enumerate(zip(enabled, row)):
+            col = COLUMNS[i]
+            data = cell.encode()
+            printed = 0
+            if n:
+                line.append(col.ldelim)
+                printed = len(col.ldelim)
+            w = width[i]
+            if w and col.align == RIGHT:
+                line.append(" " * max(w - len(data) - printed, 0))
+            line.append(cell)
+            printed += len(data)
+            if w and col.align == LEFT:
+                line.append(" " * max(w - printed, 0))
+            printed_line += printed
+        out.append("".join(line))
+    return "".join(line + "\n" for line in out)
+
+
+def _widths(enabled: list[int], max_len: dict[int, int], screen_width: int | None) -> dict[int, int]:
+    # render_calc_width(): first pass, the measured widths.
+    limit = screen_width if screen_width is not None else 1 << 62
+    width: dict[int, int] = {}
+    first = True
+    for i in enabled:
+        w = max_len[i] + len(COLUMNS[i].ldelim) if not first and max_len[i] else max_len[i]
+        width[i] = min(w, limit)
+        if width[i]:
+            first = False
+    if screen_width is None:
+        return width
+    # Second pass: break lines where the screen is full and share out the spare room.
+    cols = [i for i in enabled if width[i]]
+    line_start = 0
+    length = 0
+    k = 0
+    while k < len(cols):
+        length += width[cols[k]]
+        last = k == len(cols) - 1
+        if not last and length < screen_width:
+            k += 1
+            continue
+        if length != screen_width:
+            end = k
+            if length > screen_width and k > line_start:
+                length -= width[cols[k]]
+                end = k - 1
+            line = cols[line_start : end + 1]
+            pad = screen_width - length
+            spacing, rem = divmod(pad, len(line)) if line else (0, 0)
+            for i in reversed(line):
+                width[i] += spacing
+                if rem:
+                    width[i] += 1
+                    rem -= 1
+            k = end
+        line_start = k + 1
+        length = 0
+        k += 1
+    return width
+
+
+class Formatter:
+    """Turn records into ss's cells."""
+
+    def __init__(
+        self,
+        numeric: bool,
+        ephemeral: tuple[int, int],
+        ifname: Callable[[int, int], str],
+        owners: OwnerMap | None = None,
+        details: bool = False,
+        timers: bool = False,
+    ) -> None:
+        self.numeric = numeric
+        self.ephemeral = ephemeral
+        self.ifname = ifname
+        self.owners = owners
+        self.details = details
+        self.timers = timers or details  # ss -e implies -o
+        self._services: dict[tuple[int, str], str] = {}
+
+    def service(self, port: int, proto: str) -> str:
+        """ss's resolve_service(): ``*`` for 0, names for non-ephemeral ports unless -n."""
+        if port == 0:
+            return "*"
+        if self.numeric:
+            return str(port)
+        key = (port, proto)
+        if key not in self._services:
+            name = str(port)
+            lo, hi = self.ephemeral
+            if not lo <= port <= hi:
+                with contextlib.suppress(OSError):
+                    name = socket.getservbyport(port, proto)
+            self._services[key] = name
+        return self._services[key]
+
+    @staticmethod
+    def host(addr: bytes, family: int, v6only: bool) -> str:
+        """ss's inet_addr_print(): ``*`` for a dual-stack IPv6 wildcard, IPv6 in brackets."""
+        if family == AF_INET:
+            return str(ipaddress.IPv4Address(addr))
+        if not v6only and addr == bytes(16):
+            return "*"
+        text = _ipv6_text(addr)
+        return f"[{text}]" if ":" in text else text
+
+    def users(self, ino: int) -> str:
+        holders: list[Owner] = self.owners.get(ino, []) if (self.owners is not None and ino) else []
+        if not holders:
+            return ""
+        # ss reads the name with fscanf("%*d (%[^)])"): it stops at the first ')'.
+        inner = ",".join(f'("{o.comm.split(")")[0]}",pid={o.pid},fd={o.fd})' for o in holders)
+        return f" users:({inner})"
+
+    def extended(self, s: InetSock) -> str:
+        out = []
+        if s.uid:
+            out.append(f" uid:{s.uid}")
+        out.append(f" ino:{s.ino}")
+        out.append(f" sk:{s.cookie:x}")
+        if s.cgroup:
+            out.append(f" cgroup:{s.cgroup}")
+        if s.v6only is not None:
+            out.append(f" v6only:{int(s.v6only)}")
+        if s.shutdown is not None:
+            out.append(f" {'-' if s.shutdown & 1 else '<'}-{'-' if s.shutdown & 2 else '>'}")
+        return "".join(out)
+
+    def cells(self, s: InetSock) -> list[str]:
+        """All ten cells of a socket's line (the caller drops disabled columns)."""
+        v6only = bool(s.v6only)
+        local = self.host(s.src, s.family, v6only)
+        if s.ifindex:
+            local += "%" + self.ifname(s.netns, s.ifindex)
+        process = self.users(s.ino) if self.owners is not None else ""
+        if self.timers and s.timer:
+            name = TIMER_NAMES[min(s.timer, 5)]
+            process += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
+        if self.details:
+            process += self.extended(s)
+        return [
+            s.proto,
+            STATE_NAMES[s.state] if s.state < len(STATE_NAMES) else "UNKNOWN",
+            f"{s.recv_q:<6d}",
+            f"{s.send_q:<6d}",
+            local + ":",
+            self.service(s.sport, s.proto),
+            self.host(s.dst, s.family, v6only) + ":",
+            self.service(s.dport, s.proto),
+            process,
+            "",
+        ]
+
+
+def _ipv6_text(addr: bytes) -> str:
+    # inet_ntop(): IPv4-mapped and IPv4-compatible forms keep a dotted quad.
+    return socket.inet_ntop(socket.AF_INET6, addr)
+
+
+def render_sockets(socks: Iterable[InetSock], fmt: Formatter, disabled: frozenset[int],
+                   header: bool, screen_width: int | None) -> str:
+    rows = []
+    if header:
+        rows.append([c.header for i, c in enumerate(COLUMNS) if i not in disabled])
+    for s in socks:
+        cells = fmt.cells(s)
+        rows.append([c for i, c in enumerate(cells) if i not in disabled])
+    return layout(rows, disabled, screen_width)

@@ -1,0 +1,103 @@
+"""Which sockets to show: ss's protocol, family and state sets (misc/ss.c)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drgn_ss.inet import (
+    AF_INET,
+    AF_INET6,
+    TCP_CLOSE,
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCP_TIME_WAIT,
+    InetSock,
+)
+
+SS_MAX = 12
+SS_ALL = (1 << SS_MAX) - 1
+#: ss's default: every connected state.
+SS_CONN = SS_ALL & ~((1 << TCP_LISTEN) | (1 << TCP_CLOSE) | (1 << TCP_TIME_WAIT) | (1 << TCP_SYN_RECV))
+#: -l: listening TCP and unconnected UDP.
+SS_LISTENING = (1 << TCP_LISTEN) | (1 << TCP_CLOSE)
+
+#: ss's state names for ``state``/``exclude``, index = state number.
+STATE_NAMES_LONG = (
+    "UNKNOWN", "established", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait",
+    "unconnected", "close-wait", "last-ack", "listening", "closing",
+)
+
+#: Groups and aliases ss accepts, checked before the names above.
+STATE_GROUPS = {
+    "close": 1 << TCP_CLOSE,
+    "closed": 1 << TCP_CLOSE,
+    "syn-rcv": 1 << TCP_SYN_RECV,
+    "all": SS_ALL,
+    "connected": SS_ALL & ~((1 << TCP_CLOSE) | (1 << TCP_LISTEN)),
+    "synchronized": SS_ALL & ~((1 << TCP_CLOSE) | (1 << TCP_LISTEN) | (1 << TCP_SYN_SENT)),
+    "bucket": (1 << TCP_SYN_RECV) | (1 << TCP_TIME_WAIT),
+    "big": SS_ALL & ~((1 << TCP_SYN_RECV) | (1 << TCP_TIME_WAIT)),
+}
+
+
+class SelectionError(ValueError):
+    """A bad state name or filter; the message is meant for the user."""
+
+
+def scan_state(name: str) -> int:
+    """The state bits a ``state``/``exclude`` argument names (case-insensitive, as ss)."""
+    lower = name.lower()
+    if lower in STATE_GROUPS:
+        return STATE_GROUPS[lower]
+    for i, long_name in enumerate(STATE_NAMES_LONG):
+        if lower == long_name.lower():
+            return 1 << i
+    raise SelectionError(f"wrong state name: {name}")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The sockets a listing shows."""
+
+    protos: tuple[str, ...] = ("udp", "tcp")
+    families: tuple[int, ...] = (AF_INET, AF_INET6)
+    states: int = SS_CONN
+
+    def matches(self, s: InetSock) -> bool:
+        return s.proto in self.protos and s.family in self.families and bool(self.states >> s.state & 1)
+
+    @property
+    def single_proto(self) -> bool:
+        return len(self.protos) == 1
+
+    @property
+    def single_state(self) -> bool:
+        return self.states & (self.states - 1) == 0
+
+
+def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: int,
+                    state_args: list[tuple[str, str]]) -> Selection:
+    """
+    Combine options as ss does: ``state_flag`` is SS_ALL (-a), SS_LISTENING (-l) or 0;
+    ``state_args`` are ("state"|"exclude", NAME) pairs in order.
+    """
+    states = state_flag
+    saw_states = False
+    for verb, name in state_args:
+        if verb == "state":
+            if not saw_states:
+                states = 0
+            states |= scan_state(name)
+        else:
+            if not saw_states:
+                states = SS_ALL
+            states &= ~scan_state(name)
+        saw_states = True
+    if not states:
+        states = SS_CONN
+    protos = tuple(p for p, on in (("udp", udp), ("tcp", tcp)) if on) or ("udp", "tcp")
+    families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on) or (AF_INET, AF_INET6)
+    if not states & SS_ALL:
+        raise SelectionError("no socket states to show with such filter.")
+    return Selection(protos, families, states)

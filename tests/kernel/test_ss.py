@@ -1,0 +1,85 @@
+"""drgn-ss prints what ss prints, for the same sockets, on every kernel and in every mode.
+
+The expected output is ss's own, run in the guest by tests/kernel/workload.py
+just before the tests (live) or the dump (elf, kdump, qemu).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+from typing import Any
+
+import drgn
+import pytest
+from drgn_ss.cli import run
+from drgn_ss.inet import inet_socks
+from drgn_ss.owners import kernel_owners, proc_owners
+
+from tests.kernel.conftest import Target
+from tests.kernel.workload import OPTION_SETS
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TIMER_RE = re.compile(r"timer:\((\w+),[^,]*,")
+
+
+def normalize(text: str) -> list[str]:
+    """Whitespace collapsed; timer durations masked (they move between ss and us)."""
+    return [TIMER_RE.sub(r"timer:(\1,*,", " ".join(line.split())) for line in text.splitlines()]
+
+
+def ours(prog: drgn.Program, opts: str) -> str:
+    out = io.StringIO()
+    assert run(prog, ["-H", *opts.split()], out=out) == 0
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("opts", OPTION_SETS)
+def test_same_lines_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: str) -> None:
+    expected = workload["ss"][opts]
+    assert expected.strip(), f"ss -H {opts} printed nothing: the workload is not running"
+    assert normalize(ours(prog, opts)) == normalize(expected)
+
+
+def test_workload_covers_the_socket_kinds(workload: dict[str, Any]) -> None:
+    """The comparisons above are only as good as the workload: check it has every kind."""
+    text = workload["ss"]["-tanp"] + workload["ss"]["-uanp"] + workload["ss"]["-tlne"]
+    for needle in ("TIME-WAIT", "FIN-WAIT-2", "CLOSE-WAIT", "ESTAB", "LISTEN", "UNCONN",
+                   "[::ffff:127.0.0.1]", "%lo:", "[::]:80", "*:8080", "v6only:1",
+                   '"ss-forked"', '"ss-reuse"'):
+        assert needle in text, needle
+    assert any(int(line.split()[2]) > 0 for line in workload["ss"]["-tanp"].splitlines()), "no Send-Q"
+    assert ":22 " not in workload["ss"]["-nlpt"].replace("0.0.0.0:22 ", ""), "other netns leaked"
+
+
+def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target,
+                                              workload: dict[str, Any]) -> None:
+    inodes = {s.ino for s in inet_socks(prog["init_net"].address_of_()) if s.ino}
+    walked = {ino: [(o.comm, o.pid, o.fd) for o in owners]
+              for ino, owners in kernel_owners(prog).items() if ino in inodes}
+    if target.kind == "live":
+        scanned = {ino: [(o.comm, o.pid, o.fd) for o in owners]
+                   for ino, owners in proc_owners().items() if ino in inodes}
+    else:
+        scanned = {int(ino): [tuple(o) for o in owners]
+                   for ino, owners in workload["proc_owners"].items() if int(ino) in inodes}
+    assert len(walked) >= 20
+    assert walked == scanned
+
+
+@pytest.mark.parametrize(("script", "opts"), [("ss_nlpt.py", "-nlpt"), ("ss.py", "-tanp")])
+def test_scripts_under_drgn(target: Target, workload: dict[str, Any], script: str, opts: str) -> None:
+    """The scripts themselves, as a user runs them: `drgn scripts/X.py` beside ss."""
+    if target.kind != "live":
+        pytest.skip("runs drgn on the live kernel")
+    args = [] if script == "ss_nlpt.py" else opts.split()
+    proc = subprocess.run(["drgn", "--main-symbols", os.path.join(REPO, "scripts", script), *args],
+                          capture_output=True, text=True)
+    expected = subprocess.run(["ss", *opts.split()], capture_output=True, text=True).stdout
+    assert proc.returncode == 0, proc.stderr
+    if script == "ss_nlpt.py":
+        assert proc.stdout == expected  # byte for byte, header and padding included
+    else:
+        assert normalize(proc.stdout) == normalize(expected)
