@@ -8,6 +8,7 @@ itself from ``-c``/``-s``/``--qemu`` or the live kernel.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -18,14 +19,18 @@ from drgn_ss.inet import inet_socks
 from drgn_ss.netns import ifname_resolver, local_port_range, own_netns
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
-from drgn_ss.select import SS_ALL, SS_LISTENING, SelectionError, build_selection
+from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, SelectionError, build_selection
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 
 
 class UsageError(Exception):
-    pass
+    """Bad options: the message, a hint to --help, exit status 2."""
+
+
+class Failure(Exception):
+    """An error for the user: one line, no traceback, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,7 +96,7 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
     out = out or sys.stdout
     try:
         args = build_parser(prog_name, False).parse_args(argv)
-        return _list(prog, args, out)
+        return _list(prog, args, _selection(args), out)
     except UsageError as e:
         print(f"{prog_name}: {e}", file=sys.stderr)
         print(f"Try '{prog_name} --help'.", file=sys.stderr)
@@ -99,10 +104,6 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
     except Failure as e:
         print(f"{prog_name}: {e}", file=sys.stderr)
         return EXIT_ERROR
-
-
-class Failure(Exception):
-    """An error for the user: one line, no traceback."""
 
 
 def _check_kernel(prog: Program) -> None:
@@ -117,13 +118,17 @@ def _check_kernel(prog: Program) -> None:
         ) from None
 
 
-def _list(prog: Program, args: argparse.Namespace, out: TextIO) -> int:
+def _selection(args: argparse.Namespace) -> Selection:
+    """The sockets the options select; a bad option or state name is a usage error."""
     try:
-        selection = build_selection(args.tcp, args.udp, args.ipv4, args.ipv6,
-                                    SS_ALL if args.all else SS_LISTENING if args.listening else 0,
-                                    _parse_filter(args.filter))
+        return build_selection(args.tcp, args.udp, args.ipv4, args.ipv6,
+                               SS_ALL if args.all else SS_LISTENING if args.listening else 0,
+                               _parse_filter(args.filter))
     except SelectionError as e:
         raise UsageError(str(e)) from None
+
+
+def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     _check_kernel(prog)
     try:
         net = own_netns(prog)
@@ -171,6 +176,8 @@ def open_program(args: argparse.Namespace) -> Program:
             if os.geteuid() != 0:
                 raise Failure("reading the live kernel needs root (/proc/kcore)")
             prog.set_kernel()
+    except Failure:
+        raise
     except PermissionError as e:
         raise Failure(f"permission denied: {e.filename or e}") from None
     except FileNotFoundError as e:
@@ -189,6 +196,11 @@ def open_program(args: argparse.Namespace) -> Program:
         prog.load_debug_info(args.symbols or [], main=True)
     except MissingDebugInfoError:
         release = _release(prog)
+        if args.symbols:
+            raise Failure(
+                f"{', '.join(args.symbols)} does not match kernel {release} (build ID differs): "
+                f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
+            ) from None
         raise Failure(
             f"no debug info for kernel {release}: install linux-image-{release}-dbg "
             "(or your distribution's kernel debug package), or pass -s VMLINUX"
@@ -219,10 +231,13 @@ def command(argv: Sequence[str] | None = None) -> int:
     """The ``drgn-ss`` command."""
     prog_name = "drgn-ss"
     argv = list(sys.argv[1:] if argv is None else argv)
+    # drgn logs its own warnings (missing symbols, unmatched files); our errors say it in one line.
+    logging.getLogger("drgn").setLevel(logging.CRITICAL + 1)
     try:
         args = build_parser(prog_name, True).parse_args(argv)
+        selection = _selection(args)
         prog = open_program(args)
-        return _list(prog, args, sys.stdout)
+        return _list(prog, args, selection, sys.stdout)
     except UsageError as e:
         print(f"{prog_name}: {e}", file=sys.stderr)
         print(f"Try '{prog_name} --help'.", file=sys.stderr)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from vmtests.config import REPO
 
@@ -45,3 +48,52 @@ def test_help_lists_the_commands() -> None:
     assert p.returncode == 0
     for cmd in ("run", "dump", "shell", "kernels", "test", "demo"):
         assert cmd in p.stdout
+
+
+def drgn_ss(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "drgn-ss"), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def one_line_error(p: subprocess.CompletedProcess[str], code: int) -> str:
+    assert p.returncode == code, p
+    assert "Traceback" not in p.stderr and not p.stdout
+    return p.stderr
+
+
+def test_drgn_ss_unknown_option_is_usage_exit_2() -> None:
+    err = one_line_error(drgn_ss("--bogus"), 2)
+    assert err.startswith("drgn-ss: unrecognized arguments: --bogus\n")
+
+
+def test_drgn_ss_bad_state_name_and_unsupported_filter() -> None:
+    assert one_line_error(drgn_ss("-t", "state", "bogus"), 2).startswith(
+        "drgn-ss: wrong state name: bogus\n")
+    assert "only state and exclude" in one_line_error(drgn_ss("-t", "dport", "=", ":22"), 2)
+
+
+def test_drgn_ss_not_a_core_dump(tmp_path: Path) -> None:
+    f = tmp_path / "notacore"
+    f.write_text("hello\n")
+    assert one_line_error(drgn_ss("-c", str(f)), 1) == f"drgn-ss: cannot open {f}: not an ELF core file\n"
+    assert one_line_error(drgn_ss("-c", str(tmp_path / "absent")), 1) == (
+        f"drgn-ss: no such file: {tmp_path / 'absent'}\n")
+
+
+def test_drgn_ss_without_kcore() -> None:
+    if os.path.exists("/proc/kcore"):
+        pytest.skip("this machine has /proc/kcore")
+    assert "no /proc/kcore on this machine" in one_line_error(drgn_ss("-t"), 1)
+
+
+def test_script_on_a_program_that_is_not_a_kernel() -> None:
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "drgn"), "-q", "-p",
+                            str(sleeper.pid), str(REPO / "scripts" / "ss.py"), "-t"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        sleeper.kill()
+    assert p.returncode == 1
+    assert "ss.py: this program is not a Linux kernel" in p.stderr
+    assert "Traceback" not in p.stderr

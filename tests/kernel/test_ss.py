@@ -10,6 +10,7 @@ import io
 import os
 import re
 import subprocess
+import sys
 from typing import Any
 
 import drgn
@@ -83,3 +84,64 @@ def test_scripts_under_drgn(target: Target, workload: dict[str, Any], script: st
         assert proc.stdout == expected  # byte for byte, header and padding included
     else:
         assert normalize(proc.stdout) == normalize(expected)
+
+
+def _on_pty(columns: int, write: Any) -> str:
+    """Run ``write(file)`` with a terminal of ``columns`` as the file; return what it printed."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.ONLCR  # keep "\n" as ss wrote it
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    with os.fdopen(slave, "w", closefd=True) as f:
+        write(f)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+        if len(data) < 65536:
+            break
+    os.close(master)
+    return b"".join(chunks).decode()
+
+
+@pytest.mark.parametrize("columns", [80, 150])
+def test_terminal_layout_same_as_ss(prog: drgn.Program, target: Target, workload: dict[str, Any],
+                                    columns: int) -> None:
+    """On a terminal ss spreads its columns over the width: so do we, byte for byte."""
+    if target.kind != "live":
+        pytest.skip("needs ss on the same kernel")
+    opts = ["-tlnp"]
+    expected = _on_pty(columns, lambda f: subprocess.run(["ss", *opts], stdout=f, check=True))
+    got = _on_pty(columns, lambda f: run(prog, opts, out=f))
+    assert len(expected.splitlines()) > 5
+    assert got == expected
+
+
+def test_drgn_ss_command_on_the_dump(target: Target, workload: dict[str, Any]) -> None:
+    """The installed command, opening the dump itself: `drgn-ss -c VMCORE -s VMLINUX -tanp`."""
+    if target.kind != "core":
+        pytest.skip("opens a dump file")
+    assert target.path and target.vmlinux
+    drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
+    p = subprocess.run([drgn_ss, "-c", target.path, "-s", target.vmlinux, "-H", "-tanp"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert normalize(p.stdout) == normalize(workload["ss"]["-tanp"])
+    # Without -s there is no debug info here: one line naming the package.
+    p = subprocess.run([drgn_ss, "-c", target.path, "-t"], capture_output=True, text=True,
+                       env={**os.environ, "DEBUGINFOD_URLS": ""})
+    assert p.returncode == 1 and not p.stdout
+    assert p.stderr == (f"drgn-ss: no debug info for kernel {workload['release']}: install "
+                        f"linux-image-{workload['release']}-dbg (or your distribution's kernel "
+                        "debug package), or pass -s VMLINUX\n")

@@ -19,6 +19,7 @@ open until it is killed (the guest powers off).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -93,6 +94,11 @@ def child(name: str, keep: list[socket.socket], make: Any = None) -> int:
         return pid
     try:
         set_name(name)
+        keep_fds = {s.fileno() for s in keep}
+        for fd in range(3, 1024):
+            if fd not in keep_fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         held = list(keep)
         if make is not None:
             held.append(make())

@@ -1,0 +1,81 @@
+"""ss's field formats and layout, on small fixtures (the kernel matrix compares with ss itself)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from drgn_ss.inet import AF_INET, AF_INET6
+from drgn_ss.owners import Owner
+from drgn_ss.render import COLUMNS, Formatter, layout, ms_timer
+
+
+@pytest.mark.parametrize(("ms", "text"), [
+    (0, ""), (250, "250ms"), (1500, "1.500ms"), (15000, "15sec"), (9999, "9.999ms"),
+    (65000, "1min5sec"), (65432, "1min5sec"), (600500, "10min"), (59999, "59sec"),
+])
+def test_ms_timer_matches_ss_print_ms_timer(ms: int, text: str) -> None:
+    assert ms_timer(ms) == text
+
+
+def v6(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6, text)
+
+
+@pytest.mark.parametrize(("addr", "family", "v6only", "text"), [
+    (bytes([127, 0, 0, 1]), AF_INET, False, "127.0.0.1"),
+    (bytes(4), AF_INET, False, "0.0.0.0"),
+    (bytes(16), AF_INET6, False, "*"),
+    (bytes(16), AF_INET6, True, "[::]"),
+    (v6("::1"), AF_INET6, False, "[::1]"),
+    (v6("::ffff:127.0.0.1"), AF_INET6, False, "[::ffff:127.0.0.1]"),
+    (v6("fe80::1"), AF_INET6, True, "[fe80::1]"),
+])
+def test_addresses_as_ss_prints_them(addr: bytes, family: int, v6only: bool, text: str) -> None:
+    assert Formatter.host(addr, family, v6only) == text
+
+
+def test_service_names_skip_zero_numeric_and_ephemeral_ports() -> None:
+    fmt = Formatter(False, (32768, 60999), lambda n, i: "lo")
+    assert fmt.service(0, "tcp") == "*"
+    assert fmt.service(40000, "tcp") == "40000"  # ephemeral: never named
+    try:
+        name = socket.getservbyport(22, "tcp")
+    except OSError:
+        pytest.skip("no /etc/services entry for 22")
+    assert fmt.service(22, "tcp") == name
+    assert Formatter(True, (32768, 60999), lambda n, i: "lo").service(22, "tcp") == "22"
+
+
+def test_users_order_and_name_cut_at_parenthesis() -> None:
+    fmt = Formatter(True, (1, 2), lambda n, i: "lo",
+                    {7: [Owner("b)c", 20, 4), Owner("a", 10, 3)]})
+    assert fmt.users(7) == ' users:(("b",pid=20,fd=4),("a",pid=10,fd=3))'
+    assert fmt.users(8) == ""
+    assert fmt.users(0) == ""
+
+
+def test_compact_layout_reproduces_ss() -> None:
+    # `ss -nlt` in a guest (iproute2 6.1), stdout a pipe: header glued "PortProcess", padded.
+    expected = (
+        "State  Recv-Q Send-Q Local Address:Port Peer Address:PortProcess\n"
+        "LISTEN 0      128          0.0.0.0:22        0.0.0.0:*          \n"
+        "LISTEN 0      128             [::]:80           [::]:*          \n"
+    )
+    disabled = frozenset({0})
+    rows = [
+        [c.header for i, c in enumerate(COLUMNS) if i not in disabled],
+        ["LISTEN", "0     ", "128   ", "0.0.0.0:", "22", "0.0.0.0:", "*", "", ""],
+        ["LISTEN", "0     ", "128   ", "[::]:", "80", "[::]:", "*", "", ""],
+    ]
+    assert layout(rows, disabled) == expected
+
+
+def test_terminal_layout_fills_the_width() -> None:
+    disabled = frozenset({0})
+    rows = [
+        [c.header for i, c in enumerate(COLUMNS) if i not in disabled],
+        ["LISTEN", "0     ", "128   ", "0.0.0.0:", "22", "0.0.0.0:", "*", "", ""],
+    ]
+    text = layout(rows, disabled, screen_width=100)
+    assert all(len(line) == 100 for line in text.splitlines()), text
