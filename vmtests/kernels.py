@@ -412,6 +412,7 @@ def cached_kernels(series: str | None = None, flavour: str | None = None) -> lis
 def fetch(cand: Candidate, series: str, flavour: str, apt: AptState) -> Kernel:
     """Download and extract one candidate build into the cache."""
     d = kernels_dir() / f"{cand.release}_{cand.version}"
+    fresh = not d.exists()
     d.mkdir(parents=True, exist_ok=True)
     downloads = cache_dir() / "downloads"
     debs: list[Path] = []
@@ -427,6 +428,10 @@ def fetch(cand: Candidate, series: str, flavour: str, apt: AptState) -> Kernel:
             debs.append(deb)
             image_debs.append(deb)
         order = extract_image(image_debs, cand.release, d)
+    except BaseException:
+        if fresh:  # leave no half-filled directory behind (a 404, Ctrl-C)
+            shutil.rmtree(d, ignore_errors=True)
+        raise
     finally:
         for deb in debs:
             deb.unlink(missing_ok=True)
