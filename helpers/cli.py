@@ -11,18 +11,22 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
 from drgn import FaultError, MissingDebugInfoError, Platform, Program, ProgramFlags, host_platform
+from drgn_ss.crash import crash_summary
 from drgn_ss.inet import inet_socks
 from drgn_ss.netns import ifname_resolver, local_port_range, own_netns
-from drgn_ss.owners import OWNER_SOURCES, socket_owners
+from drgn_ss.owners import OWNER_SOURCES, is_local_live, socket_owners
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, SelectionError, build_selection
+from drgn_ss.tables import WalkErrors
 
-EXIT_USAGE = 2
 EXIT_ERROR = 1
+EXIT_USAGE = 2
+#: The listing was printed, but some of the kernel's tables could not be read.
+EXIT_PARTIAL = 3
 
 
 class UsageError(Exception):
@@ -62,6 +66,9 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("-4", "--ipv4", action="store_true", help="IPv4 sockets only")
     p.add_argument("-6", "--ipv6", action="store_true", help="IPv6 sockets only")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
+    p.add_argument("--header", action="store_true",
+                   help="on a crash dump, print the crash summary (release, time, panic, task) as "
+                   "'# ' lines on stdout before the listing, instead of on stderr")
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
                    help="where -p finds processes: /proc (live local kernel only), a walk of the "
                    "kernel's tasks, or auto (the default: /proc on the live local kernel)")
@@ -90,13 +97,13 @@ def _parse_filter(words: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
-        prog_name: str = "ss.py") -> int:
-    """List sockets of ``prog`` as ``ss ARGV`` would; return the exit status."""
-    out = out or sys.stdout
+def _main(prog_name: str, argv: Sequence[str], program_options: bool,
+          get_program: Callable[[argparse.Namespace], Program], out: TextIO) -> int:
     try:
-        args = build_parser(prog_name, False).parse_args(argv)
-        return _list(prog, args, _selection(args), out)
+        args = build_parser(prog_name, program_options).parse_args(argv)
+        args.prog_name = prog_name
+        selection = _selection(args)  # bad options fail before the kernel is opened
+        return _list(get_program(args), args, selection, out)
     except UsageError as e:
         print(f"{prog_name}: {e}", file=sys.stderr)
         print(f"Try '{prog_name} --help'.", file=sys.stderr)
@@ -104,6 +111,14 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
     except Failure as e:
         print(f"{prog_name}: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
+        prog_name: str = "ss.py") -> int:
+    """List sockets of ``prog`` as ``ss ARGV`` would; return the exit status."""
+    return _main(prog_name, argv, False, lambda args: prog, out or sys.stdout)
 
 
 def _check_kernel(prog: Program) -> None:
@@ -130,10 +145,18 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     _check_kernel(prog)
+    summary = crash_summary(prog)
+    if summary:
+        if args.header:
+            out.write("".join(f"# {line}\n" for line in summary))
+        else:
+            for line in summary:
+                print(f"{prog_name_of(args)}: {line}", file=sys.stderr)
+    errors = WalkErrors()
     try:
         net = own_netns(prog)
-        socks = [s for s in inet_socks(net, selection.protos) if selection.matches(s)]
-        owners = socket_owners(prog, args.owners) if args.processes else None
+        socks = [s for s in inet_socks(net, selection.protos, errors=errors) if selection.matches(s)]
+        owners = socket_owners(prog, args.owners, errors) if args.processes else None
         fmt = Formatter(args.numeric, local_port_range(net), ifname_resolver(prog), owners,
                         args.extended, args.options)
     except FaultError as e:
@@ -148,7 +171,15 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
     screen = _screen_width(out)
     out.write(render_sockets(socks, fmt, frozenset(disabled), not args.no_header, screen))
     out.flush()
+    if errors:
+        print(f"{prog_name_of(args)}: warning: partial listing: could not read {errors.describe()} "
+              "(freed while read, or missing from the dump)", file=sys.stderr)
+        return EXIT_PARTIAL
     return 0
+
+
+def prog_name_of(args: argparse.Namespace) -> str:
+    return str(args.prog_name)
 
 
 def _screen_width(out: TextIO) -> int | None:
@@ -224,27 +255,12 @@ def _release(prog: Program) -> str:
     for line in vmcoreinfo.splitlines():
         if line.startswith("OSRELEASE="):
             return line.split("=", 1)[1]
-    return os.uname().release if not prog.flags & ProgramFlags.IS_LIVE else "RELEASE"
+    return os.uname().release if is_local_live(prog) else "RELEASE"
 
 
 def command(argv: Sequence[str] | None = None) -> int:
     """The ``drgn-ss`` command."""
-    prog_name = "drgn-ss"
-    argv = list(sys.argv[1:] if argv is None else argv)
     # drgn logs its own warnings (missing symbols, unmatched files); our errors say it in one line.
     logging.getLogger("drgn").setLevel(logging.CRITICAL + 1)
-    try:
-        args = build_parser(prog_name, True).parse_args(argv)
-        selection = _selection(args)
-        prog = open_program(args)
-        return _list(prog, args, selection, sys.stdout)
-    except UsageError as e:
-        print(f"{prog_name}: {e}", file=sys.stderr)
-        print(f"Try '{prog_name} --help'.", file=sys.stderr)
-        return EXIT_USAGE
-    except Failure as e:
-        print(f"{prog_name}: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:
-        return EXIT_ERROR
-
+    return _main("drgn-ss", list(sys.argv[1:] if argv is None else argv), True, open_program,
+                 sys.stdout)

@@ -11,10 +11,11 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from drgn import Object, cast, container_of
+from drgn import FaultError, Object, cast, container_of
 from drgn.helpers.linux.cgroup import cgroup_path
 from drgn_ss.layout import jiffies, jiffies_delta_to_msecs, kernel_layout
 from drgn_ss.tables import (
+    WalkErrors,
     net_tcp_hashinfo,
     net_udp_table,
     tcp_ehash_socks,
@@ -233,7 +234,8 @@ def _in_netns(sk: Object, net: Object) -> bool:
     return bool(sk.__sk_common.skc_net.net.value_() == net.value_())
 
 
-def tcp_socks(net: Object, listening: bool = True, established: bool = True) -> Iterator[Object]:
+def tcp_socks(net: Object, listening: bool = True, established: bool = True,
+              errors: WalkErrors | None = None) -> Iterator[Object]:
     """
     Iterate over the TCP sockets of one network namespace, as inet_diag does for one
     family: listeners first, then the established table. Shared tables are filtered
@@ -244,40 +246,59 @@ def tcp_socks(net: Object, listening: bool = True, established: bool = True) -> 
     """
     hashinfo = net_tcp_hashinfo(net)
     if listening:
-        for sk in tcp_listening_socks(hashinfo):
-            if _in_netns(sk, net):
-                yield sk
+        yield from _filter_netns(tcp_listening_socks(hashinfo, errors), net, errors)
     if established:
-        for sk in tcp_ehash_socks(hashinfo):
-            if _in_netns(sk, net):
-                yield sk
+        yield from _filter_netns(tcp_ehash_socks(hashinfo, errors), net, errors)
 
 
-def udp_netns_socks(net: Object) -> Iterator[Object]:
+def _filter_netns(socks: Iterator[Object], net: Object, errors: WalkErrors | None) -> Iterator[Object]:
+    for sk in socks:
+        try:
+            mine = _in_netns(sk, net)
+        except FaultError:
+            if errors is None:
+                raise
+            errors.sockets += 1
+            continue
+        if mine:
+            yield sk
+
+
+def udp_netns_socks(net: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
     """
     Iterate over the UDP sockets of one network namespace.
 
     :param net: ``struct net *``
     :return: Iterator of ``struct sock *`` objects.
     """
-    for sk in udp_socks(net_udp_table(net)):
-        if _in_netns(sk, net):
-            yield sk
+    yield from _filter_netns(udp_socks(net_udp_table(net), errors), net, errors)
 
 
 def inet_socks(net: Object, protos: tuple[str, ...] = ("udp", "tcp"),
-               listening: bool = True, established: bool = True) -> Iterator[InetSock]:
+               listening: bool = True, established: bool = True,
+               errors: WalkErrors | None = None) -> Iterator[InetSock]:
     """
     Decode the TCP and UDP sockets of a network namespace in ss's order: UDP before
     TCP, and within each, IPv4 before IPv6, each in table order.
 
     :param net: ``struct net *``
+    :param errors: where to count what cannot be read; None: raise FaultError instead.
     """
     cgroups: dict[int, str] = {}
     for proto in ("udp", "tcp"):
         if proto not in protos:
             continue
-        raw = list(udp_netns_socks(net) if proto == "udp" else tcp_socks(net, listening, established))
-        decoded = [decode_sock(sk, proto, cgroups) for sk in raw]
+        if proto == "udp":
+            raw = list(udp_netns_socks(net, errors))
+        else:
+            raw = list(tcp_socks(net, listening, established, errors))
+        decoded = []
+        for sk in raw:
+            try:
+                decoded.append(decode_sock(sk, proto, cgroups))
+            except FaultError:
+                if errors is None:
+                    raise
+                errors.sockets += 1
         for family in (AF_INET, AF_INET6):
             yield from (s for s in decoded if s.family == family)

@@ -18,9 +18,10 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from drgn import Object, Program, ProgramFlags
+from drgn import FaultError, Object, Program, ProgramFlags
 from drgn.helpers.linux.fs import for_each_file
 from drgn.helpers.linux.list import list_for_each_entry
+from drgn_ss.tables import WalkErrors
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
 
@@ -105,19 +106,30 @@ def thread_group_leaders(prog: Program) -> list[Object]:
     return tasks
 
 
-def kernel_owners(prog: Program) -> OwnerMap:
-    """Walk every process's file table for open sockets."""
+def _task_sockets(task: Object) -> list[tuple[int, Owner]]:
+    out = []
+    comm = None
+    pid = int(task.tgid.value_())
+    for fd, file in for_each_file(task):
+        inode = file.f_inode.read_()
+        if not inode or not stat.S_ISSOCK(inode.i_mode.value_()):
+            continue
+        if comm is None:
+            comm = task_comm(task)
+        out.append((int(inode.i_ino.value_()), Owner(comm, pid, fd)))
+    return out
+
+
+def kernel_owners(prog: Program, errors: WalkErrors | None = None) -> OwnerMap:
+    """Walk every process's file table for open sockets; count tasks that cannot be read."""
     entries: list[tuple[int, Owner]] = []
     for task in thread_group_leaders(prog):
-        comm = None
-        pid = int(task.tgid.value_())
-        for fd, file in for_each_file(task):
-            inode = file.f_inode.read_()
-            if not inode or not stat.S_ISSOCK(inode.i_mode.value_()):
-                continue
-            if comm is None:
-                comm = task_comm(task)
-            entries.append((int(inode.i_ino.value_()), Owner(comm, pid, fd)))
+        try:
+            entries += _task_sockets(task)
+        except FaultError:
+            if errors is None:
+                raise
+            errors.tasks += 1
     return _ss_order(entries)
 
 
@@ -127,7 +139,8 @@ def is_local_live(prog: Program) -> bool:
     return bool(flags & ProgramFlags.IS_LIVE and flags & ProgramFlags.IS_LOCAL)
 
 
-def socket_owners(prog: Program, source: str = "auto") -> OwnerMap:
+def socket_owners(prog: Program, source: str = "auto",
+                  errors: WalkErrors | None = None) -> OwnerMap:
     """
     Get the holders of every socket: by /proc on the local live kernel (``auto``),
     else by walking the kernel's tasks; ``proc`` or ``kernel`` forces a source.
@@ -138,4 +151,4 @@ def socket_owners(prog: Program, source: str = "auto") -> OwnerMap:
         if not is_local_live(prog):
             raise ValueError("/proc describes this machine's kernel, not the one being read")
         return proc_owners()
-    return kernel_owners(prog)
+    return kernel_owners(prog, errors)

@@ -8,11 +8,41 @@ differences come from :mod:`drgn_ss.layout`.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from drgn import Object
+from drgn import FaultError, Object
 from drgn.helpers.linux.list import hlist_for_each_entry
 from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
 from drgn_ss.layout import kernel_layout
+
+
+@dataclass
+class WalkErrors:
+    """What a walk could not read (a freed or filtered page): counted, then reported once."""
+
+    buckets: int = 0
+    sockets: int = 0
+    tasks: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets or self.sockets or self.tasks)
+
+    def describe(self) -> str:
+        parts = [f"{n} {what}" for n, what in ((self.buckets, "hash chains"),
+                                                (self.sockets, "sockets"),
+                                                (self.tasks, "tasks")) if n]
+        return ", ".join(parts)
+
+
+def _chain(chain: Iterator[Object], errors: WalkErrors | None) -> Iterator[Object]:
+    """Follow one hash chain (a lazy iterator); one that faults is abandoned and counted."""
+    if errors is None:
+        yield from chain
+        return
+    try:
+        yield from chain
+    except FaultError:
+        errors.buckets += 1
 
 
 def net_tcp_hashinfo(net: Object) -> Object:
@@ -39,7 +69,7 @@ def net_udp_table(net: Object) -> Object:
     return net.prog_["udp_table"].address_of_()
 
 
-def tcp_lhash2_socks(hashinfo: Object) -> Iterator[Object]:
+def tcp_lhash2_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
     """
     Iterate over the listening sockets in the ``lhash2`` table (by bound address and port).
 
@@ -51,20 +81,24 @@ def tcp_lhash2_socks(hashinfo: Object) -> Iterator[Object]:
     :return: Iterator of ``struct sock *`` objects.
     """
     portaddr = kernel_layout(hashinfo.prog_).lhash2_portaddr_node
+
+    def portaddr_chain(bucket: Object) -> Iterator[Object]:
+        for icsk in hlist_for_each_entry(
+            "struct inet_connection_sock", bucket.head.address_of_(), "icsk_listen_portaddr_node"
+        ):
+            yield icsk.icsk_inet.sk.address_of_()
+
+    def nulls_chain(bucket: Object) -> Iterator[Object]:
+        return hlist_nulls_for_each_entry(
+            "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
+        )
+
+    chain = portaddr_chain if portaddr else nulls_chain
     for i in range(hashinfo.lhash2_mask.value_() + 1):
-        bucket = hashinfo.lhash2[i]
-        if portaddr:
-            for icsk in hlist_for_each_entry(
-                "struct inet_connection_sock", bucket.head.address_of_(), "icsk_listen_portaddr_node"
-            ):
-                yield icsk.icsk_inet.sk.address_of_()
-        else:
-            yield from hlist_nulls_for_each_entry(
-                "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
-            )
+        yield from _chain(chain(hashinfo.lhash2[i]), errors)
 
 
-def tcp_listening_hash_socks(hashinfo: Object) -> Iterator[Object]:
+def tcp_listening_hash_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
     """
     Iterate over the listening sockets in the port-only ``listening_hash``
     table, which exists before Linux 5.19.
@@ -73,12 +107,12 @@ def tcp_listening_hash_socks(hashinfo: Object) -> Iterator[Object]:
     :return: Iterator of ``struct sock *`` objects.
     """
     for bucket in hashinfo.listening_hash:
-        yield from hlist_nulls_for_each_entry(
+        yield from _chain(hlist_nulls_for_each_entry(
             "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
-        )
+        ), errors)
 
 
-def tcp_listening_socks(hashinfo: Object) -> Iterator[Object]:
+def tcp_listening_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
     """
     Iterate over the listening TCP sockets in the order inet_diag lists them:
     ``listening_hash`` where it exists (before 5.19), else ``lhash2``. Both
@@ -88,11 +122,11 @@ def tcp_listening_socks(hashinfo: Object) -> Iterator[Object]:
     :return: Iterator of ``struct sock *`` objects.
     """
     if kernel_layout(hashinfo.prog_).listening_hash:
-        return tcp_listening_hash_socks(hashinfo)
-    return tcp_lhash2_socks(hashinfo)
+        return tcp_listening_hash_socks(hashinfo, errors)
+    return tcp_lhash2_socks(hashinfo, errors)
 
 
-def tcp_ehash_socks(hashinfo: Object) -> Iterator[Object]:
+def tcp_ehash_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
     """
     Iterate over the established table: full sockets, and ``TIME_WAIT``
     (``struct inet_timewait_sock``) and ``NEW_SYN_RECV`` (``struct
@@ -104,12 +138,12 @@ def tcp_ehash_socks(hashinfo: Object) -> Iterator[Object]:
     """
     ehash = hashinfo.ehash
     for i in range(hashinfo.ehash_mask.value_() + 1):
-        yield from hlist_nulls_for_each_entry(
+        yield from _chain(hlist_nulls_for_each_entry(
             "struct sock", ehash[i].chain.address_of_(), "__sk_common.skc_nulls_node"
-        )
+        ), errors)
 
 
-def udp_socks(udptable: Object) -> Iterator[Object]:
+def udp_socks(udptable: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
     """
     Iterate over every UDP socket in a table's port hash (``hash``), as udp_diag does.
 
@@ -117,9 +151,9 @@ def udp_socks(udptable: Object) -> Iterator[Object]:
     :return: Iterator of ``struct sock *`` objects.
     """
     for i in range(udptable.mask.value_() + 1):
-        yield from hlist_for_each_entry(
+        yield from _chain(hlist_for_each_entry(
             "struct sock", udptable.hash[i].head.address_of_(), "__sk_common.skc_node"
-        )
+        ), errors)
 
 
 def sock_num(sk: Object) -> int:

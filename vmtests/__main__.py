@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -88,6 +89,36 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crash(args: argparse.Namespace) -> int:
+    from vmtests.kernels import get_kernel, series_for
+    from vmtests.vm import CrashOptions, Guest, find_qemu, find_virtiofsd, makedumpfile_supports
+
+    argv = _command(args)
+    series_for(args.kernel)
+    find_qemu()
+    find_virtiofsd()
+    for tool, package in (("kexec", "kexec-tools"), ("makedumpfile", "makedumpfile")):
+        if not shutil.which(tool) and not os.path.exists(f"/usr/sbin/{tool}"):
+            raise VMTestError(f"{tool} not found: apt-get install {package}")
+    if not makedumpfile_supports(args.compress):
+        raise VMTestError(f"this host's makedumpfile has no {args.compress} support "
+                          "(makedumpfile -v lists what it has): use zlib or lzo")
+    kernel = get_kernel(args.kernel, flavour_name(args.flavour), refresh=args.refresh)
+    memory = max(args.memory, 1024)
+    crash = CrashOptions(args.dump_level, args.compress)
+    with Guest(kernel, memory_mb=memory, cpus=args.cpus, accel=args.accel, verbose=args.verbose,
+               debuginfo=not args.no_debuginfo, crash=crash) as guest:
+        guest.start(argv)
+        guest.wait_ready(args.timeout)
+        out = guest.crash_dump(Path(args.out), args.timeout)
+        if guest.panic_pid is not None:
+            print(f"vmtests: panicked from pid {guest.panic_pid}", file=sys.stderr)
+    print(f"vmtests: wrote {out} ({out.stat().st_size / 1e6:.1f} MB, makedumpfile -d "
+          f"{args.dump_level}, {args.compress})", file=sys.stderr)
+    print(kernel.vmlinux)
+    return 0
+
+
 def cmd_kernels(args: argparse.Namespace) -> int:
     from vmtests.apt import AptState
     from vmtests.kernels import Missing, cached_kernels, resolve_cached
@@ -144,6 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the dump")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SETUP [ARG...]")
     p.set_defaults(func=cmd_dump)
+
+    p = sub.add_parser("crash", help="run SETUP; at its READY line, panic the guest and save a kdump "
+                       "with makedumpfile from the capture kernel")
+    _add_vm_options(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the dump")
+    p.add_argument("--dump-level", type=int, default=31, choices=range(32), metavar="N",
+                   help="makedumpfile's dump level, 0-31 (default 31: no zero, cache, user, free pages)")
+    p.add_argument("--compress", choices=("zlib", "lzo", "zstd", "none"), default="zlib",
+                   help="makedumpfile's compression (default zlib, as Debian's kdump-tools)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- SETUP [ARG...]")
+    p.set_defaults(func=cmd_crash)
 
     p = sub.add_parser("shell", help="an interactive shell in a guest")
     _add_vm_options(p)

@@ -7,6 +7,10 @@
 #   VMTEST_MODE      "run" (stdin /dev/null, stdout on ttyS1, stderr on ttyS2) or "shell"
 #   VMTEST_VMLINUX   host path of the kernel's debug vmlinux, placed where drgn looks for it
 #   VMTEST_TMPBINDS  colon-separated host paths under /tmp to keep visible over the guest's /tmp
+#   VMTEST_CRASH     1: load a capture kernel (kexec -p, from $VMTEST_RUN/capture.sh) and panic
+#                    when the host writes "panic" on ttyS3
+# VMTEST_MODE=capture is the capture kernel itself: it runs $VMTEST_RUN/capture.sh, which
+# writes /proc/vmcore through makedumpfile to the scratch disk.
 # The exit status goes to the console as "@@vmtests-exit N", then the guest powers off.
 
 export PATH=/bin
@@ -83,6 +87,27 @@ fi
 
 ip link set lo up || say "cannot bring up lo"
 hostname vmtest
+
+if [ "$VMTEST_MODE" = capture ]; then
+	say "capture kernel: saving /proc/vmcore"
+	chroot $R /bin/sh "$VMTEST_RUN/capture.sh" < /dev/null > /dev/console 2>&1
+	finish $?
+fi
+
+if [ "$VMTEST_CRASH" = 1 ]; then
+	chroot $R /bin/sh "$VMTEST_RUN/kexec.sh" > /dev/console 2>&1 || die "kexec -p failed"
+	[ "$(cat /sys/kernel/kexec_crash_loaded)" = 1 ] || die "no capture kernel loaded"
+	echo 1 > /proc/sys/kernel/sysrq
+	stty -F /dev/ttyS3 raw -echo
+	(
+		read -r word < /dev/ttyS3
+		if [ "$word" = panic ]; then
+			# A process of its own, so the dump names a known task as the one that crashed.
+			chroot $R /bin/sh -c 'echo "@@vmtests-panic-pid $$"; echo c > /proc/sysrq-trigger' \
+				> /dev/console 2>&1
+		fi
+	) &
+fi
 
 [ -r "$R$VMTEST_RUN/cmd.sh" ] || die "cannot read $VMTEST_RUN/cmd.sh in the guest"
 if [ "$VMTEST_MODE" = shell ]; then

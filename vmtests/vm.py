@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from vmtests import VMTestError
@@ -151,6 +152,32 @@ def _prune(runs: Path, max_age: float = 7 * 86400) -> None:
                 shutil.rmtree(d, ignore_errors=True)
 
 
+#: makedumpfile's compression flags (Debian's kdump-tools uses -c: zlib).
+COMPRESS_FLAGS = {"zlib": "-c", "lzo": "-l", "zstd": "-z", "none": ""}
+PANIC_PID_RE = re.compile(rb"@@vmtests-panic-pid (\d+)")
+
+
+@dataclass(frozen=True)
+class CrashOptions:
+    """A guest that panics on request and saves a kdump through makedumpfile."""
+
+    dump_level: int = 31
+    compress: str = "zlib"
+    #: Memory reserved for the capture kernel (crashkernel=).
+    reserve: str = "256M"
+
+
+def makedumpfile_supports(compress: str) -> bool:
+    """Whether the host's makedumpfile was built with a compression (1.7.2 lacks zstd)."""
+    if compress in ("zlib", "none"):
+        return True
+    exe = shutil.which("makedumpfile")
+    if not exe:
+        return False
+    out = subprocess.run([exe, "-v"], capture_output=True, text=True).stdout
+    return bool(re.search(rf"^{compress}\s+enabled", out, re.M))
+
+
 Sink = Callable[[bytes], None]
 
 
@@ -176,8 +203,11 @@ class Guest:
         accel: str = "auto",
         verbose: bool = False,
         debuginfo: bool = True,
+        crash: CrashOptions | None = None,
     ) -> None:
         self.kernel = kernel
+        self.crash = crash
+        self.panic_pid: int | None = None
         self.memory_mb = memory_mb
         self.cpus = cpus
         self.accel = accel
@@ -283,9 +313,12 @@ exec "$@"
             cmd += ["-chardev", "null,id=out", "-serial", "chardev:out"]
             cmd += ["-chardev", "null,id=err", "-serial", "chardev:err"]
         else:
-            for name in ("console", "stdout", "stderr"):
+            channels = ["console", "stdout", "stderr"] + (["control"] if self.crash else [])
+            for name in channels:
                 path = self._listen(name)
                 cmd += ["-chardev", f"socket,id={name},path={path}", "-serial", f"chardev:{name}"]
+        if self.crash:
+            cmd += ["-drive", f"file={self.scratch},if=virtio,format=raw"]
         binds = tmp_binds([os.getcwd(), REPO, self.run_dir, self.kernel.dir])
         append = [
             "console=ttyS0", "8250.nr_uarts=4", "panic=-1", "oops=panic", "loglevel=4",
@@ -296,6 +329,9 @@ exec "$@"
             append.append(f"VMTEST_VMLINUX={self.kernel.vmlinux}")
         if binds:
             append.append("VMTEST_TMPBINDS=" + ":".join(binds))
+        if self.crash:
+            append += [f"crashkernel={self.crash.reserve}", "VMTEST_CRASH=1"]
+            self._write_crash_scripts(initrd, binds)
         cmd += ["-kernel", str(self.kernel.boot_image()), "-initrd", str(initrd), "-append", " ".join(append)]
         return cmd
 
@@ -357,7 +393,8 @@ exec "$@"
     def _pump_loop(self) -> None:
         sel = selectors.DefaultSelector()
         for name, conn in self._conns.items():
-            sel.register(conn, selectors.EVENT_READ, name)
+            if name != "control":  # written by the host, never read
+                sel.register(conn, selectors.EVENT_READ, name)
         partial = {"console": b"", "stdout": b""}
         try:
             with open(self.run_dir / "console.log", "wb") as console_log:
@@ -409,6 +446,9 @@ exec "$@"
                 self.ready.set()
             return
         text = raw.decode(errors="replace")
+        m = PANIC_PID_RE.search(raw)
+        if m:
+            self.panic_pid = int(m.group(1))
         m = EXIT_RE.search(raw)
         if m:
             self.exit_code = int(m.group(1))
@@ -461,6 +501,52 @@ exec "$@"
                 raise self._failure(f"no READY from the setup command within {timeout:.0f} s")
         lines = list(self.stdout_lines)
         return lines[: lines.index("READY")] if "READY" in lines else lines
+
+    # -- crash dumps through kdump -----------------------------------------
+
+    @property
+    def scratch(self) -> Path:
+        """The virtio disk the capture kernel writes makedumpfile's stream to."""
+        return self.run_dir / "scratch.img"
+
+    def _write_crash_scripts(self, initrd: Path, binds: list[str]) -> None:
+        assert self.crash is not None
+        with open(self.scratch, "wb") as f:  # sparse: only what is written takes room
+            f.truncate((self.memory_mb + 256) << 20)
+        append = [
+            "console=ttyS0", "8250.nr_uarts=4", "irqpoll", "nr_cpus=1", "reset_devices",
+            "panic=-1", "loglevel=4", "rdinit=/init", "VMTEST_TAG=host",
+            f"VMTEST_RUN={self.run_dir}", "VMTEST_MODE=capture",
+        ]
+        if binds:
+            append.append("VMTEST_TMPBINDS=" + ":".join(binds))
+        path = "export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+        (self.run_dir / "kexec.sh").write_text(
+            path + f"exec kexec -p {shlex.quote(str(self.kernel.vmlinuz))} "
+            f"--initrd={shlex.quote(str(initrd))} --append={shlex.quote(' '.join(append))}\n"
+        )
+        flags = " ".join(f for f in ("-F", f"-d {self.crash.dump_level}",
+                                     COMPRESS_FLAGS[self.crash.compress]) if f)
+        (self.run_dir / "capture.sh").write_text(
+            "# In the capture kernel: /proc/vmcore through makedumpfile to the scratch disk.\n"
+            + path + f"makedumpfile {flags} /proc/vmcore > /dev/vda\n"
+            "rc=$?\nsync\nexit $rc\n"
+        )
+
+    def crash_dump(self, out: Path, timeout: float) -> Path:
+        """Panic the guest (sysrq c), let kdump save its memory, and write ``out`` on the host."""
+        assert self.crash is not None and self.qemu is not None
+        self._conns["control"].setblocking(True)
+        self._conns["control"].sendall(b"panic\n")
+        code = self.wait(timeout)
+        if code != 0:
+            self._keep_log = True
+            raise self._failure(f"makedumpfile in the capture kernel failed (exit {code})")
+        out = Path(os.path.abspath(out))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        unflatten(self.scratch, out)
+        self.scratch.unlink()
+        return out
 
     # -- QMP and dumps ------------------------------------------------------
 

@@ -1,0 +1,57 @@
+"""What a post-mortem reader wants first from a crash dump: release, time, panic, task."""
+
+from __future__ import annotations
+
+import datetime
+
+from drgn import FaultError, Program
+from drgn.helpers.linux.panic import panic_message
+from drgn.helpers.linux.sched import task_cpu
+from drgn_ss.layout import jiffies, kernel_hz, kernel_layout
+
+
+def crash_time(prog: Program) -> datetime.datetime:
+    """The wall-clock time of the timekeeper's last update before the dump (UTC)."""
+    if kernel_layout(prog).tk_core:
+        tk = prog["tk_core"].timekeeper
+    else:
+        tk = prog["timekeeper_data"][0].timekeeper
+    return datetime.datetime.fromtimestamp(int(tk.xtime_sec.value_()), datetime.timezone.utc)
+
+
+def uptime_seconds(prog: Program) -> float:
+    """Seconds since boot, from the dump's own jiffies."""
+    hz = kernel_hz(prog)
+    initial = (-300 * hz) & 0xFFFFFFFF
+    return (jiffies(prog) - initial) / hz
+
+
+def crash_summary(prog: Program) -> list[str] | None:
+    """
+    Describe the crash in a few lines, or return None if ``prog`` is not a crash dump
+    (a live kernel, or a dump of a kernel that did not panic).
+    """
+    try:
+        thread = prog.crashed_thread()
+    except ValueError:
+        return None
+    lines = []
+    release = prog["UTS_RELEASE"].string_().decode(errors="replace")
+    try:
+        when = crash_time(prog).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"crash dump of Linux {release}, crashed {when}, "
+                     f"{uptime_seconds(prog):.1f} s after boot")
+    except (FaultError, LookupError):
+        lines.append(f"crash dump of Linux {release}")
+    try:
+        message = panic_message(prog)
+    except (FaultError, LookupError):
+        message = None
+    lines.append("panic: " + (message.decode(errors="replace") if message else "(no panic message found)"))
+    try:
+        task = thread.object
+        comm = task.comm.string_().decode(errors="replace")
+        lines.append(f"crashing task: pid {thread.tid} ({comm}) on CPU {task_cpu(task)}")
+    except (FaultError, LookupError, ValueError):
+        lines.append(f"crashing task: pid {thread.tid}")
+    return lines
