@@ -255,10 +255,10 @@ def _filter_netns(socks: Iterator[Object], net: Object, errors: WalkErrors | Non
     for sk in socks:
         try:
             mine = _in_netns(sk, net)
-        except FaultError:
+        except FaultError as e:
             if errors is None:
                 raise
-            errors.sockets += 1
+            errors.count("sockets", e)
             continue
         if mine:
             yield sk
@@ -296,9 +296,9 @@ def inet_socks(net: Object, protos: tuple[str, ...] = ("udp", "tcp"),
         for sk in raw:
             try:
                 decoded.append(decode_sock(sk, proto, cgroups))
-            except FaultError:
+            except FaultError as e:
                 if errors is None:
                     raise
-                errors.sockets += 1
+                errors.count("sockets", e)
         for family in (AF_INET, AF_INET6):
             yield from (s for s in decoded if s.family == family)

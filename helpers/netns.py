@@ -62,11 +62,14 @@ def ifname_resolver(prog: Program) -> Callable[[int, int], str]:
         key = (netns, ifindex)
         if key not in cache:
             name = f"if{ifindex}"
-            net = netns_by_inode(prog, netns)
-            if net is not None:
-                dev = netdev_get_by_index(net, ifindex)
-                if dev:
-                    name = dev.name.string_().decode(errors="replace")
+            try:
+                net = netns_by_inode(prog, netns)
+                if net is not None:
+                    dev = netdev_get_by_index(net, ifindex)
+                    if dev:
+                        name = dev.name.string_().decode(errors="replace")
+            except FaultError:
+                pass  # unreadable (e.g. filtered out of a dump): ss's fallback name
             cache[key] = name
         return cache[key]
 

@@ -94,22 +94,34 @@ def task_comm(task: Object) -> str:
     return bytes(task.comm.string_()).decode(errors="replace")
 
 
-def thread_group_leaders(prog: Program) -> list[Object]:
+def thread_group_leaders(prog: Program, errors: WalkErrors | None = None) -> list[tuple[int, Object]]:
     """
     Get every process (thread group leader), from ``init_task.tasks``, in pid order.
+    A list that cannot be followed to its end is cut there (counted in ``errors``).
 
-    :return: ``struct task_struct *`` objects.
+    :return: (tgid, ``struct task_struct *``) pairs.
     """
     init = prog["init_task"]
-    tasks = list(list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks"))
-    tasks.sort(key=lambda t: t.tgid.value_())
+    tasks = []
+    try:
+        for task in list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks"):
+            try:
+                tasks.append((int(task.tgid.value_()), task))
+            except FaultError as e:
+                if errors is None:
+                    raise
+                errors.count("tasks", e)
+    except FaultError as e:
+        if errors is None:
+            raise
+        errors.count("tasks", e)
+    tasks.sort(key=lambda t: t[0])
     return tasks
 
 
-def _task_sockets(task: Object) -> list[tuple[int, Owner]]:
+def _task_sockets(pid: int, task: Object) -> list[tuple[int, Owner]]:
     out = []
     comm = None
-    pid = int(task.tgid.value_())
     for fd, file in for_each_file(task):
         inode = file.f_inode.read_()
         if not inode or not stat.S_ISSOCK(inode.i_mode.value_()):
@@ -123,13 +135,13 @@ def _task_sockets(task: Object) -> list[tuple[int, Owner]]:
 def kernel_owners(prog: Program, errors: WalkErrors | None = None) -> OwnerMap:
     """Walk every process's file table for open sockets; count tasks that cannot be read."""
     entries: list[tuple[int, Owner]] = []
-    for task in thread_group_leaders(prog):
+    for pid, task in thread_group_leaders(prog, errors):
         try:
-            entries += _task_sockets(task)
-        except FaultError:
+            entries += _task_sockets(pid, task)
+        except FaultError as e:
             if errors is None:
                 raise
-            errors.tasks += 1
+            errors.count("tasks", e)
     return _ss_order(entries)
 
 

@@ -23,15 +23,22 @@ class WalkErrors:
     buckets: int = 0
     sockets: int = 0
     tasks: int = 0
+    #: The first fault's message, as an example for the user.
+    first: str = ""
 
     def __bool__(self) -> bool:
         return bool(self.buckets or self.sockets or self.tasks)
+
+    def count(self, what: str, error: Exception) -> None:
+        setattr(self, what, getattr(self, what) + 1)
+        if not self.first:
+            self.first = str(error)
 
     def describe(self) -> str:
         parts = [f"{n} {what}" for n, what in ((self.buckets, "hash chains"),
                                                 (self.sockets, "sockets"),
                                                 (self.tasks, "tasks")) if n]
-        return ", ".join(parts)
+        return ", ".join(parts) + (f" (first: {self.first})" if self.first else "")
 
 
 def _chain(chain: Iterator[Object], errors: WalkErrors | None) -> Iterator[Object]:
@@ -41,8 +48,8 @@ def _chain(chain: Iterator[Object], errors: WalkErrors | None) -> Iterator[Objec
         return
     try:
         yield from chain
-    except FaultError:
-        errors.buckets += 1
+    except FaultError as e:
+        errors.count("buckets", e)
 
 
 def net_tcp_hashinfo(net: Object) -> Object:

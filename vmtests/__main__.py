@@ -199,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="the kernel matrix suite: every kernel in every mode")
     p.add_argument("--kernel", "-k", action="append", metavar="K",
                    help="only this kernel (repeatable; default: the whole matrix)")
-    p.add_argument("--mode", action="append", choices=("live", "elf", "kdump", "qemu"),
+    p.add_argument("--mode", action="append",
+                   choices=("live", "elf", "kdump", "qemu", "crash", "crash0"),
                    help="only this mode (repeatable; default: all)")
     p.add_argument("--flavour", default=DEFAULT_FLAVOUR)
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")

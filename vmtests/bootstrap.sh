@@ -10,7 +10,8 @@ need=""
 check() {
 	case "$1" in
 	/*) [ -e "$1" ] && return 0 ;;
-	*) command -v "$1" >/dev/null 2>&1 && return 0 ;;
+	*) command -v "$1" >/dev/null 2>&1 && return 0
+	   [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] && return 0 ;;
 	esac
 	case " $need " in *" $2 "*) ;; *) need="$need $2" ;; esac
 }
@@ -25,6 +26,8 @@ check xz xz-utils
 check dpkg-deb dpkg
 check apt-get apt
 check unshare util-linux
+check kexec kexec-tools
+check makedumpfile makedumpfile
 check /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
 # busybox must be the static build: it runs as the guest's first process.
 if [ -e /bin/busybox ] && ! dpkg -s busybox-static >/dev/null 2>&1; then

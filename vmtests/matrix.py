@@ -5,14 +5,19 @@ Modes, each running tests/kernel with pytest against one kernel:
 - ``live``: inside the guest, against the running kernel (/proc/kcore).
 - ``qemu``: on the host, against the running guest through ``drgn --qemu``.
 - ``elf``, ``kdump``: on the host, against dumps of that guest taken over QMP.
+- ``crash``, ``crash0``: on the host, against real crash dumps: the guest panics
+  (sysrq c), its capture kernel runs makedumpfile (``crash``: level 31, zlib,
+  Debian's default; ``crash0``: level 0, lzo), as users' dumps are made.
 
-The guest side of the last three is tests/kernel/workload.py.
+The guest side of all but live is tests/kernel/workload.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,9 +30,11 @@ from vmtests import VMTestError
 from vmtests.config import MATRIX, REPO, cache_dir, flavour_name
 from vmtests.kernels import Kernel, get_kernel
 from vmtests.pytest_counts import parse_counts
-from vmtests.vm import Guest
+from vmtests.vm import CrashOptions, Guest
 
-MODES = ("live", "elf", "kdump", "qemu")
+MODES = ("live", "elf", "kdump", "qemu", "crash", "crash0")
+#: makedumpfile settings of the crash modes: (dump level, compression).
+CRASH_MODES = {"crash": (31, "zlib"), "crash0": (0, "lzo")}
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 WORKLOAD = "tests/kernel/workload.py"
 
@@ -100,6 +107,7 @@ def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace) 
         dumps: dict[str, Path] = {}
         with Guest(kernel, memory_mb=1024, accel=args.accel, verbose=args.verbose) as guest:
             banner(f"{kernel.release}: workload in the guest")
+            guest.stdout_sink = _quiet
             guest.start([PYTHON, WORKLOAD], cwd=str(REPO))
             lines = guest.wait_ready(args.timeout)
             info = [ln for ln in lines if ln.startswith("WORKLOAD ")]
@@ -128,6 +136,42 @@ def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace) 
             p.unlink()
         scratch.rmdir()
     return results
+
+
+def _quiet(data: bytes) -> None:
+    """The workload's stdout is its JSON description, read from Guest.stdout_lines."""
+
+
+def run_crash(kernel: Kernel, mode: str, args: argparse.Namespace, sizes: dict[str, int]) -> Outcome:
+    """Panic a guest running the workload, read its kdump on the host."""
+    level, compress = CRASH_MODES[mode]
+    scratch = Path(tempfile.mkdtemp(prefix="crash-", dir=cache_dir() / "run"))
+    try:
+        with Guest(kernel, memory_mb=2048, accel=args.accel, verbose=args.verbose,
+                   crash=CrashOptions(level, compress)) as guest:
+            banner(f"{kernel.release}: {mode} (workload, panic, makedumpfile -d {level} {compress})")
+            guest.stdout_sink = _quiet
+            guest.start([PYTHON, WORKLOAD], cwd=str(REPO))
+            lines = guest.wait_ready(args.timeout)
+            start = time.monotonic()
+            dump = guest.crash_dump(scratch / "vmcore", args.timeout)
+            panic_pid = guest.panic_pid
+        sizes[mode] = dump.stat().st_size
+        print(f"vmtests: {mode} dump (level {level}, {compress}): {sizes[mode] / 1e6:.1f} MB, "
+              f"panic to file in {time.monotonic() - start:.1f} s", flush=True)
+        info = [ln for ln in lines if ln.startswith("WORKLOAD ")]
+        if not info:
+            raise VMTestError("the workload printed no WORKLOAD line")
+        workload = json.loads(info[-1][len("WORKLOAD "):])
+        workload["panic_pid"] = panic_pid
+        workload["dump_level"] = level
+        (scratch / "workload.json").write_text(json.dumps(workload))
+        banner(f"{kernel.release}: {mode} (pytest on the host against the crash dump)")
+        return run_host_pytest(mode, {"DRGN_SS_VMLINUX": str(kernel.vmlinux),
+                                      "DRGN_SS_WORKLOAD": str(scratch / "workload.json"),
+                                      "DRGN_SS_TARGET": f"core:{dump}"})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_host_checks() -> dict[str, Outcome]:
@@ -166,6 +210,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     host = {} if args.no_host else run_host_checks()
     results: dict[str, dict[str, Outcome]] = {}
     releases: dict[str, str] = {}
+    dump_sizes: dict[str, dict[str, int]] = {}
     errors: list[str] = []
     for name in kernels:
         row = results.setdefault(name, {})
@@ -174,9 +219,12 @@ def run_matrix(args: argparse.Namespace) -> int:
             releases[name] = kernel.release
             if "live" in modes:
                 row["live"] = run_live(kernel, args)
-            outside = [m for m in modes if m != "live"]
+            outside = [m for m in modes if m in ("elf", "kdump", "qemu")]
             if outside:
                 row.update(run_outside(kernel, outside, args))
+            for mode in modes:
+                if mode in CRASH_MODES:
+                    row[mode] = run_crash(kernel, mode, args, dump_sizes.setdefault(name, {}))
         except VMTestError as e:
             errors.append(f"{name}: {e}")
             print(f"vmtests: {name}: {e}", file=sys.stderr, flush=True)
@@ -192,6 +240,10 @@ def run_matrix(args: argparse.Namespace) -> int:
             f"{name} {'ok' if o.ok else 'FAILED'}" if name != "pytest" else f"tests {o.cell()}"
             for name, o in host.items()))
     print_table(flavour, kernels, releases, modes, results)
+    for name, sizes in dump_sizes.items():
+        print(f"  {name} crash dump sizes: " + ", ".join(
+            f"{mode} (level {CRASH_MODES[mode][0]}, {CRASH_MODES[mode][1]}) {size / 1e6:.1f} MB"
+            for mode, size in sizes.items()))
     for err in errors:
         print(f"  error: {err}")
     everything = list(host.values()) + [o for row in results.values() for o in row.values()]

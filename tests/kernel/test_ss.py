@@ -18,6 +18,7 @@ import pytest
 from drgn_ss.cli import run
 from drgn_ss.inet import inet_socks
 from drgn_ss.owners import kernel_owners, proc_owners
+from drgn_ss.tables import WalkErrors
 
 from tests.kernel.conftest import Target
 from tests.kernel.workload import OPTION_SETS
@@ -31,17 +32,51 @@ def normalize(text: str) -> list[str]:
     return [TIMER_RE.sub(r"timer:(\1,*,", " ".join(line.split())) for line in text.splitlines()]
 
 
-def ours(prog: drgn.Program, opts: str) -> str:
+USERS_RE = re.compile(r" ?users:\((.*?\))\)")
+
+
+def assert_partial_is_true(got: str, expected: str) -> None:
+    """
+    A partial listing (exit 3) may miss sockets, and owners of tasks it could not read, but
+    every line must be one of ss's once users are set aside, and every user it names must
+    be one ss named on that line.
+    """
+    truth: dict[str, set[str]] = {}
+    for line in normalize(expected):
+        users = USERS_RE.search(line)
+        key = USERS_RE.sub("", line)
+        truth.setdefault(key, set()).update(re.findall(r'\("[^"]*",pid=\d+,fd=\d+\)',
+                                                       users.group(1) if users else ""))
+    for line in normalize(got):
+        key = USERS_RE.sub("", line)
+        assert key in truth, f"{line!r} is not one of ss's lines"
+        users = USERS_RE.search(line)
+        named = set(re.findall(r'\("[^"]*",pid=\d+,fd=\d+\)', users.group(1) if users else ""))
+        assert named <= truth[key], line
+
+
+def ours(prog: drgn.Program, opts: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     out = io.StringIO()
-    assert run(prog, ["-H", *opts.split()], out=out) == 0
-    return out.getvalue()
+    capsys.readouterr()
+    code = run(prog, ["-H", *opts.split()], out=out)
+    return code, out.getvalue(), capsys.readouterr().err
 
 
 @pytest.mark.parametrize("opts", OPTION_SETS)
-def test_same_lines_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: str) -> None:
+def test_same_lines_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: str,
+                          capsys: pytest.CaptureFixture[str]) -> None:
     expected = workload["ss"][opts]
     assert expected.strip(), f"ss -H {opts} printed nothing: the workload is not running"
-    assert normalize(ours(prog, opts)) == normalize(expected)
+    code, got, err = ours(prog, opts, capsys)
+    if code == 3 and workload.get("dump_level", 0) & 8:
+        # makedumpfile's "user pages" filter (level 8) can drop kernel pages (1.7.2 does not
+        # know 6.10+'s slab page type): then the listing must be partial and say so, and
+        # every line it prints must be one ss printed.
+        assert "partial listing: could not read" in err and "Excluded page" in err, err
+        assert_partial_is_true(got, expected)
+        return
+    assert code == 0, err
+    assert normalize(got) == normalize(expected)
 
 
 def test_workload_covers_the_socket_kinds(workload: dict[str, Any]) -> None:
@@ -57,15 +92,22 @@ def test_workload_covers_the_socket_kinds(workload: dict[str, Any]) -> None:
 
 def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target,
                                               workload: dict[str, Any]) -> None:
-    inodes = {s.ino for s in inet_socks(prog["init_net"].address_of_()) if s.ino}
+    errors = WalkErrors()
+    inodes = {s.ino for s in inet_socks(prog["init_net"].address_of_(), errors=errors) if s.ino}
     walked = {ino: [(o.comm, o.pid, o.fd) for o in owners]
-              for ino, owners in kernel_owners(prog).items() if ino in inodes}
+              for ino, owners in kernel_owners(prog, errors).items() if ino in inodes}
     if target.kind == "live":
         scanned = {ino: [(o.comm, o.pid, o.fd) for o in owners]
                    for ino, owners in proc_owners().items() if ino in inodes}
     else:
         scanned = {int(ino): [tuple(o) for o in owners]
                    for ino, owners in workload["proc_owners"].items() if int(ino) in inodes}
+    if errors and workload.get("dump_level", 0) & 8:  # see test_same_lines_as_ss
+        assert "Excluded page" in errors.first
+        pairs = {(ino, o) for ino, owners in scanned.items() for o in owners}
+        assert {(ino, o) for ino, owners in walked.items() for o in owners} <= pairs
+        return
+    assert not errors, errors.describe()
     assert len(walked) >= 20
     assert walked == scanned
 
@@ -136,8 +178,12 @@ def test_drgn_ss_command_on_the_dump(target: Target, workload: dict[str, Any]) -
     drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
     p = subprocess.run([drgn_ss, "-c", target.path, "-s", target.vmlinux, "-H", "-tanp"],
                        capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    assert normalize(p.stdout) == normalize(workload["ss"]["-tanp"])
+    if p.returncode == 3 and workload.get("dump_level", 0) & 8:  # see test_same_lines_as_ss
+        assert "Excluded page" in p.stderr
+        assert_partial_is_true(p.stdout, workload["ss"]["-tanp"])
+    else:
+        assert p.returncode == 0, p.stderr
+        assert normalize(p.stdout) == normalize(workload["ss"]["-tanp"])
     # Without -s there is no debug info here: one line naming the package.
     p = subprocess.run([drgn_ss, "-c", target.path, "-t"], capture_output=True, text=True,
                        env={**os.environ, "DEBUGINFOD_URLS": ""})
