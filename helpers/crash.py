@@ -33,7 +33,7 @@ def crash_summary(prog: Program) -> list[str] | None:
     """
     try:
         thread = prog.crashed_thread()
-    except ValueError:
+    except (ValueError, LookupError):  # live: ValueError; a dump that never panicked: LookupError
         return None
     lines = []
     release = prog["UTS_RELEASE"].string_().decode(errors="replace")
