@@ -7,6 +7,7 @@ inet_diag.c) so that they match what ss prints.
 
 from __future__ import annotations
 
+import itertools
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from drgn_ss.tables import (
     WalkErrors,
     net_tcp_hashinfo,
     net_udp_table,
+    raw_tcp_ehash,
+    raw_tcp_listening,
+    raw_udp,
     tcp_ehash_socks,
     tcp_listening_socks,
     udp_socks,
@@ -276,29 +280,66 @@ def udp_netns_socks(net: Object, errors: WalkErrors | None = None) -> Iterator[O
 
 def inet_socks(net: Object, protos: tuple[str, ...] = ("udp", "tcp"),
                listening: bool = True, established: bool = True,
-               errors: WalkErrors | None = None) -> Iterator[InetSock]:
+               errors: WalkErrors | None = None, method: str = "raw") -> Iterator[InetSock]:
     """
     Decode the TCP and UDP sockets of a network namespace in ss's order: UDP before
     TCP, and within each, IPv4 before IPv6, each in table order.
 
     :param net: ``struct net *``
     :param errors: where to count what cannot be read; None: raise FaultError instead.
+    :param method: "raw" (bulk reads, :mod:`drgn_ss.decode`) or "object" (drgn Objects,
+        the reference the tests compare "raw" with).
     """
-    cgroups: dict[int, str] = {}
     for proto in ("udp", "tcp"):
         if proto not in protos:
             continue
-        if proto == "udp":
-            raw = list(udp_netns_socks(net, errors))
+        if method == "raw":
+            decoded = _raw_socks(net, proto, listening, established, errors)
         else:
-            raw = list(tcp_socks(net, listening, established, errors))
-        decoded = []
-        for sk in raw:
-            try:
-                decoded.append(decode_sock(sk, proto, cgroups))
-            except FaultError as e:
-                if errors is None:
-                    raise
-                errors.count("sockets", e)
+            decoded = _object_socks(net, proto, listening, established, errors)
         for family in (AF_INET, AF_INET6):
             yield from (s for s in decoded if s.family == family)
+
+
+def _object_socks(net: Object, proto: str, listening: bool, established: bool,
+                  errors: WalkErrors | None) -> list[InetSock]:
+    cgroups: dict[int, str] = {}
+    if proto == "udp":
+        raw = list(udp_netns_socks(net, errors))
+    else:
+        raw = list(tcp_socks(net, listening, established, errors))
+    decoded = []
+    for sk in raw:
+        try:
+            decoded.append(decode_sock(sk, proto, cgroups))
+        except FaultError as e:
+            if errors is None:
+                raise
+            errors.count("sockets", e)
+    return decoded
+
+
+def _raw_socks(net: Object, proto: str, listening: bool, established: bool,
+               errors: WalkErrors | None) -> list[InetSock]:
+    from drgn_ss.decode import RawDecoder  # it builds on this module
+
+    decoder = RawDecoder(net.prog_)
+    inum = int(net.ns.inum.value_())
+    if proto == "udp":
+        addrs: Iterator[int] = raw_udp(net_udp_table(net), errors)
+    else:
+        hashinfo = net_tcp_hashinfo(net)
+        addrs = itertools.chain(raw_tcp_listening(hashinfo, errors) if listening else (),
+                                raw_tcp_ehash(hashinfo, errors) if established else ())
+    decoded = []
+    for addr in addrs:
+        try:
+            s = decoder.decode(addr, proto)
+        except FaultError as e:
+            if errors is None:
+                raise
+            errors.count("sockets", e)
+            continue
+        if s.netns == inum:  # shared tables hold every namespace's sockets
+            decoded.append(s)
+    return decoded

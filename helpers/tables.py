@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from drgn import FaultError, Object
+from drgn import FaultError, Object, Program
 from drgn.helpers.linux.list import hlist_for_each_entry
 from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
 from drgn_ss.layout import kernel_layout
+from drgn_ss.raw import offset as raw_offset
 
 
 @dataclass
@@ -170,3 +171,83 @@ def sock_num(sk: Object) -> int:
     :param sk: ``struct sock *``
     """
     return int(sk.__sk_common.skc_num.value_())
+
+
+# -- raw walks: bucket arrays read in one go, chains followed with 8-byte reads ----------
+
+#: Longest chain followed before it is taken for a loop (a freed node pointing back).
+MAX_CHAIN = 1 << 20
+
+
+def _raw_chain(prog: Program, first: int, link: int, nulls: bool, errors: WalkErrors | None) -> Iterator[int]:
+    """Addresses of the structs on a chain whose nodes sit ``link`` bytes into each."""
+    pos = first
+    hops = 0
+    try:
+        while pos and not (nulls and pos & 1):
+            yield pos - link
+            pos = prog.read_u64(pos)  # hlist_node.next and hlist_nulls_node.next come first
+            hops += 1
+            if hops > MAX_CHAIN:
+                raise FaultError("hash chain too long: a loop?", pos)
+    except FaultError as e:
+        if errors is None:
+            raise
+        errors.count("buckets", e)
+
+
+def _bucket_heads(prog: Program, array: int, count: int, bucket_type: str, head: str) -> Iterator[int]:
+    """The first pointers of ``count`` buckets of an array, read in one go."""
+    size = prog.type(bucket_type).size
+    off = raw_offset(prog, bucket_type, head)
+    buf = memoryview(prog.read(array, count * size))
+    if size == 8 and off == 0:
+        yield from buf.cast("Q")
+        return
+    for i in range(count):
+        yield int.from_bytes(buf[i * size + off : i * size + off + 8], "little")
+
+
+def raw_tcp_ehash(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[int]:
+    """Addresses of every socket and minisock in the established table."""
+    prog = hashinfo.prog_
+    link = raw_offset(prog, "struct sock", "__sk_common.skc_nulls_node")
+    count = hashinfo.ehash_mask.value_() + 1
+    for first in _bucket_heads(prog, hashinfo.ehash.value_(), count, "struct inet_ehash_bucket",
+                               "chain.first"):
+        if not first & 1:
+            yield from _raw_chain(prog, first, link, True, errors)
+
+
+def raw_tcp_listening(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[int]:
+    """Addresses of every listener, in inet_diag's order (as :func:`tcp_listening_socks`)."""
+    prog = hashinfo.prog_
+    layout = kernel_layout(prog)
+    nulls_link = raw_offset(prog, "struct sock", "__sk_common.skc_nulls_node")
+    if layout.listening_hash:
+        array = hashinfo.listening_hash
+        heads = _bucket_heads(prog, array.address_of_().value_(), len(array),
+                              "struct inet_listen_hashbucket", "nulls_head.first")
+        link, nulls = nulls_link, True
+    else:
+        count = hashinfo.lhash2_mask.value_() + 1
+        if layout.lhash2_portaddr_node:
+            head = "head.first"
+            link = raw_offset(prog, "struct inet_connection_sock", "icsk_listen_portaddr_node")
+            nulls = False
+        else:
+            head, link, nulls = "nulls_head.first", nulls_link, True
+        heads = _bucket_heads(prog, hashinfo.lhash2.value_(), count, "struct inet_listen_hashbucket", head)
+    for first in heads:
+        if first and not (nulls and first & 1):
+            yield from _raw_chain(prog, first, link, nulls, errors)
+
+
+def raw_udp(udptable: Object, errors: WalkErrors | None = None) -> Iterator[int]:
+    """Addresses of every socket in a UDP table's port hash."""
+    prog = udptable.prog_
+    link = raw_offset(prog, "struct sock", "__sk_common.skc_node")
+    count = udptable.mask.value_() + 1
+    for first in _bucket_heads(prog, udptable.hash.value_(), count, "struct udp_hslot", "head.first"):
+        if first:
+            yield from _raw_chain(prog, first, link, False, errors)

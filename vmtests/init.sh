@@ -103,7 +103,8 @@ if [ "$VMTEST_CRASH" = 1 ]; then
 		read -r word < /dev/ttyS3
 		if [ "$word" = panic ]; then
 			# A process of its own, so the dump names a known task as the one that crashed.
-			chroot $R /bin/sh -c 'echo "@@vmtests-panic-pid $$"; echo c > /proc/sysrq-trigger' \
+			# (the pause lets the serial port carry the pid out before the panic stops it)
+			chroot $R /bin/sh -c 'echo "@@vmtests-panic-pid $$"; sleep 1; echo c > /proc/sysrq-trigger' \
 				> /dev/console 2>&1
 		fi
 	) &

@@ -9,6 +9,7 @@ from typing import Any
 
 import drgn
 import pytest
+from drgn_ss.inet import inet_socks
 from drgn_ss.layout import kernel_hz, kernel_layout
 from drgn_ss.tables import (
     WalkErrors,
@@ -79,3 +80,14 @@ def test_host_share_is_read_only_from_the_host_side(target: Target) -> None:
     with pytest.raises(OSError) as exc:
         probe.write_text("written from the guest")
     assert exc.value.errno == errno.EROFS
+
+
+def test_raw_decoder_equals_object_decoder(prog: drgn.Program, workload: dict[str, Any]) -> None:
+    """The fast path (bulk reads, offsets resolved once) against drgn Object member access."""
+    net = prog["init_net"].address_of_()
+    errors = WalkErrors()
+    raw = list(inet_socks(net, errors=errors, method="raw"))
+    obj = list(inet_socks(net, errors=errors, method="object"))
+    complete_or_skip(errors, workload)
+    assert len(raw) >= 25
+    assert raw == obj
