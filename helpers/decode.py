@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from drgn import Object, Program
+from drgn import FaultError, Object, Program
 from drgn_ss.inet import (
     AF_INET6,
     ICSK_TIME_LOSS_PROBE,
@@ -26,7 +26,7 @@ from drgn_ss.inet import (
     _jdelta,
 )
 from drgn_ss.layout import jiffies, kernel_hz, kernel_layout
-from drgn_ss.raw import Field, field, offset, span
+from drgn_ss.raw import Field, Unpacker, field, offset, span
 
 
 class SockLayout:
@@ -103,6 +103,25 @@ class SockLayout:
         self.tcp_end = max(self.full_end, *(x.end for x in tcp))
         self.udp_end = max(self.full_end, self.forward_deficit.end)
 
+        # One struct.Struct call per kind of record instead of a call per field.
+        self.common = Unpacker({
+            "family": self.family, "state": self.state, "rcv_saddr": self.rcv_saddr,
+            "daddr": self.daddr, "num": self.num, "dport": self.dport,
+            "bound_dev_if": self.bound_dev_if, "ipv6only": self.ipv6only, "cookie": self.cookie,
+            "net": self.net,
+        })
+        ino = {"sk_ino": self.sk_ino} if self.sk_ino else {"sk_socket": self.sk_socket}
+        full_fields = {"uid": self.uid, "shutdown": self.shutdown, "cgroup": self.cgroup, **ino}
+        self.tcp = Unpacker({**full_fields, "ack_backlog": self.ack_backlog,
+                             "max_ack_backlog": self.max_ack_backlog, "rcv_nxt": self.rcv_nxt,
+                             "copied_seq": self.copied_seq, "write_seq": self.write_seq,
+                             "snd_una": self.snd_una, "pending": self.pending,
+                             "retransmits": self.retransmits, "probes_out": self.probes_out,
+                             "timeout": self.timeout, "keepalive_pprev": self.keepalive_pprev,
+                             "keepalive_expires": self.keepalive_expires})
+        self.udp = Unpacker({**full_fields, "rmem_alloc": self.rmem_alloc, "wmem_alloc": self.wmem_alloc,
+                             "forward_deficit": self.forward_deficit})
+
 
 def sock_layout(prog: Program) -> SockLayout:
     try:
@@ -141,65 +160,72 @@ class RawDecoder:
     def decode(self, addr: int, proto: str) -> InetSock:
         """Decode the socket (or minisock) at ``addr``, found in a TCP or UDP table."""
         L = self.L
-        read = self.prog.read
-        buf = read(addr, L.common_end)
-        family = L.family.get(buf)
-        raw_state = L.state.get(buf)
+        end = L.tcp_end if proto == "tcp" else L.udp_end
+        try:
+            # Most sockets are full ones: one read. A minisock is smaller, so this may read
+            # past it into a page that is not there (a filtered dump): then read less.
+            buf = self.prog.read(addr, end)
+        except FaultError:
+            buf = self.prog.read(addr, L.common_end)
+        (family, raw_state, rcv_saddr, daddr, sport, dport_be, ifindex, ipv6only, cookie,
+         net) = L.common.unpack(buf)
         if family == AF_INET6:
             o, n = L.v6_rcv_saddr
             src = bytes(buf[o : o + n])
             o, n = L.v6_daddr
             dst = bytes(buf[o : o + n])
         else:
-            src = L.rcv_saddr.get(buf).to_bytes(4, "little")
-            dst = L.daddr.get(buf).to_bytes(4, "little")
-        sport = L.num.get(buf)
-        dport = socket.ntohs(L.dport.get(buf))
-        ifindex = L.bound_dev_if.get(buf)
-        cookie = L.cookie.get(buf)
-        netns = self.netns_inum(L.net.get(buf))
+            src = rcv_saddr.to_bytes(4, "little")
+            dst = daddr.to_bytes(4, "little")
+        dport = socket.ntohs(dport_be)
+        netns = self.netns_inum(net)
         if raw_state == TCP_TIME_WAIT:
-            buf = read(addr, L.tw_end)
+            if len(buf) < L.tw_end:
+                buf = self.prog.read(addr, L.tw_end)
             return InetSock(proto, family, L.tw_substate.get(buf), src, sport, dst, dport, ifindex,
                             None, 0, 0, 0, 0, cookie, netns, None, None, "timewait", addr, 3,
                             self._ms(L.tw_expires.get(buf)), 0)
         if raw_state == TCP_NEW_SYN_RECV:
-            buf = read(addr, L.req_end)
+            if len(buf) < L.req_end:
+                buf = self.prog.read(addr, L.req_end)
             return InetSock(proto, family, TCP_SYN_RECV, src, sport, dst, dport, ifindex, None, 0,
                             0, 0, 0, cookie, netns, None, None, "request", addr, 1,
                             self._ms(L.req_expires.get(buf)), L.req_retrans.get(buf))
-        buf = read(addr, L.tcp_end if proto == "tcp" else L.udp_end)
+        if len(buf) < end:
+            buf = self.prog.read(addr, end)  # a full socket after all: fault here if it must
         timer = timer_ms = retrans = 0
         if proto == "tcp":
+            (uid, shutdown, cgroup, ino_or_sock, ack_backlog, max_ack_backlog, rcv_nxt, copied_seq,
+             write_seq, snd_una, pending, retransmits, probes_out, timeout, keepalive_pprev,
+             keepalive_expires) = L.tcp.unpack(buf)
             if raw_state == TCP_LISTEN:
-                recv_q, send_q = L.ack_backlog.get(buf), L.max_ack_backlog.get(buf)
+                recv_q, send_q = ack_backlog, max_ack_backlog
             else:
-                diff = (L.rcv_nxt.get(buf) - L.copied_seq.get(buf)) & 0xFFFFFFFF
+                diff = (rcv_nxt - copied_seq) & 0xFFFFFFFF
                 recv_q = 0 if diff >= 1 << 31 else diff
-                send_q = (L.write_seq.get(buf) - L.snd_una.get(buf)) & 0xFFFFFFFF
-            pending = L.pending.get(buf)
+                send_q = (write_seq - snd_una) & 0xFFFFFFFF
             if pending in (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE,
                            ICSK_TIME_REO_TIMEOUT):
-                timer_ms = self._ms(L.timeout.get(buf))
+                timer_ms = self._ms(timeout)
                 if pending == ICSK_TIME_PROBE0:
-                    timer, retrans = 4, L.probes_out.get(buf)
+                    timer, retrans = 4, probes_out
                 else:
-                    timer, retrans = 1, L.retransmits.get(buf)
-            elif L.keepalive_pprev.get(buf):
-                timer, timer_ms = 2, self._ms(L.keepalive_expires.get(buf))
-                retrans = L.probes_out.get(buf)
+                    timer, retrans = 1, retransmits
+            elif keepalive_pprev:
+                timer, timer_ms, retrans = 2, self._ms(keepalive_expires), probes_out
         else:
-            recv_q = L.rmem_alloc.get(buf) - L.forward_deficit.get(buf)
-            send_q = L.wmem_alloc.get(buf) - 1
+            (uid, shutdown, cgroup, ino_or_sock, rmem_alloc, wmem_alloc,
+             forward_deficit) = L.udp.unpack(buf)
+            recv_q = rmem_alloc - forward_deficit
+            send_q = wmem_alloc - 1
         if L.sk_ino is not None:
-            ino = L.sk_ino.get(buf)
+            ino = ino_or_sock
         else:
-            sock = L.sk_socket.get(buf)
-            ino = self.prog.read_u64(sock + L.inode_from_socket) if sock else 0
-        v6only = (bool(L.ipv6only.get(buf))
+            ino = self.prog.read_u64(ino_or_sock + L.inode_from_socket) if ino_or_sock else 0
+        v6only = (bool(ipv6only)
                   if family == AF_INET6 and raw_state in (TCP_LISTEN, TCP_CLOSE) else None)
         return InetSock(
             proto, family, raw_state, src, sport, dst, dport, ifindex, v6only, recv_q, send_q,
-            ino, L.uid.get(buf), cookie, netns, L.shutdown.get(buf),
-            self._cgroup(addr, L.cgroup.get(buf)), "full", addr, timer, timer_ms, retrans,
+            ino, uid, cookie, netns, shutdown, self._cgroup(addr, cgroup), "full", addr, timer,
+            timer_ms, retrans,
         )

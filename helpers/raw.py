@@ -94,3 +94,42 @@ def span(prog: Program, type_name: str, path: str) -> tuple[int, int]:
 def offset(prog: Program, type_name: str, path: str) -> int:
     """Byte offset of a member path."""
     return _resolve(prog.type(type_name), path)[0] // 8
+
+
+class Unpacker:
+    """Decode several fields of one struct with one precompiled ``struct.Struct`` call."""
+
+    def __init__(self, fields: dict[str, Field]) -> None:
+        import struct
+
+        self.names = list(fields)
+        order = sorted(range(len(self.names)), key=lambda i: fields[self.names[i]].offset)
+        fmt = "<"
+        pos = 0
+        codes = {1: "b", 2: "h", 4: "i", 8: "q"}
+        self._post: list[tuple[int, int, int]] = []  # (index in result, shift, mask) for bitfields
+        result_index = {}
+        for n, i in enumerate(order):
+            f = fields[self.names[i]]
+            if f.offset < pos or f.size not in codes:
+                raise ValueError(f"{self.names[i]} overlaps another field or has size {f.size}")
+            fmt += f"{f.offset - pos}x" if f.offset > pos else ""
+            code = codes[f.size]
+            fmt += code if f.signed and not f.bits else code.upper()
+            pos = f.end
+            result_index[i] = n
+        self.struct = struct.Struct(fmt)
+        self.size = pos
+        self._index = [result_index[i] for i in range(len(self.names))]
+        for i, name in enumerate(self.names):
+            f = fields[name]
+            if f.bits:
+                self._post.append((i, f.shift, (1 << f.bits) - 1))
+
+    def unpack(self, buf: bytes) -> list[int]:
+        """The values, in the order the fields were given."""
+        raw = self.struct.unpack_from(buf)
+        values = [raw[j] for j in self._index]
+        for i, shift, mask in self._post:
+            values[i] = (values[i] >> shift) & mask
+        return values
