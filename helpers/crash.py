@@ -31,10 +31,13 @@ def crash_summary(prog: Program) -> list[str] | None:
     Describe the crash in a few lines, or return None if ``prog`` is not a crash dump
     (a live kernel, or a dump of a kernel that did not panic).
     """
+    unreadable = ""
     try:
         thread = prog.crashed_thread()
     except (ValueError, LookupError):  # live: ValueError; a dump that never panicked: LookupError
         return None
+    except FaultError as e:  # it panicked, but the task's page is not in the dump
+        thread, unreadable = None, str(e)
     lines = []
     release = prog["UTS_RELEASE"].string_().decode(errors="replace")
     try:
@@ -48,6 +51,9 @@ def crash_summary(prog: Program) -> list[str] | None:
     except (FaultError, LookupError):
         message = None
     lines.append("panic: " + (message.decode(errors="replace") if message else "(no panic message found)"))
+    if thread is None:
+        lines.append(f"crashing task: unreadable ({unreadable})")
+        return lines
     try:
         task = thread.object
         comm = task.comm.string_().decode(errors="replace")
