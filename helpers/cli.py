@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from drgn import FaultError, MissingDebugInfoError, Platform, Program, ProgramFlags, host_platform
+from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_platform
 from drgn_ss.crash import crash_summary
 from drgn_ss.inet import inet_socks
 from drgn_ss.netns import ifname_resolver, local_port_range, own_netns
@@ -151,7 +151,7 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
             out.write("".join(f"# {line}\n" for line in summary))
         else:
             for line in summary:
-                print(f"{prog_name_of(args)}: {line}", file=sys.stderr)
+                print(f"{args.prog_name}: {line}", file=sys.stderr)
     errors = WalkErrors()
     try:
         net = own_netns(prog)
@@ -172,14 +172,11 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
     out.write(render_sockets(socks, fmt, frozenset(disabled), not args.no_header, screen))
     out.flush()
     if errors:
-        print(f"{prog_name_of(args)}: warning: partial listing: could not read {errors.describe()} "
+        print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
               "(freed while read, or missing from the dump)", file=sys.stderr)
         return EXIT_PARTIAL
     return 0
 
-
-def prog_name_of(args: argparse.Namespace) -> str:
-    return str(args.prog_name)
 
 
 def _screen_width(out: TextIO) -> int | None:
@@ -192,12 +189,29 @@ def _screen_width(out: TextIO) -> int | None:
     return None
 
 
+def open_core_dump(path: str) -> Program:
+    """
+    A Program for a kernel core dump. QEMU's kdump-compressed dumps leave utsname.sysname
+    empty, so libkdumpfile cannot tell their architecture: give the host's, as
+    ``drgn --architecture x86_64`` would.
+    """
+    prog = Program()
+    try:
+        prog.set_core_dump(path)
+    except Exception as e:  # libkdumpfile errors surface as plain Exception
+        if "KDUMP_ATTR_ARCH_NAME" not in str(e):
+            raise
+        prog = Program(host_platform)
+        prog.set_core_dump(path)
+    return prog
+
+
 def open_program(args: argparse.Namespace) -> Program:
     """Open the kernel ``drgn-ss`` reads: a dump, a QEMU guest or the live kernel."""
     prog = Program()
     try:
         if args.core:
-            prog.set_core_dump(args.core)
+            prog = open_core_dump(args.core)
         elif args.qemu:
             prog.set_qemu_qmp(args.qemu)
         else:
@@ -216,11 +230,7 @@ def open_program(args: argparse.Namespace) -> Program:
     except (OSError, ValueError) as e:
         raise Failure(f"cannot open {args.core or args.qemu or 'the live kernel'}: {e}") from None
     except Exception as e:  # libkdumpfile errors surface as plain Exception
-        if "KDUMP_ATTR_ARCH_NAME" in str(e) and args.core:
-            prog = Program(_host_platform())
-            prog.set_core_dump(args.core)
-        else:
-            raise Failure(f"cannot open {args.core or args.qemu}: {e}") from None
+        raise Failure(f"cannot open {args.core or args.qemu}: {e}") from None
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise Failure(f"{args.core} is not a Linux kernel dump")
     try:
@@ -237,10 +247,6 @@ def open_program(args: argparse.Namespace) -> Program:
             "(or your distribution's kernel debug package), or pass -s VMLINUX"
         ) from None
     return prog
-
-
-def _host_platform() -> Platform:
-    return host_platform
 
 
 def _release(prog: Program) -> str:

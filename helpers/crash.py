@@ -7,23 +7,19 @@ import datetime
 from drgn import FaultError, Program
 from drgn.helpers.linux.panic import panic_message
 from drgn.helpers.linux.sched import task_cpu
-from drgn_ss.layout import jiffies, kernel_hz, kernel_layout
+from drgn_ss.layout import initial_jiffies, jiffies, kernel_hz, timekeeper
 
 
 def crash_time(prog: Program) -> datetime.datetime:
     """The wall-clock time of the timekeeper's last update before the dump (UTC)."""
-    if kernel_layout(prog).tk_core:
-        tk = prog["tk_core"].timekeeper
-    else:
-        tk = prog["timekeeper_data"][0].timekeeper
-    return datetime.datetime.fromtimestamp(int(tk.xtime_sec.value_()), datetime.timezone.utc)
+    seconds = int(timekeeper(prog).xtime_sec.value_())
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
 
 
 def uptime_seconds(prog: Program) -> float:
     """Seconds since boot, from the dump's own jiffies."""
     hz = kernel_hz(prog)
-    initial = (-300 * hz) & 0xFFFFFFFF
-    return (jiffies(prog) - initial) / hz
+    return (jiffies(prog) - initial_jiffies(hz)) / hz
 
 
 def crash_summary(prog: Program) -> list[str] | None:

@@ -25,7 +25,7 @@ from drgn_ss.inet import (
     _cgroup_path,
     _jdelta,
 )
-from drgn_ss.layout import jiffies, kernel_hz, kernel_layout
+from drgn_ss.layout import jiffies, kernel_hz, kernel_layout, prog_cached
 from drgn_ss.raw import Field, Unpacker, field, offset, span
 
 
@@ -94,15 +94,6 @@ class SockLayout:
         self.keepalive_expires = f(I, keepalive + ".expires")
         self.forward_deficit = f("struct udp_sock", "forward_deficit")
 
-        full = [self.ack_backlog, self.max_ack_backlog, self.uid, self.shutdown, self.sk_socket,
-                self.cgroup, self.rmem_alloc, self.wmem_alloc] + ([self.sk_ino] if self.sk_ino else [])
-        self.full_end = max(self.common_end, *(x.end for x in full))
-        tcp = [self.rcv_nxt, self.copied_seq, self.write_seq, self.snd_una, self.pending,
-               self.retransmits, self.probes_out, self.timeout, self.keepalive_pprev,
-               self.keepalive_expires]
-        self.tcp_end = max(self.full_end, *(x.end for x in tcp))
-        self.udp_end = max(self.full_end, self.forward_deficit.end)
-
         # One struct.Struct call per kind of record instead of a call per field.
         self.common = Unpacker({
             "family": self.family, "state": self.state, "rcv_saddr": self.rcv_saddr,
@@ -121,14 +112,13 @@ class SockLayout:
                              "keepalive_expires": self.keepalive_expires})
         self.udp = Unpacker({**full_fields, "rmem_alloc": self.rmem_alloc, "wmem_alloc": self.wmem_alloc,
                              "forward_deficit": self.forward_deficit})
+        # How much of a full socket to read: everything the unpackers decode.
+        self.tcp_end = max(self.common_end, self.tcp.size)
+        self.udp_end = max(self.common_end, self.udp.size)
 
 
 def sock_layout(prog: Program) -> SockLayout:
-    try:
-        cached: SockLayout = prog.cache["drgn_ss.sock_layout"]
-    except KeyError:
-        cached = prog.cache["drgn_ss.sock_layout"] = SockLayout(prog)
-    return cached
+    return prog_cached(prog, "sock_layout", SockLayout)
 
 
 class RawDecoder:

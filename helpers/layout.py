@@ -7,9 +7,13 @@ string. Other modules ask :func:`kernel_layout`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from drgn import Program, Type, TypeKind
+from drgn import Object, Program, Type, TypeKind
+
+T = TypeVar("T")
 
 
 def has_member(type_: Type, name: str) -> bool:
@@ -73,13 +77,34 @@ def _has_object(prog: Program, name: str) -> bool:
     return True
 
 
-def kernel_layout(prog: Program) -> KernelLayout:
-    """The layout of ``prog``'s kernel, detected on first use and cached in ``prog.cache``."""
+def prog_cached(prog: Program, key: str, make: Callable[[Program], T]) -> T:
+    """``make(prog)``, computed once per Program and kept in ``prog.cache``."""
     try:
-        layout: KernelLayout = prog.cache["drgn_ss.layout"]
+        value: T = prog.cache["drgn_ss." + key]
     except KeyError:
-        layout = prog.cache["drgn_ss.layout"] = _detect(prog)
-    return layout
+        value = prog.cache["drgn_ss." + key] = make(prog)
+    return value
+
+
+def kernel_layout(prog: Program) -> KernelLayout:
+    """The layout of ``prog``'s kernel, detected on first use."""
+    return prog_cached(prog, "layout", _detect)
+
+
+def timekeeper(prog: Program) -> Object:
+    """
+    Get the kernel's timekeeper: ``tk_core.timekeeper`` or ``timekeeper_data[0].timekeeper``.
+
+    :return: ``struct timekeeper``
+    """
+    if kernel_layout(prog).tk_core:
+        return prog["tk_core"].timekeeper
+    return prog["timekeeper_data"][0].timekeeper
+
+
+def initial_jiffies(hz: int) -> int:
+    """INITIAL_JIFFIES: jiffies at boot, (u32)(-300 * HZ), so they wrap 5 minutes in."""
+    return (-300 * hz) & 0xFFFFFFFF
 
 
 def jiffies(prog: Program) -> int:
@@ -98,25 +123,17 @@ def kernel_hz(prog: Program) -> int:
     as the monotonic clock advances in nanoseconds: the candidate that best explains
     jiffies_64 from the timekeeper's monotonic time is the one.
     """
-    try:
-        hz: int = prog.cache["drgn_ss.hz"]
-        return hz
-    except KeyError:
-        pass
-    if kernel_layout(prog).tk_core:
-        tk = prog["tk_core"].timekeeper
-    else:
-        tk = prog["timekeeper_data"][0].timekeeper
-    mono_ns = int(tk.tkr_mono.base.value_())
+    return prog_cached(prog, "hz", _detect_hz)
+
+
+def _detect_hz(prog: Program) -> int:
+    mono_ns = int(timekeeper(prog).tkr_mono.base.value_())
     now = jiffies(prog)
 
     def error(hz: int) -> int:
-        initial = (-300 * hz) & 0xFFFFFFFF
-        return abs(now - initial - hz * mono_ns // 1_000_000_000)
+        return abs(now - initial_jiffies(hz) - hz * mono_ns // 1_000_000_000)
 
-    hz = min(HZ_CANDIDATES, key=error)
-    prog.cache["drgn_ss.hz"] = hz
-    return hz
+    return min(HZ_CANDIDATES, key=error)
 
 
 def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:

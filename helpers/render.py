@@ -85,7 +85,6 @@ def layout(rows: Sequence[Sequence[str]], disabled: frozenset[int] = frozenset()
     out = []
     for row in rows:
         line = []
-        printed_line = 0
         for n, (i, cell) in enumerate(zip(enabled, row)):
             col = COLUMNS[i]
             data = cell.encode()
@@ -100,7 +99,6 @@ def layout(rows: Sequence[Sequence[str]], disabled: frozenset[int] = frozenset()
             printed += len(data)
             if w and col.align == LEFT:
                 line.append(" " * max(w - printed, 0))
-            printed_line += printed
         out.append("".join(line))
     return "".join(line + "\n" for line in out)
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vmtests import VMTestError
 from vmtests.config import MATRIX, REPO, cache_dir, flavour_name
@@ -99,6 +100,15 @@ def run_live(kernel: Kernel, args: argparse.Namespace) -> Outcome:
         return _outcome("\n".join(guest.stdout_lines), rc, "live")
 
 
+def workload_info(lines: Sequence[str]) -> dict[str, Any]:
+    """The JSON tests/kernel/workload.py printed on its ``WORKLOAD`` line."""
+    info = [ln for ln in lines if ln.startswith("WORKLOAD ")]
+    if not info:
+        raise VMTestError("the workload printed no WORKLOAD line")
+    data: dict[str, Any] = json.loads(info[-1][len("WORKLOAD "):])
+    return data
+
+
 def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace) -> dict[str, Outcome]:
     """The qemu, elf and kdump modes: one guest runs the workload; the host reads it."""
     results: dict[str, Outcome] = {}
@@ -110,11 +120,8 @@ def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace) 
             guest.stdout_sink = _quiet
             guest.start([PYTHON, WORKLOAD], cwd=str(REPO))
             lines = guest.wait_ready(args.timeout)
-            info = [ln for ln in lines if ln.startswith("WORKLOAD ")]
-            if not info:
-                raise VMTestError("the workload printed no WORKLOAD line")
             workload = scratch / "workload.json"
-            workload.write_text(info[-1][len("WORKLOAD "):])
+            workload.write_text(json.dumps(workload_info(lines)))
             env = {"DRGN_SS_VMLINUX": str(kernel.vmlinux), "DRGN_SS_WORKLOAD": str(workload)}
             if "qemu" in modes:
                 banner(f"{kernel.release}: qemu (pytest on the host, drgn --qemu)")
@@ -159,10 +166,7 @@ def run_crash(kernel: Kernel, mode: str, args: argparse.Namespace, sizes: dict[s
         sizes[mode] = dump.stat().st_size
         print(f"vmtests: {mode} dump (level {level}, {compress}): {sizes[mode] / 1e6:.1f} MB, "
               f"panic to file in {time.monotonic() - start:.1f} s", flush=True)
-        info = [ln for ln in lines if ln.startswith("WORKLOAD ")]
-        if not info:
-            raise VMTestError("the workload printed no WORKLOAD line")
-        workload = json.loads(info[-1][len("WORKLOAD "):])
+        workload = workload_info(lines)
         workload["panic_pid"] = panic_pid
         workload["dump_level"] = level
         (scratch / "workload.json").write_text(json.dumps(workload))

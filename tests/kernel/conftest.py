@@ -23,6 +23,7 @@ from typing import Any
 
 import drgn
 import pytest
+from drgn_ss.cli import open_core_dump
 
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workload.py")
 
@@ -67,16 +68,7 @@ def prog(target: Target) -> drgn.Program:
         prog.set_kernel()
     elif target.kind == "core":
         assert target.path is not None
-        try:
-            prog.set_core_dump(target.path)
-        except Exception as e:
-            # QEMU's kdump-compressed dumps leave utsname.sysname empty, so
-            # libkdumpfile cannot tell the architecture: give it, as
-            # `drgn --architecture x86_64` would.
-            if "KDUMP_ATTR_ARCH_NAME" not in str(e):
-                raise
-            prog = drgn.Program(drgn.host_platform)
-            prog.set_core_dump(target.path)
+        prog = open_core_dump(target.path)
     else:
         prog.set_qemu_qmp(target.path)
     prog.load_debug_info([target.vmlinux] if target.vmlinux else [], main=True)
