@@ -8,16 +8,20 @@ itself from ``-c``/``-s``/``--qemu`` or the live kernel.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
 from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_platform
-from drgn_ss.crash import crash_summary
-from drgn_ss.inet import inet_socks
-from drgn_ss.netns import ifname_resolver, local_port_range, own_netns
+from drgn_ss.crash import crash_summary, panicked
+from drgn_ss.decode import raw_inet_socks
+from drgn_ss.inet import TCP_LISTEN
+from drgn_ss.layout import kernel_facts, set_debug_info_loader
+from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
 from drgn_ss.owners import OWNER_SOURCES, is_local_live, socket_owners
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, SelectionError, build_selection
@@ -69,6 +73,10 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("--header", action="store_true",
                    help="on a crash dump, print the crash summary (release, time, panic, task) as "
                    "'# ' lines on stdout before the listing, instead of on stderr")
+    p.add_argument("--stats", action="store_true",
+                   help="after the listing, print one JSON line of timings and counts on stderr "
+                   "(sockets, open files, seconds spent walking, finding owners and rendering, "
+                   "whether debug info had to be loaded)")
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
                    help="where -p finds processes: /proc (live local kernel only), a walk of the "
                    "kernel's tasks, or auto (the default: /proc on the live local kernel)")
@@ -124,13 +132,6 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
 def _check_kernel(prog: Program) -> None:
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise Failure("this program is not a Linux kernel (give a vmcore, --qemu, or the live kernel)")
-    try:
-        prog.type("struct inet_hashinfo")
-    except LookupError:
-        raise Failure(
-            "no debug info for the kernel: install linux-image-RELEASE-dbg for its release, "
-            "or pass -s VMLINUX"
-        ) from None
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -145,20 +146,44 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     _check_kernel(prog)
-    summary = crash_summary(prog)
-    if summary:
-        if args.header:
+    facts = kernel_facts(prog)
+    try:
+        return _listing(prog, args, selection, out)
+    except LookupError as e:  # a fact not in the cache, and no debug info to work it out
+        raise Failure(
+            f"no debug info for the kernel ({e}): install linux-image-{facts.release or 'RELEASE'}-dbg "
+            "for its release, or pass -s VMLINUX"
+        ) from None
+    finally:
+        facts.save()
+
+
+def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
+    if panicked(prog):
+        kernel_facts(prog).need_debug_info()
+        summary = crash_summary(prog)
+        if summary and args.header:
             out.write("".join(f"# {line}\n" for line in summary))
-        else:
+        elif summary:
             for line in summary:
                 print(f"{args.prog_name}: {line}", file=sys.stderr)
     errors = WalkErrors()
+    listening = bool(selection.states & 1 << TCP_LISTEN)
+    established = bool(selection.states & ~(1 << TCP_LISTEN))
+    counts: dict[str, int] = {}
+    t0 = time.perf_counter()
     try:
-        net = own_netns(prog)
-        socks = [s for s in inet_socks(net, selection.protos, errors=errors) if selection.matches(s)]
-        owners = socket_owners(prog, args.owners, errors) if args.processes else None
-        fmt = Formatter(args.numeric, local_port_range(net), ifname_resolver(prog), owners,
-                        args.extended, args.options)
+        net = raw_own_netns(prog)
+        owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
+                             else (None, "ino"))
+        t1 = time.perf_counter()
+        socks = [s for s in raw_inet_socks(prog, net, selection.protos, listening, established, errors,
+                                           inodes=args.extended or (args.processes and owners_by == "ino"),
+                                           cgroups=args.extended)
+                 if selection.matches(s)]
+        t2 = time.perf_counter()
+        fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, net),
+                        raw_ifname_resolver(prog), owners, args.extended, args.options, owners_by)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:
@@ -169,14 +194,19 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
     if selection.single_state:
         disabled.add(COL_STATE)
     screen = _screen_width(out)
-    out.write(render_sockets(socks, fmt, frozenset(disabled), not args.no_header, screen))
+    for chunk in render_sockets(socks, fmt, frozenset(disabled), not args.no_header, screen):
+        out.write(chunk)
     out.flush()
+    if args.stats:
+        stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
+                 "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
+                 "debug_info_loaded": kernel_facts(prog).loaded_debug_info}
+        print(json.dumps(stats), file=sys.stderr)
     if errors:
         print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
               "(freed while read, or missing from the dump)", file=sys.stderr)
         return EXIT_PARTIAL
     return 0
-
 
 
 def _screen_width(out: TextIO) -> int | None:
@@ -233,19 +263,28 @@ def open_program(args: argparse.Namespace) -> Program:
         raise Failure(f"cannot open {args.core or args.qemu}: {e}") from None
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise Failure(f"{args.core} is not a Linux kernel dump")
-    try:
-        prog.load_debug_info(args.symbols or [], main=True)
-    except MissingDebugInfoError:
-        release = _release(prog)
-        if args.symbols:
+
+    def load_debug_info() -> None:
+        try:
+            prog.load_debug_info(args.symbols or [], main=True)
+        except MissingDebugInfoError:
+            release = _release(prog)
+            if args.symbols:
+                raise Failure(
+                    f"{', '.join(args.symbols)} does not match kernel {release} (build ID differs): "
+                    f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
+                ) from None
             raise Failure(
-                f"{', '.join(args.symbols)} does not match kernel {release} (build ID differs): "
-                f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
+                f"no debug info for kernel {release}: install linux-image-{release}-dbg "
+                "(or your distribution's kernel debug package), or pass -s VMLINUX"
             ) from None
-        raise Failure(
-            f"no debug info for kernel {release}: install linux-image-{release}-dbg "
-            "(or your distribution's kernel debug package), or pass -s VMLINUX"
-        ) from None
+
+    if args.symbols:
+        load_debug_info()  # asked for by name: check that it matches now
+        kernel_facts(prog).loaded_debug_info = True
+    else:
+        # Debug info is loaded only when something is not in the per-build facts cache.
+        set_debug_info_loader(prog, load_debug_info)
     return prog
 
 
@@ -268,5 +307,9 @@ def command(argv: Sequence[str] | None = None) -> int:
     """The ``drgn-ss`` command."""
     # drgn logs its own warnings (missing symbols, unmatched files); our errors say it in one line.
     logging.getLogger("drgn").setLevel(logging.CRITICAL + 1)
+    # Looking for drgn plugins scans every installed distribution's entry points: 70-110 ms,
+    # a third of a warm run. Skipped unless the user says which plugins they want.
+    if "DRGN_PLUGINS" not in os.environ and "DRGN_DISABLE_PLUGINS" not in os.environ:
+        os.environ["DRGN_DISABLE_PLUGINS"] = "*"
     return _main("drgn-ss", list(sys.argv[1:] if argv is None else argv), True, open_program,
                  sys.stdout)

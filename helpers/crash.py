@@ -5,9 +5,15 @@ from __future__ import annotations
 import datetime
 
 from drgn import FaultError, Program
-from drgn.helpers.linux.panic import panic_message
-from drgn.helpers.linux.sched import task_cpu
-from drgn_ss.layout import initial_jiffies, jiffies, kernel_hz, timekeeper
+from drgn_ss.layout import (
+    initial_jiffies,
+    jiffies,
+    kernel_facts,
+    kernel_hz,
+    kernel_memory,
+    timekeeper,
+    vmcoreinfo,
+)
 
 
 def crash_time(prog: Program) -> datetime.datetime:
@@ -22,11 +28,34 @@ def uptime_seconds(prog: Program) -> float:
     return (jiffies(prog) - initial_jiffies(hz)) / hz
 
 
+def panicked(prog: Program) -> bool:
+    """
+    Whether ``prog`` is a dump of a kernel that panicked, told cheaply (no debug info on a
+    warm cache): the kernel adds CRASHTIME to VMCOREINFO when it kexecs into a capture
+    kernel, and sets ``panic_cpu`` when it panics.
+    """
+    from drgn_ss.owners import is_local_live
+
+    if "CRASHTIME" in vmcoreinfo(prog):
+        return True
+    if is_local_live(prog):
+        return False
+    facts = kernel_facts(prog)
+    try:
+        cpu = kernel_memory(prog).read_u32(facts.symbol("panic_cpu"))
+    except (LookupError, FaultError):
+        return True  # cannot tell: let crash_summary() look properly
+    return cpu != 0xFFFFFFFF  # PANIC_CPU_INVALID (-1)
+
+
 def crash_summary(prog: Program) -> list[str] | None:
     """
     Describe the crash in a few lines, or return None if ``prog`` is not a crash dump
     (a live kernel, or a dump of a kernel that did not panic).
     """
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.panic import panic_message
+    from drgn.helpers.linux.sched import task_cpu
     unreadable = ""
     try:
         thread = prog.crashed_thread()

@@ -1,16 +1,19 @@
-"""The fast decoder: a socket's bytes read in one or two ``prog.read()`` calls.
+"""The fast path: each socket's bytes read once, decoded at offsets worked out once.
 
-It produces the same :class:`~drgn_ss.inet.InetSock` records as the
-Object-based :func:`~drgn_ss.inet.decode_sock`, which stays as the reference
-the kernel matrix compares it with.
+It produces the same :class:`~drgn_ss.inet.InetSock` records as the Object-based
+:func:`~drgn_ss.inet.decode_sock`, which stays as the reference the kernel matrix
+compares it with. Everything it needs to know about the kernel comes from
+:class:`~drgn_ss.layout.KernelFacts`, so with a warm cache it runs without debug info.
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 from drgn import FaultError, Object, Program
 from drgn_ss.inet import (
+    AF_INET,
     AF_INET6,
     ICSK_TIME_LOSS_PROBE,
     ICSK_TIME_PROBE0,
@@ -25,34 +28,35 @@ from drgn_ss.inet import (
     _cgroup_path,
     _jdelta,
 )
-from drgn_ss.layout import jiffies, kernel_hz, kernel_layout, prog_cached
-from drgn_ss.raw import Field, Unpacker, field, offset, span
+from drgn_ss.layout import KernelFacts, kernel_facts, kernel_hz, kernel_layout, kernel_memory, prog_cached
+from drgn_ss.raw import Field, Unpacker
+from drgn_ss.tables import (
+    Chains,
+    WalkErrors,
+    raw_chain,
+    raw_tcp_ehash,
+    raw_tcp_hashinfo,
+    raw_tcp_listening,
+    raw_udp,
+    raw_udp_table,
+)
+
+_TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
 
 
 class SockLayout:
-    """Where everything :class:`RawDecoder` reads lives, resolved once per kernel."""
+    """Where everything :class:`RawDecoder` reads lives, resolved once per kernel build."""
 
     def __init__(self, prog: Program) -> None:
+        facts = kernel_facts(prog)
         layout = kernel_layout(prog)
-
-        def f(type_name: str, path: str) -> Field:
-            return field(prog, type_name, path)
+        f = facts.field
 
         S = "struct sock"
         c = "__sk_common."
-        self.family = f(S, c + "skc_family")
-        self.state = f(S, c + "skc_state")
-        self.rcv_saddr = f(S, c + "skc_rcv_saddr")
-        self.daddr = f(S, c + "skc_daddr")
-        self.v6_rcv_saddr = span(prog, S, c + "skc_v6_rcv_saddr")
-        self.v6_daddr = span(prog, S, c + "skc_v6_daddr")
-        self.num = f(S, c + "skc_num")
-        self.dport = f(S, c + "skc_dport")
-        self.bound_dev_if = f(S, c + "skc_bound_dev_if")
-        self.ipv6only = f(S, c + "skc_ipv6only")
-        self.cookie = f(S, c + "skc_cookie.counter")
-        self.net = f(S, c + "skc_net.net")
-        self.common_end = prog.type("struct sock_common").size
+        self.v6_rcv_saddr = facts.offset(S, c + "skc_v6_rcv_saddr")
+        self.v6_daddr = facts.offset(S, c + "skc_v6_daddr")
+        self.common_end = facts.size("struct sock_common")
 
         self.tw_substate = f("struct inet_timewait_sock", "tw_substate")
         self.tw_expires = f("struct inet_timewait_sock", "tw_timer.expires")
@@ -61,57 +65,46 @@ class SockLayout:
         self.req_expires = f("struct request_sock", "rsk_timer.expires")
         self.req_end = max(self.common_end, self.req_retrans.end, self.req_expires.end)
 
-        self.ack_backlog = f(S, "sk_ack_backlog")
-        self.max_ack_backlog = f(S, "sk_max_ack_backlog")
-        self.uid = f(S, "sk_uid.val")
-        self.shutdown = f(S, "sk_shutdown")
         self.sk_ino = f(S, "sk_ino") if layout.sk_ino else None
-        self.sk_socket = f(S, "sk_socket")
-        self.cgroup = f(S, "sk_cgrp_data.cgroup" if layout.sock_cgroup_pointer else "sk_cgrp_data.val")
-        self.rmem_alloc = f(S, "sk_backlog.rmem_alloc.counter")
-        self.wmem_alloc = f(S, "sk_wmem_alloc.refs.counter")
         # SOCK_INODE(sock)->i_ino, from the struct socket pointer.
-        self.inode_from_socket = (offset(prog, "struct socket_alloc", "vfs_inode")
-                                  - offset(prog, "struct socket_alloc", "socket")
-                                  + offset(prog, "struct inode", "i_ino"))
-        self.ns_inum = offset(prog, "struct net", "ns.inum")
+        self.inode_from_socket = (facts.offset("struct socket_alloc", "vfs_inode")
+                                  - facts.offset("struct socket_alloc", "socket")
+                                  + facts.offset("struct inode", "i_ino"))
+        self.ns_inum = facts.offset("struct net", "ns.inum")
+        self.cgroup_pointer = layout.sock_cgroup_pointer
 
-        T = "struct tcp_sock"
-        self.rcv_nxt = f(T, "rcv_nxt")
-        self.copied_seq = f(T, "copied_seq")
-        self.write_seq = f(T, "write_seq")
-        self.snd_una = f(T, "snd_una")
         I = "struct inet_connection_sock"  # noqa: E741
-        self.pending = f(I, "icsk_pending")
-        self.retransmits = f(I, "icsk_retransmits")
-        self.probes_out = f(I, "icsk_probes_out")
-        if layout.icsk_timeout:
-            self.timeout = f(I, "icsk_timeout")
-        else:
-            self.timeout = f(S, "tcp_retransmit_timer.expires")
+        timeout = f(I, "icsk_timeout") if layout.icsk_timeout else f(S, "tcp_retransmit_timer.expires")
         keepalive = "icsk_keepalive_timer" if layout.icsk_keepalive_timer else "icsk_inet.sk.sk_timer"
-        self.keepalive_pprev = f(I, keepalive + ".entry.pprev")
-        self.keepalive_expires = f(I, keepalive + ".expires")
-        self.forward_deficit = f("struct udp_sock", "forward_deficit")
 
         # One struct.Struct call per kind of record instead of a call per field.
         self.common = Unpacker({
-            "family": self.family, "state": self.state, "rcv_saddr": self.rcv_saddr,
-            "daddr": self.daddr, "num": self.num, "dport": self.dport,
-            "bound_dev_if": self.bound_dev_if, "ipv6only": self.ipv6only, "cookie": self.cookie,
-            "net": self.net,
+            "net": f(S, c + "skc_net.net"), "family": f(S, c + "skc_family"),
+            "state": f(S, c + "skc_state"), "rcv_saddr": f(S, c + "skc_rcv_saddr"),
+            "daddr": f(S, c + "skc_daddr"), "num": f(S, c + "skc_num"), "dport": f(S, c + "skc_dport"),
+            "bound_dev_if": f(S, c + "skc_bound_dev_if"), "cookie": f(S, c + "skc_cookie.counter"),
         })
-        ino = {"sk_ino": self.sk_ino} if self.sk_ino else {"sk_socket": self.sk_socket}
-        full_fields = {"uid": self.uid, "shutdown": self.shutdown, "cgroup": self.cgroup, **ino}
-        self.tcp = Unpacker({**full_fields, "ack_backlog": self.ack_backlog,
-                             "max_ack_backlog": self.max_ack_backlog, "rcv_nxt": self.rcv_nxt,
-                             "copied_seq": self.copied_seq, "write_seq": self.write_seq,
-                             "snd_una": self.snd_una, "pending": self.pending,
-                             "retransmits": self.retransmits, "probes_out": self.probes_out,
-                             "timeout": self.timeout, "keepalive_pprev": self.keepalive_pprev,
-                             "keepalive_expires": self.keepalive_expires})
-        self.udp = Unpacker({**full_fields, "rmem_alloc": self.rmem_alloc, "wmem_alloc": self.wmem_alloc,
-                             "forward_deficit": self.forward_deficit})
+        self.ipv6only = f(S, c + "skc_ipv6only")  # a bitfield: read only where reported
+        full: dict[str, Field] = {
+            "uid": f(S, "sk_uid.val"), "shutdown": f(S, "sk_shutdown"), "sk_socket": f(S, "sk_socket"),
+            "cgroup": f(S, "sk_cgrp_data.cgroup" if layout.sock_cgroup_pointer else "sk_cgrp_data.val"),
+        }
+        if self.sk_ino:
+            full["sk_ino"] = self.sk_ino
+        else:
+            full["sk_ino"] = full["sk_socket"]  # a placeholder: the inode is one more read away
+        T = "struct tcp_sock"
+        self.tcp = Unpacker({**full, "ack_backlog": f(S, "sk_ack_backlog"),
+                             "max_ack_backlog": f(S, "sk_max_ack_backlog"),
+                             "rcv_nxt": f(T, "rcv_nxt"), "copied_seq": f(T, "copied_seq"),
+                             "write_seq": f(T, "write_seq"), "snd_una": f(T, "snd_una"),
+                             "pending": f(I, "icsk_pending"), "retransmits": f(I, "icsk_retransmits"),
+                             "probes_out": f(I, "icsk_probes_out"), "timeout": timeout,
+                             "keepalive_pprev": f(I, keepalive + ".entry.pprev"),
+                             "keepalive_expires": f(I, keepalive + ".expires")})
+        self.udp = Unpacker({**full, "rmem_alloc": f(S, "sk_backlog.rmem_alloc.counter"),
+                             "wmem_alloc": f(S, "sk_wmem_alloc.refs.counter"),
+                             "forward_deficit": f("struct udp_sock", "forward_deficit")})
         # How much of a full socket to read: everything the unpackers decode.
         self.tcp_end = max(self.common_end, self.tcp.size)
         self.udp_end = max(self.common_end, self.udp.size)
@@ -121,49 +114,114 @@ def sock_layout(prog: Program) -> SockLayout:
     return prog_cached(prog, "sock_layout", SockLayout)
 
 
-class RawDecoder:
-    """Decode sockets from raw reads; one per listing (it remembers jiffies and caches)."""
+def _read_jiffies(prog: Program) -> int:
+    facts = kernel_facts(prog)
+    return kernel_memory(prog).read_u64(facts.symbol("jiffies_64"))
 
-    def __init__(self, prog: Program) -> None:
+
+class RawDecoder:
+    """
+    Walk a namespace's tables and decode its sockets; one per listing.
+
+    :param inodes: read each full socket's inode number (one more read per socket
+        before Linux 6.18); without it ``ino`` is 0.
+    :param cgroups: resolve each socket's cgroup path; without it ``cgroup`` is None.
+    """
+
+    def __init__(self, prog: Program, inodes: bool = True, cgroups: bool = True) -> None:
         self.prog = prog
+        self.facts: KernelFacts = kernel_facts(prog)
+        self.mem = kernel_memory(prog)
         self.L = sock_layout(prog)
-        self.now = jiffies(prog)
-        self.hz = kernel_hz(prog)
+        self.inodes = inodes
+        self.cgroups = cgroups
+        self._now: int | None = None
+        self._hz: int | None = None
         self._netns: dict[int, int] = {}
         self._cgroups: dict[int, str] = {}
         self._cgroup_paths: dict[int, str] = {}
 
     def _ms(self, expires: int) -> int:
-        return max(_jdelta(expires, self.now), 0) * 1000 // self.hz
+        if self._now is None:
+            self._now = _read_jiffies(self.prog)
+            self._hz = kernel_hz(self.prog)
+        assert self._hz
+        return max(_jdelta(expires, self._now), 0) * 1000 // self._hz
 
     def netns_inum(self, net: int) -> int:
+        """The inode number of a ``struct net`` (its ``ns.inum``)."""
         if net not in self._netns:
-            self._netns[net] = self.prog.read_u32(net + self.L.ns_inum)
+            self._netns[net] = self.mem.read_u32(net + self.L.ns_inum)
         return self._netns[net]
 
     def _cgroup(self, addr: int, raw: int) -> str:
         if raw not in self._cgroups:
-            sk = Object(self.prog, "struct sock *", addr)
+            sk = Object(self.prog, "struct sock *", addr)  # rare: once per cgroup, with debug info
             self._cgroups[raw] = _cgroup_path(sk, self._cgroup_paths)
         return self._cgroups[raw]
+
+    def socks(self, net: int, proto: str, listening: bool = True, established: bool = True,
+              errors: WalkErrors | None = None) -> list[InetSock]:
+        """
+        The sockets of one protocol in a namespace, in table order (inet_diag's).
+
+        :param net: ``struct net *`` address
+        :param proto: "tcp" or "udp"
+        """
+        facts, mem = self.facts, self.mem
+        tables: list[Chains] = []
+        if proto == "udp":
+            tables.append(raw_udp(facts, mem, raw_udp_table(facts, mem, net)))
+        else:
+            hashinfo = raw_tcp_hashinfo(facts, mem, net)
+            if listening:
+                tables.append(raw_tcp_listening(facts, mem, hashinfo))
+            if established:
+                tables.append(raw_tcp_ehash(facts, mem, hashinfo))
+        out: list[InetSock] = []
+        for chains in tables:
+            self._walk(chains, proto, net, errors, out)
+        return out
+
+    def _walk(self, chains: Chains, proto: str, net: int, errors: WalkErrors | None,
+              out: list[InetSock]) -> None:
+        L = self.L
+        least = max(L.common_end, chains.link + 8)
+        size = max(L.tcp_end if proto == "tcp" else L.udp_end, least)
+        common = L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
+        decode = self._decode
+        append = out.append
+        nulls = chains.nulls
+        for first in chains.heads:
+            if not first or (nulls and first & 1):
+                continue
+            for addr, buf in raw_chain(self.mem, first, chains, size, least, errors):
+                values = common(buf)
+                if values[0] != net:  # shared tables hold every namespace's sockets
+                    continue
+                try:
+                    append(decode(addr, buf, values, proto, size))
+                except FaultError as e:
+                    if errors is None:
+                        raise
+                    errors.count("sockets", e)
 
     def decode(self, addr: int, proto: str) -> InetSock:
         """Decode the socket (or minisock) at ``addr``, found in a TCP or UDP table."""
         L = self.L
-        end = L.tcp_end if proto == "tcp" else L.udp_end
-        try:
-            # Most sockets are full ones: one read. A minisock is smaller, so this may read
-            # past it into a page that is not there (a filtered dump): then read less.
-            buf = self.prog.read(addr, end)
-        except FaultError:
-            buf = self.prog.read(addr, L.common_end)
-        (family, raw_state, rcv_saddr, daddr, sport, dport_be, ifindex, ipv6only, cookie,
-         net) = L.common.unpack(buf)
+        size = L.tcp_end if proto == "tcp" else L.udp_end
+        buf = self.mem.read_some(addr, size, L.common_end)
+        return self._decode(addr, buf, L.common.unpack(buf), proto, size)
+
+    def _decode(self, addr: int, buf: bytes, common: tuple[int, ...], proto: str,
+                size: int) -> InetSock:
+        L = self.L
+        net, family, raw_state, rcv_saddr, daddr, sport, dport_be, ifindex, cookie = common
         if family == AF_INET6:
-            o, n = L.v6_rcv_saddr
-            src = bytes(buf[o : o + n])
-            o, n = L.v6_daddr
-            dst = bytes(buf[o : o + n])
+            o = L.v6_rcv_saddr
+            src = buf[o : o + 16]
+            o = L.v6_daddr
+            dst = buf[o : o + 16]
         else:
             src = rcv_saddr.to_bytes(4, "little")
             dst = daddr.to_bytes(4, "little")
@@ -171,21 +229,21 @@ class RawDecoder:
         netns = self.netns_inum(net)
         if raw_state == TCP_TIME_WAIT:
             if len(buf) < L.tw_end:
-                buf = self.prog.read(addr, L.tw_end)
+                buf = self.mem.read(addr, L.tw_end)
             return InetSock(proto, family, L.tw_substate.get(buf), src, sport, dst, dport, ifindex,
                             None, 0, 0, 0, 0, cookie, netns, None, None, "timewait", addr, 3,
                             self._ms(L.tw_expires.get(buf)), 0)
         if raw_state == TCP_NEW_SYN_RECV:
             if len(buf) < L.req_end:
-                buf = self.prog.read(addr, L.req_end)
+                buf = self.mem.read(addr, L.req_end)
             return InetSock(proto, family, TCP_SYN_RECV, src, sport, dst, dport, ifindex, None, 0,
                             0, 0, 0, cookie, netns, None, None, "request", addr, 1,
                             self._ms(L.req_expires.get(buf)), L.req_retrans.get(buf))
-        if len(buf) < end:
-            buf = self.prog.read(addr, end)  # a full socket after all: fault here if it must
+        if len(buf) < size:
+            buf = self.mem.read(addr, size)  # a full socket after all: fault here if it must
         timer = timer_ms = retrans = 0
         if proto == "tcp":
-            (uid, shutdown, cgroup, ino_or_sock, ack_backlog, max_ack_backlog, rcv_nxt, copied_seq,
+            (uid, shutdown, sk_socket, cgroup, ino, ack_backlog, max_ack_backlog, rcv_nxt, copied_seq,
              write_seq, snd_una, pending, retransmits, probes_out, timeout, keepalive_pprev,
              keepalive_expires) = L.tcp.unpack(buf)
             if raw_state == TCP_LISTEN:
@@ -194,8 +252,7 @@ class RawDecoder:
                 diff = (rcv_nxt - copied_seq) & 0xFFFFFFFF
                 recv_q = 0 if diff >= 1 << 31 else diff
                 send_q = (write_seq - snd_una) & 0xFFFFFFFF
-            if pending in (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE,
-                           ICSK_TIME_REO_TIMEOUT):
+            if pending in _TCP_TIMERS:
                 timer_ms = self._ms(timeout)
                 if pending == ICSK_TIME_PROBE0:
                     timer, retrans = 4, probes_out
@@ -204,18 +261,37 @@ class RawDecoder:
             elif keepalive_pprev:
                 timer, timer_ms, retrans = 2, self._ms(keepalive_expires), probes_out
         else:
-            (uid, shutdown, cgroup, ino_or_sock, rmem_alloc, wmem_alloc,
+            (uid, shutdown, sk_socket, cgroup, ino, rmem_alloc, wmem_alloc,
              forward_deficit) = L.udp.unpack(buf)
             recv_q = rmem_alloc - forward_deficit
             send_q = wmem_alloc - 1
-        if L.sk_ino is not None:
-            ino = ino_or_sock
-        else:
-            ino = self.prog.read_u64(ino_or_sock + L.inode_from_socket) if ino_or_sock else 0
-        v6only = (bool(ipv6only)
+        if L.sk_ino is None:
+            ino = (self.mem.read_u64(sk_socket + L.inode_from_socket)
+                   if sk_socket and self.inodes else 0)
+        v6only = (bool(L.ipv6only.get(buf))
                   if family == AF_INET6 and raw_state in (TCP_LISTEN, TCP_CLOSE) else None)
         return InetSock(
             proto, family, raw_state, src, sport, dst, dport, ifindex, v6only, recv_q, send_q,
-            ino, uid, cookie, netns, shutdown, self._cgroup(addr, cgroup), "full", addr, timer,
-            timer_ms, retrans,
+            ino, uid, cookie, netns, shutdown, self._cgroup(addr, cgroup) if self.cgroups else None,
+            "full", addr, timer, timer_ms, retrans, sk_socket,
         )
+
+
+def raw_inet_socks(prog: Program, net: int, protos: tuple[str, ...] = ("udp", "tcp"),
+                   listening: bool = True, established: bool = True,
+                   errors: WalkErrors | None = None, inodes: bool = True,
+                   cgroups: bool = True) -> Iterator[InetSock]:
+    """
+    Decode the TCP and UDP sockets of a namespace in ss's order (as
+    :func:`~drgn_ss.inet.inet_socks`), by the fast path.
+
+    :param net: ``struct net *`` address
+    """
+    decoder = RawDecoder(prog, inodes, cgroups)
+    for proto in ("udp", "tcp"):
+        if proto not in protos:
+            continue
+        decoded = decoder.socks(net, proto, listening, established, errors)
+        for family in (AF_INET, AF_INET6):
+            yield from (s for s in decoded if s.family == family)
+

@@ -7,21 +7,16 @@ inet_diag.c) so that they match what ss prints.
 
 from __future__ import annotations
 
-import itertools
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from drgn import FaultError, Object, cast, container_of
-from drgn.helpers.linux.cgroup import cgroup_path
 from drgn_ss.layout import jiffies, jiffies_delta_to_msecs, kernel_layout
 from drgn_ss.tables import (
     WalkErrors,
     net_tcp_hashinfo,
     net_udp_table,
-    raw_tcp_ehash,
-    raw_tcp_listening,
-    raw_udp,
     tcp_ehash_socks,
     tcp_listening_socks,
     udp_socks,
@@ -45,9 +40,8 @@ AF_INET = socket.AF_INET
 AF_INET6 = socket.AF_INET6
 
 
-@dataclass(frozen=True)
-class InetSock:
-    """One TCP or UDP socket as inet_diag reports it."""
+class InetSock(NamedTuple):
+    """One TCP or UDP socket as inet_diag reports it (a named tuple: cheap to make by the 100,000)."""
 
     #: "tcp" or "udp".
     proto: str
@@ -67,7 +61,7 @@ class InetSock:
     v6only: bool | None
     recv_q: int
     send_q: int
-    #: Socket inode number (0: no struct socket, e.g. minisocks, orphans).
+    #: Socket inode number (0: no struct socket, e.g. minisocks, orphans; or not asked for).
     ino: int
     uid: int
     #: The socket cookie (``skc_cookie``); 0 until something asked for it.
@@ -76,7 +70,7 @@ class InetSock:
     netns: int
     #: ``sk_shutdown`` bits for full sockets; None for minisocks.
     shutdown: int | None
-    #: The cgroup v2 path for full sockets; None for minisocks.
+    #: The cgroup v2 path for full sockets; None for minisocks (or not asked for).
     cgroup: str | None
     #: "full", "timewait" or "request".
     kind: str
@@ -87,6 +81,9 @@ class InetSock:
     #: Milliseconds until the timer expires, and the retransmits or probes count.
     timer_ms: int = 0
     retrans: int = 0
+    #: Address of the ``struct socket`` (``sk_socket``) of a full socket, else 0: what a
+    #: file's ``private_data`` points to, so owners are found without inode numbers.
+    socket: int = 0
 
 
 def _addr(common: Object, family: int, v4: str, v6: str) -> bytes:
@@ -127,6 +124,8 @@ def sock_cgroup(sk: Object) -> Object:
 
 
 def _cgroup_path(sk: Object, cache: dict[int, str]) -> str:
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.cgroup import cgroup_path
     cgrp = sock_cgroup(sk)
     key = cgrp.value_()
     if key not in cache:
@@ -191,7 +190,7 @@ def decode_sock(sk: Object, proto: str, cgroup_cache: dict[int, str] | None = No
     return InetSock(
         proto, family, raw_state, src, sport, dst, dport, ifindex, v6only, recv_q, send_q,
         sock_ino(sk), int(sk.sk_uid.val.value_()), cookie, netns, int(sk.sk_shutdown.value_()),
-        cgroup, "full", address, timer, timer_ms, retrans,
+        cgroup, "full", address, timer, timer_ms, retrans, int(sk.sk_socket.value_()),
     )
 
 
@@ -290,13 +289,15 @@ def inet_socks(net: Object, protos: tuple[str, ...] = ("udp", "tcp"),
     :param method: "raw" (bulk reads, :mod:`drgn_ss.decode`) or "object" (drgn Objects,
         the reference the tests compare "raw" with).
     """
+    if method == "raw":
+        from drgn_ss.decode import raw_inet_socks  # it builds on this module
+
+        yield from raw_inet_socks(net.prog_, net.value_(), protos, listening, established, errors)
+        return
     for proto in ("udp", "tcp"):
         if proto not in protos:
             continue
-        if method == "raw":
-            decoded = _raw_socks(net, proto, listening, established, errors)
-        else:
-            decoded = _object_socks(net, proto, listening, established, errors)
+        decoded = _object_socks(net, proto, listening, established, errors)
         for family in (AF_INET, AF_INET6):
             yield from (s for s in decoded if s.family == family)
 
@@ -316,30 +317,4 @@ def _object_socks(net: Object, proto: str, listening: bool, established: bool,
             if errors is None:
                 raise
             errors.count("sockets", e)
-    return decoded
-
-
-def _raw_socks(net: Object, proto: str, listening: bool, established: bool,
-               errors: WalkErrors | None) -> list[InetSock]:
-    from drgn_ss.decode import RawDecoder  # it builds on this module
-
-    decoder = RawDecoder(net.prog_)
-    inum = int(net.ns.inum.value_())
-    if proto == "udp":
-        addrs: Iterator[int] = raw_udp(net_udp_table(net), errors)
-    else:
-        hashinfo = net_tcp_hashinfo(net)
-        addrs = itertools.chain(raw_tcp_listening(hashinfo, errors) if listening else (),
-                                raw_tcp_ehash(hashinfo, errors) if established else ())
-    decoded = []
-    for addr in addrs:
-        try:
-            s = decoder.decode(addr, proto)
-        except FaultError as e:
-            if errors is None:
-                raise
-            errors.count("sockets", e)
-            continue
-        if s.netns == inum:  # shared tables hold every namespace's sockets
-            decoded.append(s)
     return decoded

@@ -1,17 +1,27 @@
-"""What differs between kernel versions, answered once per program by the members that exist.
+"""What differs between kernel versions, answered once per kernel build.
 
 Every kernel-version difference the project knows about is decided here, by
 feature detection (does this type have this member?), never by the release
 string. Other modules ask :func:`kernel_layout`.
+
+:class:`KernelFacts` holds everything the fast paths need to know about a kernel
+build (member offsets, struct sizes, symbol addresses, the features above, HZ),
+worked out from DWARF on first use and kept in a cache file per build ID, so that
+a later run on the same build reads memory without loading debug info at all.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
-from drgn import Object, Program, Type, TypeKind
+from drgn import FaultError, Object, Program, Type, TypeKind
+from drgn_ss.raw import Field, Memory, field, offset
 
 T = TypeVar("T")
 
@@ -87,8 +97,11 @@ def prog_cached(prog: Program, key: str, make: Callable[[Program], T]) -> T:
 
 
 def kernel_layout(prog: Program) -> KernelLayout:
-    """The layout of ``prog``'s kernel, detected on first use."""
-    return prog_cached(prog, "layout", _detect)
+    """The layout of ``prog``'s kernel, detected on first use (or read from the cache)."""
+    def make(p: Program) -> KernelLayout:
+        return KernelLayout(**kernel_facts(p).value("layout", lambda q: asdict(_detect(q))))
+
+    return prog_cached(prog, "layout", make)
 
 
 def timekeeper(prog: Program) -> Object:
@@ -121,9 +134,10 @@ def kernel_hz(prog: Program) -> int:
 
     jiffies start at INITIAL_JIFFIES = (u32)(-300 * HZ) and advance HZ times a second,
     as the monotonic clock advances in nanoseconds: the candidate that best explains
-    jiffies_64 from the timekeeper's monotonic time is the one.
+    jiffies_64 from the timekeeper's monotonic time is the one. It is a property of
+    the build, so it is cached with the other facts.
     """
-    return prog_cached(prog, "hz", _detect_hz)
+    return prog_cached(prog, "hz", lambda p: int(kernel_facts(p).value("hz", _detect_hz)))
 
 
 def _detect_hz(prog: Program) -> int:
@@ -139,3 +153,176 @@ def _detect_hz(prog: Program) -> int:
 def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:
     """As the kernel's jiffies_delta_to_msecs(): a negative delta is 0."""
     return max(delta, 0) * 1000 // kernel_hz(prog)
+
+
+# -- facts about a kernel build, from DWARF once, then from a cache file -----------------
+
+#: Bump when the meaning of a cached value changes without its key changing. The cache
+#: is also keyed by a hash of this package's source, so any code change starts afresh.
+FACTS_VERSION = 1
+
+DebugInfoLoader = Callable[[], None]
+
+
+def cache_dir() -> Path:
+    """Where drgn-ss caches per-build facts: $DRGN_SS_CACHE, else $XDG_CACHE_HOME/drgn-ss."""
+    if os.environ.get("DRGN_SS_CACHE"):
+        return Path(os.environ["DRGN_SS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "drgn-ss"
+
+
+def _source_hash() -> str:
+    h = hashlib.sha1(str(FACTS_VERSION).encode())
+    here = Path(__file__).parent
+    for path in sorted(here.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def vmcoreinfo(prog: Program) -> dict[str, str]:
+    """
+    The kernel's VMCOREINFO note as a dict (``OSRELEASE``, ``BUILD-ID``, ``KERNELOFFSET``,
+    ``CRASHTIME``...). drgn reads it from the dump or the running kernel; it needs no
+    debug info.
+    """
+    def read(p: Program) -> dict[str, str]:
+        try:
+            text = p["VMCOREINFO"].string_().decode(errors="replace")
+        except (LookupError, FaultError):
+            return {}
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+    return prog_cached(prog, "vmcoreinfo", read)
+
+
+def set_debug_info_loader(prog: Program, loader: DebugInfoLoader) -> None:
+    """
+    Say how to load ``prog``'s debug info when a fact is not in the cache. Without a
+    loader, debug info is assumed to be loaded already (scripts run under ``drgn``).
+    """
+    prog.cache["drgn_ss.loader"] = loader
+
+
+class KernelFacts:
+    """
+    Facts about one kernel build: JSON values under string keys, each worked out from
+    DWARF the first time (loading debug info then, if it was not), and cached on disk
+    under the build ID from VMCOREINFO. Symbol addresses are kept without the KASLR
+    offset and relocated with this boot's ``KERNELOFFSET``.
+    """
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        info = vmcoreinfo(prog)
+        self.build_id = info.get("BUILD-ID", "")
+        self.release = info.get("OSRELEASE", "")
+        self.kaslr = int(info.get("KERNELOFFSET", "0"), 16)
+        self.values: dict[str, Any] = {}
+        self.dirty = False
+        #: Whether this run had to load debug info (a cache miss).
+        self.loaded_debug_info = False
+        self.path: Path | None = None
+        if self.build_id:
+            self.path = cache_dir() / "facts" / f"{self.release}-{self.build_id}-{_source_hash()}.json"
+            try:
+                self.values = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.values = {}
+
+    def need_debug_info(self) -> Program:
+        """Load debug info now if it is not loaded yet (for a cache miss, or a rare path)."""
+        loader = self.prog.cache.pop("drgn_ss.loader", None)
+        if loader is not None:
+            loader()
+            self.loaded_debug_info = True
+        return self.prog
+
+    def value(self, key: str, compute: Callable[[Program], Any]) -> Any:
+        """The cached value of ``key``, else ``compute(prog)`` with debug info, cached."""
+        try:
+            return self.values[key]
+        except KeyError:
+            pass
+        value = compute(self.need_debug_info())
+        self.values[key] = value
+        self.dirty = True
+        return value
+
+    def field(self, type_name: str, path: str) -> Field:
+        """A member of a struct, as :func:`drgn_ss.raw.field`."""
+        raw = self.value(f"field:{type_name}:{path}",
+                         lambda p: list(asdict(field(p, type_name, path)).values()))
+        return Field(*raw)
+
+    def offset(self, type_name: str, path: str) -> int:
+        """A member's byte offset, as :func:`drgn_ss.raw.offset`."""
+        return int(self.value(f"offset:{type_name}:{path}", lambda p: offset(p, type_name, path)))
+
+    def size(self, type_name: str) -> int:
+        """``sizeof(type_name)``."""
+        return int(self.value(f"size:{type_name}", lambda p: p.type(type_name).size))
+
+    def symbol(self, name: str) -> int:
+        """
+        The address of a kernel variable in this boot.
+
+        :raises LookupError: if the kernel has no such symbol
+        """
+        def link_address(p: Program) -> int | None:
+            try:
+                return int(p.object(name).address_) - self.kaslr
+            except LookupError:
+                return None
+
+        address = self.value(f"symbol:{name}", link_address)
+        if address is None:
+            raise LookupError(f"no symbol {name!r} in this kernel")
+        return int(address) + self.kaslr
+
+    def has_symbol(self, name: str) -> bool:
+        try:
+            self.symbol(name)
+        except LookupError:
+            return False
+        return True
+
+    def save(self) -> None:
+        """Write what was learnt to the cache (quietly skipped where it cannot be written)."""
+        if not self.dirty or self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.values, sort_keys=True))
+            os.replace(tmp, self.path)
+            self.dirty = False
+        except OSError:
+            pass
+
+
+def kernel_facts(prog: Program) -> KernelFacts:
+    """The facts about ``prog``'s kernel build, shared by everything reading it."""
+    return prog_cached(prog, "facts", KernelFacts)
+
+
+def kernel_memory(prog: Program) -> Memory:
+    """
+    A :class:`~drgn_ss.raw.Memory` for ``prog``, reading the direct map (where the slab
+    allocator puts sockets, files and tasks) by physical address when the kernel says
+    where it is: ``page_offset_base`` (CONFIG_RANDOMIZE_MEMORY) and MAX_PHYSMEM_BITS.
+    """
+    def make(p: Program) -> Memory:
+        facts = kernel_facts(p)
+        bits = vmcoreinfo(p).get("NUMBER(MAX_PHYSMEM_BITS)")
+        direct_map = None
+        if bits and facts.has_symbol("page_offset_base"):
+            try:
+                base = p.read_u64(facts.symbol("page_offset_base"))
+                direct_map = (base, base + (1 << int(bits)))
+            except FaultError:
+                pass
+        return Memory(p, direct_map)
+
+    return prog_cached(prog, "memory", make)

@@ -6,9 +6,7 @@ import os
 from collections.abc import Callable
 
 from drgn import FaultError, Object, Program
-from drgn.helpers.linux.net import for_each_net, netdev_get_by_index
-from drgn.helpers.linux.pid import find_task
-from drgn_ss.layout import kernel_layout
+from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
 from drgn_ss.owners import is_local_live
 
 
@@ -19,11 +17,108 @@ def own_netns(prog: Program) -> Object:
 
     :return: ``struct net *``
     """
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.pid import find_task
     if is_local_live(prog):
         task = find_task(prog, os.getpid())
         if task:
             return task.nsproxy.net_ns.read_()
     return prog["init_net"].address_of_()
+
+
+#: Most namespaces followed before the list is taken for a loop.
+MAX_NETNS = 1 << 20
+
+
+def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
+    """
+    Find a network namespace by inode number by a raw walk of ``net_namespace_list``.
+
+    :return: ``struct net *`` address, or None
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    link = facts.offset("struct net", "list")
+    ns_inum = facts.offset("struct net", "ns.inum")
+    head = facts.symbol("net_namespace_list")
+    pos = mem.read_u64(head)
+    for _ in range(MAX_NETNS):
+        if pos == head:
+            return None
+        if mem.read_u32(pos - link + ns_inum) == inum:
+            return pos - link
+        pos = mem.read_u64(pos)
+    raise FaultError("network namespace list too long: a loop?", pos)
+
+
+def raw_own_netns(prog: Program) -> int:
+    """
+    The network namespace ss would list (as :func:`own_netns`), found without debug info:
+    on the live local kernel, the one this process runs in; otherwise ``init_net``.
+
+    :return: ``struct net *`` address
+    """
+    if is_local_live(prog):
+        net = raw_netns_by_inode(prog, os.stat("/proc/self/ns/net").st_ino)
+        if net is not None:
+            return net
+    return kernel_facts(prog).symbol("init_net")
+
+
+def raw_local_port_range(prog: Program, net: int) -> tuple[int, int]:
+    """``net.ipv4.ip_local_port_range`` of a namespace (as :func:`local_port_range`)."""
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    off = facts.offset("struct net", "ipv4.ip_local_ports.range")
+    try:
+        if kernel_layout(prog).local_ports_packed:
+            packed = mem.read_u32(net + off)
+            return packed & 0xFFFF, packed >> 16
+        raw = mem.read(net + off, 8)
+        return int.from_bytes(raw[:4], "little", signed=True), int.from_bytes(raw[4:], "little", signed=True)
+    except FaultError:
+        return 1024, 4999  # ss's own fallback
+
+
+def raw_ifnames(prog: Program, net: int) -> dict[int, str]:
+    """
+    Every interface of a namespace, by index: a raw walk of ``net->dev_base_head``
+    (``net_device.dev_list``), which every kernel has.
+
+    :param net: ``struct net *`` address
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    head = net + facts.offset("struct net", "dev_base_head")
+    link = facts.offset("struct net_device", "dev_list")
+    ifindex = facts.offset("struct net_device", "ifindex")
+    name = facts.offset("struct net_device", "name")
+    out: dict[int, str] = {}
+    pos = mem.read_u64(head)
+    for _ in range(MAX_NETNS):
+        if pos == head:
+            return out
+        dev = pos - link
+        index = mem.read_u32(dev + ifindex)
+        out[index] = mem.read(dev + name, 16).split(b"\0", 1)[0].decode(errors="replace")
+        pos = mem.read_u64(pos)
+    raise FaultError("interface list too long: a loop?", pos)
+
+
+def raw_ifname_resolver(prog: Program) -> Callable[[int, int], str]:
+    """As :func:`ifname_resolver`, by raw reads (no debug info on a warm facts cache)."""
+    names: dict[int, dict[int, str]] = {}
+
+    def ifname(netns: int, ifindex: int) -> str:
+        if netns not in names:
+            try:
+                net = raw_netns_by_inode(prog, netns)
+                names[netns] = raw_ifnames(prog, net) if net is not None else {}
+            except FaultError:
+                names[netns] = {}  # unreadable (e.g. filtered out of a dump): ss's fallback name
+        return names[netns].get(ifindex, f"if{ifindex}")
+
+    return ifname
 
 
 def netns_by_inode(prog: Program, inum: int) -> Object | None:
@@ -32,6 +127,8 @@ def netns_by_inode(prog: Program, inum: int) -> Object | None:
 
     :return: ``struct net *``, or None
     """
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.net import for_each_net
     for net in for_each_net(prog):
         if net.ns.inum.value_() == inum:
             return net
@@ -59,9 +156,12 @@ def ifname_resolver(prog: Program) -> Callable[[int, int], str]:
     cache: dict[tuple[int, int], str] = {}
 
     def ifname(netns: int, ifindex: int) -> str:
+        # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+        from drgn.helpers.linux.net import netdev_get_by_index
         key = (netns, ifindex)
         if key not in cache:
             name = f"if{ifindex}"
+            kernel_facts(prog).need_debug_info()  # rare (bound sockets): drgn's helpers
             try:
                 net = netns_by_inode(prog, netns)
                 if net is not None:

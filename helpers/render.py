@@ -9,9 +9,9 @@ diffed against ss byte for byte.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
+import operator
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from drgn_ss.inet import AF_INET, InetSock
@@ -76,31 +76,63 @@ def layout(rows: Sequence[Sequence[str]], disabled: frozenset[int] = frozenset()
 
     :param screen_width: the terminal's width; None for ss's compact layout.
     """
+    return "".join(layout_chunks(rows, disabled, screen_width))
+
+
+#: Lines per chunk :func:`layout_chunks` yields.
+CHUNK_LINES = 4096
+
+
+def layout_chunks(rows: Sequence[Sequence[str]], disabled: frozenset[int] = frozenset(),
+                  screen_width: int | None = None) -> Iterator[str]:
+    """:func:`layout`, as chunks of :data:`CHUNK_LINES` lines to write as they are made."""
     enabled = [i for i in range(len(COLUMNS)) if i not in disabled]
     max_len = dict.fromkeys(enabled, 0)
-    for row in rows:
-        for i, cell in zip(enabled, row):
-            max_len[i] = max(max_len[i], len(cell.encode()))
+    for i, column in zip(enabled, zip(*rows)):
+        # ss measures bytes: the same as characters unless a cell is not ASCII.
+        if "".join(column).isascii():
+            max_len[i] = max(map(len, column))
+        else:
+            max_len[i] = max(len(cell.encode()) for cell in column)
     width = _widths(enabled, max_len, screen_width)
-    out = []
-    for row in rows:
-        line = []
-        for n, (i, cell) in enumerate(zip(enabled, row)):
-            col = COLUMNS[i]
-            data = cell.encode()
-            printed = 0
-            if n:
-                line.append(col.ldelim)
-                printed = len(col.ldelim)
-            w = width[i]
-            if w and col.align == RIGHT:
-                line.append(" " * max(w - len(data) - printed, 0))
-            line.append(cell)
-            printed += len(data)
-            if w and col.align == LEFT:
-                line.append(" " * max(w - printed, 0))
-        out.append("".join(line))
-    return "".join(line + "\n" for line in out)
+    # Every ASCII row is one str.format() call; the others are padded by their bytes.
+    fmt = []
+    for n, i in enumerate(enabled):
+        col = COLUMNS[i]
+        delim = col.ldelim if n else ""
+        pad = width[i] - len(delim)
+        align = "<" if col.align == LEFT else ">"
+        fmt.append(delim.replace("{", "{{").replace("}", "}}")
+                   + ("{:" + align + str(pad) + "}" if width[i] and pad > 0 else "{}"))
+    line_format = ("".join(fmt) + "\n").format
+    for start in range(0, len(rows), CHUNK_LINES):
+        lines = []
+        for row in rows[start : start + CHUNK_LINES]:
+            line = line_format(*row)
+            if not line.isascii():
+                line = _line_by_bytes(row, enabled, width)
+            lines.append(line)
+        yield "".join(lines)
+
+
+def _line_by_bytes(row: Sequence[str], enabled: list[int], width: dict[int, int]) -> str:
+    """One line padded as ss pads it, counting bytes (for cells that are not ASCII)."""
+    line = []
+    for n, (i, cell) in enumerate(zip(enabled, row)):
+        col = COLUMNS[i]
+        data = cell.encode()
+        printed = 0
+        if n:
+            line.append(col.ldelim)
+            printed = len(col.ldelim)
+        w = width[i]
+        if w and col.align == RIGHT:
+            line.append(" " * max(w - len(data) - printed, 0))
+        line.append(cell)
+        printed += len(data)
+        if w and col.align == LEFT:
+            line.append(" " * max(w - printed, 0))
+    return "".join(line) + "\n"
 
 
 def _widths(enabled: list[int], max_len: dict[int, int], screen_width: int | None) -> dict[int, int]:
@@ -157,14 +189,18 @@ class Formatter:
         owners: OwnerMap | None = None,
         details: bool = False,
         timers: bool = False,
+        owners_by: str = "ino",
     ) -> None:
         self.numeric = numeric
         self.ephemeral = ephemeral
         self.ifname = ifname
         self.owners = owners
+        #: What ``owners`` is keyed by: "ino" (inode numbers) or "socket" (struct socket addresses).
+        self.owners_by = owners_by
         self.details = details
         self.timers = timers or details  # ss -e implies -o
         self._services: dict[tuple[int, str], str] = {}
+        self._hosts: dict[tuple[bytes, bool], str] = {}
 
     def service(self, port: int, proto: str) -> str:
         """ss's resolve_service(): ``*`` for 0, names for non-ephemeral ports unless -n."""
@@ -186,14 +222,22 @@ class Formatter:
     def host(addr: bytes, family: int, v6only: bool) -> str:
         """ss's inet_addr_print(): ``*`` for a dual-stack IPv6 wildcard, IPv6 in brackets."""
         if family == AF_INET:
-            return str(ipaddress.IPv4Address(addr))
+            return socket.inet_ntoa(addr)
         if not v6only and addr == bytes(16):
             return "*"
         text = _ipv6_text(addr)
         return f"[{text}]" if ":" in text else text
 
-    def users(self, ino: int) -> str:
-        holders: list[Owner] = self.owners.get(ino, []) if (self.owners is not None and ino) else []
+    def _host(self, addr: bytes, family: int, v6only: bool) -> str:
+        key = (addr, v6only)  # the family goes with the address's length
+        text = self._hosts.get(key)
+        if text is None:
+            text = self._hosts[key] = self.host(addr, family, v6only)
+        return text
+
+    def users(self, key: int) -> str:
+        """ss's ``users:(...)`` for the socket whose owners are under ``key``."""
+        holders: list[Owner] = self.owners.get(key, []) if (self.owners is not None and key) else []
         if not holders:
             return ""
         # ss reads the name with fscanf("%*d (%[^)])"): it stops at the first ')'.
@@ -217,10 +261,13 @@ class Formatter:
     def cells(self, s: InetSock) -> list[str]:
         """All ten cells of a socket's line (the caller drops disabled columns)."""
         v6only = bool(s.v6only)
-        local = self.host(s.src, s.family, v6only)
+        local = self._host(s.src, s.family, v6only)
         if s.ifindex:
             local += "%" + self.ifname(s.netns, s.ifindex)
-        process = self.users(s.ino) if self.owners is not None else ""
+        if self.owners is not None:
+            process = self.users(s.socket if self.owners_by == "socket" else s.ino)
+        else:
+            process = ""
         if self.timers and s.timer:
             name = TIMER_NAMES[min(s.timer, 5)]
             process += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
@@ -233,7 +280,7 @@ class Formatter:
             f"{s.send_q:<6d}",
             local + ":",
             self.service(s.sport, s.proto),
-            self.host(s.dst, s.family, v6only) + ":",
+            self._host(s.dst, s.family, v6only) + ":",
             self.service(s.dport, s.proto),
             process,
             "",
@@ -246,11 +293,13 @@ def _ipv6_text(addr: bytes) -> str:
 
 
 def render_sockets(socks: Iterable[InetSock], fmt: Formatter, disabled: frozenset[int],
-                   header: bool, screen_width: int | None) -> str:
+                   header: bool, screen_width: int | None) -> Iterator[str]:
+    """ss's listing of ``socks``, in chunks to write as they come."""
     rows = []
     if header:
         rows.append([c.header for i, c in enumerate(COLUMNS) if i not in disabled])
-    for s in socks:
-        cells = fmt.cells(s)
-        rows.append([c for i, c in enumerate(cells) if i not in disabled])
-    return layout(rows, disabled, screen_width)
+    keep = [i for i in range(len(COLUMNS)) if i not in disabled]
+    pick = operator.itemgetter(*keep)
+    cells = fmt.cells
+    rows += [pick(cells(s)) for s in socks]
+    return layout_chunks(rows, disabled, screen_width)

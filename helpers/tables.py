@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from drgn import FaultError, Object, Program
-from drgn.helpers.linux.list import hlist_for_each_entry
-from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
-from drgn_ss.layout import kernel_layout
-from drgn_ss.raw import offset as raw_offset
+from drgn import FaultError, Object, Program, TypeKind
+from drgn_ss.layout import KernelFacts, kernel_layout
+from drgn_ss.raw import Memory
 
 
 @dataclass
@@ -88,6 +86,9 @@ def tcp_lhash2_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iter
     :param hashinfo: ``struct inet_hashinfo *``
     :return: Iterator of ``struct sock *`` objects.
     """
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.list import hlist_for_each_entry
+    from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
     portaddr = kernel_layout(hashinfo.prog_).lhash2_portaddr_node
 
     def portaddr_chain(bucket: Object) -> Iterator[Object]:
@@ -114,6 +115,8 @@ def tcp_listening_hash_socks(hashinfo: Object, errors: WalkErrors | None = None)
     :param hashinfo: ``struct inet_hashinfo *``
     :return: Iterator of ``struct sock *`` objects.
     """
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
     for bucket in hashinfo.listening_hash:
         yield from _chain(hlist_nulls_for_each_entry(
             "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
@@ -144,6 +147,8 @@ def tcp_ehash_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Itera
     :return: Iterator of ``struct sock *`` objects; check ``__sk_common.skc_state``
         before reading anything beyond ``struct sock_common``.
     """
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
     ehash = hashinfo.ehash
     for i in range(hashinfo.ehash_mask.value_() + 1):
         yield from _chain(hlist_nulls_for_each_entry(
@@ -158,6 +163,8 @@ def udp_socks(udptable: Object, errors: WalkErrors | None = None) -> Iterator[Ob
     :param udptable: ``struct udp_table *``
     :return: Iterator of ``struct sock *`` objects.
     """
+    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
+    from drgn.helpers.linux.list import hlist_for_each_entry
     for i in range(udptable.mask.value_() + 1):
         yield from _chain(hlist_for_each_entry(
             "struct sock", udptable.hash[i].head.address_of_(), "__sk_common.skc_node"
@@ -173,20 +180,48 @@ def sock_num(sk: Object) -> int:
     return int(sk.__sk_common.skc_num.value_())
 
 
-# -- raw walks: bucket arrays read in one go, chains followed with 8-byte reads ----------
+# -- raw walks: bucket arrays read in one go, each node read once --------------------------
 
 #: Longest chain followed before it is taken for a loop (a freed node pointing back).
 MAX_CHAIN = 1 << 20
 
 
-def _raw_chain(prog: Program, first: int, link: int, nulls: bool, errors: WalkErrors | None) -> Iterator[int]:
-    """Addresses of the structs on a chain whose nodes sit ``link`` bytes into each."""
+@dataclass(frozen=True)
+class Chains:
+    """The chains of one hash table: each bucket's first pointer, and how nodes link."""
+
+    #: First pointer of each chain (0, or a nulls marker with bit 0 set, when empty).
+    heads: list[int]
+    #: Offset of the ``hlist_node``/``hlist_nulls_node`` in the struct it links.
+    link: int
+    #: Whether chains end in a nulls marker (odd pointer) rather than NULL.
+    nulls: bool
+
+
+def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
+              errors: WalkErrors | None) -> Iterator[tuple[int, bytes]]:
+    """
+    Follow one chain, reading each struct once: ``size`` bytes (or ``least`` where
+    that reaches a missing page). Yields (address, bytes); the next pointer is taken
+    from those bytes, so ``least`` must cover the node. A chain that faults, or is
+    longer than :data:`MAX_CHAIN` (a loop through a freed node), is cut and counted.
+    """
+    link, nulls = chains.link, chains.nulls
+    # Memory.read_some, inlined for the common case (a direct-map address read physically):
+    # a chain walk is the innermost loop of a listing.
+    read, lo, hi = mem.prog.read, mem.lo, mem.hi
     pos = first
     hops = 0
     try:
         while pos and not (nulls and pos & 1):
-            yield pos - link
-            pos = prog.read_u64(pos)  # hlist_node.next and hlist_nulls_node.next come first
+            addr = pos - link
+            try:
+                buf = read(addr - lo, size, True) if lo <= addr < hi else read(addr, size)
+            except FaultError:
+                buf = mem.read_some(addr, size, least)
+                lo, hi = mem.lo, mem.hi  # physical reads may have turned out not to work
+            yield addr, buf
+            pos = int.from_bytes(buf[link : link + 8], "little")
             hops += 1
             if hops > MAX_CHAIN:
                 raise FaultError("hash chain too long: a loop?", pos)
@@ -196,58 +231,97 @@ def _raw_chain(prog: Program, first: int, link: int, nulls: bool, errors: WalkEr
         errors.count("buckets", e)
 
 
-def _bucket_heads(prog: Program, array: int, count: int, bucket_type: str, head: str) -> Iterator[int]:
-    """The first pointers of ``count`` buckets of an array, read in one go."""
-    size = prog.type(bucket_type).size
-    off = raw_offset(prog, bucket_type, head)
-    buf = memoryview(prog.read(array, count * size))
+def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int) -> list[int]:
+    """The first pointers of ``count`` buckets of ``size`` bytes, read in one go."""
+    buf = memoryview(mem.read(array, count * size))
     if size == 8 and off == 0:
-        yield from buf.cast("Q")
-        return
-    for i in range(count):
-        yield int.from_bytes(buf[i * size + off : i * size + off + 8], "little")
+        return buf.cast("Q").tolist()
+    return [int.from_bytes(buf[i * size + off : i * size + off + 8], "little") for i in range(count)]
 
 
-def raw_tcp_ehash(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[int]:
-    """Addresses of every socket and minisock in the established table."""
-    prog = hashinfo.prog_
-    link = raw_offset(prog, "struct sock", "__sk_common.skc_nulls_node")
-    count = hashinfo.ehash_mask.value_() + 1
-    for first in _bucket_heads(prog, hashinfo.ehash.value_(), count, "struct inet_ehash_bucket",
-                               "chain.first"):
-        if not first & 1:
-            yield from _raw_chain(prog, first, link, True, errors)
+def raw_tcp_hashinfo(facts: KernelFacts, mem: Memory, net: int) -> int:
+    """
+    The TCP hash tables a namespace uses (as :func:`net_tcp_hashinfo`).
+
+    :param net: ``struct net *`` address
+    :return: ``struct inet_hashinfo *`` address
+    """
+    return chase(facts, mem, net, "struct net", "ipv4.tcp_death_row.hashinfo")
 
 
-def raw_tcp_listening(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[int]:
-    """Addresses of every listener, in inet_diag's order (as :func:`tcp_listening_socks`)."""
-    prog = hashinfo.prog_
-    layout = kernel_layout(prog)
-    nulls_link = raw_offset(prog, "struct sock", "__sk_common.skc_nulls_node")
+def raw_udp_table(facts: KernelFacts, mem: Memory, net: int) -> int:
+    """The UDP table a namespace uses (as :func:`net_udp_table`); an address."""
+    if kernel_layout(facts.prog).udp_table_per_netns:
+        return chase(facts, mem, net, "struct net", "ipv4.udp_table")
+    return facts.symbol("udp_table")
+
+
+def chase(facts: KernelFacts, mem: Memory, addr: int, type_name: str, path: str) -> int:
+    """
+    The value of a member path, following the pointers on the way as C's ``->``
+    would: ``chase(net, "struct net", "ipv4.tcp_death_row.hashinfo")`` works whether
+    ``tcp_death_row`` is embedded or a pointer.
+    """
+    steps = facts.value(f"chase:{type_name}:{path}", lambda p: _chase_steps(p, type_name, path))
+    for off in steps:
+        addr = mem.read_u64(addr + off)
+    return addr
+
+
+def _chase_steps(prog: Program, type_name: str, path: str) -> list[int]:
+    """Offsets to add then dereference, one per pointer crossed (the last: the value)."""
+    steps = []
+    off = 0
+    current = prog.type(type_name)
+    for name in path.split("."):
+        member = current.unaliased().member(name)
+        off += member.bit_offset // 8
+        current = member.type
+        if current.unaliased().kind == TypeKind.POINTER:
+            steps.append(off)
+            off = 0
+            current = current.unaliased().type
+    if off:
+        raise TypeError(f"{type_name}.{path} does not end in a pointer")
+    return steps
+
+
+def raw_tcp_ehash(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
+    """The established table's chains: full sockets and TIME_WAIT and NEW_SYN_RECV minisocks."""
+    H = "struct inet_hashinfo"
+    ehash = mem.read_u64(hashinfo + facts.offset(H, "ehash"))
+    count = mem.read_u32(hashinfo + facts.offset(H, "ehash_mask")) + 1
+    B = "struct inet_ehash_bucket"
+    heads = _bucket_heads(mem, ehash, count, facts.size(B), facts.offset(B, "chain.first"))
+    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True)
+
+
+def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
+    """The listeners' chains, in inet_diag's order (as :func:`tcp_listening_socks`)."""
+    layout = kernel_layout(facts.prog)
+    H = "struct inet_hashinfo"
+    B = "struct inet_listen_hashbucket"
+    nulls_link = facts.offset("struct sock", "__sk_common.skc_nulls_node")
     if layout.listening_hash:
-        array = hashinfo.listening_hash
-        heads = _bucket_heads(prog, array.address_of_().value_(), len(array),
-                              "struct inet_listen_hashbucket", "nulls_head.first")
-        link, nulls = nulls_link, True
-    else:
-        count = hashinfo.lhash2_mask.value_() + 1
-        if layout.lhash2_portaddr_node:
-            head = "head.first"
-            link = raw_offset(prog, "struct inet_connection_sock", "icsk_listen_portaddr_node")
-            nulls = False
-        else:
-            head, link, nulls = "nulls_head.first", nulls_link, True
-        heads = _bucket_heads(prog, hashinfo.lhash2.value_(), count, "struct inet_listen_hashbucket", head)
-    for first in heads:
-        if first and not (nulls and first & 1):
-            yield from _raw_chain(prog, first, link, nulls, errors)
+        count = facts.value("length:struct inet_hashinfo:listening_hash",
+                            lambda p: len(p.type(H).member("listening_hash").type))
+        heads = _bucket_heads(mem, hashinfo + facts.offset(H, "listening_hash"), count, facts.size(B),
+                              facts.offset(B, "nulls_head.first"))
+        return Chains(heads, nulls_link, True)
+    lhash2 = mem.read_u64(hashinfo + facts.offset(H, "lhash2"))
+    count = mem.read_u32(hashinfo + facts.offset(H, "lhash2_mask")) + 1
+    if layout.lhash2_portaddr_node:
+        heads = _bucket_heads(mem, lhash2, count, facts.size(B), facts.offset(B, "head.first"))
+        return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False)
+    heads = _bucket_heads(mem, lhash2, count, facts.size(B), facts.offset(B, "nulls_head.first"))
+    return Chains(heads, nulls_link, True)
 
 
-def raw_udp(udptable: Object, errors: WalkErrors | None = None) -> Iterator[int]:
-    """Addresses of every socket in a UDP table's port hash."""
-    prog = udptable.prog_
-    link = raw_offset(prog, "struct sock", "__sk_common.skc_node")
-    count = udptable.mask.value_() + 1
-    for first in _bucket_heads(prog, udptable.hash.value_(), count, "struct udp_hslot", "head.first"):
-        if first:
-            yield from _raw_chain(prog, first, link, False, errors)
+def raw_udp(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
+    """A UDP table's port-hash chains (as :func:`udp_socks`)."""
+    U = "struct udp_table"
+    array = mem.read_u64(udptable + facts.offset(U, "hash"))
+    count = mem.read_u32(udptable + facts.offset(U, "mask")) + 1
+    S = "struct udp_hslot"
+    heads = _bucket_heads(mem, array, count, facts.size(S), facts.offset(S, "head.first"))
+    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False)

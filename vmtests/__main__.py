@@ -215,7 +215,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on this machine: ss_nlpt.py beside ss -nlpt in a guest")
     _add_vm_options(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="drgn-ss beside ss -tan/-tanp, psutil and a /proc parser, on "
+                       "20k and 100k-socket workloads: native, on a dump, over --qemu, in the guest")
+    p.add_argument("--kernel", "-k", action="append", metavar="K",
+                   help="kernel to boot (repeatable; default: 6.1 and 7.2)")
+    p.add_argument("--sizes", default="20000,100000", metavar="N,N",
+                   help="established sockets per workload (default 20000,100000)")
+    p.add_argument("--runs", type=int, default=3, help="runs per tool; medians are reported (default 3)")
+    p.add_argument("--budget", type=float, default=60, metavar="S",
+                   help="stop repeating a tool once its runs took S seconds (default 60)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON here")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument("--native-only", action="store_true", help="skip the guests (native tools only)")
+    p.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vmtests.bench import run_bench
+    from vmtests.kernels import series_for
+
+    kernels = args.kernel or ["6.1", "7.2"]
+    for k in kernels:
+        series_for(k)
+    try:
+        sizes = [int(n) for n in args.sizes.split(",") if n]
+    except ValueError:
+        raise VMTestError(f"--sizes: numbers separated by commas, not {args.sizes!r}") from None
+    if not sizes or any(n < 2 for n in sizes) or args.runs < 1:
+        raise VMTestError("--sizes needs sizes of at least 2, --runs at least 1")
+    return run_bench(kernels, sizes, args.runs, args.budget, args.json, args.accel, not args.native_only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

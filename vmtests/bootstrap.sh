@@ -27,6 +27,7 @@ check dpkg-deb dpkg
 check apt-get apt
 check unshare util-linux
 check kexec kexec-tools
+check /usr/bin/time time
 check makedumpfile makedumpfile
 check /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
 # busybox must be the static build: it runs as the guest's first process.

@@ -7,6 +7,7 @@ just before the tests (live) or the dump (elf, kdump, qemu).
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ import drgn
 import pytest
 from drgn_ss.cli import run
 from drgn_ss.inet import inet_socks
-from drgn_ss.owners import kernel_owners, proc_owners
+from drgn_ss.owners import kernel_owners, proc_owners, raw_kernel_owners
 from drgn_ss.tables import WalkErrors
 
 from tests.kernel.conftest import Target
@@ -110,6 +111,12 @@ def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target
     assert not errors, errors.describe()
     assert len(walked) >= 20
     assert walked == scanned
+    # The raw walk (what drgn-ss uses) finds the same, keyed by struct socket address.
+    inode_of = {s.socket: s.ino for s in inet_socks(prog["init_net"].address_of_()) if s.socket}
+    raw = {inode_of[sock]: [(o.comm, o.pid, o.fd) for o in owners]
+           for sock, owners in raw_kernel_owners(prog, errors).items() if inode_of.get(sock) in inodes}
+    assert not errors, errors.describe()
+    assert raw == scanned
 
 
 @pytest.mark.parametrize(("script", "opts"), [("ss_nlpt.py", "-nlpt"), ("ss.py", "-tanp")])
@@ -170,24 +177,35 @@ def test_terminal_layout_same_as_ss(prog: drgn.Program, target: Target, workload
     assert got == expected
 
 
-def test_drgn_ss_command_on_the_dump(target: Target, workload: dict[str, Any]) -> None:
-    """The installed command, opening the dump itself: `drgn-ss -c VMCORE -s VMLINUX -tanp`."""
+def test_drgn_ss_command_on_the_dump(target: Target, workload: dict[str, Any], tmp_path: Any) -> None:
+    """
+    The installed command, opening the dump itself: first with an empty facts cache and no
+    debug info (one line naming the package), then with -s VMLINUX (it loads DWARF and
+    fills the cache), then without -s again: same listing, and no debug info loaded.
+    """
     if target.kind != "core":
         pytest.skip("opens a dump file")
     assert target.path and target.vmlinux
     drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
-    p = subprocess.run([drgn_ss, "-c", target.path, "-s", target.vmlinux, "-H", "-tanp"],
-                       capture_output=True, text=True)
-    if p.returncode == 3 and workload.get("dump_level", 0) & 8:  # see test_same_lines_as_ss
-        assert "Excluded page" in p.stderr
-        assert_partial_is_true(p.stdout, workload["ss"]["-tanp"])
-    else:
-        assert p.returncode == 0, p.stderr
-        assert normalize(p.stdout) == normalize(workload["ss"]["-tanp"])
-    # Without -s there is no debug info here: one line naming the package.
-    p = subprocess.run([drgn_ss, "-c", target.path, "-t"], capture_output=True, text=True,
-                       env={**os.environ, "DEBUGINFOD_URLS": ""})
+    env = {**os.environ, "DEBUGINFOD_URLS": "", "DRGN_SS_CACHE": str(tmp_path)}
+    p = subprocess.run([drgn_ss, "-c", target.path, "-t"], capture_output=True, text=True, env=env)
     assert p.returncode == 1 and not p.stdout
     assert p.stderr == (f"drgn-ss: no debug info for kernel {workload['release']}: install "
                         f"linux-image-{workload['release']}-dbg (or your distribution's kernel "
                         "debug package), or pass -s VMLINUX\n")
+    listings = []
+    for symbols in (["-s", target.vmlinux], []):
+        p = subprocess.run([drgn_ss, "-c", target.path, *symbols, "-H", "-tanp", "--stats"],
+                           capture_output=True, text=True, env=env)
+        *warnings, stats_line = p.stderr.splitlines()
+        stats = json.loads(stats_line)
+        assert stats["debug_info_loaded"] == bool(symbols)
+        assert stats["sockets"] == len(p.stdout.splitlines())
+        if p.returncode == 3 and workload.get("dump_level", 0) & 8:  # see test_same_lines_as_ss
+            assert "Excluded page" in p.stderr
+            assert_partial_is_true(p.stdout, workload["ss"]["-tanp"])
+        else:
+            assert p.returncode == 0, p.stderr
+            assert normalize(p.stdout) == normalize(workload["ss"]["-tanp"])
+        listings.append(p.stdout)
+    assert listings[0] == listings[1]

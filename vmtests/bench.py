@@ -1,0 +1,399 @@
+"""The benchmark: drgn-ss beside ss, psutil and a /proc parser, on the same workload.
+
+``python -m vmtests bench [--kernel K] [--sizes 20000,100000] --json OUT`` does, for each
+kernel and size, in one run:
+
+- native, on the host: the workload (:mod:`vmtests.bench_workload`) in a private network
+  namespace; ``ss -tan``, ``ss -tanp``, ``psutil.net_connections()`` (installed in a
+  separate venv, for the benchmark only) and a Python /proc parser, each in that namespace;
+- in a guest running the same workload: ``ss`` and ``drgn-ss`` inside it (TCG: for
+  reference only), then on the host ``drgn-ss --qemu`` against it and ``drgn-ss -c`` on an
+  ELF dump of it (native speed: these are what the targets are judged on).
+
+Each tool runs ``--runs`` times (a tool whose runs pass ``--budget`` seconds stops
+early, and says how many it made); the table and the JSON give medians, the ratio to
+native ``ss -tanp`` and ``ss -tan`` of the same size, drgn-ss's own split (start-up, walk
+per socket, owners per open file) from its ``--stats`` line, peak RSS and lines printed.
+drgn-ss's first run on each target starts with an empty facts cache (it loads DWARF):
+that time is reported apart as ``cold_s``; the medians are of the runs after it.
+
+This module is also the in-guest half (``python -m vmtests.bench guest N RUNS BUDGET``),
+so it imports nothing outside the standard library at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+WORKLOAD = REPO / "vmtests" / "bench_workload.py"
+#: GNU time (Debian's "time" package), for each command's peak RSS.
+TIME = "/usr/bin/time"
+#: Extra sockets the workload opens besides the established ones: listeners, UDP, TIME-WAIT.
+EXTRA = 205 + 2000 + 1000
+
+PROCPARSE = r'''
+import os, socket, struct, sys
+STATES = {1: "ESTAB", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
+          6: "TIME-WAIT", 7: "UNCONN", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN", 11: "CLOSING"}
+def addr(text, v6):
+    a, p = text.split(":")
+    raw = bytes.fromhex(a)
+    if v6:
+        raw = b"".join(struct.pack("<I", w) for w in struct.unpack(">4I", raw))
+        return "[" + socket.inet_ntop(socket.AF_INET6, raw) + "]:" + str(int(p, 16))
+    return socket.inet_ntoa(raw[::-1]) + ":" + str(int(p, 16))
+owners = {}
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        comm = open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            owners.setdefault(link[8:-1], []).append(f'("{comm}",pid={pid},fd={fd})')
+out = []
+for name, v6 in (("tcp", False), ("tcp6", True)):
+    with open(f"/proc/net/{name}") as f:
+        next(f)
+        for line in f:
+            w = line.split()
+            tx, rx = w[4].split(":")
+            users = owners.get(w[9])
+            out.append(f"{STATES.get(int(w[3], 16), '?')} {int(rx, 16)} {int(tx, 16)} "
+                       f"{addr(w[1], v6)} {addr(w[2], v6)}"
+                       + (f" users:({','.join(users)})" if users else ""))
+sys.stdout.write("\n".join(out) + "\n")
+'''
+
+PSUTIL = r'''
+import sys, psutil
+out = []
+for c in psutil.net_connections(kind="tcp"):
+    r = f"{c.raddr.ip}:{c.raddr.port}" if c.raddr else "*:*"
+    out.append(f"{c.status} {c.laddr.ip}:{c.laddr.port} {r} {c.pid}")
+sys.stdout.write("\n".join(out) + "\n")
+'''
+
+
+# -- measuring one command -------------------------------------------------------------
+
+def run_once(argv: Sequence[str], env: dict[str, str] | None = None,
+             netns: int | None = None) -> dict[str, Any]:
+    """
+    Run a command (in the network namespace of process ``netns``, through nsenter); its
+    wall time, peak RSS, stdout line count and stderr.
+    """
+    if netns is not None:
+        argv = ["nsenter", f"--net=/proc/{netns}/ns/net", "--", *argv]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
+        # GNU time reports the peak RSS: measured from this process, the kernel would count
+        # ours in (exec records the parent's high-water mark for a vforked child).
+        start = time.perf_counter()
+        proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, *argv], stdout=out, stderr=err,
+                                env=env)
+        proc.wait()
+        wall = time.perf_counter() - start
+        out.seek(0)
+        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: out.read(1 << 20), b""))
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+        rss_kb = int(rss.read().split()[-1] or 0)
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {stderr.strip()[-500:]}")
+    return {"wall": wall, "rss_mb": rss_kb / 1024, "lines": lines, "stderr": stderr}
+
+
+def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] | None = None,
+            netns: int | None = None, cold: bool = False) -> dict[str, Any]:
+    """
+    Run a command up to ``runs`` times (fewer once ``budget`` seconds are spent; at least
+    once) and summarise. With ``cold``, one extra run comes first and is reported apart.
+    """
+    result: dict[str, Any] = {"cold_s": None}
+    if cold:
+        result["cold_s"] = round(run_once(argv, env, netns)["wall"], 4)
+    samples: list[dict[str, Any]] = []
+    spent = 0.0
+    while len(samples) < runs and (not samples or spent < budget):
+        samples.append(run_once(argv, env, netns))
+        spent += samples[-1]["wall"]
+    result.update({
+        "median_s": round(statistics.median(s["wall"] for s in samples), 4),
+        "peak_rss_mb": round(max(s["rss_mb"] for s in samples), 1),
+        "lines": samples[-1]["lines"],
+        "runs": len(samples),
+    })
+    parsed = [_stats(s["stderr"]) for s in samples]
+    stats = [st for st in parsed if st is not None]
+    if stats and len(stats) == len(samples):
+        walk = statistics.median(st["walk_s"] for st in stats)
+        owners = statistics.median(st["owners_s"] for st in stats)
+        render = statistics.median(st["render_s"] for st in stats)
+        sockets = stats[-1]["sockets"]
+        files = stats[-1]["files"]
+        result.update({
+            "startup_s": round(statistics.median(s["wall"] - st["walk_s"] - st["owners_s"] - st["render_s"]
+                                                 for s, st in zip(samples, stats)), 4),
+            "walk_s": round(walk, 4), "owners_s": round(owners, 4), "render_s": round(render, 4),
+            "us_per_socket": round(walk / sockets * 1e6, 2) if sockets else None,
+            "us_per_file": round(owners / files * 1e6, 2) if files else None,
+            "files": files or None,
+        })
+    return result
+
+
+def _stats(stderr: str) -> dict[str, Any] | None:
+    for line in reversed(stderr.splitlines()):
+        if line.startswith("{") and '"walk_s"' in line:
+            stats: dict[str, Any] = json.loads(line)
+            return stats
+    return None
+
+
+# -- the workload ----------------------------------------------------------------------
+
+class NativeWorkload:
+    """The workload on this host, in a private network namespace."""
+
+    def __init__(self, established: int) -> None:
+        self.established = established
+        self.proc: subprocess.Popen[str] | None = None
+        #: The pid whose network namespace the tools enter.
+        self.netns = -1
+
+    def __enter__(self) -> NativeWorkload:
+        self.proc = subprocess.Popen(
+            ["unshare", "--net", "sh", "-c", f"ip link set lo up && exec python3 {WORKLOAD} "
+             f"{self.established}"],
+            stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert self.proc.stdout
+        for line in self.proc.stdout:
+            if line.strip() == "READY":
+                break
+        else:
+            raise RuntimeError(f"the workload exited ({self.proc.wait()}) before READY")
+        self.netns = self.proc.pid
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, 15)
+            self.proc.wait()
+
+
+def psutil_python(cache: Path) -> str:
+    """A Python with psutil, in a venv of its own (the project does not depend on psutil)."""
+    venv = cache / "bench-venv"
+    python = venv / "bin" / "python"
+    ok = python.exists() and subprocess.run([str(python), "-c", "import psutil"],
+                                            capture_output=True).returncode == 0
+    if not ok:
+        print("vmtests: installing psutil in a venv for the benchmark", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "psutil"], check=True)
+    return str(python)
+
+
+def native_runs(established: int, runs: int, budget: float, cache: Path) -> list[dict[str, Any]]:
+    psutil = psutil_python(cache)
+    tools = [
+        ("ss -tan", ["ss", "-tan"]),
+        ("ss -tanp", ["ss", "-tanp"]),
+        ("psutil", [psutil, "-c", PSUTIL]),
+        ("procparse", [sys.executable, "-c", PROCPARSE]),
+    ]
+    out = []
+    with NativeWorkload(established) as w:
+        for tool, argv in tools:
+            progress(f"native {tool} ({established})")
+            out.append({"where": "native", "tool": tool, **measure(argv, runs, budget, netns=w.netns)})
+    return out
+
+
+# -- in the guest ----------------------------------------------------------------------
+
+def guest_main(established: int, runs: int, budget: float) -> int:
+    """In the guest: start the workload, measure ss and drgn-ss live, print BENCH lines, READY."""
+    w = subprocess.Popen([sys.executable, str(WORKLOAD), str(established)], stdout=subprocess.PIPE,
+                         text=True)
+    assert w.stdout
+    for line in w.stdout:
+        if line.strip() == "READY":
+            break
+    else:
+        print(f"bench: the workload exited ({w.wait()})", file=sys.stderr)
+        return 1
+    drgn_ss = str(Path(sys.executable).parent / "drgn-ss")
+    env = {**os.environ, "DRGN_SS_CACHE": tempfile.mkdtemp(prefix="drgn-ss-bench-")}
+    tools: list[tuple[str, list[str], bool]] = [
+        ("ss -tan", ["ss", "-tan"], False),
+        ("ss -tanp", ["ss", "-tanp"], False),
+        ("drgn-ss -tanp", [drgn_ss, "-tanp", "--stats"], True),
+        ("drgn-ss -tan", [drgn_ss, "-tan", "--stats"], False),
+        ("drgn-ss -tanp --owners proc", [drgn_ss, "-tanp", "--stats", "--owners", "proc"], False),
+    ]
+    for tool, argv, cold in tools:
+        result = {"where": "guest", "tool": tool, **measure(argv, runs, budget, env=env, cold=cold)}
+        print("BENCH " + json.dumps(result), flush=True)
+    print("READY", flush=True)
+    w.wait()
+    return 0
+
+
+def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
+               accel: str) -> list[dict[str, Any]]:
+    """Boot a guest with the workload; measure inside it, over --qemu, and on an ELF dump."""
+    from vmtests.config import DEFAULT_FLAVOUR, flavour_name
+    from vmtests.kernels import get_kernel
+    from vmtests.vm import Guest
+
+    kernel = get_kernel(kernel_name, flavour_name(DEFAULT_FLAVOUR))
+    memory = 3072 if established <= 30000 else 4096
+    drgn_ss = str(Path(sys.executable).parent / "drgn-ss")
+    out: list[dict[str, Any]] = []
+    with Guest(kernel, memory_mb=memory, accel=accel) as guest:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=guest.run_dir))
+        progress(f"guest {kernel.release}: workload and in-guest runs ({established})")
+        guest.start([sys.executable, "-m", "vmtests.bench", "guest", str(established), str(runs),
+                     str(budget)], cwd=str(REPO))
+        lines = guest.wait_ready(3600)
+        out += [json.loads(line[6:]) for line in lines if line.startswith("BENCH ")]
+        dump = tmp / "bench.elf"
+        for where in ("qemu", "dump"):
+            if where == "dump":
+                progress(f"dump {kernel.release} ({memory} MB guest)")
+                guest.dump(dump, "elf")
+            target = ["--qemu", str(guest.user_qmp)] if where == "qemu" else ["-c", str(dump)]
+            env = {**os.environ, "DRGN_SS_CACHE": str(tmp / f"{where}-cache")}
+            try:
+                # The first run, with an empty facts cache, loads DWARF: timed apart as cold_s.
+                progress(f"{where}: drgn-ss ({established}), cold cache")
+                cold = run_once([drgn_ss, *target, "-s", str(kernel.vmlinux), "-tanp"], env)["wall"]
+                for tool in ("drgn-ss -tanp", "drgn-ss -tan"):
+                    progress(f"{where}: {tool} ({established})")
+                    result = measure([drgn_ss, *target, *tool.split()[1:], "--stats"], runs, budget,
+                                     env=env)
+                    if tool == "drgn-ss -tanp":
+                        result["cold_s"] = round(cold, 4)
+                    out.append({"where": where, "tool": tool, **result})
+            finally:
+                dump.unlink(missing_ok=True)
+    for r in out:
+        r["kernel"] = kernel_name
+        r["release"] = kernel.release
+    return out
+
+
+# -- the whole benchmark ---------------------------------------------------------------
+
+def progress(text: str) -> None:
+    print(f"vmtests bench: {text}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    cpu = "?"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.node()}: {os.cpu_count()} x {cpu}, {mem:.0f} GB, Linux {platform.release()}"
+
+
+def ratios(runs: list[dict[str, Any]]) -> None:
+    """Add each run's ratio to native ss -tanp and ss -tan of the same size."""
+    native = {(r["sockets"], r["tool"]): r["median_s"] for r in runs if r["where"] == "native"}
+    for r in runs:
+        for tool, key in (("ss -tanp", "x_ss_tanp"), ("ss -tan", "x_ss_tan")):
+            base = native.get((r["sockets"], tool))
+            r[key] = round(r["median_s"] / base, 3) if base else None
+
+
+FIELDS = ("kernel", "sockets", "where", "tool", "median_s", "x_ss_tanp", "x_ss_tan", "startup_s",
+          "cold_s", "us_per_socket", "us_per_file", "peak_rss_mb", "lines", "runs")
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    head = ("kernel", "sockets", "where", "tool", "median s", "x ss-tanp", "x ss-tan", "startup s",
+            "cold s", "us/socket", "us/file", "RSS MB", "lines", "runs")
+    rows = [head] + [tuple("-" if r.get(f) is None else str(r[f]) for f in FIELDS) for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    text = []
+    for row in rows:
+        text.append("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w)
+                              for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+    return "\n".join(text) + "\n"
+
+
+def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, json_out: Path | None,
+              accel: str, guest: bool) -> int:
+    from vmtests.config import cache_dir
+
+    if os.geteuid() != 0:
+        raise SystemExit("vmtests bench: needs root (private network namespaces, QEMU dumps)")
+    for tool in ("ss", "unshare", "ip", "nsenter", TIME):
+        if not shutil.which(tool):
+            raise SystemExit(f"vmtests bench: {tool} not found (apt-get install iproute2 util-linux time)")
+    started = time.time()
+    results: list[dict[str, Any]] = []
+    for size in sizes:
+        for r in native_runs(size, runs, budget, cache_dir()):
+            results.append({"kernel": None, "sockets": size, **r})
+        if guest:
+            for k in kernels:
+                for r in guest_runs(k, size, runs, budget, accel):
+                    results.append({**r, "sockets": size})
+    ratios(results)
+    for r in results:
+        r.setdefault("startup_s", None)
+        r.setdefault("us_per_socket", None)
+        r.setdefault("us_per_file", None)
+        r.setdefault("cold_s", None)
+    doc = {
+        "machine": machine(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python -m vmtests bench " + " ".join(sys.argv[2:]),
+        "duration_s": round(time.time() - started),
+        "note": "native: this host, workload in a private netns; dump/qemu: drgn-ss on the host "
+                "reading the guest (native speed); guest: inside the TCG guest (reference only). "
+                "Ratios are to native ss of the same size, measured in this run.",
+        "runs": [{f: r.get(f) for f in (*FIELDS, "release", "startup_s", "walk_s", "owners_s",
+                                         "render_s", "files")} for r in results],
+    }
+    sys.stdout.write(f"# {doc['date']}, {doc['machine']}\n" + table(results))
+    if json_out:
+        json_out.write_text(json.dumps(doc, indent=1) + "\n")
+        progress(f"wrote {json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "guest":
+        sys.exit(guest_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+    print("usage: python -m vmtests bench ... (this module's own entry is for the guest)",
+          file=sys.stderr)
+    sys.exit(2)
