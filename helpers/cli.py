@@ -78,8 +78,9 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
                    "(sockets, open files, seconds spent walking, finding owners and rendering, "
                    "whether debug info had to be loaded)")
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
-                   help="where -p finds processes: /proc (live local kernel only), a walk of the "
-                   "kernel's tasks, or auto (the default: /proc on the live local kernel)")
+                   help="where -p finds processes: a walk of the kernel's tasks and file tables "
+                   "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
+                   "only); auto, the default, walks the kernel, which measured faster")
     if program_options:
         p.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
         p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",

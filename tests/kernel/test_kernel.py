@@ -10,7 +10,8 @@ from typing import Any
 import drgn
 import pytest
 from drgn_ss.inet import inet_socks
-from drgn_ss.layout import kernel_hz, kernel_layout
+from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout
+from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
 from drgn_ss.tables import (
     WalkErrors,
     net_tcp_hashinfo,
@@ -95,3 +96,30 @@ def test_raw_decoder_equals_object_decoder(prog: drgn.Program, target: Target,
         raw = [s._replace(timer_ms=0) for s in raw]
         obj = [s._replace(timer_ms=0) for s in obj]
     assert raw == obj
+
+
+def test_raw_interface_names_equal_drgns(prog: drgn.Program) -> None:
+    """The raw dev_base_head walk names interfaces as drgn's netdev helpers do."""
+    from drgn.helpers.linux.net import for_each_netdev
+
+    net = prog["init_net"].address_of_()
+    expected = {int(dev.ifindex): dev.name.string_().decode() for dev in for_each_netdev(net)}
+    assert expected.get(1) == "lo"
+    assert raw_ifnames(prog, net.value_()) == expected
+
+
+def test_raw_netns_lookup_finds_init_net(prog: drgn.Program) -> None:
+    net = prog["init_net"].address_of_()
+    assert raw_netns_by_inode(prog, int(net.ns.inum)) == net.value_()
+    assert raw_netns_by_inode(prog, 1) is None  # no namespace has inode 1
+
+
+def test_facts_agree_with_dwarf(prog: drgn.Program) -> None:
+    """What the facts cache holds is what drgn's types and symbols say."""
+    facts = kernel_facts(prog)
+    assert facts.build_id and facts.release == prog["UTS_RELEASE"].string_().decode()
+    assert facts.symbol("init_net") == prog["init_net"].address_
+    assert facts.offset("struct sock", "__sk_common.skc_state") == drgn.offsetof(
+        prog.type("struct sock"), "__sk_common.skc_state")
+    assert facts.size("struct sock_common") == drgn.sizeof(prog.type("struct sock_common"))
+    assert not facts.has_symbol("no_such_symbol_in_any_kernel")
