@@ -161,8 +161,12 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
 
 def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     if panicked(prog):
-        kernel_facts(prog).need_debug_info()
-        summary = crash_summary(prog)
+        try:
+            kernel_facts(prog).need_debug_info()  # the summary reads drgn Objects
+            summary = crash_summary(prog)
+        except Failure as e:  # no debug info here: list anyway, from the facts cache
+            print(f"{args.prog_name}: no crash summary: {e}", file=sys.stderr)
+            summary = None
         if summary and args.header:
             out.write("".join(f"# {line}\n" for line in summary))
         elif summary:

@@ -304,7 +304,7 @@ def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     nulls_link = facts.offset("struct sock", "__sk_common.skc_nulls_node")
     if layout.listening_hash:
         count = facts.value("length:struct inet_hashinfo:listening_hash",
-                            lambda p: len(p.type(H).member("listening_hash").type))
+                            lambda p: p.type(H).member("listening_hash").type.unaliased().length)
         heads = _bucket_heads(mem, hashinfo + facts.offset(H, "listening_hash"), count, facts.size(B),
                               facts.offset(B, "nulls_head.first"))
         return Chains(heads, nulls_link, True)
