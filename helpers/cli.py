@@ -160,13 +160,13 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
 
 
 def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
+    no_summary = ""
     if panicked(prog):
         try:
             kernel_facts(prog).need_debug_info()  # the summary reads drgn Objects
             summary = crash_summary(prog)
         except Failure as e:  # no debug info here: list anyway, from the facts cache
-            print(f"{args.prog_name}: no crash summary: {e}", file=sys.stderr)
-            summary = None
+            summary, no_summary = None, f"{args.prog_name}: no crash summary: {e}"
         if summary and args.header:
             out.write("".join(f"# {line}\n" for line in summary))
         elif summary:
@@ -193,6 +193,8 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:
         raise Failure(str(e)) from None
+    if no_summary:  # said once the listing is known to work without it
+        print(no_summary, file=sys.stderr)
     disabled = set()
     if selection.single_proto:
         disabled.add(COL_NETID)

@@ -233,9 +233,10 @@ class KernelFacts:
 
     def need_debug_info(self) -> Program:
         """Load debug info now if it is not loaded yet (for a cache miss, or a rare path)."""
-        loader = self.prog.cache.pop("drgn_ss.loader", None)
+        loader = self.prog.cache.get("drgn_ss.loader")
         if loader is not None:
-            loader()
+            loader()  # if it fails, it stays: nothing is worked out without debug info
+            del self.prog.cache["drgn_ss.loader"]
             self.loaded_debug_info = True
         return self.prog
 
@@ -274,6 +275,7 @@ class KernelFacts:
             try:
                 return int(p.object(name).address_) - self.kaslr
             except LookupError:
+                p.type("struct task_struct")  # no debug info at all: raise, cache nothing
                 return None
 
         address = self.value(f"symbol:{name}", link_address)
