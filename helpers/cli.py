@@ -204,16 +204,15 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     for chunk in render_sockets(socks, fmt, frozenset(disabled), not args.no_header, screen):
         out.write(chunk)
     out.flush()
+    if errors:
+        print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
+              "(freed while read, or missing from the dump)", file=sys.stderr)
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
                  "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
                  "debug_info_loaded": kernel_facts(prog).loaded_debug_info}
         print(json.dumps(stats), file=sys.stderr)
-    if errors:
-        print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
-              "(freed while read, or missing from the dump)", file=sys.stderr)
-        return EXIT_PARTIAL
-    return 0
+    return EXIT_PARTIAL if errors else 0
 
 
 def _screen_width(out: TextIO) -> int | None:
