@@ -206,13 +206,6 @@ class RawDecoder:
                         raise
                     errors.count("sockets", e)
 
-    def decode(self, addr: int, proto: str) -> InetSock:
-        """Decode the socket (or minisock) at ``addr``, found in a TCP or UDP table."""
-        L = self.L
-        size = L.tcp_end if proto == "tcp" else L.udp_end
-        buf = self.mem.read_some(addr, size, L.common_end)
-        return self._decode(addr, buf, L.common.unpack(buf), proto, size)
-
     def _decode(self, addr: int, buf: bytes, common: tuple[int, ...], proto: str,
                 size: int) -> InetSock:
         L = self.L

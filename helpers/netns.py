@@ -5,26 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from drgn import FaultError, Object, Program
+from drgn import FaultError, Program
 from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
 from drgn_ss.owners import is_local_live
-
-
-def own_netns(prog: Program) -> Object:
-    """
-    Get the network namespace ss would list: on the live local kernel, the one this
-    process runs in; otherwise the initial namespace.
-
-    :return: ``struct net *``
-    """
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.pid import find_task
-    if is_local_live(prog):
-        task = find_task(prog, os.getpid())
-        if task:
-            return task.nsproxy.net_ns.read_()
-    return prog["init_net"].address_of_()
-
 
 #: Most namespaces followed before the list is taken for a loop.
 MAX_NETNS = 1 << 20
@@ -53,7 +36,7 @@ def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
 
 def raw_own_netns(prog: Program) -> int:
     """
-    The network namespace ss would list (as :func:`own_netns`), found without debug info:
+    The network namespace ss would list found without debug info:
     on the live local kernel, the one this process runs in; otherwise ``init_net``.
 
     :return: ``struct net *`` address
@@ -66,7 +49,7 @@ def raw_own_netns(prog: Program) -> int:
 
 
 def raw_local_port_range(prog: Program, net: int) -> tuple[int, int]:
-    """``net.ipv4.ip_local_port_range`` of a namespace (as :func:`local_port_range`)."""
+    """``net.ipv4.ip_local_port_range`` of a namespace: ss does not name ports in it."""
     facts = kernel_facts(prog)
     mem = kernel_memory(prog)
     off = facts.offset("struct net", "ipv4.ip_local_ports.range")
@@ -106,7 +89,7 @@ def raw_ifnames(prog: Program, net: int) -> dict[int, str]:
 
 
 def raw_ifname_resolver(prog: Program) -> Callable[[int, int], str]:
-    """As :func:`ifname_resolver`, by raw reads (no debug info on a warm facts cache)."""
+    """A function (netns inode, ifindex) -> interface name, ``if%d`` when unknown (as ss)."""
     names: dict[int, dict[int, str]] = {}
 
     def ifname(netns: int, ifindex: int) -> str:
@@ -117,60 +100,5 @@ def raw_ifname_resolver(prog: Program) -> Callable[[int, int], str]:
             except FaultError:
                 names[netns] = {}  # unreadable (e.g. filtered out of a dump): ss's fallback name
         return names[netns].get(ifindex, f"if{ifindex}")
-
-    return ifname
-
-
-def netns_by_inode(prog: Program, inum: int) -> Object | None:
-    """
-    Find a network namespace by its inode number (``ns.inum``).
-
-    :return: ``struct net *``, or None
-    """
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.net import for_each_net
-    for net in for_each_net(prog):
-        if net.ns.inum.value_() == inum:
-            return net
-    return None
-
-
-def local_port_range(net: Object) -> tuple[int, int]:
-    """
-    Get ``net.ipv4.ip_local_port_range`` of a namespace (ss does not name ports in it).
-
-    :param net: ``struct net *``
-    """
-    ports = net.ipv4.ip_local_ports
-    try:
-        if kernel_layout(net.prog_).local_ports_packed:
-            packed = ports.range.value_()
-            return packed & 0xFFFF, packed >> 16
-        return int(ports.range[0].value_()), int(ports.range[1].value_())
-    except FaultError:
-        return 1024, 4999  # ss's own fallback
-
-
-def ifname_resolver(prog: Program) -> Callable[[int, int], str]:
-    """A function (netns inode, ifindex) -> interface name, ``if%d`` when unknown (as ss)."""
-    cache: dict[tuple[int, int], str] = {}
-
-    def ifname(netns: int, ifindex: int) -> str:
-        # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-        from drgn.helpers.linux.net import netdev_get_by_index
-        key = (netns, ifindex)
-        if key not in cache:
-            name = f"if{ifindex}"
-            kernel_facts(prog).need_debug_info()  # rare (bound sockets): drgn's helpers
-            try:
-                net = netns_by_inode(prog, netns)
-                if net is not None:
-                    dev = netdev_get_by_index(net, ifindex)
-                    if dev:
-                        name = dev.name.string_().decode(errors="replace")
-            except FaultError:
-                pass  # unreadable (e.g. filtered out of a dump): ss's fallback name
-            cache[key] = name
-        return cache[key]
 
     return ifname

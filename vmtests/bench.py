@@ -42,8 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "vmtests" / "bench_workload.py"
 #: GNU time (Debian's "time" package), for each command's peak RSS.
 TIME = "/usr/bin/time"
-#: Extra sockets the workload opens besides the established ones: listeners, UDP, TIME-WAIT.
-EXTRA = 205 + 2000 + 1000
 
 PROCPARSE = r'''
 import os, socket, struct, sys
