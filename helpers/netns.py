@@ -8,6 +8,7 @@ from collections.abc import Callable
 from drgn import FaultError, Program
 from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
 from drgn_ss.owners import is_local_live
+from drgn_ss.raw import c_string, list_nodes
 
 #: Most namespaces followed before the list is taken for a loop.
 MAX_NETNS = 1 << 20
@@ -23,15 +24,10 @@ def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
     mem = kernel_memory(prog)
     link = facts.offset("struct net", "list")
     ns_inum = facts.offset("struct net", "ns.inum")
-    head = facts.symbol("net_namespace_list")
-    pos = mem.read_u64(head)
-    for _ in range(MAX_NETNS):
-        if pos == head:
-            return None
+    for pos in list_nodes(mem, facts.symbol("net_namespace_list"), MAX_NETNS, "network namespace list"):
         if mem.read_u32(pos - link + ns_inum) == inum:
             return pos - link
-        pos = mem.read_u64(pos)
-    raise FaultError("network namespace list too long: a loop?", pos)
+    return None
 
 
 def raw_own_netns(prog: Program) -> int:
@@ -77,15 +73,10 @@ def raw_ifnames(prog: Program, net: int) -> dict[int, str]:
     ifindex = facts.offset("struct net_device", "ifindex")
     name = facts.offset("struct net_device", "name")
     out: dict[int, str] = {}
-    pos = mem.read_u64(head)
-    for _ in range(MAX_NETNS):
-        if pos == head:
-            return out
+    for pos in list_nodes(mem, head, MAX_NETNS, "interface list"):
         dev = pos - link
-        index = mem.read_u32(dev + ifindex)
-        out[index] = mem.read(dev + name, 16).split(b"\0", 1)[0].decode(errors="replace")
-        pos = mem.read_u64(pos)
-    raise FaultError("interface list too long: a loop?", pos)
+        out[mem.read_u32(dev + ifindex)] = c_string(mem.read(dev + name, 16), 0, 16)
+    return out
 
 
 def raw_ifname_resolver(prog: Program) -> Callable[[int, int], str]:

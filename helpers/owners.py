@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from drgn import FaultError, Object, Program, ProgramFlags
 from drgn_ss.layout import kernel_facts, kernel_memory, prog_cached
+from drgn_ss.raw import c_string, list_nodes
 from drgn_ss.tables import WalkErrors
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
@@ -158,7 +159,7 @@ class _TaskLayout:
         self.tgid = facts.field(T, "tgid")
         self.comm = facts.offset(T, "comm")
         self.files = facts.field(T, "files")
-        self.span = max(self.tasks + 8, self.tgid.end, self.comm + 16, self.files.end)
+        self.span = max(self.tgid.end, self.comm + 16, self.files.end)
         self.fdt = facts.offset("struct files_struct", "fdt")
         self.max_fds = facts.field("struct fdtable", "max_fds")
         self.fd = facts.offset("struct fdtable", "fd")
@@ -182,18 +183,11 @@ def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
     """
     L = prog_cached(prog, "task_layout", _TaskLayout)
     mem = kernel_memory(prog)
-    head = L.init_task + L.tasks
     out = []
     try:
-        pos = mem.read_u64(head)
-        while pos != head:
+        for pos in list_nodes(mem, L.init_task + L.tasks, MAX_TASKS, "task list"):
             buf = mem.read(pos - L.tasks, L.span)
-            start = L.comm
-            comm = buf[start : start + 16].split(b"\0", 1)[0].decode(errors="replace")
-            out.append((L.tgid.get(buf), comm, L.files.get(buf)))
-            if len(out) > MAX_TASKS:
-                raise FaultError("task list too long: a loop?", pos)
-            pos = int.from_bytes(buf[L.tasks : L.tasks + 8], "little")
+            out.append((L.tgid.get(buf), c_string(buf, L.comm, 16), L.files.get(buf)))
     except FaultError as e:
         if errors is None:
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from drgn import FaultError, Program, Type, TypeKind
@@ -185,3 +186,24 @@ class Memory:
             return self.read(addr, size)
         except FaultError:
             return self.read(addr, least)
+
+
+def list_nodes(mem: Memory, head: int, limit: int, what: str) -> Iterator[int]:
+    """
+    The addresses of the nodes of a circular kernel list (``struct list_head``), after
+    ``head``. More than ``limit`` nodes is taken for a loop through freed memory.
+
+    :raises FaultError: if a node cannot be read, or there are too many
+    """
+    pos = mem.read_u64(head)
+    for _ in range(limit):
+        if pos == head:
+            return
+        yield pos
+        pos = mem.read_u64(pos)  # list_head.next comes first
+    raise FaultError(f"{what} too long: a loop?", pos)
+
+
+def c_string(buf: bytes, start: int, size: int) -> str:
+    """The NUL-terminated string in a ``char[size]`` at ``start`` (a task's comm, a device's name)."""
+    return buf[start : start + size].split(b"\0", 1)[0].decode(errors="replace")
