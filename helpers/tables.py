@@ -239,6 +239,14 @@ def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int) -> l
     return [int.from_bytes(buf[i * size + off : i * size + off + 8], "little") for i in range(count)]
 
 
+def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, array: str, mask: str,
+                  bucket_type: str, head: str) -> list[int]:
+    """The chain heads of a table whose ``array`` member points to ``mask + 1`` buckets."""
+    buckets = mem.read_u64(table + facts.offset(table_type, array))
+    count = mem.read_u32(table + facts.offset(table_type, mask)) + 1
+    return _bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head))
+
+
 def raw_tcp_hashinfo(facts: KernelFacts, mem: Memory, net: int) -> int:
     """
     The TCP hash tables a namespace uses (as :func:`net_tcp_hashinfo`).
@@ -288,11 +296,8 @@ def _chase_steps(prog: Program, type_name: str, path: str) -> list[int]:
 
 def raw_tcp_ehash(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     """The established table's chains: full sockets and TIME_WAIT and NEW_SYN_RECV minisocks."""
-    H = "struct inet_hashinfo"
-    ehash = mem.read_u64(hashinfo + facts.offset(H, "ehash"))
-    count = mem.read_u32(hashinfo + facts.offset(H, "ehash_mask")) + 1
-    B = "struct inet_ehash_bucket"
-    heads = _bucket_heads(mem, ehash, count, facts.size(B), facts.offset(B, "chain.first"))
+    heads = _hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
+                          "struct inet_ehash_bucket", "chain.first")
     return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True)
 
 
@@ -308,20 +313,15 @@ def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
         heads = _bucket_heads(mem, hashinfo + facts.offset(H, "listening_hash"), count, facts.size(B),
                               facts.offset(B, "nulls_head.first"))
         return Chains(heads, nulls_link, True)
-    lhash2 = mem.read_u64(hashinfo + facts.offset(H, "lhash2"))
-    count = mem.read_u32(hashinfo + facts.offset(H, "lhash2_mask")) + 1
     if layout.lhash2_portaddr_node:
-        heads = _bucket_heads(mem, lhash2, count, facts.size(B), facts.offset(B, "head.first"))
+        heads = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "head.first")
         return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False)
-    heads = _bucket_heads(mem, lhash2, count, facts.size(B), facts.offset(B, "nulls_head.first"))
+    heads = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "nulls_head.first")
     return Chains(heads, nulls_link, True)
 
 
 def raw_udp(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
     """A UDP table's port-hash chains (as :func:`udp_socks`)."""
-    U = "struct udp_table"
-    array = mem.read_u64(udptable + facts.offset(U, "hash"))
-    count = mem.read_u32(udptable + facts.offset(U, "mask")) + 1
-    S = "struct udp_hslot"
-    heads = _bucket_heads(mem, array, count, facts.size(S), facts.offset(S, "head.first"))
+    heads = _hashed_heads(facts, mem, udptable, "struct udp_table", "hash", "mask", "struct udp_hslot",
+                          "head.first")
     return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False)
