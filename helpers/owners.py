@@ -208,7 +208,6 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
     """
     L = prog_cached(prog, "task_layout", _TaskLayout)
     mem = kernel_memory(prog)
-    read, lo, hi = prog.read, mem.lo, mem.hi
     f_op, private_data, span, sock_ops = L.f_op, L.private_data, L.file_span, L.socket_file_ops
     entries: list[tuple[int, Owner]] = []
     nfiles = 0
@@ -225,7 +224,7 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
                 if not file:
                     continue
                 nfiles += 1
-                buf = read(file - lo, span, True) if lo <= file < hi else mem.read(file, span)
+                buf = mem.read(file, span)
                 if int.from_bytes(buf[f_op : f_op + 8], "little") == sock_ops:
                     sock = int.from_bytes(buf[private_data : private_data + 8], "little")
                     entries.append((sock, Owner(comm, pid, fd)))

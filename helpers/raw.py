@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from drgn import FaultError, Program, Type, TypeKind
@@ -155,24 +155,31 @@ class Memory:
 
     def __init__(self, prog: Program, direct_map: tuple[int, int] | None) -> None:
         self.prog = prog
-        self._read = prog.read
         self.lo, self.hi = direct_map or (0, 0)
-        self._checked = False
+        #: ``read(addr, size) -> bytes``. Until a direct-map read shows whether physical reads
+        #: work, the probing method; then a lean function for the hot loops (chain walks,
+        #: fd arrays) to call without a method's overhead.
+        self.read: Callable[[int, int], bytes] = self._probe if self.hi else prog.read
 
-    def read(self, addr: int, size: int) -> bytes:
-        if self.lo <= addr < self.hi:
-            try:
-                return self._read(addr - self.lo, size, True)
-            except (FaultError, ValueError):
-                if self._checked:
-                    raise  # physical reads work: the page is really not there
-                # Do physical reads work at all here? If the virtual read works, they do not.
-                data = self._read(addr, size)
-                self.lo = self.hi = 0
-                return data
-            finally:
-                self._checked = True
-        return self._read(addr, size)
+    def _probe(self, addr: int, size: int) -> bytes:
+        read = self.prog.read
+        if not self.lo <= addr < self.hi:
+            return read(addr, size)
+        try:
+            data = read(addr - self.lo, size, True)
+        except (FaultError, ValueError):
+            # Do physical reads work at all here? If the virtual read works, they do not.
+            data = read(addr, size)  # raises if the page is really not there: probe again
+            self.lo = self.hi = 0
+            self.read = read
+            return data
+        lo, hi = self.lo, self.hi
+
+        def direct(addr: int, size: int) -> bytes:
+            return read(addr - lo, size, True) if lo <= addr < hi else read(addr, size)
+
+        self.read = direct
+        return data
 
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")

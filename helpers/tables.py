@@ -207,19 +207,12 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
     longer than :data:`MAX_CHAIN` (a loop through a freed node), is cut and counted.
     """
     link, nulls = chains.link, chains.nulls
-    # Memory.read_some, inlined for the common case (a direct-map address read physically):
-    # a chain walk is the innermost loop of a listing.
-    read, lo, hi = mem.prog.read, mem.lo, mem.hi
     pos = first
     hops = 0
     try:
         while pos and not (nulls and pos & 1):
             addr = pos - link
-            try:
-                buf = read(addr - lo, size, True) if lo <= addr < hi else read(addr, size)
-            except FaultError:
-                buf = mem.read_some(addr, size, least)
-                lo, hi = mem.lo, mem.hi  # physical reads may have turned out not to work
+            buf = mem.read_some(addr, size, least)
             yield addr, buf
             pos = int.from_bytes(buf[link : link + 8], "little")
             hops += 1
