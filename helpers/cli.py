@@ -285,12 +285,10 @@ def open_program(args: argparse.Namespace) -> Program:
                 "(or your distribution's kernel debug package), or pass -s VMLINUX"
             ) from None
 
+    # Debug info is loaded only when something is not in the per-build facts cache...
+    set_debug_info_loader(prog, load_debug_info)
     if args.symbols:
-        load_debug_info()  # asked for by name: check that it matches now
-        kernel_facts(prog).loaded_debug_info = True
-    else:
-        # Debug info is loaded only when something is not in the per-build facts cache.
-        set_debug_info_loader(prog, load_debug_info)
+        kernel_facts(prog).need_debug_info()  # ...or when asked for by name: check it matches now
     return prog
 
 
