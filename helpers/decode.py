@@ -39,6 +39,7 @@ from drgn_ss.tables import (
     raw_tcp_listening,
     raw_udp,
     raw_udp_table,
+    tolerate,
 )
 
 _TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
@@ -202,9 +203,7 @@ class RawDecoder:
                 try:
                     append(decode(addr, buf, values, proto, size))
                 except FaultError as e:
-                    if errors is None:
-                        raise
-                    errors.count("sockets", e)
+                    tolerate(errors, "sockets", e)
 
     def _decode(self, addr: int, buf: bytes, common: tuple[int, ...], proto: str,
                 size: int) -> InetSock:

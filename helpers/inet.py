@@ -19,6 +19,7 @@ from drgn_ss.tables import (
     net_udp_table,
     tcp_ehash_socks,
     tcp_listening_socks,
+    tolerate,
     udp_socks,
 )
 
@@ -259,9 +260,7 @@ def _filter_netns(socks: Iterator[Object], net: Object, errors: WalkErrors | Non
         try:
             mine = _in_netns(sk, net)
         except FaultError as e:
-            if errors is None:
-                raise
-            errors.count("sockets", e)
+            tolerate(errors, "sockets", e)
             continue
         if mine:
             yield sk
@@ -314,7 +313,5 @@ def _object_socks(net: Object, proto: str, listening: bool, established: bool,
         try:
             decoded.append(decode_sock(sk, proto, cgroups))
         except FaultError as e:
-            if errors is None:
-                raise
-            errors.count("sockets", e)
+            tolerate(errors, "sockets", e)
     return decoded

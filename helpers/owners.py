@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from drgn import FaultError, Object, Program, ProgramFlags
 from drgn_ss.layout import kernel_facts, kernel_memory, prog_cached
 from drgn_ss.raw import c_string, list_nodes
-from drgn_ss.tables import WalkErrors
+from drgn_ss.tables import WalkErrors, tolerate
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
 
@@ -110,13 +110,9 @@ def thread_group_leaders(prog: Program, errors: WalkErrors | None = None) -> lis
             try:
                 tasks.append((int(task.tgid.value_()), task))
             except FaultError as e:
-                if errors is None:
-                    raise
-                errors.count("tasks", e)
+                tolerate(errors, "tasks", e)
     except FaultError as e:
-        if errors is None:
-            raise
-        errors.count("tasks", e)
+        tolerate(errors, "tasks", e)
     tasks.sort(key=lambda t: t[0])
     return tasks
 
@@ -143,9 +139,7 @@ def kernel_owners(prog: Program, errors: WalkErrors | None = None) -> OwnerMap:
         try:
             entries += _task_sockets(pid, task)
         except FaultError as e:
-            if errors is None:
-                raise
-            errors.count("tasks", e)
+            tolerate(errors, "tasks", e)
     return _ss_order(entries)
 
 
@@ -189,9 +183,7 @@ def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
             buf = mem.read(pos - L.tasks, L.span)
             out.append((L.tgid.get(buf), c_string(buf, L.comm, 16), L.files.get(buf)))
     except FaultError as e:
-        if errors is None:
-            raise
-        errors.count("tasks", e)
+        tolerate(errors, "tasks", e)
     out.sort(key=lambda t: t[0])
     return out
 
@@ -229,9 +221,7 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
                     sock = int.from_bytes(buf[private_data : private_data + 8], "little")
                     entries.append((sock, Owner(comm, pid, fd)))
         except FaultError as e:
-            if errors is None:
-                raise
-            errors.count("tasks", e)
+            tolerate(errors, "tasks", e)
     if counts is not None:
         counts["files"] = nfiles
     return _ss_order(entries)

@@ -40,15 +40,19 @@ class WalkErrors:
         return ", ".join(parts) + (f" (first: {self.first})" if self.first else "")
 
 
+def tolerate(errors: WalkErrors | None, what: str, error: FaultError) -> None:
+    """Count a fault in ``errors`` ("buckets", "sockets", "tasks"), or raise it without them."""
+    if errors is None:
+        raise error
+    errors.count(what, error)
+
+
 def _chain(chain: Iterator[Object], errors: WalkErrors | None) -> Iterator[Object]:
     """Follow one hash chain (a lazy iterator); one that faults is abandoned and counted."""
-    if errors is None:
-        yield from chain
-        return
     try:
         yield from chain
     except FaultError as e:
-        errors.count("buckets", e)
+        tolerate(errors, "buckets", e)
 
 
 def net_tcp_hashinfo(net: Object) -> Object:
@@ -219,9 +223,7 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
             if hops > MAX_CHAIN:
                 raise FaultError("hash chain too long: a loop?", pos)
     except FaultError as e:
-        if errors is None:
-            raise
-        errors.count("buckets", e)
+        tolerate(errors, "buckets", e)
 
 
 def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int) -> list[int]:
