@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from vmtests import vm
 from vmtests.config import REPO
+from vmtests.kernels import cached_kernels
 from vmtests.vm import guest_env, guest_script, tmp_binds
 
 
@@ -49,3 +54,24 @@ def test_tmp_binds() -> None:
     assert tmp_binds(["/work/main", "/root/.cache/x"]) == []
     assert tmp_binds(["/tmp/tmp.abc/repo", "/tmp/tmp.abc", "/tmp/other/x", "/tmp"]) == [
         "/tmp/tmp.abc", "/tmp/other"]
+
+
+def test_a_guest_that_dies_while_booting_is_booted_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel that panics before init.sh starts (here: no init at all) is retried, then reported."""
+    kernels = cached_kernels(series="6.1")
+    if not kernels:
+        pytest.skip("no cached 6.1 kernel (the kernel matrix downloads it)")
+
+    class NoInit(vm.Guest):
+        def qemu_command(self, *args: Any, **kwargs: Any) -> list[str]:
+            cmd = super().qemu_command(*args, **kwargs)
+            cmd[-1] = cmd[-1].replace("rdinit=/init", "rdinit=/no-such-init init=/no-such-init")
+            return cmd
+
+    monkeypatch.setattr(vm, "BOOT_ATTEMPTS", 2)
+    with NoInit(kernels[0], memory_mb=512, accel="tcg") as guest:
+        with pytest.raises(vm.VMTestError, match="died while booting, 2 times"):
+            guest.start(["true"])
+        assert len(guest.boot_failures) == 2
+        assert all("panic" in line for line in guest.boot_failures), guest.boot_failures
+        assert not guest.booted.is_set()

@@ -12,12 +12,15 @@
 # VMTEST_MODE=capture is the capture kernel itself: it runs $VMTEST_RUN/capture.sh, which
 # writes /proc/vmcore through makedumpfile to the scratch disk.
 # The exit status goes to the console as "@@vmtests-exit N", then the guest powers off.
+# "@@vmtests-init" on the console says the kernel booted and this script started.
 
 export PATH=/bin
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+# The host waits for this line: a guest that dies before it failed to boot, and is booted again.
+echo "@@vmtests-init" > /dev/console
 
 say() { echo "vmtests-init: $*" > /dev/console; }
 finish() {
