@@ -9,6 +9,7 @@ diffed against ss byte for byte.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import operator
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -69,31 +70,135 @@ COLUMNS = (
 COL_NETID, COL_STATE = 0, 1
 
 
-def layout(rows: Sequence[Sequence[str]], disabled: frozenset[int] = frozenset(),
-           screen_width: int | None = None) -> str:
+def layout(rows: Iterable[Sequence[str]], disabled: frozenset[int] = frozenset(),
+           screen_width: int | None = None, header: bool = True) -> str:
     """
     Lay out rows of cells (one per enabled column, in order) as ss's render() does.
 
     :param screen_width: the terminal's width; None for ss's compact layout.
+    :param header: whether the first row is the header line.
     """
-    return "".join(layout_chunks(rows, disabled, screen_width))
+    return "".join(layout_chunks(rows, disabled, screen_width, header))
 
 
 #: Lines per chunk :func:`layout_chunks` yields.
 CHUNK_LINES = 4096
 
+#: misc/ss.c buffers cells in chunks of BUF_CHUNK bytes (each chunk begins with two
+#: pointers), and renders what it holds at the end of a line once BUF_CHUNKS_MAX are in use.
+BUF_CHUNK = 1024 * 1024
+BUF_CHUNK_DATA = BUF_CHUNK - 16
+BUF_CHUNKS_MAX = 5
+#: ss's COL_EXT (headed "Process"): where a socket's line ends, not yet flushed.
+COL_PROCESS = 8
 
-def layout_chunks(rows: Sequence[Sequence[str]], disabled: frozenset[int] = frozenset(),
-                  screen_width: int | None = None) -> Iterator[str]:
-    """:func:`layout`, as chunks of :data:`CHUNK_LINES` lines to write as they are made."""
+
+class TokenBuffer:
+    """
+    The byte accounting of ss's output buffer (buf_update(), field_flush(), field_next()),
+    to know after which line ss renders. ss sizes each column over what it has buffered
+    (about 4 MB of cells: some 60,000 lines), prints those lines, and goes on with widths
+    that only grow; a listing that long has narrower columns at its start than at its end.
+
+    Each cell is a token: a 16-bit length, then its bytes, the next token aligned to 2.
+    A token that does not fit in the current chunk moves whole to a new one.
+    """
+
+    def __init__(self) -> None:
+        self.chunks = 0  # chunks in use since the last render
+        self.used = 0  # bytes used in the last chunk, including the open token's length
+
+    def _write(self, n: int) -> None:
+        # vout() + buf_update(): vsnprintf() needs room for the NUL as well.
+        if n == 0:
+            return  # ss does not print into an empty cell
+        if not self.chunks:
+            self.chunks, self.used = 1, 2
+        if n < BUF_CHUNK_DATA - self.used:
+            self.used += n
+        else:
+            self.chunks += 1
+            self.used = 2 + n
+
+    def _flush(self, n: int) -> None:
+        # field_flush(): the next token's length goes at the next even offset.
+        pad = n & 1
+        if BUF_CHUNK_DATA - self.used - pad < 2:
+            self.chunks += 1
+            self.used = 2
+        else:
+            self.used += pad + 2
+
+    def add_line(self, sizes: Sequence[int]) -> bool:
+        """
+        Buffer a line whose enabled cells have these byte lengths; True if ss renders
+        here (the check comes when the next line starts, before the last cell is flushed).
+        """
+        total = 0
+        for n in sizes:
+            total += n + (n & 1) + 2
+        if self.chunks and self.used + total + 4 < BUF_CHUNK_DATA:
+            self.used += total  # no chunk boundary inside the line
+        else:
+            last = len(sizes) - 1
+            for i, n in enumerate(sizes):
+                self._write(n)
+                if i < last:
+                    self._flush(n)
+            if self.chunks < BUF_CHUNKS_MAX:
+                self._flush(sizes[last])
+        if self.chunks >= BUF_CHUNKS_MAX:
+            self.chunks = self.used = 0
+            return True
+        return False
+
+
+def _cell_sizes(row: Sequence[str]) -> list[int]:
+    if "".join(row).isascii():
+        return list(map(len, row))
+    return [len(cell.encode()) for cell in row]
+
+
+def layout_chunks(rows: Iterable[Sequence[str]], disabled: frozenset[int] = frozenset(),
+                  screen_width: int | None = None, header: bool = True) -> Iterator[str]:
+    """
+    :func:`layout`, as chunks of at most :data:`CHUNK_LINES` lines to write as they
+    are made. Like ss, it renders every few megabytes of cells (see :class:`TokenBuffer`),
+    so a long listing streams.
+    """
     enabled = [i for i in range(len(COLUMNS)) if i not in disabled]
     max_len = dict.fromkeys(enabled, 0)
-    for i, column in zip(enabled, zip(*rows)):
+    tokens = TokenBuffer()
+    batch: list[Sequence[str]] = []
+    add_line = tokens.add_line
+    for row in rows:
+        batch.append(row)
+        if add_line(_cell_sizes(row)):
+            yield from _render_batch(batch, enabled, max_len, screen_width, len(batch))
+            batch = []
+            header = False
+    # The last line's "Process" cell is still open when ss renders at the end: it is not
+    # measured (unless that line is the header, whose cells are all flushed).
+    measured = len(batch) - 1 if batch and not (header and len(batch) == 1) else len(batch)
+    if batch:
+        yield from _render_batch(batch, enabled, max_len, screen_width, measured)
+
+
+def _render_batch(rows: list[Sequence[str]], enabled: list[int], max_len: dict[int, int],
+                  screen_width: int | None, measured: int) -> Iterator[str]:
+    """Print one render()'s lines; ``max_len`` carries the measured widths across renders."""
+    for i, column in zip(enabled, zip(*rows[:measured])):
         # ss measures bytes: the same as characters unless a cell is not ASCII.
         if "".join(column).isascii():
-            max_len[i] = max(map(len, column))
+            n = max(map(len, column))
         else:
-            max_len[i] = max(len(cell.encode()) for cell in column)
+            n = max(len(cell.encode()) for cell in column)
+        max_len[i] = max(max_len[i], n)
+    if measured < len(rows):
+        last = rows[-1]
+        for i, cell in zip(enabled, last):
+            if i != COL_PROCESS:
+                max_len[i] = max(max_len[i], len(cell.encode()))
     width = _widths(enabled, max_len, screen_width)
     # Every ASCII row is one str.format() call; the others are padded by their bytes.
     fmt = []
@@ -295,11 +400,10 @@ def _ipv6_text(addr: bytes) -> str:
 def render_sockets(socks: Iterable[InetSock], fmt: Formatter, disabled: frozenset[int],
                    header: bool, screen_width: int | None) -> Iterator[str]:
     """ss's listing of ``socks``, in chunks to write as they come."""
-    rows = []
-    if header:
-        rows.append([c.header for i, c in enumerate(COLUMNS) if i not in disabled])
     keep = [i for i in range(len(COLUMNS)) if i not in disabled]
     pick = operator.itemgetter(*keep)
     cells = fmt.cells
-    rows += [pick(cells(s)) for s in socks]
-    return layout_chunks(rows, disabled, screen_width)
+    rows: Iterable[Sequence[str]] = (pick(cells(s)) for s in socks)
+    if header:
+        rows = itertools.chain([[c.header for i, c in enumerate(COLUMNS) if i not in disabled]], rows)
+    return layout_chunks(rows, disabled, screen_width, header)
