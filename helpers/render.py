@@ -14,8 +14,9 @@ import operator
 import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from drgn_ss.inet import AF_INET, InetSock
+from drgn_ss.inet import AF_INET, AF_INET6, InetSock
 from drgn_ss.owners import Owner, OwnerMap
 
 #: ss's display names, index = state number.
@@ -129,17 +130,17 @@ class TokenBuffer:
         else:
             self.used += pad + 2
 
-    def add_line(self, sizes: Sequence[int]) -> bool:
+    def add_line(self, total: int, row: Sequence[str]) -> bool:
         """
-        Buffer a line whose enabled cells have these byte lengths; True if ss renders
-        here (the check comes when the next line starts, before the last cell is flushed).
+        Buffer a line; True if ss renders here (the check comes when the next line starts,
+        before the line's last cell is flushed).
+
+        :param total: the bytes its cells take as tokens (:func:`token_bytes`).
         """
-        total = 0
-        for n in sizes:
-            total += n + (n & 1) + 2
         if self.chunks and self.used + total + 4 < BUF_CHUNK_DATA:
             self.used += total  # no chunk boundary inside the line
         else:
+            sizes = _cell_sizes(row)
             last = len(sizes) - 1
             for i, n in enumerate(sizes):
                 self._write(n)
@@ -153,6 +154,27 @@ class TokenBuffer:
         return False
 
 
+#: A cell's length rounded up to even, by length (up to ss's 16-bit token length).
+_EVEN = [n + (n & 1) for n in range(1 << 16)]
+
+
+def token_bytes(sizes: Sequence[int]) -> int:
+    """The bytes cells of these lengths take in ss's buffer: 2 + length, rounded up to even."""
+    return sum(_EVEN[n] for n in sizes) + 2 * len(sizes)
+
+
+def column_token_bytes(columns: Sequence[Sequence[str]]) -> list[int]:
+    """:func:`token_bytes` of every line, a column at a time."""
+    totals = [2 * len(columns)] * (len(columns[0]) if columns else 0)
+    for column in columns:
+        if "".join(column).isascii():
+            lengths: Iterable[int] = map(len, column)
+        else:
+            lengths = (len(cell.encode()) for cell in column)
+        totals = list(map(operator.add, totals, map(_EVEN.__getitem__, lengths)))
+    return totals
+
+
 def _cell_sizes(row: Sequence[str]) -> list[int]:
     if "".join(row).isascii():
         return list(map(len, row))
@@ -160,20 +182,27 @@ def _cell_sizes(row: Sequence[str]) -> list[int]:
 
 
 def layout_chunks(rows: Iterable[Sequence[str]], disabled: frozenset[int] = frozenset(),
-                  screen_width: int | None = None, header: bool = True) -> Iterator[str]:
+                  screen_width: int | None = None, header: bool = True,
+                  totals: Iterable[int] | None = None) -> Iterator[str]:
     """
     :func:`layout`, as chunks of at most :data:`CHUNK_LINES` lines to write as they
     are made. Like ss, it renders every few megabytes of cells (see :class:`TokenBuffer`),
     so a long listing streams.
+
+    :param totals: each row's :func:`token_bytes`, if known.
     """
     enabled = [i for i in range(len(COLUMNS)) if i not in disabled]
     max_len = dict.fromkeys(enabled, 0)
     tokens = TokenBuffer()
     batch: list[Sequence[str]] = []
     add_line = tokens.add_line
-    for row in rows:
+    if totals is None:
+        pairs: Iterable[tuple[int, Sequence[str]]] = ((token_bytes(_cell_sizes(r)), r) for r in rows)
+    else:
+        pairs = zip(totals, rows)
+    for total, row in pairs:
         batch.append(row)
-        if add_line(_cell_sizes(row)):
+        if add_line(total, row):
             yield from _render_batch(batch, enabled, max_len, screen_width, len(batch))
             batch = []
             header = False
@@ -306,6 +335,14 @@ class Formatter:
         self.timers = timers or details  # ss -e implies -o
         self._services: dict[tuple[int, str], str] = {}
         self._hosts: dict[tuple[bytes, bool], str] = {}
+        # Cells by what they show: "0     " by queue size, "10.0.0.1:" by (address, v6only),
+        # "22" by (port, protocol).
+        self._queues = _Cache(lambda size: f"{size:<6d}")
+        self._host_cells = _Cache(lambda key: self._host(key[0], AF_INET if len(key[0]) == 4 else AF_INET6,
+                                                         bool(key[1])) + ":")
+        self._service_cells = _Cache(lambda key: self.service(*key))
+        # ss reads a process's name with fscanf("%*d (%[^)])"): it stops at the first ')'.
+        self._comm_names = _Cache(lambda comm: comm.split(")")[0])
 
     def service(self, port: int, proto: str) -> str:
         """ss's resolve_service(): ``*`` for 0, names for non-ephemeral ports unless -n."""
@@ -342,11 +379,14 @@ class Formatter:
 
     def users(self, key: int) -> str:
         """ss's ``users:(...)`` for the socket whose owners are under ``key``."""
-        holders: list[Owner] = self.owners.get(key, []) if (self.owners is not None and key) else []
+        holders: list[Owner] | None = self.owners.get(key) if (self.owners is not None and key) else None
         if not holders:
             return ""
-        # ss reads the name with fscanf("%*d (%[^)])"): it stops at the first ')'.
-        inner = ",".join(f'("{o.comm.split(")")[0]}",pid={o.pid},fd={o.fd})' for o in holders)
+        name = self._comm_names
+        if len(holders) == 1:
+            o = holders[0]
+            return f' users:(("{name[o.comm]}",pid={o.pid},fd={o.fd}))'
+        inner = ",".join(f'("{name[o.comm]}",pid={o.pid},fd={o.fd})' for o in holders)
         return f" users:({inner})"
 
     def extended(self, s: InetSock) -> str:
@@ -363,33 +403,80 @@ class Formatter:
             out.append(f" {'-' if s.shutdown & 1 else '<'}-{'-' if s.shutdown & 2 else '>'}")
         return "".join(out)
 
-    def cells(self, s: InetSock) -> list[str]:
-        """All ten cells of a socket's line (the caller drops disabled columns)."""
-        v6only = bool(s.v6only)
-        local = self._host(s.src, s.family, v6only)
-        if s.ifindex:
-            local += "%" + self.ifname(s.netns, s.ifindex)
-        if self.owners is not None:
-            process = self.users(s.socket if self.owners_by == "socket" else s.ino)
-        else:
-            process = ""
+    def _process(self, s: InetSock, users: str) -> str:
+        """The Process cell: ``users`` and, as asked, the timer and the details."""
         if self.timers and s.timer:
             name = TIMER_NAMES[min(s.timer, 5)]
-            process += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
+            users += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
         if self.details:
-            process += self.extended(s)
+            users += self.extended(s)
+        return users
+
+    def columns(self, socks: Sequence[InetSock]) -> list[list[str]]:
+        """
+        The ten columns of cells for ``socks`` (the caller drops disabled columns). Built a
+        column at a time, from caches of what repeats (addresses, ports, queue sizes), so a
+        cell costs a dict lookup rather than a call.
+        """
+        n = len(socks)
+        if not n:
+            return [[] for _ in COLUMNS]
+        (proto, _family, state, src, sport, dst, dport, ifindex, v6only, recv_q, send_q, ino, *_rest,
+         netns, _shutdown, _cgroup, _kind, _addr, _timer, _timer_ms, _retrans, sk_socket) = (
+            _FIELD_COLUMNS(zip(*socks)))
+        queue = self._queues.__getitem__
+        host = self._host_cells.__getitem__
+        service = self._service_cells.__getitem__
+        local = list(map(host, zip(src, v6only)))
+        if any(ifindex):
+            for i in [i for i, index in enumerate(ifindex) if index]:
+                local[i] = local[i][:-1] + "%" + self.ifname(netns[i], ifindex[i]) + ":"
+        if self.owners is not None:
+            keys = sk_socket if self.owners_by == "socket" else ino
+            process = list(map(self.users, keys))
+        else:
+            process = [""] * n
+        if self.timers or self.details:
+            process = list(map(self._process, socks, process))
         return [
-            s.proto,
-            STATE_NAMES[s.state] if s.state < len(STATE_NAMES) else "UNKNOWN",
-            f"{s.recv_q:<6d}",
-            f"{s.send_q:<6d}",
-            local + ":",
-            self.service(s.sport, s.proto),
-            self._host(s.dst, s.family, v6only) + ":",
-            self.service(s.dport, s.proto),
+            list(proto),
+            list(map(_STATE_CELLS.__getitem__, state)),
+            list(map(queue, recv_q)),
+            list(map(queue, send_q)),
+            local,
+            list(map(service, zip(sport, proto))),
+            list(map(host, zip(dst, v6only))),
+            list(map(service, zip(dport, proto))),
             process,
-            "",
+            [""] * n,
         ]
+
+    def cells(self, s: InetSock) -> list[str]:
+        """All ten cells of one socket's line."""
+        return [column[0] for column in self.columns([s])]
+
+
+class _Cache(dict[Any, str]):
+    """A dict that makes a missing value with ``make(key)`` (and keeps it)."""
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> str:
+        value = self[key] = self.make(key)
+        return value
+
+
+#: ss's state names for any state byte.
+_STATE_CELLS = STATE_NAMES + ("UNKNOWN",) * (256 - len(STATE_NAMES))
+
+
+def _FIELD_COLUMNS(columns: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    cols = list(columns)
+    if len(cols) != len(InetSock._fields):
+        raise ValueError("not InetSock records")
+    return cols
 
 
 def _ipv6_text(addr: bytes) -> str:
@@ -397,13 +484,16 @@ def _ipv6_text(addr: bytes) -> str:
     return socket.inet_ntop(socket.AF_INET6, addr)
 
 
-def render_sockets(socks: Iterable[InetSock], fmt: Formatter, disabled: frozenset[int],
+def render_sockets(socks: Sequence[InetSock], fmt: Formatter, disabled: frozenset[int],
                    header: bool, screen_width: int | None) -> Iterator[str]:
     """ss's listing of ``socks``, in chunks to write as they come."""
     keep = [i for i in range(len(COLUMNS)) if i not in disabled]
-    pick = operator.itemgetter(*keep)
-    cells = fmt.cells
-    rows: Iterable[Sequence[str]] = (pick(cells(s)) for s in socks)
+    columns = fmt.columns(socks)
+    columns = [columns[i] for i in keep]
+    rows: Iterable[Sequence[str]] = zip(*columns)
+    totals: Iterable[int] = column_token_bytes(columns)
     if header:
-        rows = itertools.chain([[c.header for i, c in enumerate(COLUMNS) if i not in disabled]], rows)
-    return layout_chunks(rows, disabled, screen_width, header)
+        head = [COLUMNS[i].header for i in keep]
+        rows = itertools.chain([head], rows)
+        totals = itertools.chain([token_bytes(_cell_sizes(head))], totals)
+    return layout_chunks(rows, disabled, screen_width, header, totals)
