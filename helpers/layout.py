@@ -12,6 +12,7 @@ a later run on the same build reads memory without loading debug info at all.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -325,6 +326,18 @@ def kernel_memory(prog: Program) -> Memory:
                 direct_map = (base, base + (1 << int(bits)))
             except FaultError:
                 pass
-        return Memory(p, direct_map)
+        return Memory(p, direct_map, p.cache.get("drgn_ss.elf_image"))
 
     return prog_cached(prog, "memory", make)
+
+
+def use_core_file(prog: Program, path: str) -> None:
+    """
+    Let :func:`kernel_memory` read ``prog``'s physical memory straight from its core
+    file, ``path``, when that is an ELF file (not kdump-compressed): a small read costs
+    about a quarter of drgn's.
+    """
+    from drgn_ss.raw import ElfImage
+
+    with contextlib.suppress(OSError, ValueError):  # if not, drgn reads it
+        prog.cache["drgn_ss.elf_image"] = ElfImage(path)

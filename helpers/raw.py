@@ -9,6 +9,8 @@ a buffer.
 
 from __future__ import annotations
 
+import bisect
+import mmap
 import operator
 import struct
 from collections.abc import Callable, Iterator
@@ -144,17 +146,61 @@ class Unpacker:
         return values
 
 
+class ElfImage:
+    """
+    The physical memory an ELF core file holds (its PT_LOAD segments), mapped into this
+    process: a read is a slice of the file's pages, with no call into drgn.
+    """
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as f:
+            self.map = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        head = self.map[:64]
+        if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            raise ValueError(f"{path} is not a little-endian ELF64 file")
+        phoff, = struct.unpack_from("<Q", head, 32)
+        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        segments = []
+        for i in range(phnum):
+            p_type, _flags, offset, _vaddr, paddr, filesz = struct.unpack_from(
+                "<IIQQQQ", self.map, phoff + i * phentsize)
+            if p_type == 1 and filesz and offset + filesz <= len(self.map):  # PT_LOAD
+                segments.append((paddr, paddr + filesz, offset))
+        segments.sort()
+        self.starts = [s[0] for s in segments]
+        self.ends = [s[1] for s in segments]
+        self.offsets = [s[2] for s in segments]
+
+    def reader(self, fallback: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
+        """``read(phys, size)``: a slice where one segment holds it all, else ``fallback``."""
+        starts, ends, offsets, data = self.starts, self.ends, self.offsets, self.map
+        find = bisect.bisect_right
+
+        def read(phys: int, size: int) -> bytes:
+            i = find(starts, phys) - 1
+            if i >= 0 and phys + size <= ends[i]:
+                start = offsets[i] + phys - starts[i]
+                return data[start : start + size]
+            return fallback(phys, size)
+
+        return read
+
+
 class Memory:
     """
     Read kernel memory fast. An address in the direct map is read by its physical
     address, which spares drgn a page-table walk per read (about half the cost of a
     small read); if physical reads do not work for this program, virtual ones are used.
+    With the ELF core file the program reads, physical reads are slices of its mapping.
 
     :param direct_map: the direct map's [start, end) virtual addresses, if known.
+    :param image: the program's core file, mapped.
     """
 
-    def __init__(self, prog: Program, direct_map: tuple[int, int] | None) -> None:
+    def __init__(self, prog: Program, direct_map: tuple[int, int] | None,
+                 image: ElfImage | None = None) -> None:
         self.prog = prog
+        self.image = image
         self.lo, self.hi = direct_map or (0, 0)
         #: ``read(addr, size) -> bytes``. Until a direct-map read shows whether physical reads
         #: work, the probing method; then a lean function for the hot loops (chain walks,
@@ -175,8 +221,17 @@ class Memory:
             return data
         lo, hi = self.lo, self.hi
 
+        def drgn_physical(phys: int, size: int) -> bytes:
+            return read(phys, size, True)
+
+        physical: Callable[[int, int], bytes] = drgn_physical
+        if self.image is not None:
+            mapped = self.image.reader(drgn_physical)
+            if mapped(addr - lo, size) == data:  # the file drgn reads, and it maps as assumed
+                physical = mapped
+
         def direct(addr: int, size: int) -> bytes:
-            return read(addr - lo, size, True) if lo <= addr < hi else read(addr, size)
+            return physical(addr - lo, size) if lo <= addr < hi else read(addr, size)
 
         self.read = direct
         return data

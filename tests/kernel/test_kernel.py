@@ -12,6 +12,7 @@ import pytest
 from drgn_ss.inet import inet_socks
 from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout
 from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
+from drgn_ss.raw import ElfImage
 from drgn_ss.tables import (
     WalkErrors,
     net_tcp_hashinfo,
@@ -129,3 +130,27 @@ def test_facts_agree_with_dwarf(prog: drgn.Program) -> None:
         prog.type("struct sock"), "__sk_common.skc_state")
     assert facts.size("struct sock_common") == drgn.sizeof(prog.type("struct sock_common"))
     assert not facts.has_symbol("no_such_symbol_in_any_kernel")
+
+
+def test_elf_image_reads_what_drgn_reads(target: Any, prog: drgn.Program) -> None:
+    """An ELF dump mapped by drgn_ss.raw.ElfImage gives the bytes drgn gives, by physical address."""
+    if target.kind != "core":
+        pytest.skip("opens a dump file")
+    try:
+        image = ElfImage(target.path)
+    except ValueError:
+        pytest.skip("not an ELF dump")
+    read = image.reader(lambda phys, size: b"")
+    init_net = prog["init_net"].address_of_().value_()
+    base = prog["page_offset_base"].value_()
+    addresses = [init_net - base] + [start + 4096 for start, end in zip(image.starts, image.ends)
+                                     if start + 8192 <= end]
+    checked = 0
+    for phys in addresses:
+        try:
+            expected = prog.read(phys, 256, True)
+        except drgn.FaultError:
+            continue
+        assert read(phys, 256) == expected, hex(phys)
+        checked += 1
+    assert checked >= 2
