@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from drgn import FaultError, Object, Program, Type, TypeKind
-from drgn_ss.raw import Field, Memory, field, offset
+from drgn_ss.raw import ElfImage, Field, Memory, field, offset
 
 T = TypeVar("T")
 
@@ -337,7 +337,5 @@ def use_core_file(prog: Program, path: str) -> None:
     file, ``path``, when that is an ELF file (not kdump-compressed): a small read costs
     about a quarter of drgn's.
     """
-    from drgn_ss.raw import ElfImage
-
     with contextlib.suppress(OSError, ValueError):  # if not, drgn reads it
         prog.cache["drgn_ss.elf_image"] = ElfImage(path)

@@ -221,24 +221,16 @@ class Memory:
             return data
         lo, hi = self.lo, self.hi
 
+        def drgn_physical(phys: int, size: int) -> bytes:
+            return read(phys, size, True)
+
+        physical: Callable[[int, int], bytes] = drgn_physical
         image = self.image
         if image is not None and image.reader(lambda phys, size: b"")(addr - lo, size) == data:
-            # The file drgn reads, and it maps as assumed: slices of it, with drgn for the rest.
-            starts, ends, offsets, mapped = image.starts, image.ends, image.offsets, image.map
-            find = bisect.bisect_right
+            physical = image.reader(drgn_physical)  # the file drgn reads, and it maps as assumed
 
-            def direct(addr: int, size: int) -> bytes:
-                if lo <= addr < hi:
-                    phys = addr - lo
-                    i = find(starts, phys) - 1
-                    if i >= 0 and phys + size <= ends[i]:
-                        start = offsets[i] + phys - starts[i]
-                        return mapped[start : start + size]
-                    return read(phys, size, True)
-                return read(addr, size)
-        else:
-            def direct(addr: int, size: int) -> bytes:
-                return read(addr - lo, size, True) if lo <= addr < hi else read(addr, size)
+        def direct(addr: int, size: int) -> bytes:
+            return physical(addr - lo, size) if lo <= addr < hi else read(addr, size)
 
         self.read = direct
         return data
