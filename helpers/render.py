@@ -140,7 +140,7 @@ class TokenBuffer:
         if self.chunks and self.used + total + 4 < BUF_CHUNK_DATA:
             self.used += total  # no chunk boundary inside the line
         else:
-            sizes = _cell_sizes(row)
+            sizes = _byte_lengths(row)
             last = len(sizes) - 1
             for i, n in enumerate(sizes):
                 self._write(n)
@@ -171,19 +171,17 @@ def column_token_bytes(columns: Sequence[Sequence[str]]) -> list[int]:
     """:func:`token_bytes` of every line, a column at a time."""
     totals = [2 * len(columns)] * (len(columns[0]) if columns else 0)
     for column in columns:
-        if "".join(column).isascii():
-            lengths = list(map(len, column))
-        else:
-            lengths = [len(cell.encode()) for cell in column]
+        lengths = _byte_lengths(column)
         even = _EVEN.__getitem__ if max(lengths, default=0) < len(_EVEN) else _even
         totals = list(map(operator.add, totals, map(even, lengths)))
     return totals
 
 
-def _cell_sizes(row: Sequence[str]) -> list[int]:
-    if "".join(row).isascii():
-        return list(map(len, row))
-    return [len(cell.encode()) for cell in row]
+def _byte_lengths(cells: Sequence[str]) -> list[int]:
+    """The lengths of cells as ss counts them, in bytes (characters, unless one is not ASCII)."""
+    if "".join(cells).isascii():
+        return list(map(len, cells))
+    return [len(cell.encode()) for cell in cells]
 
 
 def layout_chunks(rows: Iterable[Sequence[str]], disabled: frozenset[int] = frozenset(),
@@ -202,7 +200,7 @@ def layout_chunks(rows: Iterable[Sequence[str]], disabled: frozenset[int] = froz
     batch: list[Sequence[str]] = []
     add_line = tokens.add_line
     if totals is None:
-        pairs: Iterable[tuple[int, Sequence[str]]] = ((token_bytes(_cell_sizes(r)), r) for r in rows)
+        pairs: Iterable[tuple[int, Sequence[str]]] = ((token_bytes(_byte_lengths(r)), r) for r in rows)
     else:
         pairs = zip(totals, rows)
     for total, row in pairs:
@@ -222,12 +220,7 @@ def _render_batch(rows: list[Sequence[str]], enabled: list[int], max_len: dict[i
                   screen_width: int | None, measured: int) -> Iterator[str]:
     """Print one render()'s lines; ``max_len`` carries the measured widths across renders."""
     for i, column in zip(enabled, zip(*rows[:measured])):
-        # ss measures bytes: the same as characters unless a cell is not ASCII.
-        if "".join(column).isascii():
-            n = max(map(len, column))
-        else:
-            n = max(len(cell.encode()) for cell in column)
-        max_len[i] = max(max_len[i], n)
+        max_len[i] = max(max_len[i], max(_byte_lengths(column)))
     if measured < len(rows):
         last = rows[-1]
         for i, cell in zip(enabled, last):
@@ -428,7 +421,7 @@ class Formatter:
             return [[] for _ in COLUMNS]
         (proto, _family, state, src, sport, dst, dport, ifindex, v6only, recv_q, send_q, ino, *_rest,
          netns, _shutdown, _cgroup, _kind, _addr, _timer, _timer_ms, _retrans, sk_socket) = (
-            _FIELD_COLUMNS(zip(*socks)))
+            _transpose(socks))
         queue = self._queues.__getitem__
         host = self._host_cells.__getitem__
         service = self._service_cells.__getitem__
@@ -456,10 +449,6 @@ class Formatter:
             [""] * n,
         ]
 
-    def cells(self, s: InetSock) -> list[str]:
-        """All ten cells of one socket's line."""
-        return [column[0] for column in self.columns([s])]
-
 
 class _Cache(dict[Any, str]):
     """A dict that makes a missing value with ``make(key)`` (and keeps it)."""
@@ -477,8 +466,9 @@ class _Cache(dict[Any, str]):
 _STATE_CELLS = STATE_NAMES + ("UNKNOWN",) * (256 - len(STATE_NAMES))
 
 
-def _FIELD_COLUMNS(columns: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    cols = list(columns)
+def _transpose(socks: Sequence[InetSock]) -> list[tuple[Any, ...]]:
+    """One tuple per InetSock field, holding that field of every socket."""
+    cols = list(zip(*socks))
     if len(cols) != len(InetSock._fields):
         raise ValueError("not InetSock records")
     return cols
@@ -500,5 +490,5 @@ def render_sockets(socks: Sequence[InetSock], fmt: Formatter, disabled: frozense
     if header:
         head = [COLUMNS[i].header for i in keep]
         rows = itertools.chain([head], rows)
-        totals = itertools.chain([token_bytes(_cell_sizes(head))], totals)
+        totals = itertools.chain([token_bytes(_byte_lengths(head))], totals)
     return layout_chunks(rows, disabled, screen_width, header, totals)

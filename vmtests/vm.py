@@ -427,9 +427,8 @@ exec "$@"
         self._conns.clear()
         self._pump = None
         self.qemu = self.virtiofsd = None
-        for name in ("root",):
-            with contextlib.suppress(OSError):
-                (self.run_dir / name).rmdir()
+        with contextlib.suppress(OSError):
+            (self.run_dir / "root").rmdir()  # virtiofsd's mount point, made again at the next boot
         for sock in self.run_dir.glob("*.sock"):
             sock.unlink(missing_ok=True)
         self.console_tail.clear()
