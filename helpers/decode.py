@@ -8,6 +8,8 @@ compares it with. Everything it needs to know about the kernel comes from
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 from collections.abc import Iterator
 
@@ -31,6 +33,7 @@ from drgn_ss.inet import (
 from drgn_ss.layout import KernelFacts, kernel_facts, kernel_hz, kernel_layout, kernel_memory, prog_cached
 from drgn_ss.raw import Field, Unpacker
 from drgn_ss.tables import (
+    MAX_CHAIN,
     Chains,
     WalkErrors,
     raw_chain,
@@ -41,6 +44,17 @@ from drgn_ss.tables import (
     raw_udp_table,
     tolerate,
 )
+
+try:
+    from drgn_ss import _fast
+except ImportError:  # not built (no compiler at install time): the Python path does it all
+    _fast = None  # type: ignore[assignment]
+
+
+def native_available() -> bool:
+    """Whether :mod:`drgn_ss._fast` is built and not turned off by DRGN_SS_PURE_PYTHON=1."""
+    return _fast is not None and os.environ.get("DRGN_SS_PURE_PYTHON", "") in ("", "0")
+
 
 _TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
 
@@ -79,12 +93,13 @@ class SockLayout:
         keepalive = "icsk_keepalive_timer" if layout.icsk_keepalive_timer else "icsk_inet.sk.sk_timer"
 
         # One struct.Struct call per kind of record instead of a call per field.
-        self.common = Unpacker({
+        common = {
             "net": f(S, c + "skc_net.net"), "family": f(S, c + "skc_family"),
             "state": f(S, c + "skc_state"), "rcv_saddr": f(S, c + "skc_rcv_saddr"),
             "daddr": f(S, c + "skc_daddr"), "num": f(S, c + "skc_num"), "dport": f(S, c + "skc_dport"),
             "bound_dev_if": f(S, c + "skc_bound_dev_if"), "cookie": f(S, c + "skc_cookie.counter"),
-        })
+        }
+        self.common = Unpacker(common)
         self.ipv6only = f(S, c + "skc_ipv6only")  # a bitfield: read only where reported
         full: dict[str, Field] = {
             "uid": f(S, "sk_uid.val"), "shutdown": f(S, "sk_shutdown"), "sk_socket": f(S, "sk_socket"),
@@ -95,20 +110,33 @@ class SockLayout:
         else:
             full["sk_ino"] = full["sk_socket"]  # a placeholder: the inode is one more read away
         T = "struct tcp_sock"
-        self.tcp = Unpacker({**full, "ack_backlog": f(S, "sk_ack_backlog"),
-                             "max_ack_backlog": f(S, "sk_max_ack_backlog"),
-                             "rcv_nxt": f(T, "rcv_nxt"), "copied_seq": f(T, "copied_seq"),
-                             "write_seq": f(T, "write_seq"), "snd_una": f(T, "snd_una"),
-                             "pending": f(I, "icsk_pending"), "retransmits": f(I, "icsk_retransmits"),
-                             "probes_out": f(I, "icsk_probes_out"), "timeout": timeout,
-                             "keepalive_pprev": f(I, keepalive + ".entry.pprev"),
-                             "keepalive_expires": f(I, keepalive + ".expires")})
-        self.udp = Unpacker({**full, "rmem_alloc": f(S, "sk_backlog.rmem_alloc.counter"),
-                             "wmem_alloc": f(S, "sk_wmem_alloc.refs.counter"),
-                             "forward_deficit": f("struct udp_sock", "forward_deficit")})
+        tcp = {**full, "ack_backlog": f(S, "sk_ack_backlog"),
+               "max_ack_backlog": f(S, "sk_max_ack_backlog"),
+               "rcv_nxt": f(T, "rcv_nxt"), "copied_seq": f(T, "copied_seq"),
+               "write_seq": f(T, "write_seq"), "snd_una": f(T, "snd_una"),
+               "pending": f(I, "icsk_pending"), "retransmits": f(I, "icsk_retransmits"),
+               "probes_out": f(I, "icsk_probes_out"), "timeout": timeout,
+               "keepalive_pprev": f(I, keepalive + ".entry.pprev"),
+               "keepalive_expires": f(I, keepalive + ".expires")}
+        udp = {**full, "rmem_alloc": f(S, "sk_backlog.rmem_alloc.counter"),
+               "wmem_alloc": f(S, "sk_wmem_alloc.refs.counter"),
+               "forward_deficit": f("struct udp_sock", "forward_deficit")}
+        self.tcp = Unpacker(tcp)
+        self.udp = Unpacker(udp)
         # How much of a full socket to read: everything the unpackers decode.
         self.tcp_end = max(self.common_end, self.tcp.size)
         self.udp_end = max(self.common_end, self.udp.size)
+
+        # The same, for drgn_ss._fast: each field as (offset, size, signed, shift, bits).
+        fields: dict[str, Field | None] = {
+            **common, **tcp, **udp, "ipv6only": self.ipv6only, "sk_ino": self.sk_ino,
+            "tw_substate": self.tw_substate, "tw_expires": self.tw_expires,
+            "req_retrans": self.req_retrans, "req_expires": self.req_expires}
+        self.native: dict[str, object] = {
+            name: (fl.offset, fl.size, int(fl.signed), fl.shift, fl.bits) if fl else None
+            for name, fl in fields.items()}
+        self.native.update(v6_rcv_saddr=self.v6_rcv_saddr, v6_daddr=self.v6_daddr, tw_end=self.tw_end,
+                           req_end=self.req_end, inode_from_socket=self.inode_from_socket)
 
 
 def sock_layout(prog: Program) -> SockLayout:
@@ -129,8 +157,12 @@ class RawDecoder:
     :param cgroups: resolve each socket's cgroup path; without it ``cgroup`` is None.
     """
 
-    def __init__(self, prog: Program, inodes: bool = True, cgroups: bool = True) -> None:
+    def __init__(self, prog: Program, inodes: bool = True, cgroups: bool = True,
+                 native: bool | None = None) -> None:
         self.prog = prog
+        #: Whether the walk runs in C (:mod:`drgn_ss._fast`): by default where it is built
+        #: and DRGN_SS_PURE_PYTHON is not set. Cgroup paths (``ss -e``) need Python.
+        self.native = native_available() if native is None else native
         self.facts: KernelFacts = kernel_facts(prog)
         self.mem = kernel_memory(prog)
         self.L = sock_layout(prog)
@@ -189,6 +221,9 @@ class RawDecoder:
         L = self.L
         least = max(L.common_end, chains.link + 8)
         size = max(L.tcp_end if proto == "tcp" else L.udp_end, least)
+        if self.native and not self.cgroups:
+            self._native_walk(chains, proto, net, errors, out, size, least)
+            return
         common = L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
         decode = self._decode
         append = out.append
@@ -204,6 +239,30 @@ class RawDecoder:
                     append(decode(addr, buf, values, proto, size))
                 except FaultError as e:
                     tolerate(errors, "sockets", e)
+
+    def _native_walk(self, chains: Chains, proto: str, net: int, errors: WalkErrors | None,
+                     out: list[InetSock], size: int, least: int) -> None:
+        """:meth:`_walk` in C (:mod:`drgn_ss._fast`): the same records, the same faults."""
+        assert _fast is not None
+        first = next((h for h in chains.heads if h and not (chains.nulls and h & 1)), 0)
+        if not first:
+            return
+        with contextlib.suppress(FaultError):
+            self.mem.read(first - chains.link, 8)  # lets Memory settle how it reads the direct map
+        if self._now is None:
+            self._now = _read_jiffies(self.prog)
+            self._hz = kernel_hz(self.prog)
+        assert self._hz
+        records, buckets, sockets, fault = _fast.walk_sockets(
+            self.mem.native(), chains.heads, chains.link, chains.nulls, size, least, MAX_CHAIN,
+            self.L.native, net, proto == "tcp", self.inodes, self._now, self._hz, InetSock, proto,
+            self.netns_inum(net), ("full", "timewait", "request"))
+        if (buckets or sockets) and errors is None:
+            raise fault
+        if errors is not None:
+            errors.add("buckets", buckets, fault)
+            errors.add("sockets", sockets, fault)
+        out.extend(records)
 
     def _decode(self, addr: int, buf: bytes, common: tuple[int, ...], proto: str,
                 size: int) -> InetSock:

@@ -206,6 +206,20 @@ class Memory:
         #: work, the probing method; then a lean function for the hot loops (chain walks,
         #: fd arrays) to call without a method's overhead.
         self.read: Callable[[int, int], bytes] = self._probe if self.hi else prog.read
+        #: ``image``, once a read showed that it holds the direct map's pages.
+        self.mapped: ElfImage | None = None
+
+    def native(self) -> tuple[object, ...]:
+        """
+        How :mod:`drgn_ss._fast` reads this memory: the mapped core file and its segments
+        (physical addresses) with the direct map's bounds, or None; and :attr:`read` for
+        everything else.
+        """
+        image = self.mapped
+        if image is None:
+            return (None, [], [], [], 0, 0, self.read, FaultError)
+        return (image.map, image.starts, image.ends, image.offsets, self.lo, self.hi, self.read,
+                FaultError)
 
     def _probe(self, addr: int, size: int) -> bytes:
         read = self.prog.read
@@ -228,6 +242,7 @@ class Memory:
         image = self.image
         if image is not None and image.reader(lambda phys, size: b"")(addr - lo, size) == data:
             physical = image.reader(drgn_physical)  # the file drgn reads, and it maps as assumed
+            self.mapped = image
 
         def direct(addr: int, size: int) -> bytes:
             return physical(addr - lo, size) if lo <= addr < hi else read(addr, size)

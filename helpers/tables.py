@@ -33,6 +33,12 @@ class WalkErrors:
         if not self.first:
             self.first = str(error)
 
+    def add(self, what: str, n: int, error: Exception | None) -> None:
+        """Count ``n`` faults of one kind at once, ``error`` the first of them."""
+        setattr(self, what, getattr(self, what) + n)
+        if n and error is not None and not self.first:
+            self.first = str(error)
+
     def describe(self) -> str:
         parts = [f"{n} {what}" for n, what in ((self.buckets, "hash chains"),
                                                 (self.sockets, "sockets"),

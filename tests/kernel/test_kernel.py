@@ -9,6 +9,7 @@ from typing import Any
 
 import drgn
 import pytest
+from drgn_ss.decode import RawDecoder, native_available
 from drgn_ss.inet import inet_socks
 from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout
 from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
@@ -99,6 +100,28 @@ def test_raw_decoder_equals_object_decoder(prog: drgn.Program, target: Target,
         raw = [s._replace(timer=0, timer_ms=0, retrans=0) for s in raw]
         obj = [s._replace(timer=0, timer_ms=0, retrans=0) for s in obj]
     assert raw == obj
+
+
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_native_walk_equals_python_walk(prog: drgn.Program, target: Target, workload: dict[str, Any],
+                                        proto: str) -> None:
+    """drgn_ss._fast (C) decodes the records the Python fast path decodes, faults included."""
+    if not native_available():
+        pytest.skip("drgn_ss._fast is not built")
+    net = prog["init_net"].address_of_().value_()
+    records = []
+    for native in (True, False):
+        errors = WalkErrors()
+        socks = RawDecoder(prog, inodes=True, cgroups=False, native=native).socks(net, proto, errors=errors)
+        records.append((socks, errors))
+    (c, c_errors), (py, py_errors) = records
+    complete_or_skip(py_errors, workload)
+    assert c_errors == py_errors
+    assert len(py) >= (3 if proto == "udp" else 25)
+    if target.kind != "core":  # see test_raw_decoder_equals_object_decoder
+        c = [s._replace(timer=0, timer_ms=0, retrans=0) for s in c]
+        py = [s._replace(timer=0, timer_ms=0, retrans=0) for s in py]
+    assert c == py
 
 
 def test_raw_interface_names_equal_drgns(prog: drgn.Program) -> None:

@@ -1,0 +1,564 @@
+/*
+ * drgn_ss._fast: the hot loops of drgn_ss.decode in C.
+ *
+ * walk_sockets() follows the chains of one kernel hash table and decodes every
+ * socket of one network namespace into drgn_ss.inet.InetSock records, exactly as
+ * drgn_ss.decode.RawDecoder does in Python (which stays the reference: the kernel
+ * matrix checks both give the same records). Offsets come from Python (SockLayout),
+ * so nothing here knows a kernel version.
+ *
+ * Memory is read from the mapped ELF core file where the direct map allows (a memcpy),
+ * and otherwise through a Python callable, read(address, size) -> bytes, which may
+ * raise drgn.FaultError: a fault cuts the chain (a "bucket" fault) or drops the socket
+ * (a "socket" fault), as in Python.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if PY_BYTE_ORDER != 1234 && !defined(__BYTE_ORDER__)
+#error "little-endian hosts only"
+#endif
+
+/* include/net/tcp_states.h, include/net/inet_connection_sock.h */
+enum {
+	TCP_SYN_RECV = 3,
+	TCP_TIME_WAIT = 6,
+	TCP_CLOSE = 7,
+	TCP_LISTEN = 10,
+	TCP_NEW_SYN_RECV = 12,
+	ICSK_TIME_RETRANS = 1,
+	ICSK_TIME_PROBE0 = 3,
+	ICSK_TIME_LOSS_PROBE = 5,
+	ICSK_TIME_REO_TIMEOUT = 6,
+	AF_INET6_ = 10,
+};
+
+#define MAX_READ 8192
+
+/* A member of a struct: as drgn_ss.raw.Field. size 0: absent. */
+typedef struct {
+	Py_ssize_t offset;
+	int size, sign, shift, bits;
+} Field;
+
+typedef struct {
+	/* The mapped ELF core file and its PT_LOAD segments (physical addresses). */
+	Py_buffer view;
+	int have_view;
+	uint64_t *starts, *ends, *offsets;
+	Py_ssize_t nseg;
+	/* Direct map [lo, hi): physical = virtual - lo. */
+	uint64_t lo, hi;
+	PyObject *read;  /* read(address, size) -> bytes */
+	PyObject *fault; /* drgn.FaultError */
+} Mem;
+
+/* What a walk could not read: counted, with the first fault kept for the message. */
+typedef struct {
+	Py_ssize_t buckets, sockets;
+	PyObject *first;
+} Faults;
+
+static void mem_release(Mem *m)
+{
+	if (m->have_view)
+		PyBuffer_Release(&m->view);
+	PyMem_Free(m->starts);
+	PyMem_Free(m->ends);
+	PyMem_Free(m->offsets);
+}
+
+/* A slice of the mapped file, or NULL if the mapping does not hold it all. */
+static const unsigned char *mem_mapped(const Mem *m, uint64_t addr, size_t size)
+{
+	if (!m->have_view || addr < m->lo || addr >= m->hi)
+		return NULL;
+	uint64_t phys = addr - m->lo;
+	Py_ssize_t lo = 0, hi = m->nseg;
+	while (lo < hi) { /* the last segment starting at or before phys */
+		Py_ssize_t mid = (lo + hi) / 2;
+		if (m->starts[mid] <= phys)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0 || phys + size > m->ends[lo - 1])
+		return NULL;
+	uint64_t off = m->offsets[lo - 1] + (phys - m->starts[lo - 1]);
+	if (off + size > (uint64_t)m->view.len)
+		return NULL;
+	return (const unsigned char *)m->view.buf + off;
+}
+
+/*
+ * Read size bytes at addr into out. 0: read; 1: a fault, whose exception is kept in
+ * faults (if it is the first, and faults is not NULL); -1: another error, set.
+ */
+static int mem_read(Mem *m, uint64_t addr, size_t size, unsigned char *out, Faults *faults)
+{
+	const unsigned char *p = mem_mapped(m, addr, size);
+	if (p) {
+		memcpy(out, p, size);
+		return 0;
+	}
+	PyObject *data = PyObject_CallFunction(m->read, "Kn", (unsigned long long)addr, (Py_ssize_t)size);
+	if (!data) {
+		if (!PyErr_ExceptionMatches(m->fault))
+			return -1;
+		if (faults && !faults->first) {
+			PyObject *type, *value, *tb;
+			PyErr_Fetch(&type, &value, &tb);
+			PyErr_NormalizeException(&type, &value, &tb);
+			faults->first = value;
+			Py_XDECREF(type);
+			Py_XDECREF(tb);
+		} else {
+			PyErr_Clear();
+		}
+		return 1;
+	}
+	char *buf;
+	Py_ssize_t len;
+	if (PyBytes_AsStringAndSize(data, &buf, &len) < 0) {
+		Py_DECREF(data);
+		return -1;
+	}
+	if ((size_t)len != size) {
+		Py_DECREF(data);
+		PyErr_Format(PyExc_ValueError, "read(%llx, %zu) returned %zd bytes",
+			     (unsigned long long)addr, size, len);
+		return -1;
+	}
+	memcpy(out, buf, size);
+	Py_DECREF(data);
+	return 0;
+}
+
+static void fault_here(Faults *faults, PyObject *fault, const char *message, uint64_t addr)
+{
+	if (!faults->first)
+		faults->first = PyObject_CallFunction(fault, "sK", message, (unsigned long long)addr);
+	PyErr_Clear();
+}
+
+/* A field's value: sign-extended if signed (and not a bitfield). */
+static inline uint64_t get(const unsigned char *buf, const Field *f)
+{
+	uint64_t v = 0;
+	memcpy(&v, buf + f->offset, f->size);
+	if (f->bits)
+		return (v >> f->shift) & (f->bits >= 64 ? ~0ULL : (1ULL << f->bits) - 1);
+	if (f->sign && f->size < 8 && (v >> (8 * f->size - 1)) & 1)
+		v |= ~0ULL << (8 * f->size);
+	return v;
+}
+
+static inline PyObject *field_int(const unsigned char *buf, const Field *f)
+{
+	uint64_t v = get(buf, f);
+	if (f->sign && !f->bits)
+		return PyLong_FromLongLong((long long)v);
+	return PyLong_FromUnsignedLongLong(v);
+}
+
+static int parse_field(PyObject *spec, const char *name, Field *f)
+{
+	PyObject *t = PyDict_GetItemString(spec, name); /* borrowed */
+	if (!t || t == Py_None) {
+		memset(f, 0, sizeof(*f));
+		return 0;
+	}
+	if (!PyArg_ParseTuple(t, "niiii", &f->offset, &f->size, &f->sign, &f->shift, &f->bits))
+		return -1;
+	if (f->offset < 0 || f->size < 1 || f->size > 8 || f->offset + f->size > MAX_READ) {
+		PyErr_Format(PyExc_ValueError, "bad field %s", name);
+		return -1;
+	}
+	return 0;
+}
+
+static Py_ssize_t spec_int(PyObject *spec, const char *name, int *ok)
+{
+	PyObject *v = PyDict_GetItemString(spec, name);
+	if (!v) {
+		PyErr_Format(PyExc_KeyError, "%s", name);
+		*ok = 0;
+		return 0;
+	}
+	Py_ssize_t n = PyLong_AsSsize_t(v);
+	if (n == -1 && PyErr_Occurred())
+		*ok = 0;
+	return n;
+}
+
+/* The layout a walk decodes with: drgn_ss.decode.SockLayout, flattened. */
+typedef struct {
+	Field net, family, state, rcv_saddr, daddr, num, dport, bound_dev_if, cookie, ipv6only;
+	Field tw_substate, tw_expires, req_retrans, req_expires;
+	Field uid, shutdown, sk_socket, sk_ino;
+	Field ack_backlog, max_ack_backlog, rcv_nxt, copied_seq, write_seq, snd_una;
+	Field pending, retransmits, probes_out, timeout, keepalive_pprev, keepalive_expires;
+	Field rmem_alloc, wmem_alloc, forward_deficit;
+	Py_ssize_t v6_rcv_saddr, v6_daddr, tw_end, req_end, inode_from_socket;
+} Layout;
+
+static int parse_layout(PyObject *spec, Layout *L)
+{
+#define F(name) if (parse_field(spec, #name, &L->name) < 0) return -1
+	F(net); F(family); F(state); F(rcv_saddr); F(daddr); F(num); F(dport); F(bound_dev_if);
+	F(cookie); F(ipv6only); F(tw_substate); F(tw_expires); F(req_retrans); F(req_expires);
+	F(uid); F(shutdown); F(sk_socket); F(sk_ino); F(ack_backlog); F(max_ack_backlog);
+	F(rcv_nxt); F(copied_seq); F(write_seq); F(snd_una); F(pending); F(retransmits);
+	F(probes_out); F(timeout); F(keepalive_pprev); F(keepalive_expires); F(rmem_alloc);
+	F(wmem_alloc); F(forward_deficit);
+#undef F
+	int ok = 1;
+	L->v6_rcv_saddr = spec_int(spec, "v6_rcv_saddr", &ok);
+	L->v6_daddr = spec_int(spec, "v6_daddr", &ok);
+	L->tw_end = spec_int(spec, "tw_end", &ok);
+	L->req_end = spec_int(spec, "req_end", &ok);
+	L->inode_from_socket = spec_int(spec, "inode_from_socket", &ok);
+	if (!ok)
+		return -1;
+	if (L->v6_rcv_saddr < 0 || L->v6_rcv_saddr + 16 > MAX_READ || L->v6_daddr < 0 ||
+	    L->v6_daddr + 16 > MAX_READ || L->tw_end > MAX_READ || L->req_end > MAX_READ) {
+		PyErr_SetString(PyExc_ValueError, "bad layout");
+		return -1;
+	}
+	return 0;
+}
+
+typedef struct {
+	Layout L;
+	Mem mem;
+	Faults faults;
+	int tcp, inodes;
+	uint64_t want_net, now;
+	long long hz;
+	PyObject *cls, *proto, *netns, *full, *timewait, *request, *out;
+} Walk;
+
+/* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
+static PyObject *ms_until(Walk *w, uint64_t expires)
+{
+	int64_t delta = (int64_t)(expires - w->now);
+	if (delta <= 0)
+		return PyLong_FromLong(0);
+	unsigned __int128 ms = (unsigned __int128)(uint64_t)delta * 1000 / (unsigned long long)w->hz;
+	if (!(ms >> 64))
+		return PyLong_FromUnsignedLongLong((unsigned long long)ms);
+	/* Garbage from a freed socket, as big as Python makes it. */
+	PyObject *d = PyLong_FromLongLong(delta), *k = PyLong_FromLong(1000), *h = PyLong_FromLongLong(w->hz);
+	PyObject *p = d && k ? PyNumber_Multiply(d, k) : NULL;
+	PyObject *q = p && h ? PyNumber_FloorDivide(p, h) : NULL;
+	Py_XDECREF(d);
+	Py_XDECREF(k);
+	Py_XDECREF(h);
+	Py_XDECREF(p);
+	return q;
+}
+
+static PyObject *make_bytes(const unsigned char *buf, Py_ssize_t off, Py_ssize_t size)
+{
+	return PyBytes_FromStringAndSize((const char *)buf + off, size);
+}
+
+/* Append an InetSock to w->out; 0, 1 (socket fault, counted) or -1 (error). */
+static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
+{
+	const Layout *L = &w->L;
+	unsigned long family = get(buf, &L->family);
+	unsigned long raw_state = get(buf, &L->state);
+	PyObject *src, *dst;
+	if (family == AF_INET6_) {
+		src = make_bytes(buf, L->v6_rcv_saddr, 16);
+		dst = make_bytes(buf, L->v6_daddr, 16);
+	} else {
+		src = make_bytes(buf, L->rcv_saddr.offset, 4);
+		dst = make_bytes(buf, L->daddr.offset, 4);
+	}
+	uint64_t be = get(buf, &L->dport);
+	unsigned long dport = ((be & 0xff) << 8) | ((be >> 8) & 0xff);
+	PyObject *items[23] = {NULL};
+	int r = -1;
+	Py_INCREF(w->proto);
+	items[0] = w->proto;
+	items[1] = PyLong_FromUnsignedLong(family);
+	items[3] = src;
+	items[4] = field_int(buf, &L->num);
+	items[5] = dst;
+	items[6] = PyLong_FromUnsignedLong(dport);
+	items[7] = field_int(buf, &L->bound_dev_if);
+	items[13] = field_int(buf, &L->cookie);
+	Py_INCREF(w->netns);
+	items[14] = w->netns;
+	items[18] = PyLong_FromUnsignedLongLong(addr);
+	if (raw_state == TCP_TIME_WAIT || raw_state == TCP_NEW_SYN_RECV) {
+		int tw = raw_state == TCP_TIME_WAIT;
+		Py_ssize_t end = tw ? L->tw_end : L->req_end;
+		if (got < end) {
+			int rr = mem_read(&w->mem, addr, end, buf, &w->faults);
+			if (rr) {
+				r = rr;
+				goto out;
+			}
+		}
+		items[2] = tw ? field_int(buf, &L->tw_substate) : PyLong_FromLong(TCP_SYN_RECV);
+		Py_INCREF(Py_None);
+		items[8] = Py_None;
+		items[9] = PyLong_FromLong(0);
+		items[10] = PyLong_FromLong(0);
+		items[11] = PyLong_FromLong(0);
+		items[12] = PyLong_FromLong(0);
+		Py_INCREF(Py_None);
+		items[15] = Py_None;
+		Py_INCREF(Py_None);
+		items[16] = Py_None;
+		items[17] = tw ? w->timewait : w->request;
+		Py_INCREF(items[17]);
+		items[19] = PyLong_FromLong(tw ? 3 : 1);
+		items[20] = ms_until(w, get(buf, tw ? &L->tw_expires : &L->req_expires));
+		items[21] = tw ? PyLong_FromLong(0) : field_int(buf, &L->req_retrans);
+		items[22] = PyLong_FromLong(0);
+	} else {
+		if (got < size) { /* a full socket after all: fault here if it must */
+			int rr = mem_read(&w->mem, addr, size, buf, &w->faults);
+			if (rr) {
+				r = rr;
+				goto out;
+			}
+		}
+		long long recv_q, send_q;
+		int timer = 0;
+		PyObject *timer_ms = NULL;
+		uint64_t retrans = 0;
+		if (w->tcp) {
+			if (raw_state == TCP_LISTEN) {
+				recv_q = (long long)get(buf, &L->ack_backlog);
+				send_q = (long long)get(buf, &L->max_ack_backlog);
+			} else {
+				uint64_t diff = (get(buf, &L->rcv_nxt) - get(buf, &L->copied_seq)) & 0xffffffffULL;
+				recv_q = diff >= (1ULL << 31) ? 0 : (long long)diff;
+				send_q = (long long)((get(buf, &L->write_seq) - get(buf, &L->snd_una)) & 0xffffffffULL);
+			}
+			uint64_t pending = get(buf, &L->pending);
+			if (pending == ICSK_TIME_RETRANS || pending == ICSK_TIME_PROBE0 ||
+			    pending == ICSK_TIME_LOSS_PROBE || pending == ICSK_TIME_REO_TIMEOUT) {
+				timer_ms = ms_until(w, get(buf, &L->timeout));
+				if (pending == ICSK_TIME_PROBE0) {
+					timer = 4;
+					retrans = get(buf, &L->probes_out);
+				} else {
+					timer = 1;
+					retrans = get(buf, &L->retransmits);
+				}
+			} else if (get(buf, &L->keepalive_pprev)) {
+				timer = 2;
+				timer_ms = ms_until(w, get(buf, &L->keepalive_expires));
+				retrans = get(buf, &L->probes_out);
+			}
+		} else {
+			recv_q = (long long)get(buf, &L->rmem_alloc) - (long long)get(buf, &L->forward_deficit);
+			send_q = (long long)get(buf, &L->wmem_alloc) - 1;
+		}
+		uint64_t sk_socket = get(buf, &L->sk_socket);
+		if (L->sk_ino.size) {
+			items[11] = field_int(buf, &L->sk_ino);
+		} else if (sk_socket && w->inodes) {
+			unsigned char ino[8];
+			int rr = mem_read(&w->mem, sk_socket + L->inode_from_socket, 8, ino, &w->faults);
+			if (rr) {
+				r = rr;
+				Py_XDECREF(timer_ms);
+				goto out;
+			}
+			uint64_t v;
+			memcpy(&v, ino, 8);
+			items[11] = PyLong_FromUnsignedLongLong(v);
+		} else {
+			items[11] = PyLong_FromLong(0);
+		}
+		items[2] = PyLong_FromUnsignedLong(raw_state);
+		if (family == AF_INET6_ && (raw_state == TCP_LISTEN || raw_state == TCP_CLOSE))
+			items[8] = get(buf, &L->ipv6only) ? Py_True : Py_False;
+		else
+			items[8] = Py_None;
+		Py_INCREF(items[8]);
+		items[9] = PyLong_FromLongLong(recv_q);
+		items[10] = PyLong_FromLongLong(send_q);
+		items[12] = field_int(buf, &L->uid);
+		items[15] = field_int(buf, &L->shutdown);
+		Py_INCREF(Py_None);
+		items[16] = Py_None;
+		Py_INCREF(w->full);
+		items[17] = w->full;
+		items[19] = PyLong_FromLong(timer);
+		items[20] = timer_ms ? timer_ms : PyLong_FromLong(0);
+		items[21] = PyLong_FromUnsignedLongLong(retrans);
+		items[22] = PyLong_FromUnsignedLongLong(sk_socket);
+	}
+	for (int i = 0; i < 23; i++) {
+		if (!items[i])
+			goto out;
+	}
+	/* The record class is a tuple subclass (a NamedTuple): allocated as tuple.__new__ does. */
+	PyTypeObject *cls = (PyTypeObject *)w->cls;
+	PyObject *rec = cls->tp_alloc(cls, 23);
+	if (!rec)
+		goto out;
+	for (int i = 0; i < 23; i++) {
+		PyTuple_SET_ITEM(rec, i, items[i]);
+		items[i] = NULL;
+	}
+	r = PyList_Append(w->out, rec);
+	Py_DECREF(rec);
+out:
+	for (int i = 0; i < 23; i++)
+		Py_XDECREF(items[i]);
+	if (r == 1)
+		w->faults.sockets++;
+	return r;
+}
+
+static int parse_mem(PyObject *spec, Mem *m)
+{
+	/* spec: (mapping or None, starts, ends, offsets, lo, hi, read, FaultError) */
+	PyObject *map, *starts, *ends, *offsets;
+	unsigned long long lo, hi;
+	memset(m, 0, sizeof(*m));
+	if (!PyArg_ParseTuple(spec, "OOOOKKOO", &map, &starts, &ends, &offsets, &lo, &hi, &m->read,
+			      &m->fault))
+		return -1;
+	m->lo = lo;
+	m->hi = hi;
+	if (map == Py_None)
+		return 0;
+	PyObject *seqs[3] = {starts, ends, offsets};
+	uint64_t **arrays[3] = {&m->starts, &m->ends, &m->offsets};
+	Py_ssize_t n = PyList_Check(starts) ? PyList_GET_SIZE(starts) : -1;
+	for (int k = 0; k < 3; k++) {
+		if (!PyList_Check(seqs[k]) || PyList_GET_SIZE(seqs[k]) != n) {
+			PyErr_SetString(PyExc_TypeError, "segments: three lists of one length");
+			return -1;
+		}
+		*arrays[k] = PyMem_Malloc((n ? n : 1) * sizeof(uint64_t));
+		if (!*arrays[k]) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		for (Py_ssize_t i = 0; i < n; i++) {
+			(*arrays[k])[i] = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(seqs[k], i));
+			if (PyErr_Occurred())
+				return -1;
+		}
+	}
+	m->nseg = n;
+	if (PyObject_GetBuffer(map, &m->view, PyBUF_SIMPLE) < 0)
+		return -1;
+	m->have_view = 1;
+	return 0;
+}
+
+PyDoc_STRVAR(walk_sockets_doc,
+"walk_sockets(mem, heads, link, nulls, size, least, max_chain, layout, net, tcp, inodes,\n"
+"             now, hz, cls, proto, netns, kinds) -> (records, bucket_faults, socket_faults, first)\n"
+"\n"
+"Follow the chains starting at heads (first pointers) and decode the sockets of\n"
+"namespace net, as drgn_ss.decode.RawDecoder._walk does.");
+
+static PyObject *walk_sockets(PyObject *self, PyObject *args)
+{
+	PyObject *memspec, *heads, *layout, *kinds;
+	Py_ssize_t link, size, least, max_chain;
+	int nulls;
+	unsigned long long net, now;
+	Walk w;
+	memset(&w, 0, sizeof(w));
+	if (!PyArg_ParseTuple(args, "OOnpnnnOKppKLOOOO", &memspec, &heads, &link, &nulls, &size, &least,
+			      &max_chain, &layout, &net, &w.tcp, &w.inodes, &now, &w.hz, &w.cls, &w.proto,
+			      &w.netns, &kinds))
+		return NULL;
+	if (!PyDict_Check(layout) || !PyList_Check(heads) || !PyType_Check(w.cls) ||
+	    !PyType_IsSubtype((PyTypeObject *)w.cls, &PyTuple_Type) || w.hz <= 0) {
+		PyErr_SetString(PyExc_TypeError, "walk_sockets: bad arguments");
+		return NULL;
+	}
+	if (!PyArg_ParseTuple(kinds, "OOO", &w.full, &w.timewait, &w.request))
+		return NULL;
+	if (size > MAX_READ || least > size || link < 0 || link + 8 > least) {
+		PyErr_SetString(PyExc_ValueError, "walk_sockets: bad sizes");
+		return NULL;
+	}
+	if (parse_layout(layout, &w.L) < 0)
+		return NULL;
+	if (parse_mem(memspec, &w.mem) < 0) {
+		mem_release(&w.mem);
+		return NULL;
+	}
+	w.want_net = net;
+	w.now = now;
+	w.out = PyList_New(0);
+	if (!w.out) {
+		mem_release(&w.mem);
+		return NULL;
+	}
+	unsigned char buf[MAX_READ];
+	Py_ssize_t n = PyList_GET_SIZE(heads);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		uint64_t pos = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(heads, i));
+		if (pos == (uint64_t)-1 && PyErr_Occurred())
+			goto error;
+		Py_ssize_t hops = 0;
+		while (pos && !(nulls && (pos & 1))) {
+			uint64_t addr = pos - link;
+			Py_ssize_t got = size;
+			int r = mem_read(&w.mem, addr, size, buf, NULL);
+			if (r == 1) { /* a missing page after the node? read what the chain needs */
+				got = least;
+				r = mem_read(&w.mem, addr, least, buf, &w.faults);
+			}
+			if (r < 0)
+				goto error;
+			if (r == 1) {
+				w.faults.buckets++;
+				break;
+			}
+			if (get(buf, &w.L.net) == w.want_net && decode(&w, addr, buf, got, size) < 0)
+				goto error;
+			memcpy(&pos, buf + link, 8);
+			if (++hops > max_chain) {
+				fault_here(&w.faults, w.mem.fault, "hash chain too long: a loop?", pos);
+				w.faults.buckets++;
+				break;
+			}
+		}
+	}
+	mem_release(&w.mem);
+	PyObject *first = w.faults.first ? w.faults.first : Py_None;
+	if (first == Py_None)
+		Py_INCREF(first);
+	return Py_BuildValue("NnnN", w.out, w.faults.buckets, w.faults.sockets, first);
+error:
+	mem_release(&w.mem);
+	Py_XDECREF(w.faults.first);
+	Py_DECREF(w.out);
+	return NULL;
+}
+
+static PyMethodDef methods[] = {
+	{"walk_sockets", walk_sockets, METH_VARARGS, walk_sockets_doc},
+	{NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+	PyModuleDef_HEAD_INIT, "drgn_ss._fast",
+	"The hot loops of drgn_ss in C; drgn_ss.decode is the reference.", -1, methods,
+	NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fast(void)
+{
+	return PyModule_Create(&module);
+}
