@@ -547,8 +547,284 @@ error:
 	return NULL;
 }
 
+/* -- owners: every process's open sockets ---------------------------------------------- */
+
+typedef struct {
+	uint64_t sock;
+	long long pid;
+	long long fd;
+	Py_ssize_t task; /* index into the tasks list, for the comm */
+} Holder;
+
+static int holder_cmp(const void *a, const void *b)
+{
+	const Holder *x = a, *y = b;
+	if (x->sock != y->sock)
+		return x->sock < y->sock ? -1 : 1;
+	if (x->pid != y->pid) /* ss's order: the highest pid first, then the highest fd */
+		return x->pid > y->pid ? -1 : 1;
+	if (x->fd != y->fd)
+		return x->fd > y->fd ? -1 : 1;
+	return 0;
+}
+
+PyDoc_STRVAR(socket_holders_doc,
+"socket_holders(mem, tasks, layout, cls) -> (owners, files, task_faults, first)\n"
+"\n"
+"For tasks, a list of (pid, comm, files_struct address), read each file table and\n"
+"return {struct socket address: [cls(comm, pid, fd), ...]} in ss's order, as\n"
+"drgn_ss.owners.raw_kernel_owners does.");
+
+static PyObject *socket_holders(PyObject *self, PyObject *args)
+{
+	PyObject *memspec, *tasks, *layout, *cls;
+	if (!PyArg_ParseTuple(args, "OOOO", &memspec, &tasks, &layout, &cls))
+		return NULL;
+	if (!PyList_Check(tasks) || !PyDict_Check(layout) || !PyType_Check(cls) ||
+	    !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+		PyErr_SetString(PyExc_TypeError, "socket_holders: bad arguments");
+		return NULL;
+	}
+	Field max_fds_f;
+	int ok = 1;
+	if (parse_field(layout, "max_fds", &max_fds_f) < 0)
+		return NULL;
+	Py_ssize_t fdt_off = spec_int(layout, "fdt", &ok), fd_off = spec_int(layout, "fd", &ok),
+		   f_op = spec_int(layout, "f_op", &ok), private_data = spec_int(layout, "private_data", &ok),
+		   span = spec_int(layout, "file_span", &ok);
+	PyObject *ops = PyDict_GetItemString(layout, "socket_file_ops");
+	uint64_t sock_ops = ops ? PyLong_AsUnsignedLongLong(ops) : 0;
+	if (!ok || PyErr_Occurred())
+		return NULL;
+	if (span > MAX_READ || f_op + 8 > span || private_data + 8 > span || fd_off + 8 > MAX_READ ||
+	    max_fds_f.offset + max_fds_f.size > fd_off + 8) {
+		PyErr_SetString(PyExc_ValueError, "socket_holders: bad layout");
+		return NULL;
+	}
+	Mem mem;
+	if (parse_mem(memspec, &mem) < 0) {
+		mem_release(&mem);
+		return NULL;
+	}
+	Faults faults = {0, 0, NULL};
+	Holder *holders = NULL;
+	Py_ssize_t nholders = 0, cap = 0, nfiles = 0;
+	uint64_t *fds = NULL;
+	size_t fds_cap = 0;
+	PyObject *result = NULL, *owners = NULL;
+	unsigned char buf[MAX_READ];
+	Py_ssize_t ntasks = PyList_GET_SIZE(tasks);
+	for (Py_ssize_t t = 0; t < ntasks; t++) {
+		long long pid;
+		PyObject *comm;
+		unsigned long long files;
+		if (!PyArg_ParseTuple(PyList_GET_ITEM(tasks, t), "LOK", &pid, &comm, &files))
+			goto out;
+		if (!files)
+			continue;
+		int r;
+		uint64_t fdt;
+		if ((r = mem_read(&mem, files + fdt_off, 8, buf, &faults)))
+			goto fault;
+		memcpy(&fdt, buf, 8);
+		if ((r = mem_read(&mem, fdt, fd_off + 8, buf, &faults)))
+			goto fault;
+		uint64_t max_fds = get(buf, &max_fds_f), array;
+		memcpy(&array, buf + fd_off, 8);
+		if (max_fds > (1 << 24)) {
+			fault_here(&faults, mem.fault, "file table too large: freed?", fdt);
+			r = 1;
+			goto fault;
+		}
+		if (max_fds > fds_cap) {
+			uint64_t *more = PyMem_Realloc(fds, max_fds * sizeof(uint64_t));
+			if (!more) {
+				PyErr_NoMemory();
+				goto out;
+			}
+			fds = more;
+			fds_cap = max_fds;
+		}
+		if (max_fds && (r = mem_read(&mem, array, max_fds * 8, (unsigned char *)fds, &faults)))
+			goto fault;
+		for (uint64_t fd = 0; fd < max_fds; fd++) {
+			if (!fds[fd])
+				continue;
+			nfiles++;
+			if ((r = mem_read(&mem, fds[fd], span, buf, &faults)))
+				goto fault;
+			uint64_t op, sock;
+			memcpy(&op, buf + f_op, 8);
+			if (op != sock_ops)
+				continue;
+			memcpy(&sock, buf + private_data, 8);
+			if (nholders == cap) {
+				Py_ssize_t more_cap = cap ? 2 * cap : 1024;
+				Holder *more = PyMem_Realloc(holders, more_cap * sizeof(Holder));
+				if (!more) {
+					PyErr_NoMemory();
+					goto out;
+				}
+				holders = more;
+				cap = more_cap;
+			}
+			holders[nholders++] = (Holder){sock, pid, (long long)fd, t};
+		}
+		continue;
+fault:
+		if (r < 0)
+			goto out;
+		faults.sockets++; /* counted as a task by the caller */
+	}
+	qsort(holders, nholders, sizeof(Holder), holder_cmp);
+	owners = PyDict_New();
+	if (!owners)
+		goto out;
+	PyTypeObject *type = (PyTypeObject *)cls;
+	for (Py_ssize_t i = 0; i < nholders;) {
+		Py_ssize_t j = i;
+		while (j < nholders && holders[j].sock == holders[i].sock)
+			j++;
+		PyObject *list = PyList_New(j - i);
+		if (!list)
+			goto out;
+		for (Py_ssize_t k = i; k < j; k++) {
+			PyObject *o = type->tp_alloc(type, 3);
+			PyObject *comm = PyTuple_GET_ITEM(PyList_GET_ITEM(tasks, holders[k].task), 1);
+			PyObject *pid = PyLong_FromLongLong(holders[k].pid);
+			PyObject *fd = PyLong_FromLongLong(holders[k].fd);
+			if (!o || !pid || !fd) {
+				Py_XDECREF(o);
+				Py_XDECREF(pid);
+				Py_XDECREF(fd);
+				Py_DECREF(list);
+				goto out;
+			}
+			Py_INCREF(comm);
+			PyTuple_SET_ITEM(o, 0, comm);
+			PyTuple_SET_ITEM(o, 1, pid);
+			PyTuple_SET_ITEM(o, 2, fd);
+			PyList_SET_ITEM(list, k - i, o);
+		}
+		PyObject *key = PyLong_FromUnsignedLongLong(holders[i].sock);
+		int rr = key ? PyDict_SetItem(owners, key, list) : -1;
+		Py_XDECREF(key);
+		Py_DECREF(list);
+		if (rr < 0)
+			goto out;
+		i = j;
+	}
+	result = Py_BuildValue("Onn", owners, nfiles, faults.sockets);
+	if (result) {
+		PyObject *first = faults.first ? faults.first : Py_None;
+		Py_INCREF(first);
+		PyObject *full = PyTuple_Pack(4, PyTuple_GET_ITEM(result, 0), PyTuple_GET_ITEM(result, 1),
+					      PyTuple_GET_ITEM(result, 2), first);
+		Py_DECREF(first);
+		Py_DECREF(result);
+		result = full;
+	}
+out:
+	Py_XDECREF(owners);
+	Py_XDECREF(faults.first);
+	PyMem_Free(holders);
+	PyMem_Free(fds);
+	mem_release(&mem);
+	return result;
+}
+
+/* -- rendering: lines of padded cells -------------------------------------------------- */
+
+PyDoc_STRVAR(format_lines_doc,
+"format_lines(rows, pads, right, delims) -> str | None\n"
+"\n"
+"Each row's cells, each after its delimiter and padded to pads[i] characters (to the\n"
+"left if right[i], else to the right), a line each, as drgn_ss.render's str.format()\n"
+"line does. None if a cell is not ASCII (padding then counts bytes: Python does it).");
+
+static PyObject *format_lines(PyObject *self, PyObject *args)
+{
+	PyObject *rows, *pads_obj, *right_obj, *delims_obj;
+	if (!PyArg_ParseTuple(args, "OOOO", &rows, &pads_obj, &right_obj, &delims_obj))
+		return NULL;
+	if (!PyList_Check(rows) || !PyList_Check(pads_obj) || !PyList_Check(right_obj) ||
+	    !PyList_Check(delims_obj)) {
+		PyErr_SetString(PyExc_TypeError, "format_lines: lists expected");
+		return NULL;
+	}
+	Py_ssize_t ncols = PyList_GET_SIZE(pads_obj);
+	if (PyList_GET_SIZE(right_obj) != ncols || PyList_GET_SIZE(delims_obj) != ncols || ncols > 64) {
+		PyErr_SetString(PyExc_ValueError, "format_lines: one pad, alignment and delimiter a column");
+		return NULL;
+	}
+	Py_ssize_t pads[64];
+	int right[64];
+	const char *delim[64];
+	Py_ssize_t dlen[64];
+	for (Py_ssize_t c = 0; c < ncols; c++) {
+		pads[c] = PyLong_AsSsize_t(PyList_GET_ITEM(pads_obj, c));
+		right[c] = PyObject_IsTrue(PyList_GET_ITEM(right_obj, c));
+		PyObject *d = PyList_GET_ITEM(delims_obj, c);
+		if (!PyUnicode_Check(d) || !PyUnicode_IS_ASCII(d)) {
+			PyErr_SetString(PyExc_TypeError, "format_lines: ASCII delimiters");
+			return NULL;
+		}
+		delim[c] = (const char *)PyUnicode_1BYTE_DATA(d);
+		dlen[c] = PyUnicode_GET_LENGTH(d);
+	}
+	if (PyErr_Occurred())
+		return NULL;
+	Py_ssize_t nrows = PyList_GET_SIZE(rows), total = 0;
+	for (Py_ssize_t r = 0; r < nrows; r++) { /* measure, and check every cell */
+		PyObject *row = PyList_GET_ITEM(rows, r);
+		if (!(PyTuple_Check(row) || PyList_Check(row)) || PySequence_Fast_GET_SIZE(row) != ncols) {
+			PyErr_SetString(PyExc_TypeError, "format_lines: rows are tuples or lists, a cell a column");
+			return NULL;
+		}
+		for (Py_ssize_t c = 0; c < ncols; c++) {
+			PyObject *cell = PySequence_Fast_GET_ITEM(row, c);
+			if (!PyUnicode_Check(cell)) {
+				PyErr_SetString(PyExc_TypeError, "format_lines: cells are str");
+				return NULL;
+			}
+			if (!PyUnicode_IS_ASCII(cell))
+				Py_RETURN_NONE;
+			Py_ssize_t n = PyUnicode_GET_LENGTH(cell);
+			total += dlen[c] + (n > pads[c] ? n : pads[c]);
+		}
+		total++;
+	}
+	PyObject *out = PyUnicode_New(total, 127);
+	if (!out)
+		return NULL;
+	char *p = (char *)PyUnicode_1BYTE_DATA(out);
+	for (Py_ssize_t r = 0; r < nrows; r++) {
+		PyObject *row = PyList_GET_ITEM(rows, r);
+		for (Py_ssize_t c = 0; c < ncols; c++) {
+			PyObject *cell = PySequence_Fast_GET_ITEM(row, c);
+			Py_ssize_t n = PyUnicode_GET_LENGTH(cell), fill = pads[c] > n ? pads[c] - n : 0;
+			memcpy(p, delim[c], dlen[c]);
+			p += dlen[c];
+			if (right[c]) {
+				memset(p, ' ', fill);
+				p += fill;
+			}
+			memcpy(p, PyUnicode_1BYTE_DATA(cell), n);
+			p += n;
+			if (!right[c]) {
+				memset(p, ' ', fill);
+				p += fill;
+			}
+		}
+		*p++ = '\n';
+	}
+	return out;
+}
+
 static PyMethodDef methods[] = {
 	{"walk_sockets", walk_sockets, METH_VARARGS, walk_sockets_doc},
+	{"socket_holders", socket_holders, METH_VARARGS, socket_holders_doc},
+	{"format_lines", format_lines, METH_VARARGS, format_lines_doc},
 	{NULL, NULL, 0, NULL},
 };
 

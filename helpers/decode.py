@@ -9,7 +9,6 @@ compares it with. Everything it needs to know about the kernel comes from
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 from collections.abc import Iterator
 
@@ -31,7 +30,7 @@ from drgn_ss.inet import (
     _jdelta,
 )
 from drgn_ss.layout import KernelFacts, kernel_facts, kernel_hz, kernel_layout, kernel_memory, prog_cached
-from drgn_ss.raw import Field, Unpacker
+from drgn_ss.raw import Field, Unpacker, native
 from drgn_ss.tables import (
     MAX_CHAIN,
     Chains,
@@ -45,15 +44,10 @@ from drgn_ss.tables import (
     tolerate,
 )
 
-try:
-    from drgn_ss import _fast
-except ImportError:  # not built (no compiler at install time): the Python path does it all
-    _fast = None  # type: ignore[assignment]
-
 
 def native_available() -> bool:
-    """Whether :mod:`drgn_ss._fast` is built and not turned off by DRGN_SS_PURE_PYTHON=1."""
-    return _fast is not None and os.environ.get("DRGN_SS_PURE_PYTHON", "") in ("", "0")
+    """Whether the walk runs in C by default (:func:`drgn_ss.raw.native`)."""
+    return native() is not None
 
 
 _TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
@@ -243,7 +237,8 @@ class RawDecoder:
     def _native_walk(self, chains: Chains, proto: str, net: int, errors: WalkErrors | None,
                      out: list[InetSock], size: int, least: int) -> None:
         """:meth:`_walk` in C (:mod:`drgn_ss._fast`): the same records, the same faults."""
-        assert _fast is not None
+        fast = native()
+        assert fast is not None
         first = next((h for h in chains.heads if h and not (chains.nulls and h & 1)), 0)
         if not first:
             return
@@ -253,7 +248,7 @@ class RawDecoder:
             self._now = _read_jiffies(self.prog)
             self._hz = kernel_hz(self.prog)
         assert self._hz
-        records, buckets, sockets, fault = _fast.walk_sockets(
+        records, buckets, sockets, fault = fast.walk_sockets(
             self.mem.native(), chains.heads, chains.link, chains.nulls, size, least, MAX_CHAIN,
             self.L.native, net, proto == "tcp", self.inodes, self._now, self._hz, InetSock, proto,
             self.netns_inum(net), ("full", "timewait", "request"))

@@ -16,18 +16,17 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from drgn import FaultError, Object, Program, ProgramFlags
 from drgn_ss.layout import kernel_facts, kernel_memory, prog_cached
-from drgn_ss.raw import c_string, list_nodes
+from drgn_ss.raw import c_string, list_nodes, native
 from drgn_ss.tables import WalkErrors, tolerate
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(NamedTuple):
     """A process holding a socket open: its command name, pid and file descriptor."""
 
     comm: str
@@ -162,6 +161,13 @@ class _TaskLayout:
         self.file_span = max(self.f_op, self.private_data) + 8
         self.socket_file_ops = facts.symbol("socket_file_ops")
         self.init_task = facts.symbol("init_task")
+        #: The same, for drgn_ss._fast.socket_holders.
+        self.native = {
+            "max_fds": (self.max_fds.offset, self.max_fds.size, int(self.max_fds.signed),
+                        self.max_fds.shift, self.max_fds.bits),
+            "fdt": self.fdt, "fd": self.fd, "f_op": self.f_op, "private_data": self.private_data,
+            "file_span": self.file_span, "socket_file_ops": self.socket_file_ops,
+        }
 
 
 #: Most tasks followed before the task list is taken for a loop.
@@ -200,10 +206,21 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
     """
     L = prog_cached(prog, "task_layout", _TaskLayout)
     mem = kernel_memory(prog)
+    tasks = raw_thread_group_leaders(prog, errors)
+    fast = native()
+    if fast is not None:
+        owners, nfiles, faults, fault = fast.socket_holders(mem.native(), tasks, L.native, Owner)
+        if faults and errors is None:
+            raise fault
+        if errors is not None:
+            errors.add("tasks", faults, fault)
+        if counts is not None:
+            counts["files"] = nfiles
+        return owners
     f_op, private_data, span, sock_ops = L.f_op, L.private_data, L.file_span, L.socket_file_ops
     entries: list[tuple[int, Owner]] = []
     nfiles = 0
-    for pid, comm, files in raw_thread_group_leaders(prog, errors):
+    for pid, comm, files in tasks:
         if not files:
             continue
         try:

@@ -12,11 +12,26 @@ from __future__ import annotations
 import bisect
 import mmap
 import operator
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 
 from drgn import FaultError, Program, Type, TypeKind
+
+try:
+    from drgn_ss import _fast
+except ImportError:  # not built (no compiler at install time): the Python paths do it all
+    _fast = None  # type: ignore[assignment]
+
+
+def native() -> ModuleType | None:
+    """
+    :mod:`drgn_ss._fast`, the hot loops in C, if it is built and DRGN_SS_PURE_PYTHON is
+    not set to 1; else None, and callers take their Python path (the reference).
+    """
+    return _fast if os.environ.get("DRGN_SS_PURE_PYTHON", "") in ("", "0") else None
 
 
 @dataclass(frozen=True)

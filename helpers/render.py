@@ -18,6 +18,7 @@ from typing import Any
 
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
 from drgn_ss.owners import Owner, OwnerMap
+from drgn_ss.raw import native
 
 #: ss's display names, index = state number.
 STATE_NAMES = (
@@ -138,19 +139,24 @@ class TokenBuffer:
         :param total: the bytes its cells take as tokens (:func:`token_bytes`).
         """
         if self.chunks and self.used + total + 4 < BUF_CHUNK_DATA:
-            self.used += total  # no chunk boundary inside the line
-        else:
-            sizes = _byte_lengths(row)
-            last = len(sizes) - 1
-            for i, n in enumerate(sizes):
-                self._write(n)
-                if i < last:
-                    self._flush(n)
-            if self.chunks < BUF_CHUNKS_MAX:
-                self._flush(sizes[last])
+            # No chunk boundary inside the line: only the render check can happen.
+            if self.chunks >= BUF_CHUNKS_MAX:
+                self.chunks = self.used = 0
+                return True
+            self.used += total
+            return False
+        sizes = _byte_lengths(row)
+        last = len(sizes) - 1
+        for i, n in enumerate(sizes):
+            self._write(n)
+            if i < last:
+                self._flush(n)
+        # field_next() checks before it flushes the last cell: if that flush is what takes
+        # the 5th chunk, ss renders after the next line, not this one.
         if self.chunks >= BUF_CHUNKS_MAX:
             self.chunks = self.used = 0
             return True
+        self._flush(sizes[last])
         return False
 
 
@@ -237,9 +243,20 @@ def _render_batch(rows: list[Sequence[str]], enabled: list[int], max_len: dict[i
         fmt.append(delim.replace("{", "{{").replace("}", "}}")
                    + ("{:" + align + str(pad) + "}" if width[i] and pad > 0 else "{}"))
     line_format = ("".join(fmt) + "\n").format
+    fast = native()
+    if fast is not None:
+        pads = [max(width[i] - len(COLUMNS[i].ldelim if n else ""), 0) for n, i in enumerate(enabled)]
+        right = [COLUMNS[i].align == RIGHT for i in enabled]
+        delims = [COLUMNS[i].ldelim if n else "" for n, i in enumerate(enabled)]
     for start in range(0, len(rows), CHUNK_LINES):
+        chunk = rows[start : start + CHUNK_LINES]
+        if fast is not None:  # the same lines, in C; None if a cell is not ASCII
+            text = fast.format_lines(chunk, pads, right, delims)
+            if text is not None:
+                yield text
+                continue
         lines = []
-        for row in rows[start : start + CHUNK_LINES]:
+        for row in chunk:
             line = line_format(*row)
             if not line.isascii():
                 line = _line_by_bytes(row, enabled, width)
@@ -387,6 +404,25 @@ class Formatter:
         inner = ",".join(f'("{name[o.comm]}",pid={o.pid},fd={o.fd})' for o in holders)
         return f" users:({inner})"
 
+    def _users_cells(self, keys: Sequence[int]) -> list[str]:
+        """:meth:`users` of every key, with the common case (one holder) inline."""
+        owners: OwnerMap = self.owners if self.owners is not None else {}
+        get = owners.get
+        name = self._comm_names
+        users = self.users
+        out: list[str] = []
+        append = out.append
+        for key in keys:
+            holders = get(key) if key else None
+            if not holders:
+                append("")
+            elif len(holders) == 1:
+                comm, pid, fd = holders[0]
+                append(f' users:(("{name[comm]}",pid={pid},fd={fd}))')
+            else:
+                append(users(key))
+        return out
+
     def extended(self, s: InetSock) -> str:
         out = []
         if s.uid:
@@ -431,7 +467,7 @@ class Formatter:
                 local[i] = local[i][:-1] + "%" + self.ifname(netns[i], ifindex[i]) + ":"
         if self.owners is not None:
             keys = sk_socket if self.owners_by == "socket" else ino
-            process = list(map(self.users, keys))
+            process = self._users_cells(keys)
         else:
             process = [""] * n
         if self.timers or self.details:
