@@ -821,10 +821,90 @@ static PyObject *format_lines(PyObject *self, PyObject *args)
 	return out;
 }
 
+PyDoc_STRVAR(users_cells_doc,
+"users_cells(keys, owners, names) -> list[str]\n"
+"\n"
+"ss's Process cell for each key: ' users:((\"name\",pid=P,fd=F),...)' from owners[key]\n"
+"(tuples of comm, pid, fd), the name being names[comm]; '' for 0 or a key not in owners.\n"
+"As drgn_ss.render.Formatter.users.");
+
+static PyObject *holder_text(PyObject *names, PyObject *holder)
+{
+	if (!PyTuple_Check(holder) || PyTuple_GET_SIZE(holder) != 3) {
+		PyErr_SetString(PyExc_TypeError, "users_cells: holders are (comm, pid, fd)");
+		return NULL;
+	}
+	PyObject *name = PyObject_GetItem(names, PyTuple_GET_ITEM(holder, 0)); /* may make it */
+	if (!name)
+		return NULL;
+	PyObject *text = PyUnicode_FromFormat("(\"%U\",pid=%S,fd=%S)", name, PyTuple_GET_ITEM(holder, 1),
+					      PyTuple_GET_ITEM(holder, 2));
+	Py_DECREF(name);
+	return text;
+}
+
+static PyObject *users_cells(PyObject *self, PyObject *args)
+{
+	PyObject *keys, *owners, *names;
+	if (!PyArg_ParseTuple(args, "OO!O", &keys, &PyDict_Type, &owners, &names))
+		return NULL;
+	PyObject *seq = PySequence_Fast(keys, "users_cells: keys must be a sequence");
+	if (!seq)
+		return NULL;
+	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+	PyObject *out = PyList_New(n), *empty = PyUnicode_FromString(""),
+		 *comma = PyUnicode_FromString(",");
+	if (!out || !empty || !comma)
+		goto error;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *key = PySequence_Fast_GET_ITEM(seq, i), *cell = NULL;
+		PyObject *holders = PyObject_IsTrue(key) ? PyDict_GetItemWithError(owners, key) : NULL;
+		if (!holders && PyErr_Occurred())
+			goto error;
+		if (!holders || !PyList_Check(holders) || PyList_GET_SIZE(holders) == 0) {
+			Py_INCREF(empty);
+			cell = empty;
+		} else {
+			Py_ssize_t m = PyList_GET_SIZE(holders);
+			PyObject *parts = PyList_New(m);
+			if (!parts)
+				goto error;
+			for (Py_ssize_t k = 0; k < m; k++) {
+				PyObject *t = holder_text(names, PyList_GET_ITEM(holders, k));
+				if (!t) {
+					Py_DECREF(parts);
+					goto error;
+				}
+				PyList_SET_ITEM(parts, k, t);
+			}
+			PyObject *inner = PyUnicode_Join(comma, parts);
+			Py_DECREF(parts);
+			if (!inner)
+				goto error;
+			cell = PyUnicode_FromFormat(" users:(%U)", inner);
+			Py_DECREF(inner);
+			if (!cell)
+				goto error;
+		}
+		PyList_SET_ITEM(out, i, cell);
+	}
+	Py_DECREF(seq);
+	Py_DECREF(empty);
+	Py_DECREF(comma);
+	return out;
+error:
+	Py_DECREF(seq);
+	Py_XDECREF(out);
+	Py_XDECREF(empty);
+	Py_XDECREF(comma);
+	return NULL;
+}
+
 static PyMethodDef methods[] = {
 	{"walk_sockets", walk_sockets, METH_VARARGS, walk_sockets_doc},
 	{"socket_holders", socket_holders, METH_VARARGS, socket_holders_doc},
 	{"format_lines", format_lines, METH_VARARGS, format_lines_doc},
+	{"users_cells", users_cells, METH_VARARGS, users_cells_doc},
 	{NULL, NULL, 0, NULL},
 };
 

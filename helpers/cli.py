@@ -191,10 +191,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()
-        socks = [s for s in raw_inet_socks(prog, net, selection.protos, listening, established, errors,
-                                           inodes=args.extended or (args.processes and owners_by == "ino"),
-                                           cgroups=args.extended)
-                 if selection.matches(s)]
+        socks = selection.select(raw_inet_socks(
+            prog, net, selection.protos, listening, established, errors,
+            inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended))
         t2 = time.perf_counter()
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, net),
                         raw_ifname_resolver(prog), owners, args.extended, args.options, owners_by)

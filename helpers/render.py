@@ -407,6 +407,9 @@ class Formatter:
     def _users_cells(self, keys: Sequence[int]) -> list[str]:
         """:meth:`users` of every key, with the common case (one holder) inline."""
         owners: OwnerMap = self.owners if self.owners is not None else {}
+        fast = native()
+        if fast is not None:
+            return fast.users_cells(keys, owners, self._comm_names)
         get = owners.get
         name = self._comm_names
         users = self.users

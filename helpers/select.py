@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from drgn_ss.inet import (
@@ -66,6 +67,13 @@ class Selection:
 
     def matches(self, s: InetSock) -> bool:
         return s.proto in self.protos and s.family in self.families and bool(self.states >> s.state & 1)
+
+    def select(self, socks: Iterable[InetSock]) -> list[InetSock]:
+        """The sockets :meth:`matches`, in order; one comprehension, with no call per socket."""
+        protos, families, states = self.protos, self.families, self.states
+        if set(protos) >= {"tcp", "udp"} and set(families) >= {AF_INET, AF_INET6}:
+            return [s for s in socks if states >> s[2] & 1]
+        return [s for s in socks if s[0] in protos and s[1] in families and states >> s[2] & 1]
 
     @property
     def single_proto(self) -> bool:

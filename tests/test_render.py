@@ -125,3 +125,21 @@ def test_render_waits_a_line_when_the_last_flush_takes_the_last_chunk() -> None:
     assert tokens.chunks == BUF_CHUNKS_MAX
     assert tokens.add_line(6, ["b", ""]) is True
     assert (tokens.chunks, tokens.used) == (0, 0)
+
+
+@pytest.mark.parametrize("screen", [None, 80])
+def test_native_lines_equal_python_lines(screen: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """drgn_ss._fast.format_lines pads as the str.format() lines do; non-ASCII lines stay Python's."""
+    from drgn_ss.raw import native
+    if native() is None:
+        pytest.skip("drgn_ss._fast is not built")
+    rows = [[c.header for i, c in enumerate(COLUMNS) if i]]
+    for n in range(300):
+        users = f' users:(("w{n % 11}",pid={n},fd=3))' if n % 4 else ""
+        rows.append(["ESTAB", f"{n:<6d}", "0     ", f"10.0.{n % 7}.{n}:", str(1024 + n * 37),
+                     "[::1]:" if n % 5 else "*:", "*" if n % 3 else str(n), users, ""])
+    rows.append(["ESTAB", "0     ", "0     ", "10.0.0.1:", "22", "10.0.0.2:", "22",
+                 ' users:(("é",pid=1,fd=3))', ""])
+    native_text = layout(rows, frozenset({0}), screen)
+    monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+    assert layout(rows, frozenset({0}), screen) == native_text

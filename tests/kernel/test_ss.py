@@ -19,6 +19,7 @@ import pytest
 from drgn_ss.cli import run
 from drgn_ss.inet import inet_socks
 from drgn_ss.owners import kernel_owners, proc_owners, raw_kernel_owners
+from drgn_ss.raw import native
 from drgn_ss.tables import WalkErrors
 
 from tests.kernel.conftest import Target
@@ -117,6 +118,22 @@ def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target
            for sock, owners in raw_kernel_owners(prog, errors).items() if inode_of.get(sock) in inodes}
     assert not errors, errors.describe()
     assert raw == scanned
+
+
+def test_native_owners_equal_python_owners(prog: drgn.Program, workload: dict[str, Any],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """drgn_ss._fast.socket_holders (C) finds what the Python raw walk finds, in ss's order."""
+    if native() is None:
+        pytest.skip("drgn_ss._fast is not built")
+    c_errors, c_counts = WalkErrors(), dict[str, int]()
+    c = raw_kernel_owners(prog, c_errors, c_counts)
+    monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+    py_errors, py_counts = WalkErrors(), dict[str, int]()
+    py = raw_kernel_owners(prog, py_errors, py_counts)
+    if py_errors and workload.get("dump_level", 0) & 8:
+        pytest.skip(f"tasks partly missing from this dump: {py_errors.describe()}")
+    assert (c_errors, c_counts) == (py_errors, py_counts)
+    assert len(py) >= 20 and c == py
 
 
 @pytest.mark.parametrize(("script", "opts"), [("ss_nlpt.py", "-nlpt"), ("ss.py", "-tanp")])
