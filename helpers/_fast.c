@@ -260,6 +260,34 @@ static PyObject *ms_until(Walk *w, uint64_t expires)
 	return q;
 }
 
+/* Whether cls can be made by new_record(): a tuple subclass, such as a NamedTuple. */
+static int is_record_type(PyObject *cls)
+{
+	return PyType_Check(cls) && PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type);
+}
+
+/*
+ * A cls holding items[0..n), made as tuple.__new__ makes one. It takes the references
+ * to the items, and clears them; NULL if an item is NULL (a failed conversion) or
+ * allocation fails, the items released all the same.
+ */
+static PyObject *new_record(PyTypeObject *cls, PyObject **items, Py_ssize_t n)
+{
+	PyObject *rec = NULL;
+	Py_ssize_t i;
+	for (i = 0; i < n && items[i]; i++)
+		;
+	if (i == n && (rec = cls->tp_alloc(cls, n))) {
+		for (i = 0; i < n; i++) {
+			PyTuple_SET_ITEM(rec, i, items[i]);
+			items[i] = NULL;
+		}
+	}
+	for (i = 0; i < n; i++)
+		Py_CLEAR(items[i]);
+	return rec;
+}
+
 static PyObject *make_bytes(const unsigned char *buf, Py_ssize_t off, Py_ssize_t size)
 {
 	return PyBytes_FromStringAndSize((const char *)buf + off, size);
@@ -399,19 +427,9 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 		items[21] = PyLong_FromUnsignedLongLong(retrans);
 		items[22] = PyLong_FromUnsignedLongLong(sk_socket);
 	}
-	for (int i = 0; i < 23; i++) {
-		if (!items[i])
-			goto out;
-	}
-	/* The record class is a tuple subclass (a NamedTuple): allocated as tuple.__new__ does. */
-	PyTypeObject *cls = (PyTypeObject *)w->cls;
-	PyObject *rec = cls->tp_alloc(cls, 23);
+	PyObject *rec = new_record((PyTypeObject *)w->cls, items, 23);
 	if (!rec)
 		goto out;
-	for (int i = 0; i < 23; i++) {
-		PyTuple_SET_ITEM(rec, i, items[i]);
-		items[i] = NULL;
-	}
 	r = PyList_Append(w->out, rec);
 	Py_DECREF(rec);
 out:
@@ -474,14 +492,14 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	Py_ssize_t link, size, least, max_chain;
 	int nulls;
 	unsigned long long net, now;
+	PyObject *result = NULL;
 	Walk w;
 	memset(&w, 0, sizeof(w));
 	if (!PyArg_ParseTuple(args, "OOnpnnnOKppKLOOOO", &memspec, &heads, &link, &nulls, &size, &least,
 			      &max_chain, &layout, &net, &w.tcp, &w.inodes, &now, &w.hz, &w.cls, &w.proto,
 			      &w.netns, &kinds))
 		return NULL;
-	if (!PyDict_Check(layout) || !PyList_Check(heads) || !PyType_Check(w.cls) ||
-	    !PyType_IsSubtype((PyTypeObject *)w.cls, &PyTuple_Type) || w.hz <= 0) {
+	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0) {
 		PyErr_SetString(PyExc_TypeError, "walk_sockets: bad arguments");
 		return NULL;
 	}
@@ -509,7 +527,7 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	for (Py_ssize_t i = 0; i < n; i++) {
 		uint64_t pos = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(heads, i));
 		if (pos == (uint64_t)-1 && PyErr_Occurred())
-			goto error;
+			goto done;
 		Py_ssize_t hops = 0;
 		while (pos && !(nulls && (pos & 1))) {
 			uint64_t addr = pos - link;
@@ -520,13 +538,13 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 				r = mem_read(&w.mem, addr, least, buf, &w.faults);
 			}
 			if (r < 0)
-				goto error;
+				goto done;
 			if (r == 1) {
 				w.faults.buckets++;
 				break;
 			}
 			if (get(buf, &w.L.net) == w.want_net && decode(&w, addr, buf, got, size) < 0)
-				goto error;
+				goto done;
 			memcpy(&pos, buf + link, 8);
 			if (++hops > max_chain) {
 				fault_here(&w.faults, w.mem.fault, "hash chain too long: a loop?", pos);
@@ -535,16 +553,13 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 			}
 		}
 	}
-	mem_release(&w.mem);
-	PyObject *first = w.faults.first ? w.faults.first : Py_None;
-	if (first == Py_None)
-		Py_INCREF(first);
-	return Py_BuildValue("NnnN", w.out, w.faults.buckets, w.faults.sockets, first);
-error:
+	result = Py_BuildValue("OnnO", w.out, w.faults.buckets, w.faults.sockets,
+			       w.faults.first ? w.faults.first : Py_None);
+done: /* result is NULL unless the walk got to the end */
 	mem_release(&w.mem);
 	Py_XDECREF(w.faults.first);
 	Py_DECREF(w.out);
-	return NULL;
+	return result;
 }
 
 /* -- owners: every process's open sockets ---------------------------------------------- */
@@ -580,8 +595,7 @@ static PyObject *socket_holders(PyObject *self, PyObject *args)
 	PyObject *memspec, *tasks, *layout, *cls;
 	if (!PyArg_ParseTuple(args, "OOOO", &memspec, &tasks, &layout, &cls))
 		return NULL;
-	if (!PyList_Check(tasks) || !PyDict_Check(layout) || !PyType_Check(cls) ||
-	    !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+	if (!PyList_Check(tasks) || !PyDict_Check(layout) || !is_record_type(cls)) {
 		PyErr_SetString(PyExc_TypeError, "socket_holders: bad arguments");
 		return NULL;
 	}
@@ -689,21 +703,15 @@ fault:
 		if (!list)
 			goto out;
 		for (Py_ssize_t k = i; k < j; k++) {
-			PyObject *o = type->tp_alloc(type, 3);
 			PyObject *comm = PyTuple_GET_ITEM(PyList_GET_ITEM(tasks, holders[k].task), 1);
-			PyObject *pid = PyLong_FromLongLong(holders[k].pid);
-			PyObject *fd = PyLong_FromLongLong(holders[k].fd);
-			if (!o || !pid || !fd) {
-				Py_XDECREF(o);
-				Py_XDECREF(pid);
-				Py_XDECREF(fd);
+			Py_INCREF(comm);
+			PyObject *fields[3] = {comm, PyLong_FromLongLong(holders[k].pid),
+					       PyLong_FromLongLong(holders[k].fd)};
+			PyObject *o = new_record(type, fields, 3);
+			if (!o) {
 				Py_DECREF(list);
 				goto out;
 			}
-			Py_INCREF(comm);
-			PyTuple_SET_ITEM(o, 0, comm);
-			PyTuple_SET_ITEM(o, 1, pid);
-			PyTuple_SET_ITEM(o, 2, fd);
 			PyList_SET_ITEM(list, k - i, o);
 		}
 		PyObject *key = PyLong_FromUnsignedLongLong(holders[i].sock);
@@ -714,16 +722,8 @@ fault:
 			goto out;
 		i = j;
 	}
-	result = Py_BuildValue("Onn", owners, nfiles, faults.sockets);
-	if (result) {
-		PyObject *first = faults.first ? faults.first : Py_None;
-		Py_INCREF(first);
-		PyObject *full = PyTuple_Pack(4, PyTuple_GET_ITEM(result, 0), PyTuple_GET_ITEM(result, 1),
-					      PyTuple_GET_ITEM(result, 2), first);
-		Py_DECREF(first);
-		Py_DECREF(result);
-		result = full;
-	}
+	result = Py_BuildValue("OnnO", owners, nfiles, faults.sockets,
+			       faults.first ? faults.first : Py_None);
 out:
 	Py_XDECREF(owners);
 	Py_XDECREF(faults.first);

@@ -42,13 +42,8 @@ from drgn_ss.tables import (
     raw_udp,
     raw_udp_table,
     tolerate,
+    tolerate_counted,
 )
-
-
-def native_available() -> bool:
-    """Whether the walk runs in C by default (:func:`drgn_ss.raw.native`)."""
-    return native() is not None
-
 
 _TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
 
@@ -127,8 +122,7 @@ class SockLayout:
             "tw_substate": self.tw_substate, "tw_expires": self.tw_expires,
             "req_retrans": self.req_retrans, "req_expires": self.req_expires}
         self.native: dict[str, object] = {
-            name: (fl.offset, fl.size, int(fl.signed), fl.shift, fl.bits) if fl else None
-            for name, fl in fields.items()}
+            name: fl.native if fl else None for name, fl in fields.items()}
         self.native.update(v6_rcv_saddr=self.v6_rcv_saddr, v6_daddr=self.v6_daddr, tw_end=self.tw_end,
                            req_end=self.req_end, inode_from_socket=self.inode_from_socket)
 
@@ -152,11 +146,11 @@ class RawDecoder:
     """
 
     def __init__(self, prog: Program, inodes: bool = True, cgroups: bool = True,
-                 native: bool | None = None) -> None:
+                 in_c: bool | None = None) -> None:
         self.prog = prog
         #: Whether the walk runs in C (:mod:`drgn_ss._fast`): by default where it is built
         #: and DRGN_SS_PURE_PYTHON is not set. Cgroup paths (``ss -e``) need Python.
-        self.native = native_available() if native is None else native
+        self.in_c = native() is not None if in_c is None else in_c
         self.facts: KernelFacts = kernel_facts(prog)
         self.mem = kernel_memory(prog)
         self.L = sock_layout(prog)
@@ -215,7 +209,7 @@ class RawDecoder:
         L = self.L
         least = max(L.common_end, chains.link + 8)
         size = max(L.tcp_end if proto == "tcp" else L.udp_end, least)
-        if self.native and not self.cgroups:
+        if self.in_c and not self.cgroups:
             self._native_walk(chains, proto, net, errors, out, size, least)
             return
         common = L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
@@ -252,11 +246,7 @@ class RawDecoder:
             self.mem.native(), chains.heads, chains.link, chains.nulls, size, least, MAX_CHAIN,
             self.L.native, net, proto == "tcp", self.inodes, self._now, self._hz, InetSock, proto,
             self.netns_inum(net), ("full", "timewait", "request"))
-        if (buckets or sockets) and errors is None:
-            raise fault
-        if errors is not None:
-            errors.add("buckets", buckets, fault)
-            errors.add("sockets", sockets, fault)
+        tolerate_counted(errors, {"buckets": buckets, "sockets": sockets}, fault)
         out.extend(records)
 
     def _decode(self, addr: int, buf: bytes, common: tuple[int, ...], proto: str,

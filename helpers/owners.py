@@ -21,7 +21,7 @@ from typing import NamedTuple
 from drgn import FaultError, Object, Program, ProgramFlags
 from drgn_ss.layout import kernel_facts, kernel_memory, prog_cached
 from drgn_ss.raw import c_string, list_nodes, native
-from drgn_ss.tables import WalkErrors, tolerate
+from drgn_ss.tables import WalkErrors, tolerate, tolerate_counted
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
 
@@ -163,8 +163,7 @@ class _TaskLayout:
         self.init_task = facts.symbol("init_task")
         #: The same, for drgn_ss._fast.socket_holders.
         self.native = {
-            "max_fds": (self.max_fds.offset, self.max_fds.size, int(self.max_fds.signed),
-                        self.max_fds.shift, self.max_fds.bits),
+            "max_fds": self.max_fds.native,
             "fdt": self.fdt, "fd": self.fd, "f_op": self.f_op, "private_data": self.private_data,
             "file_span": self.file_span, "socket_file_ops": self.socket_file_ops,
         }
@@ -210,10 +209,7 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
     fast = native()
     if fast is not None:
         owners, nfiles, faults, fault = fast.socket_holders(mem.native(), tasks, L.native, Owner)
-        if faults and errors is None:
-            raise fault
-        if errors is not None:
-            errors.add("tasks", faults, fault)
+        tolerate_counted(errors, {"tasks": faults}, fault)
         if counts is not None:
             counts["files"] = nfiles
         return owners

@@ -50,6 +50,11 @@ class Field:
     def end(self) -> int:
         return self.offset + self.size
 
+    @property
+    def native(self) -> tuple[int, int, int, int, int]:
+        """The field as :mod:`drgn_ss._fast` takes it: (offset, size, signed, shift, bits)."""
+        return (self.offset, self.size, int(self.signed), self.shift, self.bits)
+
     def get(self, buf: bytes | memoryview, base: int = 0) -> int:
         """The value in ``buf``, whose byte ``base`` is the struct's first byte."""
         start = base + self.offset

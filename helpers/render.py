@@ -233,21 +233,18 @@ def _render_batch(rows: list[Sequence[str]], enabled: list[int], max_len: dict[i
             if i != COL_PROCESS:
                 max_len[i] = max(max_len[i], len(cell.encode()))
     width = _widths(enabled, max_len, screen_width)
-    # Every ASCII row is one str.format() call; the others are padded by their bytes.
+    # Each cell after its delimiter, padded to its width less the delimiter's (0: as it is).
+    delims = [COLUMNS[i].ldelim if n else "" for n, i in enumerate(enabled)]
+    pads = [max(width[i] - len(delim), 0) for i, delim in zip(enabled, delims)]
+    right = [COLUMNS[i].align == RIGHT for i in enabled]
+    # Every ASCII row is one str.format() call (or C's format_lines() for a chunk of them);
+    # the others are padded by their bytes.
     fmt = []
-    for n, i in enumerate(enabled):
-        col = COLUMNS[i]
-        delim = col.ldelim if n else ""
-        pad = width[i] - len(delim)
-        align = "<" if col.align == LEFT else ">"
-        fmt.append(delim.replace("{", "{{").replace("}", "}}")
-                   + ("{:" + align + str(pad) + "}" if width[i] and pad > 0 else "{}"))
+    for delim, pad, to_right in zip(delims, pads, right):
+        field = "{:" + (">" if to_right else "<") + str(pad) + "}" if pad else "{}"
+        fmt.append(delim.replace("{", "{{").replace("}", "}}") + field)
     line_format = ("".join(fmt) + "\n").format
     fast = native()
-    if fast is not None:
-        pads = [max(width[i] - len(COLUMNS[i].ldelim if n else ""), 0) for n, i in enumerate(enabled)]
-        right = [COLUMNS[i].align == RIGHT for i in enabled]
-        delims = [COLUMNS[i].ldelim if n else "" for n, i in enumerate(enabled)]
     for start in range(0, len(rows), CHUNK_LINES):
         chunk = rows[start : start + CHUNK_LINES]
         if fast is not None:  # the same lines, in C; None if a cell is not ASCII
@@ -405,26 +402,11 @@ class Formatter:
         return f" users:({inner})"
 
     def _users_cells(self, keys: Sequence[int]) -> list[str]:
-        """:meth:`users` of every key, with the common case (one holder) inline."""
-        owners: OwnerMap = self.owners if self.owners is not None else {}
+        """:meth:`users` of every key (in C where it is built)."""
         fast = native()
-        if fast is not None:
-            return fast.users_cells(keys, owners, self._comm_names)
-        get = owners.get
-        name = self._comm_names
-        users = self.users
-        out: list[str] = []
-        append = out.append
-        for key in keys:
-            holders = get(key) if key else None
-            if not holders:
-                append("")
-            elif len(holders) == 1:
-                comm, pid, fd = holders[0]
-                append(f' users:(("{name[comm]}",pid={pid},fd={fd}))')
-            else:
-                append(users(key))
-        return out
+        if fast is not None and self.owners is not None:
+            return fast.users_cells(keys, self.owners, self._comm_names)
+        return list(map(self.users, keys))
 
     def extended(self, s: InetSock) -> str:
         out = []

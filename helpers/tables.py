@@ -28,13 +28,8 @@ class WalkErrors:
     def __bool__(self) -> bool:
         return bool(self.buckets or self.sockets or self.tasks)
 
-    def count(self, what: str, error: Exception) -> None:
-        setattr(self, what, getattr(self, what) + 1)
-        if not self.first:
-            self.first = str(error)
-
-    def add(self, what: str, n: int, error: Exception | None) -> None:
-        """Count ``n`` faults of one kind at once, ``error`` the first of them."""
+    def count(self, what: str, error: Exception | None, n: int = 1) -> None:
+        """Count ``n`` faults of one kind ("buckets", "sockets", "tasks"), ``error`` the first."""
         setattr(self, what, getattr(self, what) + n)
         if n and error is not None and not self.first:
             self.first = str(error)
@@ -51,6 +46,19 @@ def tolerate(errors: WalkErrors | None, what: str, error: FaultError) -> None:
     if errors is None:
         raise error
     errors.count(what, error)
+
+
+def tolerate_counted(errors: WalkErrors | None, counts: dict[str, int], first: FaultError | None) -> None:
+    """
+    :func:`tolerate` for faults already counted elsewhere (by :mod:`drgn_ss._fast`):
+    ``counts`` by kind, ``first`` the first of them (None if there were none).
+    """
+    if errors is None:
+        if any(counts.values()):
+            raise first  # type: ignore[misc]  # _fast keeps the first fault of those it counts
+        return
+    for what, n in counts.items():
+        errors.count(what, first, n)
 
 
 def _chain(chain: Iterator[Object], errors: WalkErrors | None) -> Iterator[Object]:

@@ -9,11 +9,11 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.decode import RawDecoder, native_available
+from drgn_ss.decode import RawDecoder
 from drgn_ss.inet import inet_socks
 from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout
 from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
-from drgn_ss.raw import ElfImage
+from drgn_ss.raw import ElfImage, native
 from drgn_ss.tables import (
     WalkErrors,
     net_tcp_hashinfo,
@@ -106,13 +106,13 @@ def test_raw_decoder_equals_object_decoder(prog: drgn.Program, target: Target,
 def test_native_walk_equals_python_walk(prog: drgn.Program, target: Target, workload: dict[str, Any],
                                         proto: str) -> None:
     """drgn_ss._fast (C) decodes the records the Python fast path decodes, faults included."""
-    if not native_available():
+    if native() is None:
         pytest.skip("drgn_ss._fast is not built")
     net = prog["init_net"].address_of_().value_()
     records = []
-    for native in (True, False):
+    for in_c in (True, False):
         errors = WalkErrors()
-        socks = RawDecoder(prog, inodes=True, cgroups=False, native=native).socks(net, proto, errors=errors)
+        socks = RawDecoder(prog, inodes=True, cgroups=False, in_c=in_c).socks(net, proto, errors=errors)
         records.append((socks, errors))
     (c, c_errors), (py, py_errors) = records
     complete_or_skip(py_errors, workload)
