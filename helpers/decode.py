@@ -8,8 +8,8 @@ compares it with. Everything it needs to know about the kernel comes from
 
 from __future__ import annotations
 
+import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 import contextlib
-import socket
 from collections.abc import Iterator
 
 from drgn import FaultError, Object, Program

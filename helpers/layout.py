@@ -13,13 +13,11 @@ a later run on the same build reads memory without loading debug info at all.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
+import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from drgn import FaultError, Object, Program, Type, TypeKind
 from drgn_ss.raw import ElfImage, Field, Memory, field, offset
@@ -36,8 +34,7 @@ def has_member(type_: Type, name: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
-class KernelLayout:
+class KernelLayout(NamedTuple):
     #: The port-only ``inet_hashinfo.listening_hash[32]`` exists (before 5.19):
     #: inet_diag lists listeners from it, so ss's order follows it.
     listening_hash: bool
@@ -100,7 +97,7 @@ def prog_cached(prog: Program, key: str, make: Callable[[Program], T]) -> T:
 def kernel_layout(prog: Program) -> KernelLayout:
     """The layout of ``prog``'s kernel, detected on first use (or read from the cache)."""
     def make(p: Program) -> KernelLayout:
-        return KernelLayout(**kernel_facts(p).value("layout", lambda q: asdict(_detect(q))))
+        return KernelLayout(**kernel_facts(p).value("layout", lambda q: _detect(q)._asdict()))
 
     return prog_cached(prog, "layout", make)
 
@@ -165,21 +162,24 @@ FACTS_VERSION = 1
 DebugInfoLoader = Callable[[], None]
 
 
-def cache_dir() -> Path:
+def cache_dir() -> str:
     """Where drgn-ss caches per-build facts: $DRGN_SS_CACHE, else $XDG_CACHE_HOME/drgn-ss."""
     if os.environ.get("DRGN_SS_CACHE"):
-        return Path(os.environ["DRGN_SS_CACHE"])
+        return os.environ["DRGN_SS_CACHE"]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "drgn-ss"
+    return os.path.join(base, "drgn-ss")
 
 
 def _source_hash() -> str:
-    h = hashlib.sha1(str(FACTS_VERSION).encode())
-    here = Path(__file__).parent
-    for path in sorted(here.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    """A checksum of this package's Python source (CRC-32s: they only tell one version from another)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    crc, total = zlib.crc32(str(FACTS_VERSION).encode()), 0
+    for name in sorted(n for n in os.listdir(here) if n.endswith(".py")):
+        with open(os.path.join(here, name), "rb") as f:
+            data = f.read()
+        crc = zlib.crc32(data, zlib.crc32(name.encode(), crc))
+        total += len(data)
+    return f"{crc:08x}{total & 0xFFFFFFFF:08x}"
 
 
 def vmcoreinfo(prog: Program) -> dict[str, str]:
@@ -224,11 +224,13 @@ class KernelFacts:
         self.dirty = False
         #: Whether this run had to load debug info (a cache miss).
         self.loaded_debug_info = False
-        self.path: Path | None = None
+        self.path: str | None = None
         if self.build_id:
-            self.path = cache_dir() / "facts" / f"{self.release}-{self.build_id}-{_source_hash()}.json"
+            self.path = os.path.join(cache_dir(), "facts",
+                                     f"{self.release}-{self.build_id}-{_source_hash()}.json")
             try:
-                self.values = json.loads(self.path.read_text())
+                with open(self.path) as f:
+                    self.values = json.load(f)
             except (OSError, ValueError):
                 self.values = {}
 
@@ -255,7 +257,7 @@ class KernelFacts:
     def field(self, type_name: str, path: str) -> Field:
         """A member of a struct, as :func:`drgn_ss.raw.field`."""
         raw = self.value(f"field:{type_name}:{path}",
-                         lambda p: list(asdict(field(p, type_name, path)).values()))
+                         lambda p: list(field(p, type_name, path)))
         return Field(*raw)
 
     def offset(self, type_name: str, path: str) -> int:
@@ -296,9 +298,10 @@ class KernelFacts:
         if not self.dirty or self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.values, sort_keys=True))
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = f"{self.path}.{os.getpid()}.tmp"
+            with open(tmp, "w") as f:
+                f.write(json.dumps(self.values, sort_keys=True))
             os.replace(tmp, self.path)
             self.dirty = False
         except OSError:

@@ -15,8 +15,8 @@ import operator
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 from drgn import FaultError, Program, Type, TypeKind
 
@@ -34,8 +34,7 @@ def native() -> ModuleType | None:
     return _fast if os.environ.get("DRGN_SS_PURE_PYTHON", "") in ("", "0") else None
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """An integer member at a fixed place in a struct: bytes, and bits for bitfields."""
 
     #: Byte offset from the start of the struct, and how many bytes hold the value.

@@ -8,13 +8,11 @@ diffed against ss byte for byte.
 
 from __future__ import annotations
 
+import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 import contextlib
-import itertools
 import operator
-import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
 from drgn_ss.owners import Owner, OwnerMap
@@ -50,8 +48,7 @@ def ms_timer(timeout: int) -> str:
     return out
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     header: str
     align: str
     ldelim: str
@@ -80,10 +77,11 @@ def layout(rows: Iterable[Sequence[str]], disabled: frozenset[int] = frozenset()
     :param screen_width: the terminal's width; None for ss's compact layout.
     :param header: whether the first row is the header line.
     """
-    return "".join(layout_chunks(rows, disabled, screen_width, header))
+    columns = [list(column) for column in zip(*rows)]
+    return "".join(layout_columns(columns, disabled, screen_width, header))
 
 
-#: Lines per chunk :func:`layout_chunks` yields.
+#: Lines per chunk :func:`layout_columns` yields.
 CHUNK_LINES = 4096
 
 #: misc/ss.c buffers cells in chunks of BUF_CHUNK bytes (each chunk begins with two
@@ -190,48 +188,57 @@ def _byte_lengths(cells: Sequence[str]) -> list[int]:
     return [len(cell.encode()) for cell in cells]
 
 
-def layout_chunks(rows: Iterable[Sequence[str]], disabled: frozenset[int] = frozenset(),
-                  screen_width: int | None = None, header: bool = True,
-                  totals: Iterable[int] | None = None) -> Iterator[str]:
-    """
-    :func:`layout`, as chunks of at most :data:`CHUNK_LINES` lines to write as they
-    are made. Like ss, it renders every few megabytes of cells (see :class:`TokenBuffer`),
-    so a long listing streams.
+def render_breaks(columns: Sequence[Sequence[str]]) -> list[int]:
+    """The rows after which ss renders what it has buffered (see :class:`TokenBuffer`)."""
+    if not columns:
+        return []
+    tokens = TokenBuffer()
+    add_line = tokens.add_line
+    rows = zip(column_token_bytes(columns), zip(*columns))
+    return [i for i, (total, row) in enumerate(rows) if add_line(total, row)]
 
-    :param totals: each row's :func:`token_bytes`, if known.
+
+def layout_columns(columns: Sequence[list[str]], disabled: frozenset[int] = frozenset(),
+                   screen_width: int | None = None, header: bool = True) -> Iterator[str]:
+    """
+    :func:`layout` of rows given as columns of cells, as chunks of at most
+    :data:`CHUNK_LINES` lines to write as they are made. Like ss, it renders every few
+    megabytes of cells (see :class:`TokenBuffer`), so a long listing streams.
     """
     enabled = [i for i in range(len(COLUMNS)) if i not in disabled]
+    nrows = len(columns[0]) if columns else 0
+    fast = native()
+    breaks = fast.render_breaks(columns) if fast is not None else render_breaks(columns)
     max_len = dict.fromkeys(enabled, 0)
-    tokens = TokenBuffer()
-    batch: list[Sequence[str]] = []
-    add_line = tokens.add_line
-    if totals is None:
-        pairs: Iterable[tuple[int, Sequence[str]]] = ((token_bytes(_byte_lengths(r)), r) for r in rows)
+    start = 0
+    for row in breaks:
+        yield from _render_batch(columns, start, row + 1, row + 1, enabled, max_len, screen_width)
+        start = row + 1
+    if start < nrows:
+        # The last line's "Process" cell is still open when ss renders at the end: it is not
+        # measured (unless that line is the header, whose cells are all flushed).
+        measured = nrows if header and nrows == 1 else nrows - 1
+        yield from _render_batch(columns, start, nrows, measured, enabled, max_len, screen_width)
+
+
+def _render_batch(columns: Sequence[list[str]], start: int, stop: int, measured: int, enabled: list[int],
+                  max_len: dict[int, int], screen_width: int | None) -> Iterator[str]:
+    """
+    Print one render()'s lines, rows [start, stop), the widths measured over rows
+    [start, measured) (and, if that is not all, the last row less its Process cell);
+    ``max_len`` carries the measured widths across renders.
+    """
+    fast = native()
+    if fast is not None:
+        longest = fast.max_lengths(columns, start, measured)
     else:
-        pairs = zip(totals, rows)
-    for total, row in pairs:
-        batch.append(row)
-        if add_line(total, row):
-            yield from _render_batch(batch, enabled, max_len, screen_width, len(batch))
-            batch = []
-            header = False
-    # The last line's "Process" cell is still open when ss renders at the end: it is not
-    # measured (unless that line is the header, whose cells are all flushed).
-    measured = len(batch) - 1 if batch and not (header and len(batch) == 1) else len(batch)
-    if batch:
-        yield from _render_batch(batch, enabled, max_len, screen_width, measured)
-
-
-def _render_batch(rows: list[Sequence[str]], enabled: list[int], max_len: dict[int, int],
-                  screen_width: int | None, measured: int) -> Iterator[str]:
-    """Print one render()'s lines; ``max_len`` carries the measured widths across renders."""
-    for i, column in zip(enabled, zip(*rows[:measured])):
-        max_len[i] = max(max_len[i], max(_byte_lengths(column)))
-    if measured < len(rows):
-        last = rows[-1]
-        for i, cell in zip(enabled, last):
+        longest = [max(_byte_lengths(column[start:measured]), default=0) for column in columns]
+    for i, n in zip(enabled, longest):
+        max_len[i] = max(max_len[i], n)
+    if measured < stop:
+        for i, column in zip(enabled, columns):
             if i != COL_PROCESS:
-                max_len[i] = max(max_len[i], len(cell.encode()))
+                max_len[i] = max(max_len[i], len(column[stop - 1].encode()))
     width = _widths(enabled, max_len, screen_width)
     # Each cell after its delimiter, padded to its width less the delimiter's (0: as it is).
     delims = [COLUMNS[i].ldelim if n else "" for n, i in enumerate(enabled)]
@@ -244,16 +251,15 @@ def _render_batch(rows: list[Sequence[str]], enabled: list[int], max_len: dict[i
         field = "{:" + (">" if to_right else "<") + str(pad) + "}" if pad else "{}"
         fmt.append(delim.replace("{", "{{").replace("}", "}}") + field)
     line_format = ("".join(fmt) + "\n").format
-    fast = native()
-    for start in range(0, len(rows), CHUNK_LINES):
-        chunk = rows[start : start + CHUNK_LINES]
+    for first in range(start, stop, CHUNK_LINES):
+        last = min(first + CHUNK_LINES, stop)
         if fast is not None:  # the same lines, in C; None if a cell is not ASCII
-            text = fast.format_lines(chunk, pads, right, delims)
+            text = fast.format_lines(columns, first, last, pads, right, delims)
             if text is not None:
                 yield text
                 continue
         lines = []
-        for row in chunk:
+        for row in zip(*(column[first:last] for column in columns)):
             line = line_format(*row)
             if not line.isascii():
                 line = _line_by_bytes(row, enabled, width)
@@ -440,34 +446,46 @@ class Formatter:
         n = len(socks)
         if not n:
             return [[] for _ in COLUMNS]
-        (proto, _family, state, src, sport, dst, dport, ifindex, v6only, recv_q, send_q, ino, *_rest,
-         netns, _shutdown, _cgroup, _kind, _addr, _timer, _timer_ms, _retrans, sk_socket) = (
-            _transpose(socks))
-        queue = self._queues.__getitem__
-        host = self._host_cells.__getitem__
-        service = self._service_cells.__getitem__
-        local = list(map(host, zip(src, v6only)))
+        socks = socks if isinstance(socks, list) else list(socks)
+        fast = native()
+        if fast is not None:
+            cells = fast.socket_cells(socks, _CELL_FIELDS, self._host_cells, self._service_cells,
+                                      self._queues, _STATE_CELLS, self.numeric, self.ephemeral)
+        else:
+            cells = self._socket_cells(socks)
+        proto, state, recv_q, send_q, local, sport, peer, dport = cells
+        ifindex = list(map(operator.itemgetter(_IFINDEX), socks))
         if any(ifindex):
             for i in [i for i, index in enumerate(ifindex) if index]:
-                local[i] = local[i][:-1] + "%" + self.ifname(netns[i], ifindex[i]) + ":"
+                local[i] = local[i][:-1] + "%" + self.ifname(socks[i].netns, ifindex[i]) + ":"
         if self.owners is not None:
-            keys = sk_socket if self.owners_by == "socket" else ino
+            if self.owners_by == "socket":
+                keys = list(map(operator.itemgetter(_SK_SOCKET), socks))
+            else:
+                keys = list(map(operator.itemgetter(_INO), socks))
             process = self._users_cells(keys)
         else:
             process = [""] * n
         if self.timers or self.details:
             process = list(map(self._process, socks, process))
+        return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
+
+    def _socket_cells(self, socks: list[InetSock]) -> list[list[str]]:
+        """The Netid to Port cells of :meth:`columns` (the reference for C's socket_cells())."""
+        proto, _family, state, src, sport, dst, dport, _ifindex, v6only, recv_q, send_q, *_rest = (
+            _transpose(socks))
+        queue = self._queues.__getitem__
+        host = self._host_cells.__getitem__
+        service = self._service_cells.__getitem__
         return [
             list(proto),
             list(map(_STATE_CELLS.__getitem__, state)),
             list(map(queue, recv_q)),
             list(map(queue, send_q)),
-            local,
+            list(map(host, zip(src, v6only))),
             list(map(service, zip(sport, proto))),
             list(map(host, zip(dst, v6only))),
             list(map(service, zip(dport, proto))),
-            process,
-            [""] * n,
         ]
 
 
@@ -482,6 +500,12 @@ class _Cache(dict[Any, str]):
         value = self[key] = self.make(key)
         return value
 
+
+_FIELD = InetSock._fields.index
+#: The InetSock fields drgn_ss._fast.socket_cells makes cells of, in its order.
+_CELL_FIELDS = tuple(map(_FIELD, ("proto", "state", "src", "sport", "dst", "dport", "v6only", "recv_q",
+                                  "send_q")))
+_IFINDEX, _INO, _SK_SOCKET = _FIELD("ifindex"), _FIELD("ino"), _FIELD("socket")
 
 #: ss's state names for any state byte.
 _STATE_CELLS = STATE_NAMES + ("UNKNOWN",) * (256 - len(STATE_NAMES))
@@ -505,11 +529,8 @@ def render_sockets(socks: Sequence[InetSock], fmt: Formatter, disabled: frozense
     """ss's listing of ``socks``, in chunks to write as they come."""
     keep = [i for i in range(len(COLUMNS)) if i not in disabled]
     columns = fmt.columns(socks)
-    columns = [columns[i] for i in keep]
-    rows: Iterable[Sequence[str]] = zip(*columns)
-    totals: Iterable[int] = column_token_bytes(columns)
     if header:
-        head = [COLUMNS[i].header for i in keep]
-        rows = itertools.chain([head], rows)
-        totals = itertools.chain([token_bytes(_byte_lengths(head))], totals)
-    return layout_chunks(rows, disabled, screen_width, header, totals)
+        columns = [[COLUMNS[i].header, *columns[i]] for i in keep]
+    else:
+        columns = [columns[i] for i in keep]
+    return layout_columns(columns, disabled, screen_width, header)

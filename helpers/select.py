@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from drgn_ss.inet import (
     AF_INET,
@@ -57,8 +57,7 @@ def scan_state(name: str) -> int:
     raise SelectionError(f"wrong state name: {name}")
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """The sockets a listing shows."""
 
     protos: tuple[str, ...] = ("udp", "tcp")

@@ -8,25 +8,34 @@ differences come from :mod:`drgn_ss.layout`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from drgn import FaultError, Object, Program, TypeKind
 from drgn_ss.layout import KernelFacts, kernel_layout
 from drgn_ss.raw import Memory
 
 
-@dataclass
 class WalkErrors:
     """What a walk could not read (a freed or filtered page): counted, then reported once."""
 
-    buckets: int = 0
-    sockets: int = 0
-    tasks: int = 0
-    #: The first fault's message, as an example for the user.
-    first: str = ""
+    def __init__(self) -> None:
+        self.buckets = 0
+        self.sockets = 0
+        self.tasks = 0
+        #: The first fault's message, as an example for the user.
+        self.first = ""
 
     def __bool__(self) -> bool:
         return bool(self.buckets or self.sockets or self.tasks)
+
+    def _key(self) -> tuple[int, int, int, str]:
+        return (self.buckets, self.sockets, self.tasks, self.first)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WalkErrors) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return "WalkErrors(buckets={}, sockets={}, tasks={}, first={!r})".format(*self._key())
 
     def count(self, what: str, error: Exception | None, n: int = 1) -> None:
         """Count ``n`` faults of one kind ("buckets", "sockets", "tasks"), ``error`` the first."""
@@ -204,8 +213,7 @@ def sock_num(sk: Object) -> int:
 MAX_CHAIN = 1 << 20
 
 
-@dataclass(frozen=True)
-class Chains:
+class Chains(NamedTuple):
     """The chains of one hash table: each bucket's first pointer, and how nodes link."""
 
     #: First pointer of each chain (0, or a nulls marker with bit 0 set, when empty).

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from drgn_ss.inet import AF_INET, AF_INET6
+from drgn_ss.inet import AF_INET, AF_INET6, InetSock
 from drgn_ss.owners import Owner
 from drgn_ss.render import BUF_CHUNK_DATA, BUF_CHUNKS_MAX, COLUMNS, Formatter, TokenBuffer, layout, ms_timer
 
@@ -143,3 +143,59 @@ def test_native_lines_equal_python_lines(screen: int | None, monkeypatch: pytest
     native_text = layout(rows, frozenset({0}), screen)
     monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
     assert layout(rows, frozenset({0}), screen) == native_text
+
+
+def _varied_socks(n: int) -> list[InetSock]:
+    """Records exercising every cell rule: both families, v6only, port 0, ephemeral and
+    well-known ports, both protocols, any state byte, bound interfaces, large queues."""
+    socks = []
+    for i in range(n):
+        family = AF_INET6 if i % 3 == 0 else AF_INET
+        size = 16 if family == AF_INET6 else 4
+        src = bytes(size) if i % 7 == 0 else bytes([10, 0, i % 5, 1 + i % 250]).rjust(size, b"\0")
+        dst = bytes(size) if i % 4 == 0 else bytes([192, 168, 1, i % 200]).rjust(size, b"\0")
+        socks.append(InetSock(
+            "udp" if i % 5 == 0 else "tcp", family, i % 13 if i % 97 else 200, src,
+            (0, 22, 80, 53, 40000 + i, 1024 + i)[i % 6], dst, (0, 443, 33000 + i, 7)[i % 4],
+            2 if i % 50 == 0 else 0, None if family == AF_INET else bool(i % 2),
+            (0, 1, 36, 1 << 20)[i % 4], (0, 7, 4096)[i % 3], 1000 + i, 0, 0, 4026531840, None, None,
+            "full", 0xFFFF888000000000 + i * 64, 0, 0, 0, 0xFFFF888100000000 + i * 64 if i % 9 else 0))
+    return socks
+
+
+@pytest.mark.parametrize("numeric", [True, False])
+def test_native_cells_equal_python_cells(numeric: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """drgn_ss._fast.socket_cells and users_cells make the cells Formatter.columns makes in Python."""
+    from drgn_ss.raw import native
+    if native() is None:
+        pytest.skip("drgn_ss._fast is not built")
+    socks = _varied_socks(3000)
+    owners = {s.socket: [Owner(f"w{i % 7})x", 100 + i, 3 + i % 40)] * (1 + i % 3)
+              for i, s in enumerate(socks) if s.socket and i % 11}
+    owners[socks[1].socket] = [Owner("é", 1, 4)]
+
+    def columns() -> list[list[str]]:
+        fmt = Formatter(numeric, (32768, 60999), lambda n, i: f"if{i}", owners, owners_by="socket")
+        return fmt.columns(socks)
+
+    native_columns = columns()
+    monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+    assert native_columns == columns()
+    assert any("%if2:" in cell for cell in native_columns[4])
+    assert ' users:(("é",pid=1,fd=4))' in native_columns[8]
+
+
+def test_native_render_breaks_equal_python_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """drgn_ss._fast.render_breaks finds ss's render points where TokenBuffer does."""
+    from drgn_ss import render
+    fast = render.native()
+    if fast is None:
+        pytest.skip("drgn_ss._fast is not built")
+    # 200,000 lines of cells of varied lengths (some odd, some empty, some not ASCII):
+    # about 9 MB of tokens, so ss renders twice, at chunk edges met in different cells.
+    columns = [[("x" * ((i * 7 + c * 3) % 23)) + ("é" if (i + c) % 101 == 0 else "") for i in range(200_000)]
+               for c in range(9)]
+    breaks = fast.render_breaks(columns)
+    assert len(breaks) >= 2
+    monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+    assert render.render_breaks(columns) == breaks
