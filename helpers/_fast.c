@@ -7,8 +7,9 @@
  * matrix checks both give the same records). Offsets come from Python (SockLayout),
  * so nothing here knows a kernel version.
  *
- * Memory is read from the mapped ELF core file where the direct map allows (a memcpy),
- * and otherwise through a Python callable, read(address, size) -> bytes, which may
+ * Memory is read from an image of physical memory where the direct map allows (a memcpy
+ * from the mapped ELF core file, or a pread() of a QEMU process's memory), and otherwise
+ * through a Python callable, read(address, size) -> bytes, which may
  * raise drgn.FaultError: a fault cuts the chain (a "bucket" fault) or drops the socket
  * (a "socket" fault), as in Python.
  */
@@ -16,6 +17,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #if PY_BYTE_ORDER != 1234 && !defined(__BYTE_ORDER__)
 #error "little-endian hosts only"
@@ -44,9 +46,12 @@ typedef struct {
 } Field;
 
 typedef struct {
-	/* The mapped ELF core file and its PT_LOAD segments (physical addresses). */
+	/*
+	 * An image of physical memory: the mapped ELF core file (view), or a file to pread()
+	 * (fd: a QEMU process's /proc/PID/mem); physical [starts[i], ends[i]) is at offsets[i].
+	 */
 	Py_buffer view;
-	int have_view;
+	int have_view, fd;
 	uint64_t *starts, *ends, *offsets;
 	Py_ssize_t nseg;
 	/* Direct map [lo, hi): physical = virtual - lo. */
@@ -70,11 +75,11 @@ static void mem_release(Mem *m)
 	PyMem_Free(m->offsets);
 }
 
-/* A slice of the mapped file, or NULL if the mapping does not hold it all. */
-static const unsigned char *mem_mapped(const Mem *m, uint64_t addr, size_t size)
+/* Where the image holds size bytes at direct-map address addr: 1 and *off, or 0. */
+static int mem_locate(const Mem *m, uint64_t addr, size_t size, uint64_t *off)
 {
-	if (!m->have_view || addr < m->lo || addr >= m->hi)
-		return NULL;
+	if ((!m->have_view && m->fd < 0) || addr < m->lo || addr >= m->hi)
+		return 0;
 	uint64_t phys = addr - m->lo;
 	Py_ssize_t lo = 0, hi = m->nseg;
 	while (lo < hi) { /* the last segment starting at or before phys */
@@ -85,11 +90,9 @@ static const unsigned char *mem_mapped(const Mem *m, uint64_t addr, size_t size)
 			hi = mid;
 	}
 	if (lo == 0 || phys + size > m->ends[lo - 1])
-		return NULL;
-	uint64_t off = m->offsets[lo - 1] + (phys - m->starts[lo - 1]);
-	if (off + size > (uint64_t)m->view.len)
-		return NULL;
-	return (const unsigned char *)m->view.buf + off;
+		return 0;
+	*off = m->offsets[lo - 1] + (phys - m->starts[lo - 1]);
+	return !m->have_view || *off + size <= (uint64_t)m->view.len;
 }
 
 /*
@@ -98,10 +101,15 @@ static const unsigned char *mem_mapped(const Mem *m, uint64_t addr, size_t size)
  */
 static int mem_read(Mem *m, uint64_t addr, size_t size, unsigned char *out, Faults *faults)
 {
-	const unsigned char *p = mem_mapped(m, addr, size);
-	if (p) {
-		memcpy(out, p, size);
-		return 0;
+	uint64_t off;
+	if (mem_locate(m, addr, size, &off)) {
+		if (m->have_view) {
+			memcpy(out, (const unsigned char *)m->view.buf + off, size);
+			return 0;
+		}
+		if (pread(m->fd, out, size, (off_t)off) == (ssize_t)size)
+			return 0;
+		/* else drgn says what is wrong */
 	}
 	PyObject *data = PyObject_CallFunction(m->read, "Kn", (unsigned long long)addr, (Py_ssize_t)size);
 	if (!data) {
@@ -442,16 +450,17 @@ out:
 
 static int parse_mem(PyObject *spec, Mem *m)
 {
-	/* spec: (mapping or None, starts, ends, offsets, lo, hi, read, FaultError) */
+	/* spec: (mapping or None, fd or -1, starts, ends, offsets, lo, hi, read, FaultError) */
 	PyObject *map, *starts, *ends, *offsets;
 	unsigned long long lo, hi;
 	memset(m, 0, sizeof(*m));
-	if (!PyArg_ParseTuple(spec, "OOOOKKOO", &map, &starts, &ends, &offsets, &lo, &hi, &m->read,
-			      &m->fault))
+	m->fd = -1;
+	if (!PyArg_ParseTuple(spec, "OiOOOKKOO", &map, &m->fd, &starts, &ends, &offsets, &lo, &hi,
+			      &m->read, &m->fault))
 		return -1;
 	m->lo = lo;
 	m->hi = hi;
-	if (map == Py_None)
+	if (map == Py_None && m->fd < 0)
 		return 0;
 	PyObject *seqs[3] = {starts, ends, offsets};
 	uint64_t **arrays[3] = {&m->starts, &m->ends, &m->offsets};
@@ -473,6 +482,8 @@ static int parse_mem(PyObject *spec, Mem *m)
 		}
 	}
 	m->nseg = n;
+	if (map == Py_None)
+		return 0;
 	if (PyObject_GetBuffer(map, &m->view, PyBUF_SIMPLE) < 0)
 		return -1;
 	m->have_view = 1;

@@ -21,7 +21,7 @@ from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_
 from drgn_ss.crash import crash_summary, panicked
 from drgn_ss.decode import raw_inet_socks
 from drgn_ss.inet import TCP_LISTEN
-from drgn_ss.layout import kernel_facts, set_debug_info_loader, use_core_file
+from drgn_ss.layout import kernel_facts, set_debug_info_loader, set_qemu, use_core_file
 from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
 from drgn_ss.owners import OWNER_SOURCES, is_local_live, socket_owners
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
@@ -258,7 +258,7 @@ def open_program(args: argparse.Namespace) -> Program:
             prog = open_core_dump(args.core)
             use_core_file(prog, args.core)
         elif args.qemu:
-            prog.set_qemu_qmp(args.qemu)
+            set_qemu(prog, args.qemu)
         else:
             if not os.path.exists("/proc/kcore"):
                 raise Failure("no /proc/kcore on this machine: the live kernel cannot be read "

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from drgn import FaultError, Object, Program, Type, TypeKind
-from drgn_ss.raw import ElfImage, Field, Memory, field, offset
+from drgn_ss.raw import ElfImage, Field, Memory, QemuImage, field, offset
 
 T = TypeVar("T")
 
@@ -329,7 +329,7 @@ def kernel_memory(prog: Program) -> Memory:
                 direct_map = (base, base + (1 << int(bits)))
             except FaultError:
                 pass
-        return Memory(p, direct_map, p.cache.get("drgn_ss.elf_image"))
+        return Memory(p, direct_map, p.cache.get("drgn_ss.image"))
 
     return prog_cached(prog, "memory", make)
 
@@ -341,4 +341,15 @@ def use_core_file(prog: Program, path: str) -> None:
     about a quarter of drgn's.
     """
     with contextlib.suppress(OSError, ValueError):  # if not, drgn reads it
-        prog.cache["drgn_ss.elf_image"] = ElfImage(path)
+        prog.cache["drgn_ss.image"] = ElfImage(path)
+
+
+def set_qemu(prog: Program, qmp_path: str) -> None:
+    """
+    ``prog.set_qemu_qmp(qmp_path)``, having first asked QEMU where the guest's RAM is in
+    its process, so that :func:`kernel_memory` reads it there (as drgn does, without a
+    call into drgn per read). If QEMU cannot tell, drgn reads it all.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        prog.cache["drgn_ss.image"] = QemuImage(qmp_path)
+    prog.set_qemu_qmp(qmp_path)

@@ -165,7 +165,49 @@ class Unpacker:
         return values
 
 
-class ElfImage:
+class PhysicalImage:
+    """
+    Where a program's physical memory can be read without drgn: sorted segments of
+    physical addresses [starts[i], ends[i]) found at offsets[i] onwards in a mapped
+    file (:attr:`map`) or in a file read with pread() (:attr:`fd`).
+    """
+
+    def __init__(self, segments: list[tuple[int, int, int]]) -> None:
+        segments.sort()
+        self.starts = [s[0] for s in segments]
+        self.ends = [s[1] for s in segments]
+        self.offsets = [s[2] for s in segments]
+        #: The mapped file, or None.
+        self.map: mmap.mmap | None = None
+        #: A file descriptor to pread(), or -1.
+        self.fd = -1
+
+    def _read_at(self, offset: int, size: int) -> bytes | None:
+        if self.map is not None:
+            return self.map[offset : offset + size]
+        try:
+            data = os.pread(self.fd, size, offset)
+        except OSError:
+            return None
+        return data if len(data) == size else None
+
+    def reader(self, fallback: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
+        """``read(phys, size)``: from the image where one segment holds it all, else ``fallback``."""
+        starts, ends, offsets, read_at = self.starts, self.ends, self.offsets, self._read_at
+        find = bisect.bisect_right
+
+        def read(phys: int, size: int) -> bytes:
+            i = find(starts, phys) - 1
+            if i >= 0 and phys + size <= ends[i]:
+                data = read_at(offsets[i] + phys - starts[i], size)
+                if data is not None:
+                    return data
+            return fallback(phys, size)
+
+        return read
+
+
+class ElfImage(PhysicalImage):
     """
     The physical memory an ELF core file holds (its PT_LOAD segments), mapped into this
     process: a read is a slice of the file's pages, with no call into drgn.
@@ -173,8 +215,8 @@ class ElfImage:
 
     def __init__(self, path: str) -> None:
         with open(path, "rb") as f:
-            self.map = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-        head = self.map[:64]
+            data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        head = data[:64]
         if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
             raise ValueError(f"{path} is not a little-endian ELF64 file")
         phoff, = struct.unpack_from("<Q", head, 32)
@@ -182,27 +224,121 @@ class ElfImage:
         segments = []
         for i in range(phnum):
             p_type, _flags, offset, _vaddr, paddr, filesz = struct.unpack_from(
-                "<IIQQQQ", self.map, phoff + i * phentsize)
-            if p_type == 1 and filesz and offset + filesz <= len(self.map):  # PT_LOAD
+                "<IIQQQQ", data, phoff + i * phentsize)
+            if p_type == 1 and filesz and offset + filesz <= len(data):  # PT_LOAD
                 segments.append((paddr, paddr + filesz, offset))
-        segments.sort()
-        self.starts = [s[0] for s in segments]
-        self.ends = [s[1] for s in segments]
-        self.offsets = [s[2] for s in segments]
+        super().__init__(segments)
+        self.map = data
 
-    def reader(self, fallback: Callable[[int, int], bytes]) -> Callable[[int, int], bytes]:
-        """``read(phys, size)``: a slice where one segment holds it all, else ``fallback``."""
-        starts, ends, offsets, data = self.starts, self.ends, self.offsets, self.map
-        find = bisect.bisect_right
 
-        def read(phys: int, size: int) -> bytes:
-            i = find(starts, phys) - 1
-            if i >= 0 and phys + size <= ends[i]:
-                start = offsets[i] + phys - starts[i]
-                return data[start : start + size]
-            return fallback(phys, size)
+class QemuImage(PhysicalImage):
+    """
+    A running QEMU guest's RAM: QEMU tells over QMP where each range of guest RAM is in
+    its address space (``info mtree -f``, ``gpa2hva``; asked before drgn connects: a QMP
+    socket serves one client at a time). Where that is a shared file mapping (a memfd, as
+    virtiofs needs), the file is mapped here too and a read is a copy; else reads go
+    through the QEMU process's memory (/proc/PID/mem), as ``drgn --qemu`` reads it.
 
-        return read
+    :raises OSError: if QEMU cannot be asked, or its memory cannot be opened
+    :raises ValueError: if QEMU's answers are not understood
+    """
+
+    def __init__(self, qmp_path: str, timeout: float = 5.0) -> None:
+        import json
+        import socket  # only here: the module costs start-up
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(qmp_path)
+            pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+            replies = sock.makefile("rb")
+
+            def execute(command: str, **arguments: str) -> object:
+                request: dict[str, object] = {"execute": command}
+                if arguments:
+                    request["arguments"] = arguments
+                sock.sendall(json.dumps(request).encode() + b"\n")
+                while True:
+                    line = replies.readline()
+                    if not line:
+                        raise OSError("QMP connection closed")
+                    reply = json.loads(line)
+                    if "return" in reply:
+                        return reply["return"]
+                    if "error" in reply:
+                        raise ValueError(f"QMP {command}: {reply['error']}")
+
+            replies.readline()  # the greeting
+            execute("qmp_capabilities")
+            segments = []
+            for start, end in qemu_ram_ranges(str(execute("human-monitor-command",
+                                                          **{"command-line": "info mtree -f"}))):
+                answer = str(execute("human-monitor-command", **{"command-line": f"gpa2hva {start:#x}"}))
+                # "Host virtual address for 0x100000 (pc.ram) is 0x7f5e0c100000"
+                if answer.startswith("Host virtual address for ") and ") is " in answer:
+                    segments.append((start, end, int(answer.rsplit(" is ", 1)[1].split()[0], 16)))
+        if not segments or pid <= 0:
+            raise ValueError("QEMU gave no guest RAM ranges")
+        shared = _shared_mapping(pid, segments)
+        if shared is not None:  # guest RAM in a file QEMU maps shared (memfd): map it too
+            data, start = shared
+            super().__init__([(first, last, hva - start) for first, last, hva in segments])
+            self.map = data
+        else:  # read through QEMU's memory, a system call a read
+            super().__init__(segments)
+            self.fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _shared_mapping(pid: int, segments: list[tuple[int, int, int]]) -> tuple[mmap.mmap, int] | None:
+    """
+    If the host addresses of these (start, end, hva) segments all fall in one shared file
+    mapping of process ``pid`` (QEMU's ``memory-backend-memfd,share=on``, or a file backend),
+    that file mapped here, read-only, and the mapping's start in ``pid``; else None.
+    """
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                fields = line.split()
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                if not all(start <= hva and hva + last - first <= end for first, last, hva in segments):
+                    continue
+                if len(fields) < 6 or fields[1][3] != "s":
+                    return None
+                fd = os.open(f"/proc/{pid}/map_files/{fields[0]}", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    return mmap.mmap(fd, end - start, mmap.MAP_SHARED, mmap.PROT_READ,
+                                     offset=int(fields[2], 16)), start
+                finally:
+                    os.close(fd)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def qemu_ram_ranges(mtree: str) -> list[tuple[int, int]]:
+    """
+    The [start, end) guest-physical ranges of RAM in QEMU's ``info mtree -f`` text: the
+    "ram" regions of the flat view of the "memory" address space.
+    """
+    ranges = []
+    in_memory = in_regions = False
+    for line in mtree.splitlines():
+        text = line.strip()
+        if line.startswith("FlatView"):
+            if in_memory:
+                break
+            continue
+        if text.startswith('AS "memory"'):
+            in_memory = True
+        elif text.startswith("Root memory region:"):
+            in_regions = in_memory
+        elif in_regions and "-" in text and "(prio" in text:
+            span, _, rest = text.partition(" ")
+            kind = rest.split(",", 1)[1].split(")", 1)[0].strip() if "," in rest else ""
+            if kind in ("ram", "nv-ram"):
+                first, last = span.split("-")
+                ranges.append((int(first, 16), int(last, 16) + 1))
+    return ranges
 
 
 class Memory:
@@ -210,14 +346,15 @@ class Memory:
     Read kernel memory fast. An address in the direct map is read by its physical
     address, which spares drgn a page-table walk per read (about half the cost of a
     small read); if physical reads do not work for this program, virtual ones are used.
-    With the ELF core file the program reads, physical reads are slices of its mapping.
+    With an image of the program's physical memory (the ELF core file it reads, mapped;
+    a QEMU guest's RAM in the QEMU process), physical reads skip drgn.
 
     :param direct_map: the direct map's [start, end) virtual addresses, if known.
     :param image: the program's core file, mapped.
     """
 
     def __init__(self, prog: Program, direct_map: tuple[int, int] | None,
-                 image: ElfImage | None = None) -> None:
+                 image: PhysicalImage | None = None) -> None:
         self.prog = prog
         self.image = image
         self.lo, self.hi = direct_map or (0, 0)
@@ -226,19 +363,19 @@ class Memory:
         #: fd arrays) to call without a method's overhead.
         self.read: Callable[[int, int], bytes] = self._probe if self.hi else prog.read
         #: ``image``, once a read showed that it holds the direct map's pages.
-        self.mapped: ElfImage | None = None
+        self.mapped: PhysicalImage | None = None
 
     def native(self) -> tuple[object, ...]:
         """
-        How :mod:`drgn_ss._fast` reads this memory: the mapped core file and its segments
-        (physical addresses) with the direct map's bounds, or None; and :attr:`read` for
-        everything else.
+        How :mod:`drgn_ss._fast` reads this memory: the image's mapping or file descriptor
+        and its segments (physical addresses) with the direct map's bounds, or None; and
+        :attr:`read` for everything else.
         """
         image = self.mapped
         if image is None:
-            return (None, [], [], [], 0, 0, self.read, FaultError)
-        return (image.map, image.starts, image.ends, image.offsets, self.lo, self.hi, self.read,
-                FaultError)
+            return (None, -1, [], [], [], 0, 0, self.read, FaultError)
+        return (image.map, image.fd, image.starts, image.ends, image.offsets, self.lo, self.hi,
+                self.read, FaultError)
 
     def _probe(self, addr: int, size: int) -> bytes:
         read = self.prog.read
@@ -260,7 +397,7 @@ class Memory:
         physical: Callable[[int, int], bytes] = drgn_physical
         image = self.image
         if image is not None and image.reader(lambda phys, size: b"")(addr - lo, size) == data:
-            physical = image.reader(drgn_physical)  # the file drgn reads, and it maps as assumed
+            physical = image.reader(drgn_physical)  # what drgn reads, and it maps as assumed
             self.mapped = image
 
         def direct(addr: int, size: int) -> bytes:

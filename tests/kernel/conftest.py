@@ -24,6 +24,7 @@ from typing import Any
 import drgn
 import pytest
 from drgn_ss.cli import open_core_dump
+from drgn_ss.layout import set_qemu, use_core_file
 
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workload.py")
 
@@ -94,8 +95,10 @@ def prog(target: Target) -> drgn.Program:
     elif target.kind == "core":
         assert target.path is not None
         prog = open_core_dump(target.path)
+        use_core_file(prog, target.path)  # as drgn-ss -c does
     else:
-        prog.set_qemu_qmp(target.path)
+        assert target.path is not None
+        set_qemu(prog, target.path)  # as drgn-ss --qemu does
     prog.load_debug_info([target.vmlinux] if target.vmlinux else [], main=True)
     return prog
 

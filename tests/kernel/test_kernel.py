@@ -13,7 +13,7 @@ from drgn_ss.decode import RawDecoder
 from drgn_ss.inet import inet_socks
 from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout
 from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
-from drgn_ss.raw import ElfImage, native
+from drgn_ss.raw import ElfImage, PhysicalImage, QemuImage, native
 from drgn_ss.tables import (
     WalkErrors,
     net_tcp_hashinfo,
@@ -124,6 +124,29 @@ def test_native_walk_equals_python_walk(prog: drgn.Program, target: Target, work
     assert c == py
 
 
+def test_image_read_through_a_file_descriptor_reads_what_drgn_reads(target: Any, prog: drgn.Program) -> None:
+    """
+    PhysicalImage's pread() path (QEMU's /proc/PID/mem when guest RAM is not a shared
+    mapping), checked on the ELF dump's own segments read with pread() instead of mmap.
+    """
+    image = prog.cache.get("drgn_ss.image")
+    if not isinstance(image, ElfImage):
+        pytest.skip("needs an ELF dump")
+    by_fd = PhysicalImage(list(zip(image.starts, image.ends, image.offsets)))
+    by_fd.fd = os.open(target.path, os.O_RDONLY)
+    try:
+        read = by_fd.reader(lambda phys, size: b"")
+        checked = 0
+        for start, end in zip(image.starts, image.ends):
+            if start + 8192 <= end:
+                assert read(start + 4096, 512) == prog.read(start + 4096, 512, True), hex(start)
+                checked += 1
+        assert checked >= 2
+        assert read(image.ends[-1] - 8, 16) == b""  # past a segment's end: the fallback
+    finally:
+        os.close(by_fd.fd)
+
+
 def test_raw_interface_names_equal_drgns(prog: drgn.Program) -> None:
     """The raw dev_base_head walk names interfaces as drgn's netdev helpers do."""
     from drgn.helpers.linux.net import for_each_netdev
@@ -152,14 +175,19 @@ def test_facts_agree_with_dwarf(prog: drgn.Program) -> None:
     assert not facts.has_symbol("no_such_symbol_in_any_kernel")
 
 
-def test_elf_image_reads_what_drgn_reads(target: Any, prog: drgn.Program) -> None:
-    """An ELF dump mapped by drgn_ss.raw.ElfImage gives the bytes drgn gives, by physical address."""
-    if target.kind != "core":
-        pytest.skip("opens a dump file")
-    try:
-        image = ElfImage(target.path)
-    except ValueError:
+def test_image_reads_what_drgn_reads(target: Any, prog: drgn.Program) -> None:
+    """
+    The image drgn-ss reads physical memory from (an ELF dump mapped by ElfImage, a QEMU
+    guest's RAM in the QEMU process by QemuImage) gives the bytes drgn gives.
+    """
+    if target.kind == "live":
+        pytest.skip("no image of a live kernel's memory")
+    image = prog.cache.get("drgn_ss.image")
+    if image is None and target.kind == "core":
+        with pytest.raises(ValueError):  # not ELF: kdump-compressed
+            ElfImage(target.path)
         pytest.skip("not an ELF dump")
+    assert isinstance(image, ElfImage if target.kind == "core" else QemuImage)
     read = image.reader(lambda phys, size: b"")
     init_net = prog["init_net"].address_of_().value_()
     base = prog["page_offset_base"].value_()
