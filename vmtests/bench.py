@@ -8,7 +8,8 @@ kernel and size, in one run:
   separate venv, for the benchmark only) and a Python /proc parser, each in that namespace;
 - in a guest running the same workload: ``ss`` and ``drgn-ss`` inside it (TCG: for
   reference only), then on the host ``drgn-ss --qemu`` against it and ``drgn-ss -c`` on an
-  ELF dump of it (native speed: these are what the targets are judged on).
+  ELF dump of it (native speed: these are what the targets are judged on), with the guest
+  paused (QMP ``stop``) so that QEMU's emulation does not compete with them for the CPU.
 
 Each tool runs ``--runs`` times (a tool whose runs pass ``--budget`` seconds stops
 early, and says how many it made); the table and the JSON give medians, the ratio to
@@ -280,6 +281,9 @@ def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
         lines = guest.wait_ready(3600)
         out += [json.loads(line[6:]) for line in lines if line.startswith("BENCH ")]
         dump = tmp / "bench.elf"
+        # The guest is paused while the host-side tools run: under TCG, its workload's
+        # timers keep a core busy, which the native tools did not have to share.
+        guest.qmp().execute("stop")
         for where in ("qemu", "dump"):
             if where == "dump":
                 progress(f"dump {kernel.release} ({memory} MB guest)")
