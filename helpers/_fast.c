@@ -903,6 +903,37 @@ static PyObject *max_lengths(PyObject *self, PyObject *args)
 	return out;
 }
 
+/* A growing byte buffer. */
+typedef struct {
+	char *data;
+	Py_ssize_t len, cap;
+} Buf;
+
+/* Room for n more bytes. */
+static int buf_reserve(Buf *b, Py_ssize_t n)
+{
+	if (b->len + n > b->cap) {
+		Py_ssize_t cap = (b->len + n) * 2 + 64;
+		char *data = PyMem_Realloc(b->data, cap);
+		if (!data) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		b->data = data;
+		b->cap = cap;
+	}
+	return 0;
+}
+
+static int buf_add(Buf *b, const char *s, Py_ssize_t n)
+{
+	if (buf_reserve(b, n) < 0)
+		return -1;
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
 PyDoc_STRVAR(format_lines_doc,
 "format_lines(columns, start, stop, pads, right, delims) -> str | None\n"
 "\n"
@@ -943,29 +974,30 @@ static PyObject *format_lines(PyObject *self, PyObject *args)
 	}
 	if (PyErr_Occurred())
 		return NULL;
-	Py_ssize_t total = 0;
-	for (Py_ssize_t r = start; r < stop; r++) { /* measure, and check every cell */
+	/* One pass into a buffer as long as the lines would be if no cell passed its pad. */
+	Py_ssize_t line = 1;
+	for (Py_ssize_t c = 0; c < ncols; c++)
+		line += dlen[c] + pads[c];
+	Buf b = {NULL, 0, 0};
+	if (buf_reserve(&b, line * (stop - start)) < 0)
+		return NULL;
+	PyObject *out = NULL;
+	for (Py_ssize_t r = start; r < stop; r++) {
 		for (Py_ssize_t c = 0; c < ncols; c++) {
 			PyObject *cell = PyList_GET_ITEM(cols[c], r);
 			if (!PyUnicode_Check(cell)) {
 				PyErr_SetString(PyExc_TypeError, "format_lines: cells are str");
-				return NULL;
+				goto done;
 			}
-			if (!PyUnicode_IS_ASCII(cell))
-				Py_RETURN_NONE;
-			Py_ssize_t n = PyUnicode_GET_LENGTH(cell);
-			total += dlen[c] + (n > pads[c] ? n : pads[c]);
-		}
-		total++;
-	}
-	PyObject *out = PyUnicode_New(total, 127);
-	if (!out)
-		return NULL;
-	char *p = (char *)PyUnicode_1BYTE_DATA(out);
-	for (Py_ssize_t r = start; r < stop; r++) {
-		for (Py_ssize_t c = 0; c < ncols; c++) {
-			PyObject *cell = PyList_GET_ITEM(cols[c], r);
+			if (!PyUnicode_IS_ASCII(cell)) {
+				out = Py_None;
+				Py_INCREF(out);
+				goto done;
+			}
 			Py_ssize_t n = PyUnicode_GET_LENGTH(cell), fill = pads[c] > n ? pads[c] - n : 0;
+			if (buf_reserve(&b, dlen[c] + fill + n + 1) < 0)
+				goto done;
+			char *p = b.data + b.len;
 			memcpy(p, delim[c], dlen[c]);
 			p += dlen[c];
 			if (right[c]) {
@@ -978,9 +1010,15 @@ static PyObject *format_lines(PyObject *self, PyObject *args)
 				memset(p, ' ', fill);
 				p += fill;
 			}
+			b.len = p - b.data;
 		}
-		*p++ = '\n';
+		b.data[b.len++] = '\n';
 	}
+	out = PyUnicode_New(b.len, 127);
+	if (out)
+		memcpy(PyUnicode_1BYTE_DATA(out), b.data, b.len);
+done:
+	PyMem_Free(b.data);
 	return out;
 }
 
@@ -995,35 +1033,72 @@ static PyObject *cached(PyObject *cache, PyObject *key)
 	return PyErr_Occurred() ? NULL : PyObject_GetItem(cache, key);
 }
 
-/* A growing byte buffer. */
-typedef struct {
-	char *data;
-	Py_ssize_t len, cap;
-} Buf;
-
-static int buf_add(Buf *b, const char *s, Py_ssize_t n)
-{
-	if (b->len + n > b->cap) {
-		Py_ssize_t cap = (b->len + n) * 2 + 64;
-		char *data = PyMem_Realloc(b->data, cap);
-		if (!data) {
-			PyErr_NoMemory();
-			return -1;
-		}
-		b->data = data;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	return 0;
-}
-
 PyDoc_STRVAR(users_cells_doc,
 "users_cells(keys, owners, names) -> list[str]\n"
 "\n"
 "ss's Process cell for each key: ' users:((\"name\",pid=P,fd=F),...)' from owners[key]\n"
 "(tuples of comm, pid, fd), the name being names[comm]; '' for 0 or a key not in owners.\n"
 "As drgn_ss.render.Formatter.users.");
+
+typedef struct {
+	unsigned long long key;
+	Py_ssize_t index;
+} KeyOrder;
+
+/*
+ * Put order[] in increasing order of bits 6..37 of its keys (two passes of a radix sort):
+ * enough to visit slab objects by address, whatever the higher bits (for locality only).
+ */
+static int sort_by_address(KeyOrder *order, Py_ssize_t n)
+{
+	KeyOrder *tmp = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	Py_ssize_t *count = PyMem_Malloc(65536 * sizeof(Py_ssize_t));
+	if (!tmp || !count) {
+		PyMem_Free(tmp);
+		PyMem_Free(count);
+		PyErr_NoMemory();
+		return -1;
+	}
+	KeyOrder *from = order, *to = tmp;
+	for (int shift = 6; shift < 38; shift += 16) {
+		memset(count, 0, 65536 * sizeof(Py_ssize_t));
+		for (Py_ssize_t i = 0; i < n; i++)
+			count[(from[i].key >> shift) & 0xffff]++;
+		Py_ssize_t sum = 0;
+		for (int d = 0; d < 65536; d++) {
+			Py_ssize_t c = count[d];
+			count[d] = sum;
+			sum += c;
+		}
+		for (Py_ssize_t i = 0; i < n; i++)
+			to[count[(from[i].key >> shift) & 0xffff]++] = from[i];
+		KeyOrder *t = from;
+		from = to;
+		to = t;
+	}
+	/* two passes: the sorted keys are back in order[] */
+	PyMem_Free(tmp);
+	PyMem_Free(count);
+	return 0;
+}
+
+/* n in decimal at p; the number of characters. */
+static int put_decimal(char *p, long long n)
+{
+	char digits[24];
+	int len = 0, neg = n < 0;
+	unsigned long long u = neg ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+	do {
+		digits[len++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	int out = 0;
+	if (neg)
+		p[out++] = '-';
+	while (len)
+		p[out++] = digits[--len];
+	return out;
+}
 
 static PyObject *users_cells(PyObject *self, PyObject *args)
 {
@@ -1036,13 +1111,34 @@ static PyObject *users_cells(PyObject *self, PyObject *args)
 	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
 	PyObject *out = PyList_New(n), *empty = PyUnicode_FromString("");
 	Buf b = {NULL, 0, 0};
-	if (!out || !empty)
+	/*
+	 * Keys are looked up in increasing order: owners was filled in that order (by
+	 * socket_holders), so its entries and their holders lie in memory in that order too,
+	 * and a sorted pass reads them about 3x faster than the listing's hash order.
+	 */
+	KeyOrder *order = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	if (!out || !empty || !order)
 		goto error;
 	for (Py_ssize_t i = 0; i < n; i++) {
-		PyObject *key = PySequence_Fast_GET_ITEM(seq, i), *cell = NULL;
-		PyObject *holders = PyObject_IsTrue(key) ? PyDict_GetItemWithError(owners, key) : NULL;
-		if (!holders && PyErr_Occurred())
+		order[i].index = i;
+		order[i].key = PyLong_AsUnsignedLongLongMask(PySequence_Fast_GET_ITEM(seq, i));
+		if (PyErr_Occurred())
 			goto error;
+	}
+	if (sort_by_address(order, n) < 0)
+		goto error;
+	for (Py_ssize_t j = 0; j < n; j++) {
+		Py_ssize_t i = order[j].index;
+		PyObject *cell = NULL, *holders = NULL;
+		if (order[j].key) { /* a new int: the listing's one lies elsewhere in memory */
+			PyObject *key = PyLong_FromUnsignedLongLong(order[j].key);
+			if (!key)
+				goto error;
+			holders = PyDict_GetItemWithError(owners, key);
+			Py_DECREF(key);
+			if (!holders && PyErr_Occurred())
+				goto error;
+		}
 		if (!holders || !PyList_Check(holders) || PyList_GET_SIZE(holders) == 0) {
 			Py_INCREF(empty);
 			PyList_SET_ITEM(out, i, empty);
@@ -1071,7 +1167,12 @@ static PyObject *users_cells(PyObject *self, PyObject *args)
 			char num[64];
 			long long pid = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 1));
 			long long fd = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 2));
-			int m = snprintf(num, sizeof(num), "\",pid=%lld,fd=%lld)", pid, fd);
+			int m = 0;
+			memcpy(num, "\",pid=", 6);
+			m = 6 + put_decimal(num + 6, pid);
+			memcpy(num + m, ",fd=", 4);
+			m += 4 + put_decimal(num + m + 4, fd);
+			num[m++] = ')';
 			int rr = (k ? buf_add(&b, ",(\"", 3) : buf_add(&b, "(\"", 2)) < 0 ||
 				 buf_add(&b, s, nlen) < 0 || buf_add(&b, num, m) < 0;
 			Py_DECREF(name);
@@ -1088,12 +1189,14 @@ static PyObject *users_cells(PyObject *self, PyObject *args)
 	Py_DECREF(seq);
 	Py_DECREF(empty);
 	PyMem_Free(b.data);
+	PyMem_Free(order);
 	return out;
 error:
 	Py_DECREF(seq);
 	Py_XDECREF(out);
 	Py_XDECREF(empty);
 	PyMem_Free(b.data);
+	PyMem_Free(order);
 	return NULL;
 }
 

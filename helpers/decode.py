@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 import contextlib
-from collections.abc import Iterator
 
 from drgn import FaultError, Object, Program
 from drgn_ss.inet import (
@@ -316,7 +315,7 @@ class RawDecoder:
 def raw_inet_socks(prog: Program, net: int, protos: tuple[str, ...] = ("udp", "tcp"),
                    listening: bool = True, established: bool = True,
                    errors: WalkErrors | None = None, inodes: bool = True,
-                   cgroups: bool = True) -> Iterator[InetSock]:
+                   cgroups: bool = True) -> list[InetSock]:
     """
     Decode the TCP and UDP sockets of a namespace in ss's order (as
     :func:`~drgn_ss.inet.inet_socks`), by the fast path.
@@ -324,10 +323,12 @@ def raw_inet_socks(prog: Program, net: int, protos: tuple[str, ...] = ("udp", "t
     :param net: ``struct net *`` address
     """
     decoder = RawDecoder(prog, inodes, cgroups)
+    out: list[InetSock] = []
     for proto in ("udp", "tcp"):
         if proto not in protos:
             continue
         decoded = decoder.socks(net, proto, listening, established, errors)
         for family in (AF_INET, AF_INET6):
-            yield from (s for s in decoded if s.family == family)
+            out += [s for s in decoded if s[1] == family]  # s.family, without the attribute lookup
+    return out
 
