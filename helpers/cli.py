@@ -21,7 +21,7 @@ from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_
 from drgn_ss.crash import crash_summary, panicked
 from drgn_ss.decode import raw_inet_socks
 from drgn_ss.inet import TCP_LISTEN
-from drgn_ss.layout import kernel_facts, set_debug_info_loader, set_qemu, use_core_file
+from drgn_ss.layout import NoDebugInfo, kernel_facts, set_debug_info_loader, set_qemu, use_btf, use_core_file
 from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
 from drgn_ss.owners import OWNER_SOURCES, is_local_live, socket_owners
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
@@ -78,6 +78,10 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
                    help="after the listing, print one JSON line of timings and counts on stderr "
                    "(sockets, open files, seconds spent walking, finding owners and rendering, "
                    "whether debug info had to be loaded)")
+    p.add_argument("--btf", action="store_true",
+                   help="work out struct layouts from the kernel's own BTF and symbol addresses from "
+                   "its kallsyms, even where debug info is installed (without debug info, this is "
+                   "what happens anyway, and drgn-ss says so)")
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
                    help="where -p finds processes: a walk of the kernel's tasks and file tables "
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
@@ -113,6 +117,8 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args = build_parser(prog_name, program_options).parse_args(argv)
         args.prog_name = prog_name
         selection = _selection(args)  # bad options fail before the kernel is opened
+        if args.btf and getattr(args, "symbols", None):
+            raise UsageError("--btf reads the kernel's own types: it does not go with -s")
         # A listing makes some 50 objects per socket and no cycles: without the cyclic
         # collector's passes over them, a 100,000-socket listing is ~15% faster.
         collecting = gc.isenabled()
@@ -156,14 +162,16 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     _check_kernel(prog)
+    use_btf(prog, args.btf, lambda message: print(f"{args.prog_name}: {message}", file=sys.stderr))
     facts = kernel_facts(prog)
     try:
         return _listing(prog, args, selection, out)
     except LookupError as e:  # a fact not in the cache, and no debug info to work it out
-        raise Failure(
-            f"no debug info for the kernel ({e}): install linux-image-{facts.release or 'RELEASE'}-dbg "
-            "for its release, or pass -s VMLINUX"
-        ) from None
+        reason = str(e)
+        if not reason.startswith("no debug info"):
+            reason = f"no debug info for the kernel ({reason})"
+        raise Failure(f"{reason}: install linux-image-{facts.release or 'RELEASE'}-dbg for its release, "
+                      "or pass -s VMLINUX") from None
     finally:
         facts.save()
 
@@ -174,7 +182,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         try:
             kernel_facts(prog).need_debug_info()  # the summary reads drgn Objects
             summary = crash_summary(prog)
-        except Failure as e:  # no debug info here: list anyway, from the facts cache
+        except (Failure, LookupError) as e:  # no debug info here: list anyway
             summary, no_summary = None, f"{args.prog_name}: no crash summary: {e}"
         if summary and args.header:
             out.write("".join(f"# {line}\n" for line in summary))
@@ -218,7 +226,8 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
                  "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
-                 "debug_info_loaded": kernel_facts(prog).loaded_debug_info}
+                 "debug_info_loaded": kernel_facts(prog).loaded_debug_info,
+                 "types": kernel_facts(prog).source}
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
 
@@ -289,10 +298,7 @@ def open_program(args: argparse.Namespace) -> Program:
                     f"{', '.join(args.symbols)} does not match kernel {release} (build ID differs): "
                     f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
                 ) from None
-            raise Failure(
-                f"no debug info for kernel {release}: install linux-image-{release}-dbg "
-                "(or your distribution's kernel debug package), or pass -s VMLINUX"
-            ) from None
+            raise NoDebugInfo(f"no debug info for kernel {release}") from None
 
     # Debug info is loaded only when something is not in the per-build facts cache...
     set_debug_info_loader(prog, load_debug_info)

@@ -6,8 +6,11 @@ string. Other modules ask :func:`kernel_layout`.
 
 :class:`KernelFacts` holds everything the fast paths need to know about a kernel
 build (member offsets, struct sizes, symbol addresses, the features above, HZ),
-worked out from DWARF on first use and kept in a cache file per build ID, so that
-a later run on the same build reads memory without loading debug info at all.
+worked out on first use and kept in a cache file per build ID, so that a later run
+on the same build reads memory without loading any type information at all. They
+are worked out from a :class:`TypeSource`: DWARF through drgn (:class:`DwarfTypes`),
+or, where the kernel's debug info is not installed, the kernel's own BTF and
+kallsyms (:class:`BtfTypes`); both give the same offsets (a kernel test checks it).
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ import json
 import os
 import zlib
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from drgn import FaultError, Object, Program, Type, TypeKind
+from drgn import FaultError, Object, Program, ProgramFlags, Type, TypeKind
+from drgn_ss.btf import Btf, BtfError
 from drgn_ss.raw import ElfImage, Field, Memory, QemuImage, field, offset
 
 T = TypeVar("T")
@@ -58,7 +62,7 @@ class KernelLayout(NamedTuple):
     tk_core: bool
 
 
-def _detect(prog: Program) -> KernelLayout:
+def _detect(prog: TypeSource) -> KernelLayout:
     hashinfo = prog.type("struct inet_hashinfo")
     icsk = prog.type("struct inet_connection_sock")
     netns_ipv4 = prog.type("struct netns_ipv4")
@@ -73,16 +77,8 @@ def _detect(prog: Program) -> KernelLayout:
         local_ports_packed=ports_range.unqualified().kind != TypeKind.ARRAY,
         icsk_timeout=has_member(icsk, "icsk_timeout"),
         icsk_keepalive_timer=has_member(icsk, "icsk_keepalive_timer"),
-        tk_core=_has_object(prog, "tk_core"),
+        tk_core=prog.symbol("tk_core") is not None,
     )
-
-
-def _has_object(prog: Program, name: str) -> bool:
-    try:
-        prog.object(name)
-    except LookupError:
-        return False
-    return True
 
 
 def prog_cached(prog: Program, key: str, make: Callable[[Program], T]) -> T:
@@ -138,9 +134,20 @@ def kernel_hz(prog: Program) -> int:
     return prog_cached(prog, "hz", lambda p: int(kernel_facts(p).value("hz", _detect_hz)))
 
 
-def _detect_hz(prog: Program) -> int:
-    mono_ns = int(timekeeper(prog).tkr_mono.base.value_())
-    now = jiffies(prog)
+def _detect_hz(types: TypeSource) -> int:
+    facts = kernel_facts(types.prog)
+    mem = kernel_memory(types.prog)
+    if kernel_layout(types.prog).tk_core:
+        # static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core:
+        # a type with no name, which BTF does not describe (it has no global variables).
+        tk_type = types.variable_type("tk_core")
+        base = facts.symbol("tk_core") + (
+            offset(_OneType(tk_type), "", "timekeeper") if tk_type is not None
+            else -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8)  # the next 8-byte boundary
+    else:
+        base = facts.symbol("timekeeper_data") + facts.offset("struct tk_data", "timekeeper")
+    mono_ns = mem.read_u64(base + facts.offset("struct timekeeper", "tkr_mono.base"))
+    now = mem.read_u64(facts.symbol("jiffies_64"))
 
     def error(hz: int) -> int:
         return abs(now - initial_jiffies(hz) - hz * mono_ns // 1_000_000_000)
@@ -153,7 +160,121 @@ def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:
     return max(delta, 0) * 1000 // kernel_hz(prog)
 
 
-# -- facts about a kernel build, from DWARF once, then from a cache file -----------------
+# -- where types come from: DWARF, or BTF and kallsyms --------------------------------------
+
+class TypeSource(Protocol):
+    """Types and symbol addresses of a kernel, from DWARF or from BTF and kallsyms."""
+
+    #: "DWARF" or "BTF".
+    name: str
+    prog: Program
+
+    def type(self, name: str) -> Any:
+        """A type by name (``struct sock``), as :meth:`drgn.Program.type`; LookupError if none."""
+
+    def symbol(self, name: str) -> int | None:
+        """A kernel variable's address in this boot, or None if there is no such symbol."""
+
+    def variable_type(self, name: str) -> Any | None:
+        """A kernel variable's type, where the source knows it."""
+
+
+class _OneType:
+    """A TypeSource-like view of one type, named "" (for :func:`drgn_ss.raw.offset`)."""
+
+    def __init__(self, type_: Any) -> None:
+        self._type = type_
+
+    def type(self, name: str) -> Any:
+        return self._type
+
+
+class DwarfTypes:
+    """Types and symbols from the kernel's DWARF, loaded into ``prog``."""
+
+    name = "DWARF"
+
+    def __init__(self, prog: Program) -> None:
+        self.prog = prog
+        prog.type("struct sock")  # LookupError here, not later, if there is no debug info
+
+    def type(self, name: str) -> Type:
+        return self.prog.type(name)
+
+    def symbol(self, name: str) -> int | None:
+        try:
+            return int(self.prog.object(name).address_)
+        except LookupError:
+            return None
+
+    def variable_type(self, name: str) -> Type | None:
+        try:
+            return self.prog.object(name).type_
+        except LookupError:
+            return None
+
+
+class BtfTypes:
+    """
+    Types from the kernel's BTF, symbols from its kallsyms: what a kernel carries itself
+    (CONFIG_DEBUG_INFO_BTF, CONFIG_KALLSYMS_ALL), so no debug package is needed.
+    """
+
+    name = "BTF"
+
+    def __init__(self, prog: Program, btf: Btf, symbols: Callable[[str], int | None]) -> None:
+        self.prog = prog
+        self.btf = btf
+        self._symbols = symbols
+
+    def type(self, name: str) -> Any:
+        return self.btf.type(name)
+
+    def symbol(self, name: str) -> int | None:
+        return self._symbols(name)
+
+    def variable_type(self, name: str) -> None:
+        return None  # vmlinux BTF describes per-CPU variables only
+
+
+def btf_types(prog: Program) -> BtfTypes:
+    """
+    The kernel's BTF and kallsyms: on the live local kernel, /sys/kernel/btf/vmlinux and
+    /proc/kallsyms; elsewhere (a dump, a QEMU guest), kallsyms from the tables VMCOREINFO
+    points to (Linux 6.0+) and the BTF between ``__start_BTF`` and ``__stop_BTF``.
+
+    :raises LookupError: saying why neither can be had
+    """
+    from drgn.helpers.linux.kallsyms import load_vmlinux_kallsyms  # only without DWARF
+
+    live = prog.flags & (ProgramFlags.IS_LIVE | ProgramFlags.IS_LOCAL) == (
+        ProgramFlags.IS_LIVE | ProgramFlags.IS_LOCAL)
+    if not live and "SYMBOL(kallsyms_names)" not in vmcoreinfo(prog):
+        raise LookupError("no kallsyms: VMCOREINFO locates them from Linux 6.0 on")
+    try:
+        index = load_vmlinux_kallsyms(prog)
+    except Exception as e:  # drgn raises plain errors for kernels before 6.0 (no kallsyms in VMCOREINFO)
+        raise LookupError(f"no kallsyms ({e})") from None
+
+    def symbol(name: str) -> int | None:
+        found = index(prog, name, None, True)
+        return found[0].address if found else None
+
+    try:
+        if live:
+            with open("/sys/kernel/btf/vmlinux", "rb") as f:
+                data = f.read()
+        else:
+            start, stop = symbol("__start_BTF"), symbol("__stop_BTF")
+            if start is None or stop is None or not 0 < stop - start < 1 << 28:
+                raise LookupError("no __start_BTF/__stop_BTF symbols: a kernel without BTF")
+            data = prog.read(start, stop - start)
+        return BtfTypes(prog, Btf(data), symbol)
+    except (OSError, FaultError, BtfError) as e:
+        raise LookupError(f"no BTF ({e})") from None
+
+
+# -- facts about a kernel build, from DWARF or BTF once, then from a cache file ------------
 
 #: Bump when the meaning of a cached value changes without its key changing. The cache
 #: is also keyed by a hash of this package's source, so any code change starts afresh.
@@ -198,12 +319,28 @@ def vmcoreinfo(prog: Program) -> dict[str, str]:
     return prog_cached(prog, "vmcoreinfo", read)
 
 
+class NoDebugInfo(LookupError):
+    """The kernel's DWARF could not be found (a debug info loader raises it, saying so)."""
+
+
 def set_debug_info_loader(prog: Program, loader: DebugInfoLoader) -> None:
     """
-    Say how to load ``prog``'s debug info when a fact is not in the cache. Without a
-    loader, debug info is assumed to be loaded already (scripts run under ``drgn``).
+    Say how to load ``prog``'s debug info when a fact is not in the cache (the loader
+    raises :class:`NoDebugInfo` if there is none). Without a loader, debug info is
+    assumed to be loaded already, if there is any (scripts run under ``drgn``).
     """
     prog.cache["drgn_ss.loader"] = loader
+
+
+def use_btf(prog: Program, only: bool = False, announce: Callable[[str], None] | None = None) -> None:
+    """
+    How facts not in the cache are worked out when ``prog`` has no DWARF: from the
+    kernel's BTF and kallsyms (the default), saying so once through ``announce``; with
+    ``only``, from BTF even where DWARF could be loaded (``--btf``).
+    """
+    prog.cache["drgn_ss.btf_only"] = only
+    if announce is not None:
+        prog.cache["drgn_ss.announce"] = announce
 
 
 class KernelFacts:
@@ -224,6 +361,7 @@ class KernelFacts:
         self.dirty = False
         #: Whether this run had to load debug info (a cache miss).
         self.loaded_debug_info = False
+        self._types: TypeSource | None = None
         self.path: str | None = None
         if self.build_id:
             self.path = os.path.join(cache_dir(), "facts",
@@ -243,13 +381,42 @@ class KernelFacts:
             self.loaded_debug_info = True
         return self.prog
 
-    def value(self, key: str, compute: Callable[[Program], Any]) -> Any:
-        """The cached value of ``key``, else ``compute(prog)`` with debug info, cached."""
+    def types(self) -> TypeSource:
+        """
+        Where facts not in the cache are worked out: the kernel's DWARF if it can be
+        loaded, else its BTF and kallsyms (see :func:`use_btf`).
+
+        :raises LookupError: if neither can be had, saying why
+        """
+        if self._types is None:
+            if self.prog.cache.get("drgn_ss.btf_only"):
+                self._types = btf_types(self.prog)
+            else:
+                try:
+                    self.need_debug_info()
+                    self._types = DwarfTypes(self.prog)
+                except LookupError as no_dwarf:
+                    try:
+                        self._types = btf_types(self.prog)
+                    except LookupError as no_btf:
+                        raise LookupError(f"{no_dwarf}, and no BTF to use instead ({no_btf})") from None
+                    announce = self.prog.cache.get("drgn_ss.announce")
+                    if announce is not None:
+                        announce(f"{no_dwarf}: reading the kernel's BTF and kallsyms instead")
+        return self._types
+
+    @property
+    def source(self) -> str | None:
+        """"DWARF" or "BTF": what this run worked facts out from (None: all were cached)."""
+        return self._types.name if self._types is not None else None
+
+    def value(self, key: str, compute: Callable[[TypeSource], Any]) -> Any:
+        """The cached value of ``key``, else ``compute(types)`` (see :meth:`types`), cached."""
         try:
             return self.values[key]
         except KeyError:
             pass
-        value = compute(self.need_debug_info())
+        value = compute(self.types())
         self.values[key] = value
         self.dirty = True
         return value
@@ -257,16 +424,16 @@ class KernelFacts:
     def field(self, type_name: str, path: str) -> Field:
         """A member of a struct, as :func:`drgn_ss.raw.field`."""
         raw = self.value(f"field:{type_name}:{path}",
-                         lambda p: list(field(p, type_name, path)))
+                         lambda t: list(field(t, type_name, path)))
         return Field(*raw)
 
     def offset(self, type_name: str, path: str) -> int:
         """A member's byte offset, as :func:`drgn_ss.raw.offset`."""
-        return int(self.value(f"offset:{type_name}:{path}", lambda p: offset(p, type_name, path)))
+        return int(self.value(f"offset:{type_name}:{path}", lambda t: offset(t, type_name, path)))
 
     def size(self, type_name: str) -> int:
         """``sizeof(type_name)``."""
-        return int(self.value(f"size:{type_name}", lambda p: p.type(type_name).size))
+        return int(self.value(f"size:{type_name}", lambda t: t.type(type_name).size))
 
     def symbol(self, name: str) -> int:
         """
@@ -274,12 +441,9 @@ class KernelFacts:
 
         :raises LookupError: if the kernel has no such symbol
         """
-        def link_address(p: Program) -> int | None:
-            try:
-                return int(p.object(name).address_) - self.kaslr
-            except LookupError:
-                p.type("struct task_struct")  # no debug info at all: raise, cache nothing
-                return None
+        def link_address(types: TypeSource) -> int | None:
+            address = types.symbol(name)
+            return None if address is None else address - self.kaslr
 
         address = self.value(f"symbol:{name}", link_address)
         if address is None:

@@ -18,6 +18,7 @@ import drgn
 import pytest
 from drgn_ss.cli import run
 from drgn_ss.inet import inet_socks
+from drgn_ss.layout import vmcoreinfo
 from drgn_ss.owners import kernel_owners, proc_owners, raw_kernel_owners
 from drgn_ss.raw import native
 from drgn_ss.tables import WalkErrors
@@ -194,22 +195,31 @@ def test_terminal_layout_same_as_ss(prog: drgn.Program, target: Target, workload
     assert got == expected
 
 
-def test_drgn_ss_command_on_the_dump(target: Target, workload: dict[str, Any], tmp_path: Any) -> None:
+def test_drgn_ss_command_on_the_dump(target: Target, prog: drgn.Program, workload: dict[str, Any],
+                                    tmp_path: Any) -> None:
     """
     The installed command, opening the dump itself: first with an empty facts cache and no
-    debug info (one line naming the package), then with -s VMLINUX (it loads DWARF and
-    fills the cache), then without -s again: same listing, and no debug info loaded.
+    debug info (6.0+: it says so and reads the kernel's BTF and kallsyms; before: one line
+    naming the package), then with -s VMLINUX (it loads DWARF and fills the cache), then
+    without -s again: same listing, and no debug info loaded.
     """
     if target.kind != "core":
         pytest.skip("opens a dump file")
     assert target.path and target.vmlinux
     drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
     env = {**os.environ, "DEBUGINFOD_URLS": "", "DRGN_SS_CACHE": str(tmp_path)}
-    p = subprocess.run([drgn_ss, "-c", target.path, "-t"], capture_output=True, text=True, env=env)
-    assert p.returncode == 1 and not p.stdout
-    assert p.stderr == (f"drgn-ss: no debug info for kernel {workload['release']}: install "
-                        f"linux-image-{workload['release']}-dbg (or your distribution's kernel "
-                        "debug package), or pass -s VMLINUX\n")
+    release = workload["release"]
+    p = subprocess.run([drgn_ss, "-c", target.path, "-t"], capture_output=True, text=True, env={
+        **env, "DRGN_SS_CACHE": str(tmp_path / "nodebug")})
+    if "SYMBOL(kallsyms_names)" in vmcoreinfo(prog):  # 6.0+: the kernel's own BTF and kallsyms
+        assert p.returncode in (0, 3) and p.stdout, p.stderr
+        assert p.stderr.startswith(f"drgn-ss: no debug info for kernel {release}: reading the "
+                                   "kernel's BTF and kallsyms instead\n")
+    else:
+        assert p.returncode == 1 and not p.stdout
+        assert p.stderr == (f"drgn-ss: no debug info for kernel {release}, and no BTF to use instead "
+                            "(no kallsyms: VMCOREINFO locates them from Linux 6.0 on): install "
+                            f"linux-image-{release}-dbg for its release, or pass -s VMLINUX\n")
     listings = []
     for symbols in (["-s", target.vmlinux], []):
         p = subprocess.run([drgn_ss, "-c", target.path, *symbols, "-H", "-tanp", "--stats"],

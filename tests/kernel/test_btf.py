@@ -1,0 +1,62 @@
+"""Without debug info: the kernel's own BTF and kallsyms give the facts DWARF gives."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import drgn
+import pytest
+from drgn_ss.layout import vmcoreinfo
+
+from tests.kernel.conftest import Target
+
+#: What the listings read between them: TCP with owners and timers, UDP, listeners.
+OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"])
+
+
+def _facts(target: Target, cache: str, source: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """Run drgn-ss with each of OPTIONS on one facts cache; the facts it holds after, and the outputs."""
+    drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
+    opened = ["-c", target.path] if target.kind == "core" and target.path else []
+    env = {**os.environ, "DEBUGINFOD_URLS": "", "DRGN_SS_CACHE": cache}
+    outputs = []
+    for options in OPTIONS:
+        p = subprocess.run([drgn_ss, *opened, *source, "-H", *options, "--stats"], capture_output=True,
+                           text=True, env=env)
+        assert p.returncode in (0, 3), p.stderr
+        stats = json.loads(p.stderr.splitlines()[-1])
+        if options is OPTIONS[0]:  # the first run, on an empty cache, works the facts out
+            assert stats["types"] == ("BTF" if "--btf" in source else "DWARF"), stats
+        outputs.append(p.stdout)
+    files = glob.glob(os.path.join(cache, "facts", "*.json"))
+    assert len(files) == 1, files
+    with open(files[0]) as f:
+        return json.load(f), outputs
+
+
+def test_btf_gives_the_facts_dwarf_gives(target: Target, prog: drgn.Program, tmp_path: Any) -> None:
+    """
+    Every fact the listings work out (member offsets, bitfields, sizes, symbol addresses,
+    the kernel features, HZ) is the same from the kernel's BTF and kallsyms as from DWARF;
+    on a dump, so are the lines.
+    """
+    if target.kind == "qemu":
+        pytest.skip("the session holds the guest's QMP socket (the live and dump modes cover it)")
+    if target.kind == "core" and "SYMBOL(kallsyms_names)" not in vmcoreinfo(prog):
+        pytest.skip("a kernel before 6.0: no kallsyms in its dump (test_ss checks the message)")
+    if target.kind == "live" and not os.path.exists("/sys/kernel/btf/vmlinux"):
+        pytest.fail("every kernel of the matrix has CONFIG_DEBUG_INFO_BTF")
+    # Live, drgn finds the guest's debug vmlinux where it looks by default; a dump needs -s.
+    dwarf_source = ["-s", target.vmlinux] if target.kind == "core" and target.vmlinux else []
+    dwarf, dwarf_lines = _facts(target, str(tmp_path / "dwarf"), dwarf_source)
+    btf, btf_lines = _facts(target, str(tmp_path / "btf"), ["--btf"])
+    assert len(dwarf) > 50
+    assert {k: v for k, v in btf.items() if v != dwarf.get(k)} == {}
+    assert btf.keys() == dwarf.keys()
+    if target.kind == "core":  # a live kernel moves between runs
+        assert btf_lines == dwarf_lines
