@@ -1333,6 +1333,87 @@ done:
 	return out;
 }
 
+/* -- BTF: the type index ---------------------------------------------------------------- */
+
+PyDoc_STRVAR(btf_index_doc,
+"btf_index(data, start, end) -> (offsets, named)\n"
+"\n"
+"One pass over a BTF type section, data[start:end], as drgn_ss.btf.Btf does in Python:\n"
+"offsets[id] is where type id's struct btf_type starts (offsets[0] = 0 for void), and\n"
+"named maps (kind, name offset) of named structs, unions, typedefs, ints and enums to the\n"
+"first such id. ValueError if a type runs past the end.");
+
+static PyObject *btf_index(PyObject *self, PyObject *args)
+{
+	Py_buffer view;
+	Py_ssize_t start, end;
+	if (!PyArg_ParseTuple(args, "y*nn", &view, &start, &end))
+		return NULL;
+	PyObject *offsets = NULL, *named = NULL, *result = NULL;
+	if (start < 0 || end < start || end > view.len) {
+		PyErr_SetString(PyExc_ValueError, "btf_index: section out of range");
+		goto out;
+	}
+	offsets = PyList_New(0);
+	named = PyDict_New();
+	if (!offsets || !named)
+		goto out;
+	PyObject *zero = PyLong_FromLong(0);
+	if (!zero || PyList_Append(offsets, zero) < 0) {
+		Py_XDECREF(zero);
+		goto out;
+	}
+	Py_DECREF(zero);
+	const unsigned char *data = view.buf;
+	Py_ssize_t pos = start;
+	while (pos < end) {
+		if (pos + 12 > end) {
+			PyErr_SetString(PyExc_ValueError, "BTF type section ends inside a type");
+			goto out;
+		}
+		uint32_t name_off, info;
+		memcpy(&name_off, data + pos, 4);
+		memcpy(&info, data + pos + 4, 4);
+		unsigned kind = info >> 24 & 0x1f, vlen = info & 0xffff;
+		PyObject *at = PyLong_FromSsize_t(pos);
+		int rr = at ? PyList_Append(offsets, at) : -1;
+		Py_XDECREF(at);
+		if (rr < 0)
+			goto out;
+		/* include/uapi/linux/btf.h: INT 1, STRUCT 4, UNION 5, ENUM 6, TYPEDEF 8, ENUM64 19 */
+		if (name_off && (kind == 1 || kind == 4 || kind == 5 || kind == 6 || kind == 8 || kind == 19)) {
+			PyObject *key = Py_BuildValue("(kk)", (unsigned long)kind, (unsigned long)name_off);
+			if (!key)
+				goto out;
+			int has = PyDict_Contains(named, key);
+			PyObject *id = has == 0 ? PyLong_FromSsize_t(PyList_GET_SIZE(offsets) - 1) : NULL;
+			rr = has < 0 ? -1 : has ? 0 : id ? PyDict_SetItem(named, key, id) : -1;
+			Py_XDECREF(id);
+			Py_DECREF(key);
+			if (rr < 0)
+				goto out;
+		}
+		Py_ssize_t fixed = 0, item = 0;
+		switch (kind) {
+		case 1: case 14: case 17: fixed = 4; break;   /* INT, VAR, DECL_TAG */
+		case 3: fixed = 12; break;                    /* ARRAY */
+		case 4: case 5: case 15: case 19: item = 12; break; /* STRUCT, UNION, DATASEC, ENUM64 */
+		case 6: case 13: item = 8; break;             /* ENUM, FUNC_PROTO */
+		}
+		pos += 12 + fixed + item * vlen;
+	}
+	if (pos != end) {
+		PyErr_SetString(PyExc_ValueError, "BTF type section ends inside a type");
+		goto out;
+	}
+	result = PyTuple_Pack(2, offsets, named);
+out:
+	Py_XDECREF(offsets);
+	Py_XDECREF(named);
+	PyBuffer_Release(&view);
+	return result;
+}
+
 static PyMethodDef methods[] = {
 	{"walk_sockets", walk_sockets, METH_VARARGS, walk_sockets_doc},
 	{"socket_holders", socket_holders, METH_VARARGS, socket_holders_doc},
@@ -1341,6 +1422,7 @@ static PyMethodDef methods[] = {
 	{"format_lines", format_lines, METH_VARARGS, format_lines_doc},
 	{"users_cells", users_cells, METH_VARARGS, users_cells_doc},
 	{"socket_cells", socket_cells, METH_VARARGS, socket_cells_doc},
+	{"btf_index", btf_index, METH_VARARGS, btf_index_doc},
 	{NULL, NULL, 0, NULL},
 };
 

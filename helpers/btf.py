@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 from drgn import TypeKind
+from drgn_ss.raw import native
 
 BTF_MAGIC = 0xEB9F
 
@@ -84,11 +85,26 @@ class Btf:
         #: Named structs, unions and typedefs: (kind, name offset) -> first id.
         self._named: dict[tuple[int, int], int] = {}
         self._types: dict[int, BtfType] = {}
+        self._by_name: dict[str, BtfType] = {}
+        fast = native()
+        if fast is not None:
+            try:
+                self.offsets, self._named = fast.btf_index(data, start, end)
+            except ValueError as e:
+                raise BtfError(str(e)) from None
+        else:
+            self._index(start, end)
+
+    def _index(self, start: int, end: int) -> None:
+        """The type index in Python (drgn_ss._fast.btf_index does the same in C)."""
+        data = self.data
         unpack = _TYPE.unpack_from
         extra = _EXTRA
         offsets, named = self.offsets, self._named
         pos = start
         while pos < end:
+            if pos + 12 > end:
+                break
             name_off, info, _ = unpack(data, pos)
             kind = info >> 24 & 0x1F
             offsets.append(pos)
@@ -121,6 +137,12 @@ class Btf:
 
         :raises LookupError: if there is no such type
         """
+        found = self._by_name.get(name)
+        if found is None:
+            found = self._by_name[name] = self._lookup(name)
+        return found
+
+    def _lookup(self, name: str) -> BtfType:
         kinds: tuple[int, ...]
         if name.startswith("struct "):
             kinds, base = (KIND_STRUCT,), name[7:]
@@ -156,12 +178,14 @@ class BtfType:
         if type_id == 0:
             self.btf_kind, self.name_off, self.vlen, self.kind_flag, self._size_or_type = 0, 0, 0, False, 0
             self._pos = 0
+            self._members: list[BtfMember] | None = None
             return
         self._pos = btf.offsets[type_id]
         self.name_off, info, self._size_or_type = _TYPE.unpack_from(btf.data, self._pos)
         self.btf_kind = info >> 24 & 0x1F
         self.vlen = info & 0xFFFF
         self.kind_flag = bool(info >> 31)
+        self._members = None
 
     def __repr__(self) -> str:
         return f"BtfType({self.id}, kind={self.btf_kind}, name={self.name!r})"
@@ -258,6 +282,12 @@ class BtfType:
     @property
     def members(self) -> list[BtfMember]:
         t = self.unaliased()
+        if t._members is None:
+            t._members = t._read_members()
+        return t._members
+
+    def _read_members(self) -> list[BtfMember]:
+        t = self
         if t.btf_kind not in (KIND_STRUCT, KIND_UNION):
             raise BtfError(f"BTF type {t.id} is not a struct or union")
         out = []

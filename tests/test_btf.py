@@ -3,6 +3,7 @@ DWARF on each kernel's own BTF): kinds, qualifiers, typedefs, bitfields, anonymo
 
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -146,3 +147,26 @@ def test_not_btf_is_refused() -> None:
     struct.pack_into("<I", blob, 12, 1000)  # type_len past the end
     with pytest.raises(BtfError):
         Btf(bytes(blob))
+
+
+def test_native_index_equals_python_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """drgn_ss._fast.btf_index indexes as the Python loop does (on the host kernel's BTF if any)."""
+    from drgn_ss.raw import native
+    if native() is None:
+        pytest.skip("drgn_ss._fast is not built")
+    blobs = [_fixture().data]
+    if os.path.exists("/sys/kernel/btf/vmlinux"):
+        with open("/sys/kernel/btf/vmlinux", "rb") as f:
+            blobs.append(f.read())
+    for blob in blobs:
+        fast = Btf(blob)
+        monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+        slow = Btf(blob)
+        monkeypatch.delenv("DRGN_SS_PURE_PYTHON")
+        assert (fast.offsets, fast._named) == (slow.offsets, slow._named)
+    truncated = bytearray(blobs[0])
+    struct.pack_into("<I", truncated, 12, struct.unpack_from("<I", truncated, 12)[0] - 4)  # type_len - 4
+    for pure in ("0", "1"):
+        monkeypatch.setenv("DRGN_SS_PURE_PYTHON", pure)
+        with pytest.raises(BtfError):
+            Btf(bytes(truncated))
