@@ -196,7 +196,10 @@ class DwarfTypes:
 
     def __init__(self, prog: Program) -> None:
         self.prog = prog
-        prog.type("struct sock")  # LookupError here, not later, if there is no debug info
+        try:
+            prog.type("struct sock")  # here, not later, if there is no debug info
+        except LookupError as e:
+            raise NoDebugInfo(f"no debug info for the kernel ({e})") from None
 
     def type(self, name: str) -> Type:
         return self.prog.type(name)

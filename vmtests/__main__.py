@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vmtests import VMTestError
-from vmtests.config import DEFAULT_FLAVOUR, DEFAULT_KERNEL, FLAVOURS, MATRIX, flavour_name
+from vmtests.config import DEFAULT_FLAVOUR, DEFAULT_KERNEL, FLAVOURS, MATRIX, MATRIX_MODES, flavour_name
 
 if TYPE_CHECKING:
     from vmtests.kernels import Kernel
@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", "-k", action="append", metavar="K",
                    help="only this kernel (repeatable; default: the whole matrix)")
     p.add_argument("--mode", action="append",
-                   choices=("live", "elf", "kdump", "qemu", "crash", "crash0"),
+                   choices=MATRIX_MODES,
                    help="only this mode (repeatable; default: all)")
     p.add_argument("--flavour", default=DEFAULT_FLAVOUR)
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")

@@ -66,6 +66,9 @@ MATRIX: dict[str, KernelSeries] = {
     )
 }
 
+#: The modes of ``vmtests test`` (see vmtests/matrix.py), in the order they run.
+MATRIX_MODES = ("live", "btf", "elf", "kdump", "qemu", "crash", "crash0")
+
 DEFAULT_KERNEL = "6.1"
 DEFAULT_FLAVOUR = "cloud-amd64"
 FLAVOURS = ("cloud-amd64", "amd64", "rt-amd64")

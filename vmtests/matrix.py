@@ -3,6 +3,9 @@
 Modes, each running tests/kernel with pytest against one kernel:
 
 - ``live``: inside the guest, against the running kernel (/proc/kcore).
+- ``btf``: the same in a guest without the debug vmlinux (a stock host): drgn-ss and the
+  scripts read the kernel's BTF and kallsyms; the tests that compare with ss, and those
+  about running without debug info, run there.
 - ``qemu``: on the host, against the running guest through ``drgn --qemu``.
 - ``elf``, ``kdump``: on the host, against dumps of that guest taken over QMP.
 - ``crash``, ``crash0``: on the host, against real crash dumps: the guest panics
@@ -28,12 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from vmtests import VMTestError
-from vmtests.config import MATRIX, REPO, cache_dir, flavour_name
+from vmtests.config import MATRIX, MATRIX_MODES, REPO, cache_dir, flavour_name
 from vmtests.kernels import Kernel, get_kernel
 from vmtests.pytest_counts import parse_counts
 from vmtests.vm import CrashOptions, Guest
 
-MODES = ("live", "elf", "kdump", "qemu", "crash", "crash0")
+MODES = MATRIX_MODES
+#: The tests of the btf mode: what compares with ss (less -e, whose cgroup paths need DWARF).
+BTF_TESTS = "same_lines_as_ss or scripts_under_drgn or terminal_layout or debug_info"
 #: makedumpfile settings of the crash modes: (dump level, compression).
 CRASH_MODES = {"crash": (31, "zlib"), "crash0": (0, "lzo")}
 PYTHON = str(REPO / ".venv" / "bin" / "python")
@@ -91,13 +96,18 @@ def run_host_pytest(what: str, env: Mapping[str, str], argv: Sequence[str] | Non
     return _outcome("".join(lines), proc.wait(), what)
 
 
-def run_live(kernel: Kernel, args: argparse.Namespace) -> Outcome:
-    banner(f"{kernel.release}: live (pytest inside the guest)")
-    with Guest(kernel, accel=args.accel, verbose=args.verbose) as guest:
+def run_live(kernel: Kernel, args: argparse.Namespace, btf: bool = False) -> Outcome:
+    mode = "btf" if btf else "live"
+    banner(f"{kernel.release}: {mode} (pytest inside the guest{', no debug info' if btf else ''})")
+    with Guest(kernel, accel=args.accel, verbose=args.verbose, debuginfo=not btf) as guest:
         env = {**os.environ, "DRGN_SS_TARGET": "live"}
-        guest.start(pytest_argv(), cwd=str(REPO), env=env)
+        argv = pytest_argv()
+        if btf:
+            env["DRGN_SS_NO_DEBUG_INFO"] = "1"
+            argv = pytest_argv("-k", BTF_TESTS)
+        guest.start(argv, cwd=str(REPO), env=env)
         rc = guest.wait(args.timeout)
-        return _outcome("\n".join(guest.stdout_lines), rc, "live")
+        return _outcome("\n".join(guest.stdout_lines), rc, mode)
 
 
 def workload_info(lines: Sequence[str]) -> dict[str, Any]:
@@ -223,6 +233,8 @@ def run_matrix(args: argparse.Namespace) -> int:
             releases[name] = kernel.release
             if "live" in modes:
                 row["live"] = run_live(kernel, args)
+            if "btf" in modes:
+                row["btf"] = run_live(kernel, args, btf=True)
             outside = [m for m in modes if m in ("elf", "kdump", "qemu")]
             if outside:
                 row.update(run_outside(kernel, outside, args))

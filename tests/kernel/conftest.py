@@ -6,6 +6,8 @@ The target comes from the environment (set by ``python -m vmtests test``):
   ``core:PATH`` (a dump) or ``qemu:SOCKET`` (a running guest over QMP).
   Unset: ``live`` where /proc/kcore exists, otherwise every test is skipped.
 - ``DRGN_SS_VMLINUX``: the debug vmlinux for ``core`` and ``qemu`` targets.
+- ``DRGN_SS_NO_DEBUG_INFO=1``: the target has no debug info (vmtests' btf mode): the
+  Program loads none, and drgn-ss reads the kernel's BTF and kallsyms.
 - ``DRGN_SS_WORKLOAD``: for ``core`` and ``qemu``, the JSON line that
   tests/kernel/workload.py printed in the guest.
 """
@@ -99,7 +101,8 @@ def prog(target: Target) -> drgn.Program:
     else:
         assert target.path is not None
         set_qemu(prog, target.path)  # as drgn-ss --qemu does
-    prog.load_debug_info([target.vmlinux] if target.vmlinux else [], main=True)
+    if os.environ.get("DRGN_SS_NO_DEBUG_INFO") != "1":
+        prog.load_debug_info([target.vmlinux] if target.vmlinux else [], main=True)
     return prog
 
 

@@ -14,6 +14,7 @@ import pytest
 from drgn_ss.layout import vmcoreinfo
 
 from tests.kernel.conftest import Target
+from tests.kernel.test_ss import normalize
 
 #: What the listings read between them: TCP with owners and timers, UDP, listeners.
 OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"])
@@ -47,6 +48,8 @@ def test_btf_gives_the_facts_dwarf_gives(target: Target, prog: drgn.Program, tmp
     """
     if target.kind == "qemu":
         pytest.skip("the session holds the guest's QMP socket (the live and dump modes cover it)")
+    if os.environ.get("DRGN_SS_NO_DEBUG_INFO") == "1":
+        pytest.skip("no DWARF here to compare with")
     if target.kind == "core" and "SYMBOL(kallsyms_names)" not in vmcoreinfo(prog):
         pytest.skip("a kernel before 6.0: no kallsyms in its dump (test_ss checks the message)")
     if target.kind == "live" and not os.path.exists("/sys/kernel/btf/vmlinux"):
@@ -60,3 +63,27 @@ def test_btf_gives_the_facts_dwarf_gives(target: Target, prog: drgn.Program, tmp
     assert btf.keys() == dwarf.keys()
     if target.kind == "core":  # a live kernel moves between runs
         assert btf_lines == dwarf_lines
+
+
+@pytest.mark.parametrize("opts", ["-nlpt", "-uanp", "-tanp"])
+def test_drgn_ss_without_debug_info(target: Target, workload: dict[str, Any], opts: str,
+                                    tmp_path: Any) -> None:
+    """
+    On a stock host (vmtests' btf mode: no debug vmlinux anywhere drgn looks), drgn-ss says
+    once that it reads the kernel's BTF and kallsyms, and prints what ss prints.
+    """
+    if os.environ.get("DRGN_SS_NO_DEBUG_INFO") != "1":
+        pytest.skip("for a target without debug info (vmtests test --mode btf)")
+    drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
+    env = {**os.environ, "DEBUGINFOD_URLS": "", "DRGN_SS_CACHE": str(tmp_path)}
+    expected = subprocess.run(["ss", *opts.split()], capture_output=True, text=True, check=True).stdout
+    p = subprocess.run([drgn_ss, *opts.split(), "--stats"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    announce, stats = p.stderr.splitlines()
+    assert announce == (f"drgn-ss: no debug info for kernel {workload['release']}: reading the kernel's "
+                        "BTF and kallsyms instead")
+    assert json.loads(stats)["types"] == "BTF"
+    if opts == "-nlpt":
+        assert p.stdout == expected  # byte for byte
+    else:
+        assert normalize(p.stdout) == normalize(expected)
