@@ -204,7 +204,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
             inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended))
         t2 = time.perf_counter()
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, net),
-                        raw_ifname_resolver(prog), owners, args.extended, args.options, owners_by)
+                        raw_ifname_resolver(prog, errors), owners, args.extended, args.options, owners_by)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:

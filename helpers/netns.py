@@ -9,6 +9,7 @@ from drgn import FaultError, Program
 from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
 from drgn_ss.owners import is_local_live
 from drgn_ss.raw import c_string, list_nodes
+from drgn_ss.tables import WalkErrors
 
 #: Most namespaces followed before the list is taken for a loop.
 MAX_NETNS = 1 << 20
@@ -79,8 +80,11 @@ def raw_ifnames(prog: Program, net: int) -> dict[int, str]:
     return out
 
 
-def raw_ifname_resolver(prog: Program) -> Callable[[int, int], str]:
-    """A function (netns inode, ifindex) -> interface name, ``if%d`` when unknown (as ss)."""
+def raw_ifname_resolver(prog: Program, errors: WalkErrors | None = None) -> Callable[[int, int], str]:
+    """
+    A function (netns inode, ifindex) -> interface name, ``if%d`` when unknown (as ss).
+    A namespace whose interface list cannot be read is counted in ``errors``.
+    """
     names: dict[int, dict[int, str]] = {}
 
     def ifname(netns: int, ifindex: int) -> str:
@@ -88,8 +92,10 @@ def raw_ifname_resolver(prog: Program) -> Callable[[int, int], str]:
             try:
                 net = raw_netns_by_inode(prog, netns)
                 names[netns] = raw_ifnames(prog, net) if net is not None else {}
-            except FaultError:
+            except FaultError as e:
                 names[netns] = {}  # unreadable (e.g. filtered out of a dump): ss's fallback name
+                if errors is not None:
+                    errors.count("interfaces", e)
         return names[netns].get(ifindex, f"if{ifindex}")
 
     return ifname

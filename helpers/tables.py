@@ -22,23 +22,25 @@ class WalkErrors:
         self.buckets = 0
         self.sockets = 0
         self.tasks = 0
+        #: Interface lists (for ``%ifname``), shown as ss shows an unknown one: ``%if<index>``.
+        self.interfaces = 0
         #: The first fault's message, as an example for the user.
         self.first = ""
 
     def __bool__(self) -> bool:
-        return bool(self.buckets or self.sockets or self.tasks)
+        return bool(self.buckets or self.sockets or self.tasks or self.interfaces)
 
-    def _key(self) -> tuple[int, int, int, str]:
-        return (self.buckets, self.sockets, self.tasks, self.first)
+    def _key(self) -> tuple[int, int, int, int, str]:
+        return (self.buckets, self.sockets, self.tasks, self.interfaces, self.first)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WalkErrors) and self._key() == other._key()
 
     def __repr__(self) -> str:
-        return "WalkErrors(buckets={}, sockets={}, tasks={}, first={!r})".format(*self._key())
+        return "WalkErrors(buckets={}, sockets={}, tasks={}, interfaces={}, first={!r})".format(*self._key())
 
     def count(self, what: str, error: Exception | None, n: int = 1) -> None:
-        """Count ``n`` faults of one kind ("buckets", "sockets", "tasks"), ``error`` the first."""
+        """Count ``n`` faults of one kind (buckets, sockets, tasks, interfaces), ``error`` the first."""
         setattr(self, what, getattr(self, what) + n)
         if n and error is not None and not self.first:
             self.first = str(error)
@@ -46,7 +48,8 @@ class WalkErrors:
     def describe(self) -> str:
         parts = [f"{n} {what}" for n, what in ((self.buckets, "hash chains"),
                                                 (self.sockets, "sockets"),
-                                                (self.tasks, "tasks")) if n]
+                                                (self.tasks, "tasks"),
+                                                (self.interfaces, "interface lists")) if n]
         return ", ".join(parts) + (f" (first: {self.first})" if self.first else "")
 
 
