@@ -77,7 +77,8 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("--stats", action="store_true",
                    help="after the listing, print one JSON line of timings and counts on stderr "
                    "(sockets, open files, seconds spent walking, finding owners and rendering, "
-                   "whether debug info had to be loaded)")
+                   "whether debug info had to be loaded, where facts not in the cache came from "
+                   "(DWARF or BTF) and the seconds spent working them out)")
     p.add_argument("--btf", action="store_true",
                    help="work out struct layouts from the kernel's own BTF and symbol addresses from "
                    "its kallsyms, even where debug info is installed (without debug info, this is "
@@ -227,7 +228,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
                  "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
                  "debug_info_loaded": kernel_facts(prog).loaded_debug_info,
-                 "types": kernel_facts(prog).source}
+                 "types": kernel_facts(prog).source, "types_s": round(kernel_facts(prog).types_s, 6)}
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
 

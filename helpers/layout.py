@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -406,6 +407,9 @@ class KernelFacts:
         #: Whether this run had to load debug info (a cache miss).
         self.loaded_debug_info = False
         self._types: TypeSource | None = None
+        #: Seconds this run spent working facts out (loading DWARF or BTF included).
+        self.types_s = 0.0
+        self._depth = 0
         self.path: str | None = None
         if self.build_id:
             self.path = os.path.join(cache_dir(), "facts",
@@ -420,7 +424,12 @@ class KernelFacts:
         """Load debug info now if it is not loaded yet (for a cache miss, or a rare path)."""
         loader = self.prog.cache.get("drgn_ss.loader")
         if loader is not None:
-            loader()  # if it fails, it stays: nothing is worked out without debug info
+            start = time.perf_counter()
+            try:
+                loader()  # if it fails, it stays: nothing is worked out without debug info
+            finally:
+                if not self._depth:  # else timed with the fact it is loaded for
+                    self.types_s += time.perf_counter() - start
             del self.prog.cache["drgn_ss.loader"]
             self.loaded_debug_info = True
         return self.prog
@@ -460,7 +469,14 @@ class KernelFacts:
             return self.values[key]
         except KeyError:
             pass
-        value = compute(self.types())
+        start = time.perf_counter()
+        self._depth += 1
+        try:
+            value = compute(self.types())
+        finally:
+            self._depth -= 1
+            if not self._depth:  # a fact computed inside another is timed with it
+                self.types_s += time.perf_counter() - start
         self.values[key] = value
         self.dirty = True
         return value

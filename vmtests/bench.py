@@ -16,7 +16,10 @@ early, and says how many it made); the table and the JSON give medians, the rati
 native ``ss -tanp`` and ``ss -tan`` of the same size, drgn-ss's own split (start-up, walk
 per socket, owners per open file) from its ``--stats`` line, peak RSS and lines printed.
 drgn-ss's first run on each target starts with an empty facts cache (it loads DWARF):
-that time is reported apart as ``cold_s``; the medians are of the runs after it.
+that time is reported apart as ``cold_s``; the medians are of the runs after it. One more
+cold run reads the kernel's BTF and kallsyms instead (``--btf``: what a host without debug
+info does), in the guest and on the dump: ``cold_btf_s``; the JSON has the seconds each
+cold run spent working its facts out (``cold_types_s``, ``cold_btf_types_s``).
 
 This module is also the in-guest half (``python -m vmtests.bench guest N RUNS BUDGET``),
 so it imports nothing outside the standard library at module level.
@@ -132,7 +135,9 @@ def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] |
     """
     result: dict[str, Any] = {"cold_s": None}
     if cold:
-        result["cold_s"] = round(run_once(argv, env, netns)["wall"], 4)
+        first = run_once(argv, env, netns)
+        result["cold_s"] = round(first["wall"], 4)
+        result["cold_types_s"] = (_stats(first["stderr"]) or {}).get("types_s")
     samples: list[dict[str, Any]] = []
     spent = 0.0
     while len(samples) < runs and (not samples or spent < budget):
@@ -161,6 +166,21 @@ def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] |
             "files": files or None,
         })
     return result
+
+
+def cold_btf(argv: Sequence[str]) -> dict[str, Any]:
+    """
+    One run with an empty facts cache reading the kernel's BTF and kallsyms (``--btf`` in
+    ``argv``): its wall time and the seconds it spent working facts out; None where the
+    kernel cannot be read that way (a dump before 6.0).
+    """
+    with tempfile.TemporaryDirectory(prefix="drgn-ss-btf-") as cache:
+        try:
+            run = run_once(argv, {**os.environ, "DRGN_SS_CACHE": cache})
+        except RuntimeError:
+            return {"cold_btf_s": None, "cold_btf_types_s": None}
+    stats = _stats(run["stderr"]) or {}
+    return {"cold_btf_s": round(run["wall"], 4), "cold_btf_types_s": stats.get("types_s")}
 
 
 def _stats(stderr: str) -> dict[str, Any] | None:
@@ -256,6 +276,8 @@ def guest_main(established: int, runs: int, budget: float) -> int:
     ]
     for tool, argv, cold in tools:
         result = {"where": "guest", "tool": tool, **measure(argv, runs, budget, env=env, cold=cold)}
+        if cold:
+            result.update(cold_btf([*argv, "--btf"]))
         print("BENCH " + json.dumps(result), flush=True)
     print("READY", flush=True)
     w.wait()
@@ -293,13 +315,16 @@ def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
             try:
                 # The first run, with an empty facts cache, loads DWARF: timed apart as cold_s.
                 progress(f"{where}: drgn-ss ({established}), cold cache")
-                cold = run_once([drgn_ss, *target, "-s", str(kernel.vmlinux), "-tanp"], env)["wall"]
+                cold = run_once([drgn_ss, *target, "-s", str(kernel.vmlinux), "-tanp", "--stats"], env)
                 for tool in ("drgn-ss -tanp", "drgn-ss -tan"):
                     progress(f"{where}: {tool} ({established})")
                     result = measure([drgn_ss, *target, *tool.split()[1:], "--stats"], runs, budget,
                                      env=env)
                     if tool == "drgn-ss -tanp":
-                        result["cold_s"] = round(cold, 4)
+                        result["cold_s"] = round(cold["wall"], 4)
+                        result["cold_types_s"] = (_stats(cold["stderr"]) or {}).get("types_s")
+                        if where == "dump":  # BTF from the dump's memory (6.0+); --qemu: the same
+                            result.update(cold_btf([drgn_ss, *target, "--btf", "-tanp", "--stats"]))
                     out.append({"where": where, "tool": tool, **result})
             finally:
                 dump.unlink(missing_ok=True)
@@ -336,12 +361,12 @@ def ratios(runs: list[dict[str, Any]]) -> None:
 
 
 FIELDS = ("kernel", "sockets", "where", "tool", "median_s", "x_ss_tanp", "x_ss_tan", "startup_s",
-          "cold_s", "us_per_socket", "us_per_file", "peak_rss_mb", "lines", "runs")
+          "cold_s", "cold_btf_s", "us_per_socket", "us_per_file", "peak_rss_mb", "lines", "runs")
 
 
 def table(runs: list[dict[str, Any]]) -> str:
     head = ("kernel", "sockets", "where", "tool", "median s", "x ss-tanp", "x ss-tan", "startup s",
-            "cold s", "us/socket", "us/file", "RSS MB", "lines", "runs")
+            "cold s", "cold btf s", "us/socket", "us/file", "RSS MB", "lines", "runs")
     rows = [head] + [tuple("-" if r.get(f) is None else str(r[f]) for f in FIELDS) for r in runs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     text = []
@@ -375,6 +400,7 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
         r.setdefault("us_per_socket", None)
         r.setdefault("us_per_file", None)
         r.setdefault("cold_s", None)
+        r.setdefault("cold_btf_s", None)
     doc = {
         "machine": machine(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -384,7 +410,8 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
                 "reading the guest (native speed); guest: inside the TCG guest (reference only). "
                 "Ratios are to native ss of the same size, measured in this run.",
         "runs": [{f: r.get(f) for f in (*FIELDS, "release", "startup_s", "walk_s", "owners_s",
-                                         "render_s", "files")} for r in results],
+                                         "render_s", "files", "cold_types_s", "cold_btf_types_s")}
+                 for r in results],
     }
     sys.stdout.write(f"# {doc['date']}, {doc['machine']}\n" + table(results))
     if json_out:
