@@ -21,9 +21,17 @@ from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_
 from drgn_ss.crash import crash_summary, panicked
 from drgn_ss.decode import raw_inet_socks
 from drgn_ss.inet import TCP_LISTEN
-from drgn_ss.layout import NoDebugInfo, kernel_facts, set_debug_info_loader, set_qemu, use_btf, use_core_file
+from drgn_ss.layout import (
+    NoDebugInfo,
+    is_local_live,
+    kernel_facts,
+    set_debug_info_loader,
+    set_qemu,
+    use_btf,
+    use_core_file,
+)
 from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
-from drgn_ss.owners import OWNER_SOURCES, is_local_live, socket_owners
+from drgn_ss.owners import OWNER_SOURCES, socket_owners
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, SelectionError, build_selection
 from drgn_ss.tables import WalkErrors

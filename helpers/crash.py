@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from drgn import FaultError, Program
 from drgn_ss.layout import (
     initial_jiffies,
+    is_local_live,
     jiffies,
     kernel_facts,
     kernel_hz,
@@ -39,8 +40,6 @@ def panicked(prog: Program) -> bool:
     warm cache): the kernel adds CRASHTIME to VMCOREINFO when it kexecs into a capture
     kernel, and sets ``panic_cpu`` when it panics.
     """
-    from drgn_ss.owners import is_local_live
-
     if "CRASHTIME" in vmcoreinfo(prog):
         return True
     if is_local_live(prog):

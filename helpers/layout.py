@@ -82,6 +82,12 @@ def _detect(prog: TypeSource) -> KernelLayout:
     )
 
 
+def is_local_live(prog: Program) -> bool:
+    """Whether ``prog`` is the kernel this process runs on (so /proc and /sys describe it)."""
+    flags = prog.flags
+    return bool(flags & ProgramFlags.IS_LIVE and flags & ProgramFlags.IS_LOCAL)
+
+
 def prog_cached(prog: Program, key: str, make: Callable[[Program], T]) -> T:
     """``make(prog)``, computed once per Program and kept in ``prog.cache``."""
     try:
@@ -295,8 +301,7 @@ def btf_types(prog: Program) -> BtfTypes:
 
     :raises LookupError: saying why neither can be had
     """
-    live = prog.flags & (ProgramFlags.IS_LIVE | ProgramFlags.IS_LOCAL) == (
-        ProgramFlags.IS_LIVE | ProgramFlags.IS_LOCAL)
+    live = is_local_live(prog)
     info = vmcoreinfo(prog)
     if not live and "SYMBOL(kallsyms_names)" not in info:
         raise LookupError("no kallsyms: VMCOREINFO locates them from Linux 6.0 on")

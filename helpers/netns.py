@@ -6,8 +6,7 @@ import os
 from collections.abc import Callable
 
 from drgn import FaultError, Program
-from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
-from drgn_ss.owners import is_local_live
+from drgn_ss.layout import is_local_live, kernel_facts, kernel_layout, kernel_memory
 from drgn_ss.raw import c_string, list_nodes
 from drgn_ss.tables import WalkErrors
 

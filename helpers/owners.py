@@ -18,8 +18,8 @@ import stat
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from drgn import FaultError, Object, Program, ProgramFlags
-from drgn_ss.layout import kernel_facts, kernel_memory, prog_cached
+from drgn import FaultError, Object, Program
+from drgn_ss.layout import is_local_live, kernel_facts, kernel_memory, prog_cached
 from drgn_ss.raw import c_string, list_nodes, native
 from drgn_ss.tables import WalkErrors, tolerate, tolerate_counted
 
@@ -238,12 +238,6 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
     if counts is not None:
         counts["files"] = nfiles
     return _ss_order(entries)
-
-
-def is_local_live(prog: Program) -> bool:
-    """Whether ``prog`` is the kernel this process runs on (so /proc describes it)."""
-    flags = prog.flags
-    return bool(flags & ProgramFlags.IS_LIVE and flags & ProgramFlags.IS_LOCAL)
 
 
 def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None = None,

@@ -12,6 +12,7 @@ import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enum
 import contextlib
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import ModuleType
 from typing import Any, NamedTuple
 
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
@@ -134,7 +135,7 @@ class TokenBuffer:
         Buffer a line; True if ss renders here (the check comes when the next line starts,
         before the line's last cell is flushed).
 
-        :param total: the bytes its cells take as tokens (:func:`token_bytes`).
+        :param total: the bytes its cells take as tokens (:func:`column_token_bytes`).
         """
         if self.chunks and self.used + total + 4 < BUF_CHUNK_DATA:
             # No chunk boundary inside the line: only the render check can happen.
@@ -166,13 +167,11 @@ def _even(n: int) -> int:
 _EVEN = [_even(n) for n in range(4096)]
 
 
-def token_bytes(sizes: Sequence[int]) -> int:
-    """The bytes cells of these lengths take in ss's buffer: 2 + length, rounded up to even."""
-    return sum(map(_even, sizes)) + 2 * len(sizes)
-
-
 def column_token_bytes(columns: Sequence[Sequence[str]]) -> list[int]:
-    """:func:`token_bytes` of every line, a column at a time."""
+    """
+    The bytes each line's cells take in ss's buffer (a cell: 2 + its length, rounded up to
+    even), a column at a time.
+    """
     totals = [2 * len(columns)] * (len(columns[0]) if columns else 0)
     for column in columns:
         lengths = _byte_lengths(column)
@@ -212,23 +211,23 @@ def layout_columns(columns: Sequence[list[str]], disabled: frozenset[int] = froz
     max_len = dict.fromkeys(enabled, 0)
     start = 0
     for row in breaks:
-        yield from _render_batch(columns, start, row + 1, row + 1, enabled, max_len, screen_width)
+        yield from _render_batch(columns, start, row + 1, row + 1, enabled, max_len, screen_width, fast)
         start = row + 1
     if start < nrows:
         # The last line's "Process" cell is still open when ss renders at the end: it is not
         # measured (unless that line is the header, whose cells are all flushed).
         measured = nrows if header and nrows == 1 else nrows - 1
-        yield from _render_batch(columns, start, nrows, measured, enabled, max_len, screen_width)
+        yield from _render_batch(columns, start, nrows, measured, enabled, max_len, screen_width, fast)
 
 
-def _render_batch(columns: Sequence[list[str]], start: int, stop: int, measured: int, enabled: list[int],
-                  max_len: dict[int, int], screen_width: int | None) -> Iterator[str]:
+def _render_batch(columns: Sequence[list[str]], start: int, stop: int, measured: int,
+                  enabled: list[int], max_len: dict[int, int], screen_width: int | None,
+                  fast: ModuleType | None) -> Iterator[str]:
     """
     Print one render()'s lines, rows [start, stop), the widths measured over rows
     [start, measured) (and, if that is not all, the last row less its Process cell);
-    ``max_len`` carries the measured widths across renders.
+    ``max_len`` carries the measured widths across renders; ``fast``: :func:`native`.
     """
-    fast = native()
     if fast is not None:
         longest = fast.max_lengths(columns, start, measured)
     else:

@@ -18,26 +18,30 @@ from drgn_ss.raw import Memory
 class WalkErrors:
     """What a walk could not read (a freed or filtered page): counted, then reported once."""
 
+    #: What is counted, and how :meth:`describe` names it. "interfaces": interface lists
+    #: (for ``%ifname``), shown as ss shows an unknown one: ``%if<index>``.
+    KINDS = (("buckets", "hash chains"), ("sockets", "sockets"), ("tasks", "tasks"),
+             ("interfaces", "interface lists"))
+
     def __init__(self) -> None:
-        self.buckets = 0
-        self.sockets = 0
-        self.tasks = 0
-        #: Interface lists (for ``%ifname``), shown as ss shows an unknown one: ``%if<index>``.
-        self.interfaces = 0
+        self.buckets = self.sockets = self.tasks = self.interfaces = 0
         #: The first fault's message, as an example for the user.
         self.first = ""
 
-    def __bool__(self) -> bool:
-        return bool(self.buckets or self.sockets or self.tasks or self.interfaces)
+    def _counts(self) -> list[int]:
+        return [getattr(self, kind) for kind, _ in self.KINDS]
 
-    def _key(self) -> tuple[int, int, int, int, str]:
-        return (self.buckets, self.sockets, self.tasks, self.interfaces, self.first)
+    def __bool__(self) -> bool:
+        return any(self._counts())
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, WalkErrors) and self._key() == other._key()
+        if not isinstance(other, WalkErrors):
+            return False
+        return (self._counts(), self.first) == (other._counts(), other.first)
 
     def __repr__(self) -> str:
-        return "WalkErrors(buckets={}, sockets={}, tasks={}, interfaces={}, first={!r})".format(*self._key())
+        counts = ", ".join(f"{kind}={getattr(self, kind)}" for kind, _ in self.KINDS)
+        return f"WalkErrors({counts}, first={self.first!r})"
 
     def count(self, what: str, error: Exception | None, n: int = 1) -> None:
         """Count ``n`` faults of one kind (buckets, sockets, tasks, interfaces), ``error`` the first."""
@@ -46,10 +50,7 @@ class WalkErrors:
             self.first = str(error)
 
     def describe(self) -> str:
-        parts = [f"{n} {what}" for n, what in ((self.buckets, "hash chains"),
-                                                (self.sockets, "sockets"),
-                                                (self.tasks, "tasks"),
-                                                (self.interfaces, "interface lists")) if n]
+        parts = [f"{n} {label}" for n, (_, label) in zip(self._counts(), self.KINDS) if n]
         return ", ".join(parts) + (f" (first: {self.first})" if self.first else "")
 
 

@@ -137,7 +137,7 @@ def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] |
     if cold:
         first = run_once(argv, env, netns)
         result["cold_s"] = round(first["wall"], 4)
-        result["cold_types_s"] = (_stats(first["stderr"]) or {}).get("types_s")
+        result["cold_types_s"] = _types_s(first)
     samples: list[dict[str, Any]] = []
     spent = 0.0
     while len(samples) < runs and (not samples or spent < budget):
@@ -179,8 +179,12 @@ def cold_btf(argv: Sequence[str]) -> dict[str, Any]:
             run = run_once(argv, {**os.environ, "DRGN_SS_CACHE": cache})
         except RuntimeError:
             return {"cold_btf_s": None, "cold_btf_types_s": None}
-    stats = _stats(run["stderr"]) or {}
-    return {"cold_btf_s": round(run["wall"], 4), "cold_btf_types_s": stats.get("types_s")}
+    return {"cold_btf_s": round(run["wall"], 4), "cold_btf_types_s": _types_s(run)}
+
+
+def _types_s(run: dict[str, Any]) -> float | None:
+    """The seconds a run spent working facts out, from its ``--stats`` line."""
+    return (_stats(run["stderr"]) or {}).get("types_s")
 
 
 def _stats(stderr: str) -> dict[str, Any] | None:
@@ -322,7 +326,7 @@ def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
                                      env=env)
                     if tool == "drgn-ss -tanp":
                         result["cold_s"] = round(cold["wall"], 4)
-                        result["cold_types_s"] = (_stats(cold["stderr"]) or {}).get("types_s")
+                        result["cold_types_s"] = _types_s(cold)
                         if where == "dump":  # BTF from the dump's memory (6.0+); --qemu: the same
                             result.update(cold_btf([drgn_ss, *target, "--btf", "-tanp", "--stats"]))
                     out.append({"where": where, "tool": tool, **result})

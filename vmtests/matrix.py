@@ -36,7 +36,6 @@ from vmtests.kernels import Kernel, get_kernel
 from vmtests.pytest_counts import parse_counts
 from vmtests.vm import CrashOptions, Guest
 
-MODES = MATRIX_MODES
 #: The tests of the btf mode: what compares with ss (less -e, whose cgroup paths need DWARF).
 BTF_TESTS = "same_lines_as_ss or scripts_under_drgn or terminal_layout or debug_info"
 #: makedumpfile settings of the crash modes: (dump level, compression).
@@ -219,7 +218,7 @@ def print_table(flavour: str, kernels: Sequence[str], releases: Mapping[str, str
 def run_matrix(args: argparse.Namespace) -> int:
     flavour = flavour_name(args.flavour)
     kernels = args.kernel or list(MATRIX)
-    modes = [m for m in MODES if not args.mode or m in args.mode]
+    modes = [m for m in MATRIX_MODES if not args.mode or m in args.mode]
     start = time.monotonic()
     host = {} if args.no_host else run_host_checks()
     results: dict[str, dict[str, Outcome]] = {}
@@ -280,4 +279,4 @@ def run_demo(args: argparse.Namespace) -> int:
         return guest.wait(args.timeout)
 
 
-__all__ = ["MODES", "run_demo", "run_matrix"]
+__all__ = ["run_demo", "run_matrix"]
