@@ -1414,6 +1414,119 @@ out:
 	return result;
 }
 
+PyDoc_STRVAR(kallsyms_find_doc,
+"kallsyms_find(names, count, token_table, token_index, long_names, wanted) -> list\n"
+"\n"
+"One pass over the kernel's compressed kallsyms_names (count symbols), as\n"
+"drgn_ss.kallsyms.find_names does in Python: for each name in wanted (bytes), the\n"
+"(index, type letter) of the first symbol of that name, or None. token_index is the\n"
+"kernel's 256 little-endian u16 offsets into token_table. long_names: a length byte\n"
+"with its top bit set takes a second byte (Linux 6.1+). ValueError if a table is cut short.");
+
+#define KALLSYMS_MAX_WANTED 64
+
+static PyObject *kallsyms_find(PyObject *self, PyObject *args)
+{
+	Py_buffer names, table, index;
+	Py_ssize_t count;
+	int long_names;
+	PyObject *wanted;
+	if (!PyArg_ParseTuple(args, "y*ny*y*pO!", &names, &count, &table, &index, &long_names,
+			      &PyTuple_Type, &wanted))
+		return NULL;
+	PyObject *result = NULL;
+	Py_ssize_t nwanted = PyTuple_GET_SIZE(wanted), left = nwanted;
+	const char *want[KALLSYMS_MAX_WANTED];
+	Py_ssize_t want_len[KALLSYMS_MAX_WANTED];
+	Py_ssize_t found[KALLSYMS_MAX_WANTED];
+	char kind[KALLSYMS_MAX_WANTED];
+	const unsigned char *n = names.buf, *tt = table.buf;
+	Py_ssize_t pos = 0;
+	uint16_t offsets[256];
+	if (nwanted > KALLSYMS_MAX_WANTED || index.len < 512 || table.len < 1) {
+		PyErr_SetString(PyExc_ValueError, "kallsyms_find: bad arguments");
+		goto out;
+	}
+	memcpy(offsets, index.buf, sizeof(offsets));
+	for (int i = 0; i < 256; i++) {
+		if (offsets[i] >= table.len) {
+			PyErr_SetString(PyExc_ValueError, "kallsyms token index past the token table");
+			goto out;
+		}
+	}
+	if (((const char *)table.buf)[table.len - 1] != 0) {
+		PyErr_SetString(PyExc_ValueError, "kallsyms token table not terminated");
+		goto out;
+	}
+	for (Py_ssize_t w = 0; w < nwanted; w++) {
+		PyObject *item = PyTuple_GET_ITEM(wanted, w);
+		if (!PyBytes_Check(item)) {
+			PyErr_SetString(PyExc_TypeError, "kallsyms_find: wanted names are bytes");
+			goto out;
+		}
+		want[w] = PyBytes_AS_STRING(item);
+		want_len[w] = PyBytes_GET_SIZE(item);
+		found[w] = -1;
+	}
+	char name[1024];
+	for (Py_ssize_t i = 0; i < count && left > 0; i++) {
+		if (pos >= names.len)
+			goto short_names;
+		Py_ssize_t len = n[pos++];
+		if ((len & 0x80) && long_names) {
+			if (pos >= names.len)
+				goto short_names;
+			len = (len & 0x7f) | (Py_ssize_t)n[pos++] << 7;
+		}
+		if (pos + len > names.len)
+			goto short_names;
+		/* Expand the tokens; the first character is the symbol's type letter. */
+		Py_ssize_t out_len = 0;
+		int fits = 1;
+		for (Py_ssize_t t = 0; t < len && fits; t++) {
+			const unsigned char *tok = tt + offsets[n[pos + t]];
+			while (*tok) {
+				if (out_len == (Py_ssize_t)sizeof(name)) {
+					fits = 0;
+					break;
+				}
+				name[out_len++] = (char)*tok++;
+			}
+		}
+		pos += len;
+		if (!fits || out_len < 1)
+			continue;
+		for (Py_ssize_t w = 0; w < nwanted; w++) {
+			if (found[w] < 0 && want_len[w] == out_len - 1 &&
+			    memcmp(want[w], name + 1, out_len - 1) == 0) {
+				found[w] = i;
+				kind[w] = name[0];
+				left--;
+			}
+		}
+	}
+	result = PyList_New(nwanted);
+	if (!result)
+		goto out;
+	for (Py_ssize_t w = 0; w < nwanted; w++) {
+		PyObject *v = found[w] < 0 ? Py_NewRef(Py_None)
+				: Py_BuildValue("(nC)", found[w], (int)(unsigned char)kind[w]);
+		if (!v) {
+			Py_CLEAR(result);
+			goto out;
+		}
+		PyList_SET_ITEM(result, w, v);
+	}
+	goto out;
+short_names:
+	PyErr_SetString(PyExc_ValueError, "kallsyms_names ends inside a symbol");
+out:
+	PyBuffer_Release(&names);
+	PyBuffer_Release(&table);
+	PyBuffer_Release(&index);
+	return result;
+}
+
 static PyMethodDef methods[] = {
 	{"walk_sockets", walk_sockets, METH_VARARGS, walk_sockets_doc},
 	{"socket_holders", socket_holders, METH_VARARGS, socket_holders_doc},
@@ -1423,6 +1536,7 @@ static PyMethodDef methods[] = {
 	{"users_cells", users_cells, METH_VARARGS, users_cells_doc},
 	{"socket_cells", socket_cells, METH_VARARGS, socket_cells_doc},
 	{"btf_index", btf_index, METH_VARARGS, btf_index_doc},
+	{"kallsyms_find", kallsyms_find, METH_VARARGS, kallsyms_find_doc},
 	{NULL, NULL, 0, NULL},
 };
 
