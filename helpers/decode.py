@@ -11,7 +11,7 @@ from __future__ import annotations
 import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 import contextlib
 
-from drgn import FaultError, Object, Program
+from drgn import FaultError, Program
 from drgn_ss.inet import (
     AF_INET,
     AF_INET6,
@@ -25,11 +25,10 @@ from drgn_ss.inet import (
     TCP_SYN_RECV,
     TCP_TIME_WAIT,
     InetSock,
-    _cgroup_path,
     _jdelta,
 )
 from drgn_ss.layout import KernelFacts, kernel_facts, kernel_hz, kernel_layout, kernel_memory, prog_cached
-from drgn_ss.raw import Field, Unpacker, native
+from drgn_ss.raw import Field, Memory, Unpacker, native, read_c_string
 from drgn_ss.tables import (
     MAX_CHAIN,
     Chains,
@@ -135,6 +134,67 @@ def _read_jiffies(prog: Program) -> int:
     return kernel_memory(prog).read_u64(facts.symbol("jiffies_64"))
 
 
+class CgroupPaths:
+    """
+    The cgroup v2 paths of sockets (``ss -e``'s ``cgroup:``), from the raw value of
+    ``sk->sk_cgrp_data``, read without drgn Objects: what drgn's
+    ``cgroup_path(sock_cgroup_ptr(sk))`` gives, with debug info or without.
+
+    :param pointer: ``sk_cgrp_data`` holds a ``struct cgroup *`` (5.15+) rather than ``val``
+    :param parent_rcu: ``struct kernfs_node`` calls its parent ``__parent`` (6.15+)
+    """
+
+    #: Deeper than any cgroup tree: a parent chain this long is taken for a loop.
+    MAX_DEPTH = 512
+
+    def __init__(self, facts: KernelFacts, mem: Memory, pointer: bool, parent_rcu: bool) -> None:
+        self.facts, self.mem, self.pointer = facts, mem, pointer
+        self.kn = facts.offset("struct cgroup", "kn")
+        self.parent = facts.offset("struct kernfs_node", "__parent" if parent_rcu else "parent")
+        self.name = facts.offset("struct kernfs_node", "name")
+        self.paths: dict[int, str] = {}
+
+    def cgroup(self, raw: int) -> int:
+        """
+        ``sock_cgroup_ptr()``: the ``struct cgroup *`` of a socket.
+
+        :param raw: ``sk->sk_cgrp_data.cgroup`` (5.15+) or ``.val`` (before: a value with
+            either of its low two bits set, or 0, stands for the default hierarchy's root)
+        """
+        if self.pointer or (raw and not raw & 3):
+            return raw
+        return self.facts.symbol("cgrp_dfl_root") + self.facts.offset("struct cgroup_root", "cgrp")
+
+    def path(self, raw: int) -> str:
+        """The cgroup's path in its hierarchy, "/" for the root; cached per cgroup."""
+        cgrp = self.cgroup(raw)
+        if cgrp not in self.paths:
+            self.paths[cgrp] = self.kernfs_path(self.mem.read_u64(cgrp + self.kn)) or "/"
+        return self.paths[cgrp]
+
+    def kernfs_path(self, kn: int) -> str:
+        """
+        drgn's ``kernfs_path()``: the names from the root's down to ``kn``'s, joined by "/".
+
+        :param kn: ``struct kernfs_node *``
+        :raises FaultError: if a node cannot be read, or the chain does not end
+        """
+        if not kn:
+            return "(null)"
+        mem, names = self.mem, []
+        for _ in range(self.MAX_DEPTH):
+            names.append(read_c_string(mem, mem.read_u64(kn + self.name)))
+            parent = mem.read_u64(kn + self.parent)
+            if not parent:
+                break
+            kn = parent
+        else:
+            raise FaultError("kernfs parent chain too long: a loop?", kn)
+        if len(names) == 1:
+            return "/"
+        return b"/".join(reversed(names)).decode(errors="replace")
+
+
 class RawDecoder:
     """
     Walk a namespace's tables and decode its sockets; one per listing.
@@ -158,8 +218,7 @@ class RawDecoder:
         self._now: int | None = None
         self._hz: int | None = None
         self._netns: dict[int, int] = {}
-        self._cgroups: dict[int, str] = {}
-        self._cgroup_paths: dict[int, str] = {}
+        self._cgroups: CgroupPaths | None = None
 
     def _ms(self, expires: int) -> int:
         if self._now is None:
@@ -174,11 +233,11 @@ class RawDecoder:
             self._netns[net] = self.mem.read_u32(net + self.L.ns_inum)
         return self._netns[net]
 
-    def _cgroup(self, addr: int, raw: int) -> str:
-        if raw not in self._cgroups:
-            sk = Object(self.prog, "struct sock *", addr)  # rare: once per cgroup, with debug info
-            self._cgroups[raw] = _cgroup_path(sk, self._cgroup_paths)
-        return self._cgroups[raw]
+    def _cgroup(self, raw: int) -> str:
+        if self._cgroups is None:
+            self._cgroups = CgroupPaths(self.facts, self.mem, kernel_layout(self.prog).sock_cgroup_pointer,
+                                        kernel_layout(self.prog).kernfs_parent_rcu)
+        return self._cgroups.path(raw)
 
     def socks(self, net: int, proto: str, listening: bool = True, established: bool = True,
               errors: WalkErrors | None = None) -> list[InetSock]:
@@ -307,7 +366,7 @@ class RawDecoder:
                   if family == AF_INET6 and raw_state in (TCP_LISTEN, TCP_CLOSE) else None)
         return InetSock(
             proto, family, raw_state, src, sport, dst, dport, ifindex, v6only, recv_q, send_q,
-            ino, uid, cookie, netns, shutdown, self._cgroup(addr, cgroup) if self.cgroups else None,
+            ino, uid, cookie, netns, shutdown, self._cgroup(cgroup) if self.cgroups else None,
             "full", addr, timer, timer_ms, retrans, sk_socket,
         )
 

@@ -436,6 +436,24 @@ def list_nodes(mem: Memory, head: int, limit: int, what: str) -> Iterator[int]:
     raise FaultError(f"{what} too long: a loop?", pos)
 
 
+def read_c_string(mem: Memory, addr: int, limit: int = 4096) -> bytes:
+    """
+    The NUL-terminated string at ``addr`` (a ``char *``'s target), read a page at most at
+    a time so that no read reaches past the page the string ends in; at most ``limit`` bytes.
+
+    :raises FaultError: if it cannot be read
+    """
+    out = b""
+    while len(out) < limit:
+        size = min(4096 - (addr + len(out)) % 4096, limit - len(out))
+        chunk = mem.read(addr + len(out), size)
+        end = chunk.find(b"\0")
+        if end >= 0:
+            return out + chunk[:end]
+        out += chunk
+    return out
+
+
 def c_string(buf: bytes, start: int, size: int) -> str:
     """The NUL-terminated string in a ``char[size]`` at ``start`` (a task's comm, a device's name)."""
     return buf[start : start + size].split(b"\0", 1)[0].decode(errors="replace")

@@ -36,7 +36,7 @@ from vmtests.kernels import Kernel, get_kernel
 from vmtests.pytest_counts import parse_counts
 from vmtests.vm import CrashOptions, Guest
 
-#: The tests of the btf mode: what compares with ss (less -e, whose cgroup paths need DWARF).
+#: The tests of the btf mode: what compares with ss.
 BTF_TESTS = "same_lines_as_ss or scripts_under_drgn or terminal_layout or debug_info"
 #: makedumpfile settings of the crash modes: (dump level, compression).
 CRASH_MODES = {"crash": (31, "zlib"), "crash0": (0, "lzo")}

@@ -107,6 +107,19 @@ def child(name: str, keep: list[socket.socket], make: Any = None) -> int:
         os._exit(0)
 
 
+def in_cgroup(path: str, make: Any) -> Any:
+    """Move this process into the cgroup at ``path``, then ``make()`` (its sockets are that cgroup's)."""
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write("0")
+    return make()
+
+
+def udp_bound(family: int, addr: str, port: int) -> socket.socket:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((addr, port))
+    return s
+
+
 def open_listeners() -> list[socket.socket]:
     """TCP listeners on loopback, IPv4 and IPv6, on ports the kernel picks."""
     return [listener(socket.AF_INET, "127.0.0.1", 0), listener(socket.AF_INET6, "::1", 0)]
@@ -194,6 +207,13 @@ def open_everything() -> tuple[list[Any], list[int]]:
     reuse = listener(v4, "0.0.0.0", 7004, reuseport=True)
     held.append(reuse)
     pids.append(child("ss-reuse", [], lambda: listener(v4, "0.0.0.0", 7004, reuseport=True)))
+
+    # Sockets made in a nested cgroup (ss -e: "cgroup:/drgn-ss/inner"), where cgroup2 is mounted.
+    inner = "/sys/fs/cgroup/drgn-ss/inner"
+    if os.path.exists("/sys/fs/cgroup/cgroup.procs"):
+        os.makedirs(inner, exist_ok=True)
+        pids.append(child("ss-cgroup", [], lambda: in_cgroup(inner, lambda: [
+            listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
     # A listener in another network namespace: never in the default listing.
     held.append(subprocess.Popen(
