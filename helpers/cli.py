@@ -55,9 +55,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """
+    argparse's formatter, told the terminal's width: argparse makes one per option and
+    asks shutil each time (importing it: 0.1 s of a TCG guest's start-up).
+    """
+    columns = os.environ.get("COLUMNS", "")
+    try:
+        width = int(columns) if columns.isdigit() else os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    except (OSError, AttributeError, ValueError):
+        width = 80
+    return argparse.HelpFormatter(prog, width=max(width, 40) - 2)
+
+
 def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentParser:
     p = _Parser(
         prog=prog_name,
+        formatter_class=_help_formatter,
         description="List TCP and UDP sockets from kernel memory, as ss(8) prints them.",
         epilog="FILTER: [state NAME | exclude NAME]...; NAME is an ss state "
         "(established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, unconnected, "
@@ -86,7 +100,9 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
                    help="after the listing, print one JSON line of timings and counts on stderr "
                    "(sockets, open files, seconds spent walking, finding owners and rendering, "
                    "whether debug info had to be loaded, where facts not in the cache came from "
-                   "(DWARF or BTF) and the seconds spent working them out)")
+                   "(DWARF or BTF) and the seconds spent working them out, start-up: seconds from "
+                   "drgn-ss's start to its first socket read, and from the process's start to "
+                   "drgn-ss's start)")
     p.add_argument("--btf", action="store_true",
                    help="work out struct layouts from the kernel's own BTF and symbol addresses from "
                    "its kallsyms, even where debug info is installed (without debug info, this is "
@@ -122,9 +138,11 @@ def _parse_filter(words: list[str]) -> list[tuple[str, str]]:
 
 def _main(prog_name: str, argv: Sequence[str], program_options: bool,
           get_program: Callable[[argparse.Namespace], Program], out: TextIO) -> int:
+    started = time.perf_counter()
     try:
         args = build_parser(prog_name, program_options).parse_args(argv)
         args.prog_name = prog_name
+        args.started = started
         selection = _selection(args)  # bad options fail before the kernel is opened
         if args.btf and getattr(args, "symbols", None):
             raise UsageError("--btf reads the kernel's own types: it does not go with -s")
@@ -202,7 +220,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     listening = bool(selection.states & 1 << TCP_LISTEN)
     established = bool(selection.states & ~(1 << TCP_LISTEN))
     counts: dict[str, int] = {}
+    facts = kernel_facts(prog)
     t0 = time.perf_counter()
+    types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
         net = raw_own_netns(prog)
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
@@ -236,9 +256,25 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
                  "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
                  "debug_info_loaded": kernel_facts(prog).loaded_debug_info,
-                 "types": kernel_facts(prog).source, "types_s": round(kernel_facts(prog).types_s, 6)}
+                 "types": facts.source, "types_s": round(facts.types_s, 6),
+                 "startup_s": round(t0 - args.started + facts.types_s - types_before, 6),
+                 "interpreter_s": _seconds_since_start(args.started)}
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
+
+
+def _seconds_since_start(when: float) -> float | None:
+    """
+    Seconds from this process's start (/proc/self/stat, 10 ms ticks) to ``when`` (a
+    perf_counter time): the interpreter and imports, before drgn-ss's own code ran.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        boottime = time.clock_gettime(time.CLOCK_BOOTTIME) - (time.perf_counter() - when)
+        return round(boottime - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _screen_width(out: TextIO) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from vmtests.bench import measure, ratios, table
+from vmtests.bench import measure, ratios, startup_table, table
 
 
 def test_measure_counts_lines_runs_and_memory() -> None:
@@ -39,3 +39,18 @@ def test_ratios_and_table() -> None:
     lines = table(runs).splitlines()
     assert len(lines) == 5 and lines[0].split()[:2] == ["kernel", "sockets"]
     assert "drgn-ss -tanp" in lines[3] and " 0.5 " in lines[3]
+
+
+def test_cold_runs_and_startup_table() -> None:
+    stats = ('{"sockets": 4, "files": 2, "walk_s": 0.004, "owners_s": 0.002, "render_s": 0.001, '
+             '"types_s": 0.5, "startup_s": 0.6, "interpreter_s": 0.05}')
+    r = measure([sys.executable, "-c", f"import sys; sys.stderr.write({stats!r})"], 1, 60, cold=True)
+    assert r["cold_s"] > 0
+    assert (r["cold_types_s"], r["cold_startup_s"], r["cold_interpreter_s"]) == (0.5, 0.6, 0.05)
+    runs = [{"kernel": "6.1", "sockets": 10, "where": "guest", "tool": "drgn-ss -tanp", "cold_startup_s": 3.0,
+             "cold_btf_startup_s": 0.5, "cold_types_s": 2.9, "cold_btf_types_s": 0.3,
+             "cold_btf_interpreter_s": 1.5},
+            {"kernel": "6.1", "sockets": 10, "where": "guest", "tool": "drgn-ss -tan"}]
+    lines = startup_table(runs).splitlines()
+    assert len(lines) == 2 and lines[1].split()[5:] == ["3.0", "0.5", "6.0", "2.9", "0.3", "1.5"]
+    assert startup_table(runs[1:]) == ""

@@ -19,7 +19,10 @@ drgn-ss's first run on each target starts with an empty facts cache (it loads DW
 that time is reported apart as ``cold_s``; the medians are of the runs after it. One more
 cold run reads the kernel's BTF and kallsyms instead (``--btf``: what a host without debug
 info does), in the guest and on the dump: ``cold_btf_s``; the JSON has the seconds each
-cold run spent working its facts out (``cold_types_s``, ``cold_btf_types_s``).
+cold run spent working its facts out (``cold_types_s``, ``cold_btf_types_s``), and its
+start-up to the first socket read (``cold_startup_s``, ``cold_btf_startup_s``: from
+drgn-ss's start, so the Python interpreter and imports, ``cold_interpreter_s``, the same
+for both, are apart). A second table sets the two start-ups side by side.
 
 This module is also the in-guest half (``python -m vmtests.bench guest N RUNS BUDGET``),
 so it imports nothing outside the standard library at module level.
@@ -135,9 +138,7 @@ def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] |
     """
     result: dict[str, Any] = {"cold_s": None}
     if cold:
-        first = run_once(argv, env, netns)
-        result["cold_s"] = round(first["wall"], 4)
-        result["cold_types_s"] = _types_s(first)
+        result.update(_cold("cold", run_once(argv, env, netns)))
     samples: list[dict[str, Any]] = []
     spent = 0.0
     while len(samples) < runs and (not samples or spent < budget):
@@ -171,20 +172,26 @@ def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] |
 def cold_btf(argv: Sequence[str]) -> dict[str, Any]:
     """
     One run with an empty facts cache reading the kernel's BTF and kallsyms (``--btf`` in
-    ``argv``): its wall time and the seconds it spent working facts out; None where the
-    kernel cannot be read that way (a dump before 6.0).
+    ``argv``): :func:`_cold`'s figures as ``cold_btf_*``; None where the kernel cannot be
+    read that way (a dump before 6.0).
     """
     with tempfile.TemporaryDirectory(prefix="drgn-ss-btf-") as cache:
         try:
             run = run_once(argv, {**os.environ, "DRGN_SS_CACHE": cache})
         except RuntimeError:
-            return {"cold_btf_s": None, "cold_btf_types_s": None}
-    return {"cold_btf_s": round(run["wall"], 4), "cold_btf_types_s": _types_s(run)}
+            return {"cold_btf_s": None}
+    return _cold("cold_btf", run)
 
 
-def _types_s(run: dict[str, Any]) -> float | None:
-    """The seconds a run spent working facts out, from its ``--stats`` line."""
-    return (_stats(run["stderr"]) or {}).get("types_s")
+def _cold(prefix: str, run: dict[str, Any]) -> dict[str, Any]:
+    """
+    A cold run's wall time and, from its ``--stats`` line, the seconds it spent working
+    facts out (``types_s``), from drgn-ss's start to its first socket read (``startup_s``)
+    and from the process's start to drgn-ss's (``interpreter_s``).
+    """
+    stats = _stats(run["stderr"]) or {}
+    return {f"{prefix}_s": round(run["wall"], 4),
+            **{f"{prefix}_{key}": stats.get(key) for key in ("types_s", "startup_s", "interpreter_s")}}
 
 
 def _stats(stderr: str) -> dict[str, Any] | None:
@@ -325,8 +332,7 @@ def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
                     result = measure([drgn_ss, *target, *tool.split()[1:], "--stats"], runs, budget,
                                      env=env)
                     if tool == "drgn-ss -tanp":
-                        result["cold_s"] = round(cold["wall"], 4)
-                        result["cold_types_s"] = _types_s(cold)
+                        result.update(_cold("cold", cold))
                         if where == "dump":  # BTF from the dump's memory (6.0+); --qemu: the same
                             result.update(cold_btf([drgn_ss, *target, "--btf", "-tanp", "--stats"]))
                     out.append({"where": where, "tool": tool, **result})
@@ -371,13 +377,38 @@ FIELDS = ("kernel", "sockets", "where", "tool", "median_s", "x_ss_tanp", "x_ss_t
 def table(runs: list[dict[str, Any]]) -> str:
     head = ("kernel", "sockets", "where", "tool", "median s", "x ss-tanp", "x ss-tan", "startup s",
             "cold s", "cold btf s", "us/socket", "us/file", "RSS MB", "lines", "runs")
-    rows = [head] + [tuple("-" if r.get(f) is None else str(r[f]) for f in FIELDS) for r in runs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    text = []
-    for row in rows:
-        text.append("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w)
-                              for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
-    return "\n".join(text) + "\n"
+    return _columns([head] + [tuple("-" if r.get(f) is None else str(r[f]) for f in FIELDS) for r in runs])
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as text columns: the first four left-aligned, the figures right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths))).rstrip() + "\n"
+                   for row in rows)
+
+
+COLD_FIELDS = tuple(f"{prefix}_{key}" for prefix in ("cold", "cold_btf")
+                    for key in ("types_s", "startup_s", "interpreter_s"))
+
+
+def startup_table(runs: list[dict[str, Any]]) -> str:
+    """
+    drgn-ss's start-up to its first socket read with an empty facts cache, from DWARF
+    and from BTF + kallsyms, side by side (the interpreter and imports apart: the same for both).
+    """
+    head = ("kernel", "sockets", "where", "tool", "DWARF s", "BTF s", "x shorter", "facts DWARF s",
+            "facts BTF s", "interpreter s")
+    rows: list[tuple[str, ...]] = [head]
+    for r in runs:
+        dwarf, btf = r.get("cold_startup_s"), r.get("cold_btf_startup_s")
+        if dwarf is None or btf is None:
+            continue
+        cells = (r["kernel"], r["sockets"], r["where"], r["tool"], dwarf, btf,
+                 round(dwarf / btf, 1) if btf else None, r.get("cold_types_s"), r.get("cold_btf_types_s"),
+                 r.get("cold_btf_interpreter_s"))
+        rows.append(tuple("-" if c is None else str(c) for c in cells))
+    return _columns(rows) if len(rows) > 1 else ""
 
 
 def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, json_out: Path | None,
@@ -414,10 +445,10 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
                 "reading the guest (native speed); guest: inside the TCG guest (reference only). "
                 "Ratios are to native ss of the same size, measured in this run.",
         "runs": [{f: r.get(f) for f in (*FIELDS, "release", "startup_s", "walk_s", "owners_s",
-                                         "render_s", "files", "cold_types_s", "cold_btf_types_s")}
+                                         "render_s", "files", *COLD_FIELDS)}
                  for r in results],
     }
-    sys.stdout.write(f"# {doc['date']}, {doc['machine']}\n" + table(results))
+    sys.stdout.write(f"# {doc['date']}, {doc['machine']}\n" + table(results) + "\n" + startup_table(results))
     if json_out:
         json_out.write_text(json.dumps(doc, indent=1) + "\n")
         progress(f"wrote {json_out}")
