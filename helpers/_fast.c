@@ -34,8 +34,15 @@ enum {
 	ICSK_TIME_PROBE0 = 3,
 	ICSK_TIME_LOSS_PROBE = 5,
 	ICSK_TIME_REO_TIMEOUT = 6,
+	AF_INET_ = 2,
 	AF_INET6_ = 10,
 };
+
+/* drgn_ss.tables.LOOP_CHECKED: a node met twice in a chain's first LOOP_CHECKED nodes is a loop. */
+#define LOOP_CHECKED 4096
+/* drgn_ss.decode.DAMAGED, drgn_ss.tables.NULL_IN_NULLS */
+#define DAMAGED "a damaged socket (no inet family or local port)"
+#define NULL_IN_NULLS "NULL in a nulls hash chain: a zeroed node or bucket"
 
 #define MAX_READ 8192
 
@@ -203,7 +210,7 @@ static Py_ssize_t spec_int(PyObject *spec, const char *name, int *ok)
 
 /* The layout a walk decodes with: drgn_ss.decode.SockLayout, flattened. */
 typedef struct {
-	Field net, family, state, rcv_saddr, daddr, num, dport, bound_dev_if, cookie, ipv6only;
+	Field net, family, state, rcv_saddr, daddr, num, dport, bound_dev_if, cookie, ipv6only, refcnt;
 	Field tw_substate, tw_expires, req_retrans, req_expires;
 	Field uid, shutdown, sk_socket, sk_ino;
 	Field ack_backlog, max_ack_backlog, rcv_nxt, copied_seq, write_seq, snd_una;
@@ -216,7 +223,7 @@ static int parse_layout(PyObject *spec, Layout *L)
 {
 #define F(name) if (parse_field(spec, #name, &L->name) < 0) return -1
 	F(net); F(family); F(state); F(rcv_saddr); F(daddr); F(num); F(dport); F(bound_dev_if);
-	F(cookie); F(ipv6only); F(tw_substate); F(tw_expires); F(req_retrans); F(req_expires);
+	F(cookie); F(ipv6only); F(refcnt); F(tw_substate); F(tw_expires); F(req_retrans); F(req_expires);
 	F(uid); F(shutdown); F(sk_socket); F(sk_ino); F(ack_backlog); F(max_ack_backlog);
 	F(rcv_nxt); F(copied_seq); F(write_seq); F(snd_una); F(pending); F(retransmits);
 	F(probes_out); F(timeout); F(keepalive_pprev); F(keepalive_expires); F(rmem_alloc);
@@ -534,12 +541,19 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 		return NULL;
 	}
 	unsigned char buf[MAX_READ];
+	static uint64_t seen[LOOP_CHECKED]; /* this chain's nodes (the GIL is held: one walk at a time) */
 	Py_ssize_t n = PyList_GET_SIZE(heads);
 	for (Py_ssize_t i = 0; i < n; i++) {
 		uint64_t pos = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(heads, i));
 		if (pos == (uint64_t)-1 && PyErr_Occurred())
 			goto done;
+		if (!pos && nulls) { /* a nulls chain ends in a marker, never NULL */
+			fault_here(&w.faults, w.mem.fault, NULL_IN_NULLS, 0);
+			w.faults.buckets++;
+			continue;
+		}
 		Py_ssize_t hops = 0;
+		seen[0] = pos;
 		while (pos && !(nulls && (pos & 1))) {
 			uint64_t addr = pos - link;
 			Py_ssize_t got = size;
@@ -554,10 +568,34 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 				w.faults.buckets++;
 				break;
 			}
-			if (get(buf, &w.L.net) == w.want_net && decode(&w, addr, buf, got, size) < 0)
-				goto done;
+			if (get(buf, &w.L.net) == w.want_net) {
+				uint64_t family = get(buf, &w.L.family);
+				if (!get(buf, &w.L.refcnt)) {
+					/* being freed: skipped quietly, as the kernel's lookups skip it */
+				} else if ((family != AF_INET_ && family != AF_INET6_) || !get(buf, &w.L.num)) {
+					fault_here(&w.faults, w.mem.fault, DAMAGED, addr);
+					w.faults.sockets++;
+				} else if (decode(&w, addr, buf, got, size) < 0) {
+					goto done;
+				}
+			}
 			memcpy(&pos, buf + link, 8);
-			if (++hops > max_chain) {
+			if (!pos && nulls) {
+				fault_here(&w.faults, w.mem.fault, NULL_IN_NULLS, addr);
+				w.faults.buckets++;
+				break;
+			}
+			if (++hops < LOOP_CHECKED) {
+				Py_ssize_t k = 0;
+				while (k < hops && seen[k] != pos)
+					k++;
+				if (k < hops) {
+					fault_here(&w.faults, w.mem.fault, "hash chain loops back: a freed node?", pos);
+					w.faults.buckets++;
+					break;
+				}
+				seen[hops] = pos;
+			} else if (hops > max_chain) {
 				fault_here(&w.faults, w.mem.fault, "hash chain too long: a loop?", pos);
 				w.faults.buckets++;
 				break;

@@ -29,6 +29,7 @@ from drgn_ss.layout import (
     set_qemu,
     use_btf,
     use_core_file,
+    vmcoreinfo,
 )
 from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
@@ -204,6 +205,10 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
 
 
 def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
+    image = prog.cache.get("drgn_ss.image")
+    if getattr(image, "missing", 0):
+        print(f"{args.prog_name}: warning: the dump is cut short: {image.missing / 2**20:.0f} MB of "
+              "memory it describes are not in the file", file=sys.stderr)
     no_summary = ""
     if panicked(prog):
         try:
@@ -251,7 +256,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     out.flush()
     if errors:
         print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
-              "(freed while read, or missing from the dump)", file=sys.stderr)
+              "(freed while read, missing from the dump, or damaged)", file=sys.stderr)
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
                  "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
@@ -339,8 +344,11 @@ def open_program(args: argparse.Namespace) -> Program:
         except MissingDebugInfoError:
             release = _release(prog)
             if args.symbols:
+                theirs = ", ".join(f"{path} (build ID {_elf_build_id(path) or 'unknown'})"
+                                   for path in args.symbols)
+                ours = vmcoreinfo(prog).get("BUILD-ID", "unknown")
                 raise Failure(
-                    f"{', '.join(args.symbols)} does not match kernel {release} (build ID differs): "
+                    f"{theirs} does not match kernel {release} (build ID {ours}): "
                     f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
                 ) from None
             raise NoDebugInfo(f"no debug info for kernel {release}") from None
@@ -352,18 +360,45 @@ def open_program(args: argparse.Namespace) -> Program:
     return prog
 
 
+def _elf_build_id(path: str) -> str | None:
+    """The GNU build ID of an ELF file (a vmlinux), from its PT_NOTE segments; None if it has none."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return None
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            for i in range(phnum):
+                p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+                if p_type != 4 or filesz > 1 << 20:  # PT_NOTE
+                    continue
+                f.seek(offset)
+                notes, pos = f.read(filesz), 0
+                while pos + 12 <= len(notes):
+                    namesz, descsz, kind = struct.unpack_from("<III", notes, pos)
+                    name_at = pos + 12
+                    desc_at = name_at + (namesz + 3) // 4 * 4
+                    if kind == 3 and notes[name_at : name_at + namesz] == b"GNU\0":  # NT_GNU_BUILD_ID
+                        return notes[desc_at : desc_at + descsz].hex()
+                    pos = desc_at + (descsz + 3) // 4 * 4
+    except (OSError, struct.error):
+        pass
+    return None
+
+
 def _release(prog: Program) -> str:
     try:
         return prog["UTS_RELEASE"].string_().decode()
     except (LookupError, FaultError):
         pass
-    try:
-        vmcoreinfo = prog["VMCOREINFO"].string_().decode()
-    except (LookupError, FaultError):
-        vmcoreinfo = ""
-    for line in vmcoreinfo.splitlines():
-        if line.startswith("OSRELEASE="):
-            return line.split("=", 1)[1]
+    release = vmcoreinfo(prog).get("OSRELEASE")
+    if release:
+        return release
     return os.uname().release if is_local_live(prog) else "RELEASE"
 
 

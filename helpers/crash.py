@@ -15,6 +15,7 @@ from drgn_ss.layout import (
     timekeeper,
     vmcoreinfo,
 )
+from drgn_ss.render import escape_name
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -85,7 +86,7 @@ def crash_summary(prog: Program) -> list[str] | None:
         return lines
     try:
         task = thread.object
-        comm = task.comm.string_().decode(errors="replace")
+        comm = escape_name(task.comm.string_().decode(errors="surrogateescape"))
         lines.append(f"crashing task: pid {thread.tid} ({comm}) on CPU {task_cpu(task)}")
     except (FaultError, LookupError, ValueError):
         lines.append(f"crashing task: pid {thread.tid}")

@@ -31,6 +31,7 @@ from drgn_ss.layout import KernelFacts, kernel_facts, kernel_hz, kernel_layout, 
 from drgn_ss.raw import Field, Memory, Unpacker, native, read_c_string
 from drgn_ss.tables import (
     MAX_CHAIN,
+    NULL_IN_NULLS,
     Chains,
     WalkErrors,
     raw_chain,
@@ -44,6 +45,12 @@ from drgn_ss.tables import (
 )
 
 _TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
+_FAMILIES = (AF_INET, AF_INET6)
+#: Every hashed socket holds a reference (the table's), an inet family and a local port.
+#: One with no references is being freed (closed under the walk, or at the crash): skipped
+#: quietly, as the kernel's own lock-free lookups skip it. One with references but no
+#: family or port is damaged: skipped and counted.
+DAMAGED = "a damaged socket (no inet family or local port)"
 
 
 class SockLayout:
@@ -88,6 +95,7 @@ class SockLayout:
         }
         self.common = Unpacker(common)
         self.ipv6only = f(S, c + "skc_ipv6only")  # a bitfield: read only where reported
+        self.refcnt = f(S, c + "skc_refcnt.refs.counter")
         full: dict[str, Field] = {
             "uid": f(S, "sk_uid.val"), "shutdown": f(S, "sk_shutdown"), "sk_socket": f(S, "sk_socket"),
             "cgroup": f(S, "sk_cgrp_data.cgroup" if layout.sock_cgroup_pointer else "sk_cgrp_data.val"),
@@ -116,7 +124,7 @@ class SockLayout:
 
         # The same, for drgn_ss._fast: each field as (offset, size, signed, shift, bits).
         fields: dict[str, Field | None] = {
-            **common, **tcp, **udp, "ipv6only": self.ipv6only, "sk_ino": self.sk_ino,
+            **common, **tcp, **udp, "ipv6only": self.ipv6only, "refcnt": self.refcnt, "sk_ino": self.sk_ino,
             "tw_substate": self.tw_substate, "tw_expires": self.tw_expires,
             "req_retrans": self.req_retrans, "req_expires": self.req_expires}
         self.native: dict[str, object] = {
@@ -271,15 +279,23 @@ class RawDecoder:
             self._native_walk(chains, proto, net, errors, out, size, least)
             return
         common = L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
+        refcnt = L.refcnt.get
         decode = self._decode
         append = out.append
         nulls = chains.nulls
         for first in chains.heads:
             if not first or (nulls and first & 1):
+                if not first and nulls:  # a nulls chain ends in a marker, never NULL
+                    tolerate(errors, "buckets", FaultError(NULL_IN_NULLS, 0))
                 continue
             for addr, buf in raw_chain(self.mem, first, chains, size, least, errors):
                 values = common(buf)
                 if values[0] != net:  # shared tables hold every namespace's sockets
+                    continue
+                if not refcnt(buf):  # freed (being unhashed): the kernel's lookups skip it too
+                    continue
+                if not (values[1] in _FAMILIES and values[5]):
+                    tolerate(errors, "sockets", FaultError(DAMAGED, addr))
                     continue
                 try:
                     append(decode(addr, buf, values, proto, size))

@@ -29,6 +29,8 @@ OWNER_SOURCES = ("auto", "proc", "kernel")
 class Owner(NamedTuple):
     """A process holding a socket open: its command name, pid and file descriptor."""
 
+    #: As the kernel has it, decoded with errors="surrogateescape" (every byte kept): the
+    #: text output escapes it (:func:`drgn_ss.render.escape_name`).
     comm: str
     pid: int
     fd: int
@@ -81,7 +83,7 @@ def _proc_comm(proc: str, pid: str) -> str:
         return ""
     # "PID (COMM) STATE ...": COMM may itself hold spaces and parentheses.
     start, end = data.find(b"("), data.rfind(b")")
-    return data[start + 1 : end].decode(errors="replace") if start >= 0 and end > start else ""
+    return data[start + 1 : end].decode(errors="surrogateescape") if start >= 0 and end > start else ""
 
 
 def task_comm(task: Object) -> str:
@@ -90,7 +92,7 @@ def task_comm(task: Object) -> str:
 
     :param task: ``struct task_struct *``
     """
-    return bytes(task.comm.string_()).decode(errors="replace")
+    return bytes(task.comm.string_()).decode(errors="surrogateescape")
 
 
 def thread_group_leaders(prog: Program, errors: WalkErrors | None = None) -> list[tuple[int, Object]]:
@@ -186,7 +188,7 @@ def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
     try:
         for pos in list_nodes(mem, L.init_task + L.tasks, MAX_TASKS, "task list"):
             buf = mem.read(pos - L.tasks, L.span)
-            out.append((L.tgid.get(buf), c_string(buf, L.comm, 16), L.files.get(buf)))
+            out.append((L.tgid.get(buf), c_string(buf, L.comm, 16, "surrogateescape"), L.files.get(buf)))
     except FaultError as e:
         tolerate(errors, "tasks", e)
     out.sort(key=lambda t: t[0])

@@ -222,11 +222,17 @@ class ElfImage(PhysicalImage):
         phoff, = struct.unpack_from("<Q", head, 32)
         phentsize, phnum = struct.unpack_from("<HH", head, 54)
         segments = []
+        #: Bytes of memory the file's segments describe but it does not hold: a dump cut short.
+        self.missing = 0
         for i in range(phnum):
             p_type, _flags, offset, _vaddr, paddr, filesz = struct.unpack_from(
                 "<IIQQQQ", data, phoff + i * phentsize)
-            if p_type == 1 and filesz and offset + filesz <= len(data):  # PT_LOAD
+            if p_type != 1 or not filesz:  # PT_LOAD
+                continue
+            if offset + filesz <= len(data):
                 segments.append((paddr, paddr + filesz, offset))
+            else:  # left to drgn, which reads what there is
+                self.missing += offset + filesz - max(offset, len(data))
         super().__init__(segments)
         self.map = data
 
@@ -454,6 +460,9 @@ def read_c_string(mem: Memory, addr: int, limit: int = 4096) -> bytes:
     return out
 
 
-def c_string(buf: bytes, start: int, size: int) -> str:
-    """The NUL-terminated string in a ``char[size]`` at ``start`` (a task's comm, a device's name)."""
-    return buf[start : start + size].split(b"\0", 1)[0].decode(errors="replace")
+def c_string(buf: bytes, start: int, size: int, errors: str = "replace") -> str:
+    """
+    The NUL-terminated string in a ``char[size]`` at ``start`` (a task's comm, a device's
+    name), decoded from UTF-8 with ``errors`` ("surrogateescape" keeps every byte).
+    """
+    return buf[start : start + size].split(b"\0", 1)[0].decode(errors=errors)

@@ -359,7 +359,7 @@ class Formatter:
                                                          bool(key[1])) + ":")
         self._service_cells = _Cache(lambda key: self.service(*key))
         # ss reads a process's name with fscanf("%*d (%[^)])"): it stops at the first ')'.
-        self._comm_names = _Cache(lambda comm: comm.split(")")[0])
+        self._comm_names = _Cache(lambda comm: escape_name(comm.split(")")[0]))
 
     def service(self, port: int, proto: str) -> str:
         """ss's resolve_service(): ``*`` for 0, names for non-ephemeral ports unless -n."""
@@ -420,7 +420,7 @@ class Formatter:
         out.append(f" ino:{s.ino}")
         out.append(f" sk:{s.cookie:x}")
         if s.cgroup:
-            out.append(f" cgroup:{s.cgroup}")
+            out.append(f" cgroup:{escape_name(s.cgroup)}")
         if s.v6only is not None:
             out.append(f" v6only:{int(s.v6only)}")
         if s.shutdown is not None:
@@ -486,6 +486,25 @@ class Formatter:
             list(map(host, zip(dst, v6only))),
             list(map(service, zip(dport, proto))),
         ]
+
+
+#: ss's escape_str() (iproute2 7.0+, from procps) as ss runs it, without a locale: control
+#: bytes become ".", bytes past ASCII "?"; the rest, quotes and spaces included, stay.
+_ESCAPES = bytes(c if 0x20 <= c < 0x7F else 0x2E if c < 0x20 or c == 0x7F else 0x3F for c in range(256))
+
+
+def escape_name(name: str) -> str:
+    """
+    A name a process chose (its command name, a cgroup directory), made safe for a terminal
+    as ss 7.0 makes process names: nothing in it can end a line or start an escape sequence.
+    ss before 7.0 printed names raw; a name of printable ASCII is the same either way.
+
+    :param name: decoded from the kernel's bytes with ``errors="surrogateescape"``, so that
+        every byte, UTF-8 or not, becomes one character as in ss (an "é" is "??")
+    """
+    if name.isascii() and name.isprintable():
+        return name
+    return name.encode("utf-8", "surrogateescape").translate(_ESCAPES).decode("ascii")
 
 
 class _Cache(dict[Any, str]):

@@ -215,6 +215,12 @@ def sock_num(sk: Object) -> int:
 
 #: Longest chain followed before it is taken for a loop (a freed node pointing back).
 MAX_CHAIN = 1 << 20
+#: A node met twice in the first LOOP_CHECKED nodes of a chain is a loop, found at once
+#: (no socket listed twice); past them, only MAX_CHAIN stops a loop.
+LOOP_CHECKED = 4096
+#: A chain of a nulls table (ehash, UDP, lhash2 from 5.19) ends in an odd marker: a NULL
+#: pointer there is damage (a zeroed node or bucket), counted as a bucket.
+NULL_IN_NULLS = "NULL in a nulls hash chain: a zeroed node or bucket"
 
 
 class Chains(NamedTuple):
@@ -233,12 +239,14 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
     """
     Follow one chain, reading each struct once: ``size`` bytes (or ``least`` where
     that reaches a missing page). Yields (address, bytes); the next pointer is taken
-    from those bytes, so ``least`` must cover the node. A chain that faults, or is
-    longer than :data:`MAX_CHAIN` (a loop through a freed node), is cut and counted.
+    from those bytes, so ``least`` must cover the node. A chain that faults, comes back
+    to a node it passed (a loop through a freed node: see :data:`LOOP_CHECKED`), or is
+    longer than :data:`MAX_CHAIN`, is cut there and counted.
     """
     link, nulls = chains.link, chains.nulls
     pos = first
     hops = 0
+    seen = [pos]
     try:
         while pos and not (nulls and pos & 1):
             addr = pos - link
@@ -246,8 +254,14 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
             yield addr, buf
             pos = int.from_bytes(buf[link : link + 8], "little")
             hops += 1
-            if hops > MAX_CHAIN:
+            if hops < LOOP_CHECKED:
+                if pos in seen:
+                    raise FaultError("hash chain loops back: a freed node?", pos)
+                seen.append(pos)
+            elif hops > MAX_CHAIN:
                 raise FaultError("hash chain too long: a loop?", pos)
+        if nulls and not pos:
+            raise FaultError(NULL_IN_NULLS, addr)
     except FaultError as e:
         tolerate(errors, "buckets", e)
 

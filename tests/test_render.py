@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
 from drgn_ss.owners import Owner
-from drgn_ss.render import BUF_CHUNK_DATA, BUF_CHUNKS_MAX, COLUMNS, Formatter, TokenBuffer, layout, ms_timer
+from drgn_ss.render import (
+    BUF_CHUNK_DATA,
+    BUF_CHUNKS_MAX,
+    COLUMNS,
+    Formatter,
+    TokenBuffer,
+    escape_name,
+    layout,
+    ms_timer,
+)
 
 
 @pytest.mark.parametrize(("ms", "text"), [
@@ -59,6 +68,23 @@ def test_users_order_and_name_cut_at_parenthesis() -> None:
     assert fmt.users(7) == ' users:(("b",pid=20,fd=4),("a",pid=10,fd=3))'
     assert fmt.users(8) == ""
     assert fmt.users(0) == ""
+
+
+@pytest.mark.parametrize("name, shown", [
+    ("nginx: worker", "nginx: worker"),
+    ('a\nb\x1b[31mc"d', 'a.b.[31mc"d'),  # newline, escape: "."; quote kept (as ss 7.0)
+    ("\x7f\t", ".."),
+    ("é", "??"),  # one "?" per byte, as ss without a locale
+    (b"x\xffy".decode(errors="surrogateescape"), "x?y"),  # not UTF-8: the byte itself
+])
+def test_escape_name(name: str, shown: str) -> None:
+    assert escape_name(name) == shown
+
+
+def test_cgroup_path_escaped() -> None:
+    fmt = Formatter(True, (1, 2), lambda n, i: "lo", details=True)
+    sock = _varied_socks(1)[0]._replace(cgroup="/user.slice/\x1b]0;x\x07")
+    assert " cgroup:/user.slice/.]0;x. " in fmt.extended(sock) + " "
 
 
 def test_compact_layout_reproduces_ss() -> None:
@@ -173,6 +199,7 @@ def test_native_cells_equal_python_cells(numeric: bool, monkeypatch: pytest.Monk
     owners = {s.socket: [Owner(f"w{i % 7})x", 100 + i, 3 + i % 40)] * (1 + i % 3)
               for i, s in enumerate(socks) if s.socket and i % 11}
     owners[socks[1].socket] = [Owner("é", 1, 4)]
+    owners[socks[2].socket] = [Owner('a\nb\x1b[31mc"\udcff)e', 2, 5)]  # \udcff: the byte 0xff, undecodable
 
     def columns() -> list[list[str]]:
         fmt = Formatter(numeric, (32768, 60999), lambda n, i: f"if{i}", owners, owners_by="socket")
@@ -182,7 +209,8 @@ def test_native_cells_equal_python_cells(numeric: bool, monkeypatch: pytest.Monk
     monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
     assert native_columns == columns()
     assert any("%if2:" in cell for cell in native_columns[4])
-    assert ' users:(("é",pid=1,fd=4))' in native_columns[8]
+    assert ' users:(("??",pid=1,fd=4))' in native_columns[8]
+    assert ' users:(("a.b.[31mc"?",pid=2,fd=5))' in native_columns[8]
 
 
 def test_native_render_breaks_equal_python_breaks(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from drgn_ss.layout import vmcoreinfo
 
 from tests.kernel.conftest import Target
 from tests.kernel.test_ss import normalize
+from tests.kernel.workload import as_ss7
 
 #: What the listings read between them: TCP with owners and timers, UDP, listeners.
 OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"])
@@ -77,7 +78,8 @@ def test_drgn_ss_without_debug_info(target: Target, workload: dict[str, Any], op
         pytest.skip("for a target without debug info (vmtests test --mode btf)")
     drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
     env = {**os.environ, "DEBUGINFOD_URLS": "", "DRGN_SS_CACHE": str(tmp_path)}
-    expected = subprocess.run(["ss", *opts.split()], capture_output=True, text=True, check=True).stdout
+    ss = subprocess.run(["ss", *opts.split()], capture_output=True, text=True, check=True)
+    expected = as_ss7(ss.stdout)
     p = subprocess.run([drgn_ss, *opts.split(), "--stats"], capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
     announce, stats = p.stderr.splitlines()

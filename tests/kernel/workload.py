@@ -57,10 +57,22 @@ OPTION_SETS = (
 
 PR_SET_NAME = 15
 
+#: A hostile command name (15 bytes at most): a newline, an escape sequence, a double quote,
+#: a two-byte UTF-8 character and a ")" (where ss's fscanf("%*d (%[^)])") stops).
+HOSTILE_NAME = b'a\nb\x1b[31mc"\xc3\xa9)e'
+#: What ss shows of it: ss 7.0+ escapes (controls ".", bytes past ASCII "?"); ss before 7.0
+#: (Debian 12's 6.1) prints it raw, breaking its line, so the expected outputs are rewritten
+#: to ss 7.0's form (ss_outputs).
+HOSTILE_RAW = HOSTILE_NAME.split(b")")[0].decode()
+HOSTILE_SHOWN = 'a.b.[31mc"??'
+HOSTILE_PORT = 7006
+#: The pid of the process of that name, once open_everything() has started it.
+HOSTILE_PID: list[int] = []
 
-def set_name(name: str) -> None:
+
+def set_name(name: str | bytes) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_NAME, name.encode(), 0, 0, 0)
+    libc.prctl(PR_SET_NAME, name if isinstance(name, bytes) else name.encode(), 0, 0, 0)
 
 
 def listener(family: int, addr: str, port: int, *, v6only: bool | None = None,
@@ -87,7 +99,7 @@ def connect(family: int, addr: str, port: int) -> socket.socket:
     return c
 
 
-def child(name: str, keep: list[socket.socket], make: Any = None) -> int:
+def child(name: str | bytes, keep: list[socket.socket], make: Any = None) -> int:
     """Fork a process named ``name`` that holds ``keep`` (and what ``make`` opens) until killed."""
     pid = os.fork()
     if pid:
@@ -215,6 +227,10 @@ def open_everything() -> tuple[list[Any], list[int]]:
         pids.append(child("ss-cgroup", [], lambda: in_cgroup(inner, lambda: [
             listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
+    # A process with a hostile name, holding a listener.
+    HOSTILE_PID.append(child(HOSTILE_NAME, [], lambda: listener(v4, "127.0.0.1", HOSTILE_PORT)))
+    pids += HOSTILE_PID
+
     # A listener in another network namespace: never in the default listing.
     held.append(subprocess.Popen(
         ["unshare", "--net", sys.executable, "-c",
@@ -226,10 +242,19 @@ def open_everything() -> tuple[list[Any], list[int]]:
     return held, pids
 
 
+def as_ss7(text: str) -> str:
+    """
+    ss's output with the hostile name as ss 7.0+ shows it (HOSTILE_SHOWN): the same bytes
+    as ss 6.1's raw name, one for one, so column widths do not change.
+    """
+    return text.replace(f'("{HOSTILE_RAW}",', f'("{HOSTILE_SHOWN}",')
+
+
 def ss_outputs() -> dict[str, str]:
+    """ss -H with each of OPTION_SETS (see :func:`as_ss7`)."""
     return {
-        opts: subprocess.run(["ss", "-H", *opts.split()], capture_output=True, text=True,
-                             check=True).stdout
+        opts: as_ss7(subprocess.run(["ss", "-H", *opts.split()], capture_output=True, text=True,
+                                    check=True).stdout)
         for opts in OPTION_SETS
     }
 
@@ -246,6 +271,7 @@ def main() -> int:
     held, pids = open_everything()
     info = describe(listeners)
     info["children"] = pids
+    info["hostile_pid"] = HOSTILE_PID[0]
     info["ss"] = ss_outputs()
     info["proc_owners"] = proc_owner_lists()
     print("WORKLOAD " + json.dumps(info))

@@ -1,0 +1,183 @@
+"""Damaged dumps and wrong debug info: what cannot be read is said, the rest is listed, nothing is made up."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+import drgn
+import pytest
+from drgn_ss.cli import _elf_build_id
+from drgn_ss.decode import RawDecoder, sock_layout
+from drgn_ss.layout import kernel_memory, vmcoreinfo
+from drgn_ss.raw import ElfImage
+from drgn_ss.tables import Chains, WalkErrors, raw_tcp_ehash, raw_tcp_hashinfo
+
+from tests.kernel.conftest import Target
+from tests.kernel.test_ss import assert_partial_is_true, normalize
+
+DRGN_SS = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
+
+
+def _elf_dump(target: Target) -> str:
+    if target.kind != "core" or not target.path:
+        pytest.skip("damages a copy of a dump")
+    try:
+        ElfImage(target.path)
+    except ValueError:
+        pytest.skip("an ELF dump (a kdump-compressed one is not patched here)")
+    return target.path
+
+
+def _drgn_ss(path: str, *args: str, pure_python: bool = False, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DEBUGINFOD_URLS": "", **(env or {})}
+    if pure_python:
+        env["DRGN_SS_PURE_PYTHON"] = "1"
+    return subprocess.run([DRGN_SS, "-c", path, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+class Patcher:
+    """Writes into a copy of an ELF dump at kernel (direct map) addresses."""
+
+    def __init__(self, prog: drgn.Program, path: str) -> None:
+        image = ElfImage(path)
+        self.segments = list(zip(image.starts, image.ends, image.offsets))
+        self.lo = kernel_memory(prog).lo
+        assert self.lo, "no direct map known"
+        self.path = path
+
+    def offset(self, addr: int) -> int:
+        phys = addr - self.lo
+        for start, end, off in self.segments:
+            if start <= phys < end:
+                return off + phys - start
+        raise AssertionError(f"{addr:#x} is not in the dump")
+
+    def write(self, addr: int, data: bytes) -> None:
+        with open(self.path, "r+b") as f:
+            f.seek(self.offset(addr))
+            f.write(data)
+
+
+def _ehash_sockets(prog: drgn.Program) -> tuple[Chains, list[Any]]:
+    """The ehash of init_net and its sockets (records with their addresses), read intact."""
+    decoder = RawDecoder(prog, inodes=False, cgroups=False, in_c=False)
+    net = prog["init_net"].address_of_().value_()
+    chains = raw_tcp_ehash(decoder.facts, decoder.mem, raw_tcp_hashinfo(decoder.facts, decoder.mem, net))
+    errors = WalkErrors()
+    socks = decoder.socks(net, "tcp", listening=False, errors=errors)
+    assert not errors, errors.describe()
+    return chains, socks
+
+
+@pytest.fixture
+def copy(target: Target, tmp_path: Any) -> Any:
+    path = _elf_dump(target)
+    dest = str(tmp_path / "damaged.elf")
+    shutil.copyfile(path, dest)
+    yield dest
+    os.unlink(dest)
+
+
+def test_damaged_dump(target: Target, prog: drgn.Program, workload: dict[str, Any], copy: str) -> None:
+    """
+    A copy of the dump with one established socket zeroed (its page of the slab) and
+    another's chain pointer turned back on itself (a loop): the listing leaves them out,
+    says what it skipped in one line, exits 3, and prints only lines ss printed; C and
+    Python agree.
+    """
+    chains, socks = _ehash_sockets(prog)
+    estab = [s for s in socks if s.kind == "full" and s.state == 1]
+    assert len(estab) >= 6, estab
+    L = sock_layout(prog)
+    zeroed, looped = estab[0], estab[-1]
+    patch = Patcher(prog, copy)
+    # The first socket's struct sock_common zeroed: no references, and its chain ends in NULL.
+    patch.write(zeroed.address, b"\0" * L.common_end)
+    # The other's chain pointer pointed back at itself: a loop.
+    patch.write(looped.address + chains.link, (looped.address + chains.link).to_bytes(8, "little"))
+    outputs = []
+    for pure_python in (False, True):
+        p = _drgn_ss(copy, "-s", target.vmlinux or "", "-H", "-tan", pure_python=pure_python)
+        assert p.returncode == 3, p.stderr
+        warning = p.stderr.strip().splitlines()
+        assert len(warning) == 1 and "partial listing: could not read" in warning[0], p.stderr
+        assert "could not read 2 hash chains" in warning[0], warning  # the NULL-ended one and the loop
+        assert_partial_is_true(p.stdout, workload["ss"]["-tanp"], p.stderr)
+        outputs.append((p.stdout, warning))
+    assert outputs[0] == outputs[1]
+    got = normalize(outputs[0][0])
+    for sock, present in ((zeroed, False), (looped, True)):  # the looping socket itself was read
+        pair = re.compile(rf":{sock.sport} \S+:{sock.dport}$")  # local port, then the peer's
+        assert any(pair.search(line) for line in got) == present, (sock, got)
+    # At most the two chains' other sockets are missing.
+    assert len(got) >= len(normalize(workload["ss"]["-tanp"])) - 10
+
+
+def test_truncated_dump(target: Target, prog: drgn.Program, workload: dict[str, Any], copy: str) -> None:
+    """
+    A dump cut in half: a warning says so; what is listed is true; what could not be read is
+    counted (exit 3), unless everything listed lay in the half that is left (exit 0).
+    """
+    size = os.path.getsize(copy)
+    os.truncate(copy, size // 2)
+    p = _drgn_ss(copy, "-s", target.vmlinux or "", "-H", "-tanp")
+    assert p.returncode in (0, 3, 1), (p.returncode, p.stderr)
+    lines = p.stderr.splitlines()
+    assert "Traceback" not in p.stderr and 1 <= len(lines) <= 2, p.stderr
+    if p.returncode == 1:  # what the listing starts from is in the lost half: one line says so
+        assert len(lines) == 1 and lines[0].startswith("drgn-ss: ") and not p.stdout, p.stderr
+        return
+    assert lines[0].startswith("drgn-ss: warning: the dump is cut short: "), p.stderr
+    if p.returncode == 3:
+        assert "partial listing" in lines[1]
+        assert_partial_is_true(p.stdout, workload["ss"]["-tanp"], p.stderr)
+    elif p.returncode == 0:
+        assert normalize(p.stdout) == normalize(workload["ss"]["-tanp"])
+
+
+def test_wrong_vmlinux(target: Target, prog: drgn.Program, workload: dict[str, Any]) -> None:
+    """The vmlinux of another kernel: refused, naming both builds, before anything is listed."""
+    path = _elf_dump(target)
+    assert target.vmlinux
+    # vmtests keeps each kernel's vmlinux in a directory of its own, side by side.
+    kernels = os.path.dirname(os.path.dirname(target.vmlinux))
+    others = sorted(v for v in glob.glob(os.path.join(kernels, "*", "vmlinux"))
+                    if not os.path.samefile(v, target.vmlinux))
+    if not others:
+        pytest.skip("no other kernel's vmlinux at hand (vmtests fetches the matrix's one by one)")
+    p = _drgn_ss(path, "-s", others[0], "-tan")
+    assert p.returncode == 1 and not p.stdout
+    release, build_id = workload["release"], vmcoreinfo(prog)["BUILD-ID"]
+    assert p.stderr == (f"drgn-ss: {others[0]} (build ID {_elf_build_id(others[0])}) does not match kernel "
+                        f"{release} (build ID {build_id}): give the vmlinux of that exact build "
+                        f"(linux-image-{release}-dbg)\n")
+
+
+def test_user_space_core(target: Target, tmp_path: Any) -> None:
+    """A process's core dump given as a kernel dump: one line says what it is, exit 1."""
+    if target.kind != "live":
+        pytest.skip("makes a core dump in the guest (sets its core_pattern)")
+    pattern = "/proc/sys/kernel/core_pattern"
+    with open(pattern) as f:
+        saved = f.read()
+    try:
+        with open(pattern, "w") as f:
+            f.write(f"{tmp_path}/core.%p")
+        child = subprocess.run([sys.executable, "-c", "import os, resource; "
+                                "resource.setrlimit(resource.RLIMIT_CORE, (-1, -1)); os.abort()"])
+        assert child.returncode < 0
+    finally:
+        with open(pattern, "w") as f:
+            f.write(saved)
+    cores = glob.glob(str(tmp_path / "core.*"))
+    assert len(cores) == 1, cores
+    p = _drgn_ss(cores[0], "-tan")
+    assert (p.returncode, p.stdout) == (1, ""), p.stderr
+    assert p.stderr == f"drgn-ss: {cores[0]} is not a Linux kernel dump\n"
