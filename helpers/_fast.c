@@ -43,6 +43,8 @@ enum {
 /* drgn_ss.decode.DAMAGED, drgn_ss.tables.NULL_IN_NULLS */
 #define DAMAGED "a damaged socket (no inet family or local port)"
 #define NULL_IN_NULLS "NULL in a nulls hash chain: a zeroed node or bucket"
+/* drgn_ss.tables.STRAYED */
+#define STRAYED "hash chain ends in another bucket's marker: a node freed and reused under the walk"
 
 #define MAX_READ 8192
 
@@ -497,25 +499,102 @@ static int parse_mem(PyObject *spec, Mem *m)
 	return 0;
 }
 
+/* How one table's chains link: what walk_chain() needs besides the walk. */
+typedef struct {
+	Py_ssize_t link, size, least, max_chain;
+	int nulls;
+	long long marker_base; /* the nulls marker ending bucket 0's chain; -1: not checked */
+} Chaining;
+
+/*
+ * Follow one chain from pos (bucket i's first pointer), decoding the sockets of the
+ * namespace into w->out, as drgn_ss.decode.RawDecoder._chain does. 0: the chain was
+ * followed to its end; 1: it was cut and counted (a fault, a loop, a NULL in a nulls
+ * chain, another bucket's marker) or a socket on it was; -1: a Python error.
+ */
+static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
+{
+	static uint64_t seen[LOOP_CHECKED]; /* this chain's nodes (the GIL is held: one walk at a time) */
+	unsigned char buf[MAX_READ];
+	Py_ssize_t hops = 0, sockets = w->faults.sockets;
+	uint64_t addr = 0;
+	seen[0] = pos;
+	while (pos && !(c->nulls && (pos & 1))) {
+		addr = pos - c->link;
+		Py_ssize_t got = c->size;
+		int r = mem_read(&w->mem, addr, c->size, buf, NULL);
+		if (r == 1) { /* a missing page after the node? read what the chain needs */
+			got = c->least;
+			r = mem_read(&w->mem, addr, c->least, buf, &w->faults);
+		}
+		if (r < 0)
+			return -1;
+		if (r == 1) {
+			w->faults.buckets++;
+			return 1;
+		}
+		if (get(buf, &w->L.net) == w->want_net) {
+			uint64_t family = get(buf, &w->L.family);
+			if (!get(buf, &w->L.refcnt)) {
+				/* being freed: skipped quietly, as the kernel's lookups skip it */
+			} else if ((family != AF_INET_ && family != AF_INET6_) || !get(buf, &w->L.num)) {
+				fault_here(&w->faults, w->mem.fault, DAMAGED, addr);
+				w->faults.sockets++;
+			} else if (decode(w, addr, buf, got, c->size) < 0) {
+				return -1;
+			}
+		}
+		memcpy(&pos, buf + c->link, 8);
+		if (++hops < LOOP_CHECKED) {
+			Py_ssize_t k = 0;
+			while (k < hops && seen[k] != pos)
+				k++;
+			if (k < hops) {
+				fault_here(&w->faults, w->mem.fault, "hash chain loops back: a freed node?", pos);
+				w->faults.buckets++;
+				return 1;
+			}
+			seen[hops] = pos;
+		} else if (hops > c->max_chain) {
+			fault_here(&w->faults, w->mem.fault, "hash chain too long: a loop?", pos);
+			w->faults.buckets++;
+			return 1;
+		}
+	}
+	if (c->nulls && !pos) {
+		fault_here(&w->faults, w->mem.fault, NULL_IN_NULLS, addr);
+		w->faults.buckets++;
+		return 1;
+	}
+	if (c->marker_base >= 0 && (pos >> 1) != (uint64_t)(c->marker_base + i)) {
+		fault_here(&w->faults, w->mem.fault, STRAYED, addr);
+		w->faults.buckets++;
+		return 1;
+	}
+	return w->faults.sockets != sockets;
+}
+
 PyDoc_STRVAR(walk_sockets_doc,
 "walk_sockets(mem, heads, link, nulls, size, least, max_chain, layout, net, tcp, inodes,\n"
-"             now, hz, cls, proto, netns, kinds) -> (records, bucket_faults, socket_faults, first)\n"
+"             now, hz, cls, proto, netns, kinds, marker_base, head_at)\n"
+"    -> (records, bucket_faults, socket_faults, first)\n"
 "\n"
 "Follow the chains starting at heads (first pointers) and decode the sockets of\n"
-"namespace net, as drgn_ss.decode.RawDecoder._walk does.");
+"namespace net, as drgn_ss.decode.RawDecoder._walk does. marker_base: the nulls marker\n"
+"ending bucket 0's chain (-1: not checked). head_at: None, or a callable that reads\n"
+"bucket i's first pointer again, for one more walk of a chain that was cut (a live kernel).");
 
 static PyObject *walk_sockets(PyObject *self, PyObject *args)
 {
-	PyObject *memspec, *heads, *layout, *kinds;
-	Py_ssize_t link, size, least, max_chain;
-	int nulls;
+	PyObject *memspec, *heads, *layout, *kinds, *head_at;
+	Chaining c;
 	unsigned long long net, now;
 	PyObject *result = NULL;
 	Walk w;
 	memset(&w, 0, sizeof(w));
-	if (!PyArg_ParseTuple(args, "OOnpnnnOKppKLOOOO", &memspec, &heads, &link, &nulls, &size, &least,
-			      &max_chain, &layout, &net, &w.tcp, &w.inodes, &now, &w.hz, &w.cls, &w.proto,
-			      &w.netns, &kinds))
+	if (!PyArg_ParseTuple(args, "OOnpnnnOKppKLOOOOLO", &memspec, &heads, &c.link, &c.nulls, &c.size,
+			      &c.least, &c.max_chain, &layout, &net, &w.tcp, &w.inodes, &now, &w.hz, &w.cls,
+			      &w.proto, &w.netns, &kinds, &c.marker_base, &head_at))
 		return NULL;
 	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0) {
 		PyErr_SetString(PyExc_TypeError, "walk_sockets: bad arguments");
@@ -523,7 +602,7 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	}
 	if (!PyArg_ParseTuple(kinds, "OOO", &w.full, &w.timewait, &w.request))
 		return NULL;
-	if (size > MAX_READ || least > size || link < 0 || link + 8 > least) {
+	if (c.size > MAX_READ || c.least > c.size || c.link < 0 || c.link + 8 > c.least) {
 		PyErr_SetString(PyExc_ValueError, "walk_sockets: bad sizes");
 		return NULL;
 	}
@@ -540,67 +619,47 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 		mem_release(&w.mem);
 		return NULL;
 	}
-	unsigned char buf[MAX_READ];
-	static uint64_t seen[LOOP_CHECKED]; /* this chain's nodes (the GIL is held: one walk at a time) */
 	Py_ssize_t n = PyList_GET_SIZE(heads);
 	for (Py_ssize_t i = 0; i < n; i++) {
 		uint64_t pos = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(heads, i));
 		if (pos == (uint64_t)-1 && PyErr_Occurred())
 			goto done;
-		if (!pos && nulls) { /* a nulls chain ends in a marker, never NULL */
+		if (!pos && c.nulls) { /* a nulls chain ends in a marker, never NULL */
 			fault_here(&w.faults, w.mem.fault, NULL_IN_NULLS, 0);
 			w.faults.buckets++;
 			continue;
 		}
-		Py_ssize_t hops = 0;
-		seen[0] = pos;
-		while (pos && !(nulls && (pos & 1))) {
-			uint64_t addr = pos - link;
-			Py_ssize_t got = size;
-			int r = mem_read(&w.mem, addr, size, buf, NULL);
-			if (r == 1) { /* a missing page after the node? read what the chain needs */
-				got = least;
-				r = mem_read(&w.mem, addr, least, buf, &w.faults);
-			}
-			if (r < 0)
+		if (!pos || (c.nulls && (pos & 1)))
+			continue;
+		Py_ssize_t start = PyList_GET_SIZE(w.out);
+		Faults before = w.faults;
+		int r = walk_chain(&w, &c, i, pos);
+		if (r < 0)
+			goto done;
+		if (r == 0 || head_at == Py_None)
+			continue;
+		/* A live kernel: walk the chain once more from its head, as if the first time had not been. */
+		if (PyList_SetSlice(w.out, start, PyList_GET_SIZE(w.out), NULL) < 0)
+			goto done;
+		if (!before.first && w.faults.first)
+			Py_CLEAR(w.faults.first);
+		w.faults.buckets = before.buckets;
+		w.faults.sockets = before.sockets;
+		PyObject *again = PyObject_CallFunction(head_at, "n", i);
+		if (!again) {
+			if (!PyErr_ExceptionMatches(w.mem.fault))
 				goto done;
-			if (r == 1) {
-				w.faults.buckets++;
-				break;
-			}
-			if (get(buf, &w.L.net) == w.want_net) {
-				uint64_t family = get(buf, &w.L.family);
-				if (!get(buf, &w.L.refcnt)) {
-					/* being freed: skipped quietly, as the kernel's lookups skip it */
-				} else if ((family != AF_INET_ && family != AF_INET6_) || !get(buf, &w.L.num)) {
-					fault_here(&w.faults, w.mem.fault, DAMAGED, addr);
-					w.faults.sockets++;
-				} else if (decode(&w, addr, buf, got, size) < 0) {
-					goto done;
-				}
-			}
-			memcpy(&pos, buf + link, 8);
-			if (!pos && nulls) {
-				fault_here(&w.faults, w.mem.fault, NULL_IN_NULLS, addr);
-				w.faults.buckets++;
-				break;
-			}
-			if (++hops < LOOP_CHECKED) {
-				Py_ssize_t k = 0;
-				while (k < hops && seen[k] != pos)
-					k++;
-				if (k < hops) {
-					fault_here(&w.faults, w.mem.fault, "hash chain loops back: a freed node?", pos);
-					w.faults.buckets++;
-					break;
-				}
-				seen[hops] = pos;
-			} else if (hops > max_chain) {
-				fault_here(&w.faults, w.mem.fault, "hash chain too long: a loop?", pos);
-				w.faults.buckets++;
-				break;
-			}
+			PyErr_Clear();
+			fault_here(&w.faults, w.mem.fault, "a bucket's head could not be read again", pos);
+			w.faults.buckets++;
+			continue;
 		}
+		pos = PyLong_AsUnsignedLongLong(again);
+		Py_DECREF(again);
+		if (pos == (uint64_t)-1 && PyErr_Occurred())
+			goto done;
+		if (pos && !(c.nulls && (pos & 1)) && walk_chain(&w, &c, i, pos) < 0)
+			goto done;
 	}
 	result = Py_BuildValue("OnnO", w.out, w.faults.buckets, w.faults.sockets,
 			       w.faults.first ? w.faults.first : Py_None);

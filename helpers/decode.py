@@ -11,7 +11,7 @@ from __future__ import annotations
 import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 import contextlib
 
-from drgn import FaultError, Program
+from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.inet import (
     AF_INET,
     AF_INET6,
@@ -223,6 +223,9 @@ class RawDecoder:
         self.L = sock_layout(prog)
         self.inodes = inodes
         self.cgroups = cgroups
+        #: A chain that faults or strays is walked again once on a running kernel (a dump
+        #: will not change).
+        self.retry = bool(prog.flags & ProgramFlags.IS_LIVE)
         self._now: int | None = None
         self._hz: int | None = None
         self._netns: dict[int, int] = {}
@@ -278,29 +281,51 @@ class RawDecoder:
         if self.in_c and not self.cgroups:
             self._native_walk(chains, proto, net, errors, out, size, least)
             return
-        common = L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
-        refcnt = L.refcnt.get
-        decode = self._decode
-        append = out.append
-        nulls = chains.nulls
-        for first in chains.heads:
+        nulls, base = chains.nulls, chains.marker_base
+        retry = chains.head_at if self.retry else None
+        for i, first in enumerate(chains.heads):
             if not first or (nulls and first & 1):
                 if not first and nulls:  # a nulls chain ends in a marker, never NULL
                     tolerate(errors, "buckets", FaultError(NULL_IN_NULLS, 0))
                 continue
-            for addr, buf in raw_chain(self.mem, first, chains, size, least, errors):
-                values = common(buf)
-                if values[0] != net:  # shared tables hold every namespace's sockets
-                    continue
-                if not refcnt(buf):  # freed (being unhashed): the kernel's lookups skip it too
-                    continue
-                if not (values[1] in _FAMILIES and values[5]):
-                    tolerate(errors, "sockets", FaultError(DAMAGED, addr))
-                    continue
+            marker = i + base if base >= 0 else None
+            if retry is None:
+                self._chain(first, chains, proto, net, marker, errors, out, size, least)
+                continue
+            # A live kernel: a chain that faults or strays is walked once more, from its head.
+            start, attempt = len(out), WalkErrors()
+            self._chain(first, chains, proto, net, marker, attempt, out, size, least)
+            if attempt:
+                del out[start:]
                 try:
-                    append(decode(addr, buf, values, proto, size))
-                except FaultError as e:
-                    tolerate(errors, "sockets", e)
+                    again = retry(i)
+                except FaultError:
+                    tolerate(errors, "buckets", FaultError("a bucket's head could not be read again", first))
+                    continue
+                first = again
+                if first and not (nulls and first & 1):
+                    self._chain(first, chains, proto, net, marker, errors, out, size, least)
+
+    def _chain(self, first: int, chains: Chains, proto: str, net: int, marker: int | None,
+               errors: WalkErrors | None, out: list[InetSock], size: int, least: int) -> None:
+        """Decode one chain's sockets of namespace ``net`` into ``out``; count what fails."""
+        common = self.L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
+        refcnt = self.L.refcnt.get
+        decode = self._decode
+        append = out.append
+        for addr, buf in raw_chain(self.mem, first, chains, size, least, errors, marker):
+            values = common(buf)
+            if values[0] != net:  # shared tables hold every namespace's sockets
+                continue
+            if not refcnt(buf):  # freed (being unhashed): the kernel's lookups skip it too
+                continue
+            if not (values[1] in _FAMILIES and values[5]):
+                tolerate(errors, "sockets", FaultError(DAMAGED, addr))
+                continue
+            try:
+                append(decode(addr, buf, values, proto, size))
+            except FaultError as e:
+                tolerate(errors, "sockets", e)
 
     def _native_walk(self, chains: Chains, proto: str, net: int, errors: WalkErrors | None,
                      out: list[InetSock], size: int, least: int) -> None:
@@ -319,7 +344,8 @@ class RawDecoder:
         records, buckets, sockets, fault = fast.walk_sockets(
             self.mem.native(), chains.heads, chains.link, chains.nulls, size, least, MAX_CHAIN,
             self.L.native, net, proto == "tcp", self.inodes, self._now, self._hz, InetSock, proto,
-            self.netns_inum(net), ("full", "timewait", "request"))
+            self.netns_inum(net), ("full", "timewait", "request"), chains.marker_base,
+            chains.head_at if self.retry else None)
         tolerate_counted(errors, {"buckets": buckets, "sockets": sockets}, fault)
         out.extend(records)
 

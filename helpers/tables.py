@@ -7,7 +7,7 @@ differences come from :mod:`drgn_ss.layout`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from drgn import FaultError, Object, Program, TypeKind
@@ -232,21 +232,35 @@ class Chains(NamedTuple):
     link: int
     #: Whether chains end in a nulls marker (odd pointer) rather than NULL.
     nulls: bool
+    #: For nulls tables, the marker value that ends bucket 0's chain (bucket i's is i more:
+    #: ``INIT_HLIST_NULLS_HEAD(head, i + base)``); -1 where markers are not checked. A chain
+    #: that ends in another bucket's marker strayed (a node freed and reused under the walk).
+    marker_base: int = -1
+    #: Reads bucket i's first pointer again (a retry on a live kernel), or None.
+    head_at: Callable[[int], int] | None = None
+
+
+#: The nulls base of the listening tables (include/net/inet_hashtables.h: LISTENING_NULLS_BASE).
+LISTENING_NULLS_BASE = 1 << 29
+#: drgn_ss._fast says the same.
+STRAYED = "hash chain ends in another bucket's marker: a node freed and reused under the walk"
 
 
 def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
-              errors: WalkErrors | None) -> Iterator[tuple[int, bytes]]:
+              errors: WalkErrors | None, marker: int | None = None) -> Iterator[tuple[int, bytes]]:
     """
     Follow one chain, reading each struct once: ``size`` bytes (or ``least`` where
     that reaches a missing page). Yields (address, bytes); the next pointer is taken
     from those bytes, so ``least`` must cover the node. A chain that faults, comes back
     to a node it passed (a loop through a freed node: see :data:`LOOP_CHECKED`), or is
-    longer than :data:`MAX_CHAIN`, is cut there and counted.
+    longer than :data:`MAX_CHAIN`, is cut there and counted; so is one that ends in a nulls
+    marker other than ``marker`` (see :attr:`Chains.marker_base`).
     """
     link, nulls = chains.link, chains.nulls
     pos = first
     hops = 0
     seen = [pos]
+    addr = 0
     try:
         while pos and not (nulls and pos & 1):
             addr = pos - link
@@ -262,6 +276,8 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
                 raise FaultError("hash chain too long: a loop?", pos)
         if nulls and not pos:
             raise FaultError(NULL_IN_NULLS, addr)
+        if marker is not None and pos >> 1 != marker:
+            raise FaultError(STRAYED, addr)
     except FaultError as e:
         tolerate(errors, "buckets", e)
 
@@ -274,12 +290,21 @@ def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int) -> l
     return [int.from_bytes(buf[i * size + off : i * size + off + 8], "little") for i in range(count)]
 
 
+def _head_reader(mem: Memory, array: int, size: int, off: int) -> Callable[[int], int]:
+    """Reads bucket i's first pointer again: ``array`` holds buckets of ``size`` bytes."""
+    return lambda i: mem.read_u64(array + i * size + off)
+
+
 def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, array: str, mask: str,
-                  bucket_type: str, head: str) -> list[int]:
-    """The chain heads of a table whose ``array`` member points to ``mask + 1`` buckets."""
+                  bucket_type: str, head: str) -> tuple[list[int], Callable[[int], int]]:
+    """
+    The chain heads of a table whose ``array`` member points to ``mask + 1`` buckets, and
+    a function that reads one of them again.
+    """
     buckets = mem.read_u64(table + facts.offset(table_type, array))
     count = mem.read_u32(table + facts.offset(table_type, mask)) + 1
-    return _bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head))
+    size, off = facts.size(bucket_type), facts.offset(bucket_type, head)
+    return _bucket_heads(mem, buckets, count, size, off), _head_reader(mem, buckets, size, off)
 
 
 def raw_tcp_hashinfo(facts: KernelFacts, mem: Memory, net: int) -> int:
@@ -331,9 +356,9 @@ def _chase_steps(prog: Program, type_name: str, path: str) -> list[int]:
 
 def raw_tcp_ehash(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     """The established table's chains: full sockets and TIME_WAIT and NEW_SYN_RECV minisocks."""
-    heads = _hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
-                          "struct inet_ehash_bucket", "chain.first")
-    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True)
+    heads, head_at = _hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
+                                   "struct inet_ehash_bucket", "chain.first")
+    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True, 0, head_at)
 
 
 def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
@@ -345,18 +370,20 @@ def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     if layout.listening_hash:
         count = facts.value("length:struct inet_hashinfo:listening_hash",
                             lambda p: p.type(H).member("listening_hash").type.unaliased().length)
-        heads = _bucket_heads(mem, hashinfo + facts.offset(H, "listening_hash"), count, facts.size(B),
-                              facts.offset(B, "nulls_head.first"))
-        return Chains(heads, nulls_link, True)
+        array, size, off = hashinfo + facts.offset(H, "listening_hash"), facts.size(B), facts.offset(
+            B, "nulls_head.first")
+        return Chains(_bucket_heads(mem, array, count, size, off), nulls_link, True, LISTENING_NULLS_BASE,
+                      _head_reader(mem, array, size, off))
     if layout.lhash2_portaddr_node:
-        heads = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "head.first")
-        return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False)
-    heads = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "nulls_head.first")
-    return Chains(heads, nulls_link, True)
+        heads, head_at = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "head.first")
+        return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False,
+                      -1, head_at)
+    heads, head_at = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "nulls_head.first")
+    return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at)
 
 
 def raw_udp(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
     """A UDP table's port-hash chains (as :func:`udp_socks`)."""
-    heads = _hashed_heads(facts, mem, udptable, "struct udp_table", "hash", "mask", "struct udp_hslot",
-                          "head.first")
-    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False)
+    heads, head_at = _hashed_heads(facts, mem, udptable, "struct udp_table", "hash", "mask",
+                                   "struct udp_hslot", "head.first")
+    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False, -1, head_at)

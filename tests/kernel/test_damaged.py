@@ -87,9 +87,10 @@ def copy(target: Target, tmp_path: Any) -> Any:
 
 def test_damaged_dump(target: Target, prog: drgn.Program, workload: dict[str, Any], copy: str) -> None:
     """
-    A copy of the dump with one established socket zeroed (its page of the slab) and
-    another's chain pointer turned back on itself (a loop): the listing leaves them out,
-    says what it skipped in one line, exits 3, and prints only lines ss printed; C and
+    A copy of the dump with one established socket's struct sock_common zeroed, another's
+    chain pointer turned back on itself (a loop), and a one-socket chain ending in the next
+    bucket's nulls marker: the listing leaves the zeroed socket out, says in one line that
+    it could not read those three chains, exits 3, and prints only lines ss printed; C and
     Python agree.
     """
     chains, socks = _ehash_sockets(prog)
@@ -102,13 +103,20 @@ def test_damaged_dump(target: Target, prog: drgn.Program, workload: dict[str, An
     patch.write(zeroed.address, b"\0" * L.common_end)
     # The other's chain pointer pointed back at itself: a loop.
     patch.write(looped.address + chains.link, (looped.address + chains.link).to_bytes(8, "little"))
+    # A chain of one node made to end in the next bucket's marker: it strayed.
+    mem = kernel_memory(prog)
+    single = next(i for i, head in enumerate(chains.heads)
+                  if head and not head & 1 and mem.read_u64(head) & 1
+                  and head - chains.link not in (zeroed.address, looped.address))
+    patch.write(chains.heads[single], ((single + 1) << 1 | 1).to_bytes(8, "little"))
     outputs = []
     for pure_python in (False, True):
         p = _drgn_ss(copy, "-s", target.vmlinux or "", "-H", "-tan", pure_python=pure_python)
         assert p.returncode == 3, p.stderr
         warning = p.stderr.strip().splitlines()
         assert len(warning) == 1 and "partial listing: could not read" in warning[0], p.stderr
-        assert "could not read 2 hash chains" in warning[0], warning  # the NULL-ended one and the loop
+        # The NULL-ended one, the loop and the stray.
+        assert "could not read 3 hash chains" in warning[0], warning
         assert_partial_is_true(p.stdout, workload["ss"]["-tanp"], p.stderr)
         outputs.append((p.stdout, warning))
     assert outputs[0] == outputs[1]
