@@ -33,6 +33,7 @@ from drgn_ss.layout import (
 )
 from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
+from drgn_ss.raw import elf_build_id
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, SelectionError, build_selection
 from drgn_ss.tables import WalkErrors
@@ -209,10 +210,11 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     if getattr(image, "missing", 0):
         print(f"{args.prog_name}: warning: the dump is cut short: {image.missing / 2**20:.0f} MB of "
               "memory it describes are not in the file", file=sys.stderr)
+    facts = kernel_facts(prog)
     no_summary = ""
     if panicked(prog):
         try:
-            kernel_facts(prog).need_debug_info()  # the summary reads drgn Objects
+            facts.need_debug_info()  # the summary reads drgn Objects
             summary = crash_summary(prog)
         except (Failure, LookupError) as e:  # no debug info here: list anyway
             summary, no_summary = None, f"{args.prog_name}: no crash summary: {e}"
@@ -225,7 +227,6 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     listening = bool(selection.states & 1 << TCP_LISTEN)
     established = bool(selection.states & ~(1 << TCP_LISTEN))
     counts: dict[str, int] = {}
-    facts = kernel_facts(prog)
     t0 = time.perf_counter()
     types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
@@ -260,7 +261,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
                  "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
-                 "debug_info_loaded": kernel_facts(prog).loaded_debug_info,
+                 "debug_info_loaded": facts.loaded_debug_info,
                  "types": facts.source, "types_s": round(facts.types_s, 6),
                  "startup_s": round(t0 - args.started + facts.types_s - types_before, 6),
                  "interpreter_s": _seconds_since_start(args.started)}
@@ -344,7 +345,7 @@ def open_program(args: argparse.Namespace) -> Program:
         except MissingDebugInfoError:
             release = _release(prog)
             if args.symbols:
-                theirs = ", ".join(f"{path} (build ID {_elf_build_id(path) or 'unknown'})"
+                theirs = ", ".join(f"{path} (build ID {elf_build_id(path) or 'unknown'})"
                                    for path in args.symbols)
                 ours = vmcoreinfo(prog).get("BUILD-ID", "unknown")
                 raise Failure(
@@ -358,37 +359,6 @@ def open_program(args: argparse.Namespace) -> Program:
     if args.symbols:
         kernel_facts(prog).need_debug_info()  # ...or when asked for by name: check it matches now
     return prog
-
-
-def _elf_build_id(path: str) -> str | None:
-    """The GNU build ID of an ELF file (a vmlinux), from its PT_NOTE segments; None if it has none."""
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-            if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-                return None
-            phoff, = struct.unpack_from("<Q", head, 32)
-            phentsize, phnum = struct.unpack_from("<HH", head, 54)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-            for i in range(phnum):
-                p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
-                if p_type != 4 or filesz > 1 << 20:  # PT_NOTE
-                    continue
-                f.seek(offset)
-                notes, pos = f.read(filesz), 0
-                while pos + 12 <= len(notes):
-                    namesz, descsz, kind = struct.unpack_from("<III", notes, pos)
-                    name_at = pos + 12
-                    desc_at = name_at + (namesz + 3) // 4 * 4
-                    if kind == 3 and notes[name_at : name_at + namesz] == b"GNU\0":  # NT_GNU_BUILD_ID
-                        return notes[desc_at : desc_at + descsz].hex()
-                    pos = desc_at + (descsz + 3) // 4 * 4
-    except (OSError, struct.error):
-        pass
-    return None
 
 
 def _release(prog: Program) -> str:

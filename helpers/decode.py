@@ -27,7 +27,15 @@ from drgn_ss.inet import (
     InetSock,
     _jdelta,
 )
-from drgn_ss.layout import KernelFacts, kernel_facts, kernel_hz, kernel_layout, kernel_memory, prog_cached
+from drgn_ss.layout import (
+    KernelFacts,
+    kernel_facts,
+    kernel_hz,
+    kernel_layout,
+    kernel_memory,
+    prog_cached,
+    raw_jiffies,
+)
 from drgn_ss.raw import Field, Memory, Unpacker, native, read_c_string
 from drgn_ss.tables import (
     MAX_CHAIN,
@@ -137,11 +145,6 @@ def sock_layout(prog: Program) -> SockLayout:
     return prog_cached(prog, "sock_layout", SockLayout)
 
 
-def _read_jiffies(prog: Program) -> int:
-    facts = kernel_facts(prog)
-    return kernel_memory(prog).read_u64(facts.symbol("jiffies_64"))
-
-
 class CgroupPaths:
     """
     The cgroup v2 paths of sockets (``ss -e``'s ``cgroup:``), from the raw value of
@@ -233,7 +236,7 @@ class RawDecoder:
 
     def _ms(self, expires: int) -> int:
         if self._now is None:
-            self._now = _read_jiffies(self.prog)
+            self._now = raw_jiffies(self.prog)
             self._hz = kernel_hz(self.prog)
         assert self._hz
         return max(_jdelta(expires, self._now), 0) * 1000 // self._hz
@@ -338,7 +341,7 @@ class RawDecoder:
         with contextlib.suppress(FaultError):
             self.mem.read(first - chains.link, 8)  # lets Memory settle how it reads the direct map
         if self._now is None:
-            self._now = _read_jiffies(self.prog)
+            self._now = raw_jiffies(self.prog)
             self._hz = kernel_hz(self.prog)
         assert self._hz
         records, buckets, sockets, fault = fast.walk_sockets(

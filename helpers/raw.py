@@ -207,6 +207,48 @@ class PhysicalImage:
         return read
 
 
+def elf_program_headers(data: bytes | mmap.mmap) -> list[tuple[int, int, int, int]]:
+    """
+    (p_type, p_offset, p_paddr, p_filesz) of each program header of a little-endian ELF64
+    file, given its bytes (or a mapping of them).
+
+    :raises ValueError: if it is not one
+    """
+    head = data[:64]
+    if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+        raise ValueError("is not a little-endian ELF64 file")
+    phoff, = struct.unpack_from("<Q", head, 32)
+    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    out = []
+    for i in range(phnum):
+        p_type, _flags, offset, _vaddr, paddr, filesz = struct.unpack_from(
+            "<IIQQQQ", data, phoff + i * phentsize)
+        out.append((p_type, offset, paddr, filesz))
+    return out
+
+
+def elf_build_id(path: str) -> str | None:
+    """The GNU build ID of an ELF file (a vmlinux), from its PT_NOTE segments; None if none is found."""
+    try:
+        with open(path, "rb") as f:
+            data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
+        with data:
+            for p_type, offset, _paddr, filesz in elf_program_headers(data):
+                if p_type != 4 or filesz > 1 << 20:  # PT_NOTE
+                    continue
+                notes, pos = data[offset : offset + filesz], 0
+                while pos + 12 <= len(notes):
+                    namesz, descsz, kind = struct.unpack_from("<III", notes, pos)
+                    name_at = pos + 12
+                    desc_at = name_at + (namesz + 3) // 4 * 4
+                    if kind == 3 and notes[name_at : name_at + namesz] == b"GNU\0":  # NT_GNU_BUILD_ID
+                        return notes[desc_at : desc_at + descsz].hex()
+                    pos = desc_at + (descsz + 3) // 4 * 4
+    except (OSError, ValueError, struct.error):
+        pass
+    return None
+
+
 class ElfImage(PhysicalImage):
     """
     The physical memory an ELF core file holds (its PT_LOAD segments), mapped into this
@@ -216,17 +258,14 @@ class ElfImage(PhysicalImage):
     def __init__(self, path: str) -> None:
         with open(path, "rb") as f:
             data = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-        head = data[:64]
-        if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
-            raise ValueError(f"{path} is not a little-endian ELF64 file")
-        phoff, = struct.unpack_from("<Q", head, 32)
-        phentsize, phnum = struct.unpack_from("<HH", head, 54)
+        try:
+            headers = elf_program_headers(data)
+        except ValueError as e:
+            raise ValueError(f"{path} {e}") from None
         segments = []
         #: Bytes of memory the file's segments describe but it does not hold: a dump cut short.
         self.missing = 0
-        for i in range(phnum):
-            p_type, _flags, offset, _vaddr, paddr, filesz = struct.unpack_from(
-                "<IIQQQQ", data, phoff + i * phentsize)
+        for p_type, offset, paddr, filesz in headers:
             if p_type != 1 or not filesz:  # PT_LOAD
                 continue
             if offset + filesz <= len(data):

@@ -218,8 +218,8 @@ MAX_CHAIN = 1 << 20
 #: A node met twice in the first LOOP_CHECKED nodes of a chain is a loop, found at once
 #: (no socket listed twice); past them, only MAX_CHAIN stops a loop.
 LOOP_CHECKED = 4096
-#: A chain of a nulls table (ehash, UDP, lhash2 from 5.19) ends in an odd marker: a NULL
-#: pointer there is damage (a zeroed node or bucket), counted as a bucket.
+#: A chain of a nulls table (ehash; the listening tables, but for 5.10's lhash2) ends in an
+#: odd marker: a NULL pointer there is damage (a zeroed node or bucket), counted as a bucket.
 NULL_IN_NULLS = "NULL in a nulls hash chain: a zeroed node or bucket"
 
 
@@ -282,17 +282,18 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
         tolerate(errors, "buckets", e)
 
 
-def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int) -> list[int]:
-    """The first pointers of ``count`` buckets of ``size`` bytes, read in one go."""
+def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int
+                  ) -> tuple[list[int], Callable[[int], int]]:
+    """
+    The first pointers of ``count`` buckets of ``size`` bytes, read in one go, and a
+    function that reads bucket i's again (for a retry on a running kernel).
+    """
     buf = memoryview(mem.read(array, count * size))
     if size == 8 and off == 0:
-        return buf.cast("Q").tolist()
-    return [int.from_bytes(buf[i * size + off : i * size + off + 8], "little") for i in range(count)]
-
-
-def _head_reader(mem: Memory, array: int, size: int, off: int) -> Callable[[int], int]:
-    """Reads bucket i's first pointer again: ``array`` holds buckets of ``size`` bytes."""
-    return lambda i: mem.read_u64(array + i * size + off)
+        heads = buf.cast("Q").tolist()
+    else:
+        heads = [int.from_bytes(buf[i * size + off : i * size + off + 8], "little") for i in range(count)]
+    return heads, lambda i: mem.read_u64(array + i * size + off)
 
 
 def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, array: str, mask: str,
@@ -303,8 +304,7 @@ def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, 
     """
     buckets = mem.read_u64(table + facts.offset(table_type, array))
     count = mem.read_u32(table + facts.offset(table_type, mask)) + 1
-    size, off = facts.size(bucket_type), facts.offset(bucket_type, head)
-    return _bucket_heads(mem, buckets, count, size, off), _head_reader(mem, buckets, size, off)
+    return _bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head))
 
 
 def raw_tcp_hashinfo(facts: KernelFacts, mem: Memory, net: int) -> int:
@@ -370,10 +370,9 @@ def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     if layout.listening_hash:
         count = facts.value("length:struct inet_hashinfo:listening_hash",
                             lambda p: p.type(H).member("listening_hash").type.unaliased().length)
-        array, size, off = hashinfo + facts.offset(H, "listening_hash"), facts.size(B), facts.offset(
-            B, "nulls_head.first")
-        return Chains(_bucket_heads(mem, array, count, size, off), nulls_link, True, LISTENING_NULLS_BASE,
-                      _head_reader(mem, array, size, off))
+        heads, head_at = _bucket_heads(mem, hashinfo + facts.offset(H, "listening_hash"), count,
+                                       facts.size(B), facts.offset(B, "nulls_head.first"))
+        return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at)
     if layout.lhash2_portaddr_node:
         heads, head_at = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "head.first")
         return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False,

@@ -12,10 +12,9 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.cli import _elf_build_id
 from drgn_ss.decode import RawDecoder, sock_layout
 from drgn_ss.layout import kernel_memory, vmcoreinfo
-from drgn_ss.raw import ElfImage
+from drgn_ss.raw import ElfImage, elf_build_id
 from drgn_ss.tables import Chains, WalkErrors, raw_tcp_ehash, raw_tcp_hashinfo
 
 from tests.kernel.conftest import Target
@@ -163,7 +162,7 @@ def test_wrong_vmlinux(target: Target, prog: drgn.Program, workload: dict[str, A
     p = _drgn_ss(path, "-s", others[0], "-tan")
     assert p.returncode == 1 and not p.stdout
     release, build_id = workload["release"], vmcoreinfo(prog)["BUILD-ID"]
-    assert p.stderr == (f"drgn-ss: {others[0]} (build ID {_elf_build_id(others[0])}) does not match kernel "
+    assert p.stderr == (f"drgn-ss: {others[0]} (build ID {elf_build_id(others[0])}) does not match kernel "
                         f"{release} (build ID {build_id}): give the vmlinux of that exact build "
                         f"(linux-image-{release}-dbg)\n")
 
