@@ -42,8 +42,11 @@ def test_listings_under_churn(prog: drgn.Program, target: Target, workload: dict
     fixed = ["0.0.0.0:22 ", "[::]:80 ", "*:8080 "] if opts == "-tanp" else ["0.0.0.0:53 ", ":123 "]
     churn = subprocess.Popen([sys.executable, CHURN], stdout=subprocess.PIPE, text=True)
     try:
-        assert churn.stdout and churn.stdout.readline().startswith("READY")
-        codes = []
+        assert churn.stdout
+        ready = churn.stdout.readline().split()
+        assert ready[:1] == ["READY"], ready
+        churn_port = f":{ready[1]} "  # the churn's TCP server: its connections show in -tanp
+        codes, churned = [], 0
         for _ in range(RUNS):
             out = io.StringIO()
             capsys.readouterr()
@@ -61,8 +64,11 @@ def test_listings_under_churn(prog: drgn.Program, target: Target, workload: dict
             assert not bad, bad[:5]
             for needle in fixed:
                 assert any(needle in " ".join(line.split()) + " " for line in lines), needle
+            churned += sum(churn_port in " ".join(line.split()) + " " for line in lines)
     finally:
         os.killpg(churn.pid, signal.SIGTERM)
         churn.wait(10)
+    if opts == "-tanp":  # the churn did reach the tables read (UDP's sockets are unnamed)
+        assert churned > 0, "no connection of the churn's server in any listing"
     with capsys.disabled():
-        print(f"\n{opts} under churn: exit codes {codes}")
+        print(f"\n{opts} under churn: exit codes {codes}, churn sockets listed {churned}")
