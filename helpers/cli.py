@@ -34,7 +34,7 @@ from drgn_ss.layout import (
 from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
 from drgn_ss.raw import elf_build_id
-from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_sockets
+from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_json, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, SelectionError, build_selection
 from drgn_ss.tables import WalkErrors
 
@@ -95,6 +95,13 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("-4", "--ipv4", action="store_true", help="IPv4 sockets only")
     p.add_argument("-6", "--ipv6", action="store_true", help="IPv6 sockets only")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
+    out_format = p.add_mutually_exclusive_group()
+    out_format.add_argument("--json", action="store_true",
+                            help="print one JSON array of socket objects instead of text, with every "
+                            "field the text would show for the same options, typed (fields: README, "
+                            "\"JSON output\"; schema: drgn_ss/socket.schema.json)")
+    out_format.add_argument("--ndjson", action="store_true",
+                            help="as --json, one object per line (streams: for large listings and jq)")
     p.add_argument("--header", action="store_true",
                    help="on a crash dump, print the crash summary (release, time, panic, task) as "
                    "'# ' lines on stdout before the listing, instead of on stderr")
@@ -146,6 +153,9 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args.prog_name = prog_name
         args.started = started
         selection = _selection(args)  # bad options fail before the kernel is opened
+        if args.header and (args.json or args.ndjson):
+            raise UsageError("--header prints text before the listing: it does not go with --json; "
+                             "the crash summary goes to stderr")
         if args.btf and getattr(args, "symbols", None):
             raise UsageError("--btf reads the kernel's own types: it does not go with -s")
         # A listing makes some 50 objects per socket and no cycles: without the cyclic
@@ -246,13 +256,16 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         raise Failure(str(e)) from None
     if no_summary:  # said once the listing is known to work without it
         print(no_summary, file=sys.stderr)
-    disabled = set()
-    if selection.single_proto:
-        disabled.add(COL_NETID)
-    if selection.single_state:
-        disabled.add(COL_STATE)
-    screen = _screen_width(out)
-    for chunk in render_sockets(socks, fmt, frozenset(disabled), not args.no_header, screen):
+    if args.json or args.ndjson:
+        chunks = render_json(socks, fmt, lines=args.ndjson)
+    else:
+        disabled = set()
+        if selection.single_proto:
+            disabled.add(COL_NETID)
+        if selection.single_state:
+            disabled.add(COL_STATE)
+        chunks = render_sockets(socks, fmt, frozenset(disabled), not args.no_header, _screen_width(out))
+    for chunk in chunks:
         out.write(chunk)
     out.flush()
     if errors:

@@ -203,7 +203,7 @@ class CgroupPaths:
             raise FaultError("kernfs parent chain too long: a loop?", kn)
         if len(names) == 1:
             return "/"
-        return b"/".join(reversed(names)).decode(errors="replace")
+        return b"/".join(reversed(names)).decode(errors="surrogateescape")
 
 
 class RawDecoder:

@@ -130,7 +130,7 @@ def _cgroup_path(sk: Object, cache: dict[int, str]) -> str:
     cgrp = sock_cgroup(sk)
     key = cgrp.value_()
     if key not in cache:
-        cache[key] = cgroup_path(cgrp).decode(errors="replace") or "/"
+        cache[key] = cgroup_path(cgrp).decode(errors="surrogateescape") or "/"
     return cache[key]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 import contextlib
+import itertools
+import json
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import ModuleType
@@ -469,6 +471,56 @@ class Formatter:
             process = list(map(self._process, socks, process))
         return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
 
+    def objects(self, socks: Sequence[InetSock]) -> Iterator[dict[str, Any]]:
+        """
+        One JSON object per socket (:data:`JSON_FIELDS` names them), carrying what its
+        text line shows with the same options, typed: numbers as numbers, addresses as
+        text, owners as a list. Names are as the kernel has them (a command name is not
+        cut at ")"), any bytes that are not UTF-8 replaced by U+FFFD; the JSON encoder
+        escapes control characters.
+        """
+        owners = self.owners
+        by_socket = self.owners_by == "socket"
+        names = _Cache(json_name)
+        addresses = _Cache(address_text)
+        services = None if self.numeric else self._service_cells
+        states = _STATE_CELLS
+        families = {AF_INET: "inet", AF_INET6: "inet6"}
+        for s in socks:
+            obj: dict[str, Any] = {
+                "netid": s.proto,
+                "family": families[s.family],
+                "state": states[s.state],
+                "recv_q": s.recv_q,
+                "send_q": s.send_q,
+                "local_address": addresses[s.src],
+                "local_port": s.sport,
+                "peer_address": addresses[s.dst],
+                "peer_port": s.dport,
+                "interface": self.ifname(s.netns, s.ifindex) if s.ifindex else None,
+                "v6only": s.v6only,
+                "netns": s.netns,
+                "kind": s.kind,
+                "sk": f"{s.address:#x}",
+            }
+            if services is not None:
+                obj["local_service"] = services[s.sport, s.proto]
+                obj["peer_service"] = services[s.dport, s.proto]
+            if owners is not None:
+                key = s.socket if by_socket else s.ino
+                obj["owners"] = [{"command": names[o.comm], "pid": o.pid, "fd": o.fd}
+                                 for o in (owners.get(key, ()) if key else ())]
+            if self.timers:
+                obj["timer"] = ({"name": TIMER_NAMES[min(s.timer, 5)], "expires_ms": s.timer_ms,
+                                 "retrans": s.retrans} if s.timer else None)
+            if self.details:
+                obj["uid"] = s.uid
+                obj["inode"] = s.ino
+                obj["cookie"] = s.cookie
+                obj["cgroup"] = json_name(s.cgroup) if s.cgroup is not None else None
+                obj["shutdown"] = s.shutdown
+            yield obj
+
     def _socket_cells(self, socks: list[InetSock]) -> list[list[str]]:
         """The Netid to Port cells of :meth:`columns` (the reference for C's socket_cells())."""
         proto, _family, state, src, sport, dst, dport, _ifindex, v6only, recv_q, send_q, *_rest = (
@@ -505,6 +557,58 @@ def escape_name(name: str) -> str:
     if name.isascii() and name.isprintable():
         return name
     return name.encode("utf-8", "surrogateescape").translate(_ESCAPES).decode("ascii")
+
+
+def json_name(name: str) -> str:
+    """
+    A name a process chose, for JSON: as the kernel has it, with bytes that are not UTF-8
+    replaced by U+FFFD (the JSON encoder escapes the control characters).
+
+    :param name: decoded with ``errors="surrogateescape"``, as for :func:`escape_name`
+    """
+    if name.isascii():
+        return name
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def address_text(addr: bytes) -> str:
+    """An IPv4 (4 bytes) or IPv6 (16 bytes) address in its usual text form, no brackets."""
+    return socket.inet_ntoa(addr) if len(addr) == 4 else _ipv6_text(addr)
+
+
+#: The fields of a JSON socket object, in order, and when they are there (README: "JSON").
+JSON_FIELDS = (
+    "netid", "family", "state", "recv_q", "send_q", "local_address", "local_port", "peer_address",
+    "peer_port", "interface", "v6only", "netns", "kind", "sk",
+    "local_service", "peer_service",  # without -n
+    "owners",  # -p
+    "timer",  # -o or -e
+    "uid", "inode", "cookie", "cgroup", "shutdown",  # -e
+)
+
+
+def render_json(socks: Sequence[InetSock], fmt: Formatter, lines: bool) -> Iterator[str]:
+    """
+    ``socks`` as JSON, in chunks to write as they come: one array (``lines`` False), or
+    one object per line (NDJSON). Plain ASCII: every character past it is escaped, so no
+    byte of the output can move a terminal's cursor.
+    """
+    encode = json.JSONEncoder(ensure_ascii=True, check_circular=False, separators=(",", ":")).encode
+    objects = fmt.objects(socks)
+    if not lines:
+        yield "["
+    first = True
+    while True:
+        chunk = [encode(obj) for obj in itertools.islice(objects, CHUNK_LINES)]
+        if not chunk:
+            break
+        if lines:
+            yield "\n".join(chunk) + "\n"
+        else:
+            yield ("\n" if first else ",\n") + ",\n".join(chunk)
+        first = False
+    if not lines:
+        yield "]\n" if first else "\n]\n"
 
 
 class _Cache(dict[Any, str]):

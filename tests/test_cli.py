@@ -72,6 +72,12 @@ def test_drgn_ss_bad_state_name_and_unsupported_filter() -> None:
     assert "only state and exclude" in one_line_error(drgn_ss("-t", "dport", "=", ":22"), 2)
 
 
+def test_drgn_ss_json_option_conflicts() -> None:
+    assert "not allowed with argument --json" in one_line_error(drgn_ss("--json", "--ndjson"), 2)
+    assert one_line_error(drgn_ss("--json", "--header"), 2).startswith(
+        "drgn-ss: --header prints text before the listing: it does not go with --json")
+
+
 def test_drgn_ss_not_a_core_dump(tmp_path: Path) -> None:
     f = tmp_path / "notacore"
     f.write_text("hello\n")

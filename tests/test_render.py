@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
@@ -22,7 +24,11 @@ from drgn_ss.render import (
     escape_name,
     layout,
     ms_timer,
+    render_json,
+    render_sockets,
 )
+
+from tests.json_text import text_line
 
 
 @pytest.mark.parametrize(("ms", "text"), [
@@ -227,3 +233,63 @@ def test_native_render_breaks_equal_python_breaks(monkeypatch: pytest.MonkeyPatc
     assert len(breaks) >= 2
     monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
     assert render.render_breaks(columns) == breaks
+
+
+def _schema_validator() -> Any:
+    import jsonschema  # type: ignore[import-untyped]
+    schema = json.loads((Path(__file__).parent.parent / "helpers" / "socket.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize("opts", [
+    {}, {"numeric": True}, {"owners": True}, {"timers": True}, {"details": True},
+    {"numeric": True, "owners": True, "details": True},
+])
+def test_json_carries_every_text_line(opts: dict[str, bool]) -> None:
+    """
+    Every object validates against the schema, and rebuilding the text line from the object
+    alone gives the line the text output prints (so nothing in the text is lost in JSON).
+    """
+    socks = _varied_socks(500)
+    socks = [s._replace(timer=(i % 5), timer_ms=i * 37, retrans=i % 3, uid=i % 2 * 1000, ino=i,
+                        cookie=i * 4099, cgroup=None if i % 4 == 0 else f"/a/b{i % 3}",
+                        shutdown=None if i % 4 == 0 else i % 4, v6only=None if i % 4 == 0 else s.v6only)
+             for i, s in enumerate(socks)]
+    owners = {s.socket: [Owner(f"w{i % 7})x", 100 + i, 3 + i % 40)] * (1 + i % 3)
+              for i, s in enumerate(socks) if s.socket and i % 11}
+
+    def formatter() -> Formatter:
+        return Formatter(opts.get("numeric", False), (32768, 60999), lambda n, i: f"eth{i}",
+                         owners if opts.get("owners") else None, opts.get("details", False),
+                         opts.get("timers", False), owners_by="socket")
+
+    text = "".join(render_sockets(socks, formatter(), frozenset(), False, None))
+    array = json.loads("".join(render_json(socks, formatter(), lines=False)))
+    lines = "".join(render_json(socks, formatter(), lines=True)).splitlines()
+    assert [json.loads(line) for line in lines] == array
+    validator = _schema_validator()
+    for obj in array:
+        validator.validate(obj)
+    assert [text_line(obj) for obj in array] == [" ".join(line.split()) for line in text.splitlines()]
+    assert ("owners" in array[0]) == bool(opts.get("owners"))
+    assert ("inode" in array[0]) == bool(opts.get("details"))
+
+
+def test_json_keeps_hostile_names_exact_and_escaped() -> None:
+    """A name with a newline, an escape, a quote, UTF-8 and a byte that is not: JSON gives the
+    name as the kernel has it (bad bytes as U+FFFD), escaped, on one line of plain ASCII."""
+    sock = _varied_socks(2)[1]
+    name = b'a\nb\x1b[31mc"\xc3\xa9)\xffe'.decode(errors="surrogateescape")
+    fmt = Formatter(True, (1, 2), lambda n, i: "lo", {sock.socket: [Owner(name, 9, 4)]}, owners_by="socket")
+    out = "".join(render_json([sock], fmt, lines=True))
+    assert out.isascii() and out.count("\n") == 1 and out.endswith("\n")
+    assert all(ch.isprintable() for ch in out[:-1])
+    assert json.loads(out)["owners"] == [{"command": 'a\nb\x1b[31mc"é)\ufffde', "pid": 9, "fd": 4}]
+    _schema_validator().validate(json.loads(out))
+
+
+def test_json_of_nothing() -> None:
+    fmt = Formatter(True, (1, 2), lambda n, i: "lo")
+    assert "".join(render_json([], fmt, lines=False)) == "[]\n"
+    assert "".join(render_json([], fmt, lines=True)) == ""

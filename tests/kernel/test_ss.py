@@ -16,15 +16,16 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.cli import run
+from drgn_ss.cli import _selection, build_parser, run
 from drgn_ss.inet import inet_socks
 from drgn_ss.layout import vmcoreinfo
 from drgn_ss.owners import kernel_owners, proc_owners, raw_kernel_owners
 from drgn_ss.raw import native
 from drgn_ss.tables import WalkErrors
 
+from tests.json_text import text_line
 from tests.kernel.conftest import Target
-from tests.kernel.workload import HOSTILE_PORT, HOSTILE_SHOWN, OPTION_SETS, as_ss7
+from tests.kernel.workload import HOSTILE_NAME, HOSTILE_PORT, HOSTILE_SHOWN, OPTION_SETS, as_ss7
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMER_RE = re.compile(r"timer:\((\w+),[^,]*,")
@@ -115,6 +116,58 @@ def test_hostile_process_name(prog: drgn.Program, target: Target, workload: dict
     assert re.search(users, mine[0].rstrip()), mine[0]
     expected = [line for line in workload["ss"]["-nlpt"].splitlines() if f":{HOSTILE_PORT} " in line]
     assert normalize(mine[0]) == normalize(expected[0])
+    # JSON: the name as the kernel has it, escaped by the encoder, in plain ASCII.
+    code, got, err = ours(prog, f"--ndjson -tlnp --owners {owners}", capsys)
+    assert code in (0, 3), err
+    assert got.isascii() and all(ch.isprintable() for line in got.splitlines() for ch in line)
+    mine_json = [json.loads(line) for line in got.splitlines() if f'"local_port":{HOSTILE_PORT},' in line]
+    assert len(mine_json) == 1, got
+    assert [(o["command"], o["pid"]) for o in mine_json[0]["owners"]] == [
+        (HOSTILE_NAME.decode(), workload["hostile_pid"])]
+
+
+#: Option sets whose JSON is checked against ss's text: every field the objects carry.
+JSON_OPTION_SETS = ("-tanp", "-uanp", "-tlne", "-uanpe", "-tano", "-tlp", "-tan state bucket")
+
+
+def _json_validator() -> Any:
+    import jsonschema  # type: ignore[import-untyped]
+    with open(os.path.join(REPO, "helpers", "socket.schema.json")) as f:
+        return jsonschema.Draft202012Validator(json.load(f))
+
+
+@pytest.mark.parametrize("opts", JSON_OPTION_SETS)
+def test_json_same_sockets_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    ``--json`` validates against the schema, and each object, rebuilt into a text line from
+    its fields alone, is a line ss printed: the same sockets as the text, nothing lost.
+    ``--ndjson`` gives the same objects, one per line.
+    """
+    code, got, err = ours(prog, f"--json {opts}", capsys)
+    objects = json.loads(got)
+    validator = _json_validator()
+    for obj in objects:
+        validator.validate(obj)
+    selection = _selection(build_parser("ss", False).parse_args(opts.split()))
+    lines = [text_line(obj, not selection.single_proto, not selection.single_state) for obj in objects]
+    expected = workload["ss"][opts]
+    if code == 3 and workload.get("dump_level", 0) & 8:  # see test_same_lines_as_ss
+        assert "partial listing: could not read" in err, err
+        assert_partial_is_true("\n".join(lines), expected, err)
+        return
+    assert code == 0, err
+    assert normalize("\n".join(lines)) == normalize(expected)
+    code, got, err = ours(prog, f"--ndjson {opts}", capsys)
+    assert code == 0, err
+    assert [_still(json.loads(line)) for line in got.splitlines()] == list(map(_still, objects))
+
+
+def _still(obj: dict[str, Any]) -> dict[str, Any]:
+    """A socket's object less what moves on a running kernel between two runs: timers."""
+    if obj.get("timer"):
+        obj["timer"]["expires_ms"] = None
+    return obj
 
 
 def test_workload_covers_the_socket_kinds(workload: dict[str, Any]) -> None:

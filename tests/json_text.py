@@ -1,0 +1,65 @@
+"""ss's text line of a socket, rebuilt from its JSON object alone: what the tests use to show
+that drgn-ss's JSON carries everything its text output shows (nothing lost)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from drgn_ss.render import TIMER_NAMES, escape_name, ms_timer
+
+
+def _host(obj: dict[str, Any], side: str) -> str:
+    text = obj[f"{side}_address"]
+    if obj["family"] == "inet6":
+        if ipaddress.ip_address(text) == ipaddress.ip_address("::") and not obj["v6only"]:
+            text = "*"
+        elif ":" in text:
+            text = f"[{text}]"
+    if side == "local" and obj["interface"] is not None:
+        text += "%" + obj["interface"]
+    return text
+
+
+def _port(obj: dict[str, Any], side: str) -> str:
+    if f"{side}_service" in obj:
+        return str(obj[f"{side}_service"])
+    return str(obj[f"{side}_port"]) if obj[f"{side}_port"] else "*"
+
+
+def _process(obj: dict[str, Any]) -> str:
+    out = ""
+    if obj.get("owners"):
+        out += " users:(" + ",".join(
+            f'("{escape_name(o["command"].encode().decode(errors="surrogateescape").split(")")[0])}",'
+            f'pid={o["pid"]},fd={o["fd"]})' for o in obj["owners"]) + ")"
+    timer = obj.get("timer")
+    if timer:
+        assert TIMER_NAMES.index(timer["name"]) > 0
+        out += f' timer:({timer["name"]},{ms_timer(timer["expires_ms"])},{timer["retrans"]})'
+    if "inode" in obj:
+        if obj["uid"]:
+            out += f' uid:{obj["uid"]}'
+        out += f' ino:{obj["inode"]} sk:{obj["cookie"]:x}'
+        if obj["cgroup"] is not None:
+            out += " cgroup:" + escape_name(obj["cgroup"].encode().decode(errors="surrogateescape"))
+        if obj["v6only"] is not None:
+            out += f' v6only:{int(obj["v6only"])}'
+        if obj["shutdown"] is not None:
+            out += f' {"-" if obj["shutdown"] & 1 else "<"}-{"-" if obj["shutdown"] & 2 else ">"}'
+    return out
+
+
+def text_line(obj: dict[str, Any], netid: bool = True, state: bool = True) -> str:
+    """
+    The socket's line as drgn-ss's text shows it, whitespace collapsed to one space.
+
+    :param netid: whether the text has the Netid column (ss drops it for one protocol)
+    :param state: whether it has the State column (ss drops it for one state)
+    """
+    cells = [obj["netid"]] if netid else []
+    if state:
+        cells.append(obj["state"])
+    cells += [str(obj["recv_q"]), str(obj["send_q"]),
+              f'{_host(obj, "local")}:{_port(obj, "local")}', f'{_host(obj, "peer")}:{_port(obj, "peer")}']
+    return " ".join(cells) + _process(obj)
