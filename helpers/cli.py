@@ -35,7 +35,8 @@ from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_net
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
 from drgn_ss.raw import elf_build_id
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_json, render_sockets
-from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, SelectionError, build_selection
+from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, build_selection
+from drgn_ss.ssfilter import FilterError, SelectionError
 from drgn_ss.tables import WalkErrors
 
 EXIT_ERROR = 1
@@ -75,10 +76,15 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
         prog=prog_name,
         formatter_class=_help_formatter,
         description="List TCP and UDP sockets from kernel memory, as ss(8) prints them.",
-        epilog="FILTER: [state NAME | exclude NAME]...; NAME is an ss state "
+        epilog="FILTER: [state NAME | exclude NAME]... [EXPRESSION]; NAME is an ss state "
         "(established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, unconnected, "
         "close-wait, last-ack, listening, closing) or group (all, connected, synchronized, "
-        "bucket, big). Without -t or -u both are shown; other socket types are not supported.",
+        "bucket, big). EXPRESSION is ss's: conditions 'src|dst [=] HOST' (10.0.0.1, 10.0.0.0/8, "
+        "[::1], [::1]:22, :22, a host name), 'sport|dport OP PORT' (OP: = != < > <= >= or eq neq "
+        "lt gt le ge; PORT: 22, :22, a service name), 'dev [=|!=] NAME', joined by and (&), or "
+        "(|), not (!) and ( ) as separate words; and/or group from the left, as in ss. Quote it "
+        "for the shell: \"sport = :22 or ( dport > :1024 and not dst 10.0.0.0/8 )\". Without -t "
+        "or -u both are shown; other socket types are not supported.",
         add_help=False,
     )
     p.add_argument("-h", "--help", action="help", help="show this help and exit")
@@ -129,20 +135,19 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     return p
 
 
-def _parse_filter(words: list[str]) -> list[tuple[str, str]]:
+def _parse_filter(words: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """ss's FILTER: ``state``/``exclude`` NAME pairs first, then an expression (the rest)."""
     out = []
     i = 0
     while i < len(words):
         verb = words[i]
-        if verb in ("state", "exclude", "excl"):
-            if i + 1 >= len(words):
-                raise UsageError(f"{verb!r} needs a state name")
-            out.append(("state" if verb == "state" else "exclude", words[i + 1]))
-            i += 2
-        else:
-            raise UsageError(f"unsupported filter {' '.join(words[i:])!r}: only state and exclude "
-                             "are supported so far")
-    return out
+        if verb not in ("state", "exclude", "excl"):
+            break
+        if i + 1 >= len(words):
+            raise UsageError(f"{verb!r} needs a state name")
+        out.append(("state" if verb == "state" else "exclude", words[i + 1]))
+        i += 2
+    return out, words[i:]
 
 
 def _main(prog_name: str, argv: Sequence[str], program_options: bool,
@@ -191,10 +196,13 @@ def _check_kernel(prog: Program) -> None:
 
 def _selection(args: argparse.Namespace) -> Selection:
     """The sockets the options select; a bad option or state name is a usage error."""
+    states, expression = _parse_filter(args.filter)
     try:
         return build_selection(args.tcp, args.udp, args.ipv4, args.ipv6,
                                SS_ALL if args.all else SS_LISTENING if args.listening else 0,
-                               _parse_filter(args.filter))
+                               states, expression)
+    except FilterError as e:
+        raise UsageError(f"bad filter: {e}\n{e.pointer()}") from None
     except SelectionError as e:
         raise UsageError(str(e)) from None
 
@@ -244,12 +252,13 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()
+        ifname = raw_ifname_resolver(prog, errors)
         socks = selection.select(raw_inet_socks(
             prog, net, selection.protos, listening, established, errors,
-            inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended))
+            inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended), ifname)
         t2 = time.perf_counter()
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, net),
-                        raw_ifname_resolver(prog, errors), owners, args.extended, args.options, owners_by)
+                        ifname, owners, args.extended, args.options, owners_by)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:

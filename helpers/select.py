@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from drgn_ss.inet import (
@@ -15,6 +15,7 @@ from drgn_ss.inet import (
     TCP_TIME_WAIT,
     InetSock,
 )
+from drgn_ss.ssfilter import AF_UNSPEC, Filter, SelectionError, parse_filter
 
 SS_MAX = 12
 SS_ALL = (1 << SS_MAX) - 1
@@ -42,10 +43,6 @@ STATE_GROUPS = {
 }
 
 
-class SelectionError(ValueError):
-    """A bad state name or filter; the message is meant for the user."""
-
-
 def scan_state(name: str) -> int:
     """The state bits a ``state``/``exclude`` argument names (case-insensitive, as ss)."""
     lower = name.lower()
@@ -63,16 +60,30 @@ class Selection(NamedTuple):
     protos: tuple[str, ...] = ("udp", "tcp")
     families: tuple[int, ...] = (AF_INET, AF_INET6)
     states: int = SS_CONN
+    #: ss's filter expression (``sport = :22 or dst 10.0.0.0/8``...), if one was given.
+    expr: Filter | None = None
 
     def matches(self, s: InetSock) -> bool:
-        return s.proto in self.protos and s.family in self.families and bool(self.states >> s.state & 1)
+        return (s.proto in self.protos and s.family in self.families and bool(self.states >> s.state & 1)
+                and (self.expr is None or self.expr.matches(s)))
 
-    def select(self, socks: Iterable[InetSock]) -> list[InetSock]:
-        """The sockets :meth:`matches`, in order; one comprehension, with no call per socket."""
+    def select(self, socks: Iterable[InetSock],
+               ifname: Callable[[int, int], str] | None = None) -> list[InetSock]:
+        """
+        The sockets :meth:`matches`, in order; one comprehension, with no call per socket
+        but the filter expression's.
+
+        :param ifname: (netns inode, ifindex) -> interface name, for a ``dev`` condition
+        """
         protos, families, states = self.protos, self.families, self.states
         if set(protos) >= {"tcp", "udp"} and set(families) >= {AF_INET, AF_INET6}:
-            return [s for s in socks if states >> s[2] & 1]
-        return [s for s in socks if s[0] in protos and s[1] in families and states >> s[2] & 1]
+            out = [s for s in socks if states >> s[2] & 1]
+        else:
+            out = [s for s in socks if s[0] in protos and s[1] in families and states >> s[2] & 1]
+        if self.expr is not None:
+            self.expr.ifname = ifname
+            out = list(filter(self.expr.matches, out))
+        return out
 
     @property
     def single_proto(self) -> bool:
@@ -84,10 +95,13 @@ class Selection(NamedTuple):
 
 
 def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: int,
-                    state_args: list[tuple[str, str]]) -> Selection:
+                    state_args: list[tuple[str, str]], expression: Sequence[str] = ()) -> Selection:
     """
     Combine options as ss does: ``state_flag`` is SS_ALL (-a), SS_LISTENING (-l) or 0;
-    ``state_args`` are ("state"|"exclude", NAME) pairs in order.
+    ``state_args`` are ("state"|"exclude", NAME) pairs in order; ``expression`` the words of
+    a filter expression (:mod:`drgn_ss.ssfilter`).
+
+    :raises FilterError: a bad expression (a SelectionError)
     """
     states = state_flag
     saw_states = False
@@ -107,4 +121,10 @@ def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: in
     families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on) or (AF_INET, AF_INET6)
     if not states & SS_ALL:
         raise SelectionError("no socket states to show with such filter.")
-    return Selection(protos, families, states)
+    # ss reads addresses as its preferred family: -6 if given, else -4 (the later one wins
+    # in ss; both given here, neither is preferred).
+    preferred = families[0] if len(families) == 1 else AF_UNSPEC
+    expr = parse_filter(expression, preferred, protos)
+    if expr is not None and expr.family != AF_UNSPEC:
+        families = (expr.family,)  # an inet:/inet6: address: ss shows only that family
+    return Selection(protos, families, states, expr)

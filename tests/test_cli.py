@@ -66,10 +66,19 @@ def test_drgn_ss_unknown_option_is_usage_exit_2() -> None:
     assert err.startswith("drgn-ss: unrecognized arguments: --bogus\n")
 
 
-def test_drgn_ss_bad_state_name_and_unsupported_filter() -> None:
+def test_drgn_ss_bad_state_name() -> None:
     assert one_line_error(drgn_ss("-t", "state", "bogus"), 2).startswith(
         "drgn-ss: wrong state name: bogus\n")
-    assert "only state and exclude" in one_line_error(drgn_ss("-t", "dport", "=", ":22"), 2)
+
+
+
+def test_drgn_ss_bad_filter_expression_points_at_the_token() -> None:
+    p = drgn_ss("-t", "sport = :22 or ( dport >", "and", ")")
+    assert p.returncode == 2 and not p.stdout and "Traceback" not in p.stderr
+    assert p.stderr == ("drgn-ss: bad filter: expected a port, not 'and'\n"
+                        "  sport = :22 or ( dport > and )\n"
+                        "                           ^^^\n"
+                        "Try 'drgn-ss --help'.\n")
 
 
 def test_drgn_ss_json_option_conflicts() -> None:

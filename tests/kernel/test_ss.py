@@ -25,7 +25,14 @@ from drgn_ss.tables import WalkErrors
 
 from tests.json_text import text_line
 from tests.kernel.conftest import Target
-from tests.kernel.workload import HOSTILE_NAME, HOSTILE_PORT, HOSTILE_SHOWN, OPTION_SETS, as_ss7
+from tests.kernel.workload import (
+    FILTER_SETS,
+    HOSTILE_NAME,
+    HOSTILE_PORT,
+    HOSTILE_SHOWN,
+    OPTION_SETS,
+    as_ss7,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMER_RE = re.compile(r"timer:\((\w+),[^,]*,")
@@ -76,7 +83,7 @@ def ours(prog: drgn.Program, opts: str, capsys: pytest.CaptureFixture[str]) -> t
     return code, out.getvalue(), capsys.readouterr().err
 
 
-@pytest.mark.parametrize("opts", OPTION_SETS)
+@pytest.mark.parametrize("opts", OPTION_SETS + FILTER_SETS)
 def test_same_lines_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: str,
                           capsys: pytest.CaptureFixture[str]) -> None:
     expected = workload["ss"][opts]

@@ -55,6 +55,37 @@ OPTION_SETS = (
     "-ul",
 )
 
+#: ss filter expressions the tests compare (with the options before them), each run as
+#: ``ss -H OPTIONS EXPRESSION`` (the expression split at spaces, as a shell would).
+FILTER_SETS = (
+    "-tan sport = :22",
+    "-tan dport == :22",
+    "-tan sport != :22",
+    "-tan sport >= :7000 and sport <= :7010",
+    "-tan dport gt :1024",
+    "-tan sport lt 1024",
+    "-tan sport eq 0x16",
+    "-tan dport = :ssh",
+    "-tan src 127.0.0.1",
+    "-tan dst 127.0.0.0/8",
+    "-tan dst 127.0.0.0/255.0.0.0",
+    "-tan src [::1]",
+    "-tan dst [::ffff:127.0.0.1]",
+    "-tan src [::1]:443 or dst [::1]:443",
+    "-tan src *:8080",
+    "-tan not src 127.0.0.1",
+    "-tan ( sport = :22 or sport = :443 ) and not dst 127.0.0.1",
+    "-tan sport = :22 or sport = :7001 and dport = :0",
+    "-tan ! sport = :22 && ! sport = :80 || dport = :22",
+    "-tan dst 0.0.0.0/0",
+    "-tan src inet6:::/0",
+    "-tan dev = lo",
+    "-tan state established sport = :7001 or dport = :7001",
+    "-uan dport = :53",
+    "-uan src [::1]",
+    "-6tan src ::/0",
+)
+
 PR_SET_NAME = 15
 
 #: A hostile command name (15 bytes at most): a newline, an escape sequence, a double quote,
@@ -251,11 +282,11 @@ def as_ss7(text: str) -> str:
 
 
 def ss_outputs() -> dict[str, str]:
-    """ss -H with each of OPTION_SETS (see :func:`as_ss7`)."""
+    """ss -H with each of OPTION_SETS and FILTER_SETS (see :func:`as_ss7`)."""
     return {
         opts: as_ss7(subprocess.run(["ss", "-H", *opts.split()], capture_output=True, text=True,
                                     check=True).stdout)
-        for opts in OPTION_SETS
+        for opts in OPTION_SETS + FILTER_SETS
     }
 
 
