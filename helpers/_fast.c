@@ -254,7 +254,10 @@ typedef struct {
 	int tcp, inodes;
 	uint64_t want_net, now;
 	long long hz;
-	PyObject *cls, *proto, *netns, *full, *timewait, *request, *out;
+	/* nets: {struct net address: its inode number}; with one entry, want_net and netns are
+	 * it (compared without a dict lookup); netns is the socket's being decoded. */
+	PyObject *nets, *netns, *cls, *proto, *full, *timewait, *request, *out;
+	PyObject *only_netns;
 } Walk;
 
 /* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
@@ -533,7 +536,21 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			w->faults.buckets++;
 			return 1;
 		}
-		if (get(buf, &w->L.net) == w->want_net) {
+		uint64_t sk_net = get(buf, &w->L.net);
+		w->netns = NULL;
+		if (w->only_netns) {
+			if (sk_net == w->want_net)
+				w->netns = w->only_netns;
+		} else {
+			PyObject *key = PyLong_FromUnsignedLongLong(sk_net);
+			if (!key)
+				return -1;
+			w->netns = PyDict_GetItemWithError(w->nets, key); /* borrowed */
+			Py_DECREF(key);
+			if (!w->netns && PyErr_Occurred())
+				return -1;
+		}
+		if (w->netns) { /* shared tables hold other namespaces' sockets too */
 			uint64_t family = get(buf, &w->L.family);
 			if (!get(buf, &w->L.refcnt)) {
 				/* being freed: skipped quietly, as the kernel's lookups skip it */
@@ -575,12 +592,13 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 }
 
 PyDoc_STRVAR(walk_sockets_doc,
-"walk_sockets(mem, heads, link, nulls, size, least, max_chain, layout, net, tcp, inodes,\n"
-"             now, hz, cls, proto, netns, kinds, marker_base, head_at)\n"
+"walk_sockets(mem, heads, link, nulls, size, least, max_chain, layout, nets, tcp, inodes,\n"
+"             now, hz, cls, proto, kinds, marker_base, head_at)\n"
 "    -> (records, bucket_faults, socket_faults, first)\n"
 "\n"
-"Follow the chains starting at heads (first pointers) and decode the sockets of\n"
-"namespace net, as drgn_ss.decode.RawDecoder._walk does. marker_base: the nulls marker\n"
+"Follow the chains starting at heads (first pointers) and decode the sockets of the\n"
+"namespaces in nets ({struct net address: inode number}), as\n"
+"drgn_ss.decode.RawDecoder._walk does. marker_base: the nulls marker\n"
 "ending bucket 0's chain (-1: not checked). head_at: None, or a callable that reads\n"
 "bucket i's first pointer again, for one more walk of a chain that was cut (a live kernel).");
 
@@ -588,15 +606,16 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 {
 	PyObject *memspec, *heads, *layout, *kinds, *head_at;
 	Chaining c;
-	unsigned long long net, now;
+	unsigned long long now;
 	PyObject *result = NULL;
 	Walk w;
 	memset(&w, 0, sizeof(w));
-	if (!PyArg_ParseTuple(args, "OOnpnnnOKppKLOOOOLO", &memspec, &heads, &c.link, &c.nulls, &c.size,
-			      &c.least, &c.max_chain, &layout, &net, &w.tcp, &w.inodes, &now, &w.hz, &w.cls,
-			      &w.proto, &w.netns, &kinds, &c.marker_base, &head_at))
+	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLO", &memspec, &heads, &c.link, &c.nulls, &c.size,
+			      &c.least, &c.max_chain, &layout, &w.nets, &w.tcp, &w.inodes, &now, &w.hz, &w.cls,
+			      &w.proto, &kinds, &c.marker_base, &head_at))
 		return NULL;
-	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0) {
+	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0 ||
+	    !PyDict_Check(w.nets)) {
 		PyErr_SetString(PyExc_TypeError, "walk_sockets: bad arguments");
 		return NULL;
 	}
@@ -612,7 +631,16 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 		mem_release(&w.mem);
 		return NULL;
 	}
-	w.want_net = net;
+	if (PyDict_GET_SIZE(w.nets) == 1) {
+		Py_ssize_t at = 0;
+		PyObject *key;
+		PyDict_Next(w.nets, &at, &key, &w.only_netns);
+		w.want_net = PyLong_AsUnsignedLongLong(key);
+		if (w.want_net == (uint64_t)-1 && PyErr_Occurred()) {
+			mem_release(&w.mem);
+			return NULL;
+		}
+	}
 	w.now = now;
 	w.out = PyList_New(0);
 	if (!w.out) {

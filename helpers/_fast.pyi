@@ -5,8 +5,8 @@ from typing import Any
 
 def walk_sockets(
     mem: tuple[object, ...], heads: list[int], link: int, nulls: bool, size: int, least: int,
-    max_chain: int, layout: dict[str, object], net: int, tcp: bool, inodes: bool, now: int,
-    hz: int, cls: type, proto: str, netns: int, kinds: tuple[str, str, str], marker_base: int,
+    max_chain: int, layout: dict[str, object], nets: dict[int, int], tcp: bool, inodes: bool, now: int,
+    hz: int, cls: type, proto: str, kinds: tuple[str, str, str], marker_base: int,
     head_at: Callable[[int], int] | None,
 ) -> tuple[list[Any], int, int, Any]: ...
 

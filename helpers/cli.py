@@ -31,10 +31,18 @@ from drgn_ss.layout import (
     use_core_file,
     vmcoreinfo,
 )
-from drgn_ss.netns import raw_ifname_resolver, raw_local_port_range, raw_own_netns
+from drgn_ss.netns import (
+    raw_ifname_resolver,
+    raw_local_port_range,
+    raw_netns_inum,
+    raw_netns_list,
+    raw_netns_of,
+    raw_netns_processes,
+    raw_own_netns,
+)
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
 from drgn_ss.raw import elf_build_id
-from drgn_ss.render import COL_NETID, COL_STATE, Formatter, render_json, render_sockets
+from drgn_ss.render import COL_NETID, COL_STATE, Formatter, NetnsTag, render_json, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.ssfilter import FilterError, SelectionError
 from drgn_ss.tables import WalkErrors
@@ -101,6 +109,15 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("-4", "--ipv4", action="store_true", help="IPv4 sockets only")
     p.add_argument("-6", "--ipv6", action="store_true", help="IPv6 sockets only")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
+    namespaces = p.add_mutually_exclusive_group()
+    namespaces.add_argument("--all-netns", action="store_true",
+                            help="sockets of every network namespace, each line ending in its namespace: "
+                            "netns:(INODE,\"COMMAND\",pid=PID,cgroup:PATH), a process that lives in it "
+                            "(the lowest pid; just INODE if none does)")
+    namespaces.add_argument("--netns", metavar="NS",
+                            help="the sockets of one network namespace: its inode number (as lsns and "
+                            "/proc/PID/ns/net show it), a pid, or on the live kernel a namespace file "
+                            "(/run/netns/NAME); by default, drgn-ss's own (live) or init_net (a dump)")
     out_format = p.add_mutually_exclusive_group()
     out_format.add_argument("--json", action="store_true",
                             help="print one JSON array of socket objects instead of text, with every "
@@ -248,17 +265,18 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     t0 = time.perf_counter()
     types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
-        net = raw_own_netns(prog)
+        nets, tags = _namespaces(prog, args, errors)
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()
         ifname = raw_ifname_resolver(prog, errors)
         socks = selection.select(raw_inet_socks(
-            prog, net, selection.protos, listening, established, errors,
+            prog, nets, selection.protos, listening, established, errors,
             inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended), ifname)
         t2 = time.perf_counter()
-        fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, net),
-                        ifname, owners, args.extended, args.options, owners_by)
+        own = raw_own_netns(prog) if args.all_netns else nets[0]
+        fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, own),
+                        ifname, owners, args.extended, args.options, owners_by, tags)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:
@@ -289,6 +307,28 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
                  "interpreter_s": _seconds_since_start(args.started)}
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
+
+
+def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
+                ) -> tuple[list[int], dict[int, NetnsTag] | None]:
+    """
+    The namespaces to list (``struct net *`` addresses) and, for --all-netns, what tells
+    each apart: its inode number -> its tag.
+    """
+    if args.netns is not None:
+        try:
+            return [raw_netns_of(prog, args.netns)], None
+        except ValueError as e:
+            raise Failure(str(e)) from None
+    if not args.all_netns:
+        return [raw_own_netns(prog)], None
+    nets = raw_netns_list(prog)
+    processes = raw_netns_processes(prog, errors)
+    tags = {}
+    for net in nets:
+        inum = raw_netns_inum(prog, net)
+        tags[inum] = NetnsTag(inum, processes.get(net))
+    return nets, tags
 
 
 def _seconds_since_start(when: float) -> float | None:

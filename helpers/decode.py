@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 import contextlib
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.inet import (
@@ -42,6 +44,7 @@ from drgn_ss.tables import (
     NULL_IN_NULLS,
     Chains,
     WalkErrors,
+    listening_table,
     raw_chain,
     raw_tcp_ehash,
     raw_tcp_hashinfo,
@@ -177,7 +180,11 @@ class CgroupPaths:
         return self.facts.symbol("cgrp_dfl_root") + self.facts.offset("struct cgroup_root", "cgrp")
 
     def path(self, raw: int) -> str:
-        """The cgroup's path in its hierarchy, "/" for the root; cached per cgroup."""
+        """
+        The cgroup's path in its hierarchy, "/" for the root; cached per cgroup.
+
+        :param raw: as for :meth:`cgroup` (built with ``pointer`` True: a ``struct cgroup *``)
+        """
         cgrp = self.cgroup(raw)
         if cgrp not in self.paths:
             self.paths[cgrp] = self.kernfs_path(self.mem.read_u64(cgrp + self.kn)) or "/"
@@ -253,36 +260,45 @@ class RawDecoder:
                                         kernel_layout(self.prog).kernfs_parent_rcu)
         return self._cgroups.path(raw)
 
-    def socks(self, net: int, proto: str, listening: bool = True, established: bool = True,
+    def socks(self, net: int | Sequence[int], proto: str, listening: bool = True, established: bool = True,
               errors: WalkErrors | None = None) -> list[InetSock]:
         """
-        The sockets of one protocol in a namespace, in table order (inet_diag's).
+        The sockets of one protocol in a namespace, or in several, in table order
+        (inet_diag's). A table that namespaces share (the global ehash, lhash2 and UDP
+        table) is walked once for all of them; a namespace's own (a private ehash where
+        ``tcp_child_ehash_entries`` was set, 6.1+; a private UDP table where
+        ``udp_child_hash_entries`` was, 6.2+) once, each socket found in one table only.
 
-        :param net: ``struct net *`` address
+        :param net: ``struct net *`` address, or several
         :param proto: "tcp" or "udp"
         """
         facts, mem = self.facts, self.mem
-        tables: list[Chains] = []
-        if proto == "udp":
-            tables.append(raw_udp(facts, mem, raw_udp_table(facts, mem, net)))
-        else:
-            hashinfo = raw_tcp_hashinfo(facts, mem, net)
+        nets = [net] if isinstance(net, int) else list(net)
+        inums = {n: self.netns_inum(n) for n in nets}
+        tables: dict[tuple[str, int], Callable[[], Chains]] = {}
+        for n in nets:
+            if proto == "udp":
+                udp = raw_udp_table(facts, mem, n)
+                tables.setdefault(("udp", udp), partial(raw_udp, facts, mem, udp))
+                continue
+            hashinfo = raw_tcp_hashinfo(facts, mem, n)
             if listening:
-                tables.append(raw_tcp_listening(facts, mem, hashinfo))
+                key = ("listening", listening_table(facts, mem, hashinfo))
+                tables.setdefault(key, partial(raw_tcp_listening, facts, mem, hashinfo))
             if established:
-                tables.append(raw_tcp_ehash(facts, mem, hashinfo))
+                tables.setdefault(("ehash", hashinfo), partial(raw_tcp_ehash, facts, mem, hashinfo))
         out: list[InetSock] = []
-        for chains in tables:
-            self._walk(chains, proto, net, errors, out)
+        for chains in tables.values():
+            self._walk(chains(), proto, inums, errors, out)
         return out
 
-    def _walk(self, chains: Chains, proto: str, net: int, errors: WalkErrors | None,
+    def _walk(self, chains: Chains, proto: str, nets: dict[int, int], errors: WalkErrors | None,
               out: list[InetSock]) -> None:
         L = self.L
         least = max(L.common_end, chains.link + 8)
         size = max(L.tcp_end if proto == "tcp" else L.udp_end, least)
         if self.in_c and not self.cgroups:
-            self._native_walk(chains, proto, net, errors, out, size, least)
+            self._native_walk(chains, proto, nets, errors, out, size, least)
             return
         nulls, base = chains.nulls, chains.marker_base
         retry = chains.head_at if self.retry else None
@@ -293,11 +309,11 @@ class RawDecoder:
                 continue
             marker = i + base if base >= 0 else None
             if retry is None:
-                self._chain(first, chains, proto, net, marker, errors, out, size, least)
+                self._chain(first, chains, proto, nets, marker, errors, out, size, least)
                 continue
             # A live kernel: a chain that faults or strays is walked once more, from its head.
             start, attempt = len(out), WalkErrors()
-            self._chain(first, chains, proto, net, marker, attempt, out, size, least)
+            self._chain(first, chains, proto, nets, marker, attempt, out, size, least)
             if attempt:
                 del out[start:]
                 try:
@@ -307,18 +323,18 @@ class RawDecoder:
                     continue
                 first = again
                 if first and not (nulls and first & 1):
-                    self._chain(first, chains, proto, net, marker, errors, out, size, least)
+                    self._chain(first, chains, proto, nets, marker, errors, out, size, least)
 
-    def _chain(self, first: int, chains: Chains, proto: str, net: int, marker: int | None,
+    def _chain(self, first: int, chains: Chains, proto: str, nets: dict[int, int], marker: int | None,
                errors: WalkErrors | None, out: list[InetSock], size: int, least: int) -> None:
-        """Decode one chain's sockets of namespace ``net`` into ``out``; count what fails."""
+        """Decode one chain's sockets of the namespaces ``nets`` into ``out``; count what fails."""
         common = self.L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
         refcnt = self.L.refcnt.get
         decode = self._decode
         append = out.append
         for addr, buf in raw_chain(self.mem, first, chains, size, least, errors, marker):
             values = common(buf)
-            if values[0] != net:  # shared tables hold every namespace's sockets
+            if values[0] not in nets:  # shared tables hold every namespace's sockets
                 continue
             if not refcnt(buf):  # freed (being unhashed): the kernel's lookups skip it too
                 continue
@@ -330,7 +346,7 @@ class RawDecoder:
             except FaultError as e:
                 tolerate(errors, "sockets", e)
 
-    def _native_walk(self, chains: Chains, proto: str, net: int, errors: WalkErrors | None,
+    def _native_walk(self, chains: Chains, proto: str, nets: dict[int, int], errors: WalkErrors | None,
                      out: list[InetSock], size: int, least: int) -> None:
         """:meth:`_walk` in C (:mod:`drgn_ss._fast`): the same records, the same faults."""
         fast = native()
@@ -346,8 +362,8 @@ class RawDecoder:
         assert self._hz
         records, buckets, sockets, fault = fast.walk_sockets(
             self.mem.native(), chains.heads, chains.link, chains.nulls, size, least, MAX_CHAIN,
-            self.L.native, net, proto == "tcp", self.inodes, self._now, self._hz, InetSock, proto,
-            self.netns_inum(net), ("full", "timewait", "request"), chains.marker_base,
+            self.L.native, nets, proto == "tcp", self.inodes, self._now, self._hz, InetSock, proto,
+            ("full", "timewait", "request"), chains.marker_base,
             chains.head_at if self.retry else None)
         tolerate_counted(errors, {"buckets": buckets, "sockets": sockets}, fault)
         out.extend(records)
@@ -416,23 +432,37 @@ class RawDecoder:
         )
 
 
-def raw_inet_socks(prog: Program, net: int, protos: tuple[str, ...] = ("udp", "tcp"),
+def raw_inet_socks(prog: Program, net: int | Sequence[int], protos: tuple[str, ...] = ("udp", "tcp"),
                    listening: bool = True, established: bool = True,
                    errors: WalkErrors | None = None, inodes: bool = True,
                    cgroups: bool = True) -> list[InetSock]:
     """
     Decode the TCP and UDP sockets of a namespace in ss's order (as
-    :func:`~drgn_ss.inet.inet_socks`), by the fast path.
+    :func:`~drgn_ss.inet.inet_socks`), by the fast path. Of several namespaces: each one's
+    in ss's order, one namespace after the other, in the order given.
 
-    :param net: ``struct net *`` address
+    :param net: ``struct net *`` address, or several
     """
     decoder = RawDecoder(prog, inodes, cgroups)
+    nets = [net] if isinstance(net, int) else list(net)
     out: list[InetSock] = []
+    groups: dict[tuple[int, int], list[InetSock]] = {}
+    order = [decoder.netns_inum(n) for n in nets]
     for proto in ("udp", "tcp"):
         if proto not in protos:
             continue
-        decoded = decoder.socks(net, proto, listening, established, errors)
-        for family in (AF_INET, AF_INET6):
-            out += [s for s in decoded if s[1] == family]  # s.family, without the attribute lookup
+        decoded = decoder.socks(nets, proto, listening, established, errors)
+        if len(nets) == 1:
+            for family in (AF_INET, AF_INET6):
+                out += [s for s in decoded if s[1] == family]  # s.family, without the attribute lookup
+            continue
+        for s in decoded:
+            groups.setdefault((s[14], s[1]), []).append(s)  # by (s.netns, s.family)
+        for inum in order:
+            for family in (AF_INET, AF_INET6):
+                out += groups.pop((inum, family), [])
+    if len(nets) > 1 and len(protos) > 1:  # each namespace's UDP sockets, then its TCP sockets
+        rank = {inum: i for i, inum in enumerate(order)}
+        out.sort(key=lambda s: rank[s[14]])
     return out
 

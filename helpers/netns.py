@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 from drgn import FaultError, Program
+from drgn_ss.decode import CgroupPaths
 from drgn_ss.layout import is_local_live, kernel_facts, kernel_layout, kernel_memory
+from drgn_ss.owners import MAX_TASKS
 from drgn_ss.raw import c_string, list_nodes
-from drgn_ss.tables import WalkErrors
+from drgn_ss.tables import WalkErrors, tolerate
 
 #: Most namespaces followed before the list is taken for a loop.
 MAX_NETNS = 1 << 20
@@ -28,6 +31,126 @@ def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
         if mem.read_u32(pos - link + ns_inum) == inum:
             return pos - link
     return None
+
+
+def raw_netns_list(prog: Program) -> list[int]:
+    """
+    Every network namespace, in ``net_namespace_list`` order (``init_net`` first).
+
+    :return: ``struct net *`` addresses
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    link = facts.offset("struct net", "list")
+    return [pos - link for pos in list_nodes(mem, facts.symbol("net_namespace_list"), MAX_NETNS,
+                                             "network namespace list")]
+
+
+def raw_netns_inum(prog: Program, net: int) -> int:
+    """The inode number of a network namespace (``net->ns.inum``, what /proc/PID/ns/net shows)."""
+    return kernel_memory(prog).read_u32(net + kernel_facts(prog).offset("struct net", "ns.inum"))
+
+
+class NetnsProcess(NamedTuple):
+    """A process that lives in a network namespace: what tells a user which container it is."""
+
+    pid: int
+    #: As the kernel has it, decoded with errors="surrogateescape".
+    comm: str
+    #: Its cgroup v2 path ("/" for the root), None if it could not be read.
+    cgroup: str | None
+
+
+def raw_task_netns(prog: Program, errors: WalkErrors | None = None) -> list[tuple[int, str, int, int]]:
+    """
+    The network namespace of every process: a raw walk of the task list, reading
+    ``task->nsproxy->net_ns`` (a process that is exiting has no nsproxy: left out).
+
+    :return: (pid, comm, ``struct net *``, ``struct cgroup *`` of the default hierarchy)
+        for each process, in pid order
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    T = "struct task_struct"
+    tasks, tgid, comm = facts.offset(T, "tasks"), facts.field(T, "tgid"), facts.offset(T, "comm")
+    nsproxy, cgroups = facts.offset(T, "nsproxy"), facts.offset(T, "cgroups")
+    net_ns = facts.offset("struct nsproxy", "net_ns")
+    dfl_cgrp = facts.offset("struct css_set", "dfl_cgrp")
+    span = max(tgid.end, comm + 16, nsproxy + 8, cgroups + 8)
+    out = []
+    try:
+        for pos in list_nodes(mem, facts.symbol("init_task") + tasks, MAX_TASKS, "task list"):
+            buf = mem.read(pos - tasks, span)
+            proxy = int.from_bytes(buf[nsproxy : nsproxy + 8], "little")
+            if not proxy:
+                continue
+            try:
+                net = mem.read_u64(proxy + net_ns)
+                css_set = int.from_bytes(buf[cgroups : cgroups + 8], "little")
+                cgrp = mem.read_u64(css_set + dfl_cgrp) if css_set else 0
+            except FaultError as e:
+                tolerate(errors, "tasks", e)
+                continue
+            out.append((tgid.get(buf), c_string(buf, comm, 16, "surrogateescape"), net, cgrp))
+    except FaultError as e:
+        tolerate(errors, "tasks", e)
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def raw_netns_processes(prog: Program, errors: WalkErrors | None = None) -> dict[int, NetnsProcess]:
+    """
+    For each network namespace that has processes, the one with the lowest pid (as
+    ``ip netns identify`` would be asked the other way round).
+
+    :return: ``struct net *`` address -> the process
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    paths = CgroupPaths(facts, mem, True, kernel_layout(prog).kernfs_parent_rcu)
+    out: dict[int, NetnsProcess] = {}
+    for pid, comm, net, cgrp in raw_task_netns(prog, errors):
+        if net in out:
+            continue
+        path: str | None = None
+        if cgrp:
+            try:
+                path = paths.path(cgrp)
+            except FaultError as e:
+                tolerate(errors, "tasks", e)
+        out[net] = NetnsProcess(pid, comm, path)
+    return out
+
+
+def raw_netns_of(prog: Program, spec: str) -> int:
+    """
+    The network namespace ``--netns`` names: its inode number (as /proc/PID/ns/net and
+    ``lsns -t net`` show it), a pid (the process's namespace), or, on the live local kernel,
+    a path to a namespace file (/run/netns/NAME, /proc/PID/ns/net).
+
+    :return: ``struct net *`` address
+    :raises ValueError: if there is no such namespace or process
+    """
+    if not spec.isdigit():
+        if not is_local_live(prog):
+            raise ValueError(f"--netns {spec}: give an inode number or a pid (a path names a namespace "
+                             "of this machine's kernel only)")
+        try:
+            number = os.stat(spec).st_ino
+        except OSError as e:
+            raise ValueError(f"--netns {spec}: {e.strerror}") from None
+        net = raw_netns_by_inode(prog, number)
+        if net is None:
+            raise ValueError(f"--netns {spec}: not a network namespace (inode {number})")
+        return net
+    number = int(spec)
+    net = raw_netns_by_inode(prog, number)
+    if net is not None:
+        return net
+    for pid, _comm, task_net, _cgrp in raw_task_netns(prog):
+        if pid == number:
+            return task_net
+    raise ValueError(f"--netns {spec}: no network namespace has that inode number, and no process that pid")
 
 
 def raw_own_netns(prog: Program) -> int:

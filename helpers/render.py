@@ -331,6 +331,31 @@ def _widths(enabled: list[int], max_len: dict[int, int], screen_width: int | Non
     return width
 
 
+class NetnsTag(NamedTuple):
+    """What tells a network namespace apart in an --all-netns listing."""
+
+    #: Its inode number.
+    inum: int
+    #: A process that lives in it (drgn_ss.netns.NetnsProcess), or None if none does.
+    process: Any = None
+
+    def text(self) -> str:
+        """`` netns:(INODE,"COMMAND",pid=PID,cgroup:PATH)``, names escaped as in ``users:``."""
+        p = self.process
+        if p is None:
+            return f" netns:({self.inum})"
+        cgroup = f",cgroup:{escape_name(p.cgroup)}" if p.cgroup is not None else ""
+        return f' netns:({self.inum},"{escape_name(p.comm.split(")")[0])}",pid={p.pid}{cgroup})'
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON fields: ``netns_pid``, ``netns_command``, ``netns_cgroup`` (null if none)."""
+        p = self.process
+        if p is None:
+            return {"netns_pid": None, "netns_command": None, "netns_cgroup": None}
+        return {"netns_pid": p.pid, "netns_command": json_name(p.comm),
+                "netns_cgroup": json_name(p.cgroup) if p.cgroup is not None else None}
+
+
 class Formatter:
     """Turn records into ss's cells."""
 
@@ -343,6 +368,7 @@ class Formatter:
         details: bool = False,
         timers: bool = False,
         owners_by: str = "ino",
+        netns_tags: dict[int, NetnsTag] | None = None,
     ) -> None:
         self.numeric = numeric
         self.ephemeral = ephemeral
@@ -352,6 +378,8 @@ class Formatter:
         self.owners_by = owners_by
         self.details = details
         self.timers = timers or details  # ss -e implies -o
+        #: --all-netns: each socket's namespace, by inode number, is named after its line.
+        self.netns_tags = netns_tags
         self._services: dict[tuple[int, str], str] = {}
         self._hosts: dict[tuple[bytes, bool], str] = {}
         # Cells by what they show: "0     " by queue size, "10.0.0.1:" by (address, v6only),
@@ -469,6 +497,10 @@ class Formatter:
             process = [""] * n
         if self.timers or self.details:
             process = list(map(self._process, socks, process))
+        if self.netns_tags is not None:
+            tags = {inum: tag.text() for inum, tag in self.netns_tags.items()}
+            process = [cell + (tags.get(s.netns) or NetnsTag(s.netns).text())
+                       for cell, s in zip(process, socks)]
         return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
 
     def objects(self, socks: Sequence[InetSock]) -> Iterator[dict[str, Any]]:
@@ -486,6 +518,8 @@ class Formatter:
         services = None if self.numeric else self._service_cells
         states = _STATE_CELLS
         families = {AF_INET: "inet", AF_INET6: "inet6"}
+        netns_fields = (None if self.netns_tags is None else
+                        {inum: tag.fields() for inum, tag in self.netns_tags.items()})
         for s in socks:
             obj: dict[str, Any] = {
                 "netid": s.proto,
@@ -513,6 +547,8 @@ class Formatter:
             if self.timers:
                 obj["timer"] = ({"name": TIMER_NAMES[min(s.timer, 5)], "expires_ms": s.timer_ms,
                                  "retrans": s.retrans} if s.timer else None)
+            if netns_fields is not None:
+                obj.update(netns_fields.get(s.netns) or NetnsTag(s.netns).fields())
             if self.details:
                 obj["uid"] = s.uid
                 obj["inode"] = s.ino
@@ -582,6 +618,7 @@ JSON_FIELDS = (
     "peer_port", "interface", "v6only", "netns", "kind", "sk",
     "local_service", "peer_service",  # without -n
     "owners",  # -p
+    "netns_pid", "netns_command", "netns_cgroup",  # --all-netns
     "timer",  # -o or -e
     "uid", "inode", "cookie", "cgroup", "shutdown",  # -e
 )

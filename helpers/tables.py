@@ -238,6 +238,8 @@ class Chains(NamedTuple):
     marker_base: int = -1
     #: Reads bucket i's first pointer again (a retry on a live kernel), or None.
     head_at: Callable[[int], int] | None = None
+    #: Address of the bucket array: the same for namespaces that share the table.
+    array: int = 0
 
 
 #: The nulls base of the listening tables (include/net/inet_hashtables.h: LISTENING_NULLS_BASE).
@@ -297,14 +299,15 @@ def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int
 
 
 def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, array: str, mask: str,
-                  bucket_type: str, head: str) -> tuple[list[int], Callable[[int], int]]:
+                  bucket_type: str, head: str) -> tuple[list[int], Callable[[int], int], int]:
     """
-    The chain heads of a table whose ``array`` member points to ``mask + 1`` buckets, and
-    a function that reads one of them again.
+    The chain heads of a table whose ``array`` member points to ``mask + 1`` buckets, a
+    function that reads one of them again, and the address of the buckets.
     """
     buckets = mem.read_u64(table + facts.offset(table_type, array))
     count = mem.read_u32(table + facts.offset(table_type, mask)) + 1
-    return _bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head))
+    return (*_bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head)),
+            buckets)
 
 
 def raw_tcp_hashinfo(facts: KernelFacts, mem: Memory, net: int) -> int:
@@ -356,9 +359,9 @@ def _chase_steps(prog: Program, type_name: str, path: str) -> list[int]:
 
 def raw_tcp_ehash(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     """The established table's chains: full sockets and TIME_WAIT and NEW_SYN_RECV minisocks."""
-    heads, head_at = _hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
-                                   "struct inet_ehash_bucket", "chain.first")
-    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True, 0, head_at)
+    heads, head_at, array = _hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
+                                          "struct inet_ehash_bucket", "chain.first")
+    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True, 0, head_at, array)
 
 
 def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
@@ -370,19 +373,32 @@ def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     if layout.listening_hash:
         count = facts.value("length:struct inet_hashinfo:listening_hash",
                             lambda p: p.type(H).member("listening_hash").type.unaliased().length)
-        heads, head_at = _bucket_heads(mem, hashinfo + facts.offset(H, "listening_hash"), count,
-                                       facts.size(B), facts.offset(B, "nulls_head.first"))
-        return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at)
+        array = hashinfo + facts.offset(H, "listening_hash")
+        heads, head_at = _bucket_heads(mem, array, count, facts.size(B), facts.offset(B, "nulls_head.first"))
+        return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at, array)
     if layout.lhash2_portaddr_node:
-        heads, head_at = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "head.first")
+        heads, head_at, array = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
+                                              "head.first")
         return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False,
-                      -1, head_at)
-    heads, head_at = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B, "nulls_head.first")
-    return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at)
+                      -1, head_at, array)
+    heads, head_at, array = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
+                                          "nulls_head.first")
+    return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at, array)
+
+
+def listening_table(facts: KernelFacts, mem: Memory, hashinfo: int) -> int:
+    """
+    What tells listening tables apart: the ``lhash2`` array's address (a namespace's own
+    hashinfo, 6.1+, is a copy of the global one that shares its lhash2), or, where the
+    listeners are in ``listening_hash`` (before 5.19), the hashinfo's.
+    """
+    if kernel_layout(facts.prog).listening_hash:
+        return hashinfo
+    return mem.read_u64(hashinfo + facts.offset("struct inet_hashinfo", "lhash2"))
 
 
 def raw_udp(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
     """A UDP table's port-hash chains (as :func:`udp_socks`)."""
-    heads, head_at = _hashed_heads(facts, mem, udptable, "struct udp_table", "hash", "mask",
-                                   "struct udp_hslot", "head.first")
-    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False, -1, head_at)
+    heads, head_at, array = _hashed_heads(facts, mem, udptable, "struct udp_table", "hash", "mask",
+                                          "struct udp_hslot", "head.first")
+    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False, -1, head_at, array)

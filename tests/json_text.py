@@ -31,7 +31,7 @@ def _process(obj: dict[str, Any]) -> str:
     out = ""
     if obj.get("owners"):
         out += " users:(" + ",".join(
-            f'("{escape_name(o["command"].encode().decode(errors="surrogateescape").split(")")[0])}",'
+            f'("{_shown(o["command"]).split(")")[0]}",'
             f'pid={o["pid"]},fd={o["fd"]})' for o in obj["owners"]) + ")"
     timer = obj.get("timer")
     if timer:
@@ -42,12 +42,24 @@ def _process(obj: dict[str, Any]) -> str:
             out += f' uid:{obj["uid"]}'
         out += f' ino:{obj["inode"]} sk:{obj["cookie"]:x}'
         if obj["cgroup"] is not None:
-            out += " cgroup:" + escape_name(obj["cgroup"].encode().decode(errors="surrogateescape"))
+            out += " cgroup:" + _shown(obj["cgroup"])
         if obj["v6only"] is not None:
             out += f' v6only:{int(obj["v6only"])}'
         if obj["shutdown"] is not None:
             out += f' {"-" if obj["shutdown"] & 1 else "<"}-{"-" if obj["shutdown"] & 2 else ">"}'
+    if "netns_pid" in obj:
+        if obj["netns_pid"] is None:
+            out += f' netns:({obj["netns"]})'
+        else:
+            cgroup = "" if obj["netns_cgroup"] is None else f',cgroup:{_shown(obj["netns_cgroup"])}'
+            out += (f' netns:({obj["netns"]},"{_shown(obj["netns_command"]).split(")")[0]}",'
+                    f'pid={obj["netns_pid"]}{cgroup})')
     return out
+
+
+def _shown(name: str) -> str:
+    """A name from JSON as the text shows it (escape_name() of its bytes)."""
+    return escape_name(name.encode().decode(errors="surrogateescape"))
 
 
 def text_line(obj: dict[str, Any], netid: bool = True, state: bool = True) -> str:

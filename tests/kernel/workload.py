@@ -86,6 +86,17 @@ FILTER_SETS = (
     "-6tan src ::/0",
 )
 
+#: ss options compared in each of the extra network namespaces (NETNS_NAMES).
+NETNS_OPTION_SETS = ("-tanp", "-uanp")
+#: Processes that each live in a network namespace of their own, with listeners, an
+#: established pair and a UDP socket on the same ports (9000, 9001) in each; the last one's
+#: namespace is made with net.ipv4.tcp_child_ehash_entries (6.1+) and
+#: net.ipv4.udp_child_hash_entries (6.2+) set, so that it has tables of its own.
+NETNS_NAMES = ("ns-a", "ns-b", "ns-private")
+CHILD_TABLE_SYSCTLS = ("/proc/sys/net/ipv4/tcp_child_ehash_entries",
+                       "/proc/sys/net/ipv4/udp_child_hash_entries")
+CLONE_NEWNET = 0x40000000
+
 PR_SET_NAME = 15
 
 #: A hostile command name (15 bytes at most): a newline, an escape sequence, a double quote,
@@ -99,6 +110,8 @@ HOSTILE_SHOWN = 'a.b.[31mc"??'
 HOSTILE_PORT = 7006
 #: The pid of the process of that name, once open_everything() has started it.
 HOSTILE_PID: list[int] = []
+#: What open_namespaces() made, once open_everything() has run.
+NAMESPACES: dict[str, Any] = {}
 
 
 def set_name(name: str | bytes) -> None:
@@ -262,6 +275,10 @@ def open_everything() -> tuple[list[Any], list[int]]:
     HOSTILE_PID.append(child(HOSTILE_NAME, [], lambda: listener(v4, "127.0.0.1", HOSTILE_PORT)))
     pids += HOSTILE_PID
 
+    # Network namespaces with sockets on the same ports (--all-netns, --netns).
+    NAMESPACES.update(open_namespaces())
+    pids += [NAMESPACES[name]["pid"] for name in NETNS_NAMES]
+
     # A listener in another network namespace: never in the default listing.
     held.append(subprocess.Popen(
         ["unshare", "--net", sys.executable, "-c",
@@ -271,6 +288,71 @@ def open_everything() -> tuple[list[Any], list[int]]:
     held[-1].stdout.readline()
     time.sleep(0.3)
     return held, pids
+
+
+def netns_child(name: str) -> int:
+    """
+    Fork a process named ``name`` into a new network namespace (loopback up) holding TCP
+    listeners on 127.0.0.1:9000 and [::]:9000, an established pair to the first, and a UDP
+    socket on 0.0.0.0:9001; return its pid once all that is open.
+    """
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(ready_w)
+        with os.fdopen(ready_r) as ready:
+            if ready.read() != "ok":
+                raise RuntimeError(f"{name}: the namespace's sockets could not be opened")
+        return pid
+    try:
+        for fd in range(3, 1024):  # none of the parent's sockets: they would gain an owner
+            if fd != ready_w:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        set_name(name)
+        if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        v4, v6 = socket.AF_INET, socket.AF_INET6
+        held = [listener(v4, "127.0.0.1", 9000), listener(v6, "::", 9000, v6only=True)]
+        held.append(connect(v4, "127.0.0.1", 9000))
+        held.append(held[0].accept()[0])
+        held.append(udp_bound(v4, "0.0.0.0", 9001))
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+        signal.pause()
+    finally:
+        os._exit(0)
+
+
+def open_namespaces() -> dict[str, Any]:
+    """Start the NETNS_NAMES processes; their pids, namespace inodes, and whether the last has
+    private tables (which of CHILD_TABLE_SYSCTLS this kernel has)."""
+    out: dict[str, Any] = {"private_tables": []}
+    for name in NETNS_NAMES:
+        private = name == "ns-private"
+        sysctls = [path for path in CHILD_TABLE_SYSCTLS if private and os.path.exists(path)]
+        for path in sysctls:
+            with open(path, "w") as f:
+                f.write("128\n")
+        try:
+            pid = netns_child(name)
+        finally:
+            for path in sysctls:
+                with open(path, "w") as f:
+                    f.write("0\n")
+        out["private_tables"] += [os.path.basename(path) for path in sysctls]
+        out[name] = {"pid": pid, "inode": os.stat(f"/proc/{pid}/ns/net").st_ino}
+    return out
+
+
+def netns_ss_outputs(namespaces: dict[str, Any]) -> None:
+    """ss run inside each namespace (nsenter), with NETNS_OPTION_SETS: the oracle for each."""
+    for name in NETNS_NAMES:
+        ns = namespaces[name]
+        ns["ss"] = {opts: subprocess.run(["nsenter", f"--net=/proc/{ns['pid']}/ns/net", "ss", "-H",
+                                          *opts.split()], capture_output=True, text=True, check=True).stdout
+                    for opts in NETNS_OPTION_SETS}
 
 
 def as_ss7(text: str) -> str:
@@ -304,6 +386,8 @@ def main() -> int:
     info["children"] = pids
     info["hostile_pid"] = HOSTILE_PID[0]
     info["ss"] = ss_outputs()
+    netns_ss_outputs(NAMESPACES)
+    info["netns"] = NAMESPACES
     info["proc_owners"] = proc_owner_lists()
     print("WORKLOAD " + json.dumps(info))
     print("READY", flush=True)

@@ -1,0 +1,121 @@
+"""Every network namespace at once (--all-netns) and one by choice (--netns), against ss run
+inside each namespace (nsenter), on every kernel and in every mode."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import drgn
+import pytest
+from drgn_ss.cli import run
+from drgn_ss.layout import kernel_facts, kernel_memory
+from drgn_ss.netns import raw_netns_by_inode, raw_netns_inum, raw_own_netns
+from drgn_ss.tables import raw_tcp_hashinfo, raw_udp_table
+
+from tests.json_text import text_line
+from tests.kernel.test_ss import _json_validator, assert_partial_is_true, normalize
+from tests.kernel.workload import NETNS_NAMES, NETNS_OPTION_SETS
+
+TAG_RE = re.compile(r' netns:\((\d+)(?:,"([^"]*)",pid=(\d+)(?:,cgroup:(\S*))?)?\)$')
+
+
+def ours(prog: drgn.Program, args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    out = io.StringIO()
+    capsys.readouterr()
+    code = run(prog, ["-H", *args.split()], out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+def by_namespace(text: str) -> dict[int, list[tuple[str, tuple[str, ...]]]]:
+    """The lines of an --all-netns listing by namespace inode: (line less its tag, tag fields)."""
+    out: dict[int, list[tuple[str, tuple[str, ...]]]] = {}
+    for line in text.splitlines():
+        m = TAG_RE.search(line.rstrip())
+        assert m, f"no netns tag: {line!r}"
+        out.setdefault(int(m.group(1)), []).append((line.rstrip()[: m.start()], m.groups()[1:]))
+    return out
+
+
+def _check(code: int, got: str, expected: str, workload: dict[str, Any], err: str) -> None:
+    if code == 3 and workload.get("dump_level", 0) & 8:  # see test_ss.test_same_lines_as_ss
+        assert "partial listing: could not read" in err, err
+        assert_partial_is_true(got, expected, err)
+        return
+    assert code == 0, err
+    assert normalize(got) == normalize(expected)
+
+
+@pytest.mark.parametrize("opts", NETNS_OPTION_SETS)
+def test_all_netns_is_the_union_of_each_namespace(prog: drgn.Program, workload: dict[str, Any], opts: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    Each namespace's lines, tag set aside, are what ss printed inside it, and their tag names
+    a process that lives there; the listing's own namespace's lines are ss's default listing.
+    """
+    code, got, err = ours(prog, f"--all-netns {opts}", capsys)
+    groups = by_namespace(got)
+    for name in NETNS_NAMES:
+        ns = workload["netns"][name]
+        assert ns["ss"][opts].strip(), f"ss printed nothing in {name}"
+        lines = groups.pop(ns["inode"], [])
+        _check(code, "\n".join(line for line, _ in lines), ns["ss"][opts], workload, err)
+        assert {tag[:2] for _, tag in lines} == {(name, str(ns["pid"]))}, lines[:1]
+    own = raw_netns_inum(prog, raw_own_netns(prog))
+    lines = groups.pop(own, [])
+    _check(code, "\n".join(line for line, _ in lines), workload["ss"][opts], workload, err)
+    # What is left: the workload's fourth namespace, which holds one TCP listener, on :22.
+    assert all(":22 " in line for lines in groups.values() for line, _ in lines), groups
+
+
+@pytest.mark.parametrize("how", ["inode", "pid"])
+def test_netns_picks_one(prog: drgn.Program, workload: dict[str, Any], how: str,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    ns = workload["netns"]["ns-b"]
+    for opts in NETNS_OPTION_SETS:
+        code, got, err = ours(prog, f"--netns {ns[how]} {opts}", capsys)
+        _check(code, got, ns["ss"][opts], workload, err)
+
+
+def test_netns_unknown_is_one_line_error(prog: drgn.Program, capsys: pytest.CaptureFixture[str]) -> None:
+    code, got, err = ours(prog, "--netns 4000000 -tan", capsys)
+    assert code == 1 and not got
+    assert err == ("ss.py: --netns 4000000: no network namespace has that inode number, "
+                   "and no process that pid\n")
+
+
+def test_all_netns_json(prog: drgn.Program, workload: dict[str, Any],
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    """--json --all-netns: the netns fields, and the same lines as the text."""
+    code, got, err = ours(prog, "--json --all-netns -tanp", capsys)
+    assert code in (0, 3), err
+    objects = json.loads(got)
+    validator = _json_validator()
+    for obj in objects:
+        validator.validate(obj)
+    code2, text, err = ours(prog, "--all-netns -tanp", capsys)
+    assert code2 == code, err
+    assert sorted(text_line(obj, netid=False) for obj in objects) == sorted(normalize(text))
+    ns = workload["netns"]["ns-private"]
+    mine = [obj for obj in objects if obj["netns"] == ns["inode"]]
+    assert mine and all((o["netns_pid"], o["netns_command"]) == (ns["pid"], "ns-private") for o in mine)
+
+
+def test_private_tables_are_walked(prog: drgn.Program, workload: dict[str, Any]) -> None:
+    """
+    The namespace made with tcp_child_ehash_entries (6.1+) and udp_child_hash_entries (6.2+)
+    set really has tables of its own, so the union test covered walking them.
+    """
+    private = workload["netns"]["private_tables"]
+    if not private:
+        pytest.skip("this kernel has no per-namespace tables")
+    facts, mem = kernel_facts(prog), kernel_memory(prog)
+    init = facts.symbol("init_net")
+    net = raw_netns_by_inode(prog, workload["netns"]["ns-private"]["inode"])
+    assert net is not None
+    if "tcp_child_ehash_entries" in private:
+        assert raw_tcp_hashinfo(facts, mem, net) != raw_tcp_hashinfo(facts, mem, init)
+    if "udp_child_hash_entries" in private:
+        assert raw_udp_table(facts, mem, net) != raw_udp_table(facts, mem, init)
