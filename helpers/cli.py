@@ -45,6 +45,7 @@ from drgn_ss.raw import elf_build_id
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, NetnsTag, render_json, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.ssfilter import FilterError, SelectionError
+from drgn_ss.summary import format_summary, raw_sockstat
 from drgn_ss.tables import WalkErrors
 
 EXIT_ERROR = 1
@@ -106,6 +107,12 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("-o", "--options", action="store_true", help="show timer information")
     p.add_argument("-e", "--extended", action="store_true",
                    help="show uid, inode, cookie, cgroup, v6only, shutdown (and timers, as -o)")
+    # -s is ss's --summary in the scripts and at the drgn prompt; drgn-ss keeps it for
+    # --symbols, as drgn has it.
+    summary_flags = ["--summary"] if program_options else ["-s", "--summary"]
+    p.add_argument(*summary_flags, action="store_true",
+                   help="print ss's summary (socket totals per protocol and state, from the kernel's "
+                   "sockstat counters); then the listing only if -t or -u or a filter is given, as ss")
     p.add_argument("-4", "--ipv4", action="store_true", help="IPv4 sockets only")
     p.add_argument("-6", "--ipv6", action="store_true", help="IPv6 sockets only")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
@@ -175,6 +182,8 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args.prog_name = prog_name
         args.started = started
         selection = _selection(args)  # bad options fail before the kernel is opened
+        if args.summary and (args.json or args.ndjson):
+            raise UsageError("the summary is text: it does not go with --json")
         if args.header and (args.json or args.ndjson):
             raise UsageError("--header prints text before the listing: it does not go with --json; "
                              "the crash summary goes to stderr")
@@ -266,6 +275,14 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
         nets, tags = _namespaces(prog, args, errors)
+        if args.summary:
+            for net in nets:
+                if tags is not None:
+                    out.write(f"{tags[raw_netns_inum(prog, net)].text().strip()}\n")
+                out.write(format_summary(raw_sockstat(prog, net)))
+            if not (args.tcp or args.udp or args.filter):  # as ss: the summary alone
+                out.flush()
+                return 0
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()

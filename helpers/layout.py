@@ -64,6 +64,15 @@ class KernelLayout(NamedTuple):
     tk_core: bool
     #: ``struct kernfs_node`` names its parent ``__parent`` (6.15+, RCU) rather than ``parent``.
     kernfs_parent_rcu: bool
+    #: ``struct prot_inuse`` counts every socket in ``all`` (6.0+), rather than
+    #: ``net->core.sock_inuse`` (ss -s's Total).
+    prot_inuse_all: bool
+    #: TCP's orphans are counted by ``struct percpu_counter tcp_orphan_count`` (before
+    #: 5.15), rather than a per-CPU int of that name.
+    orphan_percpu_counter: bool
+    #: TIME-WAIT sockets are counted by ``tcp_death_row.tw_refcount`` (6.0+, one more than
+    #: there are) rather than ``tw_count``.
+    tw_refcount: bool
 
 
 def _detect(prog: TypeSource) -> KernelLayout:
@@ -83,7 +92,17 @@ def _detect(prog: TypeSource) -> KernelLayout:
         icsk_keepalive_timer=has_member(icsk, "icsk_keepalive_timer"),
         tk_core=prog.symbol("tk_core") is not None,
         kernfs_parent_rcu=has_member(prog.type("struct kernfs_node"), "__parent"),
+        prot_inuse_all=has_member(prog.type("struct prot_inuse"), "all"),
+        orphan_percpu_counter=(has_member(prog.type("struct proto"), "orphan_count")
+                               and _pointee_kind(prog.type("struct proto").member("orphan_count").type)
+                               == TypeKind.STRUCT),
+        tw_refcount=has_member(prog.type("struct inet_timewait_death_row"), "tw_refcount"),
     )
+
+
+def _pointee_kind(pointer: Any) -> TypeKind:
+    """The kind of what a pointer type points to, typedefs and qualifiers set aside."""
+    return pointer.unaliased().type.unaliased().kind
 
 
 def is_local_live(prog: Program) -> bool:
@@ -488,6 +507,28 @@ class KernelFacts:
         if address is None:
             raise LookupError(f"no symbol {name!r} in this kernel")
         return int(address) + self.kaslr
+
+    def percpu_symbol(self, name: str) -> int:
+        """
+        The address of a per-CPU variable (``DEFINE_PER_CPU``), to which each CPU's
+        ``__per_cpu_offset`` is added. Where x86_64's per-CPU section is linked at 0 (before
+        6.15) it is an offset into each CPU's area, the same in every boot (KASLR does not
+        move that section); later kernels link it among the others, and it moves with them.
+
+        :raises LookupError: if the kernel has no such symbol
+        """
+        def link_address(types: TypeSource) -> list[int | bool] | None:
+            address = types.symbol(name)
+            if address is None:
+                return None
+            zero_based = address < 1 << 32
+            return [address if zero_based else address - self.kaslr, not zero_based]
+
+        found = self.value(f"percpu:{name}", link_address)
+        if found is None:
+            raise LookupError(f"no symbol {name!r} in this kernel")
+        address, relocated = found
+        return int(address) + (self.kaslr if relocated else 0)
 
     def has_symbol(self, name: str) -> bool:
         try:

@@ -339,6 +339,35 @@ def chase(facts: KernelFacts, mem: Memory, addr: int, type_name: str, path: str)
     return addr
 
 
+def member_address(facts: KernelFacts, mem: Memory, addr: int, type_name: str, path: str) -> int:
+    """
+    The address of a member path's last member, following the pointers on the way as
+    :func:`chase` does (``net->ipv4.tcp_death_row.tw_refcount`` whether ``tcp_death_row``
+    is embedded or a pointer).
+    """
+    steps, last = facts.value(f"address:{type_name}:{path}", lambda p: _address_steps(p, type_name, path))
+    for off in steps:
+        addr = mem.read_u64(addr + off)
+    return int(addr + last)
+
+
+def _address_steps(prog: Program, type_name: str, path: str) -> tuple[list[int], int]:
+    """Offsets to add then dereference, one per pointer crossed before the last member, then its offset."""
+    steps = []
+    current = prog.type(type_name)
+    off = 0
+    names = path.split(".")
+    for i, name in enumerate(names):
+        member = current.unaliased().member(name)
+        off += member.bit_offset // 8
+        current = member.type
+        if current.unaliased().kind == TypeKind.POINTER and i < len(names) - 1:
+            steps.append(off)
+            off = 0
+            current = current.unaliased().type
+    return steps, off
+
+
 def _chase_steps(prog: Program, type_name: str, path: str) -> list[int]:
     """Offsets to add then dereference, one per pointer crossed (the last: the value)."""
     steps = []

@@ -18,8 +18,9 @@ from tests.kernel.conftest import Target
 from tests.kernel.test_ss import normalize
 from tests.kernel.workload import as_ss7
 
-#: What the listings read between them: TCP with owners and timers, UDP, listeners.
-OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"])
+#: What the listings read between them: TCP with owners and timers, UDP, listeners, the
+#: summary's counters, every namespace with its processes and cgroups.
+OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"], ["--summary", "--all-netns", "-tanpe"])
 
 
 def _facts(target: Target, cache: str, source: list[str]) -> tuple[dict[str, Any], list[str]]:

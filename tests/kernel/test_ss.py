@@ -177,6 +177,36 @@ def _still(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+SUMMARY_NUMBERS = re.compile(r"-?\d+")
+
+
+def test_summary_same_as_ss(prog: drgn.Program, target: Target, workload: dict[str, Any],
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    ``-s`` prints ss's summary text with the kernel's counters. On a running kernel the
+    counters move (our own run opens files, not sockets; TIME-WAITs expire): each number
+    must lie between ss's before and after ours, which are taken side by side. On a dump,
+    ss's summary from just before the dump.
+    """
+    if target.kind == "live":
+        before = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
+    code, got, err = ours(prog, "-s", capsys)
+    assert code == 0, err
+    after = (subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
+             if target.kind == "live" else workload["ss_summary"])
+    if target.kind != "live":
+        before = after
+    assert "TCP:   " in after and workload["netns"]  # a summary of the workload's namespace, not empty
+    # The same text around the numbers (their padding aside).
+    def words(text: str) -> str:
+        return SUMMARY_NUMBERS.sub("N", " ".join(text.split()))
+
+    assert words(got) == words(after)
+    for mine, low, high in zip(*(map(int, SUMMARY_NUMBERS.findall(t)) for t in (got, before, after))):
+        assert min(low, high) <= mine <= max(low, high), (got, before, after)
+    assert int(SUMMARY_NUMBERS.findall(got)[0]) > 0
+
+
 def test_workload_covers_the_socket_kinds(workload: dict[str, Any]) -> None:
     """The comparisons above are only as good as the workload: check it has every kind."""
     text = workload["ss"]["-tanp"] + workload["ss"]["-uanp"] + workload["ss"]["-tlne"]

@@ -386,6 +386,7 @@ def main() -> int:
     info["children"] = pids
     info["hostile_pid"] = HOSTILE_PID[0]
     info["ss"] = ss_outputs()
+    info["ss_summary"] = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
     netns_ss_outputs(NAMESPACES)
     info["netns"] = NAMESPACES
     info["proc_owners"] = proc_owner_lists()
