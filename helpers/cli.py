@@ -19,7 +19,7 @@ from typing import NoReturn, TextIO
 
 from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_platform
 from drgn_ss.crash import crash_summary, panicked
-from drgn_ss.decode import raw_inet_socks
+from drgn_ss.decode import raw_inet_socks, raw_skmem
 from drgn_ss.inet import TCP_LISTEN
 from drgn_ss.layout import (
     NoDebugInfo,
@@ -105,6 +105,8 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("-n", "--numeric", action="store_true", help="do not resolve service names")
     p.add_argument("-p", "--processes", action="store_true", help="show the processes using each socket")
     p.add_argument("-o", "--options", action="store_true", help="show timer information")
+    p.add_argument("-m", "--memory", action="store_true",
+                   help="show socket memory use: skmem:(r,rb,t,tb,f,w,o,bl,d), on a line of its own as ss")
     p.add_argument("-e", "--extended", action="store_true",
                    help="show uid, inode, cookie, cgroup, v6only, shutdown (and timers, as -o)")
     # -s is ss's --summary in the scripts and at the drgn prompt; drgn-ss keeps it for
@@ -292,8 +294,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
             inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended), ifname)
         t2 = time.perf_counter()
         own = raw_own_netns(prog) if args.all_netns else nets[0]
+        skmem = raw_skmem(prog, socks, errors) if args.memory else None
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, own),
-                        ifname, owners, args.extended, args.options, owners_by, tags)
+                        ifname, owners, args.extended, args.options, owners_by, tags, skmem)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:

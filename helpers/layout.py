@@ -73,6 +73,9 @@ class KernelLayout(NamedTuple):
     #: TIME-WAIT sockets are counted by ``tcp_death_row.tw_refcount`` (6.0+, one more than
     #: there are) rather than ``tw_count``.
     tw_refcount: bool
+    #: ``sk_drops`` is added to the NUMA drop counters ``sk->sk_drop_counters`` points to
+    #: (UDP's, 6.17+), as ``sk_drops_read()`` does.
+    sk_drop_counters: bool
 
 
 def _detect(prog: TypeSource) -> KernelLayout:
@@ -97,6 +100,7 @@ def _detect(prog: TypeSource) -> KernelLayout:
                                and _pointee_kind(prog.type("struct proto").member("orphan_count").type)
                                == TypeKind.STRUCT),
         tw_refcount=has_member(prog.type("struct inet_timewait_death_row"), "tw_refcount"),
+        sk_drop_counters=has_member(prog.type("struct sock"), "sk_drop_counters"),
     )
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, NamedTuple
 
+from drgn_ss.decode import SKMEM_FIELDS
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.raw import native
@@ -369,6 +370,7 @@ class Formatter:
         timers: bool = False,
         owners_by: str = "ino",
         netns_tags: dict[int, NetnsTag] | None = None,
+        skmem: dict[int, tuple[int, ...]] | None = None,
     ) -> None:
         self.numeric = numeric
         self.ephemeral = ephemeral
@@ -380,6 +382,8 @@ class Formatter:
         self.timers = timers or details  # ss -e implies -o
         #: --all-netns: each socket's namespace, by inode number, is named after its line.
         self.netns_tags = netns_tags
+        #: -m: sock_diag_put_meminfo()'s values by socket address (full sockets only).
+        self.skmem = skmem
         self._services: dict[tuple[int, str], str] = {}
         self._hosts: dict[tuple[bytes, bool], str] = {}
         # Cells by what they show: "0     " by queue size, "10.0.0.1:" by (address, v6only),
@@ -501,6 +505,12 @@ class Formatter:
             tags = {inum: tag.text() for inum, tag in self.netns_tags.items()}
             process = [cell + (tags.get(s.netns) or NetnsTag(s.netns).text())
                        for cell, s in zip(process, socks)]
+        if self.skmem is not None:
+            # ss puts what -m (and -i) show on a line of its own, after a tab: even where a
+            # minisock has nothing to show there.
+            skmem = self.skmem
+            process = [cell + "\n\t" + (skmem_text(skmem[s.address]) if s.address in skmem else "")
+                       for cell, s in zip(process, socks)]
         return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
 
     def objects(self, socks: Sequence[InetSock]) -> Iterator[dict[str, Any]]:
@@ -549,6 +559,9 @@ class Formatter:
                                  "retrans": s.retrans} if s.timer else None)
             if netns_fields is not None:
                 obj.update(netns_fields.get(s.netns) or NetnsTag(s.netns).fields())
+            if self.skmem is not None:
+                values = self.skmem.get(s.address)
+                obj["skmem"] = dict(zip(SKMEM_FIELDS, values)) if values is not None else None
             if self.details:
                 obj["uid"] = s.uid
                 obj["inode"] = s.ino
@@ -595,6 +608,12 @@ def escape_name(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").translate(_ESCAPES).decode("ascii")
 
 
+def skmem_text(values: Sequence[int]) -> str:
+    """ss's print_skmeminfo(): `` skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0)``."""
+    r, rb, t, tb, f, w, o, bl, d = values
+    return f" skmem:(r{r},rb{rb},t{t},tb{tb},f{f},w{w},o{o},bl{bl},d{d})"
+
+
 def json_name(name: str) -> str:
     """
     A name a process chose, for JSON: as the kernel has it, with bytes that are not UTF-8
@@ -619,6 +638,7 @@ JSON_FIELDS = (
     "local_service", "peer_service",  # without -n
     "owners",  # -p
     "netns_pid", "netns_command", "netns_cgroup",  # --all-netns
+    "skmem",  # -m
     "timer",  # -o or -e
     "uid", "inode", "cookie", "cgroup", "shutdown",  # -e
 )

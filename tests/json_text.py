@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from drgn_ss.render import TIMER_NAMES, escape_name, ms_timer
+from drgn_ss.decode import SKMEM_FIELDS
+from drgn_ss.render import TIMER_NAMES, escape_name, ms_timer, skmem_text
 
 
 def _host(obj: dict[str, Any], side: str) -> str:
@@ -54,6 +55,10 @@ def _process(obj: dict[str, Any]) -> str:
             cgroup = "" if obj["netns_cgroup"] is None else f',cgroup:{_shown(obj["netns_cgroup"])}'
             out += (f' netns:({obj["netns"]},"{_shown(obj["netns_command"]).split(")")[0]}",'
                     f'pid={obj["netns_pid"]}{cgroup})')
+    if "skmem" in obj:  # ss's second line for -m, after a tab
+        out += "\n\t"
+        if obj["skmem"] is not None:
+            out += skmem_text([obj["skmem"][name] for name in SKMEM_FIELDS])
     return out
 
 

@@ -53,6 +53,9 @@ OPTION_SETS = (
     "-tuna",
     "-tun",
     "-ul",
+    "-tanm",
+    "-uanm",
+    "-tlnm",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
