@@ -147,10 +147,13 @@ def raw_netns_of(prog: Program, spec: str) -> int:
     net = raw_netns_by_inode(prog, number)
     if net is not None:
         return net
-    for pid, _comm, task_net, _cgrp in raw_task_netns(prog):
+    errors = WalkErrors()
+    for pid, _comm, task_net, _cgrp in raw_task_netns(prog, errors):
         if pid == number:
             return task_net
-    raise ValueError(f"--netns {spec}: no network namespace has that inode number, and no process that pid")
+    cut = f" of those that could be read (could not read {errors.describe()})" if errors else ""
+    raise ValueError(f"--netns {spec}: no network namespace has that inode number, and no process "
+                     f"that pid{cut}")
 
 
 def raw_own_netns(prog: Program) -> int:

@@ -62,7 +62,12 @@ def test_all_netns_is_the_union_of_each_namespace(prog: drgn.Program, workload: 
         assert ns["ss"][opts].strip(), f"ss printed nothing in {name}"
         lines = groups.pop(ns["inode"], [])
         _check(code, "\n".join(line for line, _ in lines), ns["ss"][opts], workload, err)
-        assert {tag[:2] for _, tag in lines} == {(name, str(ns["pid"]))}, lines[:1]
+        tags = {tag[:2] for _, tag in lines}
+        if code == 3:  # a filtered dump: the task list may be cut before the namespace's process
+            tags.discard((None, None))
+            assert tags <= {(name, str(ns["pid"]))}, lines[:1]
+        else:
+            assert tags == {(name, str(ns["pid"]))}, lines[:1]
     own = raw_netns_inum(prog, raw_own_netns(prog))
     lines = groups.pop(own, [])
     _check(code, "\n".join(line for line, _ in lines), workload["ss"][opts], workload, err)
@@ -76,15 +81,18 @@ def test_netns_picks_one(prog: drgn.Program, workload: dict[str, Any], how: str,
     ns = workload["netns"]["ns-b"]
     for opts in NETNS_OPTION_SETS:
         code, got, err = ours(prog, f"--netns {ns[how]} {opts}", capsys)
+        if code == 1 and "that could be read" in err and workload.get("dump_level", 0) & 8:
+            pytest.skip("a filtered dump: the task list is cut before the process")
         _check(code, got, ns["ss"][opts], workload, err)
 
 
 def test_netns_unknown_is_one_line_error(prog: drgn.Program, capsys: pytest.CaptureFixture[str]) -> None:
     code, got, err = ours(prog, "--netns 4000000 -tan", capsys)
     assert code == 1 and not got
-    # (after the crash summary, on a crash dump)
-    assert err.splitlines()[-1] == ("ss.py: --netns 4000000: no network namespace has that inode number, "
-                                    "and no process that pid")
+    # (after the crash summary, on a crash dump; on a filtered one, saying the task list is cut)
+    assert err.splitlines()[-1].startswith("ss.py: --netns 4000000: no network namespace has that inode "
+                                           "number, and no process that pid")
+    assert len(err.splitlines()) == 1 or err.startswith("ss.py: crash dump of")
 
 
 def test_all_netns_json(prog: drgn.Program, workload: dict[str, Any],
@@ -101,7 +109,8 @@ def test_all_netns_json(prog: drgn.Program, workload: dict[str, Any],
     assert sorted(text_line(obj, netid=False) for obj in objects) == sorted(normalize(text))
     ns = workload["netns"]["ns-private"]
     mine = [obj for obj in objects if obj["netns"] == ns["inode"]]
-    assert mine and all((o["netns_pid"], o["netns_command"]) == (ns["pid"], "ns-private") for o in mine)
+    known = {(ns["pid"], "ns-private")} | ({(None, None)} if code == 3 else set())  # see above
+    assert mine and {(o["netns_pid"], o["netns_command"]) for o in mine} <= known
 
 
 def test_private_tables_are_walked(prog: drgn.Program, workload: dict[str, Any]) -> None:
