@@ -157,7 +157,8 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
         p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",
                        help="debug info (the kernel's vmlinux with DWARF); repeatable")
         p.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
-    p.add_argument("filter", nargs="*", metavar="FILTER", help=argparse.SUPPRESS)
+    p.add_argument("filter", nargs="*", metavar="FILTER",
+                   help="state and exclude words, then a filter expression (see below)")
     return p
 
 
