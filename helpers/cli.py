@@ -47,6 +47,7 @@ from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.ssfilter import FilterError, SelectionError
 from drgn_ss.summary import format_summary, raw_sockstat
 from drgn_ss.tables import WalkErrors
+from drgn_ss.tcpinfo import raw_tcp_info
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -105,6 +106,9 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("-n", "--numeric", action="store_true", help="do not resolve service names")
     p.add_argument("-p", "--processes", action="store_true", help="show the processes using each socket")
     p.add_argument("-o", "--options", action="store_true", help="show timer information")
+    p.add_argument("-i", "--info", action="store_true",
+                   help="show TCP internals (tcp_info: congestion control, rtt, rto, mss, cwnd, bytes "
+                   "and segments, rates...), on a line of its own as ss")
     p.add_argument("-m", "--memory", action="store_true",
                    help="show socket memory use: skmem:(r,rb,t,tb,f,w,o,bl,d), on a line of its own as ss")
     p.add_argument("-e", "--extended", action="store_true",
@@ -282,10 +286,11 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
             for net in nets:
                 if tags is not None:
                     out.write(f"{tags[raw_netns_inum(prog, net)].text().strip()}\n")
-                out.write(format_summary(raw_sockstat(prog, net)))
+                out.write(format_summary(raw_sockstat(prog, net, errors)))
             if not (args.tcp or args.udp or args.filter):  # as ss: the summary alone
                 out.flush()
-                return 0
+                _warn_partial(args, errors)
+                return EXIT_PARTIAL if errors else 0
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()
@@ -296,8 +301,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         t2 = time.perf_counter()
         own = raw_own_netns(prog) if args.all_netns else nets[0]
         skmem = raw_skmem(prog, socks, errors) if args.memory else None
+        tcp_info = raw_tcp_info(prog, socks, errors) if args.info else None
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else raw_local_port_range(prog, own),
-                        ifname, owners, args.extended, args.options, owners_by, tags, skmem)
+                        ifname, owners, args.extended, args.options, owners_by, tags, skmem, tcp_info)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:
@@ -316,9 +322,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     for chunk in chunks:
         out.write(chunk)
     out.flush()
-    if errors:
-        print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
-              "(freed while read, missing from the dump, or damaged)", file=sys.stderr)
+    _warn_partial(args, errors)
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
                  "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
@@ -350,6 +354,12 @@ def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
         inum = raw_netns_inum(prog, net)
         tags[inum] = NetnsTag(inum, processes.get(net))
     return nets, tags
+
+
+def _warn_partial(args: argparse.Namespace, errors: WalkErrors) -> None:
+    if errors:
+        print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
+              "(freed while read, missing from the dump, or damaged)", file=sys.stderr)
 
 
 def _seconds_since_start(when: float) -> float | None:

@@ -21,6 +21,7 @@ from drgn_ss.decode import SKMEM_FIELDS
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.raw import native
+from drgn_ss.tcpinfo import TcpInfo, tcp_info_text
 
 #: ss's display names, index = state number.
 STATE_NAMES = (
@@ -371,6 +372,7 @@ class Formatter:
         owners_by: str = "ino",
         netns_tags: dict[int, NetnsTag] | None = None,
         skmem: dict[int, tuple[int, ...]] | None = None,
+        tcp_info: dict[int, TcpInfo] | None = None,
     ) -> None:
         self.numeric = numeric
         self.ephemeral = ephemeral
@@ -384,6 +386,8 @@ class Formatter:
         self.netns_tags = netns_tags
         #: -m: sock_diag_put_meminfo()'s values by socket address (full sockets only).
         self.skmem = skmem
+        #: -i: tcp_get_info()'s by socket address (full TCP sockets only).
+        self.tcp_info = tcp_info
         self._services: dict[tuple[int, str], str] = {}
         self._hosts: dict[tuple[bytes, bool], str] = {}
         # Cells by what they show: "0     " by queue size, "10.0.0.1:" by (address, v6only),
@@ -505,12 +509,8 @@ class Formatter:
             tags = {inum: tag.text() for inum, tag in self.netns_tags.items()}
             process = [cell + (tags.get(s.netns) or NetnsTag(s.netns).text())
                        for cell, s in zip(process, socks)]
-        if self.skmem is not None:
-            # ss puts what -m (and -i) show on a line of its own, after a tab: even where a
-            # minisock has nothing to show there.
-            skmem = self.skmem
-            process = [cell + "\n\t" + (skmem_text(skmem[s.address]) if s.address in skmem else "")
-                       for cell, s in zip(process, socks)]
+        if self.skmem is not None or self.tcp_info is not None:
+            process = list(map(self._second_line, process, socks))
         return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
 
     def objects(self, socks: Sequence[InetSock]) -> Iterator[dict[str, Any]]:
@@ -562,6 +562,9 @@ class Formatter:
             if self.skmem is not None:
                 values = self.skmem.get(s.address)
                 obj["skmem"] = dict(zip(SKMEM_FIELDS, values)) if values is not None else None
+            if self.tcp_info is not None:
+                info = self.tcp_info.get(s.address)
+                obj["tcp_info"] = info._asdict() if info is not None else None
             if self.details:
                 obj["uid"] = s.uid
                 obj["inode"] = s.ino
@@ -569,6 +572,20 @@ class Formatter:
                 obj["cgroup"] = json_name(s.cgroup) if s.cgroup is not None else None
                 obj["shutdown"] = s.shutdown
             yield obj
+
+    def _second_line(self, cell: str, s: InetSock) -> str:
+        """
+        What -m and -i show: ss puts it on a line of its own, after a tab, for every socket
+        with -m and every TCP socket with -i, even a minisock with nothing to show there.
+        """
+        if self.skmem is None and s.proto != "tcp":
+            return cell
+        cell += "\n\t"
+        if self.skmem is not None and s.address in self.skmem:
+            cell += skmem_text(self.skmem[s.address])
+        if self.tcp_info is not None and s.address in self.tcp_info:
+            cell += tcp_info_text(self.tcp_info[s.address], self.timers, self.numeric)
+        return cell
 
     def _socket_cells(self, socks: list[InetSock]) -> list[list[str]]:
         """The Netid to Port cells of :meth:`columns` (the reference for C's socket_cells())."""
@@ -639,6 +656,7 @@ JSON_FIELDS = (
     "owners",  # -p
     "netns_pid", "netns_command", "netns_cgroup",  # --all-netns
     "skmem",  # -m
+    "tcp_info",  # -i
     "timer",  # -o or -e
     "uid", "inode", "cookie", "cgroup", "shutdown",  # -e
 )

@@ -8,36 +8,40 @@ memory, for one network namespace, and prints what ss prints.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
-from drgn import Program
+from drgn import FaultError, Program
 from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
 from drgn_ss.raw import Memory
-from drgn_ss.tables import member_address
+from drgn_ss.tables import WalkErrors, member_address, tolerate
 
 #: include/uapi/linux/snmp.h: the TCP MIB's CurrEstab (a UAPI enum: it does not move).
 TCP_MIB_CURRESTAB = 9
 
 
 class SockStat(NamedTuple):
-    """The counters ss's summary shows, for one network namespace (ss's ``struct ssummary``)."""
+    """
+    The counters ss's summary shows, for one network namespace (ss's ``struct ssummary``);
+    None where a counter could not be read.
+    """
 
     #: sockets: used (every socket of the namespace, of any family)
-    sockets: int
+    sockets: int | None
     #: TCP: inuse (hashed IPv4 TCP sockets), orphan, tw, alloc (sockets allocated: every namespace)
-    tcp4_hashed: int
-    tcp_orphans: int
-    tcp_tws: int
-    tcp_total: int
-    tcp6_hashed: int
-    udp4: int
-    udp6: int
-    raw4: int
-    raw6: int
-    frag4: int
-    frag6: int
+    tcp4_hashed: int | None
+    tcp_orphans: int | None
+    tcp_tws: int | None
+    tcp_total: int | None
+    tcp6_hashed: int | None
+    udp4: int | None
+    udp6: int | None
+    raw4: int | None
+    raw6: int | None
+    frag4: int | None
+    frag6: int | None
     #: Tcp: CurrEstab from /proc/net/snmp
-    tcp_estab: int
+    tcp_estab: int | None
 
 
 class PerCpu:
@@ -79,10 +83,11 @@ def _percpu_counter_sum_positive(prog: Program, pcpu: PerCpu, counter: int) -> i
     return max(count + pcpu.sum_s32(counters), 0)
 
 
-def raw_sockstat(prog: Program, net: int) -> SockStat:
+def raw_sockstat(prog: Program, net: int, errors: WalkErrors | None = None) -> SockStat:
     """
     The summary's counters for a namespace, as the kernel computes /proc/net/sockstat,
-    sockstat6 and the snmp file's CurrEstab for it.
+    sockstat6 and the snmp file's CurrEstab for it. A counter that cannot be read (a page
+    filtered out of a dump) is None, and counted in ``errors``.
 
     :param net: ``struct net *`` address
     """
@@ -91,47 +96,67 @@ def raw_sockstat(prog: Program, net: int) -> SockStat:
     mem = kernel_memory(prog)
     pcpu = PerCpu(prog)
     N = "struct net"
-    prot_inuse = mem.read_u64(net + facts.offset(N, "core.prot_inuse"))
+
+    def read(compute: Callable[[], int]) -> int | None:
+        try:
+            return compute()
+        except FaultError as e:
+            tolerate(errors, "counters", e)
+            return None
+
     val = facts.offset("struct prot_inuse", "val")
     inuse_idx = facts.field("struct proto", "inuse_idx")
 
-    def prot_inuse_get(proto: int) -> int:  # sock_prot_inuse_get(); proto: struct proto *
-        idx = inuse_idx.get(mem.read(proto, inuse_idx.end))
-        return max(pcpu.sum_s32(prot_inuse + val + 4 * idx), 0)
+    def prot_inuse() -> int:
+        return mem.read_u64(net + facts.offset(N, "core.prot_inuse"))
 
-    if layout.prot_inuse_all:  # sock_inuse_get(): 6.0+ counts in prot_inuse too
-        sockets = pcpu.sum_s32(prot_inuse + facts.offset("struct prot_inuse", "all"))
-    else:
-        sockets = pcpu.sum_s32(mem.read_u64(net + facts.offset(N, "core.sock_inuse")))
-    if layout.orphan_percpu_counter:
-        tcp_orphans = _percpu_counter_sum_positive(prog, pcpu, facts.symbol("tcp_orphan_count"))
-    else:  # tcp_orphan_count_sum(): a per-CPU int (5.15+)
-        tcp_orphans = max(pcpu.sum_s32(facts.percpu_symbol("tcp_orphan_count")), 0)
-    tcp_prot = facts.symbol("tcp_prot")
-    allocated = mem.read_u64(tcp_prot + facts.offset("struct proto", "sockets_allocated"))
-    if layout.tw_refcount:  # refcount_read(&tw_refcount) - 1 (6.0+)
-        tws = mem.read_u32(member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_refcount")) - 1
-    else:
-        tws = mem.read_u32(member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_count"))
-    frags = []
-    for ip in ("ipv4", "ipv6"):
-        frags.append(mem.read_u32(member_address(facts, mem, net, N, f"{ip}.fqdir.rhashtable.nelems")))
-    mib = mem.read_u64(net + facts.offset(N, "mib.tcp_statistics"))
-    estab = pcpu.sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * TCP_MIB_CURRESTAB)
+    def prot_inuse_get(proto: int) -> int | None:  # sock_prot_inuse_get(); proto: struct proto *
+        def compute() -> int:
+            idx = inuse_idx.get(mem.read(proto, inuse_idx.end))
+            return max(pcpu.sum_s32(prot_inuse() + val + 4 * idx), 0)
+        return read(compute)
+
+    def sockets() -> int:  # sock_inuse_get(): 6.0+ counts in prot_inuse too
+        if layout.prot_inuse_all:
+            return pcpu.sum_s32(prot_inuse() + facts.offset("struct prot_inuse", "all"))
+        return pcpu.sum_s32(mem.read_u64(net + facts.offset(N, "core.sock_inuse")))
+
+    def orphans() -> int:
+        if layout.orphan_percpu_counter:
+            return _percpu_counter_sum_positive(prog, pcpu, facts.symbol("tcp_orphan_count"))
+        return max(pcpu.sum_s32(facts.percpu_symbol("tcp_orphan_count")), 0)  # tcp_orphan_count_sum()
+
+    def allocated() -> int:
+        counter = mem.read_u64(facts.symbol("tcp_prot") + facts.offset("struct proto", "sockets_allocated"))
+        return _percpu_counter_sum_positive(prog, pcpu, counter)
+
+    def tws() -> int:
+        if layout.tw_refcount:  # refcount_read(&tw_refcount) - 1 (6.0+)
+            refs = member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_refcount")
+            return _c_int(mem.read_u32(refs) - 1)
+        return _c_int(mem.read_u32(member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_count")))
+
+    def frags(ip: str) -> int:
+        return mem.read_u32(member_address(facts, mem, net, N, f"{ip}.fqdir.rhashtable.nelems"))
+
+    def estab() -> int:
+        mib = mem.read_u64(net + facts.offset(N, "mib.tcp_statistics"))
+        return _c_int(pcpu.sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * TCP_MIB_CURRESTAB))
+
     return SockStat(
-        sockets=sockets,
+        sockets=read(sockets),
         tcp4_hashed=prot_inuse_get(facts.symbol("tcp_prot")),
-        tcp_orphans=tcp_orphans,
-        tcp_tws=_c_int(tws),
-        tcp_total=_percpu_counter_sum_positive(prog, pcpu, allocated),
+        tcp_orphans=read(orphans),
+        tcp_tws=read(tws),
+        tcp_total=read(allocated),
         tcp6_hashed=prot_inuse_get(facts.symbol("tcpv6_prot")),
         udp4=prot_inuse_get(facts.symbol("udp_prot")),
         udp6=prot_inuse_get(facts.symbol("udpv6_prot")),
         raw4=prot_inuse_get(facts.symbol("raw_prot")),
         raw6=prot_inuse_get(facts.symbol("rawv6_prot")),
-        frag4=frags[0],
-        frag6=frags[1],
-        tcp_estab=_c_int(estab),
+        frag4=read(lambda: frags("ipv4")),
+        frag6=read(lambda: frags("ipv6")),
+        tcp_estab=read(estab),
     )
 
 
@@ -142,18 +167,27 @@ def _c_int(value: int) -> int:
 
 
 def format_summary(s: SockStat) -> str:
-    """What ``ss -s`` prints (misc/ss.c print_summary())."""
-    closed = s.tcp_total - (s.tcp4_hashed + s.tcp6_hashed - s.tcp_tws)
+    """What ``ss -s`` prints (misc/ss.c print_summary()); "?" for what could not be read."""
+    def add(*values: int | None) -> int | None:
+        return None if None in values else sum(v for v in values if v is not None)
+
+    def sub(a: int | None, b: int | None) -> int | None:
+        return None if a is None or b is None else a - b
+
+    def num(value: int | None, width: int = 0) -> str:
+        return ("?" if value is None else str(value)).ljust(width)
+
+    closed = sub(s.tcp_total, sub(add(s.tcp4_hashed, s.tcp6_hashed), s.tcp_tws))
     lines = [
-        f"Total: {s.sockets}",
-        f"TCP:   {s.tcp_total + s.tcp_tws} (estab {s.tcp_estab}, closed {closed}, "
-        f"orphaned {s.tcp_orphans}, timewait {s.tcp_tws})",
+        f"Total: {num(s.sockets)}",
+        f"TCP:   {num(add(s.tcp_total, s.tcp_tws))} (estab {num(s.tcp_estab)}, closed {num(closed)}, "
+        f"orphaned {num(s.tcp_orphans)}, timewait {num(s.tcp_tws)})",
         "",
         "Transport Total     IP        IPv6",
     ]
     rows = (("RAW", s.raw4, s.raw6), ("UDP", s.udp4, s.udp6), ("TCP", s.tcp4_hashed, s.tcp6_hashed),
-            ("INET", s.raw4 + s.udp4 + s.tcp4_hashed, s.raw6 + s.udp6 + s.tcp6_hashed),
+            ("INET", add(s.raw4, s.udp4, s.tcp4_hashed), add(s.raw6, s.udp6, s.tcp6_hashed)),
             ("FRAG", s.frag4, s.frag6))
     for name, four, six in rows:
-        lines.append(f"{name}\t  {four + six:<9d} {four:<9d} {six:<9d}")
+        lines.append(f"{name}\t  {num(add(four, six), 9)} {num(four, 9)} {num(six, 9)}")
     return "\n".join(lines) + "\n\n"

@@ -19,12 +19,13 @@ class WalkErrors:
     """What a walk could not read (a freed or filtered page): counted, then reported once."""
 
     #: What is counted, and how :meth:`describe` names it. "interfaces": interface lists
-    #: (for ``%ifname``), shown as ss shows an unknown one: ``%if<index>``.
+    #: (for ``%ifname``), shown as ss shows an unknown one: ``%if<index>``; "counters": the
+    #: summary's (-s), shown as "?".
     KINDS = (("buckets", "hash chains"), ("sockets", "sockets"), ("tasks", "tasks"),
-             ("interfaces", "interface lists"))
+             ("interfaces", "interface lists"), ("counters", "summary counters"))
 
     def __init__(self) -> None:
-        self.buckets = self.sockets = self.tasks = self.interfaces = 0
+        self.buckets = self.sockets = self.tasks = self.interfaces = self.counters = 0
         #: The first fault's message, as an example for the user.
         self.first = ""
 

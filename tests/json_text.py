@@ -8,6 +8,7 @@ from typing import Any
 
 from drgn_ss.decode import SKMEM_FIELDS
 from drgn_ss.render import TIMER_NAMES, escape_name, ms_timer, skmem_text
+from drgn_ss.tcpinfo import TcpInfo, tcp_info_text
 
 
 def _host(obj: dict[str, Any], side: str) -> str:
@@ -55,10 +56,12 @@ def _process(obj: dict[str, Any]) -> str:
             cgroup = "" if obj["netns_cgroup"] is None else f',cgroup:{_shown(obj["netns_cgroup"])}'
             out += (f' netns:({obj["netns"]},"{_shown(obj["netns_command"]).split(")")[0]}",'
                     f'pid={obj["netns_pid"]}{cgroup})')
-    if "skmem" in obj:  # ss's second line for -m, after a tab
+    if "skmem" in obj or ("tcp_info" in obj and obj["netid"] == "tcp"):  # -m, -i: after "\n\t"
         out += "\n\t"
-        if obj["skmem"] is not None:
+        if obj.get("skmem") is not None:
             out += skmem_text([obj["skmem"][name] for name in SKMEM_FIELDS])
+        if obj.get("tcp_info") is not None:
+            out += tcp_info_text(TcpInfo(**obj["tcp_info"]), "timer" in obj, "local_service" not in obj)
     return out
 
 

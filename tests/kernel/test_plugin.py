@@ -7,6 +7,7 @@ import io
 import os
 import select
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import redirect_stdout
@@ -47,7 +48,8 @@ def _drgn_prompt(args: list[str], lines: list[str], timeout: float = 240) -> str
     master, slave = pty.openpty()
     env = dict(os.environ)
     env.pop("DRGN_DISABLE_PLUGINS", None)  # the point is that drgn loads the plugin
-    proc = subprocess.Popen(["drgn", "-q", *args], stdin=slave, stdout=slave, stderr=slave, env=env)
+    drgn_cli = os.path.join(os.path.dirname(sys.executable), "drgn")  # the venv's: not on PATH on the host
+    proc = subprocess.Popen([drgn_cli, "-q", *args], stdin=slave, stdout=slave, stderr=slave, env=env)
     os.close(slave)
     for line in lines:
         os.write(master, line.encode() + b"\n")

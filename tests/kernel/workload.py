@@ -56,6 +56,11 @@ OPTION_SETS = (
     "-tanm",
     "-uanm",
     "-tlnm",
+    "-tani",
+    "-tlni",
+    "-tanmi",
+    "-uanmi",
+    "-tanoi",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
