@@ -505,3 +505,9 @@ def c_string(buf: bytes, start: int, size: int, errors: str = "replace") -> str:
     name), decoded from UTF-8 with ``errors`` ("surrogateescape" keeps every byte).
     """
     return buf[start : start + size].split(b"\0", 1)[0].decode(errors=errors)
+
+
+def s32(value: int) -> int:
+    """``value`` wrapped to a C ``int`` (32 bits, signed): what ``%d`` prints of a u32."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >> 31 else value

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from drgn import FaultError, Program
 from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
-from drgn_ss.raw import Memory
+from drgn_ss.raw import Memory, s32
 from drgn_ss.tables import WalkErrors, member_address, tolerate
 
 #: include/uapi/linux/snmp.h: the TCP MIB's CurrEstab (a UAPI enum: it does not move).
@@ -133,15 +133,15 @@ def raw_sockstat(prog: Program, net: int, errors: WalkErrors | None = None) -> S
     def tws() -> int:
         if layout.tw_refcount:  # refcount_read(&tw_refcount) - 1 (6.0+)
             refs = member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_refcount")
-            return _c_int(mem.read_u32(refs) - 1)
-        return _c_int(mem.read_u32(member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_count")))
+            return s32(mem.read_u32(refs) - 1)
+        return s32(mem.read_u32(member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_count")))
 
     def frags(ip: str) -> int:
         return mem.read_u32(member_address(facts, mem, net, N, f"{ip}.fqdir.rhashtable.nelems"))
 
     def estab() -> int:
         mib = mem.read_u64(net + facts.offset(N, "mib.tcp_statistics"))
-        return _c_int(pcpu.sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * TCP_MIB_CURRESTAB))
+        return s32(pcpu.sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * TCP_MIB_CURRESTAB))
 
     return SockStat(
         sockets=read(sockets),
@@ -158,12 +158,6 @@ def raw_sockstat(prog: Program, net: int, errors: WalkErrors | None = None) -> S
         frag6=read(lambda: frags("ipv6")),
         tcp_estab=read(estab),
     )
-
-
-def _c_int(value: int) -> int:
-    """A value as ss's ``%d`` reads it from the kernel's text: wrapped to a 32-bit int."""
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >> 31 else value
 
 
 def format_summary(s: SockStat) -> str:

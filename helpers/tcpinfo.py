@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from drgn import FaultError, Program
 from drgn_ss.inet import TCP_LISTEN, InetSock
 from drgn_ss.layout import kernel_facts, kernel_hz, kernel_memory, raw_jiffies
-from drgn_ss.raw import Field, c_string
+from drgn_ss.raw import Field, c_string, s32
 from drgn_ss.tables import WalkErrors, tolerate
 
 # include/uapi/linux/tcp.h
@@ -340,13 +340,13 @@ def tcp_info_text(i: TcpInfo, options: bool, numeric: bool) -> str:
     if i.fackets:
         out.append(f" fackets:{i.fackets}")
     if i.reordering != 3:
-        out.append(f" reordering:{_c_int(i.reordering)}")
+        out.append(f" reordering:{s32(i.reordering)}")
     if i.reord_seen:
-        out.append(f" reord_seen:{_c_int(i.reord_seen)}")
+        out.append(f" reord_seen:{s32(i.reord_seen)}")
     if i.rcv_rtt:
         out.append(f" rcv_rtt:{_g(i.rcv_rtt / 1000)}")
     if i.rcv_space:
-        out.append(f" rcv_space:{_c_int(i.rcv_space)}")
+        out.append(f" rcv_space:{s32(i.rcv_space)}")
     if i.rcv_ssthresh:
         out.append(f" rcv_ssthresh:{i.rcv_ssthresh}")
     if i.notsent_bytes:
@@ -358,9 +358,3 @@ def tcp_info_text(i: TcpInfo, options: bool, numeric: bool) -> str:
     if i.snd_wnd:
         out.append(f" snd_wnd:{i.snd_wnd}")
     return "".join(out)
-
-
-def _c_int(value: int) -> int:
-    """A u32 printed with %d."""
-    value &= U32
-    return value - (1 << 32) if value >> 31 else value
