@@ -16,8 +16,9 @@ from drgn_ss.layout import kernel_facts, kernel_layout, kernel_memory
 from drgn_ss.raw import Memory, s32
 from drgn_ss.tables import WalkErrors, member_address, tolerate
 
-#: include/uapi/linux/snmp.h: the TCP MIB's CurrEstab (a UAPI enum: it does not move).
-TCP_MIB_CURRESTAB = 9
+#: include/uapi/linux/snmp.h: the TCP MIB's ActiveOpens, PassiveOpens and CurrEstab (a
+#: UAPI enum: it does not move).
+TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, TCP_MIB_CURRESTAB = 5, 6, 9
 
 
 class SockStat(NamedTuple):
@@ -72,6 +73,18 @@ class PerCpu:
 
 
 _U64 = (1 << 64) - 1
+
+
+def raw_tcp_mib(prog: Program, net: int, index: int, pcpu: PerCpu | None = None) -> int:
+    """
+    One TCP MIB counter of a namespace summed over the CPUs, as /proc/net/snmp shows it.
+
+    :param index: ``TCP_MIB_*``
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    mib = mem.read_u64(net + facts.offset("struct net", "mib.tcp_statistics"))
+    return (pcpu or PerCpu(prog)).sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * index)
 
 
 def _percpu_counter_sum_positive(prog: Program, pcpu: PerCpu, counter: int) -> int:
@@ -140,8 +153,7 @@ def raw_sockstat(prog: Program, net: int, errors: WalkErrors | None = None) -> S
         return mem.read_u32(member_address(facts, mem, net, N, f"{ip}.fqdir.rhashtable.nelems"))
 
     def estab() -> int:
-        mib = mem.read_u64(net + facts.offset(N, "mib.tcp_statistics"))
-        return s32(pcpu.sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * TCP_MIB_CURRESTAB))
+        return s32(raw_tcp_mib(prog, net, TCP_MIB_CURRESTAB, pcpu))
 
     return SockStat(
         sockets=read(sockets),

@@ -1,0 +1,217 @@
+"""nethogs from kernel counters: ``drgn scripts/nethogs.py`` (the command line and its output).
+
+Samples every TCP socket's byte counters at an interval (:mod:`drgn_ss.traffic`) and shows,
+per process, what it sent and received per second, its connections, and the connections it
+opened and closed since the last sample; UDP sockets, which keep no byte counts, show their
+receive queues and drops. On a terminal the view refreshes in place (as top); otherwise each
+sample is printed as a block of lines, or (``--json``) as one JSON line. On a crash dump
+there is one sample: cumulative bytes of the connections alive at the crash, no rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn, TextIO
+
+from drgn import FaultError, Program, ProgramFlags
+from drgn_ss.layout import kernel_facts
+from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
+from drgn_ss.render import address_text, escape_name, json_name
+from drgn_ss.traffic import ProcessTraffic, Sample, Sampler, per_process
+
+EXIT_ERROR, EXIT_USAGE = 1, 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def build_parser(prog_name: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog_name, description="Per-process network traffic from the kernel's TCP counters "
+                "(no packet capture), as nethogs shows it.")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between samples (default 1)")
+    p.add_argument("--count", type=int, default=0, metavar="N",
+                   help="stop after N samples after the first (default: until interrupted)")
+    p.add_argument("--json", action="store_true", help="one JSON object per sample, one per line")
+    namespaces = p.add_mutually_exclusive_group()
+    namespaces.add_argument("--all-netns", action="store_true", help="sockets of every network namespace")
+    namespaces.add_argument("--netns", metavar="NS", help="one network namespace (inode number or pid)")
+    p.add_argument("--by", choices=("process", "connection"), default="process",
+                   help="one row per process (default) or per TCP connection")
+    p.add_argument("--verbose", action="store_true",
+                   help="after each sample, one line on stderr: sockets, seconds walking, CPU seconds "
+                   "spent on the sample, whether the task tables were walked")
+    return p
+
+
+def _kib(n: float) -> str:
+    return f"{n / 1024:.1f}"
+
+
+def process_lines(rows: Sequence[ProcessTraffic]) -> list[str]:
+    """The per-process table: rates in KiB/s (nethogs' KB/sec), totals in KiB."""
+    lines = [f"{'PID':>7} {'COMMAND':<16} {'SENT KB/s':>10} {'RECV KB/s':>10} {'TCP':>5} {'OPENED':>6} "
+             f"{'CLOSED':>6} {'SENT KB':>11} {'RECV KB':>11} {'UDP':>4} {'UDP QUEUED':>10} {'DROPS':>6}"]
+    for r in rows:
+        sent = "-" if r.sent_rate is None else _kib(r.sent_rate)
+        received = "-" if r.received_rate is None else _kib(r.received_rate)
+        lines.append(f"{r.pid:>7} {escape_name(r.comm):<16} {sent:>10} {received:>10} {r.tcp:>5} "
+                     f"{r.opened:>6} {r.closed:>6} {_kib(r.sent):>11} {_kib(r.received):>11} {r.udp:>4} "
+                     f"{r.udp_queued:>10} {r.udp_drops:>6}")
+    return lines
+
+
+def connection_rows(now: Sample, before: Sample | None) -> list[dict[str, Any]]:
+    """One row per TCP connection: its process, ends, bytes and (with ``before``) rates."""
+    interval = now.when - before.when if before is not None else 0.0
+    rows = []
+    for key, conn in now.connections.items():
+        c = conn.counters
+        if c is None:
+            continue
+        holders = now.owners.get(conn.sock.socket) or []
+        old = before.connections.get(key) if before is not None else None
+        if old is not None and old.counters is not None and old.counters.bytes_acked <= c.bytes_acked:
+            sent0, received0 = old.counters.bytes_acked, old.counters.bytes_received
+        else:
+            sent0 = received0 = 0
+        s = conn.sock
+        rows.append({
+            "pid": holders[0].pid if holders else 0,
+            "command": json_name(holders[0].comm) if holders else "(no process)",
+            "local": f"{address_text(s.src)}:{s.sport}", "peer": f"{address_text(s.dst)}:{s.dport}",
+            "sent": c.bytes_acked, "received": c.bytes_received,
+            "sent_rate": (c.bytes_acked - sent0) / interval if interval > 0 else None,
+            "received_rate": (c.bytes_received - received0) / interval if interval > 0 else None,
+            "segs_out": c.segs_out, "segs_in": c.segs_in,
+        })
+    rows.sort(key=_busiest)
+    return rows
+
+
+def _busiest(row: dict[str, Any]) -> tuple[float, int]:
+    return (-((row["sent_rate"] or 0) + (row["received_rate"] or 0)), -(row["sent"] + row["received"]))
+
+
+def connection_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = [f"{'PID':>7} {'COMMAND':<16} {'LOCAL':<28} {'PEER':<28} {'SENT KB/s':>10} {'RECV KB/s':>10} "
+             f"{'SENT KB':>11} {'RECV KB':>11}"]
+    for r in rows:
+        sent = "-" if r["sent_rate"] is None else _kib(r["sent_rate"])
+        received = "-" if r["received_rate"] is None else _kib(r["received_rate"])
+        lines.append(f"{r['pid']:>7} {escape_name(r['command']):<16} {r['local']:<28} {r['peer']:<28} "
+                     f"{sent:>10} {received:>10} {_kib(r['sent']):>11} {_kib(r['received']):>11}")
+    return lines
+
+
+def _sample_json(now: Sample, before: Sample | None, by: str) -> str:
+    obj: dict[str, Any] = {"time": time.time(), "interval_s": (now.start - before.start) if before else None,
+                           "rate_s": (now.when - before.when) if before else None,
+                           "tcp_opened": _opened(now, before)}
+    if by == "connection":
+        obj["connections"] = connection_rows(now, before)
+    else:
+        obj["processes"] = [{**r._asdict(), "comm": json_name(r.comm)} for r in per_process(now, before)]
+    return json.dumps(obj)
+
+
+def _opened(now: Sample, before: Sample | None) -> int | None:
+    """TCP connections the namespaces opened between two samples, seen or not (the TCP MIB)."""
+    if before is None or now.tcp_opens is None or before.tcp_opens is None:
+        return None
+    return now.tcp_opens - before.tcp_opens
+
+
+def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name: str = "nethogs.py") -> int:
+    """Sample ``prog``'s sockets as ``nethogs.py ARGV`` would; return the exit status."""
+    out = out or sys.stdout
+    try:
+        args = build_parser(prog_name).parse_args(argv)
+        if args.interval <= 0 or args.count < 0:
+            raise _UsageError("--interval must be positive and --count not negative")
+        return _loop(prog, args, out, prog_name)
+    except _UsageError as e:
+        print(f"{prog_name}: {e}\nTry '{prog_name} --help'.", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, LookupError) as e:
+        print(f"{prog_name}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except FaultError as e:
+        print(f"{prog_name}: could not read kernel memory: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        kernel_facts(prog).save()
+
+
+def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) -> int:
+    if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
+        raise ValueError("this program is not a Linux kernel")
+    if args.netns is not None:
+        nets = [raw_netns_of(prog, args.netns)]
+    else:
+        nets = raw_netns_list(prog) if args.all_netns else [raw_own_netns(prog)]
+    live = bool(prog.flags & ProgramFlags.IS_LIVE)
+    terminal = out.isatty() and not args.json
+    sampler = Sampler(prog, nets)
+    if live:  # a first walk is slower (facts, symbols, the owners): the baseline comes after it
+        sampler.sample()
+    before: Sample | None = None
+    deadline = time.monotonic()
+    samples = 0
+    while True:
+        now = sampler.sample()
+        if before is not None or not live:
+            _show(now, before, args, out, terminal)
+        if args.verbose:
+            print(json.dumps({"sockets": len(now.connections), "walk_s": round(now.walk_s, 4),
+                              "cpu_s": round(now.cpu_s, 4), "owners_walked": now.owners_walked,
+                              "interval_s": round(now.start - before.start, 4) if before else None}),
+                  file=sys.stderr)
+        if now.errors:
+            print(f"{prog_name}: warning: could not read {now.errors.describe()}", file=sys.stderr)
+        if not live:
+            print(f"{prog_name}: not a running kernel: one sample, cumulative bytes of the connections "
+                  "alive at the time of the dump, no rates", file=sys.stderr)
+            return 0
+        if before is not None:
+            samples += 1
+            if args.count and samples >= args.count:
+                return 0
+        before = now
+        deadline += args.interval
+        time.sleep(max(deadline - time.monotonic(), 0))
+
+
+def _show(now: Sample, before: Sample | None, args: argparse.Namespace, out: TextIO, terminal: bool) -> None:
+    if args.json:
+        out.write(_sample_json(now, before, args.by) + "\n")
+        out.flush()
+        return
+    if args.by == "connection":
+        lines = connection_lines(connection_rows(now, before))
+    else:
+        lines = process_lines(per_process(now, before))
+    stamp = time.strftime("%H:%M:%S")
+    header = f"{stamp}  {len(now.connections)} sockets" + (
+        f", {now.start - before.start:.2f} s interval" if before is not None else ", cumulative")
+    opened = _opened(now, before)
+    if opened is not None:
+        seen = sum(r.opened for r in per_process(now, before))
+        header += f", {opened} TCP connections opened ({seen} seen: the rest opened and closed in between)"
+    if terminal:  # refresh in place, as top
+        out.write("\x1b[H\x1b[2J" + header + "\n" + "\n".join(lines) + "\n")
+    else:
+        out.write(header + "\n" + "\n".join(lines) + "\n\n")
+    out.flush()

@@ -1,0 +1,252 @@
+"""Per-process network traffic from the kernel's own per-socket counters (for nethogs.py).
+
+Each TCP socket counts the bytes it sent and received (``tcp_sock.bytes_sent``,
+``bytes_acked``, ``bytes_received``: what tcp_info reports). :class:`Sampler` reads them for
+every TCP socket, joins each socket to the processes holding it (one walk of the task and
+file tables per sample, and only when a socket appeared that no earlier walk placed), and
+turns two samples into per-process rates. UDP sockets keep no byte counts: what is shown
+for them is their receive queue and drop count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from drgn import FaultError, Program
+from drgn_ss.decode import raw_inet_socks, raw_skmem
+from drgn_ss.inet import InetSock
+from drgn_ss.layout import kernel_facts, kernel_memory
+from drgn_ss.owners import Owner, raw_kernel_owners
+from drgn_ss.raw import Field
+from drgn_ss.summary import TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, PerCpu, raw_tcp_mib
+from drgn_ss.tables import WalkErrors, tolerate
+
+
+class TcpCounters(NamedTuple):
+    """A TCP socket's byte and segment counts (tcp_get_info()'s tcpi_bytes_*, tcpi_segs_*)."""
+
+    bytes_sent: int
+    bytes_acked: int
+    bytes_received: int
+    segs_out: int
+    segs_in: int
+
+
+#: The ``struct tcp_sock`` members of :class:`TcpCounters`, in its order.
+COUNTER_MEMBERS = ("bytes_sent", "bytes_acked", "bytes_received", "segs_out", "segs_in")
+
+
+#: What tells one connection from another across samples: its ``struct sock`` address
+#: (reused once it is freed) with its protocol and addresses.
+ConnKey = tuple[int, str, bytes, int, bytes, int]
+
+
+def conn_key(s: InetSock) -> ConnKey:
+    return (s.address, s.proto, s.src, s.sport, s.dst, s.dport)
+
+
+class Connection(NamedTuple):
+    """One socket in one sample."""
+
+    sock: InetSock
+    #: TCP: the counters; UDP: None.
+    counters: TcpCounters | None
+    #: UDP: (receive queue bytes, drops); TCP: None.
+    udp: tuple[int, int] | None
+
+
+class Sample(NamedTuple):
+    """Every TCP and UDP socket at one moment, and who holds each."""
+
+    #: time.monotonic() when the counters were read (the middle of their reads: rates are
+    #: over the time between two samples' reads), and the seconds the walk of the tables took.
+    when: float
+    walk_s: float
+    connections: dict[ConnKey, Connection]
+    #: ``struct socket`` address -> its holders (only the sockets of this sample).
+    owners: dict[int, list[Owner]]
+    #: CPU seconds this process spent on the sample (walks, reads, joins).
+    cpu_s: float
+    #: Whether the task and file tables were walked for this sample.
+    owners_walked: bool
+    errors: WalkErrors
+    #: TCP connections the sampled namespaces have opened since boot (the TCP MIB's
+    #: ActiveOpens + PassiveOpens): the difference between two samples counts those that
+    #: opened and closed unseen between them too. None if it could not be read.
+    tcp_opens: int | None = None
+    #: time.monotonic() when the sample began (its place in the sampler's schedule).
+    start: float = 0.0
+
+
+def raw_tcp_counters(prog: Program, socks: Sequence[InetSock], errors: WalkErrors | None = None
+                     ) -> dict[int, TcpCounters]:
+    """:class:`TcpCounters` of each full TCP socket, by address; minisocks have none."""
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    fields: list[Field] = [facts.field("struct tcp_sock", name) for name in COUNTER_MEMBERS]
+    span = max(f.end for f in fields)
+    out = {}
+    for s in socks:
+        if s.proto != "tcp" or s.kind != "full":
+            continue
+        try:
+            buf = mem.read(s.address, span)
+        except FaultError as e:
+            tolerate(errors, "sockets", e)
+            continue
+        out[s.address] = TcpCounters(*(f.get(buf) for f in fields))
+    return out
+
+
+class Sampler:
+    """
+    Samples a kernel's sockets again and again. Owners are looked up by one walk of the
+    task and file tables, done only when a socket shows up that the last walk did not see
+    held (a new connection): never a walk per socket, and none at all while the set of
+    connections holds still.
+    """
+
+    def __init__(self, prog: Program, nets: Sequence[int]) -> None:
+        self.prog = prog
+        self.nets = list(nets)
+        #: ``struct socket`` address -> holders, from the last walk of the tasks.
+        self.owners: dict[int, list[Owner]] = {}
+        #: Sockets (``struct socket`` addresses) the last walk found no holder for.
+        self.orphans: set[int] = set()
+        self.pcpu = PerCpu(prog)
+
+    def sample(self) -> Sample:
+        cpu0, start = time.process_time(), time.monotonic()
+        errors = WalkErrors()
+        socks = [s for s in raw_inet_socks(self.prog, self.nets, ("udp", "tcp"), listening=False,
+                                           established=True, errors=errors, inodes=False, cgroups=False)
+                 if s.kind == "full"]
+        read_start = time.monotonic()
+        counters = raw_tcp_counters(self.prog, socks, errors)
+        # Rates are over the time between two samples' reads of the counters (the walk
+        # before them takes longer, and varies more).
+        when = (read_start + time.monotonic()) / 2
+        udp = [s for s in socks if s.proto == "udp"]
+        skmem = raw_skmem(self.prog, udp, errors) if udp else {}
+        walk_s = time.monotonic() - start
+        wanted = {s.socket for s in socks if s.socket}
+        unknown = wanted - self.owners.keys() - self.orphans
+        walked = bool(unknown)
+        if walked:
+            found = raw_kernel_owners(self.prog, errors)
+            self.owners = {sock: found[sock] for sock in wanted if sock in found}
+            self.orphans = wanted - self.owners.keys()
+        connections = {}
+        for s in socks:
+            mem = skmem.get(s.address)
+            connections[conn_key(s)] = Connection(
+                s, counters.get(s.address), (mem[0], mem[8]) if mem is not None else None)
+        owners = {sock: self.owners[sock] for sock in wanted if sock in self.owners}
+        try:
+            opens: int | None = sum(raw_tcp_mib(self.prog, net, TCP_MIB_ACTIVEOPENS, self.pcpu)
+                                    + raw_tcp_mib(self.prog, net, TCP_MIB_PASSIVEOPENS, self.pcpu)
+                                    for net in self.nets)
+        except FaultError:
+            opens = None
+        return Sample(when, walk_s, connections, owners, time.process_time() - cpu0, walked, errors, opens,
+                      start)
+
+
+class ProcessTraffic(NamedTuple):
+    """One process's share of a sample (and of the interval before it)."""
+
+    pid: int
+    comm: str
+    #: TCP connections it holds, and UDP sockets.
+    tcp: int
+    udp: int
+    #: Cumulative bytes of the TCP connections it holds now (tcpi_bytes_acked, _received).
+    sent: int
+    received: int
+    #: Bytes per second over the interval, from connections seen in both samples (None
+    #: for the first sample, or on a dump).
+    sent_rate: float | None
+    received_rate: float | None
+    #: TCP connections that appeared since the last sample, and that went away.
+    opened: int
+    closed: int
+    #: UDP: bytes waiting in its sockets' receive queues, and datagrams dropped.
+    udp_queued: int
+    udp_drops: int
+
+
+def _holder(owners: dict[int, list[Owner]], s: InetSock) -> Owner | None:
+    """The process a socket is counted for: its first holder in ss's order (highest pid)."""
+    holders = owners.get(s.socket)
+    return holders[0] if holders else None
+
+
+@dataclass
+class _Tally:
+    pid: int
+    comm: str
+    tcp: int = 0
+    udp: int = 0
+    sent: int = 0
+    received: int = 0
+    sent_delta: int = 0
+    received_delta: int = 0
+    opened: int = 0
+    closed: int = 0
+    udp_queued: int = 0
+    udp_drops: int = 0
+
+
+def per_process(now: Sample, before: Sample | None) -> list[ProcessTraffic]:
+    """
+    Each process's traffic: the connections it holds in ``now``, its bytes, and with a
+    ``before`` sample its rates and opened/closed counts; sorted by rate, then bytes.
+    A socket no process holds (closed by its process, still sending) counts for pid 0.
+    Sent bytes are those the peer acknowledged (tcpi_bytes_acked); received, those that
+    arrived in order (tcpi_bytes_received).
+    """
+    tallies: dict[int, _Tally] = {}
+    interval = now.when - before.when if before is not None else 0.0
+
+    def tally(owner: Owner | None) -> _Tally:
+        pid, comm = (owner.pid, owner.comm) if owner is not None else (0, "(no process)")
+        if pid not in tallies:
+            tallies[pid] = _Tally(pid, comm)
+        return tallies[pid]
+
+    for key, conn in now.connections.items():
+        t = tally(_holder(now.owners, conn.sock))
+        if conn.counters is None:
+            if conn.udp is not None:
+                t.udp += 1
+                t.udp_queued += conn.udp[0]
+                t.udp_drops += conn.udp[1]
+            continue
+        c = conn.counters
+        t.tcp += 1
+        t.sent += c.bytes_acked
+        t.received += c.bytes_received
+        if before is None:
+            continue
+        old = before.connections.get(key)
+        if old is None or old.counters is None or old.counters.bytes_acked > c.bytes_acked:
+            t.opened += 1  # new since the last sample: all its bytes are this interval's
+            t.sent_delta += c.bytes_acked
+            t.received_delta += c.bytes_received
+        else:
+            t.sent_delta += c.bytes_acked - old.counters.bytes_acked
+            t.received_delta += c.bytes_received - old.counters.bytes_received
+    if before is not None:
+        for key, conn in before.connections.items():
+            if conn.counters is not None and key not in now.connections:
+                tally(_holder(before.owners, conn.sock)).closed += 1
+    rated = interval > 0
+    out = [ProcessTraffic(t.pid, t.comm, t.tcp, t.udp, t.sent, t.received,
+                          t.sent_delta / interval if rated else None,
+                          t.received_delta / interval if rated else None,
+                          t.opened, t.closed, t.udp_queued, t.udp_drops) for t in tallies.values()]
+    out.sort(key=lambda p: (-((p.sent_rate or 0) + (p.received_rate or 0)), -(p.sent + p.received), p.pid))
+    return out

@@ -1,0 +1,158 @@
+"""scripts/nethogs.py: per-process traffic from the kernel's counters, against known volumes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import drgn
+import pytest
+from drgn_ss.nethogs import run
+
+from tests.kernel.conftest import Target
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GEN = os.path.join(HERE, "traffic_gen.py")
+MiB = 1 << 20
+
+
+def _nethogs(prog: drgn.Program, args: list[str], generator: subprocess.Popen[str], lead: float
+             ) -> tuple[int, list[dict[str, Any]], str]:
+    """Run nethogs in a thread; ``lead`` seconds in, tell the generator to start sending."""
+    out, err = io.StringIO(), io.StringIO()
+    result: list[int] = []
+
+    def target() -> None:
+        saved = sys.stderr
+        sys.stderr = err
+        try:
+            result.append(run(prog, args, out=out))
+        finally:
+            sys.stderr = saved
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(lead)
+    assert generator.stdin
+    generator.stdin.write("go\n")
+    generator.stdin.flush()
+    thread.join(300)
+    assert not thread.is_alive(), "nethogs did not stop"
+    return result[0], [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
+
+
+def _start(plan: list[str]) -> tuple[subprocess.Popen[str], list[int]]:
+    gen = subprocess.Popen([sys.executable, GEN, *plan], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           text=True)
+    assert gen.stdout
+    ready = gen.stdout.readline().split()
+    assert ready[:1] == ["READY"], ready
+    return gen, [int(pid) for pid in ready[2:]]
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+
+
+def _by_pid(sample: dict[str, Any], pid: int) -> dict[str, Any]:
+    return next(p for p in sample["processes"] if p["pid"] == pid)
+
+
+def _steady_rates(samples: list[dict[str, Any]], pid: int, key: str) -> list[float]:
+    """A process's rates while it sent: the samples between its first and last busy one."""
+    rates = [_by_pid(s, pid)[key] for s in samples]
+    busy = [i for i, r in enumerate(rates) if r and r > 0]
+    return rates[busy[0] + 1 : busy[-1]] if len(busy) > 2 else []
+
+
+def test_generator_volumes_and_rates(prog: drgn.Program, target: Target) -> None:
+    """
+    Three senders over loopback (40 MiB and 4 MiB over 10 s each, one idle) to a sink: each
+    process's total within 2% of what it sent (the sink's, of all of it), and each sender's
+    rate while it sent within 10% of its pace.
+    """
+    if target.kind != "live":
+        pytest.skip("samples a running kernel")
+    gen, (big, small, idle) = _start([f"tg-big:{40 * MiB}:10", f"tg-small:{4 * MiB}:10", "tg-idle:0:1"])
+    try:
+        code, samples, err = _nethogs(prog, ["--json", "--interval", "1", "--count", "14"], gen, 1.5)
+    finally:
+        _stop(gen)
+    assert code == 0, err
+    assert len(samples) == 14 and all(s["interval_s"] > 0 for s in samples)
+    last = samples[-1]
+    sink = next(p for p in last["processes"] if p["comm"] == "tg-sink")
+    for pid, volume in ((big, 40 * MiB), (small, 4 * MiB)):
+        row = _by_pid(last, pid)
+        assert row["tcp"] == 1 and abs(row["sent"] - volume) <= 0.02 * volume, row
+        rates = _steady_rates(samples, pid, "sent_rate")
+        assert len(rates) >= 5, [_by_pid(s, pid)["sent_rate"] for s in samples]
+        assert all(abs(r - volume / 10) <= 0.1 * volume / 10 for r in rates), rates
+    assert _by_pid(last, idle)["sent"] < 1024
+    assert abs(sink["received"] - 44 * MiB) <= 0.02 * 44 * MiB, sink
+    assert sink["tcp"] == 3
+
+
+def _churn_fast(tmp: str) -> subprocess.Popen[str]:
+    """tests/kernel/churn_fast.c, built here (gcc is one of the test's packages), started."""
+    binary = os.path.join(tmp, "churn_fast")
+    subprocess.run(["gcc", "-O2", "-o", binary, os.path.join(HERE, "churn_fast.c")], check=True)
+    churn = subprocess.Popen([binary, "3"], stdout=subprocess.PIPE, text=True)
+    assert churn.stdout and churn.stdout.readline().startswith("READY")
+    return churn
+
+
+def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: Any) -> None:
+    """
+    Hundreds of short connections per second from several processes while sampling: every
+    interval within 20% of the asked one, no failure, and a steady sender measured right
+    (its rate, its total) all the same.
+    """
+    if target.kind != "live":
+        pytest.skip("samples a running kernel")
+    churn = _churn_fast(str(tmp_path))
+    try:
+        gen, (steady,) = _start([f"tg-steady:{20 * MiB}:10"])
+        try:
+            code, samples, err = _nethogs(prog, ["--json", "--interval", "1", "--count", "12", "--verbose"],
+                                          gen, 1.5)
+        finally:
+            _stop(gen)
+    finally:
+        _stop(churn)
+    assert code == 0, err
+    intervals = [s["interval_s"] for s in samples]
+    assert all(0.8 <= i <= 1.2 for i in intervals), intervals
+    opened_per_s = sum(s["tcp_opened"] for s in samples) / sum(intervals)
+    print(f"churn: {opened_per_s:.0f} TCP connections opened per second")
+    assert opened_per_s >= 100, opened_per_s
+    rates = _steady_rates(samples, steady, "sent_rate")
+    assert len(rates) >= 5 and statistics.median(rates) == pytest.approx(2 * MiB, rel=0.1), rates
+    assert _by_pid(samples[-1], steady)["sent"] == pytest.approx(20 * MiB, rel=0.02)
+    stats = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert stats and all(s["cpu_s"] < 1 for s in stats), stats
+
+
+def test_dump_gives_cumulative_bytes(prog: drgn.Program, target: Target, workload: dict[str, Any]) -> None:
+    """On a dump: one sample, each process's bytes so far, no rates; the workload's 7001
+    sender has had 4096 bytes acknowledged, its receiver 4096 received (see workload.py)."""
+    if target.kind == "live":
+        pytest.skip("a dump")
+    out = io.StringIO()
+    code = run(prog, ["--json"], out=out)
+    assert code == 0
+    (sample,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert sample["interval_s"] is None
+    mine = [p for p in sample["processes"] if p["pid"] == workload["pid"]]
+    if not mine and workload.get("dump_level", 0) & 8:
+        pytest.skip("a filtered dump lost the workload's task")
+    (row,) = mine
+    assert row["sent_rate"] is None and row["tcp"] > 5 and row["sent"] >= 4096 and row["received"] >= 4096
