@@ -37,7 +37,14 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog_name: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog_name, description="Per-process network traffic from the kernel's TCP counters "
-                "(no packet capture), as nethogs shows it.")
+                "(no packet capture), as nethogs shows it.",
+                epilog="Columns: sent and received KiB/s over the interval (bytes the peer acknowledged, "
+                "bytes that arrived in order), TCP connections held, opened and closed since the last "
+                "sample, cumulative KiB of the connections held, UDP sockets with their queued bytes and "
+                "drops (UDP keeps no byte counts). The header counts the TCP connections the namespace "
+                "opened in the interval (its TCP MIB), seen or not: those that opened and closed between "
+                "two samples are never seen, nor their bytes. On a crash dump: one sample, cumulative "
+                "bytes, no rates.")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between samples (default 1)")
     p.add_argument("--count", type=int, default=0, metavar="N",
