@@ -347,7 +347,7 @@ def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
             raise Failure(str(e)) from None
     if not args.all_netns:
         return [raw_own_netns(prog)], None
-    nets = raw_netns_list(prog)
+    nets = raw_netns_list(prog, errors)
     processes = raw_netns_processes(prog, errors)
     tags = {}
     for net in nets:

@@ -21,6 +21,7 @@ from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.layout import kernel_facts
 from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
 from drgn_ss.render import address_text, escape_name, json_name
+from drgn_ss.tables import WalkErrors
 from drgn_ss.traffic import ProcessTraffic, Sample, Sampler, per_process
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
@@ -168,7 +169,7 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
     if args.netns is not None:
         nets = [raw_netns_of(prog, args.netns)]
     else:
-        nets = raw_netns_list(prog) if args.all_netns else [raw_own_netns(prog)]
+        nets = raw_netns_list(prog, WalkErrors()) if args.all_netns else [raw_own_netns(prog)]
     live = bool(prog.flags & ProgramFlags.IS_LIVE)
     terminal = out.isatty() and not args.json
     sampler = Sampler(prog, nets)

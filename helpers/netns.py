@@ -33,17 +33,24 @@ def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
     return None
 
 
-def raw_netns_list(prog: Program) -> list[int]:
+def raw_netns_list(prog: Program, errors: WalkErrors | None = None) -> list[int]:
     """
-    Every network namespace, in ``net_namespace_list`` order (``init_net`` first).
+    Every network namespace, in ``net_namespace_list`` order (``init_net`` first). Where
+    the list cannot be followed to its end (a page a dump lost), those before the break,
+    the break counted in ``errors`` (raised without them).
 
     :return: ``struct net *`` addresses
     """
     facts = kernel_facts(prog)
     mem = kernel_memory(prog)
     link = facts.offset("struct net", "list")
-    return [pos - link for pos in list_nodes(mem, facts.symbol("net_namespace_list"), MAX_NETNS,
-                                             "network namespace list")]
+    out = []
+    try:
+        for pos in list_nodes(mem, facts.symbol("net_namespace_list"), MAX_NETNS, "network namespace list"):
+            out.append(pos - link)
+    except FaultError as e:
+        tolerate(errors, "namespaces", e)
+    return out
 
 
 def raw_netns_inum(prog: Program, net: int) -> int:
@@ -131,6 +138,14 @@ def raw_netns_of(prog: Program, spec: str) -> int:
     :return: ``struct net *`` address
     :raises ValueError: if there is no such namespace or process
     """
+    try:
+        return _raw_netns_of(prog, spec)
+    except FaultError as e:
+        raise ValueError(f"--netns {spec}: the network namespace list could not be read whole "
+                         f"({e})") from None
+
+
+def _raw_netns_of(prog: Program, spec: str) -> int:
     if not spec.isdigit():
         if not is_local_live(prog):
             raise ValueError(f"--netns {spec}: give an inode number or a pid (a path names a namespace "

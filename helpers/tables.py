@@ -22,10 +22,11 @@ class WalkErrors:
     #: (for ``%ifname``), shown as ss shows an unknown one: ``%if<index>``; "counters": the
     #: summary's (-s), shown as "?".
     KINDS = (("buckets", "hash chains"), ("sockets", "sockets"), ("tasks", "tasks"),
-             ("interfaces", "interface lists"), ("counters", "summary counters"))
+             ("interfaces", "interface lists"), ("counters", "summary counters"),
+             ("namespaces", "network namespace lists"))
 
     def __init__(self) -> None:
-        self.buckets = self.sockets = self.tasks = self.interfaces = self.counters = 0
+        self.buckets = self.sockets = self.tasks = self.interfaces = self.counters = self.namespaces = 0
         #: The first fault's message, as an example for the user.
         self.first = ""
 

@@ -81,17 +81,19 @@ def test_netns_picks_one(prog: drgn.Program, workload: dict[str, Any], how: str,
     ns = workload["netns"]["ns-b"]
     for opts in NETNS_OPTION_SETS:
         code, got, err = ours(prog, f"--netns {ns[how]} {opts}", capsys)
-        if code == 1 and "that could be read" in err and workload.get("dump_level", 0) & 8:
-            pytest.skip("a filtered dump: the task list is cut before the process")
+        if code == 1 and "could not" in err and workload.get("dump_level", 0) & 8:
+            pytest.skip("a filtered dump: the namespace or task list is cut before the namespace")
         _check(code, got, ns["ss"][opts], workload, err)
 
 
 def test_netns_unknown_is_one_line_error(prog: drgn.Program, capsys: pytest.CaptureFixture[str]) -> None:
     code, got, err = ours(prog, "--netns 4000000 -tan", capsys)
     assert code == 1 and not got
-    # (after the crash summary, on a crash dump; on a filtered one, saying the task list is cut)
-    assert err.splitlines()[-1].startswith("ss.py: --netns 4000000: no network namespace has that inode "
-                                           "number, and no process that pid")
+    # (after the crash summary, on a crash dump; on a filtered one, saying what list is cut)
+    last = err.splitlines()[-1]
+    assert last.startswith("ss.py: --netns 4000000: no network namespace has that inode number, and no "
+                           "process that pid") or last.startswith(
+        "ss.py: --netns 4000000: the network namespace list could not be read whole")
     assert len(err.splitlines()) == 1 or err.startswith("ss.py: crash dump of")
 
 
@@ -109,6 +111,8 @@ def test_all_netns_json(prog: drgn.Program, workload: dict[str, Any],
     assert sorted(text_line(obj, netid=False) for obj in objects) == sorted(normalize(text))
     ns = workload["netns"]["ns-private"]
     mine = [obj for obj in objects if obj["netns"] == ns["inode"]]
+    if not mine and code == 3 and workload.get("dump_level", 0) & 8:
+        pytest.skip("a filtered dump: the namespace list is cut before ns-private")
     known = {(ns["pid"], "ns-private")} | ({(None, None)} if code == 3 else set())  # see above
     assert mine and {(o["netns_pid"], o["netns_command"]) for o in mine} <= known
 
