@@ -350,7 +350,7 @@ def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
     nets = raw_netns_list(prog, errors)
     processes = raw_netns_processes(prog, errors)
     tags = {}
-    for net in nets:
+    for net in nets:  # raw_netns_list() read each one's inode number
         inum = raw_netns_inum(prog, net)
         tags[inum] = NetnsTag(inum, processes.get(net))
     return nets, tags

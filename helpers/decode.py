@@ -274,19 +274,25 @@ class RawDecoder:
         """
         facts, mem = self.facts, self.mem
         nets = [net] if isinstance(net, int) else list(net)
-        inums = {n: self.netns_inum(n) for n in nets}
+        inums: dict[int, int] = {}
         tables: dict[tuple[str, int], Callable[[], Chains]] = {}
         for n in nets:
-            if proto == "udp":
-                udp = raw_udp_table(facts, mem, n)
-                tables.setdefault(("udp", udp), partial(raw_udp, facts, mem, udp))
-                continue
-            hashinfo = raw_tcp_hashinfo(facts, mem, n)
-            if listening:
-                key = ("listening", listening_table(facts, mem, hashinfo))
-                tables.setdefault(key, partial(raw_tcp_listening, facts, mem, hashinfo))
-            if established:
-                tables.setdefault(("ehash", hashinfo), partial(raw_tcp_ehash, facts, mem, hashinfo))
+            try:
+                inums[n] = self.netns_inum(n)
+                if proto == "udp":
+                    udp = raw_udp_table(facts, mem, n)
+                    tables.setdefault(("udp", udp), partial(raw_udp, facts, mem, udp))
+                    continue
+                hashinfo = raw_tcp_hashinfo(facts, mem, n)
+                if listening:
+                    key = ("listening", listening_table(facts, mem, hashinfo))
+                    tables.setdefault(key, partial(raw_tcp_listening, facts, mem, hashinfo))
+                if established:
+                    tables.setdefault(("ehash", hashinfo), partial(raw_tcp_ehash, facts, mem, hashinfo))
+            except FaultError as e:
+                if len(nets) == 1:
+                    raise  # the one namespace asked for: nothing to list
+                tolerate(errors, "namespaces", e)  # a namespace a dump lost: the others are listed
         out: list[InetSock] = []
         for chains in tables.values():
             self._walk(chains(), proto, inums, errors, out)
@@ -489,7 +495,16 @@ def raw_inet_socks(prog: Program, net: int | Sequence[int], protos: tuple[str, .
     nets = [net] if isinstance(net, int) else list(net)
     out: list[InetSock] = []
     groups: dict[tuple[int, int], list[InetSock]] = {}
-    order = [decoder.netns_inum(n) for n in nets]
+    order = []
+    if len(nets) > 1:
+        readable = []
+        for n in nets:
+            try:
+                order.append(decoder.netns_inum(n))
+                readable.append(n)
+            except FaultError as e:
+                tolerate(errors, "namespaces", e)
+        nets = readable
     for proto in ("udp", "tcp"):
         if proto not in protos:
             continue

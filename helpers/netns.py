@@ -36,17 +36,24 @@ def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
 def raw_netns_list(prog: Program, errors: WalkErrors | None = None) -> list[int]:
     """
     Every network namespace, in ``net_namespace_list`` order (``init_net`` first). Where
-    the list cannot be followed to its end (a page a dump lost), those before the break,
-    the break counted in ``errors`` (raised without them).
+    the list cannot be followed to its end (a page a dump lost), those before the break;
+    a namespace whose inode number cannot be read is left out; both counted in ``errors``
+    (raised without them).
 
     :return: ``struct net *`` addresses
     """
     facts = kernel_facts(prog)
     mem = kernel_memory(prog)
     link = facts.offset("struct net", "list")
+    inum = facts.offset("struct net", "ns.inum")
     out = []
     try:
         for pos in list_nodes(mem, facts.symbol("net_namespace_list"), MAX_NETNS, "network namespace list"):
+            try:
+                mem.read_u32(pos - link + inum)  # a namespace whose inode cannot be read is left out
+            except FaultError as e:
+                tolerate(errors, "namespaces", e)
+                continue
             out.append(pos - link)
     except FaultError as e:
         tolerate(errors, "namespaces", e)
