@@ -49,9 +49,9 @@ def _target() -> Target | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The churn test runs last: its connections leave TIME-WAIT sockets for a minute, which
-    # the comparisons with ss (taken when the workload started) would find.
-    items.sort(key=lambda item: "test_churn" in str(item.fspath))
+    # The churn and traffic tests run last: their connections leave TIME-WAIT sockets for a
+    # minute, which the comparisons with ss (taken when the workload started) would find.
+    items.sort(key=lambda item: any(name in str(item.fspath) for name in ("test_churn", "test_nethogs")))
     if _target() is None:
         skip = pytest.mark.skip(reason="no kernel to read: run through `python -m vmtests test`")
         for item in items:
