@@ -294,8 +294,15 @@ class RawDecoder:
                     raise  # the one namespace asked for: nothing to list
                 tolerate(errors, "namespaces", e)  # a namespace a dump lost: the others are listed
         out: list[InetSock] = []
-        for chains in tables.values():
-            self._walk(chains(), proto, inums, errors, out)
+        for table in tables.values():
+            try:
+                chains = table()
+            except FaultError as e:
+                if len(nets) == 1:
+                    raise
+                tolerate(errors, "namespaces", e)  # a namespace's own table a dump lost
+                continue
+            self._walk(chains, proto, inums, errors, out)
         return out
 
     def _walk(self, chains: Chains, proto: str, nets: dict[int, int], errors: WalkErrors | None,
