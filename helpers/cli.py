@@ -63,12 +63,14 @@ class Failure(Exception):
     """An error for the user: one line, no traceback, exit status 1."""
 
 
-class _Parser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's, whose errors are :class:`UsageError`: one line, exit status 2."""
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
 
-def _help_formatter(prog: str) -> argparse.HelpFormatter:
+def help_formatter(prog: str) -> argparse.HelpFormatter:
     """
     argparse's formatter, told the terminal's width: argparse makes one per option and
     asks shutil each time (importing it: 0.1 s of a TCG guest's start-up).
@@ -82,9 +84,9 @@ def _help_formatter(prog: str) -> argparse.HelpFormatter:
 
 
 def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentParser:
-    p = _Parser(
+    p = ArgumentParser(
         prog=prog_name,
-        formatter_class=_help_formatter,
+        formatter_class=help_formatter,
         description="List TCP and UDP sockets from kernel memory, as ss(8) prints them.",
         epilog="FILTER: [state NAME | exclude NAME]... [EXPRESSION]; NAME is an ss state "
         "(established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, unconnected, "

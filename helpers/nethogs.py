@@ -15,37 +15,28 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from drgn import FaultError, Program, ProgramFlags
+from drgn_ss.cli import EXIT_ERROR, EXIT_USAGE, ArgumentParser, UsageError, help_formatter
 from drgn_ss.layout import kernel_facts
 from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
 from drgn_ss.render import address_text, escape_name, json_name
 from drgn_ss.tables import WalkErrors
-from drgn_ss.traffic import ProcessTraffic, Sample, Sampler, per_process
-
-EXIT_ERROR, EXIT_USAGE = 1, 2
-
-
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
+from drgn_ss.traffic import ProcessTraffic, Sample, Sampler, bytes_since, holder, per_process
 
 
 def build_parser(prog_name: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=prog_name, description="Per-process network traffic from the kernel's TCP counters "
-                "(no packet capture), as nethogs shows it.",
-                epilog="Columns: sent and received KiB/s over the interval (bytes the peer acknowledged, "
-                "bytes that arrived in order), TCP connections held, opened and closed since the last "
-                "sample, cumulative KiB of the connections held, UDP sockets with their queued bytes and "
-                "drops (UDP keeps no byte counts). The header counts the TCP connections the namespace "
-                "opened in the interval (its TCP MIB), seen or not: those that opened and closed between "
-                "two samples are never seen, nor their bytes. On a crash dump: one sample, cumulative "
-                "bytes, no rates.")
+    p = ArgumentParser(
+        prog=prog_name, formatter_class=help_formatter,
+        description="Per-process network traffic from the kernel's TCP counters (no packet capture), as "
+        "nethogs shows it.",
+        epilog="Columns: sent and received KiB/s over the interval (bytes the peer acknowledged, bytes "
+        "that arrived in order), TCP connections held, opened and closed since the last sample, "
+        "cumulative KiB of the connections held, UDP sockets with their queued bytes and drops (UDP "
+        "keeps no byte counts). The header counts the TCP connections the namespace opened in the "
+        "interval (its TCP MIB), seen or not: those that opened and closed between two samples are "
+        "never seen, nor their bytes. On a crash dump: one sample, cumulative bytes, no rates.")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between samples (default 1)")
     p.add_argument("--count", type=int, default=0, metavar="N",
@@ -87,20 +78,16 @@ def connection_rows(now: Sample, before: Sample | None) -> list[dict[str, Any]]:
         c = conn.counters
         if c is None:
             continue
-        holders = now.owners.get(conn.sock.socket) or []
-        old = before.connections.get(key) if before is not None else None
-        if old is not None and old.counters is not None and old.counters.bytes_acked <= c.bytes_acked:
-            sent0, received0 = old.counters.bytes_acked, old.counters.bytes_received
-        else:
-            sent0 = received0 = 0
+        owner = holder(now.owners, conn.sock)
+        sent, received, _ = bytes_since(key, c, before) if before is not None else (0, 0, True)
         s = conn.sock
         rows.append({
-            "pid": holders[0].pid if holders else 0,
-            "command": json_name(holders[0].comm) if holders else "(no process)",
+            "pid": owner.pid if owner else 0,
+            "command": json_name(owner.comm) if owner else "(no process)",
             "local": f"{address_text(s.src)}:{s.sport}", "peer": f"{address_text(s.dst)}:{s.dport}",
             "sent": c.bytes_acked, "received": c.bytes_received,
-            "sent_rate": (c.bytes_acked - sent0) / interval if interval > 0 else None,
-            "received_rate": (c.bytes_received - received0) / interval if interval > 0 else None,
+            "sent_rate": sent / interval if interval > 0 else None,
+            "received_rate": received / interval if interval > 0 else None,
             "segs_out": c.segs_out, "segs_in": c.segs_in,
         })
     rows.sort(key=_busiest)
@@ -146,9 +133,9 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name
     try:
         args = build_parser(prog_name).parse_args(argv)
         if args.interval <= 0 or args.count < 0:
-            raise _UsageError("--interval must be positive and --count not negative")
+            raise UsageError("--interval must be positive and --count not negative")
         return _loop(prog, args, out, prog_name)
-    except _UsageError as e:
+    except UsageError as e:
         print(f"{prog_name}: {e}\nTry '{prog_name} --help'.", file=sys.stderr)
         return EXIT_USAGE
     except (ValueError, LookupError) as e:
@@ -207,16 +194,17 @@ def _show(now: Sample, before: Sample | None, args: argparse.Namespace, out: Tex
         out.write(_sample_json(now, before, args.by) + "\n")
         out.flush()
         return
+    processes = per_process(now, before)
     if args.by == "connection":
         lines = connection_lines(connection_rows(now, before))
     else:
-        lines = process_lines(per_process(now, before))
+        lines = process_lines(processes)
     stamp = time.strftime("%H:%M:%S")
     header = f"{stamp}  {len(now.connections)} sockets" + (
         f", {now.start - before.start:.2f} s interval" if before is not None else ", cumulative")
     opened = _opened(now, before)
     if opened is not None:
-        seen = sum(r.opened for r in per_process(now, before))
+        seen = sum(r.opened for r in processes)
         header += f", {opened} TCP connections opened ({seen} seen: the rest opened and closed in between)"
     if terminal:  # refresh in place, as top
         out.write("\x1b[H\x1b[2J" + header + "\n" + "\n".join(lines) + "\n")

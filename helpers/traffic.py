@@ -178,10 +178,23 @@ class ProcessTraffic(NamedTuple):
     udp_drops: int
 
 
-def _holder(owners: dict[int, list[Owner]], s: InetSock) -> Owner | None:
+def holder(owners: dict[int, list[Owner]], s: InetSock) -> Owner | None:
     """The process a socket is counted for: its first holder in ss's order (highest pid)."""
     holders = owners.get(s.socket)
     return holders[0] if holders else None
+
+
+def bytes_since(key: ConnKey, counters: TcpCounters, before: Sample) -> tuple[int, int, bool]:
+    """
+    A TCP connection's bytes sent (acknowledged) and received since ``before``, and whether
+    it is new since then: not in ``before``, or its address reused by another connection
+    (counters smaller than they were), all of its bytes being the interval's.
+    """
+    old = before.connections.get(key)
+    if old is None or old.counters is None or old.counters.bytes_acked > counters.bytes_acked:
+        return counters.bytes_acked, counters.bytes_received, True
+    return (counters.bytes_acked - old.counters.bytes_acked,
+            counters.bytes_received - old.counters.bytes_received, False)
 
 
 @dataclass
@@ -218,7 +231,7 @@ def per_process(now: Sample, before: Sample | None) -> list[ProcessTraffic]:
         return tallies[pid]
 
     for key, conn in now.connections.items():
-        t = tally(_holder(now.owners, conn.sock))
+        t = tally(holder(now.owners, conn.sock))
         if conn.counters is None:
             if conn.udp is not None:
                 t.udp += 1
@@ -231,18 +244,14 @@ def per_process(now: Sample, before: Sample | None) -> list[ProcessTraffic]:
         t.received += c.bytes_received
         if before is None:
             continue
-        old = before.connections.get(key)
-        if old is None or old.counters is None or old.counters.bytes_acked > c.bytes_acked:
-            t.opened += 1  # new since the last sample: all its bytes are this interval's
-            t.sent_delta += c.bytes_acked
-            t.received_delta += c.bytes_received
-        else:
-            t.sent_delta += c.bytes_acked - old.counters.bytes_acked
-            t.received_delta += c.bytes_received - old.counters.bytes_received
+        sent, received, new = bytes_since(key, c, before)
+        t.opened += new
+        t.sent_delta += sent
+        t.received_delta += received
     if before is not None:
         for key, conn in before.connections.items():
             if conn.counters is not None and key not in now.connections:
-                tally(_holder(before.owners, conn.sock)).closed += 1
+                tally(holder(before.owners, conn.sock)).closed += 1
     rated = interval > 0
     out = [ProcessTraffic(t.pid, t.comm, t.tcp, t.udp, t.sent, t.received,
                           t.sent_delta / interval if rated else None,
