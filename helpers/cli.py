@@ -249,13 +249,18 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
     try:
         return _listing(prog, args, selection, out)
     except LookupError as e:  # a fact not in the cache, and no debug info to work it out
-        reason = str(e)
-        if not reason.startswith("no debug info"):
-            reason = f"no debug info for the kernel ({reason})"
-        raise Failure(f"{reason}: install linux-image-{facts.release or 'RELEASE'}-dbg for its release, "
-                      "or pass -s VMLINUX") from None
+        raise Failure(no_debug_info_message(prog, e)) from None
     finally:
         facts.save()
+
+
+def no_debug_info_message(prog: Program, error: LookupError) -> str:
+    """The one line for a fact that is not in the cache, with no debug info to work it out."""
+    reason = str(error)
+    if not reason.startswith("no debug info"):
+        reason = f"no debug info for the kernel ({reason})"
+    return (f"{reason}: install linux-image-{kernel_facts(prog).release or 'RELEASE'}-dbg for its release, "
+            "or pass -s VMLINUX")
 
 
 def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:

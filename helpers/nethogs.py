@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from drgn import FaultError, Program, ProgramFlags
-from drgn_ss.cli import EXIT_ERROR, EXIT_USAGE, ArgumentParser, UsageError, help_formatter
+from drgn_ss.cli import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    ArgumentParser,
+    UsageError,
+    help_formatter,
+    no_debug_info_message,
+)
 from drgn_ss.layout import kernel_facts
 from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
 from drgn_ss.render import address_text, escape_name, json_name
@@ -138,8 +145,11 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name
     except UsageError as e:
         print(f"{prog_name}: {e}\nTry '{prog_name} --help'.", file=sys.stderr)
         return EXIT_USAGE
-    except (ValueError, LookupError) as e:
+    except ValueError as e:
         print(f"{prog_name}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except LookupError as e:  # a fact not in the cache, and no debug info to work it out
+        print(f"{prog_name}: {no_debug_info_message(prog, e)}", file=sys.stderr)
         return EXIT_ERROR
     except FaultError as e:
         print(f"{prog_name}: could not read kernel memory: {e}", file=sys.stderr)
