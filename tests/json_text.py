@@ -4,6 +4,8 @@ that drgn-ss's JSON carries everything its text output shows (nothing lost)."""
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 from typing import Any
 
 from drgn_ss.decode import SKMEM_FIELDS
@@ -83,3 +85,14 @@ def text_line(obj: dict[str, Any], netid: bool = True, state: bool = True) -> st
     cells += [str(obj["recv_q"]), str(obj["send_q"]),
               f'{_host(obj, "local")}:{_port(obj, "local")}', f'{_host(obj, "peer")}:{_port(obj, "peer")}']
     return " ".join(cells) + _process(obj)
+
+
+def schema_validator() -> Any:
+    """A validator of helpers/socket.schema.json, the schema itself checked first."""
+    import jsonschema  # type: ignore[import-untyped]
+
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers",
+                           "socket.schema.json")) as f:
+        schema = json.load(f)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)

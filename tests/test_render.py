@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
@@ -28,7 +27,7 @@ from drgn_ss.render import (
     render_sockets,
 )
 
-from tests.json_text import text_line
+from tests.json_text import schema_validator, text_line
 
 
 @pytest.mark.parametrize(("ms", "text"), [
@@ -235,13 +234,6 @@ def test_native_render_breaks_equal_python_breaks(monkeypatch: pytest.MonkeyPatc
     assert render.render_breaks(columns) == breaks
 
 
-def _schema_validator() -> Any:
-    import jsonschema  # type: ignore[import-untyped]
-    schema = json.loads((Path(__file__).parent.parent / "helpers" / "socket.schema.json").read_text())
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
-
-
 @pytest.mark.parametrize("opts", [
     {}, {"numeric": True}, {"owners": True}, {"timers": True}, {"details": True},
     {"numeric": True, "owners": True, "details": True},
@@ -268,7 +260,7 @@ def test_json_carries_every_text_line(opts: dict[str, bool]) -> None:
     array = json.loads("".join(render_json(socks, formatter(), lines=False)))
     lines = "".join(render_json(socks, formatter(), lines=True)).splitlines()
     assert [json.loads(line) for line in lines] == array
-    validator = _schema_validator()
+    validator = schema_validator()
     for obj in array:
         validator.validate(obj)
     assert [text_line(obj) for obj in array] == [" ".join(line.split()) for line in text.splitlines()]
@@ -286,7 +278,7 @@ def test_json_keeps_hostile_names_exact_and_escaped() -> None:
     assert out.isascii() and out.count("\n") == 1 and out.endswith("\n")
     assert all(ch.isprintable() for ch in out[:-1])
     assert json.loads(out)["owners"] == [{"command": 'a\nb\x1b[31mc"é)\ufffde', "pid": 9, "fd": 4}]
-    _schema_validator().validate(json.loads(out))
+    schema_validator().validate(json.loads(out))
 
 
 def test_json_of_nothing() -> None:

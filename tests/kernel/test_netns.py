@@ -15,8 +15,8 @@ from drgn_ss.layout import kernel_facts, kernel_memory
 from drgn_ss.netns import raw_netns_by_inode, raw_netns_inum, raw_own_netns
 from drgn_ss.tables import raw_tcp_hashinfo, raw_udp_table
 
-from tests.json_text import text_line
-from tests.kernel.test_ss import _json_validator, assert_partial_is_true, normalize
+from tests.json_text import schema_validator, text_line
+from tests.kernel.test_ss import assert_partial_is_true, normalize
 from tests.kernel.workload import NETNS_NAMES, NETNS_OPTION_SETS
 
 TAG_RE = re.compile(r' netns:\((\d+)(?:,"([^"]*)",pid=(\d+)(?:,cgroup:(\S*))?)?\)$')
@@ -103,7 +103,7 @@ def test_all_netns_json(prog: drgn.Program, workload: dict[str, Any],
     code, got, err = ours(prog, "--json --all-netns -tanp", capsys)
     assert code in (0, 3), err
     objects = json.loads(got)
-    validator = _json_validator()
+    validator = schema_validator()
     for obj in objects:
         validator.validate(obj)
     code2, text, err = ours(prog, "--all-netns -tanp", capsys)

@@ -23,7 +23,7 @@ from drgn_ss.owners import kernel_owners, proc_owners, raw_kernel_owners
 from drgn_ss.raw import native
 from drgn_ss.tables import WalkErrors
 
-from tests.json_text import text_line
+from tests.json_text import schema_validator, text_line
 from tests.kernel.conftest import Target
 from tests.kernel.workload import (
     FILTER_SETS,
@@ -199,12 +199,6 @@ JSON_OPTION_SETS = ("-tanp", "-uanp", "-tlne", "-uanpe", "-tano", "-tlp", "-tan 
                     "-uanm", "-tanmi", "-tanoi")
 
 
-def _json_validator() -> Any:
-    import jsonschema  # type: ignore[import-untyped]
-    with open(os.path.join(REPO, "helpers", "socket.schema.json")) as f:
-        return jsonschema.Draft202012Validator(json.load(f))
-
-
 @pytest.mark.parametrize("opts", JSON_OPTION_SETS)
 def test_json_same_sockets_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: str,
                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -215,7 +209,7 @@ def test_json_same_sockets_as_ss(prog: drgn.Program, workload: dict[str, Any], o
     """
     code, got, err = ours(prog, f"--json {opts}", capsys)
     objects = json.loads(got)
-    validator = _json_validator()
+    validator = schema_validator()
     for obj in objects:
         validator.validate(obj)
     selection = _selection(build_parser("ss", False).parse_args(opts.split()))
