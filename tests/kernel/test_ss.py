@@ -72,6 +72,8 @@ def normalize(text: str) -> list[str]:
         if ":7001 " in line and " <tab> " in line:  # the probing pair: only what probes do not move
             head, tail = line.split(" <tab> ", 1)
             tail = PROBE_MOVED_RE.sub(_mask_probed, RATE_RE.sub(r"\1 *bps", tail))
+            # Each probe's ACK restarts lastack: 0 in the jiffy it came in, which ss leaves out.
+            tail = tail.replace(" lastack:*", "")
             line = f"{head} <tab> {tail}"
         out.append(line)
     return out
