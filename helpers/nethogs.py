@@ -20,6 +20,7 @@ from typing import Any, TextIO
 from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.cli import (
     EXIT_ERROR,
+    EXIT_PARTIAL,
     EXIT_USAGE,
     ArgumentParser,
     UsageError,
@@ -43,7 +44,9 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
         "cumulative KiB of the connections held, UDP sockets with their queued bytes and drops (UDP "
         "keeps no byte counts). The header counts the TCP connections the namespace opened in the "
         "interval (its TCP MIB), seen or not: those that opened and closed between two samples are "
-        "never seen, nor their bytes. On a crash dump: one sample, cumulative bytes, no rates.")
+        "never seen, nor their bytes. On a crash dump: one sample, cumulative bytes, no rates. Exit "
+        "status: 0 every sample complete; 1 an error; 2 a usage error; 3 some sample could not read "
+        "everything (a warning on stderr says what: hash chains, sockets, tasks).")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between samples (default 1)")
     p.add_argument("--count", type=int, default=0, metavar="N",
@@ -175,6 +178,7 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
     before: Sample | None = None
     deadline = time.monotonic()
     samples = 0
+    partial = False
     while True:
         now = sampler.sample()
         if before is not None or not live:
@@ -185,15 +189,17 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
                               "interval_s": round(now.start - before.start, 4) if before else None}),
                   file=sys.stderr)
         if now.errors:
+            partial = True
             print(f"{prog_name}: warning: could not read {now.errors.describe()}", file=sys.stderr)
+        status = EXIT_PARTIAL if partial else 0
         if not live:
             print(f"{prog_name}: not a running kernel: one sample, cumulative bytes of the connections "
                   "alive at the time of the dump, no rates", file=sys.stderr)
-            return 0
+            return status
         if before is not None:
             samples += 1
             if args.count and samples >= args.count:
-                return 0
+                return status
         before = now
         deadline += args.interval
         time.sleep(max(deadline - time.monotonic(), 0))

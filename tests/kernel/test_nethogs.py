@@ -14,6 +14,7 @@ from typing import Any
 
 import drgn
 import pytest
+from drgn_ss.cli import EXIT_PARTIAL
 from drgn_ss.nethogs import run
 
 from tests.kernel.conftest import Target
@@ -128,7 +129,8 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
             _stop(gen)
     finally:
         _stop(churn)
-    assert code == 0, err
+    # a socket freed under the walk is skipped and said (exit 3, the documented partial code)
+    assert code == 0 or (code == EXIT_PARTIAL and "warning: could not read" in err), err
     intervals = [s["interval_s"] for s in samples]
     assert all(0.8 <= i <= 1.2 for i in intervals), intervals
     opened_per_s = sum(s["tcp_opened"] for s in samples) / sum(intervals)
@@ -150,12 +152,16 @@ def test_dump_gives_cumulative_bytes(prog: drgn.Program, target: Target, workloa
     running = bool(prog.flags & drgn.ProgramFlags.IS_LIVE)  # drgn --qemu
     out = io.StringIO()
     code = run(prog, ["--json", "--count", "1", "--interval", "0.5"], out=out)
-    assert code == 0
+    filtered = bool(workload.get("dump_level", 0) & 8)  # makedumpfile dropped slab pages
+    assert code == 0 or (filtered and code == EXIT_PARTIAL), code
     (sample,) = [json.loads(line) for line in out.getvalue().splitlines()]
     assert (sample["interval_s"] is None) == (not running)
     mine = [p for p in sample["processes"] if p["pid"] == workload["pid"]]
-    if not mine and workload.get("dump_level", 0) & 8:
+    if not mine and code == EXIT_PARTIAL:
         pytest.skip("a filtered dump lost the workload's task")
     (row,) = mine
     assert (row["sent_rate"] is None) == (not running)
+    if code == EXIT_PARTIAL:  # sockets were lost, maybe the 7001 pair's: what was read is still there
+        assert row["tcp"] >= 1
+        pytest.skip("a filtered dump lost some sockets: the byte counts cannot be checked")
     assert row["tcp"] > 5 and row["sent"] >= 4096 and row["received"] >= 4096
