@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -15,11 +11,13 @@ import drgn
 import pytest
 from drgn_ss.cli import EXIT_PARTIAL, run
 
+from tests.kernel.churn import Churn
 from tests.kernel.conftest import Target
 
-CHURN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "churn.py")
 #: Runs of each listing under churn (the issue asks for 20 at least).
 RUNS = 20
+#: Short TCP connections and UDP sockets the churn must have made during the runs, at least.
+MADE = 1000
 #: Seconds one listing may take in a TCG guest (one takes 0.1-1 s there).
 TIME_BOUND = 60
 HOST = r"(\*|[0-9.]+|\[[0-9a-f:.]+\])(%[^ :]+)?"
@@ -29,24 +27,31 @@ LINE_RE = re.compile(
     r'( +users:\((\("[^\n]*",pid=\d+,fd=\d+\),?)+\))?$')
 
 
+def _socket(line: str) -> tuple[str, ...]:
+    """A listing line's state and addresses (queues and owners move)."""
+    fields = line.split()
+    return (fields[0], *fields[3:5])
+
+
 @pytest.mark.parametrize("opts", ["-tanp", "-uanp"])
 def test_listings_under_churn(prog: drgn.Program, target: Target, workload: dict[str, Any],
-                              opts: str, capsys: pytest.CaptureFixture[str]) -> None:
+                              opts: str, capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     """
-    While processes open and close TCP connections and UDP sockets as fast as they can,
-    every listing ends in time, exits 0 (complete) or 3 (partial, said on stderr), prints
-    only well-formed lines, and shows the workload's long-lived sockets every time.
+    While processes open and close TCP connections and UDP sockets as fast as they can
+    (thousands of each: three TCP clients over IPv4 and IPv6 and two UDP churners, from
+    tests/kernel/churn_fast.c), every listing ends in time, exits 0 (complete) or 3 (partial,
+    said on stderr), prints only well-formed lines, and shows the workload's long-lived
+    sockets every time.
     """
     if target.kind != "live":
         pytest.skip("needs a running kernel")
     fixed = ["0.0.0.0:22 ", "[::]:80 ", "*:8080 "] if opts == "-tanp" else ["0.0.0.0:53 ", ":123 "]
-    churn = subprocess.Popen([sys.executable, CHURN], stdout=subprocess.PIPE, text=True)
+    out = io.StringIO()
+    assert run(prog, ["-H", *opts.split()], out=out) == 0
+    before = {_socket(line) for line in out.getvalue().splitlines()}  # the fixed workload's
+    churn = Churn(str(tmp_path), tcp_clients=3, udp_churners=2)
+    codes, churned, made = [], 0, (0, 0)
     try:
-        assert churn.stdout
-        ready = churn.stdout.readline().split()
-        assert ready[:1] == ["READY"], ready
-        churn_port = f":{ready[1]} "  # the churn's TCP server: its connections show in -tanp
-        codes, churned = [], 0
         for _ in range(RUNS):
             out = io.StringIO()
             capsys.readouterr()
@@ -64,11 +69,13 @@ def test_listings_under_churn(prog: drgn.Program, target: Target, workload: dict
             assert not bad, bad[:5]
             for needle in fixed:
                 assert any(needle in " ".join(line.split()) + " " for line in lines), needle
-            churned += sum(churn_port in " ".join(line.split()) + " " for line in lines)
+            # the churn's short-lived sockets (not its listener, which stays)
+            churned += sum(_socket(line) not in before and not line.startswith("LISTEN") for line in lines)
     finally:
-        os.killpg(churn.pid, signal.SIGTERM)
-        churn.wait(10)
-    if opts == "-tanp":  # the churn did reach the tables read (UDP's sockets are unnamed)
-        assert churned > 0, "no connection of the churn's server in any listing"
+        made = churn.stop()
+    assert min(made) >= MADE, f"the churn made only {made[0]} TCP connections and {made[1]} UDP sockets"
+    if opts == "-tanp":  # the churn did reach the tables read (a UDP socket lives for microseconds)
+        assert churned > 0, "no socket of the churn in any listing"
     with capsys.disabled():
-        print(f"\n{opts} under churn: exit codes {codes}, churn sockets listed {churned}")
+        print(f"\n{opts} under churn: exit codes {codes}, churn made {made[0]} TCP connections and "
+              f"{made[1]} UDP sockets, {churned} of their sockets listed")

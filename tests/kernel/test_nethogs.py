@@ -17,6 +17,7 @@ import pytest
 from drgn_ss.cli import EXIT_PARTIAL
 from drgn_ss.nethogs import run
 
+from tests.kernel.churn import Churn
 from tests.kernel.conftest import Target
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -102,15 +103,6 @@ def test_generator_volumes_and_rates(prog: drgn.Program, target: Target) -> None
     assert sink["tcp"] == 3
 
 
-def _churn_fast(tmp: str) -> subprocess.Popen[str]:
-    """tests/kernel/churn_fast.c, built here (gcc is one of the test's packages), started."""
-    binary = os.path.join(tmp, "churn_fast")
-    subprocess.run(["gcc", "-O2", "-o", binary, os.path.join(HERE, "churn_fast.c")], check=True)
-    churn = subprocess.Popen([binary, "3"], stdout=subprocess.PIPE, text=True)
-    assert churn.stdout and churn.stdout.readline().startswith("READY")
-    return churn
-
-
 def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: Any) -> None:
     """
     Hundreds of short connections per second from several processes while sampling: every
@@ -119,7 +111,7 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     """
     if target.kind != "live":
         pytest.skip("samples a running kernel")
-    churn = _churn_fast(str(tmp_path))
+    churn = Churn(str(tmp_path), tcp_clients=3)
     try:
         gen, (steady,) = _start([f"tg-steady:{20 * MiB}:10"])
         try:
@@ -128,7 +120,7 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
         finally:
             _stop(gen)
     finally:
-        _stop(churn)
+        churn.stop()
     # a socket freed under the walk is skipped and said (exit 3, the documented partial code)
     assert code == 0 or (code == EXIT_PARTIAL and "warning: could not read" in err), err
     intervals = [s["interval_s"] for s in samples]
