@@ -254,6 +254,12 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
         facts.save()
 
 
+def not_run_by_drgn(script: str) -> str:
+    """The line a script prints when Python, not drgn, runs it (there is no ``prog``)."""
+    return (f"{script}: a drgn script: run it with drgn (drgn scripts/{script} [OPTIONS] for the running "
+            f"kernel, drgn -c VMCORE -s VMLINUX scripts/{script} [OPTIONS] for a dump)")
+
+
 def no_debug_info_message(prog: Program, error: LookupError) -> str:
     """The one line for a fact that is not in the cache, with no debug info to work it out."""
     reason = str(error)

@@ -6,7 +6,10 @@ Works on the live kernel (rates) and on ``drgn -c VMCORE -s VMLINUX`` (cumulativ
 
 import sys
 
+from drgn_ss.cli import not_run_by_drgn
 from drgn_ss.nethogs import run
 
 if __name__ == "__main__":
-    sys.exit(run(prog, sys.argv[1:]))  # type: ignore[name-defined]  # noqa: F821
+    if "prog" not in globals():  # drgn runs a script with its program as ``prog``
+        sys.exit(not_run_by_drgn("nethogs.py"))
+    sys.exit(run(globals()["prog"], sys.argv[1:]))

@@ -6,7 +6,9 @@ and ``drgn --qemu QMP_SOCKET -s VMLINUX``.
 
 import sys
 
-from drgn_ss.cli import run
+from drgn_ss.cli import not_run_by_drgn, run
 
 if __name__ == "__main__":
-    sys.exit(run(prog, ["-nlpt", *sys.argv[1:]], prog_name="ss_nlpt.py"))  # type: ignore[name-defined]  # noqa: F821
+    if "prog" not in globals():  # drgn runs a script with its program as ``prog``
+        sys.exit(not_run_by_drgn("ss_nlpt.py"))
+    sys.exit(run(globals()["prog"], ["-nlpt", *sys.argv[1:]], prog_name="ss_nlpt.py"))

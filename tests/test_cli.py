@@ -101,14 +101,27 @@ def test_drgn_ss_without_kcore() -> None:
     assert "no /proc/kcore on this machine" in one_line_error(drgn_ss("-t"), 1)
 
 
-def test_script_on_a_program_that_is_not_a_kernel() -> None:
+SCRIPTS = ["ss.py", "ss_nlpt.py", "nethogs.py"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_on_a_program_that_is_not_a_kernel(script: str) -> None:
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
         p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "drgn"), "-q", "-p",
-                            str(sleeper.pid), str(REPO / "scripts" / "ss.py"), "-t"],
+                            str(sleeper.pid), str(REPO / "scripts" / script)],
                            capture_output=True, text=True, timeout=60)
     finally:
         sleeper.kill()
     assert p.returncode == 1
-    assert "ss.py: this program is not a Linux kernel" in p.stderr
-    assert "Traceback" not in p.stderr
+    assert p.stderr.startswith(f"{script}: this program is not a Linux kernel"), p.stderr
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_run_by_python_says_to_use_drgn(script: str) -> None:
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / script), "-t"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.startswith(f"{script}: a drgn script: run it with drgn (drgn scripts/{script} ")
+    assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
