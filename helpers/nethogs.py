@@ -166,10 +166,13 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name
 def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) -> int:
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise ValueError("this program is not a Linux kernel")
+    listed = WalkErrors()  # the namespaces --all-netns could not read (a filtered dump)
     if args.netns is not None:
         nets = [raw_netns_of(prog, args.netns)]
     else:
-        nets = raw_netns_list(prog, WalkErrors()) if args.all_netns else [raw_own_netns(prog)]
+        nets = raw_netns_list(prog, listed) if args.all_netns else [raw_own_netns(prog)]
+    if listed:
+        print(f"{prog_name}: warning: could not read {listed.describe()}", file=sys.stderr)
     live = bool(prog.flags & ProgramFlags.IS_LIVE)
     terminal = out.isatty() and not args.json
     sampler = Sampler(prog, nets)
@@ -178,31 +181,33 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
     before: Sample | None = None
     deadline = time.monotonic()
     samples = 0
-    partial = False
-    while True:
-        now = sampler.sample()
-        if before is not None or not live:
-            _show(now, before, args, out, terminal)
-        if args.verbose:
-            print(json.dumps({"sockets": len(now.connections), "walk_s": round(now.walk_s, 4),
-                              "cpu_s": round(now.cpu_s, 4), "owners_walked": now.owners_walked,
-                              "interval_s": round(now.start - before.start, 4) if before else None}),
-                  file=sys.stderr)
-        if now.errors:
-            partial = True
-            print(f"{prog_name}: warning: could not read {now.errors.describe()}", file=sys.stderr)
-        status = EXIT_PARTIAL if partial else 0
-        if not live:
-            print(f"{prog_name}: not a running kernel: one sample, cumulative bytes of the connections "
-                  "alive at the time of the dump, no rates", file=sys.stderr)
-            return status
-        if before is not None:
-            samples += 1
-            if args.count and samples >= args.count:
+    status = EXIT_PARTIAL if listed else 0
+    try:
+        while True:
+            now = sampler.sample()
+            if before is not None or not live:
+                _show(now, before, args, out, terminal)
+            if args.verbose:
+                print(json.dumps({"sockets": len(now.connections), "walk_s": round(now.walk_s, 4),
+                                  "cpu_s": round(now.cpu_s, 4), "owners_walked": now.owners_walked,
+                                  "interval_s": round(now.start - before.start, 4) if before else None}),
+                      file=sys.stderr)
+            if now.errors:
+                status = EXIT_PARTIAL
+                print(f"{prog_name}: warning: could not read {now.errors.describe()}", file=sys.stderr)
+            if not live:
+                print(f"{prog_name}: not a running kernel: one sample, cumulative bytes of the "
+                      "connections alive at the time of the dump, no rates", file=sys.stderr)
                 return status
-        before = now
-        deadline += args.interval
-        time.sleep(max(deadline - time.monotonic(), 0))
+            if before is not None:
+                samples += 1
+                if args.count and samples >= args.count:
+                    return status
+            before = now
+            deadline += args.interval
+            time.sleep(max(deadline - time.monotonic(), 0))
+    except KeyboardInterrupt:  # the end the user chose: the status still says if a sample was partial
+        return status
 
 
 def _show(now: Sample, before: Sample | None, args: argparse.Namespace, out: TextIO, terminal: bool) -> None:

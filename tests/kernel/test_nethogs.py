@@ -19,6 +19,7 @@ from drgn_ss.nethogs import run
 
 from tests.kernel.churn import Churn
 from tests.kernel.conftest import Target
+from tests.kernel.workload import NETNS_NAMES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEN = os.path.join(HERE, "traffic_gen.py")
@@ -157,3 +158,28 @@ def test_dump_gives_cumulative_bytes(prog: drgn.Program, target: Target, workloa
         assert row["tcp"] >= 1
         pytest.skip("a filtered dump lost some sockets: the byte counts cannot be checked")
     assert row["tcp"] > 5 and row["sent"] >= 4096 and row["received"] >= 4096
+
+
+@pytest.mark.parametrize("all_netns", [False, True])
+def test_namespaces(prog: drgn.Program, target: Target, workload: dict[str, Any], all_netns: bool,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    Each workload namespace's process holds, in its own namespace, an established pair (two
+    TCP sockets) and a UDP socket: --all-netns counts them for it; the default (the namespace
+    of the kernel's first task) shows none of them.
+    """
+    args = ["--json", "--count", "1", "--interval", "0.5", *(["--all-netns"] if all_netns else [])]
+    out = io.StringIO()
+    code = run(prog, args, out=out)
+    err = capsys.readouterr().err
+    filtered = bool(workload.get("dump_level", 0) & 8)
+    assert code == 0 or (filtered and code == EXIT_PARTIAL and "warning: could not read" in err), err
+    rows = {p["pid"]: p for p in json.loads(out.getvalue().splitlines()[-1])["processes"]}
+    pids = [workload["netns"][name]["pid"] for name in NETNS_NAMES]
+    if not all_netns:
+        assert not set(pids) & set(rows), rows
+        return
+    if code == EXIT_PARTIAL:  # what was read must still be true
+        assert all(rows[pid]["tcp"] <= 2 and rows[pid]["udp"] <= 1 for pid in pids if pid in rows), rows
+        pytest.skip("a filtered dump lost some of the namespaces' sockets or tasks")
+    assert [(rows[pid]["tcp"], rows[pid]["udp"]) for pid in pids if pid in rows] == [(2, 1)] * len(pids), rows
