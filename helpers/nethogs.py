@@ -54,7 +54,11 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per sample, one per line")
     namespaces = p.add_mutually_exclusive_group()
     namespaces.add_argument("--all-netns", action="store_true", help="sockets of every network namespace")
-    namespaces.add_argument("--netns", metavar="NS", help="one network namespace (inode number or pid)")
+    namespaces.add_argument(
+        "--netns", metavar="NS",
+        help="one network namespace: its inode number (as lsns and /proc/PID/ns/net show it), a pid, "
+        "or on the live kernel a namespace file (/run/netns/NAME); by default, nethogs.py's own (live) "
+        "or init_net (a dump, a guest read from outside)")
     p.add_argument("--by", choices=("process", "connection"), default="process",
                    help="one row per process (default) or per TCP connection")
     p.add_argument("--verbose", action="store_true",
