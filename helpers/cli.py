@@ -183,10 +183,30 @@ def _parse_filter(words: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     return out, words[i:]
 
 
+def exit_status(prog_name: str, main: Callable[[], int]) -> int:
+    """
+    Run ``main`` (a command's body) and return its exit status; what it raises for the user
+    becomes one line on stderr: :class:`UsageError` (and a hint to --help) exit 2,
+    :class:`Failure` exit 1, and a reader that closed the pipe exit 1.
+    """
+    try:
+        return main()
+    except UsageError as e:
+        print(f"{prog_name}: {e}", file=sys.stderr)
+        print(f"Try '{prog_name} --help'.", file=sys.stderr)
+        return EXIT_USAGE
+    except Failure as e:
+        print(f"{prog_name}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
 def _main(prog_name: str, argv: Sequence[str], program_options: bool,
           get_program: Callable[[argparse.Namespace], Program], out: TextIO) -> int:
     started = time.perf_counter()
-    try:
+
+    def main() -> int:
         args = build_parser(prog_name, program_options).parse_args(argv)
         args.prog_name = prog_name
         args.started = started
@@ -207,15 +227,8 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         finally:
             if collecting:
                 gc.enable()
-    except UsageError as e:
-        print(f"{prog_name}: {e}", file=sys.stderr)
-        print(f"Try '{prog_name} --help'.", file=sys.stderr)
-        return EXIT_USAGE
-    except Failure as e:
-        print(f"{prog_name}: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except BrokenPipeError:
-        return EXIT_ERROR
+
+    return exit_status(prog_name, main)
 
 
 def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
@@ -224,7 +237,8 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
     return _main(prog_name, argv, False, lambda args: prog, out or sys.stdout)
 
 
-def _check_kernel(prog: Program) -> None:
+def check_kernel(prog: Program) -> None:
+    """Refuse a program that is not a Linux kernel (drgn -p PID), as :class:`Failure`."""
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise Failure("this program is not a Linux kernel (give a vmcore, --qemu, or the live kernel)")
 
@@ -243,7 +257,7 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
-    _check_kernel(prog)
+    check_kernel(prog)
     use_btf(prog, args.btf, lambda message: print(f"{args.prog_name}: {message}", file=sys.stderr))
     facts = kernel_facts(prog)
     try:

@@ -19,11 +19,12 @@ from typing import Any, TextIO
 
 from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.cli import (
-    EXIT_ERROR,
     EXIT_PARTIAL,
-    EXIT_USAGE,
     ArgumentParser,
+    Failure,
     UsageError,
+    check_kernel,
+    exit_status,
     help_formatter,
     no_debug_info_message,
 )
@@ -143,33 +144,28 @@ def _opened(now: Sample, before: Sample | None) -> int | None:
 
 def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name: str = "nethogs.py") -> int:
     """Sample ``prog``'s sockets as ``nethogs.py ARGV`` would; return the exit status."""
-    out = out or sys.stdout
-    try:
+    def main() -> int:
         args = build_parser(prog_name).parse_args(argv)
         if args.interval <= 0 or args.count < 0:
             raise UsageError("--interval must be positive and --count not negative")
-        return _loop(prog, args, out, prog_name)
-    except UsageError as e:
-        print(f"{prog_name}: {e}\nTry '{prog_name} --help'.", file=sys.stderr)
-        return EXIT_USAGE
-    except ValueError as e:
-        print(f"{prog_name}: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except LookupError as e:  # a fact not in the cache, and no debug info to work it out
-        print(f"{prog_name}: {no_debug_info_message(prog, e)}", file=sys.stderr)
-        return EXIT_ERROR
-    except FaultError as e:
-        print(f"{prog_name}: could not read kernel memory: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        kernel_facts(prog).save()
+        check_kernel(prog)
+        try:
+            return _loop(prog, args, out or sys.stdout, prog_name)
+        except ValueError as e:  # --netns names no namespace
+            raise Failure(str(e)) from None
+        except LookupError as e:  # a fact not in the cache, and no debug info to work it out
+            raise Failure(no_debug_info_message(prog, e)) from None
+        except FaultError as e:
+            raise Failure(f"could not read kernel memory: {e}") from None
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            kernel_facts(prog).save()
+
+    return exit_status(prog_name, main)
 
 
 def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) -> int:
-    if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
-        raise ValueError("this program is not a Linux kernel")
     listed = WalkErrors()  # the namespaces --all-netns could not read (a filtered dump)
     if args.netns is not None:
         nets = [raw_netns_of(prog, args.netns)]
