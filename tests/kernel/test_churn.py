@@ -50,7 +50,7 @@ def test_listings_under_churn(prog: drgn.Program, target: Target, workload: dict
     assert run(prog, ["-H", *opts.split()], out=out) == 0
     before = {_socket(line) for line in out.getvalue().splitlines()}  # the fixed workload's
     churn = Churn(str(tmp_path), tcp_clients=3, udp_churners=2)
-    codes, churned, made = [], 0, (0, 0)
+    codes, churned = [], 0
     try:
         for _ in range(RUNS):
             out = io.StringIO()
