@@ -38,13 +38,19 @@ enum {
 	AF_INET6_ = 10,
 };
 
-/* drgn_ss.tables.LOOP_CHECKED: a node met twice in a chain's first LOOP_CHECKED nodes is a loop. */
-#define LOOP_CHECKED 4096
-/* drgn_ss.decode.DAMAGED, drgn_ss.tables.NULL_IN_NULLS */
+/* drgn_ss.decode.DAMAGED, BAD_STATE, TCP_MAX_STATE; drgn_ss.tables.NULL_IN_NULLS */
 #define DAMAGED "a damaged socket (no inet family or local port)"
+#define BAD_STATE "a damaged socket (no such state)"
+#define TCP_MAX_STATE 12
+#define TCP_FIN_WAIT2 5
 #define NULL_IN_NULLS "NULL in a nulls hash chain: a zeroed node or bucket"
-/* drgn_ss.tables.STRAYED */
+/* drgn_ss.tables.STRAYED, OUTSIDE, MET_AGAIN, OTHER_MARKER */
 #define STRAYED "hash chain ends in another bucket's marker: a node freed and reused under the walk"
+#define OUTSIDE "hash chain pointer outside the direct map: damaged"
+#define MET_AGAIN "hash chain meets a node already walked: chains that loop or join"
+#define OTHER_MARKER "a bucket holds another bucket's nulls marker: damaged"
+/* drgn_ss.owners.SOCKET_FILE_DAMAGED */
+#define SOCKET_FILE_DAMAGED "a socket file, its socket and its sock do not point at each other: damaged"
 
 #define MAX_READ 8192
 
@@ -258,6 +264,14 @@ typedef struct {
 	 * it (compared without a dict lookup); netns is the socket's being decoded. */
 	PyObject *nets, *netns, *cls, *proto, *full, *timewait, *request, *out;
 	PyObject *only_netns;
+	/* walked: a set of every node address the listing's walks visited (drgn_ss.tables.Walked),
+	 * node_lo/node_hi where a node may be; known: a set of every struct net on the namespace
+	 * list, or None; strays: {struct net: [count, a socket]} of sockets of no known namespace. */
+	PyObject *walked, *known, *strays;
+	uint64_t node_lo, node_hi;
+	/* The nodes this chain added to walked, taken out again if it is walked once more. */
+	uint64_t *added;
+	Py_ssize_t nadded, added_cap;
 } Walk;
 
 /* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
@@ -331,6 +345,13 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 	unsigned long dport = ((be & 0xff) << 8) | ((be >> 8) & 0xff);
 	PyObject *items[23] = {NULL};
 	int r = -1;
+	if (raw_state == 0 || raw_state > TCP_MAX_STATE) {
+		Py_XDECREF(src);
+		Py_XDECREF(dst);
+		fault_here(&w->faults, w->mem.fault, BAD_STATE, addr);
+		w->faults.sockets++;
+		return 1;
+	}
 	Py_INCREF(w->proto);
 	items[0] = w->proto;
 	items[1] = PyLong_FromUnsignedLong(family);
@@ -350,6 +371,14 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 			int rr = mem_read(&w->mem, addr, end, buf, &w->faults);
 			if (rr) {
 				r = rr;
+				goto out;
+			}
+		}
+		if (tw) {
+			uint64_t substate = get(buf, &L->tw_substate);
+			if (substate != TCP_FIN_WAIT2 && substate != TCP_TIME_WAIT) {
+				fault_here(&w->faults, w->mem.fault, BAD_STATE, addr);
+				r = 1;
 				goto out;
 			}
 		}
@@ -517,38 +546,91 @@ typedef struct {
  */
 static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 {
-	static uint64_t seen[LOOP_CHECKED]; /* this chain's nodes (the GIL is held: one walk at a time) */
 	unsigned char buf[MAX_READ];
 	Py_ssize_t hops = 0, sockets = w->faults.sockets;
 	uint64_t addr = 0;
-	seen[0] = pos;
+	w->nadded = 0;
 	while (pos && !(c->nulls && (pos & 1))) {
 		addr = pos - c->link;
+		if (addr < w->node_lo || addr >= w->node_hi || (addr & 7)) {
+			fault_here(&w->faults, w->mem.fault, OUTSIDE, pos);
+			w->faults.buckets++;
+			return 1;
+		}
+		PyObject *node = PyLong_FromUnsignedLongLong(addr);
+		if (!node)
+			return -1;
+		int met = PySet_Contains(w->walked, node);
+		if (met) {
+			Py_DECREF(node);
+			if (met < 0)
+				return -1;
+			fault_here(&w->faults, w->mem.fault, MET_AGAIN, pos);
+			w->faults.buckets++;
+			return 1;
+		}
 		Py_ssize_t got = c->size;
 		int r = mem_read(&w->mem, addr, c->size, buf, NULL);
 		if (r == 1) { /* a missing page after the node? read what the chain needs */
 			got = c->least;
 			r = mem_read(&w->mem, addr, c->least, buf, &w->faults);
 		}
+		if (r == 0 && PySet_Add(w->walked, node) < 0)
+			r = -1;
+		Py_DECREF(node);
 		if (r < 0)
 			return -1;
 		if (r == 1) {
 			w->faults.buckets++;
 			return 1;
 		}
+		if (w->nadded == w->added_cap) {
+			Py_ssize_t cap = w->added_cap ? 2 * w->added_cap : 64;
+			uint64_t *more = PyMem_Realloc(w->added, cap * sizeof(uint64_t));
+			if (!more) {
+				PyErr_NoMemory();
+				return -1;
+			}
+			w->added = more;
+			w->added_cap = cap;
+		}
+		w->added[w->nadded++] = addr;
 		uint64_t sk_net = get(buf, &w->L.net);
 		w->netns = NULL;
 		if (w->only_netns) {
 			if (sk_net == w->want_net)
 				w->netns = w->only_netns;
-		} else {
+		}
+		if (!w->netns && (!w->only_netns || w->known != Py_None)) {
 			PyObject *key = PyLong_FromUnsignedLongLong(sk_net);
 			if (!key)
 				return -1;
-			w->netns = PyDict_GetItemWithError(w->nets, key); /* borrowed */
+			if (!w->only_netns) {
+				w->netns = PyDict_GetItemWithError(w->nets, key); /* borrowed */
+				if (!w->netns && PyErr_Occurred()) {
+					Py_DECREF(key);
+					return -1;
+				}
+			}
+			if (!w->netns && w->known != Py_None) { /* another namespace's, or of none? */
+				int ok = PySet_Contains(w->known, key);
+				if (ok == 0) { /* counted by the caller, unless the namespace is new (live) */
+					PyObject *stray = PyDict_GetItemWithError(w->strays, key), *entry = NULL;
+					if (stray)
+						entry = Py_BuildValue("[LO]", PyLong_AsLongLong(PyList_GET_ITEM(stray, 0)) + 1,
+								      PyList_GET_ITEM(stray, 1));
+					else if (!PyErr_Occurred())
+						entry = Py_BuildValue("[LK]", 1LL, (unsigned long long)addr);
+					if (!entry || PyErr_Occurred() || PyDict_SetItem(w->strays, key, entry) < 0)
+						ok = -1;
+					Py_XDECREF(entry);
+				}
+				if (ok < 0) {
+					Py_DECREF(key);
+					return -1;
+				}
+			}
 			Py_DECREF(key);
-			if (!w->netns && PyErr_Occurred())
-				return -1;
 		}
 		if (w->netns) { /* shared tables hold other namespaces' sockets too */
 			uint64_t family = get(buf, &w->L.family);
@@ -562,17 +644,7 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			}
 		}
 		memcpy(&pos, buf + c->link, 8);
-		if (++hops < LOOP_CHECKED) {
-			Py_ssize_t k = 0;
-			while (k < hops && seen[k] != pos)
-				k++;
-			if (k < hops) {
-				fault_here(&w->faults, w->mem.fault, "hash chain loops back: a freed node?", pos);
-				w->faults.buckets++;
-				return 1;
-			}
-			seen[hops] = pos;
-		} else if (hops > c->max_chain) {
+		if (++hops > c->max_chain) {
 			fault_here(&w->faults, w->mem.fault, "hash chain too long: a loop?", pos);
 			w->faults.buckets++;
 			return 1;
@@ -591,16 +663,35 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 	return w->faults.sockets != sockets;
 }
 
+/* Take the nodes the last walk_chain() added out of walked again: it is walked once more. */
+static int forget_chain(Walk *w)
+{
+	for (Py_ssize_t k = 0; k < w->nadded; k++) {
+		PyObject *node = PyLong_FromUnsignedLongLong(w->added[k]);
+		if (!node || PySet_Discard(w->walked, node) < 0) {
+			Py_XDECREF(node);
+			return -1;
+		}
+		Py_DECREF(node);
+	}
+	w->nadded = 0;
+	return 0;
+}
+
 PyDoc_STRVAR(walk_sockets_doc,
 "walk_sockets(mem, heads, link, nulls, size, least, max_chain, layout, nets, tcp, inodes,\n"
-"             now, hz, cls, proto, kinds, marker_base, head_at)\n"
+"             now, hz, cls, proto, kinds, marker_base, head_at, walked, node_lo, node_hi,\n"
+"             known, strays)\n"
 "    -> (records, bucket_faults, socket_faults, first)\n"
 "\n"
 "Follow the chains starting at heads (first pointers) and decode the sockets of the\n"
 "namespaces in nets ({struct net address: inode number}), as\n"
 "drgn_ss.decode.RawDecoder._walk does. marker_base: the nulls marker\n"
 "ending bucket 0's chain (-1: not checked). head_at: None, or a callable that reads\n"
-"bucket i's first pointer again, for one more walk of a chain that was cut (a live kernel).");
+"bucket i's first pointer again, for one more walk of a chain that was cut (a live kernel).\n"
+"walked: a set of the node addresses walked so far (a node met again cuts its chain), added\n"
+"to; node_lo, node_hi: where a node may be. known: a set of every struct net, or None;\n"
+"strays: a dict that gets {struct net: [count, a socket]} for sockets of no known namespace.");
 
 static PyObject *walk_sockets(PyObject *self, PyObject *args)
 {
@@ -610,12 +701,17 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	PyObject *result = NULL;
 	Walk w;
 	memset(&w, 0, sizeof(w));
-	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLO", &memspec, &heads, &c.link, &c.nulls, &c.size,
+	unsigned long long node_lo, node_hi;
+	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLOOKKOO", &memspec, &heads, &c.link, &c.nulls, &c.size,
 			      &c.least, &c.max_chain, &layout, &w.nets, &w.tcp, &w.inodes, &now, &w.hz, &w.cls,
-			      &w.proto, &kinds, &c.marker_base, &head_at))
+			      &w.proto, &kinds, &c.marker_base, &head_at, &w.walked, &node_lo, &node_hi,
+			      &w.known, &w.strays))
 		return NULL;
+	w.node_lo = node_lo;
+	w.node_hi = node_hi;
 	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0 ||
-	    !PyDict_Check(w.nets)) {
+	    !PyDict_Check(w.nets) || !PySet_Check(w.walked) || !PyDict_Check(w.strays) ||
+	    (w.known != Py_None && !PyAnySet_Check(w.known))) {
 		PyErr_SetString(PyExc_TypeError, "walk_sockets: bad arguments");
 		return NULL;
 	}
@@ -657,6 +753,11 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 			w.faults.buckets++;
 			continue;
 		}
+		if (c.nulls && (pos & 1) && c.marker_base >= 0 && (pos >> 1) != (uint64_t)(c.marker_base + i)) {
+			fault_here(&w.faults, w.mem.fault, OTHER_MARKER, pos); /* an empty bucket holds its own */
+			w.faults.buckets++;
+			continue;
+		}
 		if (!pos || (c.nulls && (pos & 1)))
 			continue;
 		Py_ssize_t start = PyList_GET_SIZE(w.out);
@@ -667,7 +768,7 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 		if (r == 0 || head_at == Py_None)
 			continue;
 		/* A live kernel: walk the chain once more from its head, as if the first time had not been. */
-		if (PyList_SetSlice(w.out, start, PyList_GET_SIZE(w.out), NULL) < 0)
+		if (PyList_SetSlice(w.out, start, PyList_GET_SIZE(w.out), NULL) < 0 || forget_chain(&w) < 0)
 			goto done;
 		if (!before.first && w.faults.first)
 			Py_CLEAR(w.faults.first);
@@ -692,6 +793,7 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	result = Py_BuildValue("OnnO", w.out, w.faults.buckets, w.faults.sockets,
 			       w.faults.first ? w.faults.first : Py_None);
 done: /* result is NULL unless the walk got to the end */
+	PyMem_Free(w.added);
 	mem_release(&w.mem);
 	Py_XDECREF(w.faults.first);
 	Py_DECREF(w.out);
@@ -701,7 +803,7 @@ done: /* result is NULL unless the walk got to the end */
 /* -- owners: every process's open sockets ---------------------------------------------- */
 
 typedef struct {
-	uint64_t sock;
+	uint64_t sock; /* the struct sock's address */
 	long long pid;
 	long long fd;
 	Py_ssize_t task; /* index into the tasks list, for the comm */
@@ -720,11 +822,13 @@ static int holder_cmp(const void *a, const void *b)
 }
 
 PyDoc_STRVAR(socket_holders_doc,
-"socket_holders(mem, tasks, layout, cls) -> (owners, files, task_faults, first)\n"
+"socket_holders(mem, tasks, layout, cls) -> (owners, files, task_faults, file_faults, first)\n"
 "\n"
 "For tasks, a list of (pid, comm, files_struct address), read each file table and\n"
-"return {struct socket address: [cls(comm, pid, fd), ...]} in ss's order, as\n"
-"drgn_ss.owners.raw_kernel_owners does.");
+"return {struct sock address: [cls(comm, pid, fd), ...]} in ss's order, as\n"
+"drgn_ss.owners.raw_kernel_owners does: only for a socket file whose struct socket points\n"
+"back to it (socket->file) and whose sock points back to the socket (sk->sk_socket); other\n"
+"socket files are file_faults.");
 
 static PyObject *socket_holders(PyObject *self, PyObject *args)
 {
@@ -741,13 +845,15 @@ static PyObject *socket_holders(PyObject *self, PyObject *args)
 		return NULL;
 	Py_ssize_t fdt_off = spec_int(layout, "fdt", &ok), fd_off = spec_int(layout, "fd", &ok),
 		   f_op = spec_int(layout, "f_op", &ok), private_data = spec_int(layout, "private_data", &ok),
-		   span = spec_int(layout, "file_span", &ok);
+		   span = spec_int(layout, "file_span", &ok), socket_file = spec_int(layout, "socket_file", &ok),
+		   socket_sk = spec_int(layout, "socket_sk", &ok), sk_socket = spec_int(layout, "sk_socket", &ok);
 	PyObject *ops = PyDict_GetItemString(layout, "socket_file_ops");
 	uint64_t sock_ops = ops ? PyLong_AsUnsignedLongLong(ops) : 0;
 	if (!ok || PyErr_Occurred())
 		return NULL;
 	if (span > MAX_READ || f_op + 8 > span || private_data + 8 > span || fd_off + 8 > MAX_READ ||
-	    max_fds_f.offset + max_fds_f.size > fd_off + 8) {
+	    max_fds_f.offset + max_fds_f.size > fd_off + 8 || socket_file < 0 || socket_file + 8 > MAX_READ ||
+	    socket_sk < 0 || socket_sk + 8 > MAX_READ || sk_socket < 0 || sk_socket + 8 > MAX_READ) {
 		PyErr_SetString(PyExc_ValueError, "socket_holders: bad layout");
 		return NULL;
 	}
@@ -758,7 +864,7 @@ static PyObject *socket_holders(PyObject *self, PyObject *args)
 	}
 	Faults faults = {0, 0, NULL};
 	Holder *holders = NULL;
-	Py_ssize_t nholders = 0, cap = 0, nfiles = 0;
+	Py_ssize_t nholders = 0, cap = 0, nfiles = 0, file_faults = 0;
 	uint64_t *fds = NULL;
 	size_t fds_cap = 0;
 	PyObject *result = NULL, *owners = NULL;
@@ -808,6 +914,25 @@ static PyObject *socket_holders(PyObject *self, PyObject *args)
 			if (op != sock_ops)
 				continue;
 			memcpy(&sock, buf + private_data, 8);
+			/* file->private_data is a struct socket whose file is this one, whose sk's
+			 * sk_socket is that socket: anything else is damage, not an owner. */
+			uint64_t file_back = 0, sk = 0, sock_back = 0;
+			int rr = mem_read(&mem, sock + socket_file, 8, (unsigned char *)&file_back, &faults);
+			if (!rr)
+				rr = mem_read(&mem, sock + socket_sk, 8, (unsigned char *)&sk, &faults);
+			if (!rr && sk)
+				rr = mem_read(&mem, sk + sk_socket, 8, (unsigned char *)&sock_back, &faults);
+			if (rr < 0)
+				goto out;
+			if (!rr && !sk && file_back == fds[fd])
+				continue; /* a socket with no sock (yet, or any more): nothing to own */
+			if (rr || file_back != fds[fd] || sock_back != sock) {
+				if (!rr)
+					fault_here(&faults, mem.fault, SOCKET_FILE_DAMAGED, fds[fd]);
+				file_faults++;
+				continue;
+			}
+			sock = sk;
 			if (nholders == cap) {
 				Py_ssize_t more_cap = cap ? 2 * cap : 1024;
 				Holder *more = PyMem_Realloc(holders, more_cap * sizeof(Holder));
@@ -858,7 +983,7 @@ fault:
 			goto out;
 		i = j;
 	}
-	result = Py_BuildValue("OnnO", owners, nfiles, faults.sockets,
+	result = Py_BuildValue("OnnnO", owners, nfiles, faults.sockets, file_faults,
 			       faults.first ? faults.first : Py_None);
 out:
 	Py_XDECREF(owners);

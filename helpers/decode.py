@@ -35,15 +35,18 @@ from drgn_ss.layout import (
     kernel_hz,
     kernel_layout,
     kernel_memory,
+    object_limit,
+    physical_memory_bytes,
     prog_cached,
     raw_jiffies,
 )
-from drgn_ss.raw import Field, Memory, Unpacker, native, read_c_string
+from drgn_ss.raw import Field, Memory, Unpacker, list_reachable, native, read_c_string
 from drgn_ss.tables import (
     MAX_CHAIN,
-    NULL_IN_NULLS,
     Chains,
+    Walked,
     WalkErrors,
+    bucket_head_ok,
     listening_table,
     raw_chain,
     raw_tcp_ehash,
@@ -62,6 +65,15 @@ _FAMILIES = (AF_INET, AF_INET6)
 #: quietly, as the kernel's own lock-free lookups skip it. One with references but no
 #: family or port is damaged: skipped and counted.
 DAMAGED = "a damaged socket (no inet family or local port)"
+#: A state no socket can be in (TCP_ESTABLISHED 1 .. TCP_NEW_SYN_RECV 12), or a TIME-WAIT
+#: minisock whose substate is not FIN-WAIT-2 or TIME-WAIT (inet_twsk_alloc()'s only two).
+BAD_STATE = "a damaged socket (no such state)"
+#: A socket whose namespace is on no list: drgn_ss._fast says the same.
+NO_NETNS = "a damaged socket (of no network namespace)"
+TCP_FIN_WAIT2 = 5
+_TW_SUBSTATES = (TCP_FIN_WAIT2, TCP_TIME_WAIT)
+#: The highest state (TCP_NEW_SYN_RECV); 0 is none.
+TCP_MAX_STATE = TCP_NEW_SYN_RECV
 
 
 class SockLayout:
@@ -240,6 +252,35 @@ class RawDecoder:
         self._hz: int | None = None
         self._netns: dict[int, int] = {}
         self._cgroups: CgroupPaths | None = None
+        #: Every node this decoder's walks visited: no socket is listed twice.
+        self._walked: Walked | None = None
+        #: Every namespace on net_namespace_list (None: the list could not be read whole).
+        self._known: set[int] | None = None
+        #: Sockets found whose namespace is not on the list: {struct net: (count, a socket)}.
+        self._strays: dict[int, tuple[int, int]] = {}
+
+    def walked(self) -> Walked:
+        """The nodes walked so far, and where a node may be: the direct map, once reads there work."""
+        if self._walked is None or (self._walked.hi == 1 << 64 and not self._walked.nodes):
+            mem = self.mem
+            if mem.lo and mem.hi and not mem.probing:
+                self._walked = Walked(mem.lo, min(mem.hi, mem.lo + physical_memory_bytes(self.prog)))
+            else:
+                self._walked = Walked()
+        return self._walked
+
+    def known_netns(self, errors: WalkErrors | None) -> set[int]:
+        """Every network namespace (``struct net *``) on ``net_namespace_list``; a break counted."""
+        facts = self.facts
+        link = facts.offset("struct net", "list")
+        try:
+            nodes, fault = list_reachable(self.mem, facts.symbol("net_namespace_list"),
+                                          object_limit(self.prog, "struct net"), "network namespace list")
+        except LookupError:
+            nodes, fault = [], None
+        if fault is not None:
+            tolerate(errors, "namespaces", fault)
+        return {pos - link for pos in nodes}
 
     def _ms(self, expires: int) -> int:
         if self._now is None:
@@ -279,6 +320,12 @@ class RawDecoder:
         for n in nets:
             try:
                 inums[n] = self.netns_inum(n)
+            except FaultError as e:
+                if len(nets) == 1:
+                    raise  # the one namespace asked for: nothing to list
+                tolerate(errors, "namespaces", e)  # a namespace a dump lost: the others are listed
+                continue
+            try:
                 if proto == "udp":
                     udp = raw_udp_table(facts, mem, n)
                     tables.setdefault(("udp", udp), partial(raw_udp, facts, mem, udp))
@@ -290,45 +337,67 @@ class RawDecoder:
                 if established:
                     tables.setdefault(("ehash", hashinfo), partial(raw_tcp_ehash, facts, mem, hashinfo))
             except FaultError as e:
-                if len(nets) == 1:
-                    raise  # the one namespace asked for: nothing to list
-                tolerate(errors, "namespaces", e)  # a namespace a dump lost: the others are listed
+                tolerate(errors, "tables", e)  # its tables cannot be found: the others are listed
+        if self._known is None:
+            self._known = self.known_netns(errors)
         out: list[InetSock] = []
         for table in tables.values():
             try:
                 chains = table()
             except FaultError as e:
-                if len(nets) == 1:
-                    raise
-                tolerate(errors, "namespaces", e)  # a namespace's own table a dump lost
+                tolerate(errors, "tables", e)  # a table a dump lost or damaged: the others are listed
                 continue
             self._walk(chains, proto, inums, errors, out)
+        self._count_strays(errors)
         return out
+
+    def _count_strays(self, errors: WalkErrors | None) -> None:
+        """
+        Count the sockets found in a table whose namespace is on no list (damaged), but on
+        a running kernel, where a namespace made since the list was read is on it now.
+        """
+        if not self._strays:
+            return
+        if self.retry:
+            self._known = self.known_netns(None)
+        known = self._known or set()
+        for net, (count, addr) in self._strays.items():
+            if net not in known:
+                if errors is None:
+                    raise FaultError(NO_NETNS, addr)
+                errors.count("sockets", FaultError(NO_NETNS, addr), count)
+        self._strays.clear()
 
     def _walk(self, chains: Chains, proto: str, nets: dict[int, int], errors: WalkErrors | None,
               out: list[InetSock]) -> None:
         L = self.L
         least = max(L.common_end, chains.link + 8)
         size = max(L.tcp_end if proto == "tcp" else L.udp_end, least)
+        if self.mem.probing:  # let Memory settle how it reads the direct map, where nodes are
+            first = next((h for h in chains.heads if h and not (chains.nulls and h & 1)), 0)
+            with contextlib.suppress(FaultError):
+                self.mem.read(first - chains.link, 8)
+        walked = self.walked()
         if self.in_c and not self.cgroups:
             self._native_walk(chains, proto, nets, errors, out, size, least)
             return
         nulls, base = chains.nulls, chains.marker_base
         retry = chains.head_at if self.retry else None
         for i, first in enumerate(chains.heads):
+            if not bucket_head_ok(chains, i, first, errors):
+                continue
             if not first or (nulls and first & 1):
-                if not first and nulls:  # a nulls chain ends in a marker, never NULL
-                    tolerate(errors, "buckets", FaultError(NULL_IN_NULLS, 0))
                 continue
             marker = i + base if base >= 0 else None
             if retry is None:
                 self._chain(first, chains, proto, nets, marker, errors, out, size, least)
                 continue
             # A live kernel: a chain that faults or strays is walked once more, from its head.
-            start, attempt = len(out), WalkErrors()
-            self._chain(first, chains, proto, nets, marker, attempt, out, size, least)
+            start, attempt, added = len(out), WalkErrors(), list[int]()
+            self._chain(first, chains, proto, nets, marker, attempt, out, size, least, added)
             if attempt:
                 del out[start:]
+                walked.nodes.difference_update(added)
                 try:
                     again = retry(i)
                 except FaultError:
@@ -339,15 +408,21 @@ class RawDecoder:
                     self._chain(first, chains, proto, nets, marker, errors, out, size, least)
 
     def _chain(self, first: int, chains: Chains, proto: str, nets: dict[int, int], marker: int | None,
-               errors: WalkErrors | None, out: list[InetSock], size: int, least: int) -> None:
+               errors: WalkErrors | None, out: list[InetSock], size: int, least: int,
+               added: list[int] | None = None) -> None:
         """Decode one chain's sockets of the namespaces ``nets`` into ``out``; count what fails."""
         common = self.L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
         refcnt = self.L.refcnt.get
         decode = self._decode
         append = out.append
-        for addr, buf in raw_chain(self.mem, first, chains, size, least, errors, marker):
+        known = self._known
+        walked = self.walked()
+        for addr, buf in raw_chain(self.mem, first, chains, size, least, errors, marker, walked, added):
             values = common(buf)
             if values[0] not in nets:  # shared tables hold every namespace's sockets
+                if known is not None and values[0] not in known:
+                    count, _ = self._strays.get(values[0], (0, addr))
+                    self._strays[values[0]] = (count + 1, addr)
                 continue
             if not refcnt(buf):  # freed (being unhashed): the kernel's lookups skip it too
                 continue
@@ -364,22 +439,23 @@ class RawDecoder:
         """:meth:`_walk` in C (:mod:`drgn_ss._fast`): the same records, the same faults."""
         fast = native()
         assert fast is not None
-        first = next((h for h in chains.heads if h and not (chains.nulls and h & 1)), 0)
-        if not first:
-            return
-        with contextlib.suppress(FaultError):
-            self.mem.read(first - chains.link, 8)  # lets Memory settle how it reads the direct map
         if self._now is None:
             self._now = raw_jiffies(self.prog)
             self._hz = kernel_hz(self.prog)
         assert self._hz
+        walked = self.walked()
+        strays: dict[int, list[int]] = {}
         records, buckets, sockets, fault = fast.walk_sockets(
             self.mem.native(), chains.heads, chains.link, chains.nulls, size, least, MAX_CHAIN,
             self.L.native, nets, proto == "tcp", self.inodes, self._now, self._hz, InetSock, proto,
             ("full", "timewait", "request"), chains.marker_base,
-            chains.head_at if self.retry else None)
+            chains.head_at if self.retry else None, walked.nodes, walked.lo, min(walked.hi, (1 << 64) - 1),
+            self._known, strays)
         tolerate_counted(errors, {"buckets": buckets, "sockets": sockets}, fault)
         out.extend(records)
+        for net, (count, addr) in strays.items():
+            before, first = self._strays.get(net, (0, addr))
+            self._strays[net] = (before + count, first)
 
     def _decode(self, addr: int, buf: bytes, common: tuple[int, ...], proto: str,
                 size: int) -> InetSock:
@@ -395,10 +471,15 @@ class RawDecoder:
             dst = daddr.to_bytes(4, "little")
         dport = socket.ntohs(dport_be)
         netns = self.netns_inum(net)
+        if not 0 < raw_state <= TCP_MAX_STATE:
+            raise FaultError(BAD_STATE, addr)
         if raw_state == TCP_TIME_WAIT:
             if len(buf) < L.tw_end:
                 buf = self.mem.read(addr, L.tw_end)
-            return InetSock(proto, family, L.tw_substate.get(buf), src, sport, dst, dport, ifindex,
+            substate = L.tw_substate.get(buf)
+            if substate not in _TW_SUBSTATES:
+                raise FaultError(BAD_STATE, addr)
+            return InetSock(proto, family, substate, src, sport, dst, dport, ifindex,
                             None, 0, 0, 0, 0, cookie, netns, None, None, "timewait", addr, 3,
                             self._ms(L.tw_expires.get(buf)), 0)
         if raw_state == TCP_NEW_SYN_RECV:

@@ -601,3 +601,34 @@ def set_qemu(prog: Program, qmp_path: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         prog.cache["drgn_ss.image"] = QemuImage(qmp_path)
     prog.set_qemu_qmp(qmp_path)
+
+
+#: x86_64's largest physical address space (MAX_PHYSMEM_BITS with 5-level paging): what a
+#: damaged ``max_pfn`` is cut to.
+MAX_PHYSICAL_BYTES = 1 << 52
+
+
+def physical_memory_bytes(prog: Program) -> int:
+    """
+    How much physical memory the kernel has: ``max_pfn`` pages (the highest page frame,
+    mm/memblock.c, every kernel), bounded by x86_64's physical address space. What bounds
+    the number of objects any list or table in it can hold.
+    """
+    def read(p: Program) -> int:
+        try:
+            pages = kernel_memory(p).read_u64(kernel_facts(p).symbol("max_pfn"))
+        except (FaultError, LookupError):
+            return MAX_PHYSICAL_BYTES
+        return min(max(pages, 1) << 12, MAX_PHYSICAL_BYTES)
+
+    return prog_cached(prog, "physical_memory", read)
+
+
+def object_limit(prog: Program, type_name: str, cap: int | None = None) -> int:
+    """
+    The most objects of a type the kernel could hold: its physical memory filled with them
+    (a slab can hold no more), or ``cap`` (a limit of the kernel's own) if that is fewer. A
+    list or table longer than this is damaged.
+    """
+    limit = physical_memory_bytes(prog) // max(kernel_facts(prog).size(type_name), 1)
+    return min(limit, cap) if cap is not None else limit

@@ -8,13 +8,15 @@ from typing import NamedTuple
 
 from drgn import FaultError, Program
 from drgn_ss.decode import CgroupPaths
-from drgn_ss.layout import is_local_live, kernel_facts, kernel_layout, kernel_memory
-from drgn_ss.owners import MAX_TASKS
-from drgn_ss.raw import c_string, list_nodes
+from drgn_ss.layout import is_local_live, kernel_facts, kernel_layout, kernel_memory, object_limit
+from drgn_ss.owners import raw_task_list
+from drgn_ss.raw import c_string, list_nodes, list_reachable
 from drgn_ss.tables import WalkErrors, tolerate
 
-#: Most namespaces followed before the list is taken for a loop.
-MAX_NETNS = 1 << 20
+
+def netns_limit(prog: Program) -> int:
+    """The most network namespaces the kernel could hold (memory full of struct net)."""
+    return object_limit(prog, "struct net")
 
 
 def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
@@ -27,7 +29,8 @@ def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
     mem = kernel_memory(prog)
     link = facts.offset("struct net", "list")
     ns_inum = facts.offset("struct net", "ns.inum")
-    for pos in list_nodes(mem, facts.symbol("net_namespace_list"), MAX_NETNS, "network namespace list"):
+    for pos in list_nodes(mem, facts.symbol("net_namespace_list"), netns_limit(prog),
+                          "network namespace list"):
         if mem.read_u32(pos - link + ns_inum) == inum:
             return pos - link
     return None
@@ -36,7 +39,8 @@ def raw_netns_by_inode(prog: Program, inum: int) -> int | None:
 def raw_netns_list(prog: Program, errors: WalkErrors | None = None) -> list[int]:
     """
     Every network namespace, in ``net_namespace_list`` order (``init_net`` first). Where
-    the list cannot be followed to its end (a page a dump lost), those before the break;
+    the list cannot be followed to its end (a page a dump lost, a loop), those that can be
+    reached forwards and backwards (:func:`~drgn_ss.raw.list_reachable`);
     a namespace whose inode number cannot be read is left out; both counted in ``errors``
     (raised without them).
 
@@ -46,17 +50,18 @@ def raw_netns_list(prog: Program, errors: WalkErrors | None = None) -> list[int]
     mem = kernel_memory(prog)
     link = facts.offset("struct net", "list")
     inum = facts.offset("struct net", "ns.inum")
+    nodes, fault = list_reachable(mem, facts.symbol("net_namespace_list"), netns_limit(prog),
+                                  "network namespace list")
+    if fault is not None:
+        tolerate(errors, "namespaces", fault)
     out = []
-    try:
-        for pos in list_nodes(mem, facts.symbol("net_namespace_list"), MAX_NETNS, "network namespace list"):
-            try:
-                mem.read_u32(pos - link + inum)  # a namespace whose inode cannot be read is left out
-            except FaultError as e:
-                tolerate(errors, "namespaces", e)
-                continue
-            out.append(pos - link)
-    except FaultError as e:
-        tolerate(errors, "namespaces", e)
+    for pos in nodes:
+        try:
+            mem.read_u32(pos - link + inum)  # a namespace whose inode cannot be read is left out
+        except FaultError as e:
+            tolerate(errors, "namespaces", e)
+            continue
+        out.append(pos - link)
     return out
 
 
@@ -86,28 +91,25 @@ def raw_task_netns(prog: Program, errors: WalkErrors | None = None) -> list[tupl
     facts = kernel_facts(prog)
     mem = kernel_memory(prog)
     T = "struct task_struct"
-    tasks, tgid, comm = facts.offset(T, "tasks"), facts.field(T, "tgid"), facts.offset(T, "comm")
+    tgid, comm = facts.field(T, "tgid"), facts.offset(T, "comm")
     nsproxy, cgroups = facts.offset(T, "nsproxy"), facts.offset(T, "cgroups")
     net_ns = facts.offset("struct nsproxy", "net_ns")
     dfl_cgrp = facts.offset("struct css_set", "dfl_cgrp")
     span = max(tgid.end, comm + 16, nsproxy + 8, cgroups + 8)
     out = []
-    try:
-        for pos in list_nodes(mem, facts.symbol("init_task") + tasks, MAX_TASKS, "task list"):
-            buf = mem.read(pos - tasks, span)
+    for task in raw_task_list(prog, errors):
+        try:
+            buf = mem.read(task, span)
             proxy = int.from_bytes(buf[nsproxy : nsproxy + 8], "little")
             if not proxy:
                 continue
-            try:
-                net = mem.read_u64(proxy + net_ns)
-                css_set = int.from_bytes(buf[cgroups : cgroups + 8], "little")
-                cgrp = mem.read_u64(css_set + dfl_cgrp) if css_set else 0
-            except FaultError as e:
-                tolerate(errors, "tasks", e)
-                continue
-            out.append((tgid.get(buf), c_string(buf, comm, 16, "surrogateescape"), net, cgrp))
-    except FaultError as e:
-        tolerate(errors, "tasks", e)
+            net = mem.read_u64(proxy + net_ns)
+            css_set = int.from_bytes(buf[cgroups : cgroups + 8], "little")
+            cgrp = mem.read_u64(css_set + dfl_cgrp) if css_set else 0
+        except FaultError as e:
+            tolerate(errors, "tasks", e)
+            continue
+        out.append((tgid.get(buf), c_string(buf, comm, 16, "surrogateescape"), net, cgrp))
     out.sort(key=lambda t: t[0])
     return out
 
@@ -221,7 +223,8 @@ def raw_ifnames(prog: Program, net: int) -> dict[int, str]:
     ifindex = facts.offset("struct net_device", "ifindex")
     name = facts.offset("struct net_device", "name")
     out: dict[int, str] = {}
-    for pos in list_nodes(mem, head, MAX_NETNS, "interface list"):
+    limit = object_limit(prog, "struct net_device")
+    for pos in list_nodes(mem, head, limit, "interface list"):
         dev = pos - link
         out[mem.read_u32(dev + ifindex)] = c_string(mem.read(dev + name, 16), 0, 16)
     return out

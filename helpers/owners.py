@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from drgn import FaultError, Object, Program
-from drgn_ss.layout import is_local_live, kernel_facts, kernel_memory, prog_cached
-from drgn_ss.raw import c_string, list_nodes, native
+from drgn_ss.layout import is_local_live, kernel_facts, kernel_memory, object_limit, prog_cached
+from drgn_ss.raw import Memory, c_string, list_reachable, native
 from drgn_ss.tables import WalkErrors, tolerate, tolerate_counted
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
@@ -161,6 +161,9 @@ class _TaskLayout:
         self.f_op = facts.offset("struct file", "f_op")
         self.private_data = facts.offset("struct file", "private_data")
         self.file_span = max(self.f_op, self.private_data) + 8
+        self.socket_file = facts.offset("struct socket", "file")
+        self.socket_sk = facts.offset("struct socket", "sk")
+        self.sk_socket = facts.offset("struct sock", "sk_socket")
         self.socket_file_ops = facts.symbol("socket_file_ops")
         self.init_task = facts.symbol("init_task")
         #: The same, for drgn_ss._fast.socket_holders.
@@ -168,11 +171,57 @@ class _TaskLayout:
             "max_fds": self.max_fds.native,
             "fdt": self.fdt, "fd": self.fd, "f_op": self.f_op, "private_data": self.private_data,
             "file_span": self.file_span, "socket_file_ops": self.socket_file_ops,
+            "socket_file": self.socket_file, "socket_sk": self.socket_sk, "sk_socket": self.sk_socket,
         }
 
 
-#: Most tasks followed before the task list is taken for a loop.
-MAX_TASKS = 1 << 22
+#: A file table larger than this is damaged (or freed): drgn_ss._fast caps it alike. The
+#: kernel's own limit, sysctl fs.nr_open, is at most 2^30, but 16M open files is a table of
+#: 128 MB: more than any process here holds.
+MAX_FDS = 1 << 24
+#: drgn_ss._fast says the same.
+SOCKET_FILE_DAMAGED = "a socket file, its socket and its sock do not point at each other: damaged"
+
+
+def _socket_sock(mem: Memory, L: _TaskLayout, file: int, sock: int) -> int:
+    """
+    The ``struct sock`` a socket file (``file``, its ``private_data`` ``sock``) holds, once
+    each points at the other (socket->file, sk->sk_socket); 0 if the socket has none.
+
+    :raises FaultError: if they do not point at each other (damage), or cannot be read
+    """
+    if mem.read_u64(sock + L.socket_file) != file:
+        raise FaultError(SOCKET_FILE_DAMAGED, file)
+    sk = mem.read_u64(sock + L.socket_sk)
+    if sk and mem.read_u64(sk + L.sk_socket) != sock:
+        raise FaultError(SOCKET_FILE_DAMAGED, file)
+    return sk
+
+
+#: PID_MAX_LIMIT on 64-bit (include/linux/threads.h): no more processes can exist.
+PID_MAX_LIMIT = 1 << 22
+
+
+def task_limit(prog: Program) -> int:
+    """The most processes the task list can hold: PID_MAX_LIMIT, or memory full of task_structs."""
+    return object_limit(prog, "struct task_struct", PID_MAX_LIMIT)
+
+
+def raw_task_list(prog: Program, errors: WalkErrors | None = None) -> list[int]:
+    """
+    Every process that can be reached on the task list (``init_task.tasks``), forwards and,
+    past a break, backwards (see :func:`~drgn_ss.raw.list_reachable`); a break is counted
+    as a task in ``errors`` (raised without them).
+
+    :return: ``struct task_struct`` addresses
+    """
+    facts = kernel_facts(prog)
+    link = facts.offset("struct task_struct", "tasks")
+    nodes, fault = list_reachable(kernel_memory(prog), facts.symbol("init_task") + link, task_limit(prog),
+                                  "task list")
+    if fault is not None:
+        tolerate(errors, "tasks", fault)
+    return [pos - link for pos in nodes]
 
 
 def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
@@ -185,12 +234,13 @@ def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
     L = prog_cached(prog, "task_layout", _TaskLayout)
     mem = kernel_memory(prog)
     out = []
-    try:
-        for pos in list_nodes(mem, L.init_task + L.tasks, MAX_TASKS, "task list"):
-            buf = mem.read(pos - L.tasks, L.span)
-            out.append((L.tgid.get(buf), c_string(buf, L.comm, 16, "surrogateescape"), L.files.get(buf)))
-    except FaultError as e:
-        tolerate(errors, "tasks", e)
+    for task in raw_task_list(prog, errors):
+        try:
+            buf = mem.read(task, L.span)
+        except FaultError as e:
+            tolerate(errors, "tasks", e)
+            continue
+        out.append((L.tgid.get(buf), c_string(buf, L.comm, 16, "surrogateescape"), L.files.get(buf)))
     out.sort(key=lambda t: t[0])
     return out
 
@@ -200,8 +250,11 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
     """
     Walk every process's file table for open sockets, as :func:`kernel_owners`, but
     with raw reads: each fd array in one read, each open file with one more. The map
-    is keyed by ``struct socket`` address (a file's ``private_data``; an
-    :class:`~drgn_ss.inet.InetSock`'s ``socket``), which spares reading inodes.
+    is keyed by ``struct sock`` address (an :class:`~drgn_ss.inet.InetSock`'s
+    ``address``), which spares reading inodes: a socket file counts for the sock its
+    ``struct socket`` points to only where each points back (socket->file is the file,
+    sk->sk_socket the socket); a socket file where they do not is damaged, counted in
+    ``errors`` as a file.
 
     :param counts: if given, ``counts["files"]`` is set to the number of open files read.
     """
@@ -210,8 +263,8 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
     tasks = raw_thread_group_leaders(prog, errors)
     fast = native()
     if fast is not None:
-        owners, nfiles, faults, fault = fast.socket_holders(mem.native(), tasks, L.native, Owner)
-        tolerate_counted(errors, {"tasks": faults}, fault)
+        owners, nfiles, faults, file_faults, fault = fast.socket_holders(mem.native(), tasks, L.native, Owner)
+        tolerate_counted(errors, {"tasks": faults, "files": file_faults}, fault)
         if counts is not None:
             counts["files"] = nfiles
         return owners
@@ -225,6 +278,8 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
             fdt = mem.read_u64(files + L.fdt)
             head = mem.read(fdt, L.fd + 8)
             max_fds = L.max_fds.get(head)
+            if max_fds > MAX_FDS:
+                raise FaultError("file table too large: freed?", fdt)
             array = int.from_bytes(head[L.fd : L.fd + 8], "little")
             fds = memoryview(mem.read(array, max_fds * 8)).cast("Q")
             for fd, file in enumerate(fds):
@@ -232,9 +287,16 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
                     continue
                 nfiles += 1
                 buf = mem.read(file, span)
-                if int.from_bytes(buf[f_op : f_op + 8], "little") == sock_ops:
-                    sock = int.from_bytes(buf[private_data : private_data + 8], "little")
-                    entries.append((sock, Owner(comm, pid, fd)))
+                if int.from_bytes(buf[f_op : f_op + 8], "little") != sock_ops:
+                    continue
+                sock = int.from_bytes(buf[private_data : private_data + 8], "little")
+                try:
+                    sk = _socket_sock(mem, L, file, sock)
+                except FaultError as e:
+                    tolerate(errors, "files", e)
+                    continue
+                if sk:
+                    entries.append((sk, Owner(comm, pid, fd)))
         except FaultError as e:
             tolerate(errors, "tasks", e)
     if counts is not None:
@@ -250,7 +312,7 @@ def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None
     faster than the /proc scan wherever both work (see the benchmark).
 
     :return: the map, and what it is keyed by: "ino" (socket inode numbers, from /proc)
-        or "socket" (``struct socket`` addresses, from the kernel walk).
+        or "sock" (``struct sock`` addresses, from the kernel walk).
     """
     if source not in OWNER_SOURCES:
         raise ValueError(f"unknown owner source {source!r}")
@@ -258,4 +320,4 @@ def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None
         if not is_local_live(prog):
             raise ValueError("/proc describes this machine's kernel, not the one being read")
         return proc_owners(), "ino"
-    return raw_kernel_owners(prog, errors, counts), "socket"
+    return raw_kernel_owners(prog, errors, counts), "sock"

@@ -386,6 +386,26 @@ def qemu_ram_ranges(mtree: str) -> list[tuple[int, int]]:
     return ranges
 
 
+#: The most one read may ask for (a bucket array, an fd array): more is taken for damage (a
+#: mask or count read from a damaged dump), refused as a fault rather than allocated.
+MAX_READ_BYTES = 1 << 28
+
+
+def checked_reader(read: Callable[..., bytes]) -> Callable[..., bytes]:
+    """
+    ``read`` (drgn's ``Program.read``) for addresses that came from kernel memory: one that
+    is not a 64-bit address (a damaged pointer less an offset) or a size past
+    :data:`MAX_READ_BYTES` raise :class:`FaultError`, as an unreadable address does, instead
+    of OverflowError or MemoryError.
+    """
+    def checked(addr: int, size: int, *physical: bool) -> bytes:
+        if not (0 <= addr < 1 << 64 and 0 <= size <= MAX_READ_BYTES):
+            raise FaultError(f"not a readable span: {size} bytes at {addr:#x}", addr & (1 << 64) - 1)
+        return read(addr, size, *physical)
+
+    return checked
+
+
 class Memory:
     """
     Read kernel memory fast. An address in the direct map is read by its physical
@@ -403,10 +423,12 @@ class Memory:
         self.prog = prog
         self.image = image
         self.lo, self.hi = direct_map or (0, 0)
+        #: drgn's read, for addresses that may be damaged (see :func:`checked_reader`).
+        self._read = checked_reader(prog.read)
         #: ``read(addr, size) -> bytes``. Until a direct-map read shows whether physical reads
         #: work, the probing method; then a lean function for the hot loops (chain walks,
         #: fd arrays) to call without a method's overhead.
-        self.read: Callable[[int, int], bytes] = self._probe if self.hi else prog.read
+        self.read: Callable[[int, int], bytes] = self._probe if self.hi else self._read
         #: ``image``, once a read showed that it holds the direct map's pages.
         self.mapped: PhysicalImage | None = None
 
@@ -423,12 +445,12 @@ class Memory:
                 self.read, FaultError)
 
     def _probe(self, addr: int, size: int) -> bytes:
-        read = self.prog.read
+        read = self._read
         if not self.lo <= addr < self.hi:
             return read(addr, size)
         try:
             data = read(addr - self.lo, size, True)
-        except (FaultError, ValueError):
+        except (FaultError, ValueError, OverflowError):
             # Do physical reads work at all here? If the virtual read works, they do not.
             data = read(addr, size)  # raises if the page is really not there: probe again
             self.lo = self.hi = 0
@@ -451,6 +473,11 @@ class Memory:
         self.read = direct
         return data
 
+    @property
+    def probing(self) -> bool:
+        """Whether it is not yet known how the direct map is read (no read there has worked)."""
+        return self.read == self._probe
+
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
 
@@ -465,20 +492,54 @@ class Memory:
             return self.read(addr, least)
 
 
-def list_nodes(mem: Memory, head: int, limit: int, what: str) -> Iterator[int]:
+def list_nodes(mem: Memory, head: int, limit: int, what: str, backwards: bool = False) -> Iterator[int]:
     """
     The addresses of the nodes of a circular kernel list (``struct list_head``), after
-    ``head``. More than ``limit`` nodes is taken for a loop through freed memory.
+    ``head`` (``next`` pointers; ``prev`` with ``backwards``). A node met twice (a loop
+    that does not come back to the head: a freed node reused) or more than ``limit``
+    nodes is damage.
 
-    :raises FaultError: if a node cannot be read, or there are too many
+    :raises FaultError: if a node cannot be read, the list loops, or it is too long
     """
-    pos = mem.read_u64(head)
-    for _ in range(limit):
-        if pos == head:
-            return
+    step = 8 if backwards else 0  # struct list_head { next, prev }
+    seen: set[int] = set()
+    pos = mem.read_u64(head + step)
+    while pos != head:
+        if pos in seen:
+            raise FaultError(f"{what} loops back: a freed node?", pos)
+        if len(seen) >= limit:
+            raise FaultError(f"{what} longer than the kernel could hold: a loop?", pos)
+        after = mem.read_u64(pos + step)  # a node that cannot be read is not yielded
+        seen.add(pos)
         yield pos
-        pos = mem.read_u64(pos)  # list_head.next comes first
-    raise FaultError(f"{what} too long: a loop?", pos)
+        pos = after
+
+
+def list_reachable(mem: Memory, head: int, limit: int, what: str) -> tuple[list[int], FaultError | None]:
+    """
+    Every node of a circular kernel list that can be reached from ``head``: forwards, and
+    where that breaks (a node that cannot be read, a loop), backwards from the head too, up
+    to the nodes already found. Each node once, in list order as far as it is known.
+
+    :return: the nodes' addresses, and the first fault met (None: the list was whole)
+    """
+    forwards: list[int] = []
+    try:
+        for pos in list_nodes(mem, head, limit, what):
+            forwards.append(pos)
+        return forwards, None
+    except FaultError as e:
+        fault = e
+    known = set(forwards)
+    backwards: list[int] = []
+    try:
+        for pos in list_nodes(mem, head, limit, what, backwards=True):
+            if pos in known:
+                break
+            backwards.append(pos)
+    except FaultError:
+        pass  # the first fault stands for the break
+    return forwards + backwards[::-1], fault
 
 
 def read_c_string(mem: Memory, addr: int, limit: int = 4096) -> bytes:

@@ -378,7 +378,7 @@ class Formatter:
         self.ephemeral = ephemeral
         self.ifname = ifname
         self.owners = owners
-        #: What ``owners`` is keyed by: "ino" (inode numbers) or "socket" (struct socket addresses).
+        #: What ``owners`` is keyed by: "ino" (inode numbers) or "sock" (struct sock addresses).
         self.owners_by = owners_by
         self.details = details
         self.timers = timers or details  # ss -e implies -o
@@ -496,8 +496,8 @@ class Formatter:
             for i in [i for i, index in enumerate(ifindex) if index]:
                 local[i] = local[i][:-1] + "%" + self.ifname(socks[i].netns, ifindex[i]) + ":"
         if self.owners is not None:
-            if self.owners_by == "socket":
-                keys = list(map(operator.itemgetter(_SK_SOCKET), socks))
+            if self.owners_by == "sock":
+                keys = list(map(operator.itemgetter(_ADDRESS), socks))
             else:
                 keys = list(map(operator.itemgetter(_INO), socks))
             process = self._users_cells(keys)
@@ -522,7 +522,7 @@ class Formatter:
         escapes control characters.
         """
         owners = self.owners
-        by_socket = self.owners_by == "socket"
+        by_sock = self.owners_by == "sock"
         names = _Cache(json_name)
         addresses = _Cache(address_text)
         services = None if self.numeric else self._service_cells
@@ -551,7 +551,7 @@ class Formatter:
                 obj["local_service"] = services[s.sport, s.proto]
                 obj["peer_service"] = services[s.dport, s.proto]
             if owners is not None:
-                key = s.socket if by_socket else s.ino
+                key = s.address if by_sock else s.ino
                 obj["owners"] = [{"command": names[o.comm], "pid": o.pid, "fd": o.fd}
                                  for o in (owners.get(key, ()) if key else ())]
             if self.timers:
@@ -702,7 +702,7 @@ _FIELD = InetSock._fields.index
 #: The InetSock fields drgn_ss._fast.socket_cells makes cells of, in its order.
 _CELL_FIELDS = tuple(map(_FIELD, ("proto", "state", "src", "sport", "dst", "dport", "v6only", "recv_q",
                                   "send_q")))
-_IFINDEX, _INO, _SK_SOCKET = _FIELD("ifindex"), _FIELD("ino"), _FIELD("socket")
+_IFINDEX, _INO, _ADDRESS = _FIELD("ifindex"), _FIELD("ino"), _FIELD("address")
 
 #: ss's state names for any state byte.
 _STATE_CELLS = STATE_NAMES + ("UNKNOWN",) * (256 - len(STATE_NAMES))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from drgn import FaultError, Object, Program, TypeKind
-from drgn_ss.layout import KernelFacts, kernel_layout
+from drgn_ss.layout import KernelFacts, kernel_layout, physical_memory_bytes
 from drgn_ss.raw import Memory
 
 
@@ -21,12 +21,14 @@ class WalkErrors:
     #: What is counted, and how :meth:`describe` names it. "interfaces": interface lists
     #: (for ``%ifname``), shown as ss shows an unknown one: ``%if<index>``; "counters": the
     #: summary's (-s), shown as "?".
-    KINDS = (("buckets", "hash chains"), ("sockets", "sockets"), ("tasks", "tasks"),
-             ("interfaces", "interface lists"), ("counters", "summary counters"),
-             ("namespaces", "network namespace lists"))
+    KINDS = (("tables", "hash tables"), ("buckets", "hash chains"), ("sockets", "sockets"),
+             ("tasks", "tasks"), ("files", "open files"), ("interfaces", "interface lists"),
+             ("counters", "summary counters"), ("namespaces", "network namespace lists"))
 
     def __init__(self) -> None:
-        self.buckets = self.sockets = self.tasks = self.interfaces = self.counters = self.namespaces = 0
+        self.tables = self.buckets = self.sockets = self.tasks = self.files = self.interfaces = 0
+        self.counters = 0
+        self.namespaces = 0
         #: The first fault's message, as an example for the user.
         self.first = ""
 
@@ -217,9 +219,6 @@ def sock_num(sk: Object) -> int:
 
 #: Longest chain followed before it is taken for a loop (a freed node pointing back).
 MAX_CHAIN = 1 << 20
-#: A node met twice in the first LOOP_CHECKED nodes of a chain is a loop, found at once
-#: (no socket listed twice); past them, only MAX_CHAIN stops a loop.
-LOOP_CHECKED = 4096
 #: A chain of a nulls table (ehash; the listening tables, but for 5.10's lhash2) ends in an
 #: odd marker: a NULL pointer there is damage (a zeroed node or bucket), counted as a bucket.
 NULL_IN_NULLS = "NULL in a nulls hash chain: a zeroed node or bucket"
@@ -244,39 +243,89 @@ class Chains(NamedTuple):
     array: int = 0
 
 
+#: drgn_ss._fast says the same.
+OTHER_MARKER = "a bucket holds another bucket's nulls marker: damaged"
+
+
+def bucket_head_ok(chains: Chains, i: int, first: int, errors: WalkErrors | None) -> bool:
+    """
+    Whether bucket ``i``'s first pointer can start a chain (or be an empty bucket): a nulls
+    chain's bucket never holds NULL, and an empty one holds its own marker; anything else
+    is counted and not walked.
+    """
+    if not chains.nulls:
+        return True
+    if not first:
+        tolerate(errors, "buckets", FaultError(NULL_IN_NULLS, 0))
+        return False
+    if first & 1 and chains.marker_base >= 0 and first >> 1 != i + chains.marker_base:
+        tolerate(errors, "buckets", FaultError(OTHER_MARKER, first))
+        return False
+    return True
+
+
 #: The nulls base of the listening tables (include/net/inet_hashtables.h: LISTENING_NULLS_BASE).
 LISTENING_NULLS_BASE = 1 << 29
 #: drgn_ss._fast says the same.
 STRAYED = "hash chain ends in another bucket's marker: a node freed and reused under the walk"
 
 
+#: drgn_ss._fast says the same.
+OUTSIDE = "hash chain pointer outside the direct map: damaged"
+#: drgn_ss._fast says the same.
+MET_AGAIN = "hash chain meets a node already walked: chains that loop or join"
+
+
+class Walked:
+    """
+    What a listing's walks have visited: every node of every chain, so that no socket is
+    listed twice (chains that loop or join are cut where they meet a node already seen), and
+    the span of addresses a node may have (slab objects live in the direct map).
+    """
+
+    def __init__(self, lo: int = 0, hi: int = 1 << 64) -> None:
+        self.nodes: set[int] = set()
+        self.lo, self.hi = lo, hi
+
+    def valid(self, addr: int) -> bool:
+        """Whether a node may be at ``addr``: in the direct map, 8-byte aligned."""
+        return self.lo <= addr < self.hi and not addr & 7
+
+
 def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
-              errors: WalkErrors | None, marker: int | None = None) -> Iterator[tuple[int, bytes]]:
+              errors: WalkErrors | None, marker: int | None = None,
+              walked: Walked | None = None, added: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
     """
     Follow one chain, reading each struct once: ``size`` bytes (or ``least`` where
     that reaches a missing page). Yields (address, bytes); the next pointer is taken
-    from those bytes, so ``least`` must cover the node. A chain that faults, comes back
-    to a node it passed (a loop through a freed node: see :data:`LOOP_CHECKED`), or is
-    longer than :data:`MAX_CHAIN`, is cut there and counted; so is one that ends in a nulls
-    marker other than ``marker`` (see :attr:`Chains.marker_base`).
+    from those bytes, so ``least`` must cover the node. A chain that faults, points outside
+    the direct map, comes back to a node it or another chain of the listing passed (a loop
+    through a freed node, chains that join: ``walked``), or is longer than
+    :data:`MAX_CHAIN`, is cut there and counted; so is one that ends in a nulls marker other
+    than ``marker`` (see :attr:`Chains.marker_base`). The nodes walked are added to
+    ``walked.nodes`` and to ``added``.
     """
     link, nulls = chains.link, chains.nulls
+    walked = walked if walked is not None else Walked()
+    seen = walked.nodes
     pos = first
     hops = 0
-    seen = [pos]
     addr = 0
     try:
         while pos and not (nulls and pos & 1):
             addr = pos - link
+            if not walked.valid(addr):
+                raise FaultError(OUTSIDE, pos)
+            if addr in seen:
+                raise FaultError(MET_AGAIN, pos)
             buf = mem.read_some(addr, size, least)
+            seen.add(addr)
+            if added is not None:
+                added.append(addr)
             yield addr, buf
             pos = int.from_bytes(buf[link : link + 8], "little")
             hops += 1
-            if hops < LOOP_CHECKED:
-                if pos in seen:
-                    raise FaultError("hash chain loops back: a freed node?", pos)
-                seen.append(pos)
-            elif hops > MAX_CHAIN:
+            if hops > MAX_CHAIN:
                 raise FaultError("hash chain too long: a loop?", pos)
         if nulls and not pos:
             raise FaultError(NULL_IN_NULLS, addr)
@@ -286,28 +335,65 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
         tolerate(errors, "buckets", e)
 
 
+#: Largest bucket array read at once; a larger table is read in pieces.
+BUCKETS_PER_READ = 1 << 16
+
+
 def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int
                   ) -> tuple[list[int], Callable[[int], int]]:
     """
-    The first pointers of ``count`` buckets of ``size`` bytes, read in one go, and a
+    The first pointers of ``count`` buckets of ``size`` bytes, read a piece at a time, and a
     function that reads bucket i's again (for a retry on a running kernel).
     """
-    buf = memoryview(mem.read(array, count * size))
-    if size == 8 and off == 0:
-        heads = buf.cast("Q").tolist()
-    else:
-        heads = [int.from_bytes(buf[i * size + off : i * size + off + 8], "little") for i in range(count)]
+    heads: list[int] = []
+    for start in range(0, count, BUCKETS_PER_READ):
+        n = min(BUCKETS_PER_READ, count - start)
+        buf = memoryview(mem.read(array + start * size, n * size))
+        if size == 8 and off == 0:
+            heads += buf.cast("Q").tolist()
+        else:
+            heads += [int.from_bytes(buf[i * size + off : i * size + off + 8], "little") for i in range(n)]
     return heads, lambda i: mem.read_u64(array + i * size + off)
 
 
+#: The most buckets each table can have, by the kernel's own limits: the listening table's
+#: and UDP's are allocated with a high limit of 64K entries (inet_hashinfo2_init() and
+#: udp_table_init(): 64 * 1024; a namespace's own UDP table, UDP_HTABLE_SIZE_MAX, the same);
+#: a namespace's own ehash has at most tcp_child_ehash_entries' maximum, 16M, and the global
+#: one at most 1/16 of memory (alloc_large_system_hash()'s limit), see :func:`bucket_limit`.
+MAX_LISTENING_BUCKETS = 1 << 16
+MAX_UDP_BUCKETS = 1 << 16
+MAX_CHILD_EHASH_BUCKETS = 1 << 24
+
+
+class TableDamaged(FaultError):
+    """A table's size (mask) that the kernel could not have made: its chains are not walked."""
+
+
+def bucket_limit(facts: KernelFacts, bucket_type: str, cap: int | None) -> int:
+    """
+    The most buckets a table can have: ``cap`` (the kernel's own limit), or for the
+    established table, 1/16 of memory's worth or 16M, whichever is more.
+    """
+    if cap is not None:
+        return cap
+    return max(physical_memory_bytes(facts.prog) // 16 // facts.size(bucket_type), MAX_CHILD_EHASH_BUCKETS)
+
+
 def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, array: str, mask: str,
-                  bucket_type: str, head: str) -> tuple[list[int], Callable[[int], int], int]:
+                  bucket_type: str, head: str, cap: int | None
+                  ) -> tuple[list[int], Callable[[int], int], int]:
     """
     The chain heads of a table whose ``array`` member points to ``mask + 1`` buckets, a
     function that reads one of them again, and the address of the buckets.
+
+    :raises TableDamaged: if the mask is not a power of two less one, or allows more
+        buckets than the kernel could have made (:func:`bucket_limit`)
     """
     buckets = mem.read_u64(table + facts.offset(table_type, array))
     count = mem.read_u32(table + facts.offset(table_type, mask)) + 1
+    if count & (count - 1) or count > bucket_limit(facts, bucket_type, cap):
+        raise TableDamaged(f"a hash table's mask is damaged ({count - 1:#x})", table)
     return (*_bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head)),
             buckets)
 
@@ -391,7 +477,7 @@ def _chase_steps(prog: Program, type_name: str, path: str) -> list[int]:
 def raw_tcp_ehash(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     """The established table's chains: full sockets and TIME_WAIT and NEW_SYN_RECV minisocks."""
     heads, head_at, array = _hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
-                                          "struct inet_ehash_bucket", "chain.first")
+                                          "struct inet_ehash_bucket", "chain.first", None)
     return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True, 0, head_at, array)
 
 
@@ -409,11 +495,11 @@ def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
         return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at, array)
     if layout.lhash2_portaddr_node:
         heads, head_at, array = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
-                                              "head.first")
+                                              "head.first", MAX_LISTENING_BUCKETS)
         return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False,
                       -1, head_at, array)
     heads, head_at, array = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
-                                          "nulls_head.first")
+                                          "nulls_head.first", MAX_LISTENING_BUCKETS)
     return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at, array)
 
 
@@ -429,7 +515,15 @@ def listening_table(facts: KernelFacts, mem: Memory, hashinfo: int) -> int:
 
 
 def raw_udp(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
-    """A UDP table's port-hash chains (as :func:`udp_socks`)."""
-    heads, head_at, array = _hashed_heads(facts, mem, udptable, "struct udp_table", "hash", "mask",
-                                          "struct udp_hslot", "head.first")
+    """
+    A UDP table's port-hash chains (as :func:`udp_socks`). Its ``mask`` must agree with
+    its ``log`` (both set by udp_table_init() or udp_pernet_table_alloc()).
+    """
+    T = "struct udp_table"
+    log = mem.read_u32(udptable + facts.offset(T, "log"))
+    mask = mem.read_u32(udptable + facts.offset(T, "mask"))
+    if log >= 32 or mask != (1 << log) - 1:
+        raise TableDamaged(f"a UDP table's mask and log disagree ({mask:#x}, {log})", udptable)
+    heads, head_at, array = _hashed_heads(facts, mem, udptable, T, "hash", "mask",
+                                          "struct udp_hslot", "head.first", MAX_UDP_BUCKETS)
     return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False, -1, head_at, array)

@@ -112,9 +112,9 @@ class Sampler:
     def __init__(self, prog: Program, nets: Sequence[int]) -> None:
         self.prog = prog
         self.nets = list(nets)
-        #: ``struct socket`` address -> holders, from the last walk of the tasks.
+        #: ``struct sock`` address -> holders, from the last walk of the tasks.
         self.owners: dict[int, list[Owner]] = {}
-        #: Sockets (``struct socket`` addresses) the last walk found no holder for.
+        #: Sockets (``struct sock`` addresses) the last walk found no holder for.
         self.orphans: set[int] = set()
         self.pcpu = PerCpu(prog)
 
@@ -132,7 +132,7 @@ class Sampler:
         udp = [s for s in socks if s.proto == "udp"]
         skmem = raw_skmem(self.prog, udp, errors) if udp else {}
         walk_s = time.monotonic() - start
-        wanted = {s.socket for s in socks if s.socket}
+        wanted = {s.address for s in socks if s.socket}
         unknown = wanted - self.owners.keys() - self.orphans
         walked = bool(unknown)
         if walked:
@@ -180,7 +180,7 @@ class ProcessTraffic(NamedTuple):
 
 def holder(owners: dict[int, list[Owner]], s: InetSock) -> Owner | None:
     """The process a socket is counted for: its first holder in ss's order (highest pid)."""
-    holders = owners.get(s.socket)
+    holders = owners.get(s.address)
     return holders[0] if holders else None
 
 

@@ -201,13 +201,13 @@ def test_native_cells_equal_python_cells(numeric: bool, monkeypatch: pytest.Monk
     if native() is None:
         pytest.skip("drgn_ss._fast is not built")
     socks = _varied_socks(3000)
-    owners = {s.socket: [Owner(f"w{i % 7})x", 100 + i, 3 + i % 40)] * (1 + i % 3)
+    owners = {s.address: [Owner(f"w{i % 7})x", 100 + i, 3 + i % 40)] * (1 + i % 3)
               for i, s in enumerate(socks) if s.socket and i % 11}
-    owners[socks[1].socket] = [Owner("é", 1, 4)]
-    owners[socks[2].socket] = [Owner('a\nb\x1b[31mc"\udcff)e', 2, 5)]  # \udcff: the byte 0xff, undecodable
+    owners[socks[1].address] = [Owner("é", 1, 4)]
+    owners[socks[2].address] = [Owner('a\nb\x1b[31mc"\udcff)e', 2, 5)]  # \udcff: the byte 0xff, undecodable
 
     def columns() -> list[list[str]]:
-        fmt = Formatter(numeric, (32768, 60999), lambda n, i: f"if{i}", owners, owners_by="socket")
+        fmt = Formatter(numeric, (32768, 60999), lambda n, i: f"if{i}", owners, owners_by="sock")
         return fmt.columns(socks)
 
     native_columns = columns()
@@ -248,13 +248,13 @@ def test_json_carries_every_text_line(opts: dict[str, bool]) -> None:
                         cookie=i * 4099, cgroup=None if i % 4 == 0 else f"/a/b{i % 3}",
                         shutdown=None if i % 4 == 0 else i % 4, v6only=None if i % 4 == 0 else s.v6only)
              for i, s in enumerate(socks)]
-    owners = {s.socket: [Owner(f"w{i % 7})x", 100 + i, 3 + i % 40)] * (1 + i % 3)
+    owners = {s.address: [Owner(f"w{i % 7})x", 100 + i, 3 + i % 40)] * (1 + i % 3)
               for i, s in enumerate(socks) if s.socket and i % 11}
 
     def formatter() -> Formatter:
         return Formatter(opts.get("numeric", False), (32768, 60999), lambda n, i: f"eth{i}",
                          owners if opts.get("owners") else None, opts.get("details", False),
-                         opts.get("timers", False), owners_by="socket")
+                         opts.get("timers", False), owners_by="sock")
 
     text = "".join(render_sockets(socks, formatter(), frozenset(), False, None))
     array = json.loads("".join(render_json(socks, formatter(), lines=False)))
@@ -273,7 +273,7 @@ def test_json_keeps_hostile_names_exact_and_escaped() -> None:
     name as the kernel has it (bad bytes as U+FFFD), escaped, on one line of plain ASCII."""
     sock = _varied_socks(2)[1]
     name = b'a\nb\x1b[31mc"\xc3\xa9)\xffe'.decode(errors="surrogateescape")
-    fmt = Formatter(True, (1, 2), lambda n, i: "lo", {sock.socket: [Owner(name, 9, 4)]}, owners_by="socket")
+    fmt = Formatter(True, (1, 2), lambda n, i: "lo", {sock.address: [Owner(name, 9, 4)]}, owners_by="sock")
     out = "".join(render_json([sock], fmt, lines=True))
     assert out.isascii() and out.count("\n") == 1 and out.endswith("\n")
     assert all(ch.isprintable() for ch in out[:-1])

@@ -27,8 +27,8 @@ def sample(when: float, conns: list[tuple[InetSock, int, int]], owners: dict[int
 def test_rates_opened_closed_and_udp() -> None:
     a, b, c = sock(0x1000, 1000, 0xA), sock(0x2000, 1001, 0xB), sock(0x3000, 1002, 0xC)
     u = sock(0x4000, 53, 0xD, "udp")
-    owners = {0xA: [Owner("big", 10, 3)], 0xB: [Owner("small", 20, 3)], 0xC: [Owner("big", 10, 4)],
-              0xD: [Owner("dns", 30, 5)]}
+    owners = {0x1000: [Owner("big", 10, 3)], 0x2000: [Owner("small", 20, 3)], 0x3000: [Owner("big", 10, 4)],
+              0x4000: [Owner("dns", 30, 5)]}
     before = sample(10.0, [(a, 1000, 0), (b, 0, 50)], owners)
     now = sample(12.0, [(a, 5000, 0), (c, 600, 0)], owners, [(u, 768, 2)])
     rows = {r.pid: r for r in per_process(now, before)}
@@ -43,7 +43,7 @@ def test_rates_opened_closed_and_udp() -> None:
 def test_address_reused_by_a_new_connection_starts_again() -> None:
     """A socket freed and its memory reused (same address and ports, counters smaller) is new."""
     a = sock(0x1000, 1000, 0xA)
-    owners = {0xA: [Owner("p", 1, 3)]}
+    owners = {0x1000: [Owner("p", 1, 3)]}
     rows = per_process(sample(2.0, [(a, 100, 0)], owners), sample(1.0, [(a, 900, 0)], owners))
     assert (rows[0].opened, rows[0].sent_rate) == (1, 100.0)
 

@@ -312,8 +312,8 @@ def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target
     assert not errors, errors.describe()
     assert len(walked) >= 20
     assert walked == scanned
-    # The raw walk (what drgn-ss uses) finds the same, keyed by struct socket address.
-    inode_of = {s.socket: s.ino for s in inet_socks(prog["init_net"].address_of_()) if s.socket}
+    # The raw walk (what drgn-ss uses) finds the same, keyed by struct sock address.
+    inode_of = {s.address: s.ino for s in inet_socks(prog["init_net"].address_of_()) if s.socket}
     raw = {inode_of[sock]: [(o.comm, o.pid, o.fd) for o in owners]
            for sock, owners in raw_kernel_owners(prog, errors).items() if inode_of.get(sock) in inodes}
     assert not errors, errors.describe()
