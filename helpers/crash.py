@@ -15,7 +15,7 @@ from drgn_ss.layout import (
     timekeeper,
     vmcoreinfo,
 )
-from drgn_ss.render import escape_name
+from drgn_ss.names import escape_bytes, escape_name
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -69,7 +69,7 @@ def crash_summary(prog: Program) -> list[str] | None:
     except FaultError as e:  # it panicked, but the task's page is not in the dump
         thread, unreadable = None, str(e)
     lines = []
-    release = prog["UTS_RELEASE"].string_().decode(errors="replace")
+    release = escape_bytes(prog["UTS_RELEASE"].string_())  # the dump's: escaped, as all it says
     try:
         when = crash_time(prog).strftime("%Y-%m-%d %H:%M:%S UTC")
         lines.append(f"crash dump of Linux {release}, crashed {when}, "
@@ -80,7 +80,7 @@ def crash_summary(prog: Program) -> list[str] | None:
         message = panic_message(prog)
     except (FaultError, LookupError):
         message = None
-    lines.append("panic: " + (message.decode(errors="replace") if message else "(no panic message found)"))
+    lines.append("panic: " + (escape_bytes(message) if message else "(no panic message found)"))
     if thread is None:
         lines.append(f"crashing task: unreadable ({unreadable})")
         return lines
