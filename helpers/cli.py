@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
 from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_platform
-from drgn_ss.crash import crash_summary, panicked
+from drgn_ss.crash import crash_summary, is_damage, panicked
 from drgn_ss.decode import raw_inet_socks, raw_skmem
 from drgn_ss.inet import TCP_LISTEN
 from drgn_ss.layout import (
@@ -301,18 +301,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         say(args.prog_name, f"warning: the dump is cut short: {image.missing / 2**20:.0f} MB of memory it "
             "describes are not in the file")
     facts = kernel_facts(prog)
-    no_summary = ""
-    if panicked(prog):
-        try:
-            facts.need_debug_info()  # the summary reads drgn Objects
-            summary = crash_summary(prog)
-        except (Failure, LookupError) as e:  # no debug info here: list anyway
-            summary, no_summary = None, f"no crash summary: {e}"
-        if summary and args.header:
-            out.write("".join(f"# {line}\n" for line in summary))
-        elif summary:
-            for line in summary:
-                say(args.prog_name, line)
+    no_summary = show_crash_summary(prog, args.prog_name, out if args.header else None)
     errors = WalkErrors()
     listening = bool(selection.states & 1 << TCP_LISTEN)
     established = bool(selection.states & ~(1 << TCP_LISTEN))
@@ -371,6 +360,33 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
                  "interpreter_s": _seconds_since_start(args.started)}
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
+
+
+def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:
+    """
+    Print the crash summary of a dump of a kernel that panicked: on stderr, or as ``# ``
+    lines on ``header`` (--header). Nothing for a kernel that did not panic.
+
+    :return: what to say instead where there is no summary to print, "" if nothing: the
+        summary needs debug info; and where ``panic_cpu`` cannot be read, whether the
+        kernel panicked cannot be told, and no summary is made up
+    """
+    crashed = panicked(prog)
+    if crashed is None:
+        return "no crash summary: whether this kernel panicked cannot be read (panic_cpu)"
+    if not crashed:
+        return ""
+    try:
+        kernel_facts(prog).need_debug_info()  # the summary reads drgn Objects
+        summary = crash_summary(prog)
+    except (Failure, LookupError) as e:  # no debug info here: list anyway
+        return f"no crash summary: {e}"
+    if summary and header is not None:
+        header.write("".join(f"# {line}\n" for line in summary))
+    elif summary:
+        for line in summary:
+            say(prog_name, line)
+    return ""
 
 
 def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
@@ -497,8 +513,9 @@ def _release(prog: Program) -> str:
     """The kernel's release for a message, escaped (:func:`escape_name`): it is the dump's."""
     try:
         return escape_name(prog["UTS_RELEASE"].string_().decode(errors="surrogateescape"))
-    except (LookupError, FaultError):
-        pass
+    except Exception as e:
+        if not is_damage(e):
+            raise
     release = vmcoreinfo(prog).get("OSRELEASE")
     if release:
         return escape_name(release)
