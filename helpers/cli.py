@@ -17,7 +17,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_platform
+from drgn import (
+    Architecture,
+    BadDataError,
+    FaultError,
+    MissingDebugInfoError,
+    Program,
+    ProgramFlags,
+    host_platform,
+)
 from drgn_ss.crash import crash_summary, is_damage, panicked
 from drgn_ss.decode import raw_inet_socks, raw_skmem
 from drgn_ss.inet import TCP_LISTEN
@@ -250,9 +258,17 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
 
 
 def check_kernel(prog: Program) -> None:
-    """Refuse a program that is not a Linux kernel (drgn -p PID), as :class:`Failure`."""
+    """
+    Refuse, as :class:`Failure`, a program that is not a Linux kernel (drgn -p PID), or a
+    kernel of another architecture than x86-64, the one drgn-ss reads (a dump whose ELF
+    header says ARM or AArch64: drgn's reads of it fail, with BadDataError among others).
+    """
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise Failure("this program is not a Linux kernel (give a vmcore, --qemu, or the live kernel)")
+    arch = prog.platform.arch if prog.platform is not None else None
+    if arch != Architecture.X86_64:
+        name = arch.name if arch is not None else "unknown"
+        raise Failure(f"this kernel's architecture is {name}: drgn-ss reads x86-64 kernels only")
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -276,6 +292,8 @@ def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: Te
         return _listing(prog, args, selection, out)
     except LookupError as e:  # a fact not in the cache, and no debug info to work it out
         raise Failure(no_debug_info_message(prog, e)) from None
+    except BadDataError as e:  # drgn found the dump malformed where it read it
+        raise Failure(f"cannot read this kernel: {e}") from None
     finally:
         facts.save()
 
@@ -298,7 +316,7 @@ def no_debug_info_message(prog: Program, error: LookupError) -> str:
 def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     image = prog.cache.get("drgn_ss.image")
     if getattr(image, "missing", 0):
-        say(args.prog_name, f"warning: the dump is cut short: {image.missing / 2**20:.0f} MB of memory it "
+        say(args.prog_name, f"warning: the dump is cut short: {_size_text(image.missing)} of memory it "
             "describes are not in the file")
     facts = kernel_facts(prog)
     no_summary = show_crash_summary(prog, args.prog_name, out if args.header else None)
@@ -415,6 +433,11 @@ def _warn_partial(args: argparse.Namespace, errors: WalkErrors) -> None:
     if errors:
         say(args.prog_name, f"warning: partial listing: could not read {errors.describe()} "
             "(freed while read, missing from the dump, or damaged)")
+
+
+def _size_text(n: int) -> str:
+    """A size for a message: in MB, or in bytes below one (not "0 MB")."""
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n} bytes"
 
 
 def _seconds_since_start(when: float) -> float | None:

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from drgn import FaultError, Object, Program, ProgramFlags, Type, TypeKind
+from drgn import BadDataError, FaultError, Object, Program, ProgramFlags, Type, TypeKind
 from drgn_ss.btf import Btf, BtfError
 from drgn_ss.kallsyms import KallsymsError, MemoryKallsyms, proc_kallsyms
 from drgn_ss.raw import ElfImage, Field, Memory, QemuImage, field, offset
@@ -315,7 +315,7 @@ def btf_types(prog: Program) -> BtfTypes:
                 raise LookupError("no __start_BTF/__stop_BTF symbols: a kernel without BTF")
             data = prog.read(start, stop - start)
         return BtfTypes(prog, Btf(data), symbol)
-    except (OSError, FaultError, BtfError) as e:
+    except (OSError, FaultError, BadDataError, BtfError) as e:
         raise LookupError(f"no BTF ({e})") from None
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from drgn import FaultError, Program, ProgramFlags
+from drgn import BadDataError, FaultError, Program, ProgramFlags
 from drgn_ss.cli import (
     EXIT_PARTIAL,
     ArgumentParser,
@@ -162,6 +162,8 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name
             raise Failure(no_debug_info_message(prog, e)) from None
         except FaultError as e:
             raise Failure(f"could not read kernel memory: {e}") from None
+        except BadDataError as e:  # drgn found the dump malformed where it read it
+            raise Failure(f"cannot read this kernel: {e}") from None
         except KeyboardInterrupt:
             return 0
         finally:

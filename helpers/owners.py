@@ -173,6 +173,9 @@ class _TaskLayout:
 
 #: Most tasks followed before the task list is taken for a loop.
 MAX_TASKS = 1 << 22
+#: Largest file table read (``fdtable.max_fds``; the kernel's own limit, sysctl fs.nr_open,
+#: is 2^20 by default): a larger one is freed or damaged memory.
+MAX_FDS = 1 << 24
 
 
 def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
@@ -225,6 +228,8 @@ def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
             fdt = mem.read_u64(files + L.fdt)
             head = mem.read(fdt, L.fd + 8)
             max_fds = L.max_fds.get(head)
+            if max_fds > MAX_FDS:  # as drgn_ss._fast.socket_holders: not a read of gigabytes
+                raise FaultError("file table too large: freed?", fdt)
             array = int.from_bytes(head[L.fd : L.fd + 8], "little")
             fds = memoryview(mem.read(array, max_fds * 8)).cast("Q")
             for fd, file in enumerate(fds):
