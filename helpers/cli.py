@@ -17,8 +17,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TextIO
 
-from drgn import FaultError, MissingDebugInfoError, Program, ProgramFlags, host_platform
-from drgn_ss.crash import crash_summary, panicked
+from drgn import (
+    Architecture,
+    BadDataError,
+    FaultError,
+    MissingDebugInfoError,
+    Program,
+    ProgramFlags,
+    host_platform,
+)
+from drgn_ss.crash import crash_summary, is_damage, panicked
 from drgn_ss.decode import raw_inet_socks, raw_skmem
 from drgn_ss.inet import TCP_LISTEN
 from drgn_ss.layout import (
@@ -31,6 +39,7 @@ from drgn_ss.layout import (
     use_core_file,
     vmcoreinfo,
 )
+from drgn_ss.names import escape_name, safe_line
 from drgn_ss.netns import (
     raw_ifname_resolver,
     raw_local_port_range,
@@ -183,20 +192,31 @@ def _parse_filter(words: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     return out, words[i:]
 
 
+def say(prog_name: str, message: str) -> None:
+    """
+    ``PROG: MESSAGE`` on stderr, as one line free of escape sequences (:func:`safe_line`)
+    whatever the message quotes: drgn's errors, and through them a dump's own bytes.
+    """
+    print(f"{prog_name}: {safe_line(message)}", file=sys.stderr)
+
+
 def exit_status(prog_name: str, main: Callable[[], int]) -> int:
     """
     Run ``main`` (a command's body) and return its exit status; what it raises for the user
-    becomes one line on stderr: :class:`UsageError` (and a hint to --help) exit 2,
-    :class:`Failure` exit 1, and a reader that closed the pipe exit 1.
+    becomes one line on stderr (:func:`say`): :class:`UsageError` (and a hint to --help)
+    exit 2, :class:`Failure` exit 1, and a reader that closed the pipe exit 1.
     """
     try:
         return main()
     except UsageError as e:
-        print(f"{prog_name}: {e}", file=sys.stderr)
+        first, *more = str(e).split("\n")  # a bad filter: the message, then the words pointed at
+        say(prog_name, first)
+        for line in more:
+            print(safe_line(line), file=sys.stderr)
         print(f"Try '{prog_name} --help'.", file=sys.stderr)
         return EXIT_USAGE
     except Failure as e:
-        print(f"{prog_name}: {e}", file=sys.stderr)
+        say(prog_name, str(e))
         return EXIT_ERROR
     except BrokenPipeError:
         return EXIT_ERROR
@@ -238,9 +258,17 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
 
 
 def check_kernel(prog: Program) -> None:
-    """Refuse a program that is not a Linux kernel (drgn -p PID), as :class:`Failure`."""
+    """
+    Refuse, as :class:`Failure`, a program that is not a Linux kernel (drgn -p PID), or a
+    kernel of another architecture than x86-64, the one drgn-ss reads (a dump whose ELF
+    header says ARM or AArch64: drgn's reads of it fail, with BadDataError among others).
+    """
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise Failure("this program is not a Linux kernel (give a vmcore, --qemu, or the live kernel)")
+    arch = prog.platform.arch if prog.platform is not None else None
+    if arch != Architecture.X86_64:
+        name = arch.name if arch is not None else "unknown"
+        raise Failure(f"this kernel's architecture is {name}: drgn-ss reads x86-64 kernels only")
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -258,12 +286,14 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     check_kernel(prog)
-    use_btf(prog, args.btf, lambda message: print(f"{args.prog_name}: {message}", file=sys.stderr))
+    use_btf(prog, args.btf, lambda message: say(args.prog_name, message))
     facts = kernel_facts(prog)
     try:
         return _listing(prog, args, selection, out)
     except LookupError as e:  # a fact not in the cache, and no debug info to work it out
         raise Failure(no_debug_info_message(prog, e)) from None
+    except BadDataError as e:  # drgn found the dump malformed where it read it
+        raise Failure(f"cannot read this kernel: {e}") from None
     finally:
         facts.save()
 
@@ -279,28 +309,17 @@ def no_debug_info_message(prog: Program, error: LookupError) -> str:
     reason = str(error)
     if not reason.startswith("no debug info"):
         reason = f"no debug info for the kernel ({reason})"
-    return (f"{reason}: install linux-image-{kernel_facts(prog).release or 'RELEASE'}-dbg for its release, "
-            "or pass -s VMLINUX")
+    release = escape_name(kernel_facts(prog).release) or "RELEASE"
+    return f"{reason}: install linux-image-{release}-dbg for its release, or pass -s VMLINUX"
 
 
 def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
     image = prog.cache.get("drgn_ss.image")
     if getattr(image, "missing", 0):
-        print(f"{args.prog_name}: warning: the dump is cut short: {image.missing / 2**20:.0f} MB of "
-              "memory it describes are not in the file", file=sys.stderr)
+        say(args.prog_name, f"warning: the dump is cut short: {_size_text(image.missing)} of memory it "
+            "describes are not in the file")
     facts = kernel_facts(prog)
-    no_summary = ""
-    if panicked(prog):
-        try:
-            facts.need_debug_info()  # the summary reads drgn Objects
-            summary = crash_summary(prog)
-        except (Failure, LookupError) as e:  # no debug info here: list anyway
-            summary, no_summary = None, f"{args.prog_name}: no crash summary: {e}"
-        if summary and args.header:
-            out.write("".join(f"# {line}\n" for line in summary))
-        elif summary:
-            for line in summary:
-                print(f"{args.prog_name}: {line}", file=sys.stderr)
+    no_summary = show_crash_summary(prog, args.prog_name, out if args.header else None)
     errors = WalkErrors()
     listening = bool(selection.states & 1 << TCP_LISTEN)
     established = bool(selection.states & ~(1 << TCP_LISTEN))
@@ -336,7 +355,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     except ValueError as e:
         raise Failure(str(e)) from None
     if no_summary:  # said once the listing is known to work without it
-        print(no_summary, file=sys.stderr)
+        say(args.prog_name, no_summary)
     if args.json or args.ndjson:
         chunks = render_json(socks, fmt, lines=args.ndjson)
     else:
@@ -359,6 +378,33 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
                  "interpreter_s": _seconds_since_start(args.started)}
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
+
+
+def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:
+    """
+    Print the crash summary of a dump of a kernel that panicked: on stderr, or as ``# ``
+    lines on ``header`` (--header). Nothing for a kernel that did not panic.
+
+    :return: what to say instead where there is no summary to print, "" if nothing: the
+        summary needs debug info; and where ``panic_cpu`` cannot be read, whether the
+        kernel panicked cannot be told, and no summary is made up
+    """
+    crashed = panicked(prog)
+    if crashed is None:
+        return "no crash summary: whether this kernel panicked cannot be read (panic_cpu)"
+    if not crashed:
+        return ""
+    try:
+        kernel_facts(prog).need_debug_info()  # the summary reads drgn Objects
+        summary = crash_summary(prog)
+    except (Failure, LookupError) as e:  # no debug info here: list anyway
+        return f"no crash summary: {e}"
+    if summary and header is not None:
+        header.write("".join(f"# {line}\n" for line in summary))
+    elif summary:
+        for line in summary:
+            say(prog_name, line)
+    return ""
 
 
 def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
@@ -385,8 +431,13 @@ def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
 
 def _warn_partial(args: argparse.Namespace, errors: WalkErrors) -> None:
     if errors:
-        print(f"{args.prog_name}: warning: partial listing: could not read {errors.describe()} "
-              "(freed while read, missing from the dump, or damaged)", file=sys.stderr)
+        say(args.prog_name, f"warning: partial listing: could not read {errors.describe()} "
+            "(freed while read, missing from the dump, or damaged)")
+
+
+def _size_text(n: int) -> str:
+    """A size for a message: in MB, or in bytes below one (not "0 MB")."""
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n} bytes"
 
 
 def _seconds_since_start(when: float) -> float | None:
@@ -467,7 +518,7 @@ def open_program(args: argparse.Namespace) -> Program:
             if args.symbols:
                 theirs = ", ".join(f"{path} (build ID {elf_build_id(path) or 'unknown'})"
                                    for path in args.symbols)
-                ours = vmcoreinfo(prog).get("BUILD-ID", "unknown")
+                ours = escape_name(vmcoreinfo(prog).get("BUILD-ID", "unknown"))
                 raise Failure(
                     f"{theirs} does not match kernel {release} (build ID {ours}): "
                     f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
@@ -482,13 +533,15 @@ def open_program(args: argparse.Namespace) -> Program:
 
 
 def _release(prog: Program) -> str:
+    """The kernel's release for a message, escaped (:func:`escape_name`): it is the dump's."""
     try:
-        return prog["UTS_RELEASE"].string_().decode()
-    except (LookupError, FaultError):
-        pass
+        return escape_name(prog["UTS_RELEASE"].string_().decode(errors="surrogateescape"))
+    except Exception as e:
+        if not is_damage(e):
+            raise
     release = vmcoreinfo(prog).get("OSRELEASE")
     if release:
-        return release
+        return escape_name(release)
     return os.uname().release if is_local_live(prog) else "RELEASE"
 
 

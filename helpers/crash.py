@@ -1,10 +1,16 @@
-"""What a post-mortem reader wants first from a crash dump: release, time, panic, task."""
+"""What a post-mortem reader wants first from a crash dump: release, time, panic, task.
+
+Every read here may meet damaged memory (a dump of a kernel that crashed is one whose
+memory is suspect): what cannot be read is left out or said to be unreadable, and what is
+read is escaped (:func:`drgn_ss.names.escape_bytes`) before it reaches a terminal.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
-from drgn import FaultError, Program
+from drgn import BadDataError, FaultError, ObjectAbsentError, OutOfBoundsError, Program, ProgramFlags
 from drgn_ss.layout import (
     initial_jiffies,
     is_local_live,
@@ -15,10 +21,43 @@ from drgn_ss.layout import (
     timekeeper,
     vmcoreinfo,
 )
-from drgn_ss.render import escape_name
+from drgn_ss.names import escape_bytes, escape_name, safe_line
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+T = TypeVar("T")
+
+#: What drgn and its helpers raise when the memory they read is damaged, freed or missing
+#: from the dump: a read that faults (FaultError), a malformed dump (BadDataError), an
+#: object or index that is not there (ObjectAbsentError, OutOfBoundsError, LookupError), a
+#: size or value that makes no sense (ValueError, UnicodeDecodeError among them;
+#: OverflowError, as drgn's printk helper on a damaged log ring; ZeroDivisionError, a
+#: MemoryError for a length read from memory), a time no clock can show (OSError).
+DAMAGE: tuple[type[BaseException], ...] = (
+    FaultError, BadDataError, ObjectAbsentError, OutOfBoundsError, LookupError, ValueError,
+    OverflowError, ZeroDivisionError, MemoryError, OSError,
+)
+
+
+def is_damage(error: BaseException) -> bool:
+    """
+    Whether ``error`` says the memory read was damaged (:data:`DAMAGE`), rather than that
+    the code reading it is wrong. drgn raises a plain :class:`Exception` for its errors of
+    no other kind ("crashed thread not found"): those count too, not their subclasses
+    (TypeError, AttributeError: programming errors, which must surface).
+    """
+    return isinstance(error, DAMAGE) or type(error) is Exception
+
+
+def tolerant(read: Callable[[], T]) -> T | None:
+    """``read()``, or None where it meets damaged memory (:func:`is_damage`)."""
+    try:
+        return read()
+    except Exception as e:
+        if is_damage(e):
+            return None
+        raise
 
 
 def crash_time(prog: Program) -> datetime:
@@ -35,59 +74,87 @@ def uptime_seconds(prog: Program) -> float:
     return (jiffies(prog) - initial_jiffies(hz)) / hz
 
 
-def panicked(prog: Program) -> bool:
+def panicked(prog: Program) -> bool | None:
     """
     Whether ``prog`` is a dump of a kernel that panicked, told cheaply (no debug info on a
     warm cache): the kernel adds CRASHTIME to VMCOREINFO when it kexecs into a capture
     kernel, and sets ``panic_cpu`` when it panics.
+
+    :return: True or False; None if it cannot be told (``panic_cpu`` cannot be read): then
+        nothing is said about a crash, which may not have happened
     """
     if "CRASHTIME" in vmcoreinfo(prog):
         return True
     if is_local_live(prog):
         return False
-    facts = kernel_facts(prog)
     try:
-        cpu = kernel_memory(prog).read_u32(facts.symbol("panic_cpu"))
-    except (LookupError, FaultError):
-        return True  # cannot tell: let crash_summary() look properly
+        cpu = kernel_memory(prog).read_u32(kernel_facts(prog).symbol("panic_cpu"))
+    except Exception as e:
+        if is_damage(e):
+            return None
+        raise
     return cpu != 0xFFFFFFFF  # PANIC_CPU_INVALID (-1)
 
 
 def crash_summary(prog: Program) -> list[str] | None:
     """
     Describe the crash in a few lines, or return None if ``prog`` is not a crash dump
-    (a live kernel, or a dump of a kernel that did not panic).
+    (a live kernel, a dump of a kernel that did not panic, or one that cannot be told:
+    see :func:`panicked`). What cannot be read is left out or said to be unreadable; what
+    is read is escaped for a terminal.
     """
+    if prog.flags & ProgramFlags.IS_LIVE or not panicked(prog):
+        return None
+    return [_release_line(prog), _panic_line(prog), _task_line(prog)]
+
+
+def _release_line(prog: Program) -> str:
+    """``crash dump of Linux RELEASE, crashed WHEN, N s after boot``: what can be read of it."""
+    raw = tolerant(lambda: bytes(prog["UTS_RELEASE"].string_()))
+    if raw is None:
+        raw = vmcoreinfo(prog).get("OSRELEASE", "").encode("utf-8", "surrogateescape") or None
+    line = "crash dump of Linux " + (escape_bytes(raw) if raw is not None else "(release unreadable)")
+    when = tolerant(lambda: crash_time(prog).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    if when is not None:
+        line += f", crashed {when}"
+    uptime = tolerant(lambda: uptime_seconds(prog))
+    if uptime is not None and uptime >= 0:
+        line += f", {uptime:.1f} s after boot"
+    return line
+
+
+def _panic_line(prog: Program) -> str:
+    """``panic: MESSAGE``, escaped (a panic message quotes whatever the kernel was handling)."""
     # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
     from drgn.helpers.linux.panic import panic_message
-    from drgn.helpers.linux.sched import task_cpu
-    unreadable = ""
-    try:
-        thread = prog.crashed_thread()
-    except (ValueError, LookupError):  # live: ValueError; a dump that never panicked: LookupError
-        return None
-    except FaultError as e:  # it panicked, but the task's page is not in the dump
-        thread, unreadable = None, str(e)
-    lines = []
-    release = prog["UTS_RELEASE"].string_().decode(errors="replace")
-    try:
-        when = crash_time(prog).strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"crash dump of Linux {release}, crashed {when}, "
-                     f"{uptime_seconds(prog):.1f} s after boot")
-    except (FaultError, LookupError):
-        lines.append(f"crash dump of Linux {release}")
+
     try:
         message = panic_message(prog)
-    except (FaultError, LookupError):
-        message = None
-    lines.append("panic: " + (message.decode(errors="replace") if message else "(no panic message found)"))
-    if thread is None:
-        lines.append(f"crashing task: unreadable ({unreadable})")
-        return lines
+    except Exception as e:
+        if not is_damage(e):
+            raise
+        return "panic: (the kernel log is unreadable)"
+    return "panic: " + (escape_bytes(message) if message else "(no panic message found)")
+
+
+def _task_line(prog: Program) -> str:
+    """``crashing task: pid PID (COMM) on CPU N``: what can be read of it."""
+    from drgn.helpers.linux.sched import task_cpu
+
     try:
-        task = thread.object
-        comm = escape_name(task.comm.string_().decode(errors="surrogateescape"))
-        lines.append(f"crashing task: pid {thread.tid} ({comm}) on CPU {task_cpu(task)}")
-    except (FaultError, LookupError, ValueError):
-        lines.append(f"crashing task: pid {thread.tid}")
-    return lines
+        thread = prog.crashed_thread()
+    except Exception as e:  # it panicked, but the task's page is not in the dump, or is damaged
+        if not is_damage(e):
+            raise
+        return f"crashing task: unreadable ({safe_line(str(e))})"
+    line = f"crashing task: pid {thread.tid}"
+    task = tolerant(lambda: thread.object)
+    if task is None:
+        return line
+    comm = tolerant(lambda: bytes(task.comm.string_()).decode(errors="surrogateescape"))
+    if comm is not None:
+        line += f" ({escape_name(comm)})"
+    cpu = tolerant(lambda: int(task_cpu(task)))
+    if cpu is not None:
+        line += f" on CPU {cpu}"
+    return line

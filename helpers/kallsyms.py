@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 
-from drgn import FaultError
+from drgn import BadDataError, FaultError
 from drgn_ss.raw import native
 
 #: The kernel variables drgn-ss reads, found together in one pass over kallsyms: a name
@@ -99,7 +99,11 @@ class MemoryKallsyms:
         :raises KallsymsError: if VMCOREINFO does not locate the tables or they cannot be read
         """
         self.read = read
-        self.at = {name: int(info.get(f"SYMBOL({name})", "0"), 16) for name in TABLES}
+        try:
+            self.at = {name: int(info.get(f"SYMBOL({name})", "0"), 16) for name in TABLES}
+        except ValueError:
+            raise KallsymsError("VMCOREINFO locates the kallsyms tables at an address that is not "
+                                "a number") from None
         if not all(self.at[n] for n in ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table",
                                        "kallsyms_token_index", "_stext")):
             raise KallsymsError("no kallsyms: VMCOREINFO locates them from Linux 6.0 on")
@@ -119,7 +123,7 @@ class MemoryKallsyms:
                 raise KallsymsError("kallsyms token table not terminated")
             self.token_table = table[: end + 1]
             self.names = read(self.at["kallsyms_names"], self._names_bound())
-        except (FaultError, OSError, ValueError, struct.error) as e:
+        except (FaultError, BadDataError, OSError, ValueError, struct.error) as e:
             raise KallsymsError(f"cannot read the kallsyms tables ({e})") from None
         self.addresses: dict[str, int | None] = {}
         self._decode: Callable[[int], int] | None = None
@@ -146,7 +150,7 @@ class MemoryKallsyms:
                     self._decode = self._address_decoder(stext[0])
                 for n, hit in zip(wanted, found):
                     self.addresses[n] = None if hit is None else self._decode(hit[0])
-            except (FaultError, OSError, ValueError, struct.error) as e:
+            except (FaultError, BadDataError, OSError, ValueError, struct.error) as e:
                 raise KallsymsError(f"cannot read the kallsyms tables ({e})") from None
         return self.addresses[name]
 

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from drgn import FaultError, Object, Program, ProgramFlags, Type, TypeKind
+from drgn import BadDataError, FaultError, Object, Program, ProgramFlags, Type, TypeKind
 from drgn_ss.btf import Btf, BtfError
 from drgn_ss.kallsyms import KallsymsError, MemoryKallsyms, proc_kallsyms
 from drgn_ss.raw import ElfImage, Field, Memory, QemuImage, field, offset
@@ -315,7 +315,7 @@ def btf_types(prog: Program) -> BtfTypes:
                 raise LookupError("no __start_BTF/__stop_BTF symbols: a kernel without BTF")
             data = prog.read(start, stop - start)
         return BtfTypes(prog, Btf(data), symbol)
-    except (OSError, FaultError, BtfError) as e:
+    except (OSError, FaultError, BadDataError, BtfError) as e:
         raise LookupError(f"no BTF ({e})") from None
 
 
@@ -350,15 +350,24 @@ def _source_hash() -> str:
     return f"{crc:08x}"
 
 
+def _file_part(text: str) -> str:
+    """
+    ``text`` from VMCOREINFO (the dump's own: anything) made a safe part of a file name in
+    the cache: letters, digits and ``.+-_~`` (no "/" to climb out of it), 64 at most.
+    """
+    return "".join(c if c.isascii() and (c.isalnum() or c in ".+-_~") else "_" for c in text[:64])
+
+
 def vmcoreinfo(prog: Program) -> dict[str, str]:
     """
     The kernel's VMCOREINFO note as a dict (``OSRELEASE``, ``BUILD-ID``, ``KERNELOFFSET``,
     ``CRASHTIME``...). drgn reads it from the dump or the running kernel; it needs no
-    debug info.
+    debug info. Decoded with errors="surrogateescape": a message quoting a value escapes
+    it (:func:`drgn_ss.names.escape_name`), one "?" per byte that is not ASCII.
     """
     def read(p: Program) -> dict[str, str]:
         try:
-            text = p["VMCOREINFO"].string_().decode(errors="replace")
+            text = p["VMCOREINFO"].string_().decode(errors="surrogateescape")
         except (LookupError, FaultError):
             return {}
         return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
@@ -414,8 +423,8 @@ class KernelFacts:
         self._depth = 0
         self.path: str | None = None
         if self.build_id:
-            self.path = os.path.join(cache_dir(), "facts",
-                                     f"{self.release}-{self.build_id}-{_source_hash()}.json")
+            self.path = os.path.join(cache_dir(), "facts", f"{_file_part(self.release)}-"
+                                     f"{_file_part(self.build_id)}-{_source_hash()}.json")
             try:
                 with open(self.path) as f:
                     self.values = json.load(f)

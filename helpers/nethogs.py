@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from drgn import FaultError, Program, ProgramFlags
+from drgn import BadDataError, FaultError, Program, ProgramFlags
 from drgn_ss.cli import (
     EXIT_PARTIAL,
     ArgumentParser,
@@ -27,6 +27,7 @@ from drgn_ss.cli import (
     exit_status,
     help_formatter,
     no_debug_info_message,
+    say,
 )
 from drgn_ss.layout import kernel_facts
 from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
@@ -86,7 +87,11 @@ def process_lines(rows: Sequence[ProcessTraffic]) -> list[str]:
 
 
 def connection_rows(now: Sample, before: Sample | None) -> list[dict[str, Any]]:
-    """One row per TCP connection: its process, ends, bytes and (with ``before``) rates."""
+    """
+    One row per TCP connection: its process, ends, bytes and (with ``before``) rates. The
+    command is as the kernel has it (decoded with errors="surrogateescape"): the text
+    escapes it, JSON carries it with :func:`json_name`.
+    """
     interval = now.when - before.when if before is not None else 0.0
     rows = []
     for key, conn in now.connections.items():
@@ -98,7 +103,7 @@ def connection_rows(now: Sample, before: Sample | None) -> list[dict[str, Any]]:
         s = conn.sock
         rows.append({
             "pid": owner.pid if owner else 0,
-            "command": json_name(owner.comm) if owner else "(no process)",
+            "command": owner.comm if owner else "(no process)",
             "local": f"{address_text(s.src)}:{s.sport}", "peer": f"{address_text(s.dst)}:{s.dport}",
             "sent": c.bytes_acked, "received": c.bytes_received,
             "sent_rate": sent / interval if interval > 0 else None,
@@ -129,7 +134,7 @@ def _sample_json(now: Sample, before: Sample | None, by: str) -> str:
                            "rate_s": (now.when - before.when) if before else None,
                            "tcp_opened": _opened(now, before)}
     if by == "connection":
-        obj["connections"] = connection_rows(now, before)
+        obj["connections"] = [{**r, "command": json_name(r["command"])} for r in connection_rows(now, before)]
     else:
         obj["processes"] = [{**r._asdict(), "comm": json_name(r.comm)} for r in per_process(now, before)]
     return json.dumps(obj)
@@ -157,6 +162,8 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name
             raise Failure(no_debug_info_message(prog, e)) from None
         except FaultError as e:
             raise Failure(f"could not read kernel memory: {e}") from None
+        except BadDataError as e:  # drgn found the dump malformed where it read it
+            raise Failure(f"cannot read this kernel: {e}") from None
         except KeyboardInterrupt:
             return 0
         finally:
@@ -172,7 +179,7 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
     else:
         nets = raw_netns_list(prog, listed) if args.all_netns else [raw_own_netns(prog)]
     if listed:
-        print(f"{prog_name}: warning: could not read {listed.describe()}", file=sys.stderr)
+        say(prog_name, f"warning: could not read {listed.describe()}")
     live = bool(prog.flags & ProgramFlags.IS_LIVE)
     terminal = out.isatty() and not args.json
     sampler = Sampler(prog, nets)
@@ -194,10 +201,10 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
                       file=sys.stderr)
             if now.errors:
                 status = EXIT_PARTIAL
-                print(f"{prog_name}: warning: could not read {now.errors.describe()}", file=sys.stderr)
+                say(prog_name, f"warning: could not read {now.errors.describe()}")
             if not live:
-                print(f"{prog_name}: not a running kernel: one sample, cumulative bytes of the "
-                      "connections alive at the time of the dump, no rates", file=sys.stderr)
+                say(prog_name, "not a running kernel: one sample, cumulative bytes of the connections "
+                    "alive at the time of the dump, no rates")
                 return status
             if before is not None:
                 samples += 1

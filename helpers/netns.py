@@ -212,7 +212,8 @@ def raw_local_port_range(prog: Program, net: int) -> tuple[int, int]:
 def raw_ifnames(prog: Program, net: int) -> dict[int, str]:
     """
     Every interface of a namespace, by index: a raw walk of ``net->dev_base_head``
-    (``net_device.dev_list``), which every kernel has.
+    (``net_device.dev_list``), which every kernel has. Names are as the kernel has them,
+    decoded with errors="surrogateescape" (a user names interfaces: the text escapes them).
 
     :param net: ``struct net *`` address
     """
@@ -226,7 +227,7 @@ def raw_ifnames(prog: Program, net: int) -> dict[int, str]:
     limit = object_limit(prog, "struct net_device")
     for pos in list_nodes(mem, head, limit, "interface list"):
         dev = pos - link
-        out[mem.read_u32(dev + ifindex)] = c_string(mem.read(dev + name, 16), 0, 16)
+        out[mem.read_u32(dev + ifindex)] = c_string(mem.read(dev + name, 16), 0, 16, "surrogateescape")
     return out
 
 

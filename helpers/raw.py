@@ -215,10 +215,12 @@ def elf_program_headers(data: bytes | mmap.mmap) -> list[tuple[int, int, int, in
     :raises ValueError: if it is not one
     """
     head = data[:64]
-    if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+    if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
         raise ValueError("is not a little-endian ELF64 file")
     phoff, = struct.unpack_from("<Q", head, 32)
     phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    if phnum and (phentsize < 40 or phoff + phnum * phentsize > len(data)):
+        raise ValueError("has program headers past its end (cut short?)")
     out = []
     for i in range(phnum):
         p_type, _flags, offset, _vaddr, paddr, filesz = struct.unpack_from(

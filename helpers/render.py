@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from drgn_ss.decode import SKMEM_FIELDS
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
+from drgn_ss.names import escape_name, json_name
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.raw import native
 from drgn_ss.tcpinfo import TcpInfo, tcp_info_text
@@ -359,7 +360,11 @@ class NetnsTag(NamedTuple):
 
 
 class Formatter:
-    """Turn records into ss's cells."""
+    """
+    Turn records into ss's cells. ``ifname`` names a socket's bound device, (netns inode,
+    ifindex) -> the name as the kernel has it (decoded with errors="surrogateescape"): the
+    text escapes it as command names are, JSON carries it exactly.
+    """
 
     def __init__(
         self,
@@ -494,7 +499,8 @@ class Formatter:
         ifindex = list(map(operator.itemgetter(_IFINDEX), socks))
         if any(ifindex):
             for i in [i for i, index in enumerate(ifindex) if index]:
-                local[i] = local[i][:-1] + "%" + self.ifname(socks[i].netns, ifindex[i]) + ":"
+                name = escape_name(self.ifname(socks[i].netns, ifindex[i]))
+                local[i] = local[i][:-1] + "%" + name + ":"
         if self.owners is not None:
             if self.owners_by == "sock":
                 keys = list(map(operator.itemgetter(_ADDRESS), socks))
@@ -541,7 +547,7 @@ class Formatter:
                 "local_port": s.sport,
                 "peer_address": addresses[s.dst],
                 "peer_port": s.dport,
-                "interface": self.ifname(s.netns, s.ifindex) if s.ifindex else None,
+                "interface": json_name(self.ifname(s.netns, s.ifindex)) if s.ifindex else None,
                 "v6only": s.v6only,
                 "netns": s.netns,
                 "kind": s.kind,
@@ -564,7 +570,7 @@ class Formatter:
                 obj["skmem"] = dict(zip(SKMEM_FIELDS, values)) if values is not None else None
             if self.tcp_info is not None:
                 info = self.tcp_info.get(s.address)
-                obj["tcp_info"] = info._asdict() if info is not None else None
+                obj["tcp_info"] = None if info is None else {**info._asdict(), "cong": json_name(info.cong)}
             if self.details:
                 obj["uid"] = s.uid
                 obj["inode"] = s.ino
@@ -606,41 +612,10 @@ class Formatter:
         ]
 
 
-#: ss's escape_str() (iproute2 7.0+, from procps) as ss runs it, without a locale: control
-#: bytes become ".", bytes past ASCII "?"; the rest, quotes and spaces included, stay.
-_ESCAPES = bytes(c if 0x20 <= c < 0x7F else 0x2E if c < 0x20 or c == 0x7F else 0x3F for c in range(256))
-
-
-def escape_name(name: str) -> str:
-    """
-    A name a process chose (its command name, a cgroup directory), made safe for a terminal
-    as ss 7.0 makes process names: nothing in it can end a line or start an escape sequence.
-    ss before 7.0 printed names raw; a name of printable ASCII is the same either way.
-
-    :param name: decoded from the kernel's bytes with ``errors="surrogateescape"``, so that
-        every byte, UTF-8 or not, becomes one character as in ss (an "é" is "??")
-    """
-    if name.isascii() and name.isprintable():
-        return name
-    return name.encode("utf-8", "surrogateescape").translate(_ESCAPES).decode("ascii")
-
-
 def skmem_text(values: Sequence[int]) -> str:
     """ss's print_skmeminfo(): `` skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0)``."""
     r, rb, t, tb, f, w, o, bl, d = values
     return f" skmem:(r{r},rb{rb},t{t},tb{tb},f{f},w{w},o{o},bl{bl},d{d})"
-
-
-def json_name(name: str) -> str:
-    """
-    A name a process chose, for JSON: as the kernel has it, with bytes that are not UTF-8
-    replaced by U+FFFD (the JSON encoder escapes the control characters).
-
-    :param name: decoded with ``errors="surrogateescape"``, as for :func:`escape_name`
-    """
-    if name.isascii():
-        return name
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def address_text(addr: bytes) -> str:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from drgn import FaultError, Program
 from drgn_ss.inet import TCP_LISTEN, InetSock
 from drgn_ss.layout import kernel_facts, kernel_hz, kernel_memory, raw_jiffies
+from drgn_ss.names import escape_name
 from drgn_ss.raw import Field, c_string, s32
 from drgn_ss.tables import WalkErrors, tolerate
 
@@ -83,7 +84,8 @@ class TcpInfo(NamedTuple):
     reord_seen: int
     rcv_ooopack: int
     snd_wnd: int
-    #: The congestion control's name (INET_DIAG_CONG), "" if none.
+    #: The congestion control's name (INET_DIAG_CONG), "" if none: as the kernel has it,
+    #: decoded with errors="surrogateescape" (the text escapes it, as command names).
     cong: str
 
 
@@ -147,7 +149,7 @@ def raw_tcp_info(prog: Program, socks: Sequence[InetSock], errors: WalkErrors | 
             values = {name: f.get(buf) for name, f in L.fields.items()}
             ops = values["icsk_ca_ops"]
             if ops and ops not in names:
-                names[ops] = c_string(mem.read(ops + L.ca_name, 16), 0, 16)
+                names[ops] = c_string(mem.read(ops + L.ca_name, 16), 0, 16, "surrogateescape")
             chrono = [int.from_bytes(buf[L.chrono_stat + 4 * i : L.chrono_stat + 4 * i + 4], "little")
                       for i in range(TCP_CHRONO_MAX - 1)]
         except FaultError as e:
@@ -277,7 +279,7 @@ def tcp_info_text(i: TcpInfo, options: bool, numeric: bool) -> str:
             if i.options & flag:
                 out.append(f" {name}")
     if i.cong:
-        out.append(f" {i.cong}")
+        out.append(f" {escape_name(i.cong)}")
     if i.options & TCPI_OPT_WSCALE:
         out.append(f" wscale:{i.snd_wscale},{i.rcv_wscale}")
     if i.rto and i.rto != 3000000:

@@ -21,7 +21,7 @@ def _host(obj: dict[str, Any], side: str) -> str:
         elif ":" in text:
             text = f"[{text}]"
     if side == "local" and obj["interface"] is not None:
-        text += "%" + obj["interface"]
+        text += "%" + _shown(obj["interface"])
     return text
 
 

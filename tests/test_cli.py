@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +51,11 @@ def test_help_lists_the_commands() -> None:
         assert cmd in p.stdout
 
 
-def drgn_ss(*args: str) -> subprocess.CompletedProcess[str]:
+def drgn_ss(*args: str, cache: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run drgn-ss; ``cache``: its facts cache (DRGN_SS_CACHE), for runs that may write one."""
+    env = {**os.environ, "DRGN_SS_CACHE": str(cache)} if cache is not None else None
     return subprocess.run([os.path.join(os.path.dirname(sys.executable), "drgn-ss"), *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=env)
 
 
 def one_line_error(p: subprocess.CompletedProcess[str], code: int) -> str:
@@ -125,3 +128,109 @@ def test_script_run_by_python_says_to_use_drgn(script: str) -> None:
     assert p.returncode == 1
     assert p.stderr.startswith(f"{script}: a drgn script: run it with drgn (drgn scripts/{script} ")
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def _note(name: bytes, kind: int, desc: bytes) -> bytes:
+    def pad(b: bytes) -> bytes:
+        return b + bytes(-len(b) % 4)
+    return struct.pack("<III", len(name) + 1, len(desc), kind) + pad(name + b"\0") + pad(desc)
+
+
+#: A VMCOREINFO drgn takes for a kernel's: it sets IS_LINUX_KERNEL and finds the page tables.
+VMCOREINFO = (b"OSRELEASE=6.1.0-18-cloud-amd64\nPAGESIZE=4096\nKERNELOFFSET=0\n"
+              b"SYMBOL(swapper_pg_dir)=ffffffff82000000\nNUMBER(pgtable_l5_enabled)=0\nBUILD-ID=0123abcd\n")
+#: ... and one that sends drgn-ss to the kallsyms tables in memory (Linux 6.0+): reads that,
+#: on an AArch64 dump with no TCR_EL1_T1SZ, drgn refuses with BadDataError.
+KALLSYMS = b"".join(b"SYMBOL(%s)=ffffffff81%06x\n" % (name, i * 0x1000) for i, name in enumerate(
+    (b"kallsyms_names", b"kallsyms_num_syms", b"kallsyms_token_table", b"kallsyms_token_index", b"_stext",
+     b"kallsyms_offsets", b"kallsyms_relative_base")))
+
+
+def elf_core(machine: int = 0x3E, info: bytes = VMCOREINFO) -> bytes:
+    """A tiny ELF64 core file as a kernel dump has it: a PT_NOTE with VMCOREINFO, one PT_LOAD page."""
+    notes = _note(b"VMCOREINFO", 0, info)
+    note_at = 64 + 2 * 56
+    load_at = note_at + len(notes)
+    header = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8) + struct.pack(
+        "<HHIQQQIHHHHHH", 4, machine, 1, 0, 64, 0, 0, 64, 56, 2, 64, 0, 0)  # ET_CORE
+    phdrs = (struct.pack("<IIQQQQQQ", 4, 0, note_at, 0, 0, len(notes), 0, 4)
+             + struct.pack("<IIQQQQQQ", 1, 7, load_at, 0xFFFF888000000000, 0, 4096, 4096, 4096))
+    return header + phdrs + notes + bytes(4096)
+
+
+def _patched(data: bytes, at: int, value: bytes) -> bytes:
+    return data[:at] + value + data[at + len(value):]
+
+
+#: Dumps drgn-ss must refuse in one line: another architecture (e_machine), or a file
+#: drgn finds malformed while opening it.
+BAD_DUMPS = {
+    "arm": elf_core(0x28),
+    "aarch64": elf_core(0xB7),
+    "aarch64-kallsyms": elf_core(0xB7, VMCOREINFO + KALLSYMS),
+    "arm-kallsyms": elf_core(0x28, VMCOREINFO + KALLSYMS),
+    "cut-in-header": elf_core()[:40],
+    "cut-in-program-headers": elf_core()[:100],
+    "cut-in-notes": elf_core()[:200],
+    "garbage-program-headers": _patched(elf_core(), 64, bytes(range(7, 7 + 112))),
+    "program-headers-past-the-end": _patched(elf_core(), 32, struct.pack("<Q", 1 << 62)),
+    "65535-program-headers": _patched(elf_core(), 56, struct.pack("<H", 0xFFFF)),
+    "elfclass32": _patched(elf_core(), 4, b"\x01"),
+    "big-endian": _patched(elf_core(), 5, b"\x02"),
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("name", BAD_DUMPS)
+def test_drgn_ss_refuses_a_malformed_or_foreign_dump_in_one_line(name: str, tmp_path: Path) -> None:
+    core = tmp_path / name
+    core.write_bytes(BAD_DUMPS[name])
+    err = one_line_error(drgn_ss("-c", str(core), "-tan", cache=tmp_path), 1)
+    assert err.count("\n") == 1 and err.startswith("drgn-ss: ") and err[:-1].isprintable(), err
+    if name.startswith(("arm", "aarch64")):
+        assert "drgn-ss reads x86-64 kernels only" in err
+
+
+def test_drgn_ss_escapes_the_dumps_release_in_its_messages(tmp_path: Path) -> None:
+    """VMCOREINFO's release, quoted by the no-debug-info line, cannot reach the terminal raw
+    (test_escaping checks it cannot climb out of the facts cache either, where it names a file)."""
+    core = tmp_path / "core"
+    core.write_bytes(elf_core(info=VMCOREINFO.replace(b"6.1.0-18-cloud-amd64", b"../../6.1\x1b[31m\x9b2J")))
+    err = one_line_error(drgn_ss("-c", str(core), "-tan", cache=tmp_path), 1)
+    assert err.count("\n") == 1 and err[:-1].isprintable() and "\x1b" not in err, err
+    assert "linux-image-../../6.1.[31m?2J-dbg" in err
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_script_refuses_a_foreign_dump_in_one_line(script: str, tmp_path: Path) -> None:
+    """drgn opens the AArch64 dump itself (its reads would raise BadDataError): the script
+    says what it reads, in one line."""
+    core = tmp_path / "core"
+    core.write_bytes(BAD_DUMPS["aarch64-kallsyms"])
+    p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "drgn"), "-q", "-c", str(core),
+                        str(REPO / "scripts" / script)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "DRGN_SS_CACHE": str(tmp_path)})
+    assert one_line_error(p, 1) == (
+        f"{script}: this kernel's architecture is AARCH64: drgn-ss reads x86-64 kernels only\n")
+
+
+def test_plugin_refuses_a_foreign_dump_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """%ss at drgn's prompt on the AArch64 dump: exit status 1 and one line, the prompt kept."""
+    import drgn
+    from drgn_ss.plugin import _run
+
+    monkeypatch.setenv("DRGN_SS_CACHE", str(tmp_path))
+    core = tmp_path / "core"
+    core.write_bytes(BAD_DUMPS["aarch64-kallsyms"])
+    prog = drgn.Program()
+    prog.set_core_dump(str(core))
+    assert _run(prog, ["-tan"]) == 1
+    assert capsys.readouterr() == (
+        "", "ss: this kernel's architecture is AARCH64: drgn-ss reads x86-64 kernels only\n")
+
+
+def test_a_dump_cut_short_by_less_than_a_megabyte_says_how_much() -> None:
+    from drgn_ss.cli import _size_text
+
+    assert (_size_text(4000), _size_text(3 << 20)) == ("4000 bytes", "3 MB")  # not "0 MB"
