@@ -70,8 +70,8 @@ def tcp_info(cong: str) -> TcpInfo:
 
 
 def formatter(info: bool = False) -> Formatter:
-    owners = {s.socket: [Owner(HOSTILE_COMM, 7, 3)] for s in SOCKS}
-    return Formatter(True, (1, 2), lambda netns, index: IFNAMES[index], owners, owners_by="socket",
+    owners = {s.address: [Owner(HOSTILE_COMM, 7, 3)] for s in SOCKS}
+    return Formatter(True, (1, 2), lambda netns, index: IFNAMES[index], owners, owners_by="sock",
                      tcp_info={s.address: tcp_info(CONG) for s in SOCKS} if info else None)
 
 
@@ -140,7 +140,7 @@ def test_netns_tag_escapes_the_process_name() -> None:
 
 def test_nethogs_escapes_command_names_in_text_and_keeps_them_in_json() -> None:
     s = SOCKS[0]
-    owners = {s.socket: [Owner(kernel_name(b"n\x1b[2J\xff"), 9, 3)]}
+    owners = {s.address: [Owner(kernel_name(b"n\x1b[2J\xff"), 9, 3)]}
     now = Sample(2.0, 0.0, {conn_key(s): Connection(s, TcpCounters(10, 10, 20, 1, 1), None)}, owners, 0.0,
                  False, WalkErrors(), None, 2.0)
     for line in process_lines(per_process(now, None)) + connection_lines(connection_rows(now, None)):

@@ -15,7 +15,7 @@ from drgn_ss.owners import MAX_FDS, Owner, raw_kernel_owners
 from drgn_ss.raw import Field, native
 from drgn_ss.tables import WalkErrors
 
-FILES, FDT, FDS, FILE, SOCKET_OPS, SOCKET = 0x1000, 0x2000, 0x3000, 0x4000, 0x9000, 0x5000
+FILES, FDT, FDS, FILE, SOCKET_OPS, SOCKET, SK = 0x1000, 0x2000, 0x3000, 0x4000, 0x9000, 0x5000, 0x6000
 
 
 class Memory:
@@ -39,20 +39,29 @@ class Memory:
 
 def layout() -> SimpleNamespace:
     """struct files_struct { ...; fdt at 8 }, struct fdtable { u32 max_fds; fd at 8 },
-    struct file { f_op at 0; private_data at 8 }."""
+    struct file { f_op at 0; private_data at 8 }, struct socket { file at 0; sk at 8 },
+    struct sock { sk_socket at 0 }."""
     max_fds = Field(0, 4)
     return SimpleNamespace(
         fdt=8, max_fds=max_fds, fd=8, f_op=0, private_data=8, file_span=16, socket_file_ops=SOCKET_OPS,
+        socket_file=0, socket_sk=8, sk_socket=0,
         native={"max_fds": max_fds.native, "fdt": 8, "fd": 8, "f_op": 0, "private_data": 8,
-                "file_span": 16, "socket_file_ops": SOCKET_OPS})
+                "file_span": 16, "socket_file_ops": SOCKET_OPS, "socket_file": 0, "socket_sk": 8,
+                "sk_socket": 0})
 
 
-def memory(max_fds: int) -> Memory:
+def u64(value: int) -> bytes:
+    return value.to_bytes(8, "little")
+
+
+def memory(max_fds: int, socket_file: int = FILE, sk_socket: int = SOCKET) -> Memory:
     return Memory({
-        FILES: bytes(8) + FDT.to_bytes(8, "little"),
-        FDT: max_fds.to_bytes(4, "little") + bytes(4) + FDS.to_bytes(8, "little"),
-        FDS: bytes(8 * 3) + FILE.to_bytes(8, "little"),  # fd 3
-        FILE: SOCKET_OPS.to_bytes(8, "little") + SOCKET.to_bytes(8, "little"),
+        FILES: bytes(8) + u64(FDT),
+        FDT: max_fds.to_bytes(4, "little") + bytes(4) + u64(FDS),
+        FDS: bytes(8 * 3) + u64(FILE),  # fd 3
+        FILE: u64(SOCKET_OPS) + u64(SOCKET),
+        SOCKET: u64(socket_file) + u64(SK),
+        SK: u64(sk_socket),
     })
 
 
@@ -74,7 +83,15 @@ def walk(mem: Memory) -> tuple[dict[int, list[Owner]], WalkErrors]:
 
 def test_file_table_walk_finds_the_socket(path: str) -> None:
     found, errors = walk(memory(4))
-    assert found == {SOCKET: [Owner("srv", 42, 3)]} and not errors
+    assert found == {SK: [Owner("srv", 42, 3)]} and not errors
+
+
+@pytest.mark.parametrize(("socket_file", "sk_socket"), [(FILE + 0x100, SOCKET), (FILE, SOCKET + 0x100)])
+def test_a_socket_that_does_not_point_back_has_no_owner(path: str, socket_file: int, sk_socket: int) -> None:
+    """A file whose socket names another file, or whose sock names another socket: damage, counted."""
+    found, errors = walk(memory(4, socket_file, sk_socket))
+    assert found == {} and errors.files == 1 and errors.tasks == 0
+    assert errors.first.startswith("a socket file, its socket and its sock do not point at each other")
 
 
 @pytest.mark.parametrize("max_fds", [MAX_FDS + 1, 0xFFFFFFFF])
