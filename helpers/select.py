@@ -121,8 +121,8 @@ def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: in
     families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on) or (AF_INET, AF_INET6)
     if not states & SS_ALL:
         raise SelectionError("no socket states to show with such filter.")
-    # ss reads addresses as its preferred family: -6 if given, else -4 (the later one wins
-    # in ss; both given here, neither is preferred).
+    # ss reads addresses as its preferred family: -4 or -6 (the later one wins in ss, and
+    # drgn-ss's command line keeps only that one; both given here, neither is preferred).
     preferred = families[0] if len(families) == 1 else AF_UNSPEC
     expr = parse_filter(expression, preferred, protos)
     if expr is not None and expr.family != AF_UNSPEC:

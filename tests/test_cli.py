@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from drgn_ss.cli import build_parser
 
 from vmtests.config import REPO
 
@@ -125,3 +126,12 @@ def test_script_run_by_python_says_to_use_drgn(script: str) -> None:
     assert p.returncode == 1
     assert p.stderr.startswith(f"{script}: a drgn script: run it with drgn (drgn scripts/{script} ")
     assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
+
+
+def test_the_later_of_ipv4_and_ipv6_wins() -> None:
+    """ss lists (and reads a filter's addresses as) its last preferred family: ss -4 -6 is IPv6."""
+    parser = build_parser("drgn-ss", True)
+    for argv, ipv4, ipv6 in ((["-4", "-6"], False, True), (["-6", "-4"], True, False),
+                             (["-t64"], True, False), (["--ipv6"], False, True), ([], False, False)):
+        args = parser.parse_args(argv)
+        assert (args.ipv4, args.ipv6) == (ipv4, ipv6), argv
