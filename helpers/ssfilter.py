@@ -16,11 +16,14 @@ Grammar, as ss's: ``and`` (``&``, ``&&``, or nothing between two expressions), `
 
 Numbers are read as ss reads them, with C's strtol()/strtoul() (base 0, ASCII digits only,
 leading C white space, a sign), addresses with iproute2's get_prefix_1() and, failing that,
-gethostbyname2(). ss's parser is bison's, whose stack holds 10,000 entries: an expression
-nested deeper (some 9,995 ``(`` or ``not``) is refused, as ss refuses it ("memory
-exhausted"). Long ``and``/``or`` chains take no stack. Nothing here recurses: parsing keeps
-its own stack, and an expression runs as a list of conditions with jumps, as ss compiles it
-to inet_diag bytecode.
+gethostbyname2(). ss's parser carries one thing from a condition to the next: the address
+family. ``-4``/``-6`` set it first; an ``inet:`` or ``inet6:`` address sets it for every
+later condition, which reads its address as that family only (after ``src inet6:::/0``,
+``src 10.0.0.0/8`` is refused), and the listing shows only the last one named. ss's parser
+is bison's, whose stack holds 10,000 entries: an expression nested deeper (some 9,995
+``(`` or ``not``) is refused, as ss refuses it ("memory exhausted"). Long ``and``/``or``
+chains take no stack. Nothing here recurses: parsing keeps its own stack, and an expression
+runs as a list of conditions with jumps, as ss compiles it to inet_diag bytecode.
 
 ss filters twice: the kernel runs the expression compiled to inet_diag bytecode, then ss
 runs it again on what comes back, and shows a socket only if both pass. They differ only
@@ -383,6 +386,10 @@ def _device(name: str) -> int | str | None:
 
 def _hint(text: str, addr: str, family: int) -> str:
     """Why ``addr`` (of the word ``text``) is no address, when that is not plain."""
+    if family != AF_UNSPEC and _prefix(addr, AF_UNSPEC) is not None:
+        name = "IPv6" if family == AF_INET6 else "IPv4"
+        prefix = "inet6:" if family == AF_INET6 else "inet:"
+        return f" (addresses are read as {name} after {prefix} or -{name[-1]})"
     if text[:1] not in ("[", "*") and text.count(":") > 1 and _prefix(text, AF_UNSPEC) is not None:
         return f" (an IPv6 address goes in brackets: [{_printable(text)}])"
     return ""
@@ -789,8 +796,8 @@ class _Parser:
                     raise self.error(f"an inet prefix is expected rather than {_quoted(addr)}"
                                      f"{_hint(text, addr, family)}", index)
                 hosts = tuple(HostCond(port, fam, a.ljust(16, b"\0"), len(a) * 8) for fam, a in found)
-        if family != AF_UNSPEC:
-            self.asked_family = family
+        if family != AF_UNSPEC:  # filter_af_set(): ss's preferred family from now on
+            self.family = self.asked_family = family
         return hosts
 
     def port(self, text: str, index: int) -> int:

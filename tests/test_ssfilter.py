@@ -164,6 +164,27 @@ def refused(words: list[str], family: int = 0) -> str:
     return str(info.value)
 
 
+def test_an_address_family_carries_to_later_conditions() -> None:
+    """
+    parse_hostcond() sets ss's preferred family on inet:/inet6:, and later conditions read
+    their address as that family only (ss 6.1: 'src inet6:::/0 or src 10.0.0.0/8' is
+    refused: an inet prefix is expected rather than "10.0.0.0/8"); -4 and -6 set it first.
+    """
+    assert refused(["src inet6:::/0 or src 10.0.0.0/8"]) == (
+        "an inet prefix is expected rather than '10.0.0.0/8' (addresses are read as IPv6 after "
+        "inet6: or -6)")
+    assert "rather than '127.0.0.1'" in refused(["src inet6:[::1] src 127.0.0.1:22"])
+    assert "rather than '::1'" in refused(["src inet:10.0.0.1 or dst [::1]"])
+    assert "rather than '10.0.0.1'" in refused(["dst 10.0.0.1"], AF_INET6)
+    assert "rather than '::1'" in refused(["sport = inet:22 or src [::1]"])  # a port names it too
+    # Before the inet6: condition, a bare address is either family; the listing shows the last named.
+    f = parse_filter(["src 127.0.0.1 or src inet6:::/0 or src [::1]"])
+    assert f is not None and f.family == AF_INET6
+    f = parse_filter(["src inet6:::/0 or src inet:0/0"])
+    assert f is not None and f.family == AF_INET
+    assert matching("src inet:0/0 or src 10.0.0.0/8") == [V4, V4_OUT, MAPPED]
+
+
 def test_numbers_are_read_as_c_reads_them() -> None:
     """strtol()/strtoul() base 0: ASCII digits only, a sign, leading C white space; ss's limits."""
     for port in ("+22", "\n22", "0x16", "026", "-0x0", "00000000000000000000000000000000000000022"):
