@@ -26,10 +26,13 @@ chains take no stack. Nothing here recurses: parsing keeps its own stack, and an
 runs as a list of conditions with jumps, as ss compiles it to inet_diag bytecode.
 
 ss filters twice: the kernel runs the expression compiled to inet_diag bytecode, then ss
-runs it again on what comes back, and shows a socket only if both pass. They differ only
-for addresses of the other family: the kernel's condition never matches a socket of another
+runs it again on what comes back, and shows a socket only if both pass. They differ for
+addresses of the other family: the kernel's condition never matches a socket of another
 family (but an IPv4 condition matches IPv4-mapped IPv6 addresses), while ss's own compares
-the bits of the two addresses whatever their families. :meth:`Filter.matches` is both.
+the bits of the two addresses whatever their families; for port bounds (the bytecode holds
+16 bits: ``sport < 65536`` is ``sport < 0`` there); and for host names (the bytecode has the
+first address only). An expression with a ``dev`` condition is not compiled at all (ss
+cannot), so ss's own evaluation alone decides. :meth:`Filter.matches` is both.
 """
 
 from __future__ import annotations
@@ -525,21 +528,22 @@ def _run(steps: Steps, s: InetSock) -> bool:
 
 
 def _host_test(cond: Cond, kernel: bool) -> Test:
-    """A src/dst condition: ss's own or the kernel's, any of the addresses."""
+    """A src/dst condition: ss's own (any of the addresses) or the kernel's (the first)."""
     local = cond.what == "src"
-    hosts = cond.hosts
     if kernel:
+        first = cond.hosts[0]
         if local:
-            return lambda s: any(_kernel_host_match(h, s.src, s.family, s.sport) for h in hosts)
-        return lambda s: any(_kernel_host_match(h, s.dst, s.family, s.dport) for h in hosts)
+            return lambda s: _kernel_host_match(first, s.src, s.family, s.sport)
+        return lambda s: _kernel_host_match(first, s.dst, s.family, s.dport)
+    hosts = cond.hosts
     if local:
         return lambda s: any(_user_host_match(h, s.src, s.family, s.sport) for h in hosts)
     return lambda s: any(_user_host_match(h, s.dst, s.family, s.dport) for h in hosts)
 
 
 def _port_test(cond: Cond, kernel: bool) -> Test:
-    """A port bound: sge, sle, dge, dle."""
-    bound = cond.hosts[0].port
+    """A port bound: sge, sle, dge, dle; the kernel's bytecode holds the port in 16 bits."""
+    bound = cond.hosts[0].port & 0xFFFF if kernel else cond.hosts[0].port
     if cond.what == "sge":
         return lambda s: s.sport >= bound
     if cond.what == "sle":
@@ -563,6 +567,8 @@ class Filter:
     def __post_init__(self) -> None:
         self._user = _compile(self.root, lambda cond: self._test(cond, False))
         self._kernel: Steps | None = _compile(self.root, lambda cond: self._test(cond, True))
+        if any(cond.what == "dev" for cond in self.conditions()):
+            self._kernel = None  # ss cannot compile dev to bytecode: it sends none
 
     def conditions(self) -> list[Cond]:
         """The expression's conditions, left to right."""

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
-from drgn_ss.ssfilter import And, Cond, FilterError, HostCond, Not, Or, parse_filter, tokenize
+from drgn_ss.ssfilter import And, Cond, Filter, FilterError, HostCond, Not, Or, parse_filter, tokenize
 
 
 def sock(src: str, sport: int, dst: str, dport: int, ifindex: int = 0) -> InetSock:
@@ -224,6 +224,25 @@ def test_dev_takes_an_index_or_a_name_an_interface_can_have() -> None:
     for bad in ("²", "-1", "08", "4294967296", "\\", "a/b", "a:b", "..", "x" * 16, "é" * 8):
         assert refused(["dev", bad]).startswith("cannot parse device"), bad
     assert parse_filter(["dev", "x" * 15]) is not None
+
+
+def test_the_kernel_pass_as_ss_compiles_it() -> None:
+    """
+    The bytecode holds a port bound in 16 bits (sport < 65536 is not sport >= 0: nothing);
+    an expression with dev is not compiled, so ss's own pass alone decides (::1's first
+    byte matches 0.0.0.0/8 there). Both checked against ss 6.1 on listeners.
+    """
+    assert matching("sport < 65536") == []
+    assert matching("sport >= 65536") == []
+    assert matching("sport < 100000") == [V4, V6, MAPPED]  # kernel: sport < 34464; ss: true
+    assert matching("sport > -1") == []
+    assert matching("dev 0 and src 0.0.0.0/8") == [V6, MAPPED]
+    # A host name's addresses: the bytecode repeats the first one's (ss fills each entry from
+    # the list's head), ss's own pass takes any.
+    v6, v4 = (HostCond(family=f, addr=socket.inet_pton(f, a).ljust(16, b"\0"), bits=b)
+              for f, a, b in ((AF_INET6, "::1", 128), (AF_INET, "127.0.0.1", 32)))
+    f = Filter(Cond("src", (v6, v4)))
+    assert [s for s in ALL if f.matches(s)] == [V6]
 
 
 def nested(depth: int, inner: str = "sport = :22", step: str = "not") -> list[str]:
