@@ -165,11 +165,11 @@ INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1
 UINT_MAX = (1 << 32) - 1
 
 
-def _strto(text: str, start: int = 0) -> tuple[bool, int, int]:
+def _strto(text: str, start: int = 0, base: int = 0) -> tuple[bool, int, int]:
     """
-    What strtol()/strtoul() read of ``text[start:]`` with base 0: (negative, magnitude,
-    end). ``end`` is ``start`` when there are no digits; a magnitude past 64 bits is
-    ULONG_MAX + 1 (the caller saturates), so a long string of digits costs no big number.
+    What strtol()/strtoul() read of ``text[start:]`` with base 0 (or 10): (negative,
+    magnitude, end). ``end`` is ``start`` when there are no digits; a magnitude past 64 bits
+    is ULONG_MAX + 1 (the caller saturates), so a long string of digits costs no big number.
     """
     i, n = start, len(text)
     while i < n and text[i] in _C_SPACE:
@@ -178,11 +178,12 @@ def _strto(text: str, start: int = 0) -> tuple[bool, int, int]:
     if i < n and text[i] in "+-":
         negative = text[i] == "-"
         i += 1
-    base = 10
-    if text.startswith(("0x", "0X"), i) and i + 2 < n and text[i + 2] in _HEX:
+    if base == 10:
+        pass
+    elif text.startswith(("0x", "0X"), i) and i + 2 < n and text[i + 2] in _HEX:
         base, i = 16, i + 2
-    elif text.startswith("0", i):
-        base = 8
+    else:
+        base = 8 if text.startswith("0", i) else 10
     end = _DIGIT_RUN[base].match(text, i).end()  # type: ignore[union-attr]
     if end == i:
         return False, 0, start
@@ -366,25 +367,32 @@ def _split_host(text: str, is_port: bool) -> tuple[str, str | None] | None:
     return addr, port
 
 
-def _device(name: str) -> int | str | None:
+def _device(name: str) -> tuple[str, int] | None:
     """
-    parse_devcond(): an interface index (strtoul(, 0), whole, up to UINT_MAX) or a name.
-    ss looks names up in its own namespace; here the socket's does, later, so a name is
-    only checked to be one the kernel takes (dev_valid_name()). None: neither, as a number
-    ss cannot read (-1, 08, 4294967296, ²) or a name no interface can have.
+    parse_devcond(): (interface name or "", index or -1). ss takes a name
+    (ll_name_to_index(): "lo:1" is lo, the kernel drops an alias; "if5" is index 5 unless
+    an interface has that name), then an index (strtoul(, 0), whole, up to UINT_MAX). ss
+    looks names up in its own namespace; here the socket's does, later, so a name is only
+    checked to be one the kernel takes (dev_valid_name()). None: neither, as a number ss
+    cannot read (-1, 08, 4294967296, ²) or a name no interface can have.
     """
     negative, magnitude, end = _strto(name)
     if name and end == len(name) and end > 0:
         value = _strtoul_value(negative, magnitude)
-        return value if value <= UINT_MAX else None
+        return ("", value) if value <= UINT_MAX else None
     if name.lstrip("+-").isdigit():
         return None
-    raw = name.encode(errors="surrogateescape")
-    if not raw or len(raw) >= 16 or raw in (b".", b".."):
-        return None
-    if any(b in b"/: \t\n\v\f\r\xa0" for b in raw):
-        return None
-    return name
+    index = -1
+    if name.startswith("if"):  # ll_idx_a2n(): sscanf(name, "if%u")
+        negative, magnitude, end = _strto(name, 2, 10)
+        if end > 2:
+            index = (_strtoul_value(negative, magnitude) & UINT_MAX) or -1
+    alias = name.partition(":")[0]
+    raw = alias.encode(errors="surrogateescape")
+    if (not raw or len(name.encode(errors="surrogateescape")) >= 16 or raw in (b".", b"..")
+            or any(b in b"/ \t\n\v\f\r\xa0" for b in raw)):
+        return None if index < 0 else ("", index)
+    return alias, index
 
 
 def _hint(text: str, addr: str, family: int) -> str:
@@ -414,7 +422,7 @@ class Cond:
     """
     A leaf: ``what`` is "src", "dst" (address and port), "sge"/"sle"/"dge"/"dle" (port
     bounds) or "dev"; ``hosts`` are alternatives (a host name's addresses); a ``dev``
-    condition has its ``ifindex``, or -1 and a ``dev`` name.
+    condition has an interface index (else -1) or a name (else ""), or both ("if5").
     """
 
     what: str
@@ -596,12 +604,13 @@ class Filter:
 
     def _dev_test(self, cond: Cond) -> Test:
         """ss compares interface indexes (0: not bound); a name, in the socket's namespace."""
-        if cond.ifindex >= 0:
-            index = cond.ifindex
+        index, name = cond.ifindex, cond.dev
+        if not name:
             return lambda s: s.ifindex == index
-        name = cond.dev
 
         def test(s: InetSock) -> bool:
+            if s.ifindex == index:
+                return True
             return bool(s.ifindex) and self.ifname is not None and self.ifname(s.netns, s.ifindex) == name
 
         return test
@@ -768,9 +777,7 @@ class _Parser:
         device = _device(name)
         if device is None:
             raise self.error(f"cannot parse device {_quoted(name)}", self.i - 1)
-        if isinstance(device, int):
-            return Cond("dev", dev=name, ifindex=device)
-        return Cond("dev", dev=device)
+        return Cond("dev", dev=device[0], ifindex=device[1])
 
     def hostcond(self, kind: str) -> tuple[HostCond, ...]:
         """parse_hostcond(): the pattern after src/dst (or a port after sport/dport)."""

@@ -240,9 +240,15 @@ def shown(words: list[str]) -> str:
 
 
 def ss_accepts(words: list[str]) -> bool | None:
-    """Whether ``ss -tan -- WORDS`` takes the filter (exit 0); None if it crashed."""
-    p = subprocess.run([b"ss", b"-tan", b"--", *map(os.fsencode, words)], capture_output=True,
-                       timeout=30)
+    """
+    Whether ``ss -tan -- WORDS`` takes the filter (exit 0); None if it crashed or took over
+    10 s (ss 6.1 takes minutes over 3,000 host names: each is a lookup, and more).
+    """
+    try:
+        p = subprocess.run([b"ss", b"-tan", b"--", *map(os.fsencode, words)], capture_output=True,
+                           timeout=10)
+    except subprocess.TimeoutExpired:
+        return None
     return None if p.returncode < 0 else p.returncode == 0
 
 
@@ -255,7 +261,7 @@ def drgn_ss_verdict(words: list[str]) -> tuple[bool, str, list[str]]:
         selection = _selection(build_parser("drgn-ss", True).parse_args(["-tan", "--", *words]))
     except UsageError as e:
         return False, str(e), []
-    devices = [c.dev for c in selection.expr.conditions() if c.what == "dev" and c.ifindex < 0] \
+    devices = [c.dev for c in selection.expr.conditions() if c.what == "dev" and c.dev] \
         if selection.expr is not None else []
     return True, "", devices
 
@@ -270,7 +276,7 @@ def documented_difference(ours: tuple[bool, str, list[str]], host_devices: set[s
     if not accepted and "not supported" in error:
         return "unsupported"
     if accepted and any(name not in host_devices for name in devices):
-        return "device name"
+        return "device name"  # ("if5", both a name and an index, is one too)
     return ""
 
 
@@ -292,14 +298,14 @@ def test_fuzz_accepts_what_ss_accepts() -> None:
     to drgn-ss's option and filter parsing: the same verdict, or a documented difference.
     """
     host_devices = {name for _, name in socket.if_nameindex()}
-    counts: dict[str, int] = {"agree": 0, "unsupported": 0, "device name": 0, "ss crashed": 0}
+    counts: dict[str, int] = {"agree": 0, "unsupported": 0, "device name": 0, "no answer from ss": 0}
     disagreements = []
     started = time.perf_counter()
     for words in expressions(SEED + 1, SS_COUNT, nul=False):
         theirs = ss_accepts(words)
         ours = drgn_ss_verdict(words)
         if theirs is None:
-            counts["ss crashed"] += 1
+            counts["no answer from ss"] += 1
         elif theirs == ours[0]:
             counts["agree"] += 1
         elif why := documented_difference(ours, host_devices):
