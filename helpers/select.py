@@ -15,7 +15,7 @@ from drgn_ss.inet import (
     TCP_TIME_WAIT,
     InetSock,
 )
-from drgn_ss.ssfilter import AF_UNSPEC, Filter, SelectionError, parse_filter
+from drgn_ss.ssfilter import AF_UNSPEC, Filter, SelectionError, parse_filter, printable
 
 SS_MAX = 12
 SS_ALL = (1 << SS_MAX) - 1
@@ -51,7 +51,7 @@ def scan_state(name: str) -> int:
     for i, long_name in enumerate(STATE_NAMES_LONG):
         if lower == long_name.lower():
             return 1 << i
-    raise SelectionError(f"wrong state name: {name}")
+    raise SelectionError(f"wrong state name: {printable(name)}")
 
 
 class Selection(NamedTuple):

@@ -76,7 +76,7 @@ class FilterError(SelectionError):
         a long expression is cut to the part around the token, and characters that do not
         print are shown escaped, as in the message.
         """
-        shown = [_printable(t) for t in self.tokens]
+        shown = [printable(t) for t in self.tokens]
         line = " ".join(shown)
         if self.index < len(shown):
             start = len(" ".join(shown[: self.index])) + (1 if self.index > 0 else 0)
@@ -93,7 +93,7 @@ class FilterError(SelectionError):
         return f"  {line}\n  {' ' * start}{'^' * width}"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with each character that does not print (controls, non-UTF-8 bytes) escaped."""
     if text.isprintable():
         return text
@@ -402,7 +402,7 @@ def _hint(text: str, addr: str, family: int) -> str:
         prefix = "inet6:" if family == AF_INET6 else "inet:"
         return f" (addresses are read as {name} after {prefix} or -{name[-1]})"
     if text[:1] not in ("[", "*") and text.count(":") > 1 and _prefix(text, AF_UNSPEC) is not None:
-        return f" (an IPv6 address goes in brackets: [{_printable(text)}])"
+        return f" (an IPv6 address goes in brackets: [{printable(text)}])"
     return ""
 
 

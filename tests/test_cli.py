@@ -70,6 +70,8 @@ def test_drgn_ss_unknown_option_is_usage_exit_2() -> None:
 def test_drgn_ss_bad_state_name() -> None:
     assert one_line_error(drgn_ss("-t", "state", "bogus"), 2).startswith(
         "drgn-ss: wrong state name: bogus\n")
+    assert one_line_error(drgn_ss("-t", "state", "a\nb\x1b[31m"), 2).startswith(
+        "drgn-ss: wrong state name: a\\nb\\x1b[31m\n")  # one line, no terminal escape
 
 
 
