@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from drgn import (
     Architecture,
@@ -79,6 +79,20 @@ class ArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class LastFamily(argparse.Action):
+    """
+    -4 and -6: the later one given wins, as in ss, which lists (and reads a filter's
+    addresses as) its last preferred family only.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        namespace.ipv4, namespace.ipv6 = self.dest == "ipv4", self.dest == "ipv6"
+
+
 def help_formatter(prog: str) -> argparse.HelpFormatter:
     """
     argparse's formatter, told the terminal's width: argparse makes one per option and
@@ -130,8 +144,8 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument(*summary_flags, action="store_true",
                    help="print ss's summary (socket totals per protocol and state, from the kernel's "
                    "sockstat counters); then the listing only if -t or -u or a filter is given, as ss")
-    p.add_argument("-4", "--ipv4", action="store_true", help="IPv4 sockets only")
-    p.add_argument("-6", "--ipv6", action="store_true", help="IPv6 sockets only")
+    p.add_argument("-4", "--ipv4", action=LastFamily, help="IPv4 sockets only (with -6: the later one)")
+    p.add_argument("-6", "--ipv6", action=LastFamily, help="IPv6 sockets only (with -4: the later one)")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
     namespaces = p.add_mutually_exclusive_group()
     namespaces.add_argument("--all-netns", action="store_true",

@@ -15,7 +15,7 @@ from drgn_ss.inet import (
     TCP_TIME_WAIT,
     InetSock,
 )
-from drgn_ss.ssfilter import AF_UNSPEC, Filter, SelectionError, parse_filter
+from drgn_ss.ssfilter import AF_UNSPEC, Filter, SelectionError, parse_filter, printable
 
 SS_MAX = 12
 SS_ALL = (1 << SS_MAX) - 1
@@ -51,7 +51,7 @@ def scan_state(name: str) -> int:
     for i, long_name in enumerate(STATE_NAMES_LONG):
         if lower == long_name.lower():
             return 1 << i
-    raise SelectionError(f"wrong state name: {name}")
+    raise SelectionError(f"wrong state name: {printable(name)}")
 
 
 class Selection(NamedTuple):
@@ -121,8 +121,8 @@ def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: in
     families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on) or (AF_INET, AF_INET6)
     if not states & SS_ALL:
         raise SelectionError("no socket states to show with such filter.")
-    # ss reads addresses as its preferred family: -6 if given, else -4 (the later one wins
-    # in ss; both given here, neither is preferred).
+    # ss reads addresses as its preferred family: -4 or -6 (the later one wins in ss, and
+    # drgn-ss's command line keeps only that one; both given here, neither is preferred).
     preferred = families[0] if len(families) == 1 else AF_UNSPEC
     expr = parse_filter(expression, preferred, protos)
     if expr is not None and expr.family != AF_UNSPEC:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from drgn_ss.cli import build_parser
 
 from vmtests.config import REPO
 
@@ -72,6 +73,8 @@ def test_drgn_ss_unknown_option_is_usage_exit_2() -> None:
 def test_drgn_ss_bad_state_name() -> None:
     assert one_line_error(drgn_ss("-t", "state", "bogus"), 2).startswith(
         "drgn-ss: wrong state name: bogus\n")
+    assert one_line_error(drgn_ss("-t", "state", "a\nb\x1b[31m"), 2).startswith(
+        "drgn-ss: wrong state name: a\\nb\\x1b[31m\n")  # one line, no terminal escape
 
 
 
@@ -234,3 +237,59 @@ def test_a_dump_cut_short_by_less_than_a_megabyte_says_how_much() -> None:
     from drgn_ss.cli import _size_text
 
     assert (_size_text(4000), _size_text(3 << 20)) == ("4000 bytes", "3 MB")  # not "0 MB"
+
+def test_the_later_of_ipv4_and_ipv6_wins() -> None:
+    """ss lists (and reads a filter's addresses as) its last preferred family: ss -4 -6 is IPv6."""
+    parser = build_parser("drgn-ss", True)
+    for argv, ipv4, ipv6 in ((["-4", "-6"], False, True), (["-6", "-4"], True, False),
+                             (["-t64"], True, False), (["--ipv6"], False, True), ([], False, False)):
+        args = parser.parse_args(argv)
+        assert (args.ipv4, args.ipv6) == (ipv4, ipv6), argv
+
+
+def drgn_ss_bytes(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """drgn-ss with argv as the shell gives it: bytes, not necessarily UTF-8."""
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "drgn-ss"),
+                           *(os.fsencode(a) for a in args)], capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("words, message", [
+    (["("] * 9996 + ["sport = :22"] + [")"] * 9996, "the expression is nested too deeply for ss's parser"),
+    (["not"] * 12000 + ["sport = :22"], "the expression is nested too deeply for ss's parser"),
+    (["src inet6:::/0 or src 10.0.0.0/8"], "an inet prefix is expected rather than '10.0.0.0/8'"),
+    (["sport = :\udcff"], "'\\udcff' does not look like a port"),
+    (["src", "10.0.\udcfe.0"], "an inet prefix is expected rather than '10.0.\\udcfe.0'"),
+    (["src 10.0.0.0/²"], "an inet prefix is expected rather than '10.0.0.0/²'"),
+    (["dev ²"], "cannot parse device '²'"),
+    (["dev", "-1"], "cannot parse device '-1'"),
+    (["sport", "=", "1" * 5000], "'1111111111111111111111111111111111111111'... does not look like a port"),
+    (["sport = :22 or"], "the filter ends where an expression should follow"),
+    (["sport", "=", "\x1b[31m"], "'\\x1b[31m' does not look like a port"),
+])
+def test_drgn_ss_bad_filter_fails_before_the_kernel_is_opened(words: list[str], message: str) -> None:
+    """
+    Exit 2, the error on one line (then the expression with the word pointed at, and the hint
+    to --help), no traceback; -c /dev/null is no kernel: had drgn-ss opened it, it would say so.
+    """
+    p = drgn_ss_bytes("-c", "/dev/null", "-t", "--", *words)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 2 and not p.stdout and "Traceback" not in err, err[-2000:]
+    lines = err.split("\n")
+    assert lines[0] == f"drgn-ss: bad filter: {message}" or lines[0].startswith(
+        f"drgn-ss: bad filter: {message} ("), lines[0]
+    assert len(lines) == 5 and lines[3:] == ["Try 'drgn-ss --help'.", ""], lines
+    assert all(line.isprintable() and len(line) < 130 for line in lines), lines
+    assert "/dev/null" not in err
+
+
+@pytest.mark.parametrize("words", [
+    ["not"] * 9995 + ["sport = :22"],
+    ["( not"] * 4997 + ["sport = :22"] + [")"] * 4997,
+    ["sport = :1"] + ["or sport = :22"] * 20000,
+    ["src inet6:::/0 or src [::1]:443 and dev 0 or sport = \n22"],
+])
+def test_drgn_ss_deep_filter_is_parsed_then_the_kernel_opened(words: list[str]) -> None:
+    """What ss takes, drgn-ss parses (no recursion) and then goes on to open the kernel."""
+    p = drgn_ss_bytes("-c", "/dev/null", "-t", "--", *words)
+    assert p.returncode == 1 and not p.stdout
+    assert p.stderr == b"drgn-ss: cannot open /dev/null: not an ELF core file\n"

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 from drgn_ss.inet import AF_INET, AF_INET6, InetSock
-from drgn_ss.ssfilter import And, Cond, FilterError, HostCond, Not, Or, parse_filter, tokenize
+from drgn_ss.ssfilter import And, Cond, Filter, FilterError, HostCond, Not, Or, parse_filter, tokenize
 
 
 def sock(src: str, sport: int, dst: str, dport: int, ifindex: int = 0) -> InetSock:
@@ -47,7 +47,8 @@ def test_and_or_group_from_the_left_without_precedence() -> None:
     assert matching("sport = :22 or sport = :443 and dport = :50000") == [V6]
 
 
-@pytest.mark.parametrize("expr, expected", [
+#: Expressions and the fixture sockets each shows (the fuzz mutates them).
+MATCHES = [
     ("sport = :22", [V4]),
     ("sport :22", [V4]),  # "=" may be left out
     ("sport == 22", [V4]),
@@ -82,7 +83,10 @@ def test_and_or_group_from_the_left_without_precedence() -> None:
     ("dev != eth0", [V4, V6, MAPPED]),
     ("( sport = :22 or sport = :443 ) and not dst 127.0.0.1", [V6]),
     ("! sport = :22 && ! sport = :443 || dport = :40000", [V4, V4_OUT, MAPPED]),
-])
+]
+
+
+@pytest.mark.parametrize("expr, expected", MATCHES)
 def test_matches(expr: str, expected: list[InetSock]) -> None:
     assert matching(expr) == expected
 
@@ -117,7 +121,8 @@ def test_service_names() -> None:
     assert f is not None and f.root == Cond("dst", (HostCond(port=port),))
 
 
-@pytest.mark.parametrize("expr, message, pointed", [
+#: Bad expressions, ss's refusal (here, with the word pointed at).
+BAD = [
     ("sport >", "the filter ends where a port should follow", None),
     ("sport > and :22", "expected a port, not 'and'", "and"),
     ("( sport = :22", "'(' at word 1 is not closed", "("),
@@ -126,7 +131,8 @@ def test_service_names() -> None:
     ("or sport = :22", "unexpected 'or': an expression should come first", "or"),
     ("bogus", "unknown condition 'bogus'", "bogus"),
     ("dport = :nosuchservice", "'nosuchservice' does not look like a port", ":nosuchservice"),
-    ("src ::1", "an IPv6 address goes in brackets", "::1"),
+    ("src ::1", "an inet prefix is expected rather than ':' (an IPv6 address goes in brackets: [::1])",
+     "::1"),
     ("src 10.0.0.0/33", "an inet prefix is expected rather than '10.0.0.0/33'", "10.0.0.0/33"),
     ("src 300.1.1.1", "an inet prefix is expected rather than '300.1.1.1'", "300.1.1.1"),
     ("src [::1", "no ']' in '[::1'", "[::1"),
@@ -134,7 +140,10 @@ def test_service_names() -> None:
     ("dev < lo", "dev takes = or !=, not '<'", "<"),
     ("sport = :22 and fwmark = 1", "'fwmark' conditions are not supported", "fwmark"),
     ("src unix:/run/x", "unix addresses are not supported", "unix:/run/x"),
-])
+]
+
+
+@pytest.mark.parametrize("expr, message, pointed", BAD)
 def test_bad_expressions_point_at_the_token(expr: str, message: str, pointed: str | None) -> None:
     with pytest.raises(FilterError) as info:
         parse_filter(expr.split())
@@ -146,3 +155,134 @@ def test_bad_expressions_point_at_the_token(expr: str, message: str, pointed: st
         assert start == len(line) + 1 and marks.strip() == "^"
     else:
         assert line[start:start + len(marks.strip())] == pointed
+
+
+def refused(words: list[str], family: int = 0) -> str:
+    """The message parse_filter() refuses ``words`` with (it must refuse them)."""
+    with pytest.raises(FilterError) as info:
+        parse_filter(words, family)
+    return str(info.value)
+
+
+def test_an_address_family_carries_to_later_conditions() -> None:
+    """
+    parse_hostcond() sets ss's preferred family on inet:/inet6:, and later conditions read
+    their address as that family only (ss 6.1: 'src inet6:::/0 or src 10.0.0.0/8' is
+    refused: an inet prefix is expected rather than "10.0.0.0/8"); -4 and -6 set it first.
+    """
+    assert refused(["src inet6:::/0 or src 10.0.0.0/8"]) == (
+        "an inet prefix is expected rather than '10.0.0.0/8' (addresses are read as IPv6 after "
+        "inet6: or -6)")
+    assert "rather than '127.0.0.1'" in refused(["src inet6:[::1] src 127.0.0.1:22"])
+    assert "rather than '::1'" in refused(["src inet:10.0.0.1 or dst [::1]"])
+    assert "rather than '10.0.0.1'" in refused(["dst 10.0.0.1"], AF_INET6)
+    assert "rather than '::1'" in refused(["sport = inet:22 or src [::1]"])  # a port names it too
+    # Before the inet6: condition, a bare address is either family; the listing shows the last named.
+    f = parse_filter(["src 127.0.0.1 or src inet6:::/0 or src [::1]"])
+    assert f is not None and f.family == AF_INET6
+    f = parse_filter(["src inet6:::/0 or src inet:0/0"])
+    assert f is not None and f.family == AF_INET
+    assert matching("src inet:0/0 or src 10.0.0.0/8") == [V4, V4_OUT, MAPPED]
+
+
+def test_numbers_are_read_as_c_reads_them() -> None:
+    """strtol()/strtoul() base 0: ASCII digits only, a sign, leading C white space; ss's limits."""
+    for port in ("+22", "\n22", "0x16", "026", "-0x0", "00000000000000000000000000000000000000022"):
+        f = parse_filter(["sport", "=", port])
+        assert f is not None and f.conditions()[0].hosts[0].port in (22, 0, 18), port
+    for port in ("²", "٢٢", "22²", "0x", "08", "1_0", "2147483648", "1" + "0" * 5000, " 22"[1:] + "\x00"):
+        if "\x00" in port:
+            assert "NUL" in refused(["sport", "=", port])
+        else:
+            assert "does not look like a port" in refused(["sport", "=", port])
+    assert refused(["sport", "=", "\udcff"]) == "'\\udcff' does not look like a port"  # non-UTF-8 byte
+    for prefix in ("10.0.0.0/+8", "10.0.0.0/0x8", "10.0.0.0/-0", "10.0.0.0/any", "+10.0.0.1", "-0.0.0.1",
+                   "10.\n1", "2130706433", "1.65535", "0177.1"):
+        assert parse_filter(["src", prefix]) is not None, prefix
+    for prefix in ("10.0.0.0/²", "1.2.3.4/٣", "10.0.0.0/08", "10.0.0.0/", "10.0.0.0/33", "any/8", "0x.1",
+                   "1..2", "10.0.0.", "08.1.1.1", "0x7f000001", "1.2.3.4.5", "[1:2:3]", "\udcff",
+                   "10.0.0.0/\udcff", "[\udcff::1]", "1" * 5000):
+        assert "an inet prefix is expected" in refused(["src", prefix]), prefix
+    f = parse_filter(["src", "2130706433"])  # gethostbyname2() reads it as inet_aton() does
+    assert f is not None and f.conditions()[0].hosts[0].addr[:4] == bytes([127, 0, 0, 1])
+
+
+def test_port_and_address_words_split_as_parse_hostcond() -> None:
+    f = parse_filter(["sport = [22]x"])  # the port is what the brackets hold
+    assert f is not None and f.conditions()[0].hosts == (HostCond(port=22),)
+    for any_port in ("src *:*abc", "sport = *x", "sport = :", "src [*x]:22", "src \\"):
+        f = parse_filter([any_port])
+        assert f is not None and f.conditions()[0].hosts[0].port in (-1, 22), any_port
+    assert matching("src [::1]443") == [V6]
+
+
+def test_dev_takes_an_index_or_a_name_an_interface_can_have() -> None:
+    """parse_devcond(): strtoul(, 0) up to UINT_MAX, else a name; ss compares indexes (0: unbound)."""
+    assert matching("dev 0") == [V4, V6, MAPPED]
+    assert matching("dev 0x2") == [V4_OUT]
+    assert matching("dev != 0") == [V4_OUT]
+    for bad in ("²", "-1", "08", "4294967296", "\\", "a/b", ":b", "..", "x" * 16, "é" * 8):
+        assert refused(["dev", bad]).startswith("cannot parse device"), bad
+    assert parse_filter(["dev", "x" * 15]) is not None
+
+
+def test_the_kernel_pass_as_ss_compiles_it() -> None:
+    """
+    The bytecode holds a port bound in 16 bits (sport < 65536 is not sport >= 0: nothing);
+    an expression with dev is not compiled, so ss's own pass alone decides (::1's first
+    byte matches 0.0.0.0/8 there). Both checked against ss 6.1 on listeners.
+    """
+    assert matching("sport < 65536") == []
+    assert matching("sport >= 65536") == []
+    assert matching("sport < 100000") == [V4, V6, MAPPED]  # kernel: sport < 34464; ss: true
+    assert matching("sport > -1") == []
+    assert matching("dev 0 and src 0.0.0.0/8") == [V6, MAPPED]
+    # A host name's addresses: the bytecode repeats the first one's (ss fills each entry from
+    # the list's head), ss's own pass takes any.
+    v6, v4 = (HostCond(family=f, addr=socket.inet_pton(f, a).ljust(16, b"\0"), bits=b)
+              for f, a, b in ((AF_INET6, "::1", 128), (AF_INET, "127.0.0.1", 32)))
+    f = Filter(Cond("src", (v6, v4)))
+    assert [s for s in ALL if f.matches(s)] == [V6]
+
+
+def nested(depth: int, inner: str = "sport = :22", step: str = "not") -> list[str]:
+    opening = step.split() * depth
+    return opening + inner.split() + [")"] * opening.count("(")
+
+
+def test_deep_expressions_parse_and_run_to_bison_s_limit() -> None:
+    """
+    ss's bison stack holds 9,999 entries: 9,995 ( or not before a condition (three entries,
+    and bison's first state), or 4,997 "( not" (ss 6.1 on the host, bisected). Deeper is
+    refused; up to there, parsing and evaluation take no recursion.
+    """
+    for depth, step in ((9995, "not"), (9995, "("), (4997, "( not"), (3000, "( sport = :1 or")):
+        f = parse_filter(nested(depth, step=step))
+        assert f is not None
+        assert len([s for s in ALL if f.matches(s)]) in (1, 3, 4)
+    for depth, step in ((9996, "not"), (9996, "("), (4998, "( not"), (3332, "( sport = :1 or")):
+        assert "nested too deeply for ss's parser (memory exhausted" in refused(nested(depth, step=step))
+    # And and or chains take no depth: ss's exprlist is left-recursive.
+    chain = ["sport = :1"] + ["or sport = :22"] * 20000
+    f = parse_filter(chain)
+    assert f is not None and [s for s in ALL if f.matches(s)] == [V4]
+    f = parse_filter(["sport = :22"] * 20000)
+    assert f is not None and [s for s in ALL if f.matches(s)] == [V4]
+
+
+def test_a_long_expression_s_pointer_is_cut_around_the_word() -> None:
+    with pytest.raises(FilterError) as info:
+        parse_filter(["sport = :22 or"] * 1000 + ["sport = :nosuch\x1b"] + ["or sport = :1"] * 100)
+    line, marks = info.value.pointer().split("\n")
+    assert len(line) < 120 and line.startswith("  ... ") and line.endswith(" ...")
+    start = len(marks) - len(marks.lstrip())
+    assert line[start:start + len(marks.strip())] == ":nosuch\\x1b"
+    assert str(info.value) == "'nosuch\\x1b' does not look like a port"
+
+
+def test_dev_names_as_ll_name_to_index_reads_them() -> None:
+    """ss 6.1 takes "dev lo:1" (the kernel drops an alias) and "dev if2" (index 2, by sscanf)."""
+    assert matching("dev eth0:1") == [V4_OUT]
+    assert matching("dev if2") == matching("dev if2junk") == [V4_OUT]
+    assert matching("dev if0x2") == []  # sscanf's %u is decimal: if0, no index; a name
+    assert refused(["dev :1"]).startswith("cannot parse device")
