@@ -43,6 +43,10 @@ enum {
 #define BAD_STATE "a damaged socket (no such state)"
 #define TCP_MAX_STATE 12
 #define TCP_FIN_WAIT2 5
+/* drgn_ss.decode.OTHER_PROTOCOL, IPPROTO_TCP, IPPROTO_UDP */
+#define OTHER_PROTOCOL "a damaged socket (not of its table's protocol)"
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
 #define NULL_IN_NULLS "NULL in a nulls hash chain: a zeroed node or bucket"
 /* drgn_ss.tables.STRAYED, OUTSIDE, MET_AGAIN, OTHER_MARKER */
 #define STRAYED "hash chain ends in another bucket's marker: a node freed and reused under the walk"
@@ -220,7 +224,7 @@ static Py_ssize_t spec_int(PyObject *spec, const char *name, int *ok)
 typedef struct {
 	Field net, family, state, rcv_saddr, daddr, num, dport, bound_dev_if, cookie, ipv6only, refcnt;
 	Field tw_substate, tw_expires, req_retrans, req_expires;
-	Field uid, shutdown, sk_socket, sk_ino;
+	Field uid, shutdown, sk_socket, sk_ino, protocol;
 	Field ack_backlog, max_ack_backlog, rcv_nxt, copied_seq, write_seq, snd_una;
 	Field pending, retransmits, probes_out, timeout, keepalive_pprev, keepalive_expires;
 	Field rmem_alloc, wmem_alloc, forward_deficit;
@@ -232,7 +236,7 @@ static int parse_layout(PyObject *spec, Layout *L)
 #define F(name) if (parse_field(spec, #name, &L->name) < 0) return -1
 	F(net); F(family); F(state); F(rcv_saddr); F(daddr); F(num); F(dport); F(bound_dev_if);
 	F(cookie); F(ipv6only); F(refcnt); F(tw_substate); F(tw_expires); F(req_retrans); F(req_expires);
-	F(uid); F(shutdown); F(sk_socket); F(sk_ino); F(ack_backlog); F(max_ack_backlog);
+	F(uid); F(shutdown); F(sk_socket); F(sk_ino); F(protocol); F(ack_backlog); F(max_ack_backlog);
 	F(rcv_nxt); F(copied_seq); F(write_seq); F(snd_una); F(pending); F(retransmits);
 	F(probes_out); F(timeout); F(keepalive_pprev); F(keepalive_expires); F(rmem_alloc);
 	F(wmem_alloc); F(forward_deficit);
@@ -406,6 +410,11 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 				r = rr;
 				goto out;
 			}
+		}
+		if (get(buf, &L->protocol) != (w->tcp ? IPPROTO_TCP_ : IPPROTO_UDP_)) {
+			fault_here(&w->faults, w->mem.fault, OTHER_PROTOCOL, addr);
+			r = 1;
+			goto out;
 		}
 		long long recv_q, send_q;
 		int timer = 0;

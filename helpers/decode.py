@@ -70,6 +70,10 @@ DAMAGED = "a damaged socket (no inet family or local port)"
 BAD_STATE = "a damaged socket (no such state)"
 #: A socket whose namespace is on no list: drgn_ss._fast says the same.
 NO_NETNS = "a damaged socket (of no network namespace)"
+#: A full socket of another protocol than its table's (include/uapi/linux/in.h): drgn_ss._fast
+#: says the same.
+OTHER_PROTOCOL = "a damaged socket (not of its table's protocol)"
+IPPROTO_TCP, IPPROTO_UDP = 6, 17
 TCP_FIN_WAIT2 = 5
 _TW_SUBSTATES = (TCP_FIN_WAIT2, TCP_TIME_WAIT)
 #: The highest state (TCP_NEW_SYN_RECV); 0 is none.
@@ -127,6 +131,7 @@ class SockLayout:
             full["sk_ino"] = self.sk_ino
         else:
             full["sk_ino"] = full["sk_socket"]  # a placeholder: the inode is one more read away
+        full["protocol"] = f(S, "sk_protocol")  # what a full socket is checked against its table by
         T = "struct tcp_sock"
         tcp = {**full, "ack_backlog": f(S, "sk_ack_backlog"),
                "max_ack_backlog": f(S, "sk_max_ack_backlog"),
@@ -492,9 +497,11 @@ class RawDecoder:
             buf = self.mem.read(addr, size)  # a full socket after all: fault here if it must
         timer = timer_ms = retrans = 0
         if proto == "tcp":
-            (uid, shutdown, sk_socket, cgroup, ino, ack_backlog, max_ack_backlog, rcv_nxt, copied_seq,
-             write_seq, snd_una, pending, retransmits, probes_out, timeout, keepalive_pprev,
+            (uid, shutdown, sk_socket, cgroup, ino, protocol, ack_backlog, max_ack_backlog, rcv_nxt,
+             copied_seq, write_seq, snd_una, pending, retransmits, probes_out, timeout, keepalive_pprev,
              keepalive_expires) = L.tcp.unpack(buf)
+            if protocol != IPPROTO_TCP:
+                raise FaultError(OTHER_PROTOCOL, addr)
             if raw_state == TCP_LISTEN:
                 recv_q, send_q = ack_backlog, max_ack_backlog
             else:
@@ -510,8 +517,10 @@ class RawDecoder:
             elif keepalive_pprev:
                 timer, timer_ms, retrans = 2, self._ms(keepalive_expires), probes_out
         else:
-            (uid, shutdown, sk_socket, cgroup, ino, rmem_alloc, wmem_alloc,
+            (uid, shutdown, sk_socket, cgroup, ino, protocol, rmem_alloc, wmem_alloc,
              forward_deficit) = L.udp.unpack(buf)
+            if protocol != IPPROTO_UDP:
+                raise FaultError(OTHER_PROTOCOL, addr)
             recv_q = rmem_alloc - forward_deficit
             send_q = wmem_alloc - 1
         if L.sk_ino is None:

@@ -31,11 +31,11 @@ def _elf_dump(target: Target) -> str:
 
 
 @pytest.fixture(scope="module")
-def intact(target: Target) -> dict[tuple[tuple[str, ...], bool], hostile.Run]:
+def intact(target: Target) -> dict[hostile.Command, hostile.Run]:
     """Each command's run on the intact dump: the truth the damaged runs are judged by."""
     path = _elf_dump(target)
     runs = {}
-    for args, pure in hostile.COMMANDS:
+    for args, pure in hostile.ALL_COMMANDS:
         run = hostile.drgn_ss(path, *args, vmlinux=target.vmlinux, pure_python=pure)
         assert run.returncode == 0 and not hostile.check_run(run, None), (args, run.stderr)
         runs[(args, pure)] = run
@@ -48,14 +48,18 @@ def copy(target: Target, prog: drgn.Program, tmp_path_factory: Any) -> Iterator[
     dest = str(tmp_path_factory.mktemp("hostile") / "damaged.elf")
     c = hostile.DumpCopy(prog, path, dest)
     yield c
-    os.unlink(dest)
+    if c.copied:
+        os.unlink(dest)
 
 
 @pytest.mark.parametrize("damage", hostile.DAMAGES, ids=[d.name for d in hostile.DAMAGES])
 def test_damage(damage: hostile.Damage, target: Target, prog: drgn.Program, workload: dict[str, Any],
-                copy: hostile.DumpCopy, intact: dict[tuple[tuple[str, ...], bool], hostile.Run]) -> None:
+                copy: hostile.DumpCopy, intact: dict[hostile.Command, hostile.Run]) -> None:
     kernel = hostile.Kernel(prog, workload)
     problems = []
-    for _, found in hostile.run_case(copy, kernel, damage, intact, target.vmlinux):
-        problems += found
+    try:
+        for _, found in hostile.run_case(copy, kernel, damage, intact, target.vmlinux):
+            problems += found
+    except hostile.NotHere as e:
+        pytest.skip(str(e))
     assert not problems, "\n".join(problems)
