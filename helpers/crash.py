@@ -128,6 +128,8 @@ def _panic_line(prog: Program) -> str:
     # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
     from drgn.helpers.linux.panic import panic_message
 
+    if not _log_ring_plausible(prog):
+        return "panic: (the kernel log is unreadable)"
     try:
         message = panic_message(prog)
     except Exception as e:
@@ -135,6 +137,35 @@ def _panic_line(prog: Program) -> str:
             raise
         return "panic: (the kernel log is unreadable)"
     return "panic: " + (escape_bytes(message) if message else "(no panic message found)")
+
+
+#: CONFIG_LOG_BUF_SHIFT is at most 25 (init/Kconfig), and the ring has one record per 32
+#: bytes of text (PRB_AVGBITS, 5): a ring of more records is damage (or a log_buf_len= larger
+#: than any build's, which is read as unreadable rather than walked for minutes).
+MAX_LOG_RECORD_BITS = 20
+
+
+def _log_ring_plausible(prog: Program) -> bool:
+    """
+    Whether the kernel log's ring (``prb``, Linux 5.10+) is one drgn's printk helper can
+    walk in bounded time: a ring size within the kernel's own limits, and its oldest and
+    newest records no further apart than the ring holds. drgn walks from one to the other
+    whatever they are (up to 2^62 steps on a damaged dump).
+    """
+    try:
+        ring = prog["prb"].desc_ring
+        bits = ring.count_bits.value_()
+        if not 0 < bits <= MAX_LOG_RECORD_BITS:
+            return False
+        id_mask = (1 << 62) - 1  # DESC_ID_MASK: the state bits above it
+        distance = (ring.head_id.counter.value_() - ring.tail_id.counter.value_()) & id_mask
+        return distance <= 1 << bits
+    except KeyError:
+        return True  # no prb: the old log buffer, which drgn bounds by its own indices
+    except Exception as e:
+        if not is_damage(e):
+            raise
+        return False
 
 
 def _task_line(prog: Program) -> str:

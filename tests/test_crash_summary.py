@@ -70,7 +70,11 @@ class Program:
                                                              "CRASHTIME": "1700000000"}
                                       if info is None else info}
 
-    def __getitem__(self, name: str) -> Value:
+    def __getitem__(self, name: str) -> Any:
+        if name == "prb":
+            if "prb" not in self.fail:
+                raise KeyError(name)  # a kernel before the lockless ring: drgn bounds the old log
+            return self.fail["prb"]
         assert name == "UTS_RELEASE"
         return Value(b"6.1.0-18\x1b[31m-cloud-amd64", self.fail.get("release"))
 
@@ -210,3 +214,27 @@ def test_cli_prints_the_summary_on_stderr_or_as_header(reads: Any, monkeypatch: 
     err = capsys.readouterr().err
     assert err.splitlines()[2] == "drgn-ss: crashing task: pid 4242 (sh.[2J) on CPU 1"
     assert "\x1b" not in err
+
+
+def ring(count_bits: int, tail: int, head: int) -> Any:
+    """A stand-in for the kernel log's ring (``prb``): its size and its oldest and newest ids."""
+    def value(v: int) -> Value:
+        return Value(value_=lambda: v)
+    return Value(desc_ring=Value(count_bits=value(count_bits), tail_id=Value(counter=value(tail)),
+                                 head_id=Value(counter=value(head))))
+
+
+@pytest.mark.parametrize(("prb", "walked"), [
+    (ring(12, 100, 4000), True),  # a ring as a Debian kernel has it
+    (ring(12, 100, 100 + 5000), False),  # further apart than the ring holds
+    (ring(63, 0, 10), False),  # a ring no kernel can allocate
+    (ring(0, 0, 0), False),
+    (ring(12, (1 << 62) - 10, 20), True),  # the ids wrapped
+])
+def test_the_log_is_walked_only_within_its_ring(prb: Any, walked: bool, reads: Any) -> None:
+    """drgn's printk walks from the oldest record id to the newest whatever they are: a damaged
+    ring (2^62 steps, gigabytes of records) is said to be unreadable instead of walked."""
+    fail = {"prb": prb}
+    reads(fail)
+    line = summary(fail)[1]
+    assert (line != "panic: (the kernel log is unreadable)") == walked, line

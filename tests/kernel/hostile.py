@@ -503,6 +503,22 @@ def _elf_machine(k: Kernel) -> list[Patch]:
     return [(-1 - 18, (0xB7).to_bytes(2, "little"))]  # e_machine: EM_AARCH64
 
 
+def vmcoreinfo_patch(path: str, key: bytes, value: bytes) -> Patch:
+    """A patch of the dump's VMCOREINFO note (near the file's start): ``key``'s value, as long as it was."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    at = head.find(b"\n" + key + b"=")
+    assert at >= 0, key
+    start = at + len(key) + 2
+    end = head.index(b"\n", start)
+    assert len(value) <= end - start, (value, head[start:end])
+    return -1 - start, value.ljust(end - start, b"/")
+
+
+def _kerneloffset(k: Kernel) -> list[Patch]:
+    return [vmcoreinfo_patch(k.extra["path"], b"KERNELOFFSET", b"8")]
+
+
 def _jiffies_zero(k: Kernel) -> list[Patch]:
     return [(addr(k.prog["jiffies_64"].address_of_()), u64(0))]
 
@@ -514,6 +530,7 @@ DAMAGES: tuple[Damage, ...] = (
     Damage("udp-next-0x40", _udp_next_below_offset, UDP_COMMANDS),
     Damage("init-task-next-null", _init_tasks_null),
     Damage("page-offset-base-shifted", _page_offset_base),
+    Damage("kerneloffset-shifted", _kerneloffset, may_fail=True),
     Damage("ehash-mask-ffffffff", _ehash_mask(0xFFFFFFFF)),
     Damage("lhash2-mask-ffffffff", _lhash2_mask(0xFFFFFFFF)),
     Damage("udp-mask-ffffffff", _udp_mask(0xFFFFFFFF), UDP_COMMANDS),

@@ -55,7 +55,7 @@ def copy(target: Target, prog: drgn.Program, tmp_path_factory: Any) -> Iterator[
 @pytest.mark.parametrize("damage", hostile.DAMAGES, ids=[d.name for d in hostile.DAMAGES])
 def test_damage(damage: hostile.Damage, target: Target, prog: drgn.Program, workload: dict[str, Any],
                 copy: hostile.DumpCopy, intact: dict[hostile.Command, hostile.Run]) -> None:
-    kernel = hostile.Kernel(prog, workload)
+    kernel = hostile.Kernel(prog, workload, {"path": copy.path})
     problems = []
     try:
         for _, found in hostile.run_case(copy, kernel, damage, intact, target.vmlinux):
