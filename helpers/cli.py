@@ -538,6 +538,11 @@ def open_program(args: argparse.Namespace) -> Program:
                     f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
                 ) from None
             raise NoDebugInfo(f"no debug info for kernel {release}") from None
+        except MemoryError:
+            # drgn walks the kernel's module list as it loads debug info: a damaged one (a
+            # garbage count) ends in a MemoryError there, before any socket is read.
+            raise Failure("could not load debug info: the dump's list of kernel modules is damaged "
+                          "(drgn ran out of memory walking it)") from None
 
     # Debug info is loaded only when something is not in the per-build facts cache...
     set_debug_info_loader(prog, load_debug_info)

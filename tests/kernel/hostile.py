@@ -46,6 +46,22 @@ def u32(value: int) -> bytes:
     return (value & 0xFFFFFFFF).to_bytes(4, "little")
 
 
+def file_offsets(prog: drgn.Program, path: str) -> Callable[[int], int]:
+    """A function from a kernel virtual address to where an ELF dump of ``prog`` holds it."""
+    image = ElfImage(path)
+    segments = list(zip(image.starts, image.ends, image.offsets))
+    init_mm = prog["init_mm"].address_of_()
+
+    def offset(addr: int) -> int:
+        phys = follow_phys(init_mm, addr)
+        for start, end, off in segments:
+            if start <= phys < end:
+                return int(off + phys - start)
+        raise AssertionError(f"{addr:#x} is not in the dump")
+
+    return offset
+
+
 class DumpCopy:
     """
     An ELF dump patched at kernel virtual addresses, its bytes restored after each case: the
@@ -61,21 +77,14 @@ class DumpCopy:
         except OSError:
             shutil.copyfile(original, path)
         self.copied = path != original
-        image = ElfImage(path)
-        self.segments = list(zip(image.starts, image.ends, image.offsets))
-        del image
         self.prog = prog
         self.path = path
-        self.init_mm = prog["init_mm"].address_of_()
+        self.file_offset = file_offsets(prog, path)
 
     def offset(self, addr: int) -> int:
         if addr < 0:  # a file offset
             return -1 - addr
-        phys = follow_phys(self.init_mm, addr)
-        for start, end, off in self.segments:
-            if start <= phys < end:
-                return off + phys - start
-        raise AssertionError(f"{addr:#x} is not in the dump")
+        return self.file_offset(addr)
 
     def apply(self, patches: list[Patch]) -> list[tuple[int, bytes]]:
         saved = []

@@ -63,3 +63,34 @@ def test_damage(damage: hostile.Damage, target: Target, prog: drgn.Program, work
     except hostile.NotHere as e:
         pytest.skip(str(e))
     assert not problems, "\n".join(problems)
+
+
+def test_owners_of_a_dump_cut_short(target: Target, prog: drgn.Program, workload: dict[str, Any],
+                                    intact: dict[hostile.Command, hostile.Run], tmp_path: Any) -> None:
+    """
+    The dump's first 100 MB only (a dump that stopped being written): every owner shown is
+    true, and the workload's own sockets show it wherever its task and file table are in the
+    part that is left; what could not be read is counted (exit 3).
+    """
+    path = _elf_dump(target)
+    cut = str(tmp_path / "cut.elf")
+    size = 100 << 20
+    with open(path, "rb") as src, open(cut, "wb") as dst:
+        dst.write(src.read(size))
+    try:
+        command: hostile.Command = (("--json", "-tanp"), False)
+        run = hostile.drgn_ss(cut, *command[0], vmlinux=target.vmlinux)
+        problems = [p for p in hostile.check_run(run, intact[command]) if "missing, not counted" not in p]
+        assert not problems, problems
+        assert run.returncode == 3 and "the dump is cut short" in run.stderr, run.stderr
+        offset = hostile.file_offsets(prog, path)
+        task = hostile.Kernel(prog, workload).workload_task()
+        fdt = task.files.fdt
+        spans = [(hostile.addr(task), task.type_.type.size), (hostile.addr(fdt.fd[0].address_of_()),
+                                                              8 * fdt.max_fds.value_())]
+        if any(offset(a) + n > size for a, n in spans):
+            pytest.skip("the workload's task or file table lies past the cut")
+        pids = {o["pid"] for s in hostile.sockets(run) for o in s.get("owners", [])}
+        assert workload["pid"] in pids, run.stderr
+    finally:
+        os.unlink(cut)
