@@ -265,6 +265,21 @@ def test_facts_directory_others_can_write_is_not_used(tmp_path: Path, cache: Pat
     assert list((cache / "facts").iterdir()) == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives files to another user")
+def test_facts_of_another_user_are_not_read(tmp_path: Path, cache: Path) -> None:
+    """Root reading a cache another user can write (sudo keeping HOME): their facts are not used."""
+    (tmp_path / "probe").mkdir()
+    name = shared_name(tmp_path)
+    path = poisoned(cache, name, {"build_id": BUILD_ID, "release": RELEASE,
+                                  "dwarf": {"offset:struct sock:sk_b": 12}})
+    os.chown(path, 65534, 65534)
+    assert run(kernel(tmp_path / "probe", dump=None)) == 4  # the file is not theirs to give
+    os.chown(cache / "facts", 65534, 65534)
+    assert run(kernel(tmp_path, dwarf=True)) == 4  # nor is the directory
+    assert os.stat(path).st_uid == 65534
+    assert json.loads(path.read_text())["dwarf"]["offset:struct sock:sk_b"] == 12  # and left alone
+
+
 def test_fifo_as_facts_file_does_not_hang(tmp_path: Path, cache: Path) -> None:
     (tmp_path / "probe").mkdir()
     name = shared_name(tmp_path)
