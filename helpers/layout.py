@@ -551,8 +551,12 @@ def _uints(value: Any) -> bool:
 
 
 def _is_field(v: Any) -> bool:
-    return (isinstance(v, (list, tuple)) and len(v) == 5 and _uint(v[0], MAX_STRUCT_SIZE)
-            and _uint(v[1], 17) and v[1] > 0 and type(v[2]) is bool and _uint(v[3], 8) and _uint(v[4], 65))
+    if type(v) is not list or len(v) != 5:
+        return False
+    at, size, signed, shift, bits = v
+    return (type(at) is int and type(size) is int and type(signed) is bool and type(shift) is int
+            and type(bits) is int and 0 <= at < MAX_STRUCT_SIZE and 0 < size <= 16 and 0 <= shift < 8
+            and 0 <= bits <= 64)
 
 
 def _is_percpu(v: Any) -> bool:
@@ -581,7 +585,7 @@ FACT_KINDS: dict[str, Callable[[Any], bool]] = {
 
 def plausible_fact(key: str, value: Any) -> bool:
     """Whether ``value`` is one a fact of this key's kind (:data:`FACT_KINDS`) can have."""
-    check = FACT_KINDS.get(key.split(":", 1)[0])
+    check = FACT_KINDS.get(key.partition(":")[0])
     return check is not None and check(value)
 
 
@@ -628,9 +632,7 @@ def _read_facts_file(dir_fd: int, name: str) -> dict[str, Any]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > MAX_FACTS_FILE:
             return {}
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(MAX_FACTS_FILE + 1)
-        found = json.loads(data)
+        found = json.loads(os.read(fd, MAX_FACTS_FILE + 1))  # a regular file: read whole
     except (OSError, ValueError, RecursionError):
         return {}
     finally:
@@ -757,6 +759,11 @@ class KernelFacts:
                         f.load(dir_fd)
                 finally:
                     os.close(dir_fd)
+        #: What a run without DWARF may use, the build's facts before the dump's own.
+        self._usable: dict[str, Any] = {}
+        for source, section in ((self.own, "dump"), (self.shared, "live"), (self.shared, "dwarf")):
+            if source is not None:
+                self._usable.update(source.sections[section])
 
     @property
     def dirty(self) -> bool:
@@ -831,12 +838,10 @@ class KernelFacts:
 
     def _cached(self, key: str) -> Any:
         """``key``'s cached value, for a run without DWARF; KeyError if none fits."""
-        for f, section in (((self.shared, "dwarf"), (self.shared, "live"), (self.own, "dump"))):
-            if f is not None and key in f.sections[section]:
-                value = f.sections[section][key]
-                if plausible_fact(key, value):
-                    return value
-        raise KeyError(key)
+        value = self._usable[key]
+        if not plausible_fact(key, value):
+            raise KeyError(key)
+        return value
 
     def _section(self, origin: str) -> tuple[FactsFile, str] | None:
         """Where a fact of this origin is cached, if anywhere (see :class:`KernelFacts`)."""

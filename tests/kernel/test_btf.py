@@ -71,7 +71,7 @@ def test_btf_gives_the_facts_dwarf_gives(target: Target, prog: drgn.Program, tmp
     dwarf_source = ["-s", target.vmlinux] if target.kind == "core" and target.vmlinux else []
     dwarf, dwarf_lines = _facts(target, str(tmp_path / "dwarf"), dwarf_source)
     btf, btf_lines = _facts(target, str(tmp_path / "btf"), ["--btf"])
-    assert len(dwarf) > 50 and dwarf["hz"] == 250
+    assert len(dwarf) > 50 and dwarf.get("hz", 250) == 250  # read when a socket has a timer
     assert {k: v for k, v in btf.items() if k in dwarf and v != dwarf[k]} == {}
     assert btf.keys() ^ dwarf.keys() <= CLOCK_FACTS
     if target.kind == "core":  # a live kernel moves between runs
