@@ -300,7 +300,38 @@ class BtfType:
                 bits, bit_offset = 0, offset
             out.append(BtfMember(t.btf.name(name_off) if name_off else None, t.btf.by_id(type_id),
                                  bit_offset, bits or None))
+        t._check_members(out)
         return out
+
+    def _check_members(self, members: list[BtfMember]) -> None:
+        """
+        What a compiler's layout cannot break, checked: every member lies inside its struct
+        or union, and a struct's members come in the order of their offsets (C lays them out
+        in the order they are declared). A damaged or forged BTF that moved one member over
+        another, or out of the struct, is refused here rather than read at a wrong offset;
+        two members of one size swapped whole cannot be told from a real layout.
+
+        :raises BtfError: naming the struct and the member
+        """
+        end_bits = self._size_or_type * 8
+        previous = 0
+        for m in members:
+            width = m.bit_field_size or m.type._bits()
+            what = f"{self.name or f'an anonymous type (id {self.id})'}'s member {m.name or '(anonymous)'}"
+            if m.bit_offset + width > end_bits:
+                raise BtfError(f"damaged BTF: {what} (bits {m.bit_offset}-{m.bit_offset + width}) lies "
+                               f"past its {self._size_or_type} bytes")
+            if self.btf_kind == KIND_STRUCT and m.bit_offset < previous:
+                raise BtfError(f"damaged BTF: {what} (bit {m.bit_offset}) comes before the member "
+                               f"declared ahead of it (bit {previous})")
+            previous = m.bit_offset
+
+    def _bits(self) -> int:
+        """The bits a member of this type takes: its size's, or an integer's own (a bitfield's)."""
+        t = self.unaliased()
+        if t.btf_kind == KIND_INT:
+            return t._int_bits()
+        return t.size * 8
 
     def member(self, name: str) -> BtfMember:
         """

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 import zlib
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from drgn import BadDataError, FaultError, Object, Program, ProgramFlags, Type, TypeKind
 from drgn_ss.btf import Btf, BtfError
 from drgn_ss.kallsyms import KallsymsError, MemoryKallsyms, proc_kallsyms
-from drgn_ss.raw import ElfImage, Field, Memory, QemuImage, field, offset
+from drgn_ss.raw import ElfImage, Field, Memory, QemuImage, elf_build_id, elf_file_bytes, field, offset
 
 T = TypeVar("T")
 
@@ -160,22 +161,128 @@ def raw_jiffies(prog: Program) -> int:
 
 HZ_CANDIDATES = (100, 250, 300, 1000)
 
+#: How many seconds jiffies may lag the monotonic clock for the HZ that explains them: they
+#: count from the first tick, which comes after the clock starts (0.83 s in a 6.1 TCG guest).
+HZ_LAG_S = 5
+
 
 def kernel_hz(prog: Program) -> int:
     """
-    The kernel's HZ (CONFIG_HZ), which DWARF does not record.
-
-    jiffies start at INITIAL_JIFFIES = (u32)(-300 * HZ) and advance HZ times a second,
-    as the monotonic clock advances in nanoseconds: the candidate that best explains
-    jiffies_64 from the timekeeper's monotonic time is the one. It is a property of
-    the build, so it is cached with the other facts.
+    The kernel's HZ (CONFIG_HZ), which DWARF does not record: see :func:`_hz_fact`. It is a
+    property of the build, cached with the other facts when it was checked.
     """
-    return prog_cached(prog, "hz", lambda p: int(kernel_facts(p).value("hz", _detect_hz)))
+    return prog_cached(prog, "hz", lambda p: int(kernel_facts(p).value("hz", _hz_fact)))
 
 
-def _detect_hz(types: TypeSource) -> int:
+def tick_nsec(hz: int) -> int:
+    """TICK_NSEC: nanoseconds per tick, rounded as the kernel rounds them."""
+    return (1_000_000_000 + hz // 2) // hz
+
+
+def hz_of_clocksource(mult: int, shift: int) -> int | None:
+    """
+    The HZ a kernel was built with, from its jiffies clocksource (kernel/time/jiffies.c,
+    ``clocksource_jiffies``: ``.mult = TICK_NSEC << JIFFIES_SHIFT``, ``.shift = JIFFIES_SHIFT``,
+    8 for every HZ of 67 and up), which is initialised at build time and never changed; None
+    if they are no candidate's.
+    """
+    for hz in HZ_CANDIDATES:
+        if shift == 8 and mult == tick_nsec(hz) << 8:
+            return hz
+    return None
+
+
+class HzEvidence(NamedTuple):
+    """Which HZ explains a kernel's jiffies from its monotonic clock, and how well."""
+
+    #: The candidate that explains them best.
+    hz: int
+    #: Whether that is sure: see :func:`hz_evidence`.
+    strong: bool
+
+
+def hz_evidence(jiffies_now: int, mono_ns: int) -> HzEvidence:
+    """
+    Which HZ explains ``jiffies_64`` from the timekeeper's monotonic time: jiffies start at
+    INITIAL_JIFFIES = (u32)(-300 * HZ) and advance HZ times a second. Strong evidence: the
+    clocks are plausible (the monotonic clock between 1 s and 100 years, jiffies not 0),
+    the best candidate is off by at most :data:`HZ_LAG_S` seconds and every other by at
+    least two lags more. Around 300 s of uptime, when jiffies wrap, every candidate
+    explains them alike: weak.
+    """
+    def off_s(hz: int) -> float:
+        return abs(jiffies_now - initial_jiffies(hz) - hz * mono_ns // 1_000_000_000) / hz
+
+    (best_s, best), (second_s, _) = sorted((off_s(hz), hz) for hz in HZ_CANDIDATES)[:2]
+    plausible = jiffies_now > 0 and 1_000_000_000 <= mono_ns < 100 * 365 * 86400 * 1_000_000_000
+    return HzEvidence(best, plausible and best_s <= HZ_LAG_S and second_s >= best_s + 2 * HZ_LAG_S)
+
+
+def _hz_fact(types: TypeSource) -> int | Learnt:
+    """
+    The kernel's HZ, from what the build says, checked against what its clocks say:
+
+    - with DWARF, the initial value of ``clocksource_jiffies`` in the vmlinux file itself
+      (:func:`hz_of_clocksource`), whose build ID drgn checked: a fact of the build, cached;
+    - otherwise that variable in the kernel's memory, and :func:`hz_evidence` from its
+      jiffies and monotonic clock: cached only when both say the same and the evidence is
+      strong (or the variable is unreadable and the evidence strong); else used for this
+      run only: the variable's value if it has one, the clocks' best guess (with a warning)
+      if not.
+    """
     facts = kernel_facts(types.prog)
-    mem = kernel_memory(types.prog)
+    built = _vmlinux_hz(facts) if types.name == "DWARF" else None
+    if built is not None:
+        return built
+    constant = _memory_hz(facts)
+    try:
+        evidence: HzEvidence | None = hz_evidence(raw_jiffies(types.prog), _mono_ns(types))
+    except FaultError:
+        if constant is None:
+            raise
+        evidence = None
+    if evidence is not None and evidence.strong and constant in (None, evidence.hz):
+        return Learnt(evidence.hz, "memory")
+    if constant is not None:
+        if evidence is not None and evidence.strong:
+            facts.warn(f"the kernel's jiffies clocksource says HZ={constant}, its jiffies and monotonic "
+                       f"clock {evidence.hz}: timers assume HZ={constant}")
+        return Learnt(constant, "")
+    assert evidence is not None
+    facts.warn(f"cannot tell the kernel's HZ (no readable jiffies clocksource, and its jiffies do not "
+               f"fit its monotonic clock): timers assume HZ={evidence.hz}")
+    return Learnt(evidence.hz, "")
+
+
+def _clocksource_hz(facts: KernelFacts, read: Callable[[int, int], bytes | None], address: int) -> int | None:
+    """:func:`hz_of_clocksource` of the ``struct clocksource`` that ``read`` finds at ``address``."""
+    mult = facts.field("struct clocksource", "mult")
+    shift = facts.field("struct clocksource", "shift")
+    data = read(address, max(mult.end, shift.end))
+    return None if data is None else hz_of_clocksource(mult.get(data), shift.get(data))
+
+
+def _vmlinux_hz(facts: KernelFacts) -> int | None:
+    """HZ from ``clocksource_jiffies`` as the loaded vmlinux file holds it (None if it does not)."""
+    path = debug_file(facts.prog)
+    if path is None or not facts.has_symbol("clocksource_jiffies"):
+        return None
+    return _clocksource_hz(facts, lambda address, size: elf_file_bytes(path, address, size),
+                           facts.symbol("clocksource_jiffies") - facts.kaslr)
+
+
+def _memory_hz(facts: KernelFacts) -> int | None:
+    """HZ from ``clocksource_jiffies`` in the kernel's memory (None if it cannot be read)."""
+    mem = kernel_memory(facts.prog)
+    try:
+        return _clocksource_hz(facts, mem.read, facts.symbol("clocksource_jiffies"))
+    except (LookupError, FaultError):
+        return None
+
+
+def _mono_ns(types: TypeSource) -> int:
+    """The timekeeper's monotonic clock at its last update, in nanoseconds."""
+    facts = kernel_facts(types.prog)
     if kernel_layout(types.prog).tk_core:
         # static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core:
         # a type with no name, which BTF does not describe (it has no global variables).
@@ -185,13 +292,7 @@ def _detect_hz(types: TypeSource) -> int:
             else -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8)  # the next 8-byte boundary
     else:
         base = facts.symbol("timekeeper_data") + facts.offset("struct tk_data", "timekeeper")
-    mono_ns = mem.read_u64(base + facts.offset("struct timekeeper", "tkr_mono.base"))
-    now = raw_jiffies(types.prog)
-
-    def error(hz: int) -> int:
-        return abs(now - initial_jiffies(hz) - hz * mono_ns // 1_000_000_000)
-
-    return min(HZ_CANDIDATES, key=error)
+    return kernel_memory(types.prog).read_u64(base + facts.offset("struct timekeeper", "tkr_mono.base"))
 
 
 def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:
@@ -206,6 +307,9 @@ class TypeSource(Protocol):
 
     #: "DWARF" or "BTF".
     name: str
+    #: Where its facts come from, for the cache (see :meth:`KernelFacts.value`): "dwarf"
+    #: (the debug info drgn loaded) or "memory" (the kernel's own BTF and kallsyms).
+    origin: str
     prog: Program
 
     def type(self, name: str) -> Any:
@@ -232,6 +336,7 @@ class DwarfTypes:
     """Types and symbols from the kernel's DWARF, loaded into ``prog``."""
 
     name = "DWARF"
+    origin = "dwarf"
 
     def __init__(self, prog: Program) -> None:
         self.prog = prog
@@ -263,6 +368,7 @@ class BtfTypes:
     """
 
     name = "BTF"
+    origin = "memory"
 
     def __init__(self, prog: Program, btf: Btf, symbols: Callable[[str], int | None]) -> None:
         self.prog = prog
@@ -323,7 +429,13 @@ def btf_types(prog: Program) -> BtfTypes:
 
 #: Bump when the meaning of a cached value changes without its key changing. The cache
 #: is also keyed by a hash of this package's source, so any code change starts afresh.
-FACTS_VERSION = 1
+FACTS_VERSION = 2
+
+#: The largest struct drgn-ss reads members of, with room to spare (task_struct, the
+#: largest, is 6-10 KiB in the matrix): a size or offset past it is damage, not a kernel.
+MAX_STRUCT_SIZE = 1 << 16
+#: The largest facts file read (they hold some 30 KB).
+MAX_FACTS_FILE = 1 << 22
 
 DebugInfoLoader = Callable[[], None]
 
@@ -350,20 +462,13 @@ def _source_hash() -> str:
     return f"{crc:08x}"
 
 
-def _file_part(text: str) -> str:
-    """
-    ``text`` from VMCOREINFO (the dump's own: anything) made a safe part of a file name in
-    the cache: letters, digits and ``.+-_~`` (no "/" to climb out of it), 64 at most.
-    """
-    return "".join(c if c.isascii() and (c.isalnum() or c in ".+-_~") else "_" for c in text[:64])
-
-
 def vmcoreinfo(prog: Program) -> dict[str, str]:
     """
     The kernel's VMCOREINFO note as a dict (``OSRELEASE``, ``BUILD-ID``, ``KERNELOFFSET``,
     ``CRASHTIME``...). drgn reads it from the dump or the running kernel; it needs no
-    debug info. Decoded with errors="surrogateescape": a message quoting a value escapes
-    it (:func:`drgn_ss.names.escape_name`), one "?" per byte that is not ASCII.
+    debug info. In a dump, it says what the dump says: nothing in it is checked. Decoded
+    with errors="surrogateescape": a message quoting a value escapes it
+    (:func:`drgn_ss.names.escape_name`), one "?" per byte that is not ASCII.
     """
     def read(p: Program) -> dict[str, str]:
         try:
@@ -373,6 +478,17 @@ def vmcoreinfo(prog: Program) -> dict[str, str]:
         return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
     return prog_cached(prog, "vmcoreinfo", read)
+
+
+def valid_build_id(text: str) -> str:
+    """
+    A build ID as VMCOREINFO gives it, if it is one (8 to 64 bytes in hex: GNU's are 20),
+    in lower case; else "" (a damaged or forged note, which names no cache file).
+    """
+    text = text.strip().lower()
+    if 16 <= len(text) <= 128 and len(text) % 2 == 0 and not text.strip("0123456789abcdef"):
+        return text
+    return ""
 
 
 class NoDebugInfo(LookupError):
@@ -391,45 +507,290 @@ def set_debug_info_loader(prog: Program, loader: DebugInfoLoader) -> None:
 def use_btf(prog: Program, only: bool = False, announce: Callable[[str], None] | None = None) -> None:
     """
     How facts not in the cache are worked out when ``prog`` has no DWARF: from the
-    kernel's BTF and kallsyms (the default), saying so once through ``announce``; with
-    ``only``, from BTF even where DWARF could be loaded (``--btf``).
+    kernel's BTF and kallsyms (the default), saying so once through ``announce`` (which
+    also says the warnings about facts, :meth:`KernelFacts.warn`); with ``only``, from BTF
+    even where DWARF could be loaded (``--btf``).
     """
     prog.cache["drgn_ss.btf_only"] = only
     if announce is not None:
         prog.cache["drgn_ss.announce"] = announce
 
 
+def debug_file(prog: Program) -> str | None:
+    """The file drgn loaded the kernel's DWARF from (its vmlinux), if it loaded any."""
+    try:
+        path = prog.main_module().debug_file_path
+    except (LookupError, AttributeError):  # no main module yet; drgn before modules
+        return None
+    return str(path) if path else None
+
+
+def dwarf_is_the_builds(prog: Program, build_id: str, kaslr: int) -> bool:
+    """
+    Whether the DWARF loaded into ``prog`` is that of the build VMCOREINFO names: its file
+    has that build ID (drgn refuses a vmlinux of another build; checked again here, in
+    the file itself) and drgn relocates its symbols by the KASLR offset drgn-ss uses.
+    """
+    path = debug_file(prog)
+    if not build_id or path is None:
+        return False
+    module = prog.main_module()
+    loaded = module.build_id
+    return (loaded is not None and loaded.hex() == build_id and (module.debug_file_bias or 0) == kaslr
+            and elf_build_id(path) == build_id)
+
+
+# What each kind of fact (the part of its key before the first ":") may hold: a cached
+# value that does not fit is not used, and a worked-out one that does not is damage.
+
+def _uint(value: Any, limit: int = 1 << 64) -> bool:
+    return type(value) is int and 0 <= value < limit
+
+
+def _uints(value: Any) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) <= 16
+            and all(_uint(v, MAX_STRUCT_SIZE) for v in value))
+
+
+def _is_field(v: Any) -> bool:
+    if type(v) is not list or len(v) != 5:
+        return False
+    at, size, signed, shift, bits = v
+    return (type(at) is int and type(size) is int and type(signed) is bool and type(shift) is int
+            and type(bits) is int and 0 <= at < MAX_STRUCT_SIZE and 0 < size <= 16 and 0 <= shift < 8
+            and 0 <= bits <= 64)
+
+
+def _is_percpu(v: Any) -> bool:
+    return v is None or (isinstance(v, (list, tuple)) and len(v) == 2 and _uint(v[0]) and type(v[1]) is bool)
+
+
+def _is_layout(v: Any) -> bool:
+    return (isinstance(v, dict) and v.keys() == set(KernelLayout._fields)
+            and all(type(x) is bool for x in v.values()))
+
+
+FACT_KINDS: dict[str, Callable[[Any], bool]] = {
+    "field": _is_field,
+    "offset": lambda v: _uint(v, MAX_STRUCT_SIZE),
+    "size": lambda v: _uint(v, MAX_STRUCT_SIZE + 1) and v > 0,
+    "symbol": lambda v: v is None or _uint(v),
+    "percpu": _is_percpu,
+    "length": lambda v: _uint(v, 1 << 24),
+    "chase": _uints,
+    "address": lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and _uints(v[0])
+    and _uint(v[1], MAX_STRUCT_SIZE),
+    "layout": _is_layout,
+    "hz": lambda v: type(v) is int and v in HZ_CANDIDATES,
+}
+
+
+def plausible_fact(key: str, value: Any) -> bool:
+    """Whether ``value`` is one a fact of this key's kind (:data:`FACT_KINDS`) can have."""
+    check = FACT_KINDS.get(key.partition(":")[0])
+    return check is not None and check(value)
+
+
+class Learnt(NamedTuple):
+    """
+    A fact worked out from something other than the types it was asked of (see
+    :func:`_hz_fact`), with where it came from: "dwarf" (the build's own vmlinux), "memory"
+    (the kernel's memory), or "" (this run only: it is not cached).
+    """
+
+    value: Any
+    origin: str
+
+
+def _facts_dir(create: bool) -> int | None:
+    """
+    The facts directory, opened, if it is a directory (not a link to one) of this user's
+    that other users cannot write to; None if not (then nothing is cached).
+    """
+    path = os.path.join(cache_dir(), "facts")
+    try:
+        if create:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o002:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _read_facts_file(dir_fd: int, name: str) -> dict[str, Any]:
+    """
+    A facts file's JSON object, read in ``dir_fd``; {} if it is not there, is not a regular
+    file of this user's (a link is not followed), is too large, or is not a JSON object.
+    """
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return {}
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size > MAX_FACTS_FILE:
+            return {}
+        found = json.loads(os.read(fd, MAX_FACTS_FILE + 1))  # a regular file: read whole
+    except (OSError, ValueError, RecursionError):
+        return {}
+    finally:
+        os.close(fd)
+    return found if isinstance(found, dict) else {}
+
+
+def _write_facts_file(dir_fd: int, name: str, content: dict[str, Any]) -> None:
+    """
+    Replace a facts file in ``dir_fd`` atomically: a new file of this user's (never an
+    existing one, nor one a link points to), renamed over the old name (a link there is
+    replaced, not followed).
+    """
+    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=dir_fd)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(content, sort_keys=True))
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+
+
+class FactsFile:
+    """
+    One cache file: its name in the facts directory, what it must say about the kernel
+    (``header``: the build ID, the release, for a dump's own file which file) for its
+    facts to be used, and its facts by where they came from (``sections``).
+    """
+
+    def __init__(self, name: str, header: dict[str, str], sections: tuple[str, ...]) -> None:
+        self.name = name
+        self.header = header
+        self.sections: dict[str, dict[str, Any]] = {section: {} for section in sections}
+        self.dirty = False
+
+    def load(self, dir_fd: int) -> None:
+        """Read the file's facts, if it is there and is about this kernel (else keep none)."""
+        found = _read_facts_file(dir_fd, self.name)
+        if any(found.get(k) != v for k, v in self.header.items()):
+            return
+        for section in self.sections:
+            facts = found.get(section)
+            if isinstance(facts, dict):
+                self.sections[section] = facts
+
+    def save(self, dir_fd: int) -> None:
+        _write_facts_file(dir_fd, self.name, {**self.header, **self.sections})
+        self.dirty = False
+
+
+def _dump_identity(prog: Program) -> str | None:
+    """What tells the dump file ``prog`` reads from any other (see :func:`use_core_file`)."""
+    identity = prog.cache.get("drgn_ss.core_identity")
+    return identity if isinstance(identity, str) else None
+
+
 class KernelFacts:
     """
-    Facts about one kernel build: JSON values under string keys, each worked out from
-    DWARF the first time (loading debug info then, if it was not), and cached on disk
-    under the build ID from VMCOREINFO. Symbol addresses are kept without the KASLR
-    offset and relocated with this boot's ``KERNELOFFSET``.
+    Facts about one kernel build: JSON values under string keys (``kind:...``, see
+    :data:`FACT_KINDS`), each worked out the first time from DWARF (loading debug info
+    then, if it was not) or from the kernel's BTF and kallsyms, and cached on disk.
+    Symbol addresses are kept without the KASLR offset and relocated with this boot's
+    ``KERNELOFFSET``.
+
+    What is cached, where, and who may use it (nothing in a dump is trusted to be a path, or
+    to describe any other dump):
+
+    - ``facts/BUILDID-SOURCEHASH.json``, named by the build ID from VMCOREINFO if it is hex
+      of a sane length (else nothing is cached), and holding that build ID and the release:
+      its ``dwarf`` section, facts from DWARF whose file has that build ID (checked:
+      :func:`dwarf_is_the_builds`); its ``live`` section, facts from the running kernel's
+      own BTF, kallsyms and memory (this machine's kernel, not a dump).
+    - ``facts/dump-CRC-SOURCEHASH.json``, per dump file (device, inode, size, times):
+      facts from that dump's own BTF, kallsyms and memory, used for that file alone. A
+      QEMU guest's are not cached.
+
+    A run that loads DWARF (``-s``, or debug info found on a cache miss) works every fact
+    it reads out from DWARF, and rewrites any cached one that differs. A run without it
+    uses, in this order, ``dwarf``, ``live``, then its dump's own facts. Values of the
+    wrong kind in a file are ignored (worked out again); so is a file that is not JSON.
     """
 
     def __init__(self, prog: Program) -> None:
         self.prog = prog
         info = vmcoreinfo(prog)
-        self.build_id = info.get("BUILD-ID", "")
+        self.build_id = valid_build_id(info.get("BUILD-ID", ""))
         self.release = info.get("OSRELEASE", "")
-        self.kaslr = int(info.get("KERNELOFFSET", "0"), 16)
+        try:
+            self.kaslr = int(info.get("KERNELOFFSET", "0"), 16)
+        except ValueError:  # damaged: nothing worked out here is cached
+            self.kaslr, self.build_id = 0, ""
+        #: This run's facts, as used.
         self.values: dict[str, Any] = {}
-        self.dirty = False
-        #: Whether this run had to load debug info (a cache miss).
+        #: Whether this run reads DWARF, so that every fact comes from it (None: not known yet).
+        self._dwarf_run: bool | None = None
+        self._dwarf_checked: bool | None = None
+        #: Whether this run had to load debug info (a cache miss, or -s).
         self.loaded_debug_info = False
         self._types: TypeSource | None = None
         #: Seconds this run spent working facts out (loading DWARF or BTF included).
         self.types_s = 0.0
         self._depth = 0
+        self.shared: FactsFile | None = None
+        self.own: FactsFile | None = None
+        #: The shared cache file's path (None: nothing is cached).
         self.path: str | None = None
         if self.build_id:
-            self.path = os.path.join(cache_dir(), "facts", f"{_file_part(self.release)}-"
-                                     f"{_file_part(self.build_id)}-{_source_hash()}.json")
-            try:
-                with open(self.path) as f:
-                    self.values = json.load(f)
-            except (OSError, ValueError):
-                self.values = {}
+            header = {"build_id": self.build_id, "release": self.release}
+            suffix = f"{_source_hash()}.json"
+            self.shared = FactsFile(f"{self.build_id}-{suffix}", header, ("dwarf", "live"))
+            self.path = os.path.join(cache_dir(), "facts", self.shared.name)
+            identity = None if is_local_live(prog) else _dump_identity(prog)
+            if identity is not None:
+                self.own = FactsFile(f"dump-{zlib.crc32(identity.encode()):08x}-{suffix}",
+                                     {**header, "file": identity}, ("dump",))
+            dir_fd = _facts_dir(create=False)
+            if dir_fd is not None:
+                try:
+                    for f in self.files():
+                        f.load(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        #: What a run without DWARF may use, the build's facts before the dump's own.
+        self._usable: dict[str, Any] = {}
+        for source, section in ((self.own, "dump"), (self.shared, "live"), (self.shared, "dwarf")):
+            if source is not None:
+                self._usable.update(source.sections[section])
+
+    @property
+    def dirty(self) -> bool:
+        """Whether this run learnt something to write to the cache."""
+        return any(f.dirty for f in self.files())
+
+    def files(self) -> list[FactsFile]:
+        return [f for f in (self.shared, self.own) if f is not None]
+
+    def warn(self, message: str) -> None:
+        """Say something about the facts on stderr, if the caller said how (:func:`use_btf`)."""
+        announce = self.prog.cache.get("drgn_ss.announce")
+        if announce is not None:
+            announce(f"warning: {message}")
+
+    def dwarf_run(self) -> bool:
+        """
+        Whether this run reads the kernel's DWARF (then every fact is worked out from it):
+        its debug info is loaded (not merely loadable on a miss), and ``--btf`` was not asked.
+        """
+        if self._dwarf_run is None:
+            self._dwarf_run = (not self.prog.cache.get("drgn_ss.btf_only")
+                               and "drgn_ss.loader" not in self.prog.cache
+                               and debug_file(self.prog) is not None)
+        return self._dwarf_run
 
     def need_debug_info(self) -> Program:
         """Load debug info now if it is not loaded yet (for a cache miss, or a rare path)."""
@@ -443,6 +804,9 @@ class KernelFacts:
                     self.types_s += time.perf_counter() - start
             del self.prog.cache["drgn_ss.loader"]
             self.loaded_debug_info = True
+            self._dwarf_run = None
+            if self.dwarf_run():
+                self.values.clear()  # from here on, facts come from DWARF, not the cache
         return self.prog
 
     def types(self) -> TypeSource:
@@ -474,33 +838,102 @@ class KernelFacts:
         """"DWARF" or "BTF": what this run worked facts out from (None: all were cached)."""
         return self._types.name if self._types is not None else None
 
+    def _cached(self, key: str) -> Any:
+        """``key``'s cached value, for a run without DWARF; KeyError if none fits."""
+        value = self._usable[key]
+        if not plausible_fact(key, value):
+            raise KeyError(key)
+        return value
+
+    def _section(self, origin: str) -> tuple[FactsFile, str] | None:
+        """Where a fact of this origin is cached, if anywhere (see :class:`KernelFacts`)."""
+        if origin == "dwarf":
+            if self._dwarf_checked is None:
+                self._dwarf_checked = dwarf_is_the_builds(self.prog, self.build_id, self.kaslr)
+            return (self.shared, "dwarf") if self.shared is not None and self._dwarf_checked else None
+        if origin == "memory":
+            if is_local_live(self.prog):
+                return (self.shared, "live") if self.shared is not None else None
+            return (self.own, "dump") if self.own is not None else None
+        return None
+
     def value(self, key: str, compute: Callable[[TypeSource], Any]) -> Any:
-        """The cached value of ``key``, else ``compute(types)`` (see :meth:`types`), cached."""
+        """
+        The value of ``key``: from the cache, unless this run reads DWARF, else
+        ``compute(types)`` (see :meth:`types`), checked (:func:`plausible_fact`) and cached
+        where its origin allows (``compute`` may say it with :class:`Learnt`).
+
+        :raises ValueError: if the value worked out is not one a kernel has
+        """
         try:
             return self.values[key]
         except KeyError:
             pass
+        if not self.dwarf_run():
+            try:
+                value = self.values[key] = self._cached(key)
+                return value
+            except KeyError:
+                pass
         start = time.perf_counter()
         self._depth += 1
         try:
-            value = compute(self.types())
+            types = self.types()
+            found = compute(types)
         finally:
             self._depth -= 1
             if not self._depth:  # a fact computed inside another is timed with it
                 self.types_s += time.perf_counter() - start
+        value, origin = found if isinstance(found, Learnt) else (found, types.origin)
+        value = json.loads(json.dumps(value))  # as the cache will hold it: lists, not tuples
+        if not plausible_fact(key, value):
+            raise ValueError(f"the kernel's {types.name} gives {key} = {value!r}, which no kernel has: "
+                             "is the dump damaged?")
         self.values[key] = value
-        self.dirty = True
+        self._keep(key, value, origin)
         return value
+
+    def _keep(self, key: str, value: Any, origin: str) -> None:
+        """Cache a fact where its origin allows; one from DWARF replaces a live one that differs."""
+        where = self._section(origin)
+        if where is None:
+            return
+        f, section = where
+        facts = f.sections[section]
+        if facts.get(key, facts) != value:
+            facts[key] = value
+            f.dirty = True
+        if section == "dwarf" and key in f.sections["live"] and f.sections["live"][key] != value:
+            del f.sections["live"][key]
+
+    def _inside(self, types: TypeSource, type_name: str, path: str, end: int) -> None:
+        """
+        Check that a member ending at byte ``end`` lies inside its struct.
+
+        :raises ValueError: if it does not (a damaged BTF)
+        """
+        size = types.type(type_name).size
+        if end > size:
+            raise ValueError(f"the kernel's {types.name} puts {type_name}.{path} past the end of its "
+                             f"{size} bytes: is the dump damaged?")
 
     def field(self, type_name: str, path: str) -> Field:
         """A member of a struct, as :func:`drgn_ss.raw.field`."""
-        raw = self.value(f"field:{type_name}:{path}",
-                         lambda t: list(field(t, type_name, path)))
-        return Field(*raw)
+        def compute(types: TypeSource) -> list[Any]:
+            found = field(types, type_name, path)
+            self._inside(types, type_name, path, found.end)
+            return list(found)
+
+        return Field(*self.value(f"field:{type_name}:{path}", compute))
 
     def offset(self, type_name: str, path: str) -> int:
         """A member's byte offset, as :func:`drgn_ss.raw.offset`."""
-        return int(self.value(f"offset:{type_name}:{path}", lambda t: offset(t, type_name, path)))
+        def compute(types: TypeSource) -> int:
+            found = offset(types, type_name, path)
+            self._inside(types, type_name, path, found)
+            return found
+
+        return int(self.value(f"offset:{type_name}:{path}", compute))
 
     def size(self, type_name: str) -> int:
         """``sizeof(type_name)``."""
@@ -552,17 +985,18 @@ class KernelFacts:
 
     def save(self) -> None:
         """Write what was learnt to the cache (quietly skipped where it cannot be written)."""
-        if not self.dirty or self.path is None:
+        files = [f for f in self.files() if f.dirty]
+        if not files:
+            return
+        dir_fd = _facts_dir(create=True)
+        if dir_fd is None:
             return
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            tmp = f"{self.path}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                f.write(json.dumps(self.values, sort_keys=True))
-            os.replace(tmp, self.path)
-            self.dirty = False
-        except OSError:
-            pass
+            for f in files:
+                with contextlib.suppress(OSError):
+                    f.save(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def kernel_facts(prog: Program) -> KernelFacts:
@@ -595,10 +1029,15 @@ def use_core_file(prog: Program, path: str) -> None:
     """
     Let :func:`kernel_memory` read ``prog``'s physical memory straight from its core
     file, ``path``, when that is an ELF file (not kdump-compressed): a small read costs
-    about a quarter of drgn's.
+    about a quarter of drgn's. Note which file it is (device, inode, size, modification and
+    change times), so that facts from its own BTF are cached for it alone.
     """
     with contextlib.suppress(OSError, ValueError):  # if not, drgn reads it
         prog.cache["drgn_ss.image"] = ElfImage(path)
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        prog.cache["drgn_ss.core_identity"] = (f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:"
+                                               f"{st.st_ctime_ns}")
 
 
 def set_qemu(prog: Program, qmp_path: str) -> None:

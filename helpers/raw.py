@@ -229,6 +229,33 @@ def elf_program_headers(data: bytes | mmap.mmap) -> list[tuple[int, int, int, in
     return out
 
 
+def elf_file_bytes(path: str, address: int, size: int) -> bytes | None:
+    """
+    ``size`` bytes at virtual address ``address`` as an ELF64 file (a vmlinux) holds them in
+    its PT_LOAD segments: a variable's initial value, as built. None if the file does not
+    hold them (an address in .bss, a file without the segment, not ELF).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                return None
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            for i in range(phnum):
+                p_type, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from(
+                    "<IIQQQQ", table, i * phentsize)
+                if p_type == 1 and vaddr <= address and address + size <= vaddr + filesz:  # PT_LOAD
+                    f.seek(offset + address - vaddr)
+                    data = f.read(size)
+                    return data if len(data) == size else None
+    except (OSError, ValueError, struct.error):
+        pass
+    return None
+
+
 def elf_build_id(path: str) -> str | None:
     """The GNU build ID of an ELF file (a vmlinux), from its PT_NOTE segments; None if none is found."""
     try:

@@ -170,3 +170,31 @@ def test_native_index_equals_python_index(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setenv("DRGN_SS_PURE_PYTHON", pure)
         with pytest.raises(BtfError):
             Btf(bytes(truncated))
+
+
+def _two_members(offsets: tuple[int, int], size: int = 8, bits: tuple[int, int] = (0, 0)) -> Btf:
+    """struct pair { u32 a; u32 b; } with the members at these bit offsets (and bitfield sizes)."""
+    b = _Builder()
+    u32 = b.add(KIND_INT, "unsigned int", 4, extra=struct.pack("<I", 32))
+    member = struct.Struct("<III")
+    b.add(KIND_STRUCT, "pair", size, vlen=2, kind_flag=any(bits),
+          extra=member.pack(b.name("a"), u32, bits[0] << 24 | offsets[0])
+          + member.pack(b.name("b"), u32, bits[1] << 24 | offsets[1]))
+    return Btf(b.blob())
+
+
+def test_damaged_layouts_are_refused() -> None:
+    """
+    A member past its struct's end, or moved ahead of one declared before it (two members'
+    offsets swapped): a BtfError naming it, not an offset to read at. Members swapped whole
+    (names and all) look like a real layout: tests/test_facts.py shows they do not leave
+    their dump.
+    """
+    assert _two_members((0, 32)).type("struct pair").member("b").bit_offset == 32
+    assert _two_members((0, 4), size=4, bits=(4, 4)).type("struct pair").member("b").bit_offset == 4
+    with pytest.raises(BtfError, match=r"pair's member b \(bits 64-96\) lies past its 8 bytes"):
+        _two_members((0, 64)).type("struct pair").member("a")
+    with pytest.raises(BtfError, match=r"pair's member b \(bit 0\) comes before the member declared ahead"):
+        _two_members((32, 0)).type("struct pair").member("a")
+    with pytest.raises(BtfError, match="lies past"):
+        _two_members((0, 30), size=4, bits=(4, 4)).type("struct pair").member("b")

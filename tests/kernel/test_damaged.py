@@ -192,3 +192,32 @@ def test_user_space_core(target: Target, tmp_path: Any) -> None:
     p = _drgn_ss(cores[0], "-tan")
     assert (p.returncode, p.stdout) == (1, ""), p.stderr
     assert p.stderr == f"drgn-ss: {cores[0]} is not a Linux kernel dump\n"
+
+
+def test_damaged_dump_does_not_poison_the_facts_cache(target: Target, prog: drgn.Program, copy: str,
+                                                      tmp_path: Any) -> None:
+    """
+    A copy of the dump with jiffies_64 zeroed, read first on an empty facts cache (without
+    debug info, from the kernel's BTF, where its kallsyms can be read; then with -s): the
+    dump read after it on that cache lists what it lists on a cache of its own, timers and
+    all (HZ guessed from the zeroed jiffies was cached and shown 4x too short).
+    """
+    from drgn.helpers.linux.mm import follow_phys
+
+    assert target.vmlinux
+    patch = Patcher(prog, copy)
+    phys = follow_phys(prog["init_mm"].address_of_(), prog["jiffies_64"].address_).value_()
+    patch.write(patch.lo + phys, b"\0" * 8)
+    options = ["-H", "-tano"]
+    expected = _drgn_ss(target.path or "", "-s", target.vmlinux, *options,
+                        env={"DRGN_SS_CACHE": str(tmp_path / "own")})
+    assert expected.returncode in (0, 3) and "timer:(" in expected.stdout, expected.stderr
+    shared = {"DRGN_SS_CACHE": str(tmp_path / "shared")}
+    with_btf = "SYMBOL(kallsyms_names)" in vmcoreinfo(prog)  # 6.0+
+    runs: list[list[str]] = ([[]] if with_btf else []) + [["-s", target.vmlinux]]
+    for symbols in runs:
+        damaged = _drgn_ss(copy, *symbols, *options, env=shared)
+        assert damaged.returncode in (0, 3) and "Traceback" not in damaged.stderr, damaged.stderr
+    for symbols in (["-s", target.vmlinux], []):
+        p = _drgn_ss(target.path or "", *symbols, *options, env=shared)
+        assert (p.returncode, p.stdout) == (expected.returncode, expected.stdout), (symbols, p.stderr)
