@@ -273,6 +273,7 @@ typedef struct {
 	 * list, or None; strays: {struct net: [count, a socket]} of sockets of no known namespace. */
 	PyObject *walked, *known, *strays;
 	uint64_t node_lo, node_hi;
+	int live; /* a running kernel (walk_sockets was given head_at): see walk_chain() */
 	/* The nodes this chain added to walked, taken out again if it is walked once more. */
 	uint64_t *added;
 	Py_ssize_t nadded, added_cap;
@@ -570,10 +571,17 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 		if (!node)
 			return -1;
 		int met = PySet_Contains(w->walked, node);
-		if (met) {
+		if (met < 0) {
 			Py_DECREF(node);
-			if (met < 0)
-				return -1;
+			return -1;
+		}
+		if (met && w->live) { /* a loop in this chain, or a socket moved here (drgn_ss.tables.Walked) */
+			for (Py_ssize_t k = 0; k < w->nadded && met == 1; k++)
+				if (w->added[k] == addr)
+					met = 2;
+		}
+		if (met && !(w->live && met == 1)) {
+			Py_DECREF(node);
 			fault_here(&w->faults, w->mem.fault, MET_AGAIN, pos);
 			w->faults.buckets++;
 			return 1;
@@ -584,7 +592,7 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			got = c->least;
 			r = mem_read(&w->mem, addr, c->least, buf, &w->faults);
 		}
-		if (r == 0 && PySet_Add(w->walked, node) < 0)
+		if (r == 0 && !met && PySet_Add(w->walked, node) < 0)
 			r = -1;
 		Py_DECREF(node);
 		if (r < 0)
@@ -592,6 +600,15 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 		if (r == 1) {
 			w->faults.buckets++;
 			return 1;
+		}
+		if (met) { /* moved here from a chain already walked: listed there; go on through it */
+			memcpy(&pos, buf + c->link, 8);
+			if (++hops > c->max_chain) {
+				fault_here(&w->faults, w->mem.fault, "hash chain too long: a loop?", pos);
+				w->faults.buckets++;
+				return 1;
+			}
+			continue;
 		}
 		if (w->nadded == w->added_cap) {
 			Py_ssize_t cap = w->added_cap ? 2 * w->added_cap : 64;
@@ -718,6 +735,7 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 		return NULL;
 	w.node_lo = node_lo;
 	w.node_hi = node_hi;
+	w.live = head_at != Py_None;
 	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0 ||
 	    !PyDict_Check(w.nets) || !PySet_Check(w.walked) || !PyDict_Check(w.strays) ||
 	    (w.known != Py_None && !PyAnySet_Check(w.known))) {

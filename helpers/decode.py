@@ -267,11 +267,13 @@ class RawDecoder:
     def walked(self) -> Walked:
         """The nodes walked so far, and where a node may be: the direct map, once reads there work."""
         if self._walked is None or (self._walked.hi == 1 << 64 and not self._walked.nodes):
+            # (made again once reads of the direct map are known to work, if none was walked)
             mem = self.mem
             if mem.lo and mem.hi and not mem.probing:
-                self._walked = Walked(mem.lo, min(mem.hi, mem.lo + physical_memory_bytes(self.prog)))
+                self._walked = Walked(mem.lo, min(mem.hi, mem.lo + physical_memory_bytes(self.prog)),
+                                      self.retry)
             else:
-                self._walked = Walked()
+                self._walked = Walked(live=self.retry)
         return self._walked
 
     def known_netns(self, errors: WalkErrors | None) -> set[int]:

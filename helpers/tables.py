@@ -279,13 +279,18 @@ MET_AGAIN = "hash chain meets a node already walked: chains that loop or join"
 class Walked:
     """
     What a listing's walks have visited: every node of every chain, so that no socket is
-    listed twice (chains that loop or join are cut where they meet a node already seen), and
-    the span of addresses a node may have (slab objects live in the direct map).
+    listed twice, and the span of addresses a node may have (slab objects live in the direct
+    map). In a dump, chains that loop or join are cut where they meet a node already seen,
+    and counted. On a running kernel (``live``), a node met again in the chain being walked
+    is a loop, cut (and the chain walked once more); one met in an earlier chain is a socket
+    freed and reused in another bucket while the walk ran (SLAB_TYPESAFE_BY_RCU): it is not
+    listed again, and the chain goes on through it.
     """
 
-    def __init__(self, lo: int = 0, hi: int = 1 << 64) -> None:
+    def __init__(self, lo: int = 0, hi: int = 1 << 64, live: bool = False) -> None:
         self.nodes: set[int] = set()
         self.lo, self.hi = lo, hi
+        self.live = live
 
     def valid(self, addr: int) -> bool:
         """Whether a node may be at ``addr``: in the direct map, 8-byte aligned."""
@@ -307,7 +312,8 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
     """
     link, nulls = chains.link, chains.nulls
     walked = walked if walked is not None else Walked()
-    seen = walked.nodes
+    seen, live = walked.nodes, walked.live
+    mine = added if added is not None else []
     pos = first
     hops = 0
     addr = 0
@@ -316,13 +322,14 @@ def raw_chain(mem: Memory, first: int, chains: Chains, size: int, least: int,
             addr = pos - link
             if not walked.valid(addr):
                 raise FaultError(OUTSIDE, pos)
-            if addr in seen:
+            again = addr in seen
+            if again and (not live or addr in mine):
                 raise FaultError(MET_AGAIN, pos)
             buf = mem.read_some(addr, size, least)
-            seen.add(addr)
-            if added is not None:
-                added.append(addr)
-            yield addr, buf
+            if not again:  # else moved here from a chain already walked: listed there
+                seen.add(addr)
+                mine.append(addr)
+                yield addr, buf
             pos = int.from_bytes(buf[link : link + 8], "little")
             hops += 1
             if hops > MAX_CHAIN:
