@@ -80,6 +80,12 @@ class DumpCopy:
         self.prog = prog
         self.path = path
         self.file_offset = file_offsets(prog, path)
+        #: The bytes a case overwrote, kept on disk until they are back: a run killed in the
+        #: middle of a case leaves the dump patched, and the next run mends it first.
+        self.journal = f"{path}.hostile-journal"
+        if os.path.exists(self.journal):
+            with open(self.journal) as f:
+                self.restore([(off, bytes.fromhex(data)) for off, data in json.load(f)])
 
     def offset(self, addr: int) -> int:
         if addr < 0:  # a file offset
@@ -93,6 +99,11 @@ class DumpCopy:
                 off = self.offset(addr)
                 f.seek(off)
                 saved.append((off, f.read(len(data))))
+            with open(self.journal, "w") as j:
+                json.dump([(off, data.hex()) for off, data in saved], j)
+                j.flush()
+                os.fsync(j.fileno())
+            for (off, _), (_, data) in zip(saved, patches):
                 f.seek(off)
                 f.write(data)
         return saved
@@ -102,6 +113,8 @@ class DumpCopy:
             for off, data in reversed(saved):
                 f.seek(off)
                 f.write(data)
+        if os.path.exists(self.journal):
+            os.unlink(self.journal)
 
 
 @dataclass
