@@ -433,10 +433,10 @@ def _udp_loop(k: Kernel) -> list[Patch]:
 
 
 def _sk_socket_swapped(k: Kernel) -> list[Patch]:
-    a, b = _pick_estab(k, 0), _pick_estab(k, 1)
-    # a's sk_socket made b's: a's owners must not show up on a (nor b's on a).
-    sockets = [s for s in (a, b) if s.sk_socket]
-    assert len(sockets) == 2
+    held = [sk for sk in k.established() if sk.sk_socket]
+    assert len(held) >= 2, held
+    a, b = held[0], held[1]
+    # a's sk_socket made b's: b's owners must not show up on a.
     return [(_sock(a, "sk_socket"), u64(b.sk_socket.value_()))]
 
 
