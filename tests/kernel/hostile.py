@@ -530,7 +530,9 @@ def vmcoreinfo_patch(path: str, key: bytes, value: bytes) -> Patch:
     with open(path, "rb") as f:
         head = f.read(1 << 20)
     at = head.find(b"\n" + key + b"=")
-    assert at >= 0, key
+    if at < 0 and key == b"OSRELEASE":  # VMCOREINFO's first line
+        at = head.find(b"OSRELEASE=") - 1
+    assert at >= -1 and head.find(key + b"=") >= 0, key
     start = at + len(key) + 2
     end = head.index(b"\n", start)
     assert len(value) <= end - start, (value, head[start:end])

@@ -112,3 +112,27 @@ def test_owners_of_a_dump_cut_short(target: Target, prog: drgn.Program, workload
         assert len(found) > 1
     finally:
         os.unlink(cut)
+
+
+def test_a_forged_release_writes_nothing_outside_the_cache(target: Target, copy: hostile.DumpCopy,
+                                                          tmp_path: Any) -> None:
+    """
+    VMCOREINFO's OSRELEASE made a path that climbs out of the cache (``../../..``): the facts
+    cache writes nothing outside its own directory, and the listing goes on.
+    """
+    facts = tmp_path / "cache" / "facts"
+    ancestors = [str(facts.parent)] + [str(p) for p in facts.parents]
+    before = {d: set(os.listdir(d)) for d in ancestors if os.path.isdir(d)}
+    patches = [hostile.vmcoreinfo_patch(copy.path, b"OSRELEASE", b"../" * 6)]
+    saved = copy.apply(patches)
+    try:
+        run = hostile.drgn_ss(copy.path, "-H", "-tan", vmlinux=target.vmlinux, cache=str(facts.parent))
+    finally:
+        copy.restore(saved)
+    assert run.returncode in (0, 3) and "Traceback" not in run.stderr, run.stderr
+    assert run.stdout.count("\n") > 5
+    for d, names in before.items():
+        new = set(os.listdir(d)) - names - {"cache"}
+        assert not new, (d, new)
+    written = [p.relative_to(facts.parent).as_posix() for p in facts.parent.rglob("*") if p.is_file()]
+    assert written and all(p.count("/") == 1 and p.startswith("facts/") for p in written), written
