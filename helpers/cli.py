@@ -15,8 +15,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, NamedTuple, NoReturn, TextIO
 
+import drgn
 from drgn import (
     Architecture,
     BadDataError,
@@ -26,6 +27,7 @@ from drgn import (
     ProgramFlags,
     host_platform,
 )
+from drgn_ss import __version__
 from drgn_ss.crash import crash_summary, is_damage, panicked
 from drgn_ss.decode import raw_inet_socks, raw_skmem
 from drgn_ss.inet import TCP_LISTEN
@@ -91,6 +93,90 @@ class LastFamily(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
         namespace.ipv4, namespace.ipv6 = self.dest == "ipv4", self.dest == "ipv6"
+
+
+#: ss's one-letter options (ss --help): a ``-s`` "file" made of them only (drgn-ss -st) is
+#: ss's -s (summary) and more, read as drgn's -s VMLINUX.
+SS_SHORT_OPTIONS = frozenset("hVnraloempTisbEZzN460tMSudwxfKHOADF")
+
+#: Socket families ss lists and drgn-ss does not yet: the reason they give.
+FAMILY = "drgn-ss lists TCP and UDP"
+
+
+class NotSupported(NamedTuple):
+    """An ss option drgn-ss lacks: what it does in ss, and why drgn-ss has it not."""
+
+    flags: tuple[str, ...]
+    what: str
+    reason: str = FAMILY
+    #: Whether it takes a value in ss (-N NAME, -f FAMILY...).
+    value: bool = False
+
+    def message(self, option: str) -> str:
+        later = " yet" if self.reason.startswith(FAMILY) else ""
+        return f"{option} ({self.what}) is not supported{later}: {self.reason}"
+
+
+#: ss's options drgn-ss does not have, each refused in one line (exit status 2) rather than
+#: argparse's "unrecognized arguments". A family drgn-ss learns to list leaves this table.
+NOT_SUPPORTED = (
+    NotSupported(("-x", "--unix"), "unix sockets"),
+    NotSupported(("-w", "--raw"), "raw sockets"),
+    NotSupported(("-0", "--packet"), "packet sockets"),
+    NotSupported(("-M", "--mptcp"), "MPTCP sockets"),
+    NotSupported(("-S", "--sctp"), "SCTP sockets"),
+    NotSupported(("-d", "--dccp"), "DCCP sockets"),
+    NotSupported(("--vsock",), "vsock sockets"),
+    NotSupported(("--tipc",), "TIPC sockets"),
+    NotSupported(("--xdp",), "XDP sockets"),
+    NotSupported(("-f", "--family"), "families by name", f"{FAMILY}; -4 and -6 pick a family", True),
+    NotSupported(("-A", "--query", "--socket"), "socket types by name",
+                 f"{FAMILY}; -t and -u pick one", True),
+    NotSupported(("-r", "--resolve"), "resolve host names", "addresses are shown as numbers"),
+    NotSupported(("-T", "--threads"), "threads using each socket", "-p shows the processes"),
+    NotSupported(("-b", "--bpf"), "socket BPF filters", "drgn-ss does not decode them"),
+    NotSupported(("-E", "--events"), "sockets as they are destroyed",
+                 "drgn-ss reads kernel memory once, it does not follow events"),
+    NotSupported(("-Z", "--context"), "SELinux contexts", "drgn-ss does not read them"),
+    NotSupported(("-z", "--contexts"), "SELinux contexts", "drgn-ss does not read them"),
+    NotSupported(("-N", "--net"), "a named network namespace",
+                 "use --netns (an inode number, a pid or /run/netns/NAME)", True),
+    NotSupported(("-K", "--kill"), "close sockets", "drgn-ss reads kernel memory, it never changes it"),
+    NotSupported(("-O", "--oneline"), "one line per socket", "drgn-ss prints ss's default layout"),
+    NotSupported(("-D", "--diag"), "raw diag records to a file", "drgn-ss reads no netlink diag", True),
+    NotSupported(("-F", "--filter"), "a filter read from a file", "give the filter as arguments", True),
+    NotSupported(("--tos",), "ToS and priority", "drgn-ss does not show them"),
+    NotSupported(("--cgroup",), "cgroup paths", "-e shows each socket's cgroup"),
+    NotSupported(("--inet-sockopt",), "inet socket options", "drgn-ss does not show them"),
+    NotSupported(("--tipcinfo",), "TIPC socket details", FAMILY),
+)
+
+
+class RefuseOption(argparse.Action):
+    """An option of :data:`NOT_SUPPORTED`: given, a :class:`UsageError` that names it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, entry: NotSupported,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?" if entry.value else 0, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, **kwargs)
+        self.entry = entry
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        raise UsageError(self.entry.message(option_string or self.entry.flags[0]))
+
+
+def add_unsupported(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` ss's options of :data:`NOT_SUPPORTED`, hidden from --help, refused if given."""
+    for entry in NOT_SUPPORTED:
+        parser.add_argument(*entry.flags, action=RefuseOption, entry=entry)
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """-V/--version (as ss): ``PROG VERSION (drgn VERSION)``."""
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"%(prog)s {__version__} (drgn {drgn.__version__})",
+                        help="print the version (and drgn's) and exit")
 
 
 def help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -182,10 +268,14 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
                    "only); auto, the default, walks the kernel, which measured faster")
     if program_options:
-        p.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
+        kernel = p.add_mutually_exclusive_group()
+        kernel.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
         p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",
-                       help="debug info (the kernel's vmlinux with DWARF); repeatable")
-        p.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
+                       help="debug info (the kernel's vmlinux with DWARF); repeatable. Not ss's -s: "
+                       "its summary is --summary here")
+        kernel.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
+    add_version(p)
+    add_unsupported(p)
     p.add_argument("filter", nargs="*", metavar="FILTER",
                    help="state and exclude words, then a filter expression (see below)")
     return p

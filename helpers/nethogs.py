@@ -23,6 +23,7 @@ from drgn_ss.cli import (
     ArgumentParser,
     Failure,
     UsageError,
+    add_version,
     check_kernel,
     exit_status,
     help_formatter,
@@ -66,6 +67,7 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true",
                    help="after each sample, one line on stderr: sockets, seconds walking, CPU seconds "
                    "spent on the sample, whether the task tables were walked")
+    add_version(p)
     return p
 
 

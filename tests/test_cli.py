@@ -293,3 +293,67 @@ def test_drgn_ss_deep_filter_is_parsed_then_the_kernel_opened(words: list[str]) 
     p = drgn_ss_bytes("-c", "/dev/null", "-t", "--", *words)
     assert p.returncode == 1 and not p.stdout
     assert p.stderr == b"drgn-ss: cannot open /dev/null: not an ELF core file\n"
+
+
+# -- issue 17: rough edges a newcomer hits ------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["-x"], "-x (unix sockets) is not supported yet: drgn-ss lists TCP and UDP"),
+    (["-tx"], "-x (unix sockets) is not supported yet: drgn-ss lists TCP and UDP"),
+    (["--vsock"], "--vsock (vsock sockets) is not supported yet: drgn-ss lists TCP and UDP"),
+    (["-Atcp"], "-A (socket types by name) is not supported yet: drgn-ss lists TCP and UDP; "
+                "-t and -u pick one"),
+    (["-N", "ns1", "-t"], "-N (a named network namespace) is not supported: use --netns"),
+    (["-K"], "-K (close sockets) is not supported: drgn-ss reads kernel memory, it never changes it"),
+])
+def test_drgn_ss_names_the_ss_options_it_lacks(argv: list[str], message: str) -> None:
+    err = one_line_error(drgn_ss(*argv), 2)
+    assert err.startswith(f"drgn-ss: {message}") and err.count("\n") == 2, err
+    assert err.endswith("\nTry 'drgn-ss --help'.\n")
+
+
+#: The options iproute2 6.1's ss --help lists.
+SS_HELP_OPTIONS = """
+    -h -V -n -r -a -l -o -e -m -p -T -i -s -b -E -Z -z -N -4 -6 -0 -t -M -S -u -d -w -x -f -K -H -O -A -D -F
+    --tipcinfo --tos --cgroup --vsock --tipc --xdp --inet-sockopt --unix --raw --packet --kill --oneline
+    --query --socket --diag --filter
+"""
+
+
+def test_every_ss_option_is_had_or_refused_by_name() -> None:
+    """ss's options (iproute2 6.1's ss --help): each is drgn-ss's, or refused in its own words."""
+    from drgn_ss.cli import NOT_SUPPORTED, UsageError
+
+    ss_options = set(SS_HELP_OPTIONS.split())
+    parser = build_parser("drgn-ss", True)
+    known = set(parser._option_string_actions)
+    assert ss_options <= known
+    refused = {flag for entry in NOT_SUPPORTED for flag in entry.flags}
+    for flag in refused:
+        with pytest.raises(UsageError, match=r"is not supported"):
+            parser.parse_args([flag])
+
+
+def test_drgn_ss_core_and_qemu_together_is_a_usage_error() -> None:
+    err = one_line_error(drgn_ss("-c", "/dev/null", "--qemu", "/nonexistent", "-t"), 2)
+    assert err.startswith("drgn-ss: argument --qemu: not allowed with argument -c/--core\n")
+
+
+def test_drgn_ss_version() -> None:
+    import drgn
+    from drgn_ss import __version__
+
+    p = drgn_ss("--version")
+    assert (p.returncode, p.stdout, p.stderr) == (0, f"drgn-ss {__version__} (drgn {drgn.__version__})\n", "")
+    assert drgn_ss("-V").stdout == p.stdout
+
+
+def test_nethogs_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import drgn
+    from drgn_ss import __version__
+    from drgn_ss.nethogs import build_parser as nethogs_parser
+
+    with pytest.raises(SystemExit) as e:
+        nethogs_parser("nethogs.py").parse_args(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out == f"nethogs.py {__version__} (drgn {drgn.__version__})\n"
