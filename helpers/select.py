@@ -43,6 +43,12 @@ STATE_GROUPS = {
 }
 
 
+#: What a wrong state name is told: ss's names and groups (ss --help's STATE-FILTER).
+STATE_NAMES_HELP = "states: {}; groups: {}".format(
+    ", ".join({"unconnected": "unconnected (or closed)"}.get(n, n) for n in STATE_NAMES_LONG[1:]),
+    ", ".join(g for g in STATE_GROUPS if g not in ("close", "closed", "syn-rcv")))
+
+
 def scan_state(name: str) -> int:
     """The state bits a ``state``/``exclude`` argument names (case-insensitive, as ss)."""
     lower = name.lower()
@@ -51,7 +57,7 @@ def scan_state(name: str) -> int:
     for i, long_name in enumerate(STATE_NAMES_LONG):
         if lower == long_name.lower():
             return 1 << i
-    raise SelectionError(f"wrong state name: {printable(name)}")
+    raise SelectionError(f"wrong state name: {printable(name)} ({STATE_NAMES_HELP})")
 
 
 class Selection(NamedTuple):

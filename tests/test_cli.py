@@ -72,9 +72,11 @@ def test_drgn_ss_unknown_option_is_usage_exit_2() -> None:
 
 def test_drgn_ss_bad_state_name() -> None:
     assert one_line_error(drgn_ss("-t", "state", "bogus"), 2).startswith(
-        "drgn-ss: wrong state name: bogus\n")
+        "drgn-ss: wrong state name: bogus (states: established, syn-sent, syn-recv, fin-wait-1, "
+        "fin-wait-2, time-wait, unconnected (or closed), close-wait, last-ack, listening, closing; "
+        "groups: all, connected, synchronized, bucket, big)\nTry")
     assert one_line_error(drgn_ss("-t", "state", "a\nb\x1b[31m"), 2).startswith(
-        "drgn-ss: wrong state name: a\\nb\\x1b[31m\n")  # one line, no terminal escape
+        "drgn-ss: wrong state name: a\\nb\\x1b[31m (states: ")  # one line, no terminal escape
 
 
 
