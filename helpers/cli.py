@@ -585,8 +585,49 @@ def open_core_dump(path: str) -> Program:
     return prog
 
 
+def elf_problem(path: str) -> str | None:
+    """
+    Why ``path`` cannot be a vmlinux (no such file, a directory, unreadable, not ELF), told
+    cheaply from its first bytes; None if it may be one (drgn checks the rest).
+    """
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except FileNotFoundError:
+        return "no such file"
+    except IsADirectoryError:
+        return "is a directory"
+    except PermissionError:
+        return "permission denied"
+    except OSError as e:
+        return e.strerror or str(e)
+    return None if magic == b"\x7fELF" else "not an ELF file"
+
+
+def looks_like_ss_flags(path: str) -> bool:
+    """Whether a ``-s`` argument is ss's one-letter options (``-st``: ss's summary, then TCP)."""
+    return bool(path) and set(path) <= SS_SHORT_OPTIONS
+
+
+def check_symbols(paths: Sequence[str]) -> None:
+    """
+    Refuse, before the kernel is opened, a ``-s`` path that cannot be a vmlinux, saying why
+    (drgn would say only that it does not match the kernel); ss's ``-s`` read as drgn's is
+    a usage error that says which is which.
+    """
+    for path in paths:
+        reason = elf_problem(path)
+        if reason is None:
+            continue
+        if reason == "no such file" and looks_like_ss_flags(path):
+            raise UsageError(f"-s {path}: no such file: in drgn-ss, -s names the vmlinux (as in drgn); "
+                             "ss's summary is --summary")
+        raise Failure(f"-s {path}: {reason}")
+
+
 def open_program(args: argparse.Namespace) -> Program:
     """Open the kernel ``drgn-ss`` reads: a dump, a QEMU guest or the live kernel."""
+    check_symbols(args.symbols or [])
     prog = Program()
     try:
         if args.core:

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from drgn_ss.cli import build_parser
@@ -359,3 +360,44 @@ def test_nethogs_version(capsys: pytest.CaptureFixture[str]) -> None:
         nethogs_parser("nethogs.py").parse_args(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out == f"nethogs.py {__version__} (drgn {drgn.__version__})\n"
+
+
+def test_drgn_ss_names_why_a_symbols_file_cannot_be_read(tmp_path: Path) -> None:
+    """-s of a missing file, a directory or a file that is not ELF: the reason, before the dump is opened."""
+    core = tmp_path / "core"
+    core.write_bytes(elf_core())
+    text = tmp_path / "vmlinux.txt"
+    text.write_text("not a vmlinux\n")
+    for path, reason in ((tmp_path / "absent", "no such file"), (tmp_path, "is a directory"),
+                         (text, "not an ELF file")):
+        assert one_line_error(drgn_ss("-c", str(core), "-s", str(path), "-tan", cache=tmp_path), 1) == (
+            f"drgn-ss: -s {path}: {reason}\n")
+
+
+def test_drgn_ss_names_an_unreadable_symbols_file(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads a file of mode 000: test_elf_problem_permission_denied covers it")
+    vmlinux = tmp_path / "vmlinux"
+    vmlinux.write_bytes(b"\x7fELF")
+    vmlinux.chmod(0)
+    assert one_line_error(drgn_ss("-c", "/dev/null", "-s", str(vmlinux), "-t"), 1) == (
+        f"drgn-ss: -s {vmlinux}: permission denied\n")
+
+
+def test_elf_problem_permission_denied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unreadable case as root too (root reads any file): open() made to refuse."""
+    from drgn_ss import cli
+
+    def refuse(path: str, mode: str = "r") -> Any:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(cli, "open", refuse, raising=False)
+    assert cli.elf_problem("/boot/vmlinux") == "permission denied"
+
+
+@pytest.mark.parametrize("flags", ["t", "tan", "tulpn"])
+def test_drgn_ss_says_ss_summary_is_not_dash_s(flags: str) -> None:
+    """drgn-ss -c DUMP -st: ss's -s (summary) read as drgn's -s VMLINUX, said so, exit 2."""
+    err = one_line_error(drgn_ss("-c", "/dev/null", f"-s{flags}"), 2)
+    assert err == (f"drgn-ss: -s {flags}: no such file: in drgn-ss, -s names the vmlinux (as in drgn); "
+                   "ss's summary is --summary\nTry 'drgn-ss --help'.\n")
