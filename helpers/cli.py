@@ -8,13 +8,14 @@ itself from ``-c``/``-s``/``--qemu`` or the live kernel.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, NoReturn, TextIO
 
 import drgn
@@ -74,11 +75,62 @@ class Failure(Exception):
     """An error for the user: one line, no traceback, exit status 1."""
 
 
+class OutputError(Failure):
+    """The listing could not be written (a full disk, an I/O error): one line, exit status 1."""
+
+
+@contextlib.contextmanager
+def output_errors() -> Iterator[None]:
+    """
+    Writes to the output, whose errors become :class:`OutputError`; a reader that closed
+    the pipe stays :class:`BrokenPipeError` (it ends the command quietly, as ss).
+    """
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(f"cannot write output: {e.strerror or e}") from None
+
+
+def write_output(out: TextIO, chunks: Iterable[str]) -> None:
+    """Write ``chunks`` to ``out``, then flush it, in :func:`output_errors`."""
+    for chunk in chunks:  # made outside it: only the writes' errors are the output's
+        with output_errors():
+            out.write(chunk)
+    with output_errors():
+        out.flush()
+
+
+def _drop_stdout() -> None:
+    """
+    Point stdout at /dev/null once writing to it failed: what is still in its buffer would
+    fail again as Python exits, with a traceback of its own.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no stdout, or not a file (a test's)
+        pass
+    finally:
+        os.close(devnull)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse's, whose errors are :class:`UsageError`: one line, exit status 2."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        """--help and --version on stdout: a write error is :class:`OutputError` (argparse ignores it)."""
+        if message and file is sys.stdout:
+            write_output(sys.stdout, [message])
+        else:
+            super()._print_message(message, file)
 
 
 class LastFamily(argparse.Action):
@@ -308,7 +360,8 @@ def exit_status(prog_name: str, main: Callable[[], int]) -> int:
     """
     Run ``main`` (a command's body) and return its exit status; what it raises for the user
     becomes one line on stderr (:func:`say`): :class:`UsageError` (and a hint to --help)
-    exit 2, :class:`Failure` exit 1, and a reader that closed the pipe exit 1.
+    exit 2, :class:`Failure` exit 1 (:class:`OutputError`: the output could not be written),
+    and a reader that closed the pipe exit 1, quietly.
     """
     try:
         return main()
@@ -319,10 +372,15 @@ def exit_status(prog_name: str, main: Callable[[], int]) -> int:
             print(safe_line(line), file=sys.stderr)
         print(f"Try '{prog_name} --help'.", file=sys.stderr)
         return EXIT_USAGE
+    except OutputError as e:
+        say(prog_name, str(e))
+        _drop_stdout()
+        return EXIT_ERROR
     except Failure as e:
         say(prog_name, str(e))
         return EXIT_ERROR
     except BrokenPipeError:
+        _drop_stdout()
         return EXIT_ERROR
 
 
@@ -435,10 +493,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         if args.summary:
             for net in nets:
                 if tags is not None:
-                    out.write(f"{tags[raw_netns_inum(prog, net)].text().strip()}\n")
-                out.write(format_summary(raw_sockstat(prog, net, errors)))
+                    write_output(out, [f"{tags[raw_netns_inum(prog, net)].text().strip()}\n"])
+                write_output(out, [format_summary(raw_sockstat(prog, net, errors))])
             if not (args.tcp or args.udp or args.filter):  # as ss: the summary alone
-                out.flush()
                 _warn_partial(args, errors)
                 return EXIT_PARTIAL if errors else 0
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
@@ -469,9 +526,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         if selection.single_state:
             disabled.add(COL_STATE)
         chunks = render_sockets(socks, fmt, frozenset(disabled), not args.no_header, _screen_width(out))
-    for chunk in chunks:
-        out.write(chunk)
-    out.flush()
+    write_output(out, chunks)
     _warn_partial(args, errors)
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
@@ -504,7 +559,7 @@ def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> 
     except (Failure, LookupError) as e:  # no debug info here: list anyway
         return f"no crash summary: {e}"
     if summary and header is not None:
-        header.write("".join(f"# {line}\n" for line in summary))
+        write_output(header, [f"# {line}\n" for line in summary])
     elif summary:
         for line in summary:
             say(prog_name, line)

@@ -29,6 +29,7 @@ from drgn_ss.cli import (
     help_formatter,
     no_debug_info_message,
     say,
+    write_output,
 )
 from drgn_ss.layout import kernel_facts
 from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
@@ -221,8 +222,7 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
 
 def _show(now: Sample, before: Sample | None, args: argparse.Namespace, out: TextIO, terminal: bool) -> None:
     if args.json:
-        out.write(_sample_json(now, before, args.by) + "\n")
-        out.flush()
+        write_output(out, [_sample_json(now, before, args.by) + "\n"])
         return
     processes = per_process(now, before)
     if args.by == "connection":
@@ -237,7 +237,6 @@ def _show(now: Sample, before: Sample | None, args: argparse.Namespace, out: Tex
         seen = sum(r.opened for r in processes)
         header += f", {opened} TCP connections opened ({seen} seen: the rest opened and closed in between)"
     if terminal:  # refresh in place, as top
-        out.write("\x1b[H\x1b[2J" + header + "\n" + "\n".join(lines) + "\n")
+        write_output(out, ["\x1b[H\x1b[2J" + header + "\n" + "\n".join(lines) + "\n"])
     else:
-        out.write(header + "\n" + "\n".join(lines) + "\n\n")
-    out.flush()
+        write_output(out, [header + "\n" + "\n".join(lines) + "\n\n"])

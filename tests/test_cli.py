@@ -401,3 +401,52 @@ def test_drgn_ss_says_ss_summary_is_not_dash_s(flags: str) -> None:
     err = one_line_error(drgn_ss("-c", "/dev/null", f"-s{flags}"), 2)
     assert err == (f"drgn-ss: -s {flags}: no such file: in drgn-ss, -s names the vmlinux (as in drgn); "
                    "ss's summary is --summary\nTry 'drgn-ss --help'.\n")
+
+
+@pytest.mark.parametrize("option", ["--version", "--help"])
+def test_drgn_ss_says_when_stdout_is_full(option: str) -> None:
+    """stdout on /dev/full (ENOSPC): one line, exit 1, no traceback (argparse would say nothing, exit 0)."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([os.path.join(os.path.dirname(sys.executable), "drgn-ss"), option], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (p.returncode, p.stderr) == (1, "drgn-ss: cannot write output: No space left on device\n")
+
+
+class FailingOutput:
+    """An output whose writes fail as a disk's or a terminal's can (EIO)."""
+
+    def write(self, text: str) -> int:
+        raise OSError(5, "Input/output error")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_a_write_error_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    """The listing's and nethogs' writes (:func:`write_output`) through exit_status, which both use."""
+    from drgn_ss.cli import exit_status, write_output
+
+    def main() -> int:
+        write_output(FailingOutput(), ["sockets\n"])  # type: ignore[arg-type]
+        return 0
+
+    assert exit_status("drgn-ss", main) == 1
+    assert capsys.readouterr() == ("", "drgn-ss: cannot write output: Input/output error\n")
+
+
+def test_nethogs_write_error_is_an_output_error() -> None:
+    import argparse
+
+    from drgn_ss.cli import OutputError
+    from drgn_ss.nethogs import _show
+    from drgn_ss.tables import WalkErrors
+    from drgn_ss.traffic import Sample
+
+    sample = Sample(when=0.0, walk_s=0.0, connections={}, owners={}, cpu_s=0.0, owners_walked=False,
+                    errors=WalkErrors())
+    args = argparse.Namespace(json=True, by="process")
+    with pytest.raises(OutputError, match="cannot write output: Input/output error"):
+        _show(sample, None, args, FailingOutput(), False)  # type: ignore[arg-type]
