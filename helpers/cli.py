@@ -53,7 +53,7 @@ from drgn_ss.netns import (
     raw_own_netns,
 )
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
-from drgn_ss.raw import elf_build_id
+from drgn_ss.raw import elf_build_id, native
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, NetnsTag, render_json, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.ssfilter import FilterError, SelectionError
@@ -310,7 +310,8 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
                    "whether debug info had to be loaded, where facts not in the cache came from "
                    "(DWARF or BTF) and the seconds spent working them out, start-up: seconds from "
                    "drgn-ss's start to its first socket read, and from the process's start to "
-                   "drgn-ss's start)")
+                   "drgn-ss's start; native: whether the hot loops ran in C, drgn_ss._fast, false "
+                   "where it was not built)")
     p.add_argument("--btf", action="store_true",
                    help="work out struct layouts from the kernel's own BTF and symbol addresses from "
                    "its kallsyms, even where debug info is installed (without debug info, this is "
@@ -534,9 +535,17 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
                  "debug_info_loaded": facts.loaded_debug_info,
                  "types": facts.source, "types_s": round(facts.types_s, 6),
                  "startup_s": round(t0 - args.started + facts.types_s - types_before, 6),
-                 "interpreter_s": _seconds_since_start(args.started)}
+                 "interpreter_s": _seconds_since_start(args.started), "native": native_path()}
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
+
+
+def native_path() -> bool:
+    """
+    Whether the hot loops ran in C (:mod:`drgn_ss._fast`, :func:`~drgn_ss.raw.native`):
+    False where it was not built or DRGN_SS_PURE_PYTHON=1 asked for the Python paths.
+    """
+    return native() is not None
 
 
 def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:

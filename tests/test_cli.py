@@ -450,3 +450,16 @@ def test_nethogs_write_error_is_an_output_error() -> None:
     args = argparse.Namespace(json=True, by="process")
     with pytest.raises(OutputError, match="cannot write output: Input/output error"):
         _show(sample, None, args, FailingOutput(), False)  # type: ignore[arg-type]
+
+
+def test_stats_says_whether_the_c_path_ran(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--stats' "native": the C extension where it is built, not with DRGN_SS_PURE_PYTHON=1."""
+    from drgn_ss import raw
+    from drgn_ss.cli import native_path
+
+    monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+    assert native_path() is False
+    monkeypatch.delenv("DRGN_SS_PURE_PYTHON")
+    assert native_path() is (raw._fast is not None)
+    monkeypatch.setattr(raw, "_fast", None)  # not built
+    assert native_path() is False
