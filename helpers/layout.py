@@ -16,6 +16,7 @@ kallsyms (:class:`BtfTypes`); both give the same offsets (a kernel test checks i
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -607,17 +608,22 @@ def _facts_dir(create: bool) -> int | None:
     The facts directory, opened, if it is a directory (not a link to one) of this user's
     that other users cannot write to; None if not (then nothing is cached).
     """
-    path = os.path.join(cache_dir(), "facts")
     try:
-        if create:
-            os.makedirs(path, mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return _open_facts_dir(create)
     except OSError:
         return None
+
+
+def _open_facts_dir(create: bool) -> int:
+    """:func:`_facts_dir`, or the OSError that says why there is none."""
+    path = os.path.join(cache_dir(), "facts")
+    if create:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     st = os.fstat(fd)
     if st.st_uid != os.geteuid() or st.st_mode & 0o002:
         os.close(fd)
-        return None
+        raise PermissionError(errno.EPERM, "not a directory of this user's that others cannot write to")
     return fd
 
 
@@ -734,6 +740,8 @@ class KernelFacts:
         self.values: dict[str, Any] = {}
         #: Whether this run reads DWARF, so that every fact comes from it (None: not known yet).
         self._dwarf_run: bool | None = None
+        #: Whether saving failed (and was said): it is not tried, nor said, again.
+        self._unwritable = False
         self._dwarf_checked: bool | None = None
         #: Whether this run had to load debug info (a cache miss, or -s).
         self.loaded_debug_info = False
@@ -984,19 +992,32 @@ class KernelFacts:
         return True
 
     def save(self) -> None:
-        """Write what was learnt to the cache (quietly skipped where it cannot be written)."""
+        """
+        Write what was learnt to the cache; where it cannot be written, say so once
+        (:meth:`warn`): every run then works the facts out again.
+        """
         files = [f for f in self.files() if f.dirty]
-        if not files:
+        if not files or self._unwritable:
             return
-        dir_fd = _facts_dir(create=True)
-        if dir_fd is None:
-            return
+        failed: OSError | None = None
         try:
-            for f in files:
-                with contextlib.suppress(OSError):
-                    f.save(dir_fd)
-        finally:
-            os.close(dir_fd)
+            dir_fd = _open_facts_dir(create=True)
+        except OSError as e:
+            failed = e
+        else:
+            try:
+                for f in files:
+                    try:
+                        f.save(dir_fd)
+                    except OSError as e:
+                        failed = failed or e
+            finally:
+                os.close(dir_fd)
+        if failed is not None:
+            self._unwritable = True
+            reason = failed.strerror or str(failed)
+            self.warn(f"cannot write the facts cache in {os.path.join(cache_dir(), 'facts')} ({reason}): "
+                      "every run works facts out again")
 
 
 def kernel_facts(prog: Program) -> KernelFacts:

@@ -31,7 +31,7 @@ from drgn_ss.cli import (
     say,
     write_output,
 )
-from drgn_ss.layout import kernel_facts
+from drgn_ss.layout import kernel_facts, use_btf
 from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
 from drgn_ss.render import address_text, escape_name, json_name
 from drgn_ss.tables import WalkErrors
@@ -157,6 +157,7 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None, prog_name
         if args.interval <= 0 or args.count < 0:
             raise UsageError("--interval must be positive and --count not negative")
         check_kernel(prog)
+        use_btf(prog, announce=lambda message: say(prog_name, message))  # facts' warnings on stderr
         try:
             return _loop(prog, args, out or sys.stdout, prog_name)
         except ValueError as e:  # --netns names no namespace

@@ -560,3 +560,33 @@ def test_elf_file_bytes(tmp_path: Path) -> None:
     assert elf_file_bytes(path, at - 8, 8) is None
     assert elf_file_bytes(str(tmp_path / "nosuch"), at, 8) is None
     assert elf_build_id(path) == BUILD_ID
+
+
+# -- a cache that cannot be written -------------------------------------------------------------
+
+def test_a_cache_that_cannot_be_written_is_said_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DRGN_SS_CACHE a regular file (mkdir fails, ENOTDIR, as root too): one warning, as a save was needed."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("DRGN_SS_CACHE", str(not_a_dir))
+    said: list[str] = []
+    prog = kernel(tmp_path, dwarf=True)
+    prog.cache["drgn_ss.announce"] = said.append
+    assert run(prog) == 4
+    assert said == [f"warning: cannot write the facts cache in {not_a_dir}/facts (Not a directory): "
+                    "every run works facts out again"]
+    facts_of(prog).save()  # said once a run
+    assert len(said) == 1
+
+
+def test_a_read_only_cache_is_said(tmp_path: Path, cache: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes in a read-only directory: the ENOTDIR test covers the warning")
+    cache.mkdir()
+    cache.chmod(0o500)
+    said: list[str] = []
+    prog = kernel(tmp_path, dwarf=True)
+    prog.cache["drgn_ss.announce"] = said.append
+    run(prog)
+    assert said == [f"warning: cannot write the facts cache in {cache}/facts (Permission denied): "
+                    "every run works facts out again"]
