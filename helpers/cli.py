@@ -29,7 +29,7 @@ from drgn import (
     host_platform,
 )
 from drgn_ss import __version__
-from drgn_ss.crash import crash_summary, is_damage, panicked
+from drgn_ss.crash import crash_summary, dump_summary, is_damage, panicked
 from drgn_ss.decode import raw_inet_socks, raw_skmem
 from drgn_ss.inet import TCP_LISTEN
 from drgn_ss.layout import (
@@ -548,16 +548,26 @@ def native_path() -> bool:
     return native() is not None
 
 
+def _dump_summary(prog: Program) -> list[str]:
+    """:func:`~drgn_ss.crash.dump_summary`, with debug info for the time where it can be had."""
+    with contextlib.suppress(Failure, LookupError):  # none: the release and uptime, read raw
+        kernel_facts(prog).need_debug_info()
+    return dump_summary(prog)
+
+
 def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:
     """
     Print the crash summary of a dump of a kernel that panicked: on stderr, or as ``# ``
-    lines on ``header`` (--header). Nothing for a kernel that did not panic.
+    lines on ``header`` (--header). Of another dump, --header prints its release, when it
+    was taken and its uptime (:func:`~drgn_ss.crash.dump_summary`); stderr has nothing.
 
     :return: what to say instead where there is no summary to print, "" if nothing: the
         summary needs debug info; and where ``panic_cpu`` cannot be read, whether the
         kernel panicked cannot be told, and no summary is made up
     """
     crashed = panicked(prog)
+    if not crashed and header is not None and not prog.flags & ProgramFlags.IS_LIVE:
+        write_output(header, [f"# {line}\n" for line in _dump_summary(prog)])
     if crashed is None:
         return "no crash summary: whether this kernel panicked cannot be read (panic_cpu)"
     if not crashed:

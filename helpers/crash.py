@@ -14,10 +14,11 @@ from drgn import BadDataError, FaultError, ObjectAbsentError, OutOfBoundsError, 
 from drgn_ss.layout import (
     initial_jiffies,
     is_local_live,
-    jiffies,
     kernel_facts,
     kernel_hz,
     kernel_memory,
+    raw_jiffies,
+    raw_xtime_sec,
     timekeeper,
     vmcoreinfo,
 )
@@ -64,14 +65,17 @@ def crash_time(prog: Program) -> datetime:
     """The wall-clock time of the timekeeper's last update before the dump (UTC)."""
     from datetime import datetime, timezone  # imported only for a crash summary: 1.5 ms of start-up
 
-    seconds = int(timekeeper(prog).xtime_sec.value_())
+    try:
+        seconds = int(timekeeper(prog).xtime_sec.value_())
+    except KeyError:  # no debug info: the timekeeper read raw, through the facts
+        seconds = raw_xtime_sec(prog)
     return datetime.fromtimestamp(seconds, timezone.utc)
 
 
 def uptime_seconds(prog: Program) -> float:
-    """Seconds since boot, from the dump's own jiffies."""
+    """Seconds since boot, from the dump's own jiffies (read raw: no debug info needed)."""
     hz = kernel_hz(prog)
-    return (jiffies(prog) - initial_jiffies(hz)) / hz
+    return (raw_jiffies(prog) - initial_jiffies(hz)) / hz
 
 
 def panicked(prog: Program) -> bool | None:
@@ -108,15 +112,23 @@ def crash_summary(prog: Program) -> list[str] | None:
     return [_release_line(prog), _panic_line(prog), _task_line(prog)]
 
 
-def _release_line(prog: Program) -> str:
+def dump_summary(prog: Program) -> list[str]:
+    """
+    What ``--header`` says of a dump of a kernel that did not panic (or of one that cannot
+    be told): ``dump of Linux RELEASE, taken WHEN, N s after boot``, what can be read of it.
+    """
+    return [_release_line(prog, "dump", "taken")]
+
+
+def _release_line(prog: Program, what: str = "crash dump", verb: str = "crashed") -> str:
     """``crash dump of Linux RELEASE, crashed WHEN, N s after boot``: what can be read of it."""
     raw = tolerant(lambda: bytes(prog["UTS_RELEASE"].string_()))
     if raw is None:
         raw = vmcoreinfo(prog).get("OSRELEASE", "").encode("utf-8", "surrogateescape") or None
-    line = "crash dump of Linux " + (escape_bytes(raw) if raw is not None else "(release unreadable)")
+    line = f"{what} of Linux " + (escape_bytes(raw) if raw is not None else "(release unreadable)")
     when = tolerant(lambda: crash_time(prog).strftime("%Y-%m-%d %H:%M:%S UTC"))
     if when is not None:
-        line += f", crashed {when}"
+        line += f", {verb} {when}"
     uptime = tolerant(lambda: uptime_seconds(prog))
     if uptime is not None and uptime >= 0:
         line += f", {uptime:.1f} s after boot"

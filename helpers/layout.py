@@ -284,6 +284,20 @@ def _memory_hz(facts: KernelFacts) -> int | None:
 def _mono_ns(types: TypeSource) -> int:
     """The timekeeper's monotonic clock at its last update, in nanoseconds."""
     facts = kernel_facts(types.prog)
+    return kernel_memory(types.prog).read_u64(
+        _timekeeper_address(types) + facts.offset("struct timekeeper", "tkr_mono.base"))
+
+
+def raw_xtime_sec(prog: Program) -> int:
+    """The timekeeper's wall clock (seconds since the epoch) at its last update, read raw."""
+    facts = kernel_facts(prog)
+    return kernel_memory(prog).read_u64(
+        _timekeeper_address(facts.types()) + facts.offset("struct timekeeper", "xtime_sec"))
+
+
+def _timekeeper_address(types: TypeSource) -> int:
+    """The address of the kernel's ``struct timekeeper`` (see :func:`timekeeper`)."""
+    facts = kernel_facts(types.prog)
     if kernel_layout(types.prog).tk_core:
         # static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core:
         # a type with no name, which BTF does not describe (it has no global variables).
@@ -293,7 +307,7 @@ def _mono_ns(types: TypeSource) -> int:
             else -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8)  # the next 8-byte boundary
     else:
         base = facts.symbol("timekeeper_data") + facts.offset("struct tk_data", "timekeeper")
-    return kernel_memory(types.prog).read_u64(base + facts.offset("struct timekeeper", "tkr_mono.base"))
+    return base
 
 
 def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:

@@ -193,13 +193,35 @@ def test_crashtime_says_panicked_without_reading_memory(monkeypatch: pytest.Monk
     (False, ""),
 ])
 def test_cli_says_nothing_false_of_a_dump_that_may_not_have_panicked(
-        state: bool | None, said: str, monkeypatch: pytest.MonkeyPatch,
+        state: bool | None, said: str, reads: Any, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    """No crash summary; --header says what any dump has: its release, time and uptime."""
+    reads({})
     monkeypatch.setattr(cli, "panicked", lambda prog: state)
     monkeypatch.setattr(cli, "crash_summary", raises(AssertionError("no summary asked for"), None))
+    monkeypatch.setattr(cli, "kernel_facts", lambda prog: Facts())
+    prog = Program({}, info={"OSRELEASE": "6.1.0-18-cloud-amd64"})
     header = io.StringIO()
-    assert cli.show_crash_summary(None, "drgn-ss", header) == said
-    assert header.getvalue() == "" and capsys.readouterr() == ("", "")
+    assert cli.show_crash_summary(prog, "drgn-ss", header) == said
+    assert header.getvalue() == ("# dump of Linux 6.1.0-18.[31m-cloud-amd64, taken 2024-01-02 03:04:05 UTC, "
+                                 "123.4 s after boot\n")
+    assert cli.show_crash_summary(prog, "drgn-ss", None) == said
+    assert capsys.readouterr() == ("", "")
+
+
+def test_header_of_a_dump_without_debug_info(reads: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No debug info to be had (LookupError): the header is what can be read without it."""
+    reads({"time": KeyError("tk_core")})
+
+    class NoDebugInfo:
+        def need_debug_info(self) -> None:
+            raise LookupError("no debug info for kernel 6.1")
+
+    monkeypatch.setattr(cli, "panicked", lambda prog: False)
+    monkeypatch.setattr(cli, "kernel_facts", lambda prog: NoDebugInfo())
+    header = io.StringIO()
+    assert cli.show_crash_summary(Program({}, info={}), "drgn-ss", header) == ""
+    assert header.getvalue() == "# dump of Linux 6.1.0-18.[31m-cloud-amd64, 123.4 s after boot\n"
 
 
 def test_cli_prints_the_summary_on_stderr_or_as_header(reads: Any, monkeypatch: pytest.MonkeyPatch,
