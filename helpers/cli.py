@@ -244,6 +244,16 @@ def help_formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.HelpFormatter(prog, width=max(width, 40) - 2)
 
 
+def add_program_options(p: argparse.ArgumentParser) -> None:
+    """The options that say which kernel to read (:func:`open_program`): drgn-ss's, drgn-nethogs'."""
+    kernel = p.add_mutually_exclusive_group()
+    kernel.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
+    p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",
+                   help="debug info (the kernel's vmlinux with DWARF); repeatable. Not ss's -s: "
+                   "its summary is --summary here")
+    kernel.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
+
+
 def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog=prog_name,
@@ -321,12 +331,7 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
                    "only); auto, the default, walks the kernel, which measured faster")
     if program_options:
-        kernel = p.add_mutually_exclusive_group()
-        kernel.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
-        p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",
-                       help="debug info (the kernel's vmlinux with DWARF); repeatable. Not ss's -s: "
-                       "its summary is --summary here")
-        kernel.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
+        add_program_options(p)
     add_version(p)
     add_unsupported(p)
     p.add_argument("filter", nargs="*", metavar="FILTER",
