@@ -134,6 +134,8 @@ def workload(target: Target, prog: drgn.Program) -> Iterator[dict[str, Any]]:
             elif line.strip() == "READY":
                 break
         assert info is not None, f"the workload exited ({proc.poll()}) before READY"
+        from tests.kernel import test_ss
+        test_ss.TIME_WAIT_AT[0] = info.get("time_wait_at")
         yield info
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

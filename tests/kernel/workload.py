@@ -203,6 +203,29 @@ def describe(listeners: list[socket.socket]) -> dict[str, Any]:
     }
 
 
+def time_wait(ssh: socket.socket) -> float:
+    """
+    A TIME-WAIT socket: the client closes first, then the server. It lives 60 s
+    (TCP_TIMEWAIT_LEN), so it is made last, just before ss's snapshots: under TCG the rest of
+    the workload takes tens of seconds. Returns when it was made (CLOCK_BOOTTIME): on a
+    running kernel, the tests stop expecting it once it may be gone (tests/kernel/test_ss.py).
+    """
+    c = connect(socket.AF_INET, "127.0.0.1", 22)
+    a, _ = ssh.accept()
+    c.close()
+    made = time.clock_gettime(time.CLOCK_BOOTTIME)
+    time.sleep(0.1)
+    a.close()
+    # The client is in FIN-WAIT-2 until the server's FIN arrives (under TCG, a while): the
+    # snapshots must all see the TIME-WAIT socket.
+    for _ in range(100):
+        if subprocess.run(["ss", "-Htn", "state", "time-wait", "dport = :22"], capture_output=True,
+                          text=True, check=True).stdout.strip():
+            break
+        time.sleep(0.1)
+    return made
+
+
 def open_everything() -> tuple[list[Any], list[int]]:
     """Open the whole workload; return what must stay referenced, and the child pids."""
     v4, v6 = socket.AF_INET, socket.AF_INET6
@@ -239,12 +262,6 @@ def open_everything() -> tuple[list[Any], list[int]]:
     held.append(connect(v4, "127.0.0.1", 7002))
     time.sleep(0.2)
 
-    # TIME-WAIT: the client closes first, then the server.
-    c = connect(v4, "127.0.0.1", 22)
-    a, _ = ssh.accept()
-    c.close()
-    time.sleep(0.1)
-    a.close()
     # FIN-WAIT-2 and CLOSE-WAIT: the client shuts down writing; the server never closes.
     c = connect(v6, "::1", 443)
     a, _ = loop6.accept()
@@ -393,6 +410,7 @@ def main() -> int:
     info = describe(listeners)
     info["children"] = pids
     info["hostile_pid"] = HOSTILE_PID[0]
+    info["time_wait_at"] = time_wait(held[0])  # the listener on port 22
     info["ss"] = ss_outputs()
     info["ss_summary"] = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
     netns_ss_outputs(NAMESPACES)
