@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from drgn import FaultError, Object, Program
+from drgn import FaultError, Object, Program, ProgramFlags
 from drgn_ss.layout import is_local_live, kernel_facts, kernel_memory, object_limit, prog_cached
 from drgn_ss.raw import Memory, c_string, list_reachable, native
 from drgn_ss.tables import WalkErrors, tolerate, tolerate_counted
@@ -220,6 +220,14 @@ def raw_task_list(prog: Program, errors: WalkErrors | None = None) -> list[int]:
     link = facts.offset("struct task_struct", "tasks")
     nodes, fault = list_reachable(kernel_memory(prog), facts.symbol("init_task") + link, task_limit(prog),
                                   "task list")
+    if fault is not None and prog.flags & ProgramFlags.IS_LIVE:
+        # A running kernel: a task that exited under the walk broke it; walk once more, as the
+        # hash chains are, rather than search the pid table (slow, and the list is whole again).
+        nodes, fault = list_reachable(kernel_memory(prog), facts.symbol("init_task") + link,
+                                      task_limit(prog), "task list")
+        if fault is not None:
+            tolerate(errors, "tasks", fault)
+        return [pos - link for pos in nodes]
     if fault is None:
         return [pos - link for pos in nodes]
     tolerate(errors, "tasks", fault)

@@ -88,7 +88,8 @@ def test_owners_of_a_dump_cut_short(target: Target, prog: drgn.Program, workload
         run = hostile.drgn_ss(cut, *command[0], vmlinux=target.vmlinux)
         problems = [p for p in hostile.check_run(run, intact[command]) if "missing, not counted" not in p]
         assert not problems, problems
-        assert run.returncode == 3 and "the dump is cut short" in run.stderr, run.stderr
+        # exit 0 where all that was listed lay in the part kept (check_run: nothing missing)
+        assert run.returncode in (0, 3) and "the dump is cut short" in run.stderr, run.stderr
         damaged = open_core_dump(cut)
         use_core_file(damaged, cut)
         if target.vmlinux:
