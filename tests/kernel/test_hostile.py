@@ -18,21 +18,11 @@ from drgn.helpers.linux.pid import find_task
 from drgn_ss.cli import open_core_dump
 from drgn_ss.layout import use_core_file
 from drgn_ss.owners import raw_thread_group_leaders
-from drgn_ss.raw import ElfImage
 from drgn_ss.tables import WalkErrors
 
 from tests.kernel import hostile
 from tests.kernel.conftest import Target
-
-
-def _elf_dump(target: Target) -> str:
-    if target.kind != "core" or not target.path:
-        pytest.skip("damages a copy of a dump")
-    try:
-        ElfImage(target.path)
-    except ValueError:
-        pytest.skip("an ELF dump (a kdump-compressed one is not patched here)")
-    return target.path
+from tests.kernel.test_damaged import _elf_dump
 
 
 @pytest.fixture(scope="module")
