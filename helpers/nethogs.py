@@ -215,7 +215,9 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
                 if args.count and samples >= args.count:
                     return status
             before = now
-            deadline += args.interval
+            # A walk longer than the interval stretches that one interval: the schedule slips
+            # instead of catching up with samples taken back to back.
+            deadline = max(deadline + args.interval, time.monotonic())
             time.sleep(max(deadline - time.monotonic(), 0))
     except KeyboardInterrupt:  # the end the user chose: the status still says if a sample was partial
         return status

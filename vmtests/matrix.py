@@ -73,6 +73,7 @@ def _outcome(text: str, rc: int, what: str) -> Outcome:
 
 def pytest_argv(*extra: str) -> list[str]:
     return [PYTHON, "-m", "pytest", "tests/kernel", "-p", "vmtests.pytest_counts", "-q", "-rfEs",
+            "--durations=12",
             *extra]
 
 
