@@ -9,6 +9,7 @@ Modules, one concern each (after drgn's own vmtest/ package):
 - :mod:`vmtests.vm`: QEMU, virtiofsd, the serial channels, QMP and dumps.
 - :mod:`vmtests.kdump`: reassemble QEMU's flattened kdump output.
 - :mod:`vmtests.matrix`: the kernel x mode test matrix.
+- :mod:`vmtests.bench`: the benchmark; :mod:`vmtests.benchpage`: docs/benchmarks.md from its results.
 - :mod:`vmtests.__main__`: the command line.
 """
 

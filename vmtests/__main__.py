@@ -1,4 +1,4 @@
-"""Command line: ``python -m vmtests {run,dump,shell,kernels,test,demo}``."""
+"""Command line: ``python -m vmtests {run,dump,crash,shell,kernels,test,demo,bench,benchpage}``."""
 
 from __future__ import annotations
 
@@ -229,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     p.add_argument("--native-only", action="store_true", help="skip the guests (native tools only)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("benchpage", help="write docs/benchmarks.md from the benchmark's results "
+                       "(vmtests/results/*.json)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if the page is not what the results make")
+    p.add_argument("--results", type=Path, metavar="DIR", help="the results (default vmtests/results)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="the page (default docs/benchmarks.md)")
+    p.set_defaults(func=cmd_benchpage)
     return parser
 
 
@@ -248,6 +256,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(kernels, sizes, args.runs, args.budget, args.json, args.accel, not args.native_only)
 
 
+def cmd_benchpage(args: argparse.Namespace) -> int:
+    from vmtests.benchpage import PAGE, RESULTS, check, write
+
+    results, page = args.results or RESULTS, args.out or PAGE
+    if args.check:
+        stale = check(results, page)
+        if stale:
+            print(f"vmtests benchpage: {stale}", file=sys.stderr)
+            return 1
+        return 0
+    changed = write(results, page)
+    print(f"vmtests benchpage: {'wrote' if changed else 'unchanged:'} {page}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -260,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except VMTestError as e:
         print(f"vmtests: {e}", file=sys.stderr)
-        return 2 if args.cmd in ("kernels",) else 125
+        return 2 if args.cmd in ("kernels", "benchpage") else 125
     except KeyboardInterrupt:
         print("vmtests: interrupted", file=sys.stderr)
         return 130
