@@ -29,7 +29,7 @@ from drgn import (
     host_platform,
 )
 from drgn_ss import __version__
-from drgn_ss.crash import crash_summary, dump_summary, is_damage, panicked
+from drgn_ss.crash import crash_summary, crash_summary_without_debug_info, dump_summary, is_damage, panicked
 from drgn_ss.decode import raw_inet_socks, raw_skmem
 from drgn_ss.inet import TCP_LISTEN
 from drgn_ss.layout import (
@@ -578,10 +578,11 @@ def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> 
     if not crashed:
         return ""
     try:
-        kernel_facts(prog).need_debug_info()  # the summary reads drgn Objects
+        kernel_facts(prog).need_debug_info()  # the panic message and task are drgn Objects
         summary = crash_summary(prog)
-    except (Failure, LookupError) as e:  # no debug info here: list anyway
-        return f"no crash summary: {e}"
+    except (Failure, LookupError) as e:  # no debug info here: what can be read raw, and why not more
+        hint = "" if prog.cache.get("drgn_ss.btf_only") else " (give -s VMLINUX)"  # -s and --btf exclude
+        summary = [*crash_summary_without_debug_info(prog), f"no panic message or crashing task: {e}{hint}"]
     if summary and header is not None:
         write_output(header, [f"# {line}\n" for line in summary])
     elif summary:

@@ -112,6 +112,15 @@ def crash_summary(prog: Program) -> list[str] | None:
     return [_release_line(prog), _panic_line(prog), _task_line(prog)]
 
 
+def crash_summary_without_debug_info(prog: Program) -> list[str]:
+    """
+    What can be said of a crash without the kernel's debug info: its release, when it
+    crashed and the uptime, read raw. The panic message and the crashing task need drgn
+    Objects (the log ring, the task), hence the debug info.
+    """
+    return [_release_line(prog)]
+
+
 def dump_summary(prog: Program) -> list[str]:
     """
     What ``--header`` says of a dump of a kernel that did not panic (or of one that cannot

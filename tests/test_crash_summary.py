@@ -224,6 +224,30 @@ def test_header_of_a_dump_without_debug_info(reads: Any, monkeypatch: pytest.Mon
     assert header.getvalue() == "# dump of Linux 6.1.0-18.[31m-cloud-amd64, 123.4 s after boot\n"
 
 
+def test_crash_without_debug_info_says_what_it_can(reads: Any, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A dump of a panic read without debug info: the release, crash time and uptime (read raw),
+    and one line on why the panic message and task are missing; on stderr or as the header."""
+    reads({})
+
+    class NoDebugInfo:
+        def need_debug_info(self) -> None:
+            raise LookupError("no debug info for kernel 6.1.0-18-cloud-amd64")
+
+    monkeypatch.setattr(cli, "panicked", lambda prog: True)
+    monkeypatch.setattr(cli, "kernel_facts", lambda prog: NoDebugInfo())
+    monkeypatch.setattr(cli, "crash_summary", raises(AssertionError("needs debug info"), None))
+    expected = ["crash dump of Linux 6.1.0-18.[31m-cloud-amd64, crashed 2024-01-02 03:04:05 UTC, "
+                "123.4 s after boot",
+                "no panic message or crashing task: no debug info for kernel 6.1.0-18-cloud-amd64 "
+                "(give -s VMLINUX)"]
+    header = io.StringIO()
+    assert cli.show_crash_summary(Program({}), "drgn-ss", header) == ""
+    assert header.getvalue().splitlines() == [f"# {line}" for line in expected]
+    assert cli.show_crash_summary(Program({}), "drgn-ss", None) == ""
+    assert capsys.readouterr().err.splitlines() == [f"drgn-ss: {line}" for line in expected]
+
+
 def test_cli_prints_the_summary_on_stderr_or_as_header(reads: Any, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     reads({"dmesg": OverflowError("int too big to convert")})

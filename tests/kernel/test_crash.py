@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import drgn
 import pytest
 from drgn_ss.crash import crash_summary
 from drgn_ss.layout import jiffies
+
+DRGN_SS = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
 
 
 def test_summary_names_the_task_that_panicked(prog: drgn.Program, workload: dict[str, Any]) -> None:
@@ -30,3 +35,18 @@ def test_no_summary_without_a_crash(prog: drgn.Program, workload: dict[str, Any]
         pytest.skip("a crash dump")
     assert crash_summary(prog) is None
     assert jiffies(prog) > 0
+
+
+def test_summary_without_debug_info(target: Any, workload: dict[str, Any]) -> None:
+    """--btf on a crash dump: the release, crash time and uptime read raw, and why the panic
+    message and task are missing, as --header lines; the listing as with debug info."""
+    if "dump_level" not in workload:
+        pytest.skip("not a crash dump")
+    p = subprocess.run([DRGN_SS, "-c", str(target.path), "--btf", "--header", "-tlnp"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode in (0, 3), p.stderr
+    head = [line for line in p.stdout.splitlines() if line.startswith("# ")]
+    assert head[0].startswith(f"# crash dump of Linux {workload['release']}, crashed "), head
+    assert " s after boot" in head[0], head
+    assert head[1].startswith("# no panic message or crashing task: no debug info"), head
+    assert len(head) == 2 and "-s VMLINUX" not in head[1], head
