@@ -623,7 +623,7 @@ def address_text(addr: bytes) -> str:
     return socket.inet_ntoa(addr) if len(addr) == 4 else _ipv6_text(addr)
 
 
-#: The fields of a JSON socket object, in order, and when they are there (README: "JSON").
+#: The fields of a JSON socket object, in order, and when they are there (docs/usage.md, "JSON output").
 JSON_FIELDS = (
     "netid", "family", "state", "recv_q", "send_q", "local_address", "local_port", "peer_address",
     "peer_port", "interface", "v6only", "netns", "kind", "sk",

@@ -268,7 +268,7 @@ def drgn_ss_verdict(words: list[str]) -> tuple[bool, str, list[str]]:
 
 def documented_difference(ours: tuple[bool, str, list[str]], host_devices: set[str]) -> str:
     """
-    Why drgn-ss may answer otherwise than ss (README, Known limitations), or "": it refuses
+    Why drgn-ss may answer otherwise than ss (docs/limitations.md), or "": it refuses
     fwmark, cgroup, autobound and the non-inet addresses; it accepts a device name ss has no
     interface of (names are the dumped kernel's, looked up later).
     """

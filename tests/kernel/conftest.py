@@ -72,7 +72,7 @@ def _dump_level() -> int:
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
     """
     On a dump whose makedumpfile level excludes pages (Debian 12's makedumpfile drops slab
-    pages of kernels >= 6.10 at level 31: README, Known limitations), a test that reads an
+    pages of kernels >= 6.10 at level 31: docs/limitations.md), a test that reads an
     excluded page through drgn skips, naming the page, instead of failing. Level-0 dumps of
     the same workload keep every check.
     """
