@@ -105,12 +105,12 @@ def cmd_crash(args: argparse.Namespace) -> int:
                           "(makedumpfile -v lists what it has): use zlib or lzo")
     kernel = get_kernel(args.kernel, flavour_name(args.flavour), refresh=args.refresh)
     memory = max(args.memory, 1024)
-    crash = CrashOptions(args.dump_level, args.compress)
+    crash = CrashOptions(((args.dump_level, args.compress),))
     with Guest(kernel, memory_mb=memory, cpus=args.cpus, accel=args.accel, verbose=args.verbose,
                debuginfo=not args.no_debuginfo, crash=crash) as guest:
         guest.start(argv)
         guest.wait_ready(args.timeout)
-        out = guest.crash_dump(Path(args.out), args.timeout)
+        (out,) = guest.crash_dumps([Path(args.out)], args.timeout)
         if guest.panic_pid is not None:
             print(f"vmtests: panicked from pid {guest.panic_pid}", file=sys.stderr)
     print(f"vmtests: wrote {out} ({out.stat().st_size / 1e6:.1f} MB, makedumpfile -d "

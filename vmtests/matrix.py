@@ -119,19 +119,27 @@ def workload_info(lines: Sequence[str]) -> dict[str, Any]:
     return data
 
 
-def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace) -> dict[str, Outcome]:
-    """The qemu, elf and kdump modes: one guest runs the workload; the host reads it."""
+def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace,
+                sizes: dict[str, int]) -> dict[str, Outcome]:
+    """
+    The modes read from the host (qemu, elf, kdump, crash, crash0), from one guest running
+    the workload once: read over QMP while it runs, dumped over QMP, then panicked, kdump
+    saving one dump per crash mode from the same panic (their sizes go to ``sizes``).
+    """
     results: dict[str, Outcome] = {}
+    crash_modes = [m for m in modes if m in CRASH_MODES]
+    crash = CrashOptions(tuple(CRASH_MODES[m] for m in crash_modes)) if crash_modes else None
     scratch = Path(tempfile.mkdtemp(prefix="matrix-", dir=cache_dir() / "run"))
     try:
         dumps: dict[str, Path] = {}
-        with Guest(kernel, memory_mb=1024, accel=args.accel, verbose=args.verbose) as guest:
+        with Guest(kernel, memory_mb=1024, accel=args.accel, verbose=args.verbose, crash=crash) as guest:
             banner(f"{kernel.release}: workload in the guest")
             guest.stdout_sink = _quiet
             guest.start([PYTHON, WORKLOAD], cwd=str(REPO))
             lines = guest.wait_ready(args.timeout)
+            info = workload_info(lines)
             workload = scratch / "workload.json"
-            workload.write_text(json.dumps(workload_info(lines)))
+            workload.write_text(json.dumps(info))
             env = {"DRGN_SS_VMLINUX": str(kernel.vmlinux), "DRGN_SS_WORKLOAD": str(workload)}
             if "qemu" in modes:
                 banner(f"{kernel.release}: qemu (pytest on the host, drgn --qemu)")
@@ -144,48 +152,36 @@ def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace) 
                     size = dumps[fmt].stat().st_size
                     print(f"vmtests: {fmt} dump: {size / 1e6:.0f} MB in "
                           f"{time.monotonic() - start:.1f} s", flush=True)
-        for fmt, path in dumps.items():
-            banner(f"{kernel.release}: {fmt} (pytest on the host against the dump)")
-            results[fmt] = run_host_pytest(fmt, {**env, "DRGN_SS_TARGET": f"core:{path}"})
+            if crash is not None:
+                levels = ", ".join(f"-d {level} {compress}" for level, compress in crash.dumps)
+                banner(f"{kernel.release}: {', '.join(crash_modes)} (panic, kdump, makedumpfile {levels})")
+                start = time.monotonic()
+                saved = guest.crash_dumps([scratch / f"{m}.vmcore" for m in crash_modes], args.timeout)
+                for mode, path in zip(crash_modes, saved):
+                    dumps[mode] = path
+                    sizes[mode] = path.stat().st_size
+                    level, compress = CRASH_MODES[mode]
+                    print(f"vmtests: {mode} dump (level {level}, {compress}): {sizes[mode] / 1e6:.1f} MB",
+                          flush=True)
+                print(f"vmtests: panic to files in {time.monotonic() - start:.1f} s", flush=True)
+                for mode in crash_modes:
+                    crashed = {**info, "panic_pid": guest.panic_pid, "dump_level": CRASH_MODES[mode][0]}
+                    (scratch / f"{mode}.json").write_text(json.dumps(crashed))
+        for mode, path in dumps.items():
+            what = "the crash dump" if mode in CRASH_MODES else "the dump"
+            banner(f"{kernel.release}: {mode} (pytest on the host against {what})")
+            mode_env = {**env, "DRGN_SS_TARGET": f"core:{path}"}
+            if mode in CRASH_MODES:
+                mode_env["DRGN_SS_WORKLOAD"] = str(scratch / f"{mode}.json")
+            results[mode] = run_host_pytest(mode, mode_env)
             path.unlink()
     finally:
-        for p in scratch.iterdir():
-            p.unlink()
-        scratch.rmdir()
+        shutil.rmtree(scratch, ignore_errors=True)
     return results
 
 
 def _quiet(data: bytes) -> None:
     """The workload's stdout is its JSON description, read from Guest.stdout_lines."""
-
-
-def run_crash(kernel: Kernel, mode: str, args: argparse.Namespace, sizes: dict[str, int]) -> Outcome:
-    """Panic a guest running the workload, read its kdump on the host."""
-    level, compress = CRASH_MODES[mode]
-    scratch = Path(tempfile.mkdtemp(prefix="crash-", dir=cache_dir() / "run"))
-    try:
-        with Guest(kernel, memory_mb=2048, accel=args.accel, verbose=args.verbose,
-                   crash=CrashOptions(level, compress)) as guest:
-            banner(f"{kernel.release}: {mode} (workload, panic, makedumpfile -d {level} {compress})")
-            guest.stdout_sink = _quiet
-            guest.start([PYTHON, WORKLOAD], cwd=str(REPO))
-            lines = guest.wait_ready(args.timeout)
-            start = time.monotonic()
-            dump = guest.crash_dump(scratch / "vmcore", args.timeout)
-            panic_pid = guest.panic_pid
-        sizes[mode] = dump.stat().st_size
-        print(f"vmtests: {mode} dump (level {level}, {compress}): {sizes[mode] / 1e6:.1f} MB, "
-              f"panic to file in {time.monotonic() - start:.1f} s", flush=True)
-        workload = workload_info(lines)
-        workload["panic_pid"] = panic_pid
-        workload["dump_level"] = level
-        (scratch / "workload.json").write_text(json.dumps(workload))
-        banner(f"{kernel.release}: {mode} (pytest on the host against the crash dump)")
-        return run_host_pytest(mode, {"DRGN_SS_VMLINUX": str(kernel.vmlinux),
-                                      "DRGN_SS_WORKLOAD": str(scratch / "workload.json"),
-                                      "DRGN_SS_TARGET": f"core:{dump}"})
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run_host_checks() -> dict[str, Outcome]:
@@ -235,12 +231,9 @@ def run_matrix(args: argparse.Namespace) -> int:
                 row["live"] = run_live(kernel, args)
             if "btf" in modes:
                 row["btf"] = run_live(kernel, args, btf=True)
-            outside = [m for m in modes if m in ("elf", "kdump", "qemu")]
+            outside = [m for m in modes if m in ("qemu", "elf", "kdump", *CRASH_MODES)]
             if outside:
-                row.update(run_outside(kernel, outside, args))
-            for mode in modes:
-                if mode in CRASH_MODES:
-                    row[mode] = run_crash(kernel, mode, args, dump_sizes.setdefault(name, {}))
+                row.update(run_outside(kernel, outside, args, dump_sizes.setdefault(name, {})))
         except VMTestError as e:
             errors.append(f"{name}: {e}")
             print(f"vmtests: {name}: {e}", file=sys.stderr, flush=True)

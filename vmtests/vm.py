@@ -165,10 +165,13 @@ BOOT_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class CrashOptions:
-    """A guest that panics on request and saves a kdump through makedumpfile."""
+    """
+    A guest that panics on request and saves kdumps through makedumpfile: one per (dump
+    level, compression) in ``dumps``, all from the same panic, each through a scratch disk
+    of its own.
+    """
 
-    dump_level: int = 31
-    compress: str = "zlib"
+    dumps: tuple[tuple[int, str], ...] = ((31, "zlib"),)
     #: Memory reserved for the capture kernel (crashkernel=).
     reserve: str = "256M"
 
@@ -325,8 +328,8 @@ exec "$@"
             for name in channels:
                 path = self._listen(name)
                 cmd += ["-chardev", f"socket,id={name},path={path}", "-serial", f"chardev:{name}"]
-        if self.crash:
-            cmd += ["-drive", f"file={self.scratch},if=virtio,format=raw"]
+        for disk in self.scratch_disks:
+            cmd += ["-drive", f"file={disk},if=virtio,format=raw"]
         binds = tmp_binds([os.getcwd(), REPO, self.run_dir, self.kernel.dir])
         append = [
             "console=ttyS0", "8250.nr_uarts=4", "panic=-1", "oops=panic", "loglevel=4",
@@ -579,14 +582,15 @@ exec "$@"
     # -- crash dumps through kdump -----------------------------------------
 
     @property
-    def scratch(self) -> Path:
-        """The virtio disk the capture kernel writes makedumpfile's stream to."""
-        return self.run_dir / "scratch.img"
+    def scratch_disks(self) -> list[Path]:
+        """The virtio disks the capture kernel writes makedumpfile's streams to, one per dump."""
+        return [self.run_dir / f"scratch{i}.img" for i in range(len(self.crash.dumps) if self.crash else 0)]
 
     def _write_crash_scripts(self, initrd: Path, binds: list[str]) -> None:
         assert self.crash is not None
-        with open(self.scratch, "wb") as f:  # sparse: only what is written takes room
-            f.truncate((self.memory_mb + 256) << 20)
+        for disk in self.scratch_disks:
+            with open(disk, "wb") as f:  # sparse: only what is written takes room
+                f.truncate((self.memory_mb + 256) << 20)
         append = [
             "console=ttyS0", "8250.nr_uarts=4", "irqpoll", "nr_cpus=1", "reset_devices",
             "panic=-1", "loglevel=4", "rdinit=/init", "VMTEST_TAG=host",
@@ -599,28 +603,36 @@ exec "$@"
             path + f"exec kexec -p {shlex.quote(str(self.kernel.vmlinuz))} "
             f"--initrd={shlex.quote(str(initrd))} --append={shlex.quote(' '.join(append))}\n"
         )
-        flags = " ".join(f for f in ("-F", f"-d {self.crash.dump_level}",
-                                     COMPRESS_FLAGS[self.crash.compress]) if f)
+        saves = []
+        for i, (level, compress) in enumerate(self.crash.dumps):
+            flags = " ".join(f for f in ("-F", f"-d {level}", COMPRESS_FLAGS[compress]) if f)
+            saves.append(f"makedumpfile {flags} /proc/vmcore > /dev/vd{chr(ord('a') + i)} || exit $?\n")
         (self.run_dir / "capture.sh").write_text(
-            "# In the capture kernel: /proc/vmcore through makedumpfile to the scratch disk.\n"
-            + path + f"makedumpfile {flags} /proc/vmcore > /dev/vda\n"
-            "rc=$?\nsync\nexit $rc\n"
+            "# In the capture kernel: /proc/vmcore through makedumpfile to the scratch disks.\n"
+            + path + "".join(saves) + "sync\nexit 0\n"
         )
 
-    def crash_dump(self, out: Path, timeout: float) -> Path:
-        """Panic the guest (sysrq c), let kdump save its memory, and write ``out`` on the host."""
+    def crash_dumps(self, outs: list[Path], timeout: float) -> list[Path]:
+        """
+        Panic the guest (sysrq c), let kdump save its memory once per dump of the crash
+        options, and write them on the host, to ``outs`` in that order.
+        """
         assert self.crash is not None and self.qemu is not None
+        assert len(outs) == len(self.crash.dumps), "one output per dump"
         self._conns["control"].setblocking(True)
         self._conns["control"].sendall(b"panic\n")
         code = self.wait(timeout)
         if code != 0:
             self._keep_log = True
             raise self._failure(f"makedumpfile in the capture kernel failed (exit {code})")
-        out = Path(os.path.abspath(out))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        unflatten(self.scratch, out)
-        self.scratch.unlink()
-        return out
+        written = []
+        for disk, out in zip(self.scratch_disks, outs):
+            out = Path(os.path.abspath(out))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            unflatten(disk, out)
+            disk.unlink()
+            written.append(out)
+        return written
 
     # -- QMP and dumps ------------------------------------------------------
 

@@ -121,7 +121,13 @@ def workload(target: Target, prog: drgn.Program) -> Iterator[dict[str, Any]]:
         if not path:
             raise pytest.UsageError("DRGN_SS_WORKLOAD is needed for core and qemu targets")
         with open(path) as f:
-            yield json.load(f)
+            info = json.load(f)
+        from drgn_ss.crash import uptime_seconds
+
+        from tests.kernel import test_ss
+        test_ss.TIME_WAIT_AT[0] = info.get("time_wait_at")
+        test_ss.UPTIME[0] = lambda: uptime_seconds(prog)  # the guest's, or the dump's
+        yield info
         return
     proc = subprocess.Popen([sys.executable, WORKLOAD], stdout=subprocess.PIPE, text=True,
                             start_new_session=True)
