@@ -61,6 +61,10 @@ def tolerant(read: Callable[[], T]) -> T | None:
         raise
 
 
+#: How a dump's time is written: the crash summary, ``drgn-ss --header``, ``drgn-nethogs``.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+
+
 def crash_time(prog: Program) -> datetime:
     """The wall-clock time of the timekeeper's last update before the dump (UTC)."""
     from datetime import datetime, timezone  # imported only for a crash summary: 1.5 ms of start-up
@@ -70,6 +74,11 @@ def crash_time(prog: Program) -> datetime:
     except KeyError:  # no debug info: the timekeeper read raw, through the facts
         seconds = raw_xtime_sec(prog)
     return datetime.fromtimestamp(seconds, timezone.utc)
+
+
+def dump_time(prog: Program) -> datetime | None:
+    """:func:`crash_time`, or None where it cannot be read (damaged, or not in the dump)."""
+    return tolerant(lambda: crash_time(prog))
 
 
 def uptime_seconds(prog: Program) -> float:
@@ -135,9 +144,9 @@ def _release_line(prog: Program, what: str = "crash dump", verb: str = "crashed"
     if raw is None:
         raw = vmcoreinfo(prog).get("OSRELEASE", "").encode("utf-8", "surrogateescape") or None
     line = f"{what} of Linux " + (escape_bytes(raw) if raw is not None else "(release unreadable)")
-    when = tolerant(lambda: crash_time(prog).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    when = dump_time(prog)
     if when is not None:
-        line += f", {verb} {when}"
+        line += f", {verb} {when.strftime(TIME_FORMAT)}"
     uptime = tolerant(lambda: uptime_seconds(prog))
     if uptime is not None and uptime >= 0:
         line += f", {uptime:.1f} s after boot"

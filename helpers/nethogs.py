@@ -5,7 +5,9 @@ per process, what it sent and received per second, its connections, and the conn
 opened and closed since the last sample; UDP sockets, which keep no byte counts, show their
 receive queues and drops. On a terminal the view refreshes in place (as top); otherwise each
 sample is printed as a block of lines, or (``--json``) as one JSON line. On a crash dump
-there is one sample: cumulative bytes of the connections alive at the crash, no rates.
+there is one sample, at the dump's own time: cumulative bytes of the connections alive at
+the crash, no rates. A value that is not known (not read, or with no meaning for a dump's
+one sample) is ``-`` in the text and null in JSON; 0 is a count known to be zero.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from drgn import BadDataError, FaultError, Program, ProgramFlags
 from drgn_ss.cli import (
@@ -31,11 +33,25 @@ from drgn_ss.cli import (
     say,
     write_output,
 )
+from drgn_ss.crash import TIME_FORMAT, dump_time
 from drgn_ss.layout import kernel_facts, use_btf
 from drgn_ss.netns import raw_netns_list, raw_netns_of, raw_own_netns
-from drgn_ss.render import address_text, escape_name, json_name
+from drgn_ss.render import endpoint_text, escape_name, json_name
 from drgn_ss.tables import WalkErrors
 from drgn_ss.traffic import ProcessTraffic, Sample, Sampler, bytes_since, holder, per_process
+
+__all__ = (
+    "Stamp",
+    "build_parser",
+    "connection_lines",
+    "connection_rows",
+    "dump_stamp",
+    "header_line",
+    "host_stamp",
+    "process_lines",
+    "run",
+    "sample_json",
+)
 
 
 def build_parser(prog_name: str) -> argparse.ArgumentParser:
@@ -43,19 +59,24 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
         prog=prog_name, formatter_class=help_formatter,
         description="Per-process network traffic from the kernel's TCP counters (no packet capture), as "
         "nethogs shows it.",
-        epilog="Columns: sent and received KiB/s over the interval (bytes the peer acknowledged, bytes "
-        "that arrived in order), TCP connections held, opened and closed since the last sample, "
-        "cumulative KiB of the connections held, UDP sockets with their queued bytes and drops (UDP "
-        "keeps no byte counts). The header counts the TCP connections the namespace opened in the "
-        "interval (its TCP MIB), seen or not: those that opened and closed between two samples are "
-        "never seen, nor their bytes. On a crash dump: one sample, cumulative bytes, no rates. Exit "
-        "status: 0 every sample complete; 1 an error; 2 a usage error; 3 some sample could not read "
-        "everything (a warning on stderr says what: hash chains, sockets, tasks).")
+        epilog="Columns: sent and received KiB/s over the interval (KiB: 1024 bytes; sent: bytes the "
+        "peer acknowledged, received: bytes that arrived in order), TCP connections held, opened and "
+        "closed since the last sample, cumulative KiB of the connections held, UDP sockets with their "
+        "queued bytes and drops (UDP keeps no byte counts). The header gives the sample's time and "
+        "counts the TCP connections the namespace opened in the interval (its TCP MIB), seen or not: "
+        "those that opened and closed between two samples are never seen, nor their bytes. A value "
+        "not known is '-' (null in JSON): not read (a warning says so), or with no meaning for the "
+        "sample. On a crash dump: one sample, at the dump's time (the kernel's wall clock, UTC), "
+        "cumulative bytes; rates and connections opened and closed are '-'. Exit status: 0 every "
+        "sample complete; 1 an error; 2 a usage error; 3 some sample could not read everything (a "
+        "warning on stderr says what: hash chains, sockets, tasks).")
     p.add_argument("--interval", type=float, default=1.0, metavar="S",
                    help="seconds between samples (default 1)")
     p.add_argument("--count", type=int, default=0, metavar="N",
                    help="stop after N samples after the first (default: until interrupted)")
-    p.add_argument("--json", action="store_true", help="one JSON object per sample, one per line")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per sample, one per line: bytes and bytes per second (not "
+                   "KiB), times in seconds (time: since the epoch), null where a value is not known")
     namespaces = p.add_mutually_exclusive_group()
     namespaces.add_argument("--all-netns", action="store_true", help="sockets of every network namespace")
     namespaces.add_argument(
@@ -72,68 +93,123 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
     return p
 
 
-def _kib(n: float) -> str:
-    return f"{n / 1024:.1f}"
+class Stamp(NamedTuple):
+    """When a sample was taken: as the header shows it, and in seconds since the epoch for JSON."""
+
+    text: str
+    seconds: float | None
+
+
+def host_stamp() -> Stamp:
+    """Now, by this host's clock (a running kernel's sample): ``HH:MM:SS``, local time."""
+    now = time.time()
+    return Stamp(time.strftime("%H:%M:%S", time.localtime(now)), now)
+
+
+def dump_stamp(prog: Program) -> Stamp:
+    """
+    A dump's time: the kernel's wall clock at the timekeeper's last update before the dump
+    (:func:`drgn_ss.crash.dump_time`, as ``drgn-ss --header`` shows it), ``YYYY-MM-DD
+    HH:MM:SS UTC``; ``-`` and None if it cannot be read. Never this host's clock.
+    """
+    when = dump_time(prog)
+    return Stamp("-", None) if when is None else Stamp(when.strftime(TIME_FORMAT), when.timestamp())
+
+
+def _kib(n: float | None) -> str:
+    """Bytes (or bytes per second) in KiB, one decimal; ``-`` if not known."""
+    return "-" if n is None else f"{n / 1024:.1f}"
+
+
+def _count(n: int | None) -> str:
+    """A count, ``-`` if not known."""
+    return "-" if n is None else str(n)
 
 
 def process_lines(rows: Sequence[ProcessTraffic]) -> list[str]:
-    """The per-process table: rates in KiB/s (nethogs' KB/sec), totals in KiB."""
-    lines = [f"{'PID':>7} {'COMMAND':<16} {'SENT KB/s':>10} {'RECV KB/s':>10} {'TCP':>5} {'OPENED':>6} "
-             f"{'CLOSED':>6} {'SENT KB':>11} {'RECV KB':>11} {'UDP':>4} {'UDP QUEUED':>10} {'DROPS':>6}"]
+    """The per-process table: rates in KiB/s, totals in KiB (KiB: 1024 bytes); ``-``: not known."""
+    lines = [f"{'PID':>7} {'COMMAND':<16} {'SENT KiB/s':>10} {'RECV KiB/s':>10} {'TCP':>5} {'OPENED':>6} "
+             f"{'CLOSED':>6} {'SENT KiB':>11} {'RECV KiB':>11} {'UDP':>4} {'UDP QUEUED':>10} {'DROPS':>6}"]
     for r in rows:
-        sent = "-" if r.sent_rate is None else _kib(r.sent_rate)
-        received = "-" if r.received_rate is None else _kib(r.received_rate)
-        lines.append(f"{r.pid:>7} {escape_name(r.comm):<16} {sent:>10} {received:>10} {r.tcp:>5} "
-                     f"{r.opened:>6} {r.closed:>6} {_kib(r.sent):>11} {_kib(r.received):>11} {r.udp:>4} "
-                     f"{r.udp_queued:>10} {r.udp_drops:>6}")
+        lines.append(f"{r.pid:>7} {escape_name(r.comm):<16} {_kib(r.sent_rate):>10} "
+                     f"{_kib(r.received_rate):>10} {r.tcp:>5} {_count(r.opened):>6} {_count(r.closed):>6} "
+                     f"{_kib(r.sent):>11} {_kib(r.received):>11} {r.udp:>4} {_count(r.udp_queued):>10} "
+                     f"{_count(r.udp_drops):>6}")
     return lines
 
 
 def connection_rows(now: Sample, before: Sample | None) -> list[dict[str, Any]]:
     """
-    One row per TCP connection: its process, ends, bytes and (with ``before``) rates. The
-    command is as the kernel has it (decoded with errors="surrogateescape"): the text
-    escapes it, JSON carries it with :func:`json_name`.
+    One row per TCP connection: its process, ends (as ``ss -n`` shows them: IPv6 in
+    brackets), bytes and (with ``before``) rates; None where a value is not known (its
+    counters could not be read; no rates without ``before``). The command is as the
+    kernel has it (decoded with errors="surrogateescape"): the text escapes it, JSON
+    carries it with :func:`json_name`.
     """
     interval = now.when - before.when if before is not None else 0.0
     rows = []
     for key, conn in now.connections.items():
-        c = conn.counters
-        if c is None:
-            continue
-        owner = holder(now.owners, conn.sock)
-        sent, received, _ = bytes_since(key, c, before) if before is not None else (0, 0, True)
         s = conn.sock
+        if s.proto != "tcp":
+            continue
+        c = conn.counters
+        owner = holder(now.owners, s)
+        since = bytes_since(key, c, before) if c is not None and before is not None and interval > 0 else None
         rows.append({
             "pid": owner.pid if owner else 0,
             "command": owner.comm if owner else "(no process)",
-            "local": f"{address_text(s.src)}:{s.sport}", "peer": f"{address_text(s.dst)}:{s.dport}",
-            "sent": c.bytes_acked, "received": c.bytes_received,
-            "sent_rate": sent / interval if interval > 0 else None,
-            "received_rate": received / interval if interval > 0 else None,
-            "segs_out": c.segs_out, "segs_in": c.segs_in,
+            "local": endpoint_text(s.src, s.sport, s.family, s.v6only),
+            "peer": endpoint_text(s.dst, s.dport, s.family, s.v6only),
+            "sent": None if c is None else c.bytes_acked, "received": None if c is None else c.bytes_received,
+            "sent_rate": None if since is None else since[0] / interval,
+            "received_rate": None if since is None else since[1] / interval,
+            "segs_out": None if c is None else c.segs_out, "segs_in": None if c is None else c.segs_in,
         })
     rows.sort(key=_busiest)
     return rows
 
 
 def _busiest(row: dict[str, Any]) -> tuple[float, int]:
-    return (-((row["sent_rate"] or 0) + (row["received_rate"] or 0)), -(row["sent"] + row["received"]))
+    """The busiest first: by rate, then by bytes (what is not known counts as 0)."""
+    return (-((row["sent_rate"] or 0) + (row["received_rate"] or 0)),
+            -((row["sent"] or 0) + (row["received"] or 0)))
 
 
 def connection_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
-    lines = [f"{'PID':>7} {'COMMAND':<16} {'LOCAL':<28} {'PEER':<28} {'SENT KB/s':>10} {'RECV KB/s':>10} "
-             f"{'SENT KB':>11} {'RECV KB':>11}"]
+    """The per-connection table (:func:`connection_rows`), as :func:`process_lines`."""
+    width = max([28, *(len(r[end]) for r in rows for end in ("local", "peer"))])
+    lines = [f"{'PID':>7} {'COMMAND':<16} {'LOCAL':<{width}} {'PEER':<{width}} {'SENT KiB/s':>10} "
+             f"{'RECV KiB/s':>10} {'SENT KiB':>11} {'RECV KiB':>11}"]
     for r in rows:
-        sent = "-" if r["sent_rate"] is None else _kib(r["sent_rate"])
-        received = "-" if r["received_rate"] is None else _kib(r["received_rate"])
-        lines.append(f"{r['pid']:>7} {escape_name(r['command']):<16} {r['local']:<28} {r['peer']:<28} "
-                     f"{sent:>10} {received:>10} {_kib(r['sent']):>11} {_kib(r['received']):>11}")
+        lines.append(f"{r['pid']:>7} {escape_name(r['command']):<16} {r['local']:<{width}} "
+                     f"{r['peer']:<{width}} {_kib(r['sent_rate']):>10} {_kib(r['received_rate']):>10} "
+                     f"{_kib(r['sent']):>11} {_kib(r['received']):>11}")
     return lines
 
 
-def _sample_json(now: Sample, before: Sample | None, by: str) -> str:
-    obj: dict[str, Any] = {"time": time.time(), "interval_s": (now.start - before.start) if before else None,
+def header_line(stamp: Stamp, now: Sample, before: Sample | None, processes: Sequence[ProcessTraffic]) -> str:
+    """
+    ``TIME  N sockets, S s interval, O TCP connections opened (K seen: ...)``; on a first
+    sample (a dump's only one), ``cumulative`` and ``-`` for what an interval would tell.
+    """
+    line = f"{stamp.text}  {len(now.connections)} sockets, " + (
+        f"{now.start - before.start:.2f} s interval" if before is not None else "cumulative")
+    opened = _opened(now, before)
+    seen = None if before is None else sum(r.opened or 0 for r in processes)
+    line += f", {_count(opened)} TCP connections opened ({_count(seen)} seen"
+    known = opened is not None and seen is not None
+    return line + (": the rest opened and closed in between)" if known else ")")
+
+
+def sample_json(stamp: Stamp, now: Sample, before: Sample | None, by: str) -> str:
+    """
+    One sample as a line of JSON: ``time`` (seconds since the epoch: this host's clock on a
+    running kernel, the kernel's on a dump), ``interval_s``, ``rate_s``, ``tcp_opened`` and
+    ``processes`` (or ``connections``), bytes in bytes and rates in bytes per second; null
+    where a value is not known.
+    """
+    obj: dict[str, Any] = {"time": stamp.seconds,
+                           "interval_s": (now.start - before.start) if before else None,
                            "rate_s": (now.when - before.when) if before else None,
                            "tcp_opened": _opened(now, before)}
     if by == "connection":
@@ -197,7 +273,7 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
         while True:
             now = sampler.sample()
             if before is not None or not live:
-                _show(now, before, args, out, terminal)
+                _show(now, before, host_stamp() if live else dump_stamp(prog), args, out, terminal)
             if args.verbose:
                 print(json.dumps({"sockets": len(now.connections), "walk_s": round(now.walk_s, 4),
                                   "cpu_s": round(now.cpu_s, 4), "owners_walked": now.owners_walked,
@@ -223,22 +299,17 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
         return status
 
 
-def _show(now: Sample, before: Sample | None, args: argparse.Namespace, out: TextIO, terminal: bool) -> None:
+def _show(now: Sample, before: Sample | None, stamp: Stamp, args: argparse.Namespace, out: TextIO,
+          terminal: bool) -> None:
     if args.json:
-        write_output(out, [_sample_json(now, before, args.by) + "\n"])
+        write_output(out, [sample_json(stamp, now, before, args.by) + "\n"])
         return
     processes = per_process(now, before)
     if args.by == "connection":
         lines = connection_lines(connection_rows(now, before))
     else:
         lines = process_lines(processes)
-    stamp = time.strftime("%H:%M:%S")
-    header = f"{stamp}  {len(now.connections)} sockets" + (
-        f", {now.start - before.start:.2f} s interval" if before is not None else ", cumulative")
-    opened = _opened(now, before)
-    if opened is not None:
-        seen = sum(r.opened for r in processes)
-        header += f", {opened} TCP connections opened ({seen} seen: the rest opened and closed in between)"
+    header = header_line(stamp, now, before, processes)
     if terminal:  # refresh in place, as top
         write_output(out, ["\x1b[H\x1b[2J" + header + "\n" + "\n".join(lines) + "\n"])
     else:

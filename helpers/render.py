@@ -623,6 +623,14 @@ def address_text(addr: bytes) -> str:
     return socket.inet_ntoa(addr) if len(addr) == 4 else _ipv6_text(addr)
 
 
+def endpoint_text(addr: bytes, port: int, family: int, v6only: bool | None) -> str:
+    """
+    An address and port as ``ss -n`` shows them (:meth:`Formatter.host`, and ``*`` for port
+    0): ``127.0.0.1:22``, ``[::1]:443``, ``[::ffff:127.0.0.1]:8080``, ``*:*``.
+    """
+    return f"{Formatter.host(addr, family, bool(v6only))}:{port or '*'}"
+
+
 #: The fields of a JSON socket object, in order, and when they are there (docs/usage.md, "JSON output").
 JSON_FIELDS = (
     "netid", "family", "state", "recv_q", "send_q", "local_address", "local_port", "peer_address",

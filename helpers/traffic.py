@@ -156,26 +156,33 @@ class Sampler:
 
 
 class ProcessTraffic(NamedTuple):
-    """One process's share of a sample (and of the interval before it)."""
+    """
+    One process's share of a sample (and of the interval before it). None is a value not
+    known: not read (the counters of a connection could not be), or with no meaning for
+    the sample (rates, opened and closed of a first sample, or of a dump's only one).
+    """
 
     pid: int
     comm: str
-    #: TCP connections it holds, and UDP sockets.
+    #: TCP connections it holds (those whose counters could not be read too), and UDP sockets.
     tcp: int
     udp: int
-    #: Cumulative bytes of the TCP connections it holds now (tcpi_bytes_acked, _received).
-    sent: int
-    received: int
+    #: Cumulative bytes of the TCP connections it holds now (tcpi_bytes_acked, _received);
+    #: None if the counters of one of them could not be read.
+    sent: int | None
+    received: int | None
     #: Bytes per second over the interval, from connections seen in both samples (None
-    #: for the first sample, or on a dump).
+    #: for the first sample, on a dump, or if the counters of one could not be read).
     sent_rate: float | None
     received_rate: float | None
-    #: TCP connections that appeared since the last sample, and that went away.
-    opened: int
-    closed: int
-    #: UDP: bytes waiting in its sockets' receive queues, and datagrams dropped.
-    udp_queued: int
-    udp_drops: int
+    #: TCP connections that appeared since the last sample, and that went away (None
+    #: for the first sample, or on a dump).
+    opened: int | None
+    closed: int | None
+    #: UDP: bytes waiting in its sockets' receive queues, and datagrams dropped (None if
+    #: one of its sockets' could not be read).
+    udp_queued: int | None
+    udp_drops: int | None
 
 
 def holder(owners: dict[int, list[Owner]], s: InetSock) -> Owner | None:
@@ -184,14 +191,19 @@ def holder(owners: dict[int, list[Owner]], s: InetSock) -> Owner | None:
     return holders[0] if holders else None
 
 
-def bytes_since(key: ConnKey, counters: TcpCounters, before: Sample) -> tuple[int, int, bool]:
+def bytes_since(key: ConnKey, counters: TcpCounters, before: Sample) -> tuple[int, int, bool] | None:
     """
     A TCP connection's bytes sent (acknowledged) and received since ``before``, and whether
     it is new since then: not in ``before``, or its address reused by another connection
-    (counters smaller than they were), all of its bytes being the interval's.
+    (counters smaller than they were), all of its bytes being the interval's. None if
+    ``before`` holds it but could not read its counters: its bytes since are not known.
     """
     old = before.connections.get(key)
-    if old is None or old.counters is None or old.counters.bytes_acked > counters.bytes_acked:
+    if old is None:
+        return counters.bytes_acked, counters.bytes_received, True
+    if old.counters is None:
+        return None
+    if old.counters.bytes_acked > counters.bytes_acked:
         return counters.bytes_acked, counters.bytes_received, True
     return (counters.bytes_acked - old.counters.bytes_acked,
             counters.bytes_received - old.counters.bytes_received, False)
@@ -211,6 +223,11 @@ class _Tally:
     closed: int = 0
     udp_queued: int = 0
     udp_drops: int = 0
+    #: TCP connections whose counters could not be read, now or (for rates) in the sample
+    #: before; UDP sockets whose queues could not be read.
+    tcp_unread: int = 0
+    unrated: int = 0
+    udp_unread: int = 0
 
 
 def per_process(now: Sample, before: Sample | None) -> list[ProcessTraffic]:
@@ -232,30 +249,54 @@ def per_process(now: Sample, before: Sample | None) -> list[ProcessTraffic]:
 
     for key, conn in now.connections.items():
         t = tally(holder(now.owners, conn.sock))
-        if conn.counters is None:
-            if conn.udp is not None:
-                t.udp += 1
+        if conn.sock.proto != "tcp":
+            t.udp += 1
+            if conn.udp is None:
+                t.udp_unread += 1
+            else:
                 t.udp_queued += conn.udp[0]
                 t.udp_drops += conn.udp[1]
             continue
-        c = conn.counters
         t.tcp += 1
+        c = conn.counters
+        if c is None:
+            t.tcp_unread += 1
+            t.opened += before is not None and key not in before.connections
+            continue
         t.sent += c.bytes_acked
         t.received += c.bytes_received
         if before is None:
             continue
-        sent, received, new = bytes_since(key, c, before)
+        since = bytes_since(key, c, before)
+        if since is None:
+            t.unrated += 1
+            continue
+        sent, received, new = since
         t.opened += new
         t.sent_delta += sent
         t.received_delta += received
     if before is not None:
         for key, conn in before.connections.items():
-            if conn.counters is not None and key not in now.connections:
+            if conn.sock.proto == "tcp" and key not in now.connections:
                 tally(holder(before.owners, conn.sock)).closed += 1
-    rated = interval > 0
-    out = [ProcessTraffic(t.pid, t.comm, t.tcp, t.udp, t.sent, t.received,
-                          t.sent_delta / interval if rated else None,
-                          t.received_delta / interval if rated else None,
-                          t.opened, t.closed, t.udp_queued, t.udp_drops) for t in tallies.values()]
-    out.sort(key=lambda p: (-((p.sent_rate or 0) + (p.received_rate or 0)), -(p.sent + p.received), p.pid))
-    return out
+    return _sorted([_traffic(t, before is not None, interval) for t in tallies.values()])
+
+
+def _traffic(t: _Tally, paired: bool, interval: float) -> ProcessTraffic:
+    """A process's tally as :class:`ProcessTraffic`: None where a value is not known."""
+    read = not t.tcp_unread
+    rated = paired and interval > 0 and read and not t.unrated
+    udp_read = not t.udp_unread
+    return ProcessTraffic(
+        t.pid, t.comm, t.tcp, t.udp,
+        t.sent if read else None, t.received if read else None,
+        t.sent_delta / interval if rated else None, t.received_delta / interval if rated else None,
+        t.opened if paired else None, t.closed if paired else None,
+        t.udp_queued if udp_read else None, t.udp_drops if udp_read else None)
+
+
+def _sorted(rows: list[ProcessTraffic]) -> list[ProcessTraffic]:
+    """The busiest first: by rate, then by bytes (what is not known counts as 0), then pid."""
+    rows.sort(key=lambda p: (-((p.sent_rate or 0) + (p.received_rate or 0)),
+                             -((p.sent or 0) + (p.received or 0)), p.pid))
+    return rows

@@ -441,7 +441,7 @@ def test_nethogs_write_error_is_an_output_error() -> None:
     import argparse
 
     from drgn_ss.cli import OutputError
-    from drgn_ss.nethogs import _show
+    from drgn_ss.nethogs import Stamp, _show
     from drgn_ss.tables import WalkErrors
     from drgn_ss.traffic import Sample
 
@@ -449,7 +449,7 @@ def test_nethogs_write_error_is_an_output_error() -> None:
                     errors=WalkErrors())
     args = argparse.Namespace(json=True, by="process")
     with pytest.raises(OutputError, match="cannot write output: Input/output error"):
-        _show(sample, None, args, FailingOutput(), False)  # type: ignore[arg-type]
+        _show(sample, None, Stamp("-", None), args, FailingOutput(), False)  # type: ignore[arg-type]
 
 
 def test_stats_says_whether_the_c_path_ran(monkeypatch: pytest.MonkeyPatch) -> None:

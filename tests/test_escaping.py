@@ -15,7 +15,7 @@ import pytest
 from drgn_ss import cli
 from drgn_ss.inet import AF_INET, TCP_ESTABLISHED, InetSock
 from drgn_ss.names import escape_bytes, escape_name, safe_line
-from drgn_ss.nethogs import _sample_json, connection_lines, connection_rows, process_lines
+from drgn_ss.nethogs import Stamp, connection_lines, connection_rows, process_lines, sample_json
 from drgn_ss.owners import Owner
 from drgn_ss.render import Formatter, NetnsTag, render_json, render_sockets
 from drgn_ss.ssfilter import parse_filter
@@ -144,7 +144,7 @@ def test_nethogs_escapes_command_names_in_text_and_keeps_them_in_json() -> None:
     assert "n.[2J?" in process_lines(per_process(now, None))[1]
     assert "n.[2J?" in connection_lines(connection_rows(now, None))[1]  # one "?" for the one bad byte
     for by, key, field in (("process", "processes", "comm"), ("connection", "connections", "command")):
-        out = _sample_json(now, None, by)
+        out = sample_json(Stamp("-", None), now, None, by)
         assert out.isascii() and "\n" not in out
         assert json.loads(out)[key][0][field] == "n\x1b[2J\ufffd"
 

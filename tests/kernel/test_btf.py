@@ -25,7 +25,7 @@ OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"], ["--summary", "--all-netns", "-tanp
 #: vmlinux file), and HZ itself, cached from them only on strong evidence (not around 300 s
 #: of uptime, when jiffies wrap).
 CLOCK_FACTS = {"hz", "offset:struct timekeeper:tkr_mono.base", "symbol:tk_core", "symbol:timekeeper_data",
-               "offset:struct tk_data:timekeeper"}
+               "offset:struct tk_data:timekeeper", "offset:tk_core:timekeeper"}
 
 
 def _facts(target: Target, cache: str, source: list[str]) -> tuple[dict[str, Any], list[str]]:

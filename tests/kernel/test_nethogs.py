@@ -5,16 +5,20 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import drgn
 import pytest
+from drgn_ss import cli
 from drgn_ss.cli import EXIT_PARTIAL
+from drgn_ss.crash import TIME_FORMAT, crash_time
 from drgn_ss.nethogs import run
 
 from tests.kernel.churn import Churn
@@ -187,3 +191,103 @@ def test_namespaces(prog: drgn.Program, target: Target, workload: dict[str, Any]
         assert all(rows[pid]["tcp"] <= 2 and rows[pid]["udp"] <= 1 for pid in pids if pid in rows), rows
         pytest.skip("a filtered dump lost some of the namespaces' sockets or tasks")
     assert [(rows[pid]["tcp"], rows[pid]["udp"]) for pid in pids if pid in rows] == [(2, 1)] * len(pids), rows
+
+
+def _dump_output(prog: drgn.Program, args: list[str], workload: dict[str, Any]) -> tuple[int, str]:
+    """One sample of nethogs with ``args``: its exit status (0, or partial on a filtered dump) and output."""
+    out = io.StringIO()
+    code = run(prog, ["--count", "1", "--interval", "0.5", *args], out=out)
+    filtered = bool(workload.get("dump_level", 0) & 8)
+    assert code == 0 or (filtered and code == EXIT_PARTIAL), code
+    return code, out.getvalue()
+
+
+def _header_time(prog: drgn.Program) -> str | None:
+    """The dump's time as ``drgn-ss --header`` prints it, or None if it prints none."""
+    out = io.StringIO()
+    cli.run(prog, ["--header", "-tn"], out=out)
+    found = re.search(r"^# (?:crash )?dump of Linux .*?, (?:taken|crashed) (.+? UTC)", out.getvalue(), re.M)
+    return found.group(1) if found else None
+
+
+def test_dump_sample_time_is_the_dumps(prog: drgn.Program, target: Target, workload: dict[str, Any]) -> None:
+    """
+    On a dump, the sample's time is the kernel's wall clock when it was dumped, as drgn-ss
+    --header shows it (text) and in seconds (JSON): after the workload's own clock reading
+    (its last act before READY), and not long after.
+    """
+    if target.kind != "core":
+        pytest.skip("samples a running kernel: the time is this host's")
+    when = crash_time(prog)
+    text = _dump_output(prog, [], workload)[1]
+    assert text.startswith(when.strftime(TIME_FORMAT) + "  "), text
+    header = _header_time(prog)
+    if header is not None:  # none where a panicked kernel's summary needs debug info this run lacks
+        assert text.startswith(header + "  "), (header, text)
+    (sample,) = [json.loads(line) for line in _dump_output(prog, ["--json"], workload)[1].splitlines()]
+    assert sample["time"] == when.timestamp()
+    if "wall_time" in workload:  # recorded by the guest before it was dumped (workload.py)
+        assert workload["wall_time"] - 1 <= sample["time"] <= workload["wall_time"] + 600, (sample, workload)
+
+
+def test_dump_unknowns_are_dashes_and_nulls(prog: drgn.Program, target: Target,
+                                            workload: dict[str, Any]) -> None:
+    """
+    A dump has no interval: rates, connections opened and closed, and the TCP MIB's
+    opened count are '-' in the text and null in JSON, never 0; the bytes are known.
+    """
+    if target.kind != "core":
+        pytest.skip("samples a running kernel: two samples, an interval")
+    code, text = _dump_output(prog, [], workload)
+    header, columns, *rows = text.rstrip("\n").splitlines()
+    assert header.endswith(" sockets, cumulative, - TCP connections opened (- seen)"), header
+    assert columns.split()[2:4] == ["SENT", "KiB/s"], columns
+    for row in rows:
+        cells = row.split()
+        sent_rate, received_rate, opened, closed = cells[-10], cells[-9], cells[-7], cells[-6]
+        assert (sent_rate, received_rate, opened, closed) == ("-", "-", "-", "-"), row
+    sample = json.loads(_dump_output(prog, ["--json"], workload)[1])
+    assert (sample["interval_s"], sample["rate_s"], sample["tcp_opened"]) == (None, None, None)
+    for p in sample["processes"]:
+        assert (p["sent_rate"], p["received_rate"], p["opened"], p["closed"]) == (None, None, None, None), p
+    mine = [p for p in sample["processes"] if p["pid"] == workload["pid"]]
+    if code == 0:
+        (row,) = mine
+        assert type(row["sent"]) is int and type(row["received"]) is int, row
+
+
+def test_connection_rows_bracket_ipv6(prog: drgn.Program, target: Target, workload: dict[str, Any]) -> None:
+    """
+    --by connection writes the workload's IPv6 pair over ::1 port 443 (and the IPv4-mapped
+    one through port 8080) as ss does, ``[::1]:443``; JSON has the same text.
+    """
+    out = io.StringIO()
+    code = run(prog, ["--by", "connection", "--count", "1", "--interval", "0.5"], out=out)
+    filtered = bool(workload.get("dump_level", 0) & 8)
+    assert code == 0 or (filtered and code == EXIT_PARTIAL), code
+    pid = str(workload["pid"])
+    lines = [line.split() for line in out.getvalue().splitlines()]
+    ends = {(cells[2], cells[3]) for cells in lines if cells[:1] == [pid]}
+    if not ends and code == EXIT_PARTIAL:
+        pytest.skip("a filtered dump lost the workload's connections")
+    assert not [end for pair in ends for end in pair if end.startswith("::")], ends
+    if code == EXIT_PARTIAL and not any("[::1]:443" in pair for pair in ends):
+        pytest.skip("a filtered dump lost the IPv6 pair")
+    assert any(peer == "[::1]:443" and local.startswith("[::1]:") for local, peer in ends), ends
+    assert any(local == "[::1]:443" for local, _ in ends), ends
+    assert any(peer == "[::ffff:127.0.0.1]:8080" for _, peer in ends), ends
+    out = io.StringIO()
+    run(prog, ["--by", "connection", "--json", "--count", "1", "--interval", "0.5"], out=out)
+    rows = json.loads(out.getvalue().splitlines()[-1])["connections"]
+    assert any(r["peer"] == "[::1]:443" for r in rows if r["pid"] == workload["pid"]), rows
+
+
+def test_running_kernel_sample_time_is_this_hosts(prog: drgn.Program, target: Target) -> None:
+    """On a running kernel (or a guest read over QMP), each sample carries this host's clock."""
+    if target.kind == "core":
+        pytest.skip("a dump's sample carries the dump's time")
+    out = io.StringIO()
+    before = time.time()
+    run(prog, ["--json", "--count", "1", "--interval", "0.2"], out=out)
+    sample = json.loads(out.getvalue().splitlines()[-1])
+    assert before <= sample["time"] <= time.time(), sample

@@ -416,6 +416,7 @@ def main() -> int:
     netns_ss_outputs(NAMESPACES)
     info["netns"] = NAMESPACES
     info["proc_owners"] = proc_owner_lists()
+    info["wall_time"] = time.time()  # the guest's clock, for the time nethogs shows on a dump of it
     print("WORKLOAD " + json.dumps(info))
     print("READY", flush=True)
     while held:  # everything in `held` stays open while we wait
