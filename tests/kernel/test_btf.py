@@ -23,9 +23,11 @@ from tests.kernel.workload import as_ss7
 OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"], ["--summary", "--all-netns", "-tanpe"])
 #: What only a run without DWARF reads: the clocks that check HZ (DWARF reads HZ from the
 #: vmlinux file), and HZ itself, cached from them only on strong evidence (not around 300 s
-#: of uptime, when jiffies wrap).
+#: of uptime, when jiffies wrap); and the wall clock of a crash summary, which DWARF reads
+#: through drgn Objects.
 CLOCK_FACTS = {"hz", "offset:struct timekeeper:tkr_mono.base", "symbol:tk_core", "symbol:timekeeper_data",
-               "offset:struct tk_data:timekeeper", "offset:tk_core:timekeeper"}
+               "offset:struct tk_data:timekeeper", "offset:tk_core:timekeeper",
+               "offset:struct timekeeper:xtime_sec"}
 
 
 def _facts(target: Target, cache: str, source: list[str]) -> tuple[dict[str, Any], list[str]]:
