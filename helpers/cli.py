@@ -553,13 +553,6 @@ def native_path() -> bool:
     return native() is not None
 
 
-def _dump_summary(prog: Program) -> list[str]:
-    """:func:`~drgn_ss.crash.dump_summary`, with debug info for the time where it can be had."""
-    with contextlib.suppress(Failure, LookupError):  # none: the release and uptime, read raw
-        kernel_facts(prog).need_debug_info()
-    return dump_summary(prog)
-
-
 def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:
     """
     Print the crash summary of a dump of a kernel that panicked: on stderr, or as ``# ``
@@ -572,7 +565,7 @@ def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> 
     """
     crashed = panicked(prog)
     if not crashed and header is not None and not prog.flags & ProgramFlags.IS_LIVE:
-        write_output(header, [f"# {line}\n" for line in _dump_summary(prog)])
+        write_output(header, [f"# {line}\n" for line in dump_summary(prog)])  # read raw: no DWARF
     if crashed is None:
         return "no crash summary: whether this kernel panicked cannot be read (panic_cpu)"
     if not crashed:

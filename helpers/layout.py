@@ -285,29 +285,37 @@ def _mono_ns(types: TypeSource) -> int:
     """The timekeeper's monotonic clock at its last update, in nanoseconds."""
     facts = kernel_facts(types.prog)
     return kernel_memory(types.prog).read_u64(
-        _timekeeper_address(types) + facts.offset("struct timekeeper", "tkr_mono.base"))
+        _timekeeper_address(types.prog) + facts.offset("struct timekeeper", "tkr_mono.base"))
 
 
 def raw_xtime_sec(prog: Program) -> int:
-    """The timekeeper's wall clock (seconds since the epoch) at its last update, read raw."""
+    """
+    The timekeeper's wall clock (seconds since the epoch) at its last update, read raw at
+    addresses from the facts (no type information loaded on a warm cache).
+    """
     facts = kernel_facts(prog)
     return kernel_memory(prog).read_u64(
-        _timekeeper_address(facts.types()) + facts.offset("struct timekeeper", "xtime_sec"))
+        _timekeeper_address(prog) + facts.offset("struct timekeeper", "xtime_sec"))
 
 
-def _timekeeper_address(types: TypeSource) -> int:
-    """The address of the kernel's ``struct timekeeper`` (see :func:`timekeeper`)."""
-    facts = kernel_facts(types.prog)
-    if kernel_layout(types.prog).tk_core:
-        # static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core:
-        # a type with no name, which BTF does not describe (it has no global variables).
-        tk_type = types.variable_type("tk_core")
-        base = facts.symbol("tk_core") + (
-            offset(_OneType(tk_type), "", "timekeeper") if tk_type is not None
-            else -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8)  # the next 8-byte boundary
-    else:
-        base = facts.symbol("timekeeper_data") + facts.offset("struct tk_data", "timekeeper")
-    return base
+def _timekeeper_address(prog: Program) -> int:
+    """The address of the kernel's ``struct timekeeper`` (see :func:`timekeeper`), from the facts."""
+    facts = kernel_facts(prog)
+    if kernel_layout(prog).tk_core:
+        return facts.symbol("tk_core") + int(facts.value("offset:tk_core:timekeeper", _tk_core_timekeeper))
+    return facts.symbol("timekeeper_data") + facts.offset("struct tk_data", "timekeeper")
+
+
+def _tk_core_timekeeper(types: TypeSource) -> int:
+    """
+    Where ``timekeeper`` lies in the variable ``tk_core``: ``static struct { seqcount_raw_spinlock_t
+    seq; struct timekeeper timekeeper; } tk_core``, a type with no name, which BTF does not
+    describe (it has no global variables): from BTF, the next 8-byte boundary after ``seq``.
+    """
+    tk_type = types.variable_type("tk_core")
+    if tk_type is not None:
+        return offset(_OneType(tk_type), "", "timekeeper")
+    return -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8
 
 
 def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:

@@ -24,8 +24,8 @@ OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"], ["--summary", "--all-netns", "-tanp
 #: What only a run without DWARF reads: the clocks that check HZ (DWARF reads HZ from the
 #: vmlinux file), and HZ itself, cached from them only on strong evidence (not around 300 s
 #: of uptime, when jiffies wrap).
-CLOCK_FACTS = {"hz", "offset:struct timekeeper:tkr_mono.base", "symbol:tk_core", "symbol:timekeeper_data",
-               "offset:struct tk_data:timekeeper"}
+CLOCK_FACTS = {"hz", "offset:struct timekeeper:tkr_mono.base", "symbol:tk_core", "offset:tk_core:timekeeper",
+               "symbol:timekeeper_data", "offset:struct tk_data:timekeeper"}
 
 
 def _facts(target: Target, cache: str, source: list[str]) -> tuple[dict[str, Any], list[str]]:
