@@ -249,8 +249,9 @@ def add_program_options(p: argparse.ArgumentParser) -> None:
     kernel = p.add_mutually_exclusive_group()
     kernel.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
     p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",
-                   help="debug info (the kernel's vmlinux with DWARF); repeatable. Not ss's -s: "
-                   "its summary is --summary here")
+                   help="debug info (the kernel's vmlinux with DWARF); repeatable. Its build ID is "
+                   "checked against the kernel's at once; its DWARF is loaded only when needed (a fact "
+                   "the facts cache lacks, a crash summary). Not ss's -s: its summary is --summary here")
     kernel.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
 
 
@@ -733,9 +734,14 @@ def open_program(args: argparse.Namespace) -> Program:
         except MissingDebugInfoError:
             release = _release(prog)
             if args.symbols:
+                ours = escape_name(vmcoreinfo(prog).get("BUILD-ID", "unknown"))
+                own = kernels_vmlinux(prog, args.symbols)
+                if own is not None:  # the build's own file, stripped of its DWARF
+                    raise Failure(f"{own} is the vmlinux of kernel {release} (build ID {ours}) but has "
+                                  f"no debug info: give the one with DWARF (linux-image-{release}-dbg)"
+                                  ) from None
                 theirs = ", ".join(f"{path} (build ID {elf_build_id(path) or 'unknown'})"
                                    for path in args.symbols)
-                ours = escape_name(vmcoreinfo(prog).get("BUILD-ID", "unknown"))
                 raise Failure(
                     f"{theirs} does not match kernel {release} (build ID {ours}): "
                     f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
@@ -749,9 +755,28 @@ def open_program(args: argparse.Namespace) -> Program:
 
     # Debug info is loaded only when something is not in the per-build facts cache...
     set_debug_info_loader(prog, load_debug_info)
-    if args.symbols:
-        kernel_facts(prog).need_debug_info()  # ...or when asked for by name: check it matches now
+    # ...or when asked for by name, now (drgn checks that it matches the kernel), unless its
+    # build ID says it is this kernel's and the cache has the facts its DWARF gives.
+    if args.symbols and not (kernels_vmlinux(prog, args.symbols) is not None
+                             and kernel_facts(prog).defer_debug_info()):
+        kernel_facts(prog).need_debug_info()
     return prog
+
+
+def kernels_vmlinux(prog: Program, paths: Sequence[str]) -> str | None:
+    """
+    The ``-s`` file that is the vmlinux of ``prog``'s kernel build, told cheaply from build
+    IDs: its GNU build ID note (:func:`~drgn_ss.raw.elf_build_id`) is the kernel's
+    (VMCOREINFO's ``BUILD-ID``, of a dump or of the running kernel). None if no file's is,
+    or the kernel's cannot be read (a damaged dump): then drgn loads the files and checks
+    them itself.
+    """
+    build_id = kernel_facts(prog).build_id
+    if build_id:
+        for path in paths:
+            if elf_build_id(path) == build_id:
+                return path
+    return None
 
 
 def _release(prog: Program) -> str:
