@@ -53,7 +53,7 @@ from drgn_ss.netns import (
     raw_own_netns,
 )
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
-from drgn_ss.raw import elf_build_id, native
+from drgn_ss.raw import elf_build_id, native, native_build
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, NetnsTag, render_json, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.ssfilter import FilterError, SelectionError
@@ -224,11 +224,46 @@ def add_unsupported(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*entry.flags, action=RefuseOption, entry=entry)
 
 
+#: How many times longer a listing takes in pure Python than with the C part. On a 6.1 ELF
+#: dump of the bench workload (21,208 sockets), warm: the whole run of -tan / -tanp 2.3-2.6x,
+#: the walk, owners and rendering alone 4.0-4.7x (docs/packaging.md, "Without a C compiler").
+PURE_PYTHON_SLOWER = "2-5"
+
+
+def c_part_line() -> str:
+    """
+    What --version says of the C part (:mod:`drgn_ss._fast`): built; or not built, why (as
+    the install recorded it: :func:`~drgn_ss.raw.native_build`), what that costs, and the fix.
+    """
+    build = native_build()
+    if build.loaded:
+        return "C part: built" + ("" if native() is not None else " (not used: DRGN_SS_PURE_PYTHON=1)")
+    what = "built but does not load" if build.built else "not built"
+    reason = f" ({safe_line(build.reason)})" if build.reason else ""  # a compiler's words
+    return (f"C part: {what}{reason}: pure Python, {PURE_PYTHON_SLOWER}x slower; install gcc and "
+            "python3-dev and reinstall")
+
+
+class ShowVersion(argparse.Action):
+    """
+    -V/--version (as ss): ``PROG VERSION (drgn VERSION)``, then :func:`c_part_line`; worked
+    out when asked for (argparse's "version" action takes its text when the parser is made).
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser._print_message(f"{parser.prog} {__version__} (drgn {drgn.__version__})\n{c_part_line()}\n",
+                              sys.stdout)
+        parser.exit()
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
-    """-V/--version (as ss): ``PROG VERSION (drgn VERSION)``."""
-    parser.add_argument("-V", "--version", action="version",
-                        version=f"%(prog)s {__version__} (drgn {drgn.__version__})",
-                        help="print the version (and drgn's) and exit")
+    """-V/--version: :class:`ShowVersion`."""
+    parser.add_argument("-V", "--version", action=ShowVersion,
+                        help="print the version (and drgn's), whether the C part was built, and exit")
 
 
 def help_formatter(prog: str) -> argparse.HelpFormatter:

@@ -343,23 +343,64 @@ def test_drgn_ss_core_and_qemu_together_is_a_usage_error() -> None:
 
 
 def test_drgn_ss_version() -> None:
+    """drgn-ss --version: its version and drgn's, then whether the C part was built (this checkout's)."""
     import drgn
-    from drgn_ss import __version__
+    from drgn_ss import __version__, raw
 
     p = drgn_ss("--version")
-    assert (p.returncode, p.stdout, p.stderr) == (0, f"drgn-ss {__version__} (drgn {drgn.__version__})\n", "")
+    c_part = "C part: built" if raw._fast is not None else "C part: not built: pure Python, 2-5x slower; "
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.startswith(f"drgn-ss {__version__} (drgn {drgn.__version__})\n{c_part}")
+    assert p.stdout.count("\n") == 2
     assert drgn_ss("-V").stdout == p.stdout
 
 
 def test_nethogs_version(capsys: pytest.CaptureFixture[str]) -> None:
     import drgn
     from drgn_ss import __version__
+    from drgn_ss.cli import c_part_line
     from drgn_ss.nethogs import build_parser as nethogs_parser
 
     with pytest.raises(SystemExit) as e:
         nethogs_parser("nethogs.py").parse_args(["--version"])
     assert e.value.code == 0
-    assert capsys.readouterr().out == f"nethogs.py {__version__} (drgn {drgn.__version__})\n"
+    assert capsys.readouterr().out == f"nethogs.py {__version__} (drgn {drgn.__version__})\n{c_part_line()}\n"
+
+
+@pytest.mark.parametrize("record, loads, line", [
+    (None, True, "C part: built"),  # a checkout: whether it imports
+    (None, False, "C part: not built: pure Python, 2-5x slower; install gcc and python3-dev and reinstall"),
+    ({"native": True}, True, "C part: built"),
+    ({"native": False, "reason": "C compiler gcc not found"}, False,
+     "C part: not built (C compiler gcc not found): pure Python, 2-5x slower; install gcc and python3-dev "
+     "and reinstall"),
+    ({"native": False, "reason": "a\nb\tc"}, False, "C part: not built (a b c): pure Python, 2-5x slower; "
+     "install gcc and python3-dev and reinstall"),
+    ({"native": True}, False, "C part: built but does not load: pure Python, 2-5x slower; install gcc and "
+     "python3-dev and reinstall"),
+    ("not JSON", True, "C part: built"),
+    ({"native": "no"}, False, "C part: not built: pure Python, 2-5x slower; install gcc and python3-dev and "
+     "reinstall"),
+])
+def test_version_says_whether_the_c_part_was_built(record: Any, loads: bool, line: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the install recorded in drgn_ss/_build.json (build_fast.py); with no record, whether it loads."""
+    import json
+
+    from drgn_ss import cli, raw
+
+    if record is not None:
+        (tmp_path / raw.BUILD_RECORD).write_text(record if isinstance(record, str) else json.dumps(record))
+    monkeypatch.setattr(raw, "_fast", raw._fast if loads else None)
+    monkeypatch.setattr(raw, "_fast_error", "")
+    monkeypatch.setattr(cli, "native_build", lambda: raw.native_build(str(tmp_path)))
+    monkeypatch.delenv("DRGN_SS_PURE_PYTHON", raising=False)
+    if loads and raw._fast is None:
+        pytest.skip("drgn_ss._fast is not built here")
+    assert cli.c_part_line() == line
+    if loads:
+        monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+        assert cli.c_part_line() == line + " (not used: DRGN_SS_PURE_PYTHON=1)"
 
 
 def test_drgn_ss_names_why_a_symbols_file_cannot_be_read(tmp_path: Path) -> None:
