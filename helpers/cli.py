@@ -53,7 +53,7 @@ from drgn_ss.netns import (
     raw_own_netns,
 )
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
-from drgn_ss.raw import elf_build_id, native
+from drgn_ss.raw import elf_build_id, native, native_build
 from drgn_ss.render import COL_NETID, COL_STATE, Formatter, NetnsTag, render_json, render_sockets
 from drgn_ss.select import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.ssfilter import FilterError, SelectionError
@@ -224,11 +224,46 @@ def add_unsupported(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*entry.flags, action=RefuseOption, entry=entry)
 
 
+#: How many times longer a listing takes in pure Python than with the C part. On a 6.1 ELF
+#: dump of the bench workload (21,208 sockets), warm: the whole run of -tan / -tanp 2.3-2.6x,
+#: the walk, owners and rendering alone 4.0-4.7x (docs/packaging.md, "Without a C compiler").
+PURE_PYTHON_SLOWER = "2-5"
+
+
+def c_part_line() -> str:
+    """
+    What --version says of the C part (:mod:`drgn_ss._fast`): built; or not built, why (as
+    the install recorded it: :func:`~drgn_ss.raw.native_build`), what that costs, and the fix.
+    """
+    build = native_build()
+    if build.loaded:
+        return "C part: built" + ("" if native() is not None else " (not used: DRGN_SS_PURE_PYTHON=1)")
+    what = "built but does not load" if build.built else "not built"
+    reason = f" ({safe_line(build.reason)})" if build.reason else ""  # a compiler's words
+    return (f"C part: {what}{reason}: pure Python, {PURE_PYTHON_SLOWER}x slower; install gcc and "
+            "python3-dev and reinstall")
+
+
+class ShowVersion(argparse.Action):
+    """
+    -V/--version (as ss): ``PROG VERSION (drgn VERSION)``, then :func:`c_part_line`; worked
+    out when asked for (argparse's "version" action takes its text when the parser is made).
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser._print_message(f"{parser.prog} {__version__} (drgn {drgn.__version__})\n{c_part_line()}\n",
+                              sys.stdout)
+        parser.exit()
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
-    """-V/--version (as ss): ``PROG VERSION (drgn VERSION)``."""
-    parser.add_argument("-V", "--version", action="version",
-                        version=f"%(prog)s {__version__} (drgn {drgn.__version__})",
-                        help="print the version (and drgn's) and exit")
+    """-V/--version: :class:`ShowVersion`."""
+    parser.add_argument("-V", "--version", action=ShowVersion,
+                        help="print the version (and drgn's), whether the C part was built, and exit")
 
 
 def help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -249,8 +284,9 @@ def add_program_options(p: argparse.ArgumentParser) -> None:
     kernel = p.add_mutually_exclusive_group()
     kernel.add_argument("-c", "--core", metavar="VMCORE", help="read a kernel crash dump")
     p.add_argument("-s", "--symbols", metavar="VMLINUX", action="append",
-                   help="debug info (the kernel's vmlinux with DWARF); repeatable. Not ss's -s: "
-                   "its summary is --summary here")
+                   help="debug info (the kernel's vmlinux with DWARF); repeatable. Its build ID is "
+                   "checked against the kernel's at once; its DWARF is loaded only when needed (a fact "
+                   "the facts cache lacks, a crash summary). Not ss's -s: its summary is --summary here")
     kernel.add_argument("--qemu", metavar="SOCKET", help="read a QEMU guest over this QMP socket")
 
 
@@ -553,13 +589,6 @@ def native_path() -> bool:
     return native() is not None
 
 
-def _dump_summary(prog: Program) -> list[str]:
-    """:func:`~drgn_ss.crash.dump_summary`, with debug info for the time where it can be had."""
-    with contextlib.suppress(Failure, LookupError):  # none: the release and uptime, read raw
-        kernel_facts(prog).need_debug_info()
-    return dump_summary(prog)
-
-
 def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:
     """
     Print the crash summary of a dump of a kernel that panicked: on stderr, or as ``# ``
@@ -572,7 +601,7 @@ def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> 
     """
     crashed = panicked(prog)
     if not crashed and header is not None and not prog.flags & ProgramFlags.IS_LIVE:
-        write_output(header, [f"# {line}\n" for line in _dump_summary(prog)])
+        write_output(header, [f"# {line}\n" for line in dump_summary(prog)])  # read raw: no DWARF
     if crashed is None:
         return "no crash summary: whether this kernel panicked cannot be read (panic_cpu)"
     if not crashed:
@@ -741,9 +770,14 @@ def open_program(args: argparse.Namespace) -> Program:
         except MissingDebugInfoError:
             release = _release(prog)
             if args.symbols:
+                ours = escape_name(vmcoreinfo(prog).get("BUILD-ID", "unknown"))
+                own = kernels_vmlinux(prog, args.symbols)
+                if own is not None:  # the build's own file, stripped of its DWARF
+                    raise Failure(f"{own} is the vmlinux of kernel {release} (build ID {ours}) but has "
+                                  f"no debug info: give the one with DWARF (linux-image-{release}-dbg)"
+                                  ) from None
                 theirs = ", ".join(f"{path} (build ID {elf_build_id(path) or 'unknown'})"
                                    for path in args.symbols)
-                ours = escape_name(vmcoreinfo(prog).get("BUILD-ID", "unknown"))
                 raise Failure(
                     f"{theirs} does not match kernel {release} (build ID {ours}): "
                     f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
@@ -757,9 +791,28 @@ def open_program(args: argparse.Namespace) -> Program:
 
     # Debug info is loaded only when something is not in the per-build facts cache...
     set_debug_info_loader(prog, load_debug_info)
-    if args.symbols:
-        kernel_facts(prog).need_debug_info()  # ...or when asked for by name: check it matches now
+    # ...or when asked for by name, now (drgn checks that it matches the kernel), unless its
+    # build ID says it is this kernel's and the cache has the facts its DWARF gives.
+    if args.symbols and not (kernels_vmlinux(prog, args.symbols) is not None
+                             and kernel_facts(prog).defer_debug_info()):
+        kernel_facts(prog).need_debug_info()
     return prog
+
+
+def kernels_vmlinux(prog: Program, paths: Sequence[str]) -> str | None:
+    """
+    The ``-s`` file that is the vmlinux of ``prog``'s kernel build, told cheaply from build
+    IDs: its GNU build ID note (:func:`~drgn_ss.raw.elf_build_id`) is the kernel's
+    (VMCOREINFO's ``BUILD-ID``, of a dump or of the running kernel). None if no file's is,
+    or the kernel's cannot be read (a damaged dump): then drgn loads the files and checks
+    them itself.
+    """
+    build_id = kernel_facts(prog).build_id
+    if build_id:
+        for path in paths:
+            if elf_build_id(path) == build_id:
+                return path
+    return None
 
 
 def _release(prog: Program) -> str:

@@ -285,30 +285,37 @@ def _mono_ns(types: TypeSource) -> int:
     """The timekeeper's monotonic clock at its last update, in nanoseconds."""
     facts = kernel_facts(types.prog)
     return kernel_memory(types.prog).read_u64(
-        _timekeeper_address(facts) + facts.offset("struct timekeeper", "tkr_mono.base"))
+        _timekeeper_address(types.prog) + facts.offset("struct timekeeper", "tkr_mono.base"))
 
 
 def raw_xtime_sec(prog: Program) -> int:
-    """The timekeeper's wall clock (seconds since the epoch) at its last update, read raw."""
+    """
+    The timekeeper's wall clock (seconds since the epoch) at its last update, read raw at
+    addresses from the facts (no type information loaded on a warm cache).
+    """
     facts = kernel_facts(prog)
     return kernel_memory(prog).read_u64(
-        _timekeeper_address(facts) + facts.offset("struct timekeeper", "xtime_sec"))
+        _timekeeper_address(prog) + facts.offset("struct timekeeper", "xtime_sec"))
 
 
-def _timekeeper_address(facts: KernelFacts) -> int:
-    """The address of the kernel's ``struct timekeeper`` (see :func:`timekeeper`)."""
-    if kernel_layout(facts.prog).tk_core:
-        # static struct { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; } tk_core:
-        # a type with no name, which BTF does not describe (it has no global variables). Its
-        # offset is a fact like any other: a warm run reads the clock with no types at all.
-        def compute(types: TypeSource) -> int:
-            tk_type = types.variable_type("tk_core")
-            if tk_type is not None:
-                return offset(_OneType(tk_type), "", "timekeeper")
-            return -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8  # the next 8-byte boundary
-
-        return facts.symbol("tk_core") + int(facts.value("offset:tk_core:timekeeper", compute))
+def _timekeeper_address(prog: Program) -> int:
+    """The address of the kernel's ``struct timekeeper`` (see :func:`timekeeper`), from the facts."""
+    facts = kernel_facts(prog)
+    if kernel_layout(prog).tk_core:
+        return facts.symbol("tk_core") + int(facts.value("offset:tk_core:timekeeper", _tk_core_timekeeper))
     return facts.symbol("timekeeper_data") + facts.offset("struct tk_data", "timekeeper")
+
+
+def _tk_core_timekeeper(types: TypeSource) -> int:
+    """
+    Where ``timekeeper`` lies in the variable ``tk_core``: ``static struct { seqcount_raw_spinlock_t
+    seq; struct timekeeper timekeeper; } tk_core``, a type with no name, which BTF does not
+    describe (it has no global variables): from BTF, the next 8-byte boundary after ``seq``.
+    """
+    tk_type = types.variable_type("tk_core")
+    if tk_type is not None:
+        return offset(_OneType(tk_type), "", "timekeeper")
+    return -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8
 
 
 def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:
@@ -738,8 +745,11 @@ class KernelFacts:
 
     A run that loads DWARF (``-s``, or debug info found on a cache miss) works every fact
     it reads out from DWARF, and rewrites any cached one that differs. A run without it
-    uses, in this order, ``dwarf``, ``live``, then its dump's own facts. Values of the
-    wrong kind in a file are ignored (worked out again); so is a file that is not JSON.
+    uses, in this order, ``dwarf``, ``live``, then its dump's own facts. A run given the
+    build's own vmlinux (``-s``, its build ID checked against the kernel's:
+    :meth:`defer_debug_info`) uses the ``dwarf`` facts alone, and loads DWARF only for one
+    that is not there. Values of the wrong kind in a file are ignored (worked out again);
+    so is a file that is not JSON.
     """
 
     def __init__(self, prog: Program) -> None:
@@ -784,7 +794,8 @@ class KernelFacts:
                         f.load(dir_fd)
                 finally:
                     os.close(dir_fd)
-        #: What a run without DWARF may use, the build's facts before the dump's own.
+        #: What a run without DWARF may use, the build's facts before the dump's own (with
+        #: the build's vmlinux not loaded yet, the dwarf section's: :meth:`defer_debug_info`).
         self._usable: dict[str, Any] = {}
         for source, section in ((self.own, "dump"), (self.shared, "live"), (self.shared, "dwarf")):
             if source is not None:
@@ -814,6 +825,26 @@ class KernelFacts:
                                and "drgn_ss.loader" not in self.prog.cache
                                and debug_file(self.prog) is not None)
         return self._dwarf_run
+
+    def defer_debug_info(self) -> bool:
+        """
+        For a run given the vmlinux of this very build (``-s``; the caller checked that its
+        build ID is this kernel's, as :func:`drgn_ss.cli.kernels_vmlinux` does): whether
+        loading its DWARF can wait for a fact the cache does not hold, because the cache
+        holds facts worked out from this build's DWARF (its ``dwarf`` section, cached only
+        from a file whose build ID was checked). If so, until DWARF is loaded, this run uses
+        those facts alone: not the live kernel's or a dump's own (a run with DWARF would work
+        each out from DWARF, which gives the ``dwarf`` value).
+
+        :return: False (nothing changed) if the cache has no such facts, or there is no
+            debug info loader (:func:`set_debug_info_loader`) to load DWARF on a miss
+        """
+        dwarf = self.shared.sections["dwarf"] if self.shared is not None else {}
+        if not dwarf or "drgn_ss.loader" not in self.prog.cache:
+            return False
+        self._usable = dict(dwarf)
+        self.values.clear()
+        return True
 
     def need_debug_info(self) -> Program:
         """Load debug info now if it is not loaded yet (for a cache miss, or a rare path)."""

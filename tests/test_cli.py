@@ -343,23 +343,64 @@ def test_drgn_ss_core_and_qemu_together_is_a_usage_error() -> None:
 
 
 def test_drgn_ss_version() -> None:
+    """drgn-ss --version: its version and drgn's, then whether the C part was built (this checkout's)."""
     import drgn
-    from drgn_ss import __version__
+    from drgn_ss import __version__, raw
 
     p = drgn_ss("--version")
-    assert (p.returncode, p.stdout, p.stderr) == (0, f"drgn-ss {__version__} (drgn {drgn.__version__})\n", "")
+    c_part = "C part: built" if raw._fast is not None else "C part: not built: pure Python, 2-5x slower; "
+    assert (p.returncode, p.stderr) == (0, "")
+    assert p.stdout.startswith(f"drgn-ss {__version__} (drgn {drgn.__version__})\n{c_part}")
+    assert p.stdout.count("\n") == 2
     assert drgn_ss("-V").stdout == p.stdout
 
 
 def test_nethogs_version(capsys: pytest.CaptureFixture[str]) -> None:
     import drgn
     from drgn_ss import __version__
+    from drgn_ss.cli import c_part_line
     from drgn_ss.nethogs import build_parser as nethogs_parser
 
     with pytest.raises(SystemExit) as e:
         nethogs_parser("nethogs.py").parse_args(["--version"])
     assert e.value.code == 0
-    assert capsys.readouterr().out == f"nethogs.py {__version__} (drgn {drgn.__version__})\n"
+    assert capsys.readouterr().out == f"nethogs.py {__version__} (drgn {drgn.__version__})\n{c_part_line()}\n"
+
+
+@pytest.mark.parametrize("record, loads, line", [
+    (None, True, "C part: built"),  # a checkout: whether it imports
+    (None, False, "C part: not built: pure Python, 2-5x slower; install gcc and python3-dev and reinstall"),
+    ({"native": True}, True, "C part: built"),
+    ({"native": False, "reason": "C compiler gcc not found"}, False,
+     "C part: not built (C compiler gcc not found): pure Python, 2-5x slower; install gcc and python3-dev "
+     "and reinstall"),
+    ({"native": False, "reason": "a\nb\tc"}, False, "C part: not built (a b c): pure Python, 2-5x slower; "
+     "install gcc and python3-dev and reinstall"),
+    ({"native": True}, False, "C part: built but does not load: pure Python, 2-5x slower; install gcc and "
+     "python3-dev and reinstall"),
+    ("not JSON", True, "C part: built"),
+    ({"native": "no"}, False, "C part: not built: pure Python, 2-5x slower; install gcc and python3-dev and "
+     "reinstall"),
+])
+def test_version_says_whether_the_c_part_was_built(record: Any, loads: bool, line: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the install recorded in drgn_ss/_build.json (build_fast.py); with no record, whether it loads."""
+    import json
+
+    from drgn_ss import cli, raw
+
+    if record is not None:
+        (tmp_path / raw.BUILD_RECORD).write_text(record if isinstance(record, str) else json.dumps(record))
+    monkeypatch.setattr(raw, "_fast", raw._fast if loads else None)
+    monkeypatch.setattr(raw, "_fast_error", "")
+    monkeypatch.setattr(cli, "native_build", lambda: raw.native_build(str(tmp_path)))
+    monkeypatch.delenv("DRGN_SS_PURE_PYTHON", raising=False)
+    if loads and raw._fast is None:
+        pytest.skip("drgn_ss._fast is not built here")
+    assert cli.c_part_line() == line
+    if loads:
+        monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+        assert cli.c_part_line() == line + " (not used: DRGN_SS_PURE_PYTHON=1)"
 
 
 def test_drgn_ss_names_why_a_symbols_file_cannot_be_read(tmp_path: Path) -> None:
@@ -463,3 +504,91 @@ def test_stats_says_whether_the_c_path_ran(monkeypatch: pytest.MonkeyPatch) -> N
     assert native_path() is (raw._fast is not None)
     monkeypatch.setattr(raw, "_fast", None)  # not built
     assert native_path() is False
+
+
+# -- -s VMLINUX on a warm facts cache: checked by build ID, its DWARF loaded only on a miss ----------
+
+def _warm_cache(cache: Path, build_id: str, sections: dict[str, dict[str, Any]]) -> None:
+    """A facts cache holding ``sections`` for the build of :func:`_build_core`'s kernel."""
+    import json
+
+    from drgn_ss.layout import _source_hash
+
+    (cache / "facts").mkdir(parents=True, mode=0o700)
+    (cache / "facts" / f"{build_id}-{_source_hash()}.json").write_text(json.dumps(
+        {"build_id": build_id, "release": "6.1.0-18-cloud-amd64", **sections}))
+
+
+def _build_core(tmp_path: Path, build_id: str) -> str:
+    """The tiny ELF dump, its VMCOREINFO naming ``build_id``."""
+    core = tmp_path / "core"
+    info = VMCOREINFO.replace(b"BUILD-ID=0123abcd", b"BUILD-ID=" + build_id.encode())
+    core.write_bytes(elf_core(info=info))
+    return str(core)
+
+
+def _open(core: str, *symbols: str) -> Any:
+    import argparse
+
+    from drgn_ss import cli
+
+    return cli.open_program(argparse.Namespace(core=core, symbols=list(symbols), qemu=None))
+
+
+def test_symbols_of_the_kernels_build_wait_for_a_missing_fact(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    -s of a file whose build ID is the kernel's, on a cache with facts from that build's DWARF:
+    not loaded at open; those facts alone are used (not the live kernel's); a fact not there
+    loads it (this vmlinux has no DWARF: one line says so, naming it).
+    """
+    from drgn_ss.cli import Failure
+    from drgn_ss.layout import kernel_facts
+
+    from tests.test_facts import BUILD_ID, tiny_vmlinux
+
+    monkeypatch.setenv("DRGN_SS_CACHE", str(tmp_path / "cache"))
+    _warm_cache(tmp_path / "cache", BUILD_ID, {"dwarf": {"offset:struct sock:sk_b": 4},
+                                                "live": {"size:struct sock": 16}})
+    vmlinux = tiny_vmlinux(tmp_path / "vmlinux", BUILD_ID, 250)
+    prog = _open(_build_core(tmp_path, BUILD_ID), vmlinux)
+    facts = kernel_facts(prog)
+    assert facts.offset("struct sock", "sk_b") == 4 and not facts.loaded_debug_info
+    with pytest.raises(Failure) as e:
+        facts.size("struct sock")  # only in the live section: DWARF is loaded for it
+    assert str(e.value) == (f"{vmlinux} is the vmlinux of kernel 6.1.0-18-cloud-amd64 (build ID {BUILD_ID}) "
+                            "but has no debug info: give the one with DWARF "
+                            "(linux-image-6.1.0-18-cloud-amd64-dbg)")
+
+
+@pytest.mark.parametrize("case", ["no dwarf facts", "kernel build ID unreadable"])
+def test_symbols_are_loaded_at_once_unless_their_build_id_and_facts_say_so(
+        case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    No facts from the build's DWARF cached, or a VMCOREINFO whose BUILD-ID is not one drgn-ss
+    takes (0123abcd: too short to name a cache file, as a damaged one): loaded, so checked by
+    drgn, as the kernel is opened.
+    """
+    from drgn_ss.cli import Failure
+
+    from tests.test_facts import BUILD_ID, tiny_vmlinux
+
+    monkeypatch.setenv("DRGN_SS_CACHE", str(tmp_path / "cache"))
+    section = "live" if case == "no dwarf facts" else "dwarf"
+    _warm_cache(tmp_path / "cache", BUILD_ID, {section: {"offset:struct sock:sk_b": 4}})
+    core = _build_core(tmp_path, BUILD_ID if case == "no dwarf facts" else "0123abcd")
+    with pytest.raises(Failure, match="no debug info" if case == "no dwarf facts" else "does not match"):
+        _open(core, tiny_vmlinux(tmp_path / "vmlinux", BUILD_ID, 250))
+
+
+def test_symbols_of_another_build_fail_at_once_on_a_warm_cache(tmp_path: Path) -> None:
+    """A vmlinux of another build, the cache warm: the one-line error naming both build IDs, exit 1."""
+    from tests.test_facts import BUILD_ID, OTHER_BUILD_ID, tiny_vmlinux
+
+    _warm_cache(tmp_path / "cache", BUILD_ID, {"dwarf": {"offset:struct sock:sk_b": 4}})
+    vmlinux = tiny_vmlinux(tmp_path / "vmlinux", OTHER_BUILD_ID, 250)
+    p = drgn_ss("-c", _build_core(tmp_path, BUILD_ID), "-s", vmlinux, "-tan", cache=tmp_path / "cache")
+    assert one_line_error(p, 1) == (
+        f"drgn-ss: {vmlinux} (build ID {OTHER_BUILD_ID}) does not match kernel 6.1.0-18-cloud-amd64 "
+        f"(build ID {BUILD_ID}): give the vmlinux of that exact build "
+        "(linux-image-6.1.0-18-cloud-amd64-dbg)\n")

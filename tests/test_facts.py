@@ -416,6 +416,47 @@ def test_dwarf_found_on_a_miss_wins_from_then_on(tmp_path: Path, cache: Path) ->
     assert "offset:struct sock:sk_b" not in files(cache)[name]["live"]
 
 
+def test_a_checked_vmlinux_not_loaded_uses_dwarf_facts_alone(tmp_path: Path, cache: Path) -> None:
+    """
+    -s of the build's own vmlinux on a warm cache (:meth:`KernelFacts.defer_debug_info`): the
+    facts from its DWARF are used without loading it; one only the live kernel's BTF gave
+    is not (a DWARF run would not use it): DWARF is loaded for it, and wins from then on.
+    """
+    (tmp_path / "probe").mkdir()
+    name = shared_name(tmp_path)
+    poisoned(cache, name, {"build_id": BUILD_ID, "release": RELEASE, "dwarf": {"offset:struct sock:sk_b": 4},
+                           "live": {"size:struct sock": 32}})
+    prog = kernel(tmp_path, dwarf=True)
+    vmlinux, prog.vmlinux = prog.vmlinux, None  # not loaded yet
+
+    def load() -> None:
+        prog.vmlinux = vmlinux
+
+    layout.set_debug_info_loader(prog, load)
+    facts = facts_of(prog)
+    assert facts.defer_debug_info()
+    assert facts.offset("struct sock", "sk_b") == 4 and not facts.loaded_debug_info
+    assert facts.size("struct sock") == 16  # not the live section's 32: loaded, from DWARF
+    assert facts.loaded_debug_info and facts.source == "DWARF"
+    facts.save()
+    assert files(cache)[name]["dwarf"] == {"offset:struct sock:sk_b": 4, "size:struct sock": 16}
+    assert files(cache)[name]["live"] == {}  # DWARF contradicted it
+
+
+@pytest.mark.parametrize("sections, loader", [
+    ({"live": {"offset:struct sock:sk_b": 4}}, True),  # the build's BTF facts only: DWARF must replace them
+    ({"dwarf": {"offset:struct sock:sk_b": 4}}, False),  # nothing would load DWARF on a miss
+])
+def test_dwarf_is_not_deferred_without_dwarf_facts_and_a_loader(
+        tmp_path: Path, cache: Path, sections: dict[str, Any], loader: bool) -> None:
+    (tmp_path / "probe").mkdir()
+    poisoned(cache, shared_name(tmp_path), {"build_id": BUILD_ID, "release": RELEASE, **sections})
+    prog = kernel(tmp_path, dwarf=True)
+    if loader:
+        layout.set_debug_info_loader(prog, lambda: None)
+    assert not facts_of(prog).defer_debug_info()
+
+
 def test_dwarf_of_another_build_is_not_cached(tmp_path: Path, cache: Path) -> None:
     """DWARF whose file has another build ID than the kernel's (drgn refuses it; if not): used, not cached."""
     prog = kernel(tmp_path, dwarf=True, vmlinux_build_id=OTHER_BUILD_ID)

@@ -1,6 +1,8 @@
 """
 The package as a user installs it: a wheel built from this tree, and ``pip install`` of the
-tree itself, each into a fresh venv, give the commands, the man pages and the licence.
+tree itself, each into a fresh venv, give the commands, the man pages and the licence; a
+wheel built with no working compiler (CC=/bin/false) says, in pip -v and in drgn-ss
+--version, that the C part was not built and why.
 
 Needs a C compiler (for drgn_ss._fast, checked only where cc is) and PyPI (the build's
 requirements and drgn): ~1 minute. ``-m "not packaging"`` leaves it out.
@@ -53,16 +55,22 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tree
 
 
+def _wheel(source: Path, dist: Path, *options: str, env: dict[str, str] | None = None
+           ) -> tuple[Path, str]:
+    """The wheel ``pip wheel`` builds from the tree, and what pip printed."""
+    built = _run(sys.executable, "-m", "pip", "wheel", "--disable-pip-version-check", "--no-deps",
+                 *options, "-w", dist, source, env=env)
+    wheels = list(dist.glob("drgn_ss-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0], built.stdout + built.stderr
+
+
 @pytest.fixture(scope="module")
 def from_wheel(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with the wheel ``pip wheel`` builds from the tree installed (with drgn, from PyPI)."""
-    dist = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
-         "-w", dist, source)
-    wheels = list(dist.glob("drgn_ss-*.whl"))
-    assert len(wheels) == 1, wheels
+    wheel, _ = _wheel(source, tmp_path_factory.mktemp("dist"), "-q")
     prefix = _fresh_venv(tmp_path_factory.mktemp("wheel") / "venv")
-    _pip_install(prefix, wheels[0])
+    _pip_install(prefix, wheel)
     return prefix
 
 
@@ -88,7 +96,11 @@ def test_commands(prefix: Path, tmp_path: Path) -> None:
     # Run from elsewhere: the installed package answers, not this checkout's helpers/.
     out = _run(prefix / "bin" / "drgn-ss", "--help", cwd=tmp_path, env=env).stdout
     assert out.startswith("usage: drgn-ss ") and "-c VMCORE" in out and "--qemu SOCKET" in out
-    # TODO: drgn-ss --version, once the CLI branch (issue 17, i17-edges) adds it.
+    version = _run(prefix / "bin" / "drgn-ss", "--version", cwd=tmp_path).stdout.splitlines()
+    assert version[0].startswith("drgn-ss 0.1.0 (drgn ") and len(version) == 2, version
+    if shutil.which("cc"):  # built, and the install says so (drgn_ss/_build.json)
+        assert version[1] == "C part: built", version
+        assert (_site_packages(prefix) / "drgn_ss" / "_build.json").read_text() == '{"native": true}'
     out = _run(prefix / "bin" / "drgn-nethogs", "--help", cwd=tmp_path, env=env).stdout
     assert out.startswith("usage: drgn-nethogs ")
     for option in ("-c VMCORE", "-s VMLINUX", "--qemu SOCKET", "--interval S", "--count N", "--json"):
@@ -124,3 +136,22 @@ def test_licence_and_metadata(prefix: Path) -> None:
     assert "Requires-Dist: drgn" in metadata
     entry_points = (info / "entry_points.txt").read_text()
     assert "drgn-nethogs = drgn_ss.nethogs_cli:command" in entry_points
+
+
+def test_a_build_without_a_compiler_says_so(tmp_path: Path) -> None:
+    """
+    CC=/bin/false: the wheel is built without drgn_ss._fast, pip -v shows a warning that says
+    why, and the installed drgn-ss --version says the C part was not built, why, and the fix.
+    A tree of its own: pip builds in the tree, and the other builds' build/ holds their _fast.
+    """
+    source = tmp_path / "drgn-ss"
+    shutil.copytree(ROOT, source, ignore=IGNORED)
+    wheel, printed = _wheel(source, tmp_path / "dist", "-v", env={**os.environ, "CC": "/bin/false"})
+    assert ("the C part of drgn-ss (drgn_ss._fast) was not built: /bin/false failed with exit status 1. "
+            "drgn-ss runs in pure Python") in printed, printed[-3000:]
+    prefix = _fresh_venv(tmp_path / "venv")
+    _pip_install(prefix, wheel)
+    assert not list((_site_packages(prefix) / "drgn_ss").glob("_fast*.so"))
+    version = _run(prefix / "bin" / "drgn-ss", "--version", cwd=tmp_path).stdout.splitlines()
+    assert version[1] == ("C part: not built (/bin/false failed with exit status 1): pure Python, 2-5x "
+                          "slower; install gcc and python3-dev and reinstall"), version

@@ -11,7 +11,7 @@ import drgn
 import pytest
 from drgn_ss.decode import RawDecoder
 from drgn_ss.inet import inet_socks
-from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout
+from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout, raw_xtime_sec, timekeeper
 from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
 from drgn_ss.raw import ElfImage, PhysicalImage, QemuImage, native
 from drgn_ss.tables import (
@@ -173,6 +173,16 @@ def test_facts_agree_with_dwarf(prog: drgn.Program) -> None:
         prog.type("struct sock"), "__sk_common.skc_state")
     assert facts.size("struct sock_common") == drgn.sizeof(prog.type("struct sock_common"))
     assert not facts.has_symbol("no_such_symbol_in_any_kernel")
+
+
+def test_raw_wall_clock_is_the_timekeepers(target: Target, prog: drgn.Program) -> None:
+    """
+    The time the crash summary and --header print, read raw at addresses from the facts (no
+    DWARF loaded on a warm cache), is the timekeeper's ``xtime_sec`` as drgn reads it.
+    """
+    raw = raw_xtime_sec(prog)
+    seen = timekeeper(prog).xtime_sec.value_()
+    assert 0 <= seen - raw <= (2 if target.kind == "live" else 0)  # a live clock moves on
 
 
 def test_image_reads_what_drgn_reads(target: Any, prog: drgn.Program) -> None:

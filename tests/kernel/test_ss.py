@@ -471,3 +471,53 @@ def test_drgn_ss_command_on_the_dump(target: Target, prog: drgn.Program, workloa
             assert normalize(p.stdout) == normalize(workload["ss"]["-tanp"])
         listings.append(p.stdout)
     assert listings[0] == listings[1]
+
+
+def test_symbols_on_a_warm_cache_load_no_dwarf(target: Target, prog: drgn.Program, tmp_path: Any) -> None:
+    """
+    -s VMLINUX on a warm facts cache: the file's build ID is checked against the dump's and its
+    DWARF is not loaded (--stats), but for the crash summary of a dump of a panic, which reads
+    drgn Objects; the output (with --header's line of a dump that did not panic) is that of
+    the run without -s and of the first run, which loaded DWARF. A vmlinux of another build
+    still fails at once, in one line.
+    """
+    import glob
+
+    from drgn_ss.crash import panicked
+    from drgn_ss.raw import elf_build_id
+
+    if target.kind != "core":
+        pytest.skip("opens a dump file")
+    assert target.path and target.vmlinux
+    drgn_ss = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
+    env = {**os.environ, "DEBUGINFOD_URLS": "", "DRGN_SS_CACHE": str(tmp_path)}
+    crashed = bool(panicked(prog))
+    options = ["-H" if crashed else "--header", "-tanpeo", "--stats"]
+
+    def drgn_ss_run(*args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        p = subprocess.run([drgn_ss, "-c", target.path or "", *args, *options], capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert p.returncode in (0, 3) and "Traceback" not in p.stderr, p.stderr
+        return p, json.loads(p.stderr.splitlines()[-1])
+
+    cold, cold_stats = drgn_ss_run("-s", target.vmlinux)
+    assert cold_stats["debug_info_loaded"] and cold_stats["types"] == "DWARF", cold_stats
+    warm, warm_stats = drgn_ss_run("-s", target.vmlinux)
+    assert warm_stats["debug_info_loaded"] == crashed, warm_stats
+    if not crashed:
+        assert warm_stats["types"] is None, warm_stats  # every fact from the cache
+        assert warm.stdout.startswith("# dump of Linux "), warm.stdout[:200]
+    bare, bare_stats = drgn_ss_run()
+    assert not bare_stats["debug_info_loaded"], bare_stats
+    assert (warm.returncode, warm.stdout) == (bare.returncode, bare.stdout) == (cold.returncode, cold.stdout)
+
+    kernels = os.path.dirname(os.path.dirname(target.vmlinux))  # vmtests: KERNEL/vmlinux, side by side
+    others = sorted(v for v in glob.glob(os.path.join(kernels, "*", "vmlinux"))
+                    if elf_build_id(v) != elf_build_id(target.vmlinux))
+    if not others:
+        pytest.skip("no other kernel's vmlinux at hand (vmtests fetches the matrix's one by one)")
+    p = subprocess.run([drgn_ss, "-c", target.path, "-s", others[0], "-tan"], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert (p.returncode, p.stdout) == (1, ""), p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(
+        f"drgn-ss: {others[0]} (build ID {elf_build_id(others[0])}) does not match kernel "), p.stderr
