@@ -30,7 +30,7 @@ except ImportError as e:  # not built (no compiler at install time): the Python 
 else:
     _fast_error = ""
 
-#: What the install recorded of the C part (build_fast.py, at the root of the source tree).
+#: What the install recorded of the C part (helpers/build_fast.py, at build time).
 BUILD_RECORD = "_build.json"
 
 

@@ -1,4 +1,4 @@
-"""build_fast.py, the build_ext that says why drgn_ss._fast was not built: its reasons, from
+"""helpers/build_fast.py, the build_ext that says why drgn_ss._fast was not built: its reasons, from
 setuptools' errors and the compiler's output (tests/test_packaging.py builds with it)."""
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-import build_fast
-from build_fast import failed_command, first_error, stderr_kept, why_not_built
+from drgn_ss import build_fast
+from drgn_ss.build_fast import failed_command, first_error, stderr_kept, why_not_built
 
 GCC = SimpleNamespace(compiler_so=[sys.executable, "-fPIC"])  # a command that is there
 

@@ -384,7 +384,8 @@ def test_nethogs_version(capsys: pytest.CaptureFixture[str]) -> None:
 ])
 def test_version_says_whether_the_c_part_was_built(record: Any, loads: bool, line: str, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the install recorded in drgn_ss/_build.json (build_fast.py); with no record, whether it loads."""
+    """What the install recorded in drgn_ss/_build.json (helpers/build_fast.py); with no record,
+    whether it loads."""
     import json
 
     from drgn_ss import cli, raw

@@ -27,7 +27,7 @@ from tests.kernel.test_ss import assert_partial_is_true, assert_same_lines
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: What a wheel is made of (pyproject.toml and MANIFEST.in say what goes in).
-SOURCES = ("pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "helpers", "man")
+SOURCES = ("pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "helpers", "docs/man")
 
 
 def _source_hash() -> str:
