@@ -343,13 +343,14 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     out_format = p.add_mutually_exclusive_group()
     out_format.add_argument("--json", action="store_true",
                             help="print one JSON array of socket objects instead of text, with every "
-                            "field the text would show for the same options, typed (fields: README, "
+                            "field the text would show for the same options, typed (fields: docs/usage.md, "
                             "\"JSON output\"; schema: drgn_ss/socket.schema.json)")
     out_format.add_argument("--ndjson", action="store_true",
                             help="as --json, one object per line (streams: for large listings and jq)")
     p.add_argument("--header", action="store_true",
-                   help="on a crash dump, print the crash summary (release, time, panic, task) as "
-                   "'# ' lines on stdout before the listing, instead of on stderr")
+                   help="on a dump, print what it is as '# ' lines on stdout before the listing: its "
+                   "release, when it was taken and its uptime; of a crash, the crash summary (release, "
+                   "time, panic, task), which otherwise goes to stderr")
     p.add_argument("--stats", action="store_true",
                    help="after the listing, print one JSON line of timings and counts on stderr "
                    "(sockets, open files, seconds spent walking, finding owners and rendering, "

@@ -82,7 +82,7 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
     namespaces.add_argument(
         "--netns", metavar="NS",
         help="one network namespace: its inode number (as lsns and /proc/PID/ns/net show it), a pid, "
-        "or on the live kernel a namespace file (/run/netns/NAME); by default, nethogs.py's own (live) "
+        "or on the live kernel a namespace file (/run/netns/NAME); by default, this process's own (live) "
         "or init_net (a dump, a guest read from outside)")
     p.add_argument("--by", choices=("process", "connection"), default="process",
                    help="one row per process (default) or per TCP connection")
