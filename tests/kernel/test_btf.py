@@ -18,9 +18,9 @@ from tests.kernel.conftest import Target
 from tests.kernel.test_ss import normalize
 from tests.kernel.workload import as_ss7
 
-#: What the listings read between them: TCP with owners and timers, UDP, listeners, the
-#: summary's counters, every namespace with its processes and cgroups.
-OPTIONS = (["-tanpo"], ["-uanp"], ["-lnpt"], ["--summary", "--all-netns", "-tanpe"])
+#: One run that reads every fact a listing can: TCP and UDP, owners, timers, -e, tcp_info,
+#: skmem, the summary, every namespace (each run on a running guest loads DWARF: ~15 s).
+OPTIONS = (["-tuanpoeim", "--summary", "--all-netns"],)
 #: What only a run without DWARF reads: the clocks that check HZ (DWARF reads HZ from the
 #: vmlinux file), and HZ itself, cached from them only on strong evidence (not around 300 s
 #: of uptime, when jiffies wrap); and the wall clock of a crash summary, which DWARF reads
