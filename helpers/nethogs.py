@@ -87,8 +87,9 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
     p.add_argument("--by", choices=("process", "connection"), default="process",
                    help="one row per process (default) or per TCP connection")
     p.add_argument("--verbose", action="store_true",
-                   help="after each sample, one line on stderr: sockets, seconds walking, CPU seconds "
-                   "spent on the sample, whether the task tables were walked")
+                   help="after each sample, one JSON line on stderr: sockets, seconds walking the tables "
+                   "and taking the whole sample, CPU seconds spent on it, whether the task tables "
+                   "were walked, the interval (a sample longer than the interval stretches it)")
     add_version(p)
     return p
 
@@ -276,6 +277,7 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
                 _show(now, before, host_stamp() if live else dump_stamp(prog), args, out, terminal)
             if args.verbose:
                 print(json.dumps({"sockets": len(now.connections), "walk_s": round(now.walk_s, 4),
+                                  "sample_s": round(now.sample_s, 4),
                                   "cpu_s": round(now.cpu_s, 4), "owners_walked": now.owners_walked,
                                   "interval_s": round(now.start - before.start, 4) if before else None}),
                       file=sys.stderr)

@@ -79,6 +79,9 @@ class Sample(NamedTuple):
     tcp_opens: int | None = None
     #: time.monotonic() when the sample began (its place in the sampler's schedule).
     start: float = 0.0
+    #: Seconds the whole sample took: the walk, the counters and, when made, the walk of the
+    #: tasks for owners. A sample longer than the interval stretches it.
+    sample_s: float = 0.0
 
 
 def raw_tcp_counters(prog: Program, socks: Sequence[InetSock], errors: WalkErrors | None = None
@@ -152,7 +155,7 @@ class Sampler:
         except FaultError:
             opens = None
         return Sample(when, walk_s, connections, owners, time.process_time() - cpu0, walked, errors, opens,
-                      start)
+                      start, time.monotonic() - start)
 
 
 class ProcessTraffic(NamedTuple):

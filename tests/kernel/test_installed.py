@@ -64,8 +64,9 @@ def _wheel() -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def installed(target: Target, workload: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel installed (drgn from PyPI, or pip's cache)."""
+    _crash_dump(target, workload)  # skips elsewhere, before building anything
     prefix = tmp_path_factory.mktemp("installed") / "venv"
     venv.EnvBuilder(with_pip=False).create(prefix)
     subprocess.run([sys.executable, "-m", "pip", "--python", prefix / "bin" / "python", "install", "-q",
