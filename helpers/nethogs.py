@@ -89,7 +89,8 @@ def build_parser(prog_name: str) -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true",
                    help="after each sample, one JSON line on stderr: sockets, seconds walking the tables "
                    "and taking the whole sample, CPU seconds spent on it, whether the task tables "
-                   "were walked, the interval (a sample longer than the interval stretches it)")
+                   "were walked, the interval, the seconds it then sleeps (a sample longer than the "
+                   "interval stretches it)")
     add_version(p)
     return p
 
@@ -275,11 +276,15 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
             now = sampler.sample()
             if before is not None or not live:
                 _show(now, before, host_stamp() if live else dump_stamp(prog), args, out, terminal)
+            # A sample longer than the interval stretches that one interval: the schedule slips
+            # instead of catching up with samples taken back to back.
+            deadline = max(deadline + args.interval, time.monotonic())
             if args.verbose:
                 print(json.dumps({"sockets": len(now.connections), "walk_s": round(now.walk_s, 4),
                                   "sample_s": round(now.sample_s, 4),
                                   "cpu_s": round(now.cpu_s, 4), "owners_walked": now.owners_walked,
-                                  "interval_s": round(now.start - before.start, 4) if before else None}),
+                                  "interval_s": round(now.start - before.start, 4) if before else None,
+                                  "sleep_s": round(deadline - time.monotonic(), 4) if live else None}),
                       file=sys.stderr)
             if now.errors:
                 status = EXIT_PARTIAL
@@ -293,9 +298,6 @@ def _loop(prog: Program, args: argparse.Namespace, out: TextIO, prog_name: str) 
                 if args.count and samples >= args.count:
                     return status
             before = now
-            # A walk longer than the interval stretches that one interval: the schedule slips
-            # instead of catching up with samples taken back to back.
-            deadline = max(deadline + args.interval, time.monotonic())
             time.sleep(max(deadline - time.monotonic(), 0))
     except KeyboardInterrupt:  # the end the user chose: the status still says if a sample was partial
         return status
