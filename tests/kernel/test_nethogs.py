@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -80,6 +79,19 @@ def _steady_rates(samples: list[dict[str, Any]], pid: int, key: str) -> list[flo
     return rates[busy[0] + 1 : busy[-1]] if len(busy) > 2 else []
 
 
+def _steady_mean_rate(samples: list[dict[str, Any]], pid: int, key: str) -> float:
+    """
+    A process's rate over the samples between its first and last busy one, each weighed by
+    its interval: a sender delayed in one interval (a loaded emulated guest) catches up in
+    the next, and its rate over them is its pace.
+    """
+    rates = [_by_pid(s, pid)[key] for s in samples]
+    busy = [i for i, r in enumerate(rates) if r and r > 0]
+    inside = range(busy[0] + 1, busy[-1]) if len(busy) > 2 else range(0)
+    seconds = sum(samples[i]["rate_s"] for i in inside)
+    return sum(rates[i] * samples[i]["rate_s"] for i in inside) / seconds if seconds else 0.0
+
+
 def test_generator_volumes_and_rates(prog: drgn.Program, target: Target) -> None:
     """
     Three senders over loopback (40 MiB and 4 MiB over 10 s each, one idle) to a sink: each
@@ -140,8 +152,11 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     opened_per_s = sum(s["tcp_opened"] for s in samples) / sum(intervals)
     print(f"churn: {opened_per_s:.0f} TCP connections opened per second")
     assert opened_per_s >= 100, opened_per_s
+    # Its 10 s of sending span 3 samples at least, even where late samples stretched the
+    # intervals (under TCG on a loaded machine, to ~2.5 s): its rate over them is its pace.
     rates = _steady_rates(samples, steady, "sent_rate")
-    assert len(rates) >= 5 and statistics.median(rates) == pytest.approx(2 * MiB, rel=0.1), rates
+    assert len(rates) >= 3, rates
+    assert _steady_mean_rate(samples, steady, "sent_rate") == pytest.approx(2 * MiB, rel=0.1), rates
     assert _by_pid(samples[-1], steady)["sent"] == pytest.approx(20 * MiB, rel=0.02)
     stats = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert stats and all(s["cpu_s"] < 1 for s in stats), stats
