@@ -63,9 +63,13 @@ def _start(plan: list[str]) -> tuple[subprocess.Popen[str], list[int]]:
     return gen, [int(pid) for pid in ready[2:]]
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[str]) -> dict[str, float]:
+    """Stop the generator; return the seconds each sender that finished really took."""
     os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.stdout
+    done = [line.split() for line in proc.stdout.read().splitlines() if line.startswith("DONE ")]
     proc.wait(30)
+    return {name: float(seconds) for _, name, seconds in done}
 
 
 def _by_pid(sample: dict[str, Any], pid: int) -> dict[str, Any]:
@@ -96,25 +100,30 @@ def test_generator_volumes_and_rates(prog: drgn.Program, target: Target) -> None
     """
     Three senders over loopback (40 MiB and 4 MiB over 10 s each, one idle) to a sink: each
     process's total within 2% of what it sent (the sink's, of all of it), and each sender's
-    rate while it sent within 10% of its pace.
+    rate while it sent within 10% of its pace (weighed by interval: a sender delayed in one
+    interval of a loaded emulated guest catches up in the next), each sample's within 25%.
     """
     if target.kind != "live":
         pytest.skip("samples a running kernel")
     gen, (big, small, idle) = _start([f"tg-big:{40 * MiB}:10", f"tg-small:{4 * MiB}:10", "tg-idle:0:1"])
+    took: dict[str, float] = {}
     try:
         code, samples, err = _nethogs(prog, ["--json", "--interval", "1", "--count", "14"], gen, 1.5)
     finally:
-        _stop(gen)
+        took = _stop(gen)
     assert code == 0 or (code == EXIT_PARTIAL and "warning: could not read" in err), err
     assert len(samples) == 14 and all(s["interval_s"] > 0 for s in samples)
     last = samples[-1]
     sink = next(p for p in last["processes"] if p["comm"] == "tg-sink")
-    for pid, volume in ((big, 40 * MiB), (small, 4 * MiB)):
+    for pid, name, volume in ((big, "tg-big", 40 * MiB), (small, "tg-small", 4 * MiB)):
         row = _by_pid(last, pid)
         assert row["tcp"] == 1 and abs(row["sent"] - volume) <= 0.02 * volume, row
         rates = _steady_rates(samples, pid, "sent_rate")
         assert len(rates) >= 5, [_by_pid(s, pid)["sent_rate"] for s in samples]
-        assert all(abs(r - volume / 10) <= 0.1 * volume / 10 for r in rates), rates
+        assert name in took, took
+        pace = volume / took[name]  # 10 s, or more where the loaded guest starved the sender
+        assert _steady_mean_rate(samples, pid, "sent_rate") == pytest.approx(pace, rel=0.1), (rates, took)
+        assert all(abs(r - pace) <= 0.25 * pace for r in rates), (rates, took)
     assert _by_pid(last, idle)["sent"] < 1024
     assert abs(sink["received"] - 44 * MiB) <= 0.02 * 44 * MiB, sink
     assert sink["tcp"] == 3
@@ -129,13 +138,14 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     if target.kind != "live":
         pytest.skip("samples a running kernel")
     churn = Churn(str(tmp_path), tcp_clients=3)
+    took: dict[str, float] = {}
     try:
         gen, (steady,) = _start([f"tg-steady:{20 * MiB}:10"])
         try:
             code, samples, err = _nethogs(prog, ["--json", "--interval", "1", "--count", "12", "--verbose"],
                                           gen, 1.5)
         finally:
-            _stop(gen)
+            took = _stop(gen)
     finally:
         churn.stop()
     # a socket freed under the walk is skipped and said (exit 3, the documented partial code)
@@ -156,7 +166,9 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     # intervals (under TCG on a loaded machine, to ~2.5 s): its rate over them is its pace.
     rates = _steady_rates(samples, steady, "sent_rate")
     assert len(rates) >= 3, rates
-    assert _steady_mean_rate(samples, steady, "sent_rate") == pytest.approx(2 * MiB, rel=0.1), rates
+    assert "tg-steady" in took, took
+    pace = 20 * MiB / took["tg-steady"]  # 10 s, or more where the loaded guest starved it
+    assert _steady_mean_rate(samples, steady, "sent_rate") == pytest.approx(pace, rel=0.1), (rates, took)
     assert _by_pid(samples[-1], steady)["sent"] == pytest.approx(20 * MiB, rel=0.02)
     stats = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert stats and all(s["cpu_s"] < 1 for s in stats), stats

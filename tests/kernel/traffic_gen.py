@@ -6,8 +6,9 @@ NAME, that connects to the sink and sends BYTES evenly over SECONDS (paced by a 
 writes of up to 64 KiB, 64 a second at least; 0 bytes: an idle connection), then keeps its
 connection open. Prints
 ``READY PORT PID...`` (the sink's port, then the senders' pids in PLAN order) once every
-connection is up, waits for a line on stdin, then lets the senders go; prints ``DONE NAME``
-as each sender finishes, and runs until killed (SIGTERM stops the group).
+connection is up, waits for a line on stdin, then lets the senders go; prints ``DONE NAME
+SECONDS`` as each sender finishes (the seconds it really took: a starved sender falls behind
+its pace), and runs until killed (SIGTERM stops the group).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def sender(name: str, port: int, total: int, seconds: float, go: int) -> None:
         time.sleep(max(due - time.monotonic(), 0))
         conn.sendall(data[:n])
         sent += n
-    print(f"DONE {name}", flush=True)
+    print(f"DONE {name} {time.monotonic() - start:.3f}", flush=True)
     signal.pause()
 
 
