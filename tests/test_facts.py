@@ -391,6 +391,18 @@ def test_dwarf_replaces_a_cached_value_it_contradicts(tmp_path: Path, cache: Pat
     assert written["live"] == {"size:struct sock": 16}  # the contradicted one is gone
 
 
+def lazily_loaded_kernel(tmp_path: Path) -> FakeProgram:
+    """A kernel whose DWARF is found but not loaded yet: the debug info loader loads it."""
+    prog = kernel(tmp_path, dwarf=True)
+    vmlinux, prog.vmlinux = prog.vmlinux, None
+
+    def load() -> None:
+        prog.vmlinux = vmlinux
+
+    layout.set_debug_info_loader(prog, load)
+    return prog
+
+
 def test_dwarf_found_on_a_miss_wins_from_then_on(tmp_path: Path, cache: Path) -> None:
     """
     Without -s, cached facts are used until one is missing; when debug info is then found
@@ -399,13 +411,7 @@ def test_dwarf_found_on_a_miss_wins_from_then_on(tmp_path: Path, cache: Path) ->
     (tmp_path / "probe").mkdir()
     name = shared_name(tmp_path)
     poisoned(cache, name, {"build_id": BUILD_ID, "release": RELEASE, "live": {"offset:struct sock:sk_b": 12}})
-    prog = kernel(tmp_path, dwarf=True)
-    vmlinux, prog.vmlinux = prog.vmlinux, None  # not loaded yet
-
-    def load() -> None:
-        prog.vmlinux = vmlinux
-
-    layout.set_debug_info_loader(prog, load)
+    prog = lazily_loaded_kernel(tmp_path)
     facts = facts_of(prog)
     assert facts.offset("struct sock", "sk_b") == 12  # cached: nothing loaded DWARF yet
     assert facts.size("struct sock") == 16  # a miss: DWARF is loaded
@@ -426,13 +432,7 @@ def test_a_checked_vmlinux_not_loaded_uses_dwarf_facts_alone(tmp_path: Path, cac
     name = shared_name(tmp_path)
     poisoned(cache, name, {"build_id": BUILD_ID, "release": RELEASE, "dwarf": {"offset:struct sock:sk_b": 4},
                            "live": {"size:struct sock": 32}})
-    prog = kernel(tmp_path, dwarf=True)
-    vmlinux, prog.vmlinux = prog.vmlinux, None  # not loaded yet
-
-    def load() -> None:
-        prog.vmlinux = vmlinux
-
-    layout.set_debug_info_loader(prog, load)
+    prog = lazily_loaded_kernel(tmp_path)
     facts = facts_of(prog)
     assert facts.defer_debug_info()
     assert facts.offset("struct sock", "sk_b") == 4 and not facts.loaded_debug_info
