@@ -23,11 +23,9 @@ from tests.kernel.workload import as_ss7
 OPTIONS = (["-tuanpoeim", "--summary", "--all-netns"],)
 #: What only a run without DWARF reads: the clocks that check HZ (DWARF reads HZ from the
 #: vmlinux file), and HZ itself, cached from them only on strong evidence (not around 300 s
-#: of uptime, when jiffies wrap); and the wall clock of a crash summary, which DWARF reads
-#: through drgn Objects.
+#: of uptime, when jiffies wrap).
 CLOCK_FACTS = {"hz", "offset:struct timekeeper:tkr_mono.base", "symbol:tk_core", "symbol:timekeeper_data",
-               "offset:struct tk_data:timekeeper", "offset:tk_core:timekeeper",
-               "offset:struct timekeeper:xtime_sec"}
+               "offset:struct tk_data:timekeeper", "offset:tk_core:timekeeper"}
 
 
 def _facts(target: Target, cache: str, source: list[str]) -> tuple[dict[str, Any], list[str]]:
