@@ -67,9 +67,9 @@ def _stop(proc: subprocess.Popen[str]) -> dict[str, float]:
     """Stop the generator; return the seconds each sender that finished really took."""
     os.killpg(proc.pid, signal.SIGTERM)
     assert proc.stdout
-    done = [line.split() for line in proc.stdout.read().splitlines() if line.startswith("DONE ")]
+    done = re.findall(r"^DONE (\S+) ([0-9.]+)$", proc.stdout.read(), re.MULTILINE)
     proc.wait(30)
-    return {name: float(seconds) for _, name, seconds in done}
+    return {name: float(seconds) for name, seconds in done}
 
 
 def _by_pid(sample: dict[str, Any], pid: int) -> dict[str, Any]:

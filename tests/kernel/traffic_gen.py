@@ -56,7 +56,9 @@ def sender(name: str, port: int, total: int, seconds: float, go: int) -> None:
         time.sleep(max(due - time.monotonic(), 0))
         conn.sendall(data[:n])
         sent += n
-    print(f"DONE {name} {time.monotonic() - start:.3f}", flush=True)
+    # One write(2) of a line shorter than PIPE_BUF: the senders share the pipe, and a line
+    # that print() split over two writes could interleave with another sender's.
+    os.write(1, f"DONE {name} {time.monotonic() - start:.3f}\n".encode())
     signal.pause()
 
 
