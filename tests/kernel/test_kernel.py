@@ -10,17 +10,10 @@ from typing import Any
 import drgn
 import pytest
 from drgn_ss.decode import RawDecoder, raw_inet_socks
-from drgn_ss.layout import kernel_facts, kernel_hz, kernel_layout, raw_xtime_sec, timekeeper
+from drgn_ss.layout import kernel_facts, kernel_hz, raw_xtime_sec, timekeeper
 from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
 from drgn_ss.raw import ElfImage, PhysicalImage, QemuImage, native
-from drgn_ss.tables import (
-    WalkErrors,
-    net_tcp_hashinfo,
-    sock_num,
-    tcp_lhash2_socks,
-    tcp_listening_hash_socks,
-    tcp_listening_socks,
-)
+from drgn_ss.tables import WalkErrors
 
 from tests.kernel import reference
 from tests.kernel.conftest import Target
@@ -38,32 +31,6 @@ def complete_or_skip(errors: WalkErrors, workload: dict[str, Any]) -> None:
     if errors and workload.get("dump_level", 0) & 8:
         pytest.skip(f"tables partly missing from this dump: {errors.describe()}")
     assert not errors, errors.describe()
-
-
-def test_listeners_in_lhash2(prog: drgn.Program, workload: dict[str, Any]) -> None:
-    hashinfo = net_tcp_hashinfo(prog["init_net"].address_of_())
-    errors = WalkErrors()
-    ports = set()
-    for sk in tcp_lhash2_socks(hashinfo, errors):
-        try:
-            ports.add(sock_num(sk))
-        except drgn.FaultError as e:
-            errors.count("sockets", e)
-    complete_or_skip(errors, workload)
-    for listener in workload["listeners"]:
-        assert listener["port"] in ports, f"{listener} not in lhash2 (ports seen: {sorted(ports)})"
-
-
-def test_both_listening_tables_hold_the_same_sockets(prog: drgn.Program,
-                                                     workload: dict[str, Any]) -> None:
-    hashinfo = net_tcp_hashinfo(prog["init_net"].address_of_())
-    errors = WalkErrors()
-    lhash2 = sorted(sk.value_() for sk in tcp_lhash2_socks(hashinfo, errors))
-    complete_or_skip(errors, workload)
-    assert len(lhash2) >= 10
-    assert sorted(sk.value_() for sk in tcp_listening_socks(hashinfo)) == lhash2
-    if kernel_layout(prog).listening_hash:
-        assert sorted(sk.value_() for sk in tcp_listening_hash_socks(hashinfo)) == lhash2
 
 
 def test_hz_is_a_debian_config_value(prog: drgn.Program) -> None:
