@@ -1,9 +1,9 @@
-"""The fast path: each socket's bytes read once, decoded at offsets worked out once.
+"""Decode TCP and UDP sockets: each socket's bytes read once, at offsets worked out once.
 
-It produces the same :class:`~drgn_ss.inet.InetSock` records as the Object-based
-:func:`~drgn_ss.inet.decode_sock`, which stays as the reference the kernel matrix
-compares it with. Everything it needs to know about the kernel comes from
-:class:`~drgn_ss.layout.KernelFacts`, so with a warm cache it runs without debug info.
+It produces :class:`~drgn_ss.inet.InetSock` records (:func:`raw_inet_socks`), here or
+in C (:mod:`drgn_ss._fast`, given the same offsets). Everything it needs to know about the
+kernel comes from :class:`~drgn_ss.layout.KernelFacts`, so with a warm cache it runs without
+debug info.
 """
 
 from __future__ import annotations
@@ -584,11 +584,14 @@ def raw_inet_socks(prog: Program, net: int | Sequence[int], protos: tuple[str, .
                    errors: WalkErrors | None = None, inodes: bool = True,
                    cgroups: bool = True) -> list[InetSock]:
     """
-    Decode the TCP and UDP sockets of a namespace in ss's order (as
-    :func:`~drgn_ss.inet.inet_socks`), by the fast path. Of several namespaces: each one's
+    Decode the TCP and UDP sockets of a namespace in ss's order: UDP before TCP, and
+    within each, IPv4 before IPv6, each in table order. Of several namespaces: each one's
     in ss's order, one namespace after the other, in the order given.
 
     :param net: ``struct net *`` address, or several
+    :param errors: where to count what cannot be read; None: raise FaultError instead.
+    :param inodes: read each full socket's inode number (``ino``; else 0).
+    :param cgroups: resolve each full socket's cgroup path (``cgroup``; else None).
     """
     decoder = RawDecoder(prog, inodes, cgroups)
     nets = [net] if isinstance(net, int) else list(net)

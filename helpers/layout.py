@@ -318,11 +318,6 @@ def _tk_core_timekeeper(types: TypeSource) -> int:
     return -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8
 
 
-def jiffies_delta_to_msecs(prog: Program, delta: int) -> int:
-    """As the kernel's jiffies_delta_to_msecs(): a negative delta is 0."""
-    return max(delta, 0) * 1000 // kernel_hz(prog)
-
-
 # -- where types come from: DWARF, or BTF and kallsyms --------------------------------------
 
 class TypeSource(Protocol):

@@ -2,23 +2,23 @@
 
 - :func:`proc_owners`: a scan of /proc/PID/fd, what ss does; only for the live
   kernel this process runs on, and only the processes its /proc shows.
-- :func:`kernel_owners`: a walk of the kernel's task list and file tables, for
+- :func:`raw_kernel_owners`: a walk of the kernel's task list and file tables, for
   everything else (dumps, ``drgn --qemu``); it sees every process, in every pid
   namespace, numbered as in the initial pid namespace.
 
-Both return, for each socket inode, its holders in ss's order: ss prepends each
-(pid, fd) it finds while scanning /proc in ascending order, so the highest pid
-comes first and, within a process, the highest fd.
+Both return, for each socket (an inode number from /proc, a ``struct sock`` address
+from the kernel), its holders in ss's order: ss prepends each (pid, fd) it finds
+while scanning /proc in ascending order, so the highest pid comes first and, within
+a process, the highest fd.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from drgn import FaultError, Object, Program, ProgramFlags
+from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.layout import is_local_live, kernel_facts, kernel_memory, object_limit, prog_cached
 from drgn_ss.raw import Memory, c_string, list_reachable, native
 from drgn_ss.tables import WalkErrors, tolerate, tolerate_counted
@@ -84,64 +84,6 @@ def _proc_comm(proc: str, pid: str) -> str:
     # "PID (COMM) STATE ...": COMM may itself hold spaces and parentheses.
     start, end = data.find(b"("), data.rfind(b")")
     return data[start + 1 : end].decode(errors="surrogateescape") if start >= 0 and end > start else ""
-
-
-def task_comm(task: Object) -> str:
-    """
-    Get a task's command name (``comm``).
-
-    :param task: ``struct task_struct *``
-    """
-    return bytes(task.comm.string_()).decode(errors="surrogateescape")
-
-
-def thread_group_leaders(prog: Program, errors: WalkErrors | None = None) -> list[tuple[int, Object]]:
-    """
-    Get every process (thread group leader), from ``init_task.tasks``, in pid order.
-    A list that cannot be followed to its end is cut there (counted in ``errors``).
-
-    :return: (tgid, ``struct task_struct *``) pairs.
-    """
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.list import list_for_each_entry
-    init = prog["init_task"]
-    tasks = []
-    try:
-        for task in list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks"):
-            try:
-                tasks.append((int(task.tgid.value_()), task))
-            except FaultError as e:
-                tolerate(errors, "tasks", e)
-    except FaultError as e:
-        tolerate(errors, "tasks", e)
-    tasks.sort(key=lambda t: t[0])
-    return tasks
-
-
-def _task_sockets(pid: int, task: Object) -> list[tuple[int, Owner]]:
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.fs import for_each_file
-    out = []
-    comm = None
-    for fd, file in for_each_file(task):
-        inode = file.f_inode.read_()
-        if not inode or not stat.S_ISSOCK(inode.i_mode.value_()):
-            continue
-        if comm is None:
-            comm = task_comm(task)
-        out.append((int(inode.i_ino.value_()), Owner(comm, pid, fd)))
-    return out
-
-
-def kernel_owners(prog: Program, errors: WalkErrors | None = None) -> OwnerMap:
-    """Walk every process's file table for open sockets; count tasks that cannot be read."""
-    entries: list[tuple[int, Owner]] = []
-    for pid, task in thread_group_leaders(prog, errors):
-        try:
-            entries += _task_sockets(pid, task)
-        except FaultError as e:
-            tolerate(errors, "tasks", e)
-    return _ss_order(entries)
 
 
 class _TaskLayout:
@@ -357,7 +299,8 @@ def tasks_by_every_route(prog: Program, known: list[int], errors: WalkErrors | N
 def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
                              ) -> list[tuple[int, str, int]]:
     """
-    Every process, from ``init_task.tasks`` read raw (as :func:`thread_group_leaders`).
+    Every process (thread group leader), from ``init_task.tasks`` read raw (see
+    :func:`raw_task_list`).
 
     :return: (tgid, comm, ``struct files_struct *`` address) triples, in pid order.
     """
@@ -378,8 +321,8 @@ def raw_thread_group_leaders(prog: Program, errors: WalkErrors | None = None
 def raw_kernel_owners(prog: Program, errors: WalkErrors | None = None,
                       counts: dict[str, int] | None = None) -> OwnerMap:
     """
-    Walk every process's file table for open sockets, as :func:`kernel_owners`, but
-    with raw reads: each fd array in one read, each open file with one more. The map
+    Walk every process's file table for open sockets, with raw reads: each fd array in
+    one read, each open file with one more. The map
     is keyed by ``struct sock`` address (an :class:`~drgn_ss.inet.InetSock`'s
     ``address``), which spares reading inodes: a socket file counts for the sock its
     ``struct socket`` points to only where each points back (socket->file is the file,

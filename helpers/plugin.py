@@ -11,8 +11,8 @@ and from a script, ``drgn.commands.run_command(prog, "ss -tanp")``. The options 
 redirections and pipes, so a filter expression that holds them is quoted, as in a shell.
 The command returns ss's exit status (0 listed, 3 partial; 1 and 2 after an error line).
 
-The helpers themselves are importable at the prompt: ``from drgn_ss.inet import
-inet_socks`` and the rest of :mod:`drgn_ss`.
+The helpers themselves are importable at the prompt: ``from drgn_ss.decode import
+raw_inet_socks`` and the rest of :mod:`drgn_ss`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Where the kernel keeps TCP and UDP sockets: the hash tables, walked in inet_diag's order.
 
-Each walker yields ``struct sock *`` objects in the order the kernel's
-inet_diag dump visits them, which is the order ss prints them in. Layout
-differences come from :mod:`drgn_ss.layout`.
+The walks read raw memory: each table's bucket array in one go, each node once
+(:func:`raw_chain`), in the order the kernel's inet_diag dump visits them, which
+is the order ss prints them in. :mod:`drgn_ss.decode` decodes what they find.
+Layout differences come from :mod:`drgn_ss.layout`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-from drgn import FaultError, Object, Program, TypeKind
+from drgn import FaultError, Program, TypeKind
 from drgn_ss.layout import KernelFacts, kernel_layout, physical_memory_bytes
 from drgn_ss.raw import Memory
 
@@ -77,145 +78,6 @@ def tolerate_counted(errors: WalkErrors | None, counts: dict[str, int], first: F
     for what, n in counts.items():
         errors.count(what, first, n)
 
-
-def _chain(chain: Iterator[Object], errors: WalkErrors | None) -> Iterator[Object]:
-    """Follow one hash chain (a lazy iterator); one that faults is abandoned and counted."""
-    try:
-        yield from chain
-    except FaultError as e:
-        tolerate(errors, "buckets", e)
-
-
-def net_tcp_hashinfo(net: Object) -> Object:
-    """
-    Get the TCP hash tables a network namespace uses (its own ehash when
-    ``tcp_child_ehash_entries`` was set when it was created, else the global one).
-
-    :param net: ``struct net *``
-    :return: ``struct inet_hashinfo *``
-    """
-    return net.ipv4.tcp_death_row.hashinfo
-
-
-def net_udp_table(net: Object) -> Object:
-    """
-    Get the UDP table a network namespace uses: ``net->ipv4.udp_table`` since
-    Linux 6.2, the global ``udp_table`` before.
-
-    :param net: ``struct net *``
-    :return: ``struct udp_table *``
-    """
-    if kernel_layout(net.prog_).udp_table_per_netns:
-        return net.ipv4.udp_table
-    return net.prog_["udp_table"].address_of_()
-
-
-def tcp_lhash2_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
-    """
-    Iterate over the listening sockets in the ``lhash2`` table (by bound address and port).
-
-    Before Linux 5.19 a chain is the bucket's ``hlist_head head`` linked through
-    ``inet_connection_sock.icsk_listen_portaddr_node``; since, its
-    ``hlist_nulls_head nulls_head`` linked through ``__sk_common.skc_nulls_node``.
-
-    :param hashinfo: ``struct inet_hashinfo *``
-    :return: Iterator of ``struct sock *`` objects.
-    """
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.list import hlist_for_each_entry
-    from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
-    portaddr = kernel_layout(hashinfo.prog_).lhash2_portaddr_node
-
-    def portaddr_chain(bucket: Object) -> Iterator[Object]:
-        for icsk in hlist_for_each_entry(
-            "struct inet_connection_sock", bucket.head.address_of_(), "icsk_listen_portaddr_node"
-        ):
-            yield icsk.icsk_inet.sk.address_of_()
-
-    def nulls_chain(bucket: Object) -> Iterator[Object]:
-        return hlist_nulls_for_each_entry(
-            "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
-        )
-
-    chain = portaddr_chain if portaddr else nulls_chain
-    for i in range(hashinfo.lhash2_mask.value_() + 1):
-        yield from _chain(chain(hashinfo.lhash2[i]), errors)
-
-
-def tcp_listening_hash_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
-    """
-    Iterate over the listening sockets in the port-only ``listening_hash``
-    table, which exists before Linux 5.19.
-
-    :param hashinfo: ``struct inet_hashinfo *``
-    :return: Iterator of ``struct sock *`` objects.
-    """
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
-    for bucket in hashinfo.listening_hash:
-        yield from _chain(hlist_nulls_for_each_entry(
-            "struct sock", bucket.nulls_head.address_of_(), "__sk_common.skc_nulls_node"
-        ), errors)
-
-
-def tcp_listening_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
-    """
-    Iterate over the listening TCP sockets in the order inet_diag lists them:
-    ``listening_hash`` where it exists (before 5.19), else ``lhash2``. Both
-    tables hold every listener.
-
-    :param hashinfo: ``struct inet_hashinfo *``
-    :return: Iterator of ``struct sock *`` objects.
-    """
-    if kernel_layout(hashinfo.prog_).listening_hash:
-        return tcp_listening_hash_socks(hashinfo, errors)
-    return tcp_lhash2_socks(hashinfo, errors)
-
-
-def tcp_ehash_socks(hashinfo: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
-    """
-    Iterate over the established table: full sockets, and ``TIME_WAIT``
-    (``struct inet_timewait_sock``) and ``NEW_SYN_RECV`` (``struct
-    request_sock``) minisocks, all linked through ``__sk_common.skc_nulls_node``.
-
-    :param hashinfo: ``struct inet_hashinfo *``
-    :return: Iterator of ``struct sock *`` objects; check ``__sk_common.skc_state``
-        before reading anything beyond ``struct sock_common``.
-    """
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
-    ehash = hashinfo.ehash
-    for i in range(hashinfo.ehash_mask.value_() + 1):
-        yield from _chain(hlist_nulls_for_each_entry(
-            "struct sock", ehash[i].chain.address_of_(), "__sk_common.skc_nulls_node"
-        ), errors)
-
-
-def udp_socks(udptable: Object, errors: WalkErrors | None = None) -> Iterator[Object]:
-    """
-    Iterate over every UDP socket in a table's port hash (``hash``), as udp_diag does.
-
-    :param udptable: ``struct udp_table *``
-    :return: Iterator of ``struct sock *`` objects.
-    """
-    # Imported here: drgn.helpers.linux takes ~50 ms to import, which the fast path skips.
-    from drgn.helpers.linux.list import hlist_for_each_entry
-    for i in range(udptable.mask.value_() + 1):
-        yield from _chain(hlist_for_each_entry(
-            "struct sock", udptable.hash[i].head.address_of_(), "__sk_common.skc_node"
-        ), errors)
-
-
-def sock_num(sk: Object) -> int:
-    """
-    Get the local port of a socket, in host byte order.
-
-    :param sk: ``struct sock *``
-    """
-    return int(sk.__sk_common.skc_num.value_())
-
-
-# -- raw walks: bucket arrays read in one go, each node read once --------------------------
 
 #: Longest chain followed before it is taken for a loop (a freed node pointing back).
 MAX_CHAIN = 1 << 20
@@ -407,7 +269,8 @@ def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, 
 
 def raw_tcp_hashinfo(facts: KernelFacts, mem: Memory, net: int) -> int:
     """
-    The TCP hash tables a namespace uses (as :func:`net_tcp_hashinfo`).
+    The TCP hash tables a namespace uses: its own ehash when ``tcp_child_ehash_entries``
+    was set when it was created (6.1+), else the global one.
 
     :param net: ``struct net *`` address
     :return: ``struct inet_hashinfo *`` address
@@ -416,7 +279,10 @@ def raw_tcp_hashinfo(facts: KernelFacts, mem: Memory, net: int) -> int:
 
 
 def raw_udp_table(facts: KernelFacts, mem: Memory, net: int) -> int:
-    """The UDP table a namespace uses (as :func:`net_udp_table`); an address."""
+    """
+    The UDP table a namespace uses, an address: ``net->ipv4.udp_table`` since Linux 6.2,
+    the global ``udp_table`` before.
+    """
     if kernel_layout(facts.prog).udp_table_per_netns:
         return chase(facts, mem, net, "struct net", "ipv4.udp_table")
     return facts.symbol("udp_table")
@@ -489,7 +355,12 @@ def raw_tcp_ehash(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
 
 
 def raw_tcp_listening(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
-    """The listeners' chains, in inet_diag's order (as :func:`tcp_listening_socks`)."""
+    """
+    The listeners' chains, in inet_diag's order: ``listening_hash`` where it exists
+    (before 5.19), else ``lhash2``; both tables hold every listener. Before 5.19 an
+    ``lhash2`` chain links ``inet_connection_sock.icsk_listen_portaddr_node``; since, both
+    link ``__sk_common.skc_nulls_node``.
+    """
     layout = kernel_layout(facts.prog)
     H = "struct inet_hashinfo"
     B = "struct inet_listen_hashbucket"
@@ -523,7 +394,8 @@ def listening_table(facts: KernelFacts, mem: Memory, hashinfo: int) -> int:
 
 def raw_udp(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
     """
-    A UDP table's port-hash chains (as :func:`udp_socks`). Its ``mask`` must agree with
+    A UDP table's port-hash chains (``hash``, every socket, as udp_diag walks them),
+    linked through ``__sk_common.skc_node``. Its ``mask`` must agree with
     its ``log`` (both set by udp_table_init() or udp_pernet_table_alloc()).
     """
     T = "struct udp_table"

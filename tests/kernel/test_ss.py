@@ -19,13 +19,14 @@ from typing import Any
 import drgn
 import pytest
 from drgn_ss.cli import _selection, build_parser, run
-from drgn_ss.inet import inet_socks
+from drgn_ss.decode import raw_inet_socks
 from drgn_ss.layout import vmcoreinfo
-from drgn_ss.owners import kernel_owners, proc_owners, raw_kernel_owners
+from drgn_ss.owners import proc_owners, raw_kernel_owners
 from drgn_ss.raw import native
 from drgn_ss.tables import WalkErrors
 
 from tests.json_text import schema_validator, text_line
+from tests.kernel import reference
 from tests.kernel.conftest import Target
 from tests.kernel.workload import (
     FILTER_SETS,
@@ -330,10 +331,15 @@ def test_workload_covers_the_socket_kinds(workload: dict[str, Any]) -> None:
 
 def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target,
                                               workload: dict[str, Any]) -> None:
+    """
+    The owners of the namespace's sockets, as tests/kernel/reference.py finds them (drgn's
+    helpers: every process in the pid table, its open files), and as drgn-ss's raw walk
+    does, against those that /proc showed (now, or the workload's before the dump).
+    """
     errors = WalkErrors()
-    inodes = {s.ino for s in inet_socks(prog["init_net"].address_of_(), errors=errors) if s.ino}
-    walked = {ino: [(o.comm, o.pid, o.fd) for o in owners]
-              for ino, owners in kernel_owners(prog, errors).items() if ino in inodes}
+    socks = raw_inet_socks(prog, prog["init_net"].address_of_().value_(), errors=errors)
+    inodes = {s.ino for s in socks if s.ino}
+    walked = {ino: owners for ino, owners in reference.owners(prog, errors).items() if ino in inodes}
     if target.kind == "live":
         scanned = {ino: [(o.comm, o.pid, o.fd) for o in owners]
                    for ino, owners in proc_owners().items() if ino in inodes}
@@ -349,7 +355,7 @@ def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target
     assert len(walked) >= 20
     assert walked == scanned
     # The raw walk (what drgn-ss uses) finds the same, keyed by struct sock address.
-    inode_of = {s.address: s.ino for s in inet_socks(prog["init_net"].address_of_()) if s.socket}
+    inode_of = {s.address: s.ino for s in socks if s.socket}
     raw = {inode_of[sock]: [(o.comm, o.pid, o.fd) for o in owners]
            for sock, owners in raw_kernel_owners(prog, errors).items() if inode_of.get(sock) in inodes}
     assert not errors, errors.describe()
