@@ -1,4 +1,4 @@
-"""drgn_ss._fast: the hot loops in C (helpers/_fast.c)."""
+"""drgn_ss._fast: the hot loops in C (helpers/_fast_*.c, a file per domain; _fast_module.c says which)."""
 
 from collections.abc import Callable
 from typing import Any

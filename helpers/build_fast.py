@@ -1,6 +1,6 @@
 """setuptools' build_ext for drgn_ss._fast that says when the C part is not built, and why.
 
-``drgn_ss._fast`` (helpers/_fast.c) is an optional extension: where gcc or the Python headers
+``drgn_ss._fast`` (helpers/_fast_*.c) is an optional extension: where gcc or the Python headers
 are missing, setuptools builds the package without it and says so in one warning, which pip
 shows only with ``-v``. :class:`BuildExt` (``[tool.setuptools.cmdclass]`` in pyproject.toml)
 adds a warning that names the reason and the fix, and records the outcome in the package as

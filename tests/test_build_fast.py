@@ -18,7 +18,7 @@ GCC = SimpleNamespace(compiler_so=[sys.executable, "-fPIC"])  # a command that i
 
 @pytest.mark.parametrize("message, said", [
     # setuptools >= 72 (subprocess), and distutils before it
-    ("Command '['/bin/false', '-O2', '-c', 'helpers/_fast.c']' returned non-zero exit status 1.",
+    ("Command '['/bin/false', '-O2', '-c', 'helpers/_fast_module.c']' returned non-zero exit status 1.",
      "/bin/false failed with exit status 1"),
     ("command '/bin/false' failed with exit code 1", "/bin/false failed with exit status 1"),
     ("command 'x86_64-linux-gnu-gcc' failed: No such file or directory", "x86_64-linux-gnu-gcc failed"),
@@ -34,10 +34,11 @@ def test_failed_command(message: str, said: str) -> None:
 
 def test_first_error_is_the_compilers() -> None:
     output = ("cc1: warning: command-line option '-Werror=x' is valid for C++\n"
-              "helpers/_fast.c:14:10: fatal error: Python.h: No such file or directory\n"
+              "In file included from helpers/_fast_module.c:18:\n"
+              "helpers/_fast.h:14:10: fatal error: Python.h: No such file or directory\n"
               "   14 | #include <Python.h>\n"
               "compilation terminated.\n")
-    assert first_error(output) == "helpers/_fast.c:14:10: fatal error: Python.h: No such file or directory"
+    assert first_error(output) == "helpers/_fast.h:14:10: fatal error: Python.h: No such file or directory"
     assert first_error("all fine\n") == ""
 
 

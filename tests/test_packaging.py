@@ -110,6 +110,8 @@ def test_commands(prefix: Path, tmp_path: Path) -> None:
     assert Path(where).resolve().is_relative_to(prefix.resolve()), where
     if shutil.which("cc"):
         _run(prefix / "bin" / "python", "-c", "import drgn_ss._fast", cwd=tmp_path)
+    # The module, not its C sources.
+    assert not list((_site_packages(prefix) / "drgn_ss").glob("*.[ch]"))
 
 
 def test_man_pages(prefix: Path) -> None:

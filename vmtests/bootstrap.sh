@@ -30,7 +30,7 @@ check kexec kexec-tools
 check /usr/bin/time time
 check makedumpfile makedumpfile
 check /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
-# drgn_ss._fast (helpers/_fast.c) builds against the headers of the Python that runs drgn-ss.
+# drgn_ss._fast (helpers/_fast*.c) builds against the headers of the Python that runs drgn-ss.
 if ! "${PYTHON:-python3}" -c 'import os, sys, sysconfig
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
 	need="$need python3-dev"
@@ -61,7 +61,8 @@ fi
 mkdir -p .venv/mypy-path
 ln -sfn ../../helpers .venv/mypy-path/drgn_ss
 stamp=.venv/.drgn-ss-installed
-if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ helpers/_fast.c -nt "$stamp" ]; then
+if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ] ||
+	[ -n "$(find helpers -maxdepth 1 -name '_fast*.[ch]' -newer "$stamp")" ]; then
 	echo "bootstrap: installing drgn-ss and its development tools into .venv" >&2
 	.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	if ! .venv/bin/python -c 'import drgn_ss._fast' 2>/dev/null; then

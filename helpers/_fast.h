@@ -1,0 +1,112 @@
+/*
+ * drgn_ss._fast: what its C files share (helpers/_fast_*.c, one a domain).
+ *
+ * Reading kernel memory (Mem, mem_read(): an image of physical memory where the direct map
+ * allows, else a Python callable that may raise drgn.FaultError), counting what could not
+ * be read (Faults), reading struct members at offsets from Python (Field: as
+ * drgn_ss.raw.Field), and making records (new_record(): NamedTuples such as
+ * drgn_ss.inet.InetSock). Defined in _fast_module.c, with the module.
+ */
+#ifndef DRGN_SS_FAST_H
+#define DRGN_SS_FAST_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#if PY_BYTE_ORDER != 1234 && !defined(__BYTE_ORDER__)
+#error "little-endian hosts only"
+#endif
+
+/* Shared between the files of the module, not exported from it. */
+#define FAST_INTERNAL __attribute__((visibility("hidden")))
+
+#define MAX_READ 8192
+
+/* A member of a struct: as drgn_ss.raw.Field. size 0: absent. */
+typedef struct {
+	Py_ssize_t offset;
+	int size, sign, shift, bits;
+} Field;
+
+typedef struct {
+	/*
+	 * An image of physical memory: the mapped ELF core file (view), or a file to pread()
+	 * (fd: a QEMU process's /proc/PID/mem); physical [starts[i], ends[i]) is at offsets[i].
+	 */
+	Py_buffer view;
+	int have_view, fd;
+	uint64_t *starts, *ends, *offsets;
+	Py_ssize_t nseg;
+	/* Direct map [lo, hi): physical = virtual - lo. */
+	uint64_t lo, hi;
+	PyObject *read;  /* read(address, size) -> bytes */
+	PyObject *fault; /* drgn.FaultError */
+} Mem;
+
+/* What a walk could not read: counted, with the first fault kept for the message. */
+typedef struct {
+	Py_ssize_t buckets, sockets;
+	PyObject *first;
+} Faults;
+
+FAST_INTERNAL void mem_release(Mem *m);
+/*
+ * Read size bytes at addr into out. 0: read; 1: a fault, whose exception is kept in
+ * faults (if it is the first, and faults is not NULL); -1: another error, set.
+ */
+FAST_INTERNAL int mem_read(Mem *m, uint64_t addr, size_t size, unsigned char *out, Faults *faults);
+/* spec: (mapping or None, fd or -1, starts, ends, offsets, lo, hi, read, FaultError) */
+FAST_INTERNAL int parse_mem(PyObject *spec, Mem *m);
+
+/* Keep a fault at addr (if it is the first) that Python would raise with this message. */
+static inline void fault_here(Faults *faults, PyObject *fault, const char *message, uint64_t addr)
+{
+	if (!faults->first)
+		faults->first = PyObject_CallFunction(fault, "sK", message, (unsigned long long)addr);
+	PyErr_Clear();
+}
+
+/* A field's value: sign-extended if signed (and not a bitfield). */
+static inline uint64_t get(const unsigned char *buf, const Field *f)
+{
+	uint64_t v = 0;
+	memcpy(&v, buf + f->offset, f->size);
+	if (f->bits)
+		return (v >> f->shift) & (f->bits >= 64 ? ~0ULL : (1ULL << f->bits) - 1);
+	if (f->sign && f->size < 8 && (v >> (8 * f->size - 1)) & 1)
+		v |= ~0ULL << (8 * f->size);
+	return v;
+}
+
+static inline PyObject *field_int(const unsigned char *buf, const Field *f)
+{
+	uint64_t v = get(buf, f);
+	if (f->sign && !f->bits)
+		return PyLong_FromLongLong((long long)v);
+	return PyLong_FromUnsignedLongLong(v);
+}
+
+/* spec[name]: a Field from (offset, size, signed, shift, bits); absent or None: size 0. */
+FAST_INTERNAL int parse_field(PyObject *spec, const char *name, Field *f);
+/* spec[name] as a Py_ssize_t; *ok = 0 (an exception set) if it is not there or not an int. */
+FAST_INTERNAL Py_ssize_t spec_int(PyObject *spec, const char *name, int *ok);
+
+/* Whether cls can be made by new_record(): a tuple subclass, such as a NamedTuple. */
+FAST_INTERNAL int is_record_type(PyObject *cls);
+/*
+ * A cls holding items[0..n), made as tuple.__new__ makes one. It takes the references
+ * to the items, and clears them; NULL if an item is NULL (a failed conversion) or
+ * allocation fails, the items released all the same.
+ */
+FAST_INTERNAL PyObject *new_record(PyTypeObject *cls, PyObject **items, Py_ssize_t n);
+
+/* Each domain's functions, added to the module in this order (NULL-terminated). */
+FAST_INTERNAL extern PyMethodDef fast_walk_methods[];   /* _fast_walk.c */
+FAST_INTERNAL extern PyMethodDef fast_owners_methods[]; /* _fast_owners.c */
+FAST_INTERNAL extern PyMethodDef fast_render_methods[]; /* _fast_render.c */
+FAST_INTERNAL extern PyMethodDef fast_btf_methods[];    /* _fast_btf.c */
+
+#endif

@@ -1,0 +1,602 @@
+/*
+ * drgn_ss._fast, rendering: ss's cells, its buffer accounting, and padded lines
+ * (socket_cells, users_cells, render_breaks, max_lengths, format_lines).
+ * Reference: drgn_ss.render (Formatter.columns, Formatter.users, TokenBuffer, layout_columns).
+ */
+#include "_fast.h"
+
+/* columns: a list of lists of str, all as long; their number (at most 64) and length. */
+static int check_columns(PyObject *columns, Py_ssize_t *ncols, Py_ssize_t *nrows)
+{
+	if (!PyList_Check(columns) || PyList_GET_SIZE(columns) > 64) {
+		PyErr_SetString(PyExc_TypeError, "columns: a list of at most 64 lists");
+		return -1;
+	}
+	*ncols = PyList_GET_SIZE(columns);
+	*nrows = 0;
+	for (Py_ssize_t c = 0; c < *ncols; c++) {
+		PyObject *col = PyList_GET_ITEM(columns, c);
+		if (!PyList_Check(col) || (c && PyList_GET_SIZE(col) != *nrows)) {
+			PyErr_SetString(PyExc_TypeError, "columns: lists of cells, all as long");
+			return -1;
+		}
+		*nrows = PyList_GET_SIZE(col);
+	}
+	return 0;
+}
+
+/* A cell's length as ss counts it: bytes of UTF-8. -1 on error. */
+static inline Py_ssize_t cell_bytes(PyObject *cell)
+{
+	if (!PyUnicode_Check(cell)) {
+		PyErr_SetString(PyExc_TypeError, "cells are str");
+		return -1;
+	}
+	if (PyUnicode_IS_ASCII(cell))
+		return PyUnicode_GET_LENGTH(cell);
+	Py_ssize_t n;
+	return PyUnicode_AsUTF8AndSize(cell, &n) ? n : -1;
+}
+
+static int check_range(Py_ssize_t start, Py_ssize_t stop, Py_ssize_t nrows)
+{
+	if (start < 0 || stop < start || stop > nrows) {
+		PyErr_SetString(PyExc_IndexError, "rows out of range");
+		return -1;
+	}
+	return 0;
+}
+
+/* misc/ss.c's output buffer, as drgn_ss.render.TokenBuffer (the reference). */
+#define BUF_CHUNK_DATA (1024 * 1024 - 16)
+#define BUF_CHUNKS_MAX 5
+
+typedef struct {
+	Py_ssize_t chunks, used;
+} Tokens;
+
+static void tokens_write(Tokens *t, Py_ssize_t n)
+{
+	if (n == 0)
+		return;
+	if (!t->chunks) {
+		t->chunks = 1;
+		t->used = 2;
+	}
+	if (n < BUF_CHUNK_DATA - t->used) {
+		t->used += n;
+	} else {
+		t->chunks++;
+		t->used = 2 + n;
+	}
+}
+
+static void tokens_flush(Tokens *t, Py_ssize_t n)
+{
+	Py_ssize_t pad = n & 1;
+	if (BUF_CHUNK_DATA - t->used - pad < 2) {
+		t->chunks++;
+		t->used = 2;
+	} else {
+		t->used += pad + 2;
+	}
+}
+
+PyDoc_STRVAR(render_breaks_doc,
+"render_breaks(columns) -> list[int]\n"
+"\n"
+"The rows after which ss renders what it has buffered, for rows of these columns of\n"
+"cells (the header row first), as drgn_ss.render.TokenBuffer.add_line says.");
+
+static PyObject *render_breaks(PyObject *self, PyObject *args)
+{
+	PyObject *columns;
+	Py_ssize_t ncols, nrows;
+	if (!PyArg_ParseTuple(args, "O", &columns) || check_columns(columns, &ncols, &nrows) < 0)
+		return NULL;
+	PyObject *out = PyList_New(0);
+	if (!out || !ncols)
+		return out;
+	Tokens t = {0, 0};
+	for (Py_ssize_t r = 0; r < nrows; r++) {
+		Py_ssize_t n = 0;
+		for (Py_ssize_t c = 0; c < ncols; c++) {
+			n = cell_bytes(PyList_GET_ITEM(PyList_GET_ITEM(columns, c), r));
+			if (n < 0)
+				goto error;
+			tokens_write(&t, n);
+			if (c < ncols - 1)
+				tokens_flush(&t, n);
+		}
+		if (t.chunks >= BUF_CHUNKS_MAX) {
+			t.chunks = t.used = 0;
+			PyObject *row = PyLong_FromSsize_t(r);
+			int rr = row ? PyList_Append(out, row) : -1;
+			Py_XDECREF(row);
+			if (rr < 0)
+				goto error;
+		} else {
+			tokens_flush(&t, n);
+		}
+	}
+	return out;
+error:
+	Py_DECREF(out);
+	return NULL;
+}
+
+PyDoc_STRVAR(max_lengths_doc,
+"max_lengths(columns, start, stop) -> list[int]\n"
+"\n"
+"The longest cell of each column in rows [start, stop), in bytes (0 for no rows).");
+
+static PyObject *max_lengths(PyObject *self, PyObject *args)
+{
+	PyObject *columns;
+	Py_ssize_t ncols, nrows, start, stop;
+	if (!PyArg_ParseTuple(args, "Onn", &columns, &start, &stop) ||
+	    check_columns(columns, &ncols, &nrows) < 0 || check_range(start, stop, nrows) < 0)
+		return NULL;
+	PyObject *out = PyList_New(ncols);
+	if (!out)
+		return NULL;
+	for (Py_ssize_t c = 0; c < ncols; c++) {
+		PyObject *col = PyList_GET_ITEM(columns, c);
+		Py_ssize_t longest = 0;
+		for (Py_ssize_t r = start; r < stop; r++) {
+			Py_ssize_t n = cell_bytes(PyList_GET_ITEM(col, r));
+			if (n < 0) {
+				Py_DECREF(out);
+				return NULL;
+			}
+			if (n > longest)
+				longest = n;
+		}
+		PyObject *v = PyLong_FromSsize_t(longest);
+		if (!v) {
+			Py_DECREF(out);
+			return NULL;
+		}
+		PyList_SET_ITEM(out, c, v);
+	}
+	return out;
+}
+
+/* A growing byte buffer. */
+typedef struct {
+	char *data;
+	Py_ssize_t len, cap;
+} Buf;
+
+/* Room for n more bytes. */
+static int buf_reserve(Buf *b, Py_ssize_t n)
+{
+	if (b->len + n > b->cap) {
+		Py_ssize_t cap = (b->len + n) * 2 + 64;
+		char *data = PyMem_Realloc(b->data, cap);
+		if (!data) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		b->data = data;
+		b->cap = cap;
+	}
+	return 0;
+}
+
+static int buf_add(Buf *b, const char *s, Py_ssize_t n)
+{
+	if (buf_reserve(b, n) < 0)
+		return -1;
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	return 0;
+}
+
+PyDoc_STRVAR(format_lines_doc,
+"format_lines(columns, start, stop, pads, right, delims) -> str | None\n"
+"\n"
+"Rows [start, stop) of these columns, a line each: each cell after its delimiter and\n"
+"padded to pads[i] characters (to the left if right[i], else to the right), as\n"
+"drgn_ss.render's str.format() line does. None if a cell is not ASCII (padding then\n"
+"counts bytes: Python does it).");
+
+static PyObject *format_lines(PyObject *self, PyObject *args)
+{
+	PyObject *columns, *pads_obj, *right_obj, *delims_obj;
+	Py_ssize_t ncols, nrows, start, stop;
+	if (!PyArg_ParseTuple(args, "OnnO!O!O!", &columns, &start, &stop, &PyList_Type, &pads_obj,
+			      &PyList_Type, &right_obj, &PyList_Type, &delims_obj) ||
+	    check_columns(columns, &ncols, &nrows) < 0 || check_range(start, stop, nrows) < 0)
+		return NULL;
+	if (PyList_GET_SIZE(pads_obj) != ncols || PyList_GET_SIZE(right_obj) != ncols ||
+	    PyList_GET_SIZE(delims_obj) != ncols) {
+		PyErr_SetString(PyExc_ValueError, "format_lines: one pad, alignment and delimiter a column");
+		return NULL;
+	}
+	Py_ssize_t pads[64];
+	int right[64];
+	const char *delim[64];
+	Py_ssize_t dlen[64];
+	PyObject *cols[64];
+	for (Py_ssize_t c = 0; c < ncols; c++) {
+		cols[c] = PyList_GET_ITEM(columns, c);
+		pads[c] = PyLong_AsSsize_t(PyList_GET_ITEM(pads_obj, c));
+		right[c] = PyObject_IsTrue(PyList_GET_ITEM(right_obj, c));
+		PyObject *d = PyList_GET_ITEM(delims_obj, c);
+		if (!PyUnicode_Check(d) || !PyUnicode_IS_ASCII(d)) {
+			PyErr_SetString(PyExc_TypeError, "format_lines: ASCII delimiters");
+			return NULL;
+		}
+		delim[c] = (const char *)PyUnicode_1BYTE_DATA(d);
+		dlen[c] = PyUnicode_GET_LENGTH(d);
+	}
+	if (PyErr_Occurred())
+		return NULL;
+	/* One pass into a buffer as long as the lines would be if no cell passed its pad. */
+	Py_ssize_t line = 1;
+	for (Py_ssize_t c = 0; c < ncols; c++)
+		line += dlen[c] + pads[c];
+	Buf b = {NULL, 0, 0};
+	if (buf_reserve(&b, line * (stop - start)) < 0)
+		return NULL;
+	PyObject *out = NULL;
+	for (Py_ssize_t r = start; r < stop; r++) {
+		for (Py_ssize_t c = 0; c < ncols; c++) {
+			PyObject *cell = PyList_GET_ITEM(cols[c], r);
+			if (!PyUnicode_Check(cell)) {
+				PyErr_SetString(PyExc_TypeError, "format_lines: cells are str");
+				goto done;
+			}
+			if (!PyUnicode_IS_ASCII(cell)) {
+				out = Py_None;
+				Py_INCREF(out);
+				goto done;
+			}
+			Py_ssize_t n = PyUnicode_GET_LENGTH(cell), fill = pads[c] > n ? pads[c] - n : 0;
+			if (buf_reserve(&b, dlen[c] + fill + n + 1) < 0)
+				goto done;
+			char *p = b.data + b.len;
+			memcpy(p, delim[c], dlen[c]);
+			p += dlen[c];
+			if (right[c]) {
+				memset(p, ' ', fill);
+				p += fill;
+			}
+			memcpy(p, PyUnicode_1BYTE_DATA(cell), n);
+			p += n;
+			if (!right[c]) {
+				memset(p, ' ', fill);
+				p += fill;
+			}
+			b.len = p - b.data;
+		}
+		b.data[b.len++] = '\n';
+	}
+	out = PyUnicode_New(b.len, 127);
+	if (out)
+		memcpy(PyUnicode_1BYTE_DATA(out), b.data, b.len);
+done:
+	PyMem_Free(b.data);
+	return out;
+}
+
+/* cache[key], which may make it (a dict subclass with __missing__); a new reference. */
+static PyObject *cached(PyObject *cache, PyObject *key)
+{
+	PyObject *v = PyDict_GetItemWithError(cache, key);
+	if (v) {
+		Py_INCREF(v);
+		return v;
+	}
+	return PyErr_Occurred() ? NULL : PyObject_GetItem(cache, key);
+}
+
+PyDoc_STRVAR(users_cells_doc,
+"users_cells(keys, owners, names) -> list[str]\n"
+"\n"
+"ss's Process cell for each key: ' users:((\"name\",pid=P,fd=F),...)' from owners[key]\n"
+"(tuples of comm, pid, fd), the name being names[comm]; '' for 0 or a key not in owners.\n"
+"As drgn_ss.render.Formatter.users.");
+
+typedef struct {
+	unsigned long long key;
+	Py_ssize_t index;
+} KeyOrder;
+
+/*
+ * Put order[] in increasing order of bits 6..37 of its keys (two passes of a radix sort):
+ * enough to visit slab objects by address, whatever the higher bits (for locality only).
+ */
+static int sort_by_address(KeyOrder *order, Py_ssize_t n)
+{
+	KeyOrder *tmp = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	Py_ssize_t *count = PyMem_Malloc(65536 * sizeof(Py_ssize_t));
+	if (!tmp || !count) {
+		PyMem_Free(tmp);
+		PyMem_Free(count);
+		PyErr_NoMemory();
+		return -1;
+	}
+	KeyOrder *from = order, *to = tmp;
+	for (int shift = 6; shift < 38; shift += 16) {
+		memset(count, 0, 65536 * sizeof(Py_ssize_t));
+		for (Py_ssize_t i = 0; i < n; i++)
+			count[(from[i].key >> shift) & 0xffff]++;
+		Py_ssize_t sum = 0;
+		for (int d = 0; d < 65536; d++) {
+			Py_ssize_t c = count[d];
+			count[d] = sum;
+			sum += c;
+		}
+		for (Py_ssize_t i = 0; i < n; i++)
+			to[count[(from[i].key >> shift) & 0xffff]++] = from[i];
+		KeyOrder *t = from;
+		from = to;
+		to = t;
+	}
+	/* two passes: the sorted keys are back in order[] */
+	PyMem_Free(tmp);
+	PyMem_Free(count);
+	return 0;
+}
+
+/* n in decimal at p; the number of characters. */
+static int put_decimal(char *p, long long n)
+{
+	char digits[24];
+	int len = 0, neg = n < 0;
+	unsigned long long u = neg ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+	do {
+		digits[len++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u);
+	int out = 0;
+	if (neg)
+		p[out++] = '-';
+	while (len)
+		p[out++] = digits[--len];
+	return out;
+}
+
+static PyObject *users_cells(PyObject *self, PyObject *args)
+{
+	PyObject *keys, *owners, *names;
+	if (!PyArg_ParseTuple(args, "OO!O!", &keys, &PyDict_Type, &owners, &PyDict_Type, &names))
+		return NULL;
+	PyObject *seq = PySequence_Fast(keys, "users_cells: keys must be a sequence");
+	if (!seq)
+		return NULL;
+	Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+	PyObject *out = PyList_New(n), *empty = PyUnicode_FromString("");
+	Buf b = {NULL, 0, 0};
+	/*
+	 * Keys are looked up in increasing order: owners was filled in that order (by
+	 * socket_holders), so its entries and their holders lie in memory in that order too,
+	 * and a sorted pass reads them about 3x faster than the listing's hash order.
+	 */
+	KeyOrder *order = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	if (!out || !empty || !order)
+		goto error;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		order[i].index = i;
+		order[i].key = PyLong_AsUnsignedLongLongMask(PySequence_Fast_GET_ITEM(seq, i));
+		if (PyErr_Occurred())
+			goto error;
+	}
+	if (sort_by_address(order, n) < 0)
+		goto error;
+	for (Py_ssize_t j = 0; j < n; j++) {
+		Py_ssize_t i = order[j].index;
+		PyObject *cell = NULL, *holders = NULL;
+		if (order[j].key) { /* a new int: the listing's one lies elsewhere in memory */
+			PyObject *key = PyLong_FromUnsignedLongLong(order[j].key);
+			if (!key)
+				goto error;
+			holders = PyDict_GetItemWithError(owners, key);
+			Py_DECREF(key);
+			if (!holders && PyErr_Occurred())
+				goto error;
+		}
+		if (!holders || !PyList_Check(holders) || PyList_GET_SIZE(holders) == 0) {
+			Py_INCREF(empty);
+			PyList_SET_ITEM(out, i, empty);
+			continue;
+		}
+		b.len = 0;
+		if (buf_add(&b, " users:(", 8) < 0)
+			goto error;
+		for (Py_ssize_t k = 0; k < PyList_GET_SIZE(holders); k++) {
+			PyObject *h = PyList_GET_ITEM(holders, k);
+			if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 3) {
+				PyErr_SetString(PyExc_TypeError, "users_cells: holders are (comm, pid, fd)");
+				goto error;
+			}
+			PyObject *name = cached(names, PyTuple_GET_ITEM(h, 0));
+			if (!name)
+				goto error;
+			Py_ssize_t nlen;
+			const char *s = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &nlen) : NULL;
+			if (!s) {
+				if (!PyErr_Occurred())
+					PyErr_SetString(PyExc_TypeError, "users_cells: names are str");
+				Py_DECREF(name);
+				goto error;
+			}
+			char num[64];
+			long long pid = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 1));
+			long long fd = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 2));
+			int m = 0;
+			memcpy(num, "\",pid=", 6);
+			m = 6 + put_decimal(num + 6, pid);
+			memcpy(num + m, ",fd=", 4);
+			m += 4 + put_decimal(num + m + 4, fd);
+			num[m++] = ')';
+			int rr = (k ? buf_add(&b, ",(\"", 3) : buf_add(&b, "(\"", 2)) < 0 ||
+				 buf_add(&b, s, nlen) < 0 || buf_add(&b, num, m) < 0;
+			Py_DECREF(name);
+			if (rr || PyErr_Occurred())
+				goto error;
+		}
+		if (buf_add(&b, ")", 1) < 0)
+			goto error;
+		cell = PyUnicode_DecodeUTF8(b.data, b.len, "strict");
+		if (!cell)
+			goto error;
+		PyList_SET_ITEM(out, i, cell);
+	}
+	Py_DECREF(seq);
+	Py_DECREF(empty);
+	PyMem_Free(b.data);
+	PyMem_Free(order);
+	return out;
+error:
+	Py_DECREF(seq);
+	Py_XDECREF(out);
+	Py_XDECREF(empty);
+	PyMem_Free(b.data);
+	PyMem_Free(order);
+	return NULL;
+}
+
+PyDoc_STRVAR(socket_cells_doc,
+"socket_cells(socks, fields, hosts, services, queues, states, numeric, ephemeral)\n"
+"    -> list[list[str]]\n"
+"\n"
+"ss's Netid, State, Recv-Q, Send-Q, Local Address:, Port, Peer Address: and Port cells\n"
+"of each record, as drgn_ss.render.Formatter.columns makes them. fields: the records'\n"
+"indices of proto, state, src, sport, dst, dport, v6only, recv_q and send_q. hosts[(addr,\n"
+"v6only)], services[(port, proto)] and queues[size] are the cells (dicts that may make\n"
+"missing ones); states[state] is a state's name. A port is '*' if 0, and its number if\n"
+"numeric or inside ephemeral = (lo, hi); else services[(port, proto)].");
+
+enum { F_PROTO, F_STATE, F_SRC, F_SPORT, F_DST, F_DPORT, F_V6ONLY, F_RECVQ, F_SENDQ, NFIELDS };
+enum { C_PROTO, C_STATE, C_RECVQ, C_SENDQ, C_LOCAL, C_SPORT, C_PEER, C_DPORT, NCELLS };
+
+typedef struct {
+	PyObject *services, *star, **numbers; /* numbers[port]: its decimal text, made once */
+	int numeric;
+	long lo, hi;
+} Ports;
+
+static PyObject *port_cell(Ports *p, PyObject *port, PyObject *proto)
+{
+	long v = PyLong_AsLong(port);
+	if (v == -1 && PyErr_Occurred())
+		return NULL;
+	if (v == 0) {
+		Py_INCREF(p->star);
+		return p->star;
+	}
+	if ((p->numeric || (p->lo <= v && v <= p->hi)) && v > 0 && v < 65536) {
+		if (!p->numbers[v] && !(p->numbers[v] = PyObject_Str(port)))
+			return NULL;
+		Py_INCREF(p->numbers[v]);
+		return p->numbers[v];
+	}
+	PyObject *key = PyTuple_Pack(2, port, proto);
+	if (!key)
+		return NULL;
+	PyObject *cell = cached(p->services, key);
+	Py_DECREF(key);
+	return cell;
+}
+
+static PyObject *host_cell(PyObject *hosts, PyObject *addr, PyObject *v6only)
+{
+	PyObject *key = PyTuple_Pack(2, addr, v6only);
+	if (!key)
+		return NULL;
+	PyObject *cell = cached(hosts, key);
+	Py_DECREF(key);
+	return cell;
+}
+
+static PyObject *socket_cells(PyObject *self, PyObject *args)
+{
+	PyObject *socks, *fields, *hosts, *queues, *states, *ephemeral;
+	Ports ports = {NULL, NULL, NULL, 0, 0, 0};
+	if (!PyArg_ParseTuple(args, "O!O!O!O!O!O!pO!", &PyList_Type, &socks, &PyTuple_Type, &fields,
+			      &PyDict_Type, &hosts, &PyDict_Type, &ports.services, &PyDict_Type, &queues,
+			      &PyTuple_Type, &states, &ports.numeric, &PyTuple_Type, &ephemeral))
+		return NULL;
+	Py_ssize_t f[NFIELDS];
+	if (PyTuple_GET_SIZE(fields) != NFIELDS || PyTuple_GET_SIZE(ephemeral) != 2) {
+		PyErr_SetString(PyExc_ValueError, "socket_cells: 9 field indices and (lo, hi)");
+		return NULL;
+	}
+	for (int i = 0; i < NFIELDS; i++)
+		f[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(fields, i));
+	ports.lo = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 0));
+	ports.hi = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 1));
+	if (PyErr_Occurred())
+		return NULL;
+	Py_ssize_t n = PyList_GET_SIZE(socks), nstates = PyTuple_GET_SIZE(states);
+	PyObject *out = PyList_New(NCELLS);
+	ports.star = PyUnicode_FromString("*");
+	ports.numbers = PyMem_Calloc(65536, sizeof(PyObject *));
+	if (!out || !ports.star || !ports.numbers) {
+		if (!ports.numbers)
+			PyErr_NoMemory();
+		goto error;
+	}
+	for (int c = 0; c < NCELLS; c++) {
+		PyObject *col = PyList_New(n);
+		if (!col)
+			goto error;
+		PyList_SET_ITEM(out, c, col);
+	}
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *s = PyList_GET_ITEM(socks, i);
+		if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) <= f[F_SENDQ] || PyTuple_GET_SIZE(s) <= f[F_V6ONLY]) {
+			PyErr_SetString(PyExc_TypeError, "socket_cells: records are InetSock tuples");
+			goto error;
+		}
+		PyObject *cell[NCELLS];
+		PyObject *proto = PyTuple_GET_ITEM(s, f[F_PROTO]);
+		PyObject *v6only = PyTuple_GET_ITEM(s, f[F_V6ONLY]);
+		long state = PyLong_AsLong(PyTuple_GET_ITEM(s, f[F_STATE]));
+		if (state == -1 && PyErr_Occurred())
+			goto error;
+		Py_INCREF(proto);
+		cell[C_PROTO] = proto;
+		cell[C_STATE] = state >= 0 && state < nstates ? PyTuple_GET_ITEM(states, state)
+							      : PyTuple_GET_ITEM(states, 0);
+		Py_INCREF(cell[C_STATE]);
+		cell[C_RECVQ] = cached(queues, PyTuple_GET_ITEM(s, f[F_RECVQ]));
+		cell[C_SENDQ] = cached(queues, PyTuple_GET_ITEM(s, f[F_SENDQ]));
+		cell[C_LOCAL] = host_cell(hosts, PyTuple_GET_ITEM(s, f[F_SRC]), v6only);
+		cell[C_SPORT] = port_cell(&ports, PyTuple_GET_ITEM(s, f[F_SPORT]), proto);
+		cell[C_PEER] = host_cell(hosts, PyTuple_GET_ITEM(s, f[F_DST]), v6only);
+		cell[C_DPORT] = port_cell(&ports, PyTuple_GET_ITEM(s, f[F_DPORT]), proto);
+		int failed = 0;
+		for (int c = 0; c < NCELLS; c++) {
+			if (cell[c])
+				PyList_SET_ITEM(PyList_GET_ITEM(out, c), i, cell[c]);
+			else
+				failed = 1;
+		}
+		if (failed)
+			goto error;
+	}
+	goto done;
+error:
+	Py_CLEAR(out);
+done:
+	if (ports.numbers) {
+		for (int v = 0; v < 65536; v++)
+			Py_XDECREF(ports.numbers[v]);
+		PyMem_Free(ports.numbers);
+	}
+	Py_XDECREF(ports.star);
+	return out;
+}
+
+PyMethodDef fast_render_methods[] = {
+	{"render_breaks", render_breaks, METH_VARARGS, render_breaks_doc},
+	{"max_lengths", max_lengths, METH_VARARGS, max_lengths_doc},
+	{"format_lines", format_lines, METH_VARARGS, format_lines_doc},
+	{"users_cells", users_cells, METH_VARARGS, users_cells_doc},
+	{"socket_cells", socket_cells, METH_VARARGS, socket_cells_doc},
+	{NULL, NULL, 0, NULL},
+};

@@ -1,0 +1,585 @@
+/*
+ * drgn_ss._fast, the hash-chain walk and socket decoding: walk_sockets().
+ * Reference: drgn_ss.decode (RawDecoder._walk, ._chain) and drgn_ss.tables (the checks).
+ *
+ * walk_sockets() follows the chains of one kernel hash table and decodes every
+ * socket of the namespaces asked into drgn_ss.inet.InetSock records, exactly as
+ * drgn_ss.decode.RawDecoder does in Python (which stays the reference: the kernel
+ * matrix checks both give the same records). Offsets come from Python (SockLayout),
+ * so nothing here knows a kernel version. A fault cuts the chain (a "bucket" fault)
+ * or drops the socket (a "socket" fault), as in Python.
+ */
+#include "_fast.h"
+
+/* include/net/tcp_states.h, include/net/inet_connection_sock.h */
+enum {
+	TCP_SYN_RECV = 3,
+	TCP_TIME_WAIT = 6,
+	TCP_CLOSE = 7,
+	TCP_LISTEN = 10,
+	TCP_NEW_SYN_RECV = 12,
+	ICSK_TIME_RETRANS = 1,
+	ICSK_TIME_PROBE0 = 3,
+	ICSK_TIME_LOSS_PROBE = 5,
+	ICSK_TIME_REO_TIMEOUT = 6,
+	AF_INET_ = 2,
+	AF_INET6_ = 10,
+};
+
+/* drgn_ss.decode.DAMAGED, BAD_STATE, TCP_MAX_STATE; drgn_ss.tables.NULL_IN_NULLS */
+#define DAMAGED "a damaged socket (no inet family or local port)"
+#define BAD_STATE "a damaged socket (no such state)"
+#define TCP_MAX_STATE 12
+#define TCP_FIN_WAIT2 5
+/* drgn_ss.decode.OTHER_PROTOCOL, IPPROTO_TCP, IPPROTO_UDP */
+#define OTHER_PROTOCOL "a damaged socket (not of its table's protocol)"
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define NULL_IN_NULLS "NULL in a nulls hash chain: a zeroed node or bucket"
+/* drgn_ss.tables.STRAYED, OUTSIDE, MET_AGAIN, OTHER_MARKER */
+#define STRAYED "hash chain ends in another bucket's marker: a node freed and reused under the walk"
+#define OUTSIDE "hash chain pointer outside the direct map: damaged"
+#define MET_AGAIN "hash chain meets a node already walked: chains that loop or join"
+#define OTHER_MARKER "a bucket holds another bucket's nulls marker: damaged"
+
+/* The layout a walk decodes with: drgn_ss.decode.SockLayout, flattened. */
+typedef struct {
+	Field net, family, state, rcv_saddr, daddr, num, dport, bound_dev_if, cookie, ipv6only, refcnt;
+	Field tw_substate, tw_expires, req_retrans, req_expires;
+	Field uid, shutdown, sk_socket, sk_ino, protocol;
+	Field ack_backlog, max_ack_backlog, rcv_nxt, copied_seq, write_seq, snd_una;
+	Field pending, retransmits, probes_out, timeout, keepalive_pprev, keepalive_expires;
+	Field rmem_alloc, wmem_alloc, forward_deficit;
+	Py_ssize_t v6_rcv_saddr, v6_daddr, tw_end, req_end, inode_from_socket;
+} Layout;
+
+static int parse_layout(PyObject *spec, Layout *L)
+{
+#define F(name) if (parse_field(spec, #name, &L->name) < 0) return -1
+	F(net); F(family); F(state); F(rcv_saddr); F(daddr); F(num); F(dport); F(bound_dev_if);
+	F(cookie); F(ipv6only); F(refcnt); F(tw_substate); F(tw_expires); F(req_retrans); F(req_expires);
+	F(uid); F(shutdown); F(sk_socket); F(sk_ino); F(protocol); F(ack_backlog); F(max_ack_backlog);
+	F(rcv_nxt); F(copied_seq); F(write_seq); F(snd_una); F(pending); F(retransmits);
+	F(probes_out); F(timeout); F(keepalive_pprev); F(keepalive_expires); F(rmem_alloc);
+	F(wmem_alloc); F(forward_deficit);
+#undef F
+	int ok = 1;
+	L->v6_rcv_saddr = spec_int(spec, "v6_rcv_saddr", &ok);
+	L->v6_daddr = spec_int(spec, "v6_daddr", &ok);
+	L->tw_end = spec_int(spec, "tw_end", &ok);
+	L->req_end = spec_int(spec, "req_end", &ok);
+	L->inode_from_socket = spec_int(spec, "inode_from_socket", &ok);
+	if (!ok)
+		return -1;
+	if (L->v6_rcv_saddr < 0 || L->v6_rcv_saddr + 16 > MAX_READ || L->v6_daddr < 0 ||
+	    L->v6_daddr + 16 > MAX_READ || L->tw_end > MAX_READ || L->req_end > MAX_READ) {
+		PyErr_SetString(PyExc_ValueError, "bad layout");
+		return -1;
+	}
+	return 0;
+}
+
+typedef struct {
+	Layout L;
+	Mem mem;
+	Faults faults;
+	int tcp, inodes;
+	uint64_t want_net, now;
+	long long hz;
+	/* nets: {struct net address: its inode number}; with one entry, want_net and netns are
+	 * it (compared without a dict lookup); netns is the socket's being decoded. */
+	PyObject *nets, *netns, *cls, *proto, *full, *timewait, *request, *out;
+	PyObject *only_netns;
+	/* walked: a set of every node address the listing's walks visited (drgn_ss.tables.Walked),
+	 * node_lo/node_hi where a node may be; known: a set of every struct net on the namespace
+	 * list, or None; strays: {struct net: [count, a socket]} of sockets of no known namespace. */
+	PyObject *walked, *known, *strays;
+	uint64_t node_lo, node_hi;
+	int live; /* a running kernel (walk_sockets was given head_at): see walk_chain() */
+	/* The nodes this chain added to walked, taken out again if it is walked once more. */
+	uint64_t *added;
+	Py_ssize_t nadded, added_cap;
+} Walk;
+
+/* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
+static PyObject *ms_until(Walk *w, uint64_t expires)
+{
+	int64_t delta = (int64_t)(expires - w->now);
+	if (delta <= 0)
+		return PyLong_FromLong(0);
+	unsigned __int128 ms = (unsigned __int128)(uint64_t)delta * 1000 / (unsigned long long)w->hz;
+	if (!(ms >> 64))
+		return PyLong_FromUnsignedLongLong((unsigned long long)ms);
+	/* Garbage from a freed socket, as big as Python makes it. */
+	PyObject *d = PyLong_FromLongLong(delta), *k = PyLong_FromLong(1000), *h = PyLong_FromLongLong(w->hz);
+	PyObject *p = d && k ? PyNumber_Multiply(d, k) : NULL;
+	PyObject *q = p && h ? PyNumber_FloorDivide(p, h) : NULL;
+	Py_XDECREF(d);
+	Py_XDECREF(k);
+	Py_XDECREF(h);
+	Py_XDECREF(p);
+	return q;
+}
+
+static PyObject *make_bytes(const unsigned char *buf, Py_ssize_t off, Py_ssize_t size)
+{
+	return PyBytes_FromStringAndSize((const char *)buf + off, size);
+}
+
+/* Append an InetSock to w->out; 0, 1 (socket fault, counted) or -1 (error). */
+static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
+{
+	const Layout *L = &w->L;
+	unsigned long family = get(buf, &L->family);
+	unsigned long raw_state = get(buf, &L->state);
+	PyObject *src, *dst;
+	if (family == AF_INET6_) {
+		src = make_bytes(buf, L->v6_rcv_saddr, 16);
+		dst = make_bytes(buf, L->v6_daddr, 16);
+	} else {
+		src = make_bytes(buf, L->rcv_saddr.offset, 4);
+		dst = make_bytes(buf, L->daddr.offset, 4);
+	}
+	uint64_t be = get(buf, &L->dport);
+	unsigned long dport = ((be & 0xff) << 8) | ((be >> 8) & 0xff);
+	PyObject *items[23] = {NULL};
+	int r = -1;
+	if (raw_state == 0 || raw_state > TCP_MAX_STATE) {
+		Py_XDECREF(src);
+		Py_XDECREF(dst);
+		fault_here(&w->faults, w->mem.fault, BAD_STATE, addr);
+		w->faults.sockets++;
+		return 1;
+	}
+	Py_INCREF(w->proto);
+	items[0] = w->proto;
+	items[1] = PyLong_FromUnsignedLong(family);
+	items[3] = src;
+	items[4] = field_int(buf, &L->num);
+	items[5] = dst;
+	items[6] = PyLong_FromUnsignedLong(dport);
+	items[7] = field_int(buf, &L->bound_dev_if);
+	items[13] = field_int(buf, &L->cookie);
+	Py_INCREF(w->netns);
+	items[14] = w->netns;
+	items[18] = PyLong_FromUnsignedLongLong(addr);
+	if (raw_state == TCP_TIME_WAIT || raw_state == TCP_NEW_SYN_RECV) {
+		int tw = raw_state == TCP_TIME_WAIT;
+		Py_ssize_t end = tw ? L->tw_end : L->req_end;
+		if (got < end) {
+			int rr = mem_read(&w->mem, addr, end, buf, &w->faults);
+			if (rr) {
+				r = rr;
+				goto out;
+			}
+		}
+		if (tw) {
+			uint64_t substate = get(buf, &L->tw_substate);
+			if (substate != TCP_FIN_WAIT2 && substate != TCP_TIME_WAIT) {
+				fault_here(&w->faults, w->mem.fault, BAD_STATE, addr);
+				r = 1;
+				goto out;
+			}
+		}
+		items[2] = tw ? field_int(buf, &L->tw_substate) : PyLong_FromLong(TCP_SYN_RECV);
+		Py_INCREF(Py_None);
+		items[8] = Py_None;
+		items[9] = PyLong_FromLong(0);
+		items[10] = PyLong_FromLong(0);
+		items[11] = PyLong_FromLong(0);
+		items[12] = PyLong_FromLong(0);
+		Py_INCREF(Py_None);
+		items[15] = Py_None;
+		Py_INCREF(Py_None);
+		items[16] = Py_None;
+		items[17] = tw ? w->timewait : w->request;
+		Py_INCREF(items[17]);
+		items[19] = PyLong_FromLong(tw ? 3 : 1);
+		items[20] = ms_until(w, get(buf, tw ? &L->tw_expires : &L->req_expires));
+		items[21] = tw ? PyLong_FromLong(0) : field_int(buf, &L->req_retrans);
+		items[22] = PyLong_FromLong(0);
+	} else {
+		if (got < size) { /* a full socket after all: fault here if it must */
+			int rr = mem_read(&w->mem, addr, size, buf, &w->faults);
+			if (rr) {
+				r = rr;
+				goto out;
+			}
+		}
+		if (get(buf, &L->protocol) != (w->tcp ? IPPROTO_TCP_ : IPPROTO_UDP_)) {
+			fault_here(&w->faults, w->mem.fault, OTHER_PROTOCOL, addr);
+			r = 1;
+			goto out;
+		}
+		long long recv_q, send_q;
+		int timer = 0;
+		PyObject *timer_ms = NULL;
+		uint64_t retrans = 0;
+		if (w->tcp) {
+			if (raw_state == TCP_LISTEN) {
+				recv_q = (long long)get(buf, &L->ack_backlog);
+				send_q = (long long)get(buf, &L->max_ack_backlog);
+			} else {
+				uint64_t diff = (get(buf, &L->rcv_nxt) - get(buf, &L->copied_seq)) & 0xffffffffULL;
+				recv_q = diff >= (1ULL << 31) ? 0 : (long long)diff;
+				send_q = (long long)((get(buf, &L->write_seq) - get(buf, &L->snd_una)) & 0xffffffffULL);
+			}
+			uint64_t pending = get(buf, &L->pending);
+			if (pending == ICSK_TIME_RETRANS || pending == ICSK_TIME_PROBE0 ||
+			    pending == ICSK_TIME_LOSS_PROBE || pending == ICSK_TIME_REO_TIMEOUT) {
+				timer_ms = ms_until(w, get(buf, &L->timeout));
+				if (pending == ICSK_TIME_PROBE0) {
+					timer = 4;
+					retrans = get(buf, &L->probes_out);
+				} else {
+					timer = 1;
+					retrans = get(buf, &L->retransmits);
+				}
+			} else if (get(buf, &L->keepalive_pprev)) {
+				timer = 2;
+				timer_ms = ms_until(w, get(buf, &L->keepalive_expires));
+				retrans = get(buf, &L->probes_out);
+			}
+		} else {
+			recv_q = (long long)get(buf, &L->rmem_alloc) - (long long)get(buf, &L->forward_deficit);
+			send_q = (long long)get(buf, &L->wmem_alloc) - 1;
+		}
+		uint64_t sk_socket = get(buf, &L->sk_socket);
+		if (L->sk_ino.size) {
+			items[11] = field_int(buf, &L->sk_ino);
+		} else if (sk_socket && w->inodes) {
+			unsigned char ino[8];
+			int rr = mem_read(&w->mem, sk_socket + L->inode_from_socket, 8, ino, &w->faults);
+			if (rr) {
+				r = rr;
+				Py_XDECREF(timer_ms);
+				goto out;
+			}
+			uint64_t v;
+			memcpy(&v, ino, 8);
+			items[11] = PyLong_FromUnsignedLongLong(v);
+		} else {
+			items[11] = PyLong_FromLong(0);
+		}
+		items[2] = PyLong_FromUnsignedLong(raw_state);
+		if (family == AF_INET6_ && (raw_state == TCP_LISTEN || raw_state == TCP_CLOSE))
+			items[8] = get(buf, &L->ipv6only) ? Py_True : Py_False;
+		else
+			items[8] = Py_None;
+		Py_INCREF(items[8]);
+		items[9] = PyLong_FromLongLong(recv_q);
+		items[10] = PyLong_FromLongLong(send_q);
+		items[12] = field_int(buf, &L->uid);
+		items[15] = field_int(buf, &L->shutdown);
+		Py_INCREF(Py_None);
+		items[16] = Py_None;
+		Py_INCREF(w->full);
+		items[17] = w->full;
+		items[19] = PyLong_FromLong(timer);
+		items[20] = timer_ms ? timer_ms : PyLong_FromLong(0);
+		items[21] = PyLong_FromUnsignedLongLong(retrans);
+		items[22] = PyLong_FromUnsignedLongLong(sk_socket);
+	}
+	PyObject *rec = new_record((PyTypeObject *)w->cls, items, 23);
+	if (!rec)
+		goto out;
+	r = PyList_Append(w->out, rec);
+	Py_DECREF(rec);
+out:
+	for (int i = 0; i < 23; i++)
+		Py_XDECREF(items[i]);
+	if (r == 1)
+		w->faults.sockets++;
+	return r;
+}
+
+/* How one table's chains link: what walk_chain() needs besides the walk. */
+typedef struct {
+	Py_ssize_t link, size, least, max_chain;
+	int nulls;
+	long long marker_base; /* the nulls marker ending bucket 0's chain; -1: not checked */
+} Chaining;
+
+/*
+ * Follow one chain from pos (bucket i's first pointer), decoding the sockets of the
+ * namespace into w->out, as drgn_ss.decode.RawDecoder._chain does. 0: the chain was
+ * followed to its end; 1: it was cut and counted (a fault, a loop, a NULL in a nulls
+ * chain, another bucket's marker) or a socket on it was; -1: a Python error.
+ */
+static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
+{
+	unsigned char buf[MAX_READ];
+	Py_ssize_t hops = 0, sockets = w->faults.sockets;
+	uint64_t addr = 0;
+	w->nadded = 0;
+	while (pos && !(c->nulls && (pos & 1))) {
+		addr = pos - c->link;
+		if (addr < w->node_lo || addr >= w->node_hi || (addr & 7)) {
+			fault_here(&w->faults, w->mem.fault, OUTSIDE, pos);
+			w->faults.buckets++;
+			return 1;
+		}
+		PyObject *node = PyLong_FromUnsignedLongLong(addr);
+		if (!node)
+			return -1;
+		int met = PySet_Contains(w->walked, node);
+		if (met < 0) {
+			Py_DECREF(node);
+			return -1;
+		}
+		if (met && w->live) { /* a loop in this chain, or a socket moved here (drgn_ss.tables.Walked) */
+			for (Py_ssize_t k = 0; k < w->nadded && met == 1; k++)
+				if (w->added[k] == addr)
+					met = 2;
+		}
+		if (met && !(w->live && met == 1)) {
+			Py_DECREF(node);
+			fault_here(&w->faults, w->mem.fault, MET_AGAIN, pos);
+			w->faults.buckets++;
+			return 1;
+		}
+		Py_ssize_t got = c->size;
+		int r = mem_read(&w->mem, addr, c->size, buf, NULL);
+		if (r == 1) { /* a missing page after the node? read what the chain needs */
+			got = c->least;
+			r = mem_read(&w->mem, addr, c->least, buf, &w->faults);
+		}
+		if (r == 0 && !met && PySet_Add(w->walked, node) < 0)
+			r = -1;
+		Py_DECREF(node);
+		if (r < 0)
+			return -1;
+		if (r == 1) {
+			w->faults.buckets++;
+			return 1;
+		}
+		if (met) { /* moved here from a chain already walked: listed there; go on through it */
+			memcpy(&pos, buf + c->link, 8);
+			if (++hops > c->max_chain) {
+				fault_here(&w->faults, w->mem.fault, "hash chain too long: a loop?", pos);
+				w->faults.buckets++;
+				return 1;
+			}
+			continue;
+		}
+		if (w->nadded == w->added_cap) {
+			Py_ssize_t cap = w->added_cap ? 2 * w->added_cap : 64;
+			uint64_t *more = PyMem_Realloc(w->added, cap * sizeof(uint64_t));
+			if (!more) {
+				PyErr_NoMemory();
+				return -1;
+			}
+			w->added = more;
+			w->added_cap = cap;
+		}
+		w->added[w->nadded++] = addr;
+		uint64_t sk_net = get(buf, &w->L.net);
+		w->netns = NULL;
+		if (w->only_netns) {
+			if (sk_net == w->want_net)
+				w->netns = w->only_netns;
+		}
+		if (!w->netns && (!w->only_netns || w->known != Py_None)) {
+			PyObject *key = PyLong_FromUnsignedLongLong(sk_net);
+			if (!key)
+				return -1;
+			if (!w->only_netns) {
+				w->netns = PyDict_GetItemWithError(w->nets, key); /* borrowed */
+				if (!w->netns && PyErr_Occurred()) {
+					Py_DECREF(key);
+					return -1;
+				}
+			}
+			if (!w->netns && w->known != Py_None) { /* another namespace's, or of none? */
+				int ok = PySet_Contains(w->known, key);
+				if (ok == 0) { /* counted by the caller, unless the namespace is new (live) */
+					PyObject *stray = PyDict_GetItemWithError(w->strays, key), *entry = NULL;
+					if (stray)
+						entry = Py_BuildValue("[LO]", PyLong_AsLongLong(PyList_GET_ITEM(stray, 0)) + 1,
+								      PyList_GET_ITEM(stray, 1));
+					else if (!PyErr_Occurred())
+						entry = Py_BuildValue("[LK]", 1LL, (unsigned long long)addr);
+					if (!entry || PyErr_Occurred() || PyDict_SetItem(w->strays, key, entry) < 0)
+						ok = -1;
+					Py_XDECREF(entry);
+				}
+				if (ok < 0) {
+					Py_DECREF(key);
+					return -1;
+				}
+			}
+			Py_DECREF(key);
+		}
+		if (w->netns) { /* shared tables hold other namespaces' sockets too */
+			uint64_t family = get(buf, &w->L.family);
+			if (!get(buf, &w->L.refcnt)) {
+				/* being freed: skipped quietly, as the kernel's lookups skip it */
+			} else if ((family != AF_INET_ && family != AF_INET6_) || !get(buf, &w->L.num)) {
+				fault_here(&w->faults, w->mem.fault, DAMAGED, addr);
+				w->faults.sockets++;
+			} else if (decode(w, addr, buf, got, c->size) < 0) {
+				return -1;
+			}
+		}
+		memcpy(&pos, buf + c->link, 8);
+		if (++hops > c->max_chain) {
+			fault_here(&w->faults, w->mem.fault, "hash chain too long: a loop?", pos);
+			w->faults.buckets++;
+			return 1;
+		}
+	}
+	if (c->nulls && !pos) {
+		fault_here(&w->faults, w->mem.fault, NULL_IN_NULLS, addr);
+		w->faults.buckets++;
+		return 1;
+	}
+	if (c->marker_base >= 0 && (pos >> 1) != (uint64_t)(c->marker_base + i)) {
+		fault_here(&w->faults, w->mem.fault, STRAYED, addr);
+		w->faults.buckets++;
+		return 1;
+	}
+	return w->faults.sockets != sockets;
+}
+
+/* Take the nodes the last walk_chain() added out of walked again: it is walked once more. */
+static int forget_chain(Walk *w)
+{
+	for (Py_ssize_t k = 0; k < w->nadded; k++) {
+		PyObject *node = PyLong_FromUnsignedLongLong(w->added[k]);
+		if (!node || PySet_Discard(w->walked, node) < 0) {
+			Py_XDECREF(node);
+			return -1;
+		}
+		Py_DECREF(node);
+	}
+	w->nadded = 0;
+	return 0;
+}
+
+PyDoc_STRVAR(walk_sockets_doc,
+"walk_sockets(mem, heads, link, nulls, size, least, max_chain, layout, nets, tcp, inodes,\n"
+"             now, hz, cls, proto, kinds, marker_base, head_at, walked, node_lo, node_hi,\n"
+"             known, strays)\n"
+"    -> (records, bucket_faults, socket_faults, first)\n"
+"\n"
+"Follow the chains starting at heads (first pointers) and decode the sockets of the\n"
+"namespaces in nets ({struct net address: inode number}), as\n"
+"drgn_ss.decode.RawDecoder._walk does. marker_base: the nulls marker\n"
+"ending bucket 0's chain (-1: not checked). head_at: None, or a callable that reads\n"
+"bucket i's first pointer again, for one more walk of a chain that was cut (a live kernel).\n"
+"walked: a set of the node addresses walked so far (a node met again cuts its chain), added\n"
+"to; node_lo, node_hi: where a node may be. known: a set of every struct net, or None;\n"
+"strays: a dict that gets {struct net: [count, a socket]} for sockets of no known namespace.");
+
+static PyObject *walk_sockets(PyObject *self, PyObject *args)
+{
+	PyObject *memspec, *heads, *layout, *kinds, *head_at;
+	Chaining c;
+	unsigned long long now;
+	PyObject *result = NULL;
+	Walk w;
+	memset(&w, 0, sizeof(w));
+	unsigned long long node_lo, node_hi;
+	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLOOKKOO", &memspec, &heads, &c.link, &c.nulls, &c.size,
+			      &c.least, &c.max_chain, &layout, &w.nets, &w.tcp, &w.inodes, &now, &w.hz, &w.cls,
+			      &w.proto, &kinds, &c.marker_base, &head_at, &w.walked, &node_lo, &node_hi,
+			      &w.known, &w.strays))
+		return NULL;
+	w.node_lo = node_lo;
+	w.node_hi = node_hi;
+	w.live = head_at != Py_None;
+	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0 ||
+	    !PyDict_Check(w.nets) || !PySet_Check(w.walked) || !PyDict_Check(w.strays) ||
+	    (w.known != Py_None && !PyAnySet_Check(w.known))) {
+		PyErr_SetString(PyExc_TypeError, "walk_sockets: bad arguments");
+		return NULL;
+	}
+	if (!PyArg_ParseTuple(kinds, "OOO", &w.full, &w.timewait, &w.request))
+		return NULL;
+	if (c.size > MAX_READ || c.least > c.size || c.link < 0 || c.link + 8 > c.least) {
+		PyErr_SetString(PyExc_ValueError, "walk_sockets: bad sizes");
+		return NULL;
+	}
+	if (parse_layout(layout, &w.L) < 0)
+		return NULL;
+	if (parse_mem(memspec, &w.mem) < 0) {
+		mem_release(&w.mem);
+		return NULL;
+	}
+	if (PyDict_GET_SIZE(w.nets) == 1) {
+		Py_ssize_t at = 0;
+		PyObject *key;
+		PyDict_Next(w.nets, &at, &key, &w.only_netns);
+		w.want_net = PyLong_AsUnsignedLongLong(key);
+		if (w.want_net == (uint64_t)-1 && PyErr_Occurred()) {
+			mem_release(&w.mem);
+			return NULL;
+		}
+	}
+	w.now = now;
+	w.out = PyList_New(0);
+	if (!w.out) {
+		mem_release(&w.mem);
+		return NULL;
+	}
+	Py_ssize_t n = PyList_GET_SIZE(heads);
+	for (Py_ssize_t i = 0; i < n; i++) {
+		uint64_t pos = PyLong_AsUnsignedLongLong(PyList_GET_ITEM(heads, i));
+		if (pos == (uint64_t)-1 && PyErr_Occurred())
+			goto done;
+		if (!pos && c.nulls) { /* a nulls chain ends in a marker, never NULL */
+			fault_here(&w.faults, w.mem.fault, NULL_IN_NULLS, 0);
+			w.faults.buckets++;
+			continue;
+		}
+		if (c.nulls && (pos & 1) && c.marker_base >= 0 && (pos >> 1) != (uint64_t)(c.marker_base + i)) {
+			fault_here(&w.faults, w.mem.fault, OTHER_MARKER, pos); /* an empty bucket holds its own */
+			w.faults.buckets++;
+			continue;
+		}
+		if (!pos || (c.nulls && (pos & 1)))
+			continue;
+		Py_ssize_t start = PyList_GET_SIZE(w.out);
+		Faults before = w.faults;
+		int r = walk_chain(&w, &c, i, pos);
+		if (r < 0)
+			goto done;
+		if (r == 0 || head_at == Py_None)
+			continue;
+		/* A live kernel: walk the chain once more from its head, as if the first time had not been. */
+		if (PyList_SetSlice(w.out, start, PyList_GET_SIZE(w.out), NULL) < 0 || forget_chain(&w) < 0)
+			goto done;
+		if (!before.first && w.faults.first)
+			Py_CLEAR(w.faults.first);
+		w.faults.buckets = before.buckets;
+		w.faults.sockets = before.sockets;
+		PyObject *again = PyObject_CallFunction(head_at, "n", i);
+		if (!again) {
+			if (!PyErr_ExceptionMatches(w.mem.fault))
+				goto done;
+			PyErr_Clear();
+			fault_here(&w.faults, w.mem.fault, "a bucket's head could not be read again", pos);
+			w.faults.buckets++;
+			continue;
+		}
+		pos = PyLong_AsUnsignedLongLong(again);
+		Py_DECREF(again);
+		if (pos == (uint64_t)-1 && PyErr_Occurred())
+			goto done;
+		if (pos && !(c.nulls && (pos & 1)) && walk_chain(&w, &c, i, pos) < 0)
+			goto done;
+	}
+	result = Py_BuildValue("OnnO", w.out, w.faults.buckets, w.faults.sockets,
+			       w.faults.first ? w.faults.first : Py_None);
+done: /* result is NULL unless the walk got to the end */
+	PyMem_Free(w.added);
+	mem_release(&w.mem);
+	Py_XDECREF(w.faults.first);
+	Py_DECREF(w.out);
+	return result;
+}
+
+PyMethodDef fast_walk_methods[] = {
+	{"walk_sockets", walk_sockets, METH_VARARGS, walk_sockets_doc},
+	{NULL, NULL, 0, NULL},
+};
