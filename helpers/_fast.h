@@ -4,8 +4,8 @@
  * Reading kernel memory (Mem, mem_read(): an image of physical memory where the direct map
  * allows, else a Python callable that may raise drgn.FaultError), counting what could not
  * be read (Faults), reading struct members at offsets from Python (Field: as
- * drgn_ss.raw.Field), and making records (new_record(): NamedTuples such as
- * drgn_ss.inet.InetSock). Defined in _fast_module.c, with the module.
+ * drgn_ss.kernel.fields.Field), and making records (new_record(): NamedTuples such as
+ * drgn_ss.sockets.record.Socket). Defined in _fast_module.c, with the module.
  */
 #ifndef DRGN_SS_FAST_H
 #define DRGN_SS_FAST_H
@@ -25,7 +25,7 @@
 
 #define MAX_READ 8192
 
-/* A member of a struct: as drgn_ss.raw.Field. size 0: absent. */
+/* A member of a struct: as drgn_ss.kernel.fields.Field. size 0: absent. */
 typedef struct {
 	Py_ssize_t offset;
 	int size, sign, shift, bits;

@@ -1,14 +1,14 @@
 /*
  * drgn_ss._fast, the kernel's own tables: the BTF type index, btf_index(), and the
  * compressed kallsyms names, kallsyms_find().
- * Reference: drgn_ss.btf (Btf's type index) and drgn_ss.kallsyms (find_names).
+ * Reference: drgn_ss.kernel.btf (Btf's type index) and drgn_ss.kernel.kallsyms (find_names).
  */
 #include "_fast.h"
 
 PyDoc_STRVAR(btf_index_doc,
 "btf_index(data, start, end) -> (offsets, named)\n"
 "\n"
-"One pass over a BTF type section, data[start:end], as drgn_ss.btf.Btf does in Python:\n"
+"One pass over a BTF type section, data[start:end], as drgn_ss.kernel.btf.Btf does in Python:\n"
 "offsets[id] is where type id's struct btf_type starts (offsets[0] = 0 for void), and\n"
 "named maps (kind, name offset) of named structs, unions, typedefs, ints and enums to the\n"
 "first such id. ValueError if a type runs past the end.");
@@ -88,7 +88,7 @@ PyDoc_STRVAR(kallsyms_find_doc,
 "kallsyms_find(names, count, token_table, token_index, long_names, wanted) -> list\n"
 "\n"
 "One pass over the kernel's compressed kallsyms_names (count symbols), as\n"
-"drgn_ss.kallsyms.find_names does in Python: for each name in wanted (bytes), the\n"
+"drgn_ss.kernel.kallsyms.find_names does in Python: for each name in wanted (bytes), the\n"
 "(index, type letter) of the first symbol of that name, or None. token_index is the\n"
 "kernel's 256 little-endian u16 offsets into token_table. long_names: a length byte\n"
 "with its top bit set takes a second byte (Linux 6.1+). ValueError if a table is cut short.");

@@ -3,17 +3,17 @@
  *
  * drgn_ss._fast runs drgn_ss's hot loops in C, one file a domain, each mirroring a Python
  * module that stays the reference (the tests compare both):
- *   _fast_walk.c    hash-chain walk and socket decoding   drgn_ss.decode, drgn_ss.tables
+ *   _fast_walk.c    hash-chain walk and socket decoding   drgn_ss.sockets.inet, drgn_ss.tables.hashtable
  *   _fast_owners.c  every task's file table: owners       drgn_ss.owners
- *   _fast_render.c  ss's cells, buffer accounting, lines  drgn_ss.render
- *   _fast_btf.c     BTF type index, kallsyms names        drgn_ss.btf, drgn_ss.kallsyms
+ *   _fast_render.c  ss's cells, buffer accounting, lines  drgn_ss.output.text
+ *   _fast_btf.c     BTF type index, kallsyms names        drgn_ss.kernel.btf, drgn_ss.kernel.kallsyms
  * Offsets come from Python (the facts), so nothing here knows a kernel version.
  *
  * Here: reading kernel memory, from an image of physical memory where the direct map
  * allows (a memcpy from the mapped ELF core file, or a pread() of a QEMU process's memory),
  * and otherwise through a Python callable, read(address, size) -> bytes, which may raise
- * drgn.FaultError (reference: drgn_ss.raw.Memory and PhysicalImage); struct members at
- * offsets (drgn_ss.raw.Field); records.
+ * drgn.FaultError (reference: drgn_ss.kernel.memory.Memory and PhysicalImage); struct members at
+ * offsets (drgn_ss.kernel.fields.Field); records.
  */
 #include "_fast.h"
 
@@ -188,7 +188,7 @@ int parse_mem(PyObject *spec, Mem *m)
 static struct PyModuleDef module = {
 	PyModuleDef_HEAD_INIT, "drgn_ss._fast",
 	"drgn_ss's hot loops in C: the hash-chain walk and socket decoding, owners, rendering,\n"
-	"BTF and kallsyms; drgn_ss.decode, owners, render, btf and kallsyms are the reference.",
+	"BTF and kallsyms; drgn_ss.sockets.inet, owners, render, btf and kallsyms are the reference.",
 	-1, NULL, NULL, NULL, NULL, NULL,
 };
 

@@ -1,6 +1,6 @@
 /*
  * drgn_ss._fast, owners: every process's open sockets, socket_holders().
- * Reference: drgn_ss.owners (raw_kernel_owners).
+ * Reference: drgn_ss.owners (kernel_owners).
  */
 #include "_fast.h"
 
@@ -31,7 +31,7 @@ PyDoc_STRVAR(socket_holders_doc,
 "\n"
 "For tasks, a list of (pid, comm, files_struct address), read each file table and\n"
 "return {struct sock address: [cls(comm, pid, fd), ...]} in ss's order, as\n"
-"drgn_ss.owners.raw_kernel_owners does: only for a socket file whose struct socket points\n"
+"drgn_ss.owners.kernel_owners does: only for a socket file whose struct socket points\n"
 "back to it (socket->file) and whose sock points back to the socket (sk->sk_socket); other\n"
 "socket files are file_faults.");
 

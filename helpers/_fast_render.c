@@ -1,7 +1,7 @@
 /*
  * drgn_ss._fast, rendering: ss's cells, its buffer accounting, and padded lines
  * (socket_cells, users_cells, render_breaks, max_lengths, format_lines).
- * Reference: drgn_ss.render (Formatter.columns, Formatter.users, TokenBuffer, layout_columns).
+ * Reference: drgn_ss.output.text (Formatter.columns, Formatter.users, TokenBuffer, layout_columns).
  */
 #include "_fast.h"
 
@@ -47,7 +47,7 @@ static int check_range(Py_ssize_t start, Py_ssize_t stop, Py_ssize_t nrows)
 	return 0;
 }
 
-/* misc/ss.c's output buffer, as drgn_ss.render.TokenBuffer (the reference). */
+/* misc/ss.c's output buffer, as drgn_ss.output.columns.TokenBuffer (the reference). */
 #define BUF_CHUNK_DATA (1024 * 1024 - 16)
 #define BUF_CHUNKS_MAX 5
 
@@ -86,7 +86,7 @@ PyDoc_STRVAR(render_breaks_doc,
 "render_breaks(columns) -> list[int]\n"
 "\n"
 "The rows after which ss renders what it has buffered, for rows of these columns of\n"
-"cells (the header row first), as drgn_ss.render.TokenBuffer.add_line says.");
+"cells (the header row first), as drgn_ss.output.columns.TokenBuffer.add_line says.");
 
 static PyObject *render_breaks(PyObject *self, PyObject *args)
 {
@@ -198,7 +198,7 @@ PyDoc_STRVAR(format_lines_doc,
 "\n"
 "Rows [start, stop) of these columns, a line each: each cell after its delimiter and\n"
 "padded to pads[i] characters (to the left if right[i], else to the right), as\n"
-"drgn_ss.render's str.format() line does. None if a cell is not ASCII (padding then\n"
+"drgn_ss.output.text's str.format() line does. None if a cell is not ASCII (padding then\n"
 "counts bytes: Python does it).");
 
 static PyObject *format_lines(PyObject *self, PyObject *args)
@@ -297,7 +297,7 @@ PyDoc_STRVAR(users_cells_doc,
 "\n"
 "ss's Process cell for each key: ' users:((\"name\",pid=P,fd=F),...)' from owners[key]\n"
 "(tuples of comm, pid, fd), the name being names[comm]; '' for 0 or a key not in owners.\n"
-"As drgn_ss.render.Formatter.users.");
+"As drgn_ss.output.text.Formatter.users.");
 
 typedef struct {
 	unsigned long long key;
@@ -464,7 +464,7 @@ PyDoc_STRVAR(socket_cells_doc,
 "    -> list[list[str]]\n"
 "\n"
 "ss's Netid, State, Recv-Q, Send-Q, Local Address:, Port, Peer Address: and Port cells\n"
-"of each record, as drgn_ss.render.Formatter.columns makes them. fields: the records'\n"
+"of each record, as drgn_ss.output.text.Formatter.columns makes them. fields: the records'\n"
 "indices of proto, state, src, sport, dst, dport, v6only, recv_q and send_q. hosts[(addr,\n"
 "v6only)], services[(port, proto)] and queues[size] are the cells (dicts that may make\n"
 "missing ones); states[state] is a state's name. A port is '*' if 0, and its number if\n"
@@ -549,7 +549,7 @@ static PyObject *socket_cells(PyObject *self, PyObject *args)
 	for (Py_ssize_t i = 0; i < n; i++) {
 		PyObject *s = PyList_GET_ITEM(socks, i);
 		if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) <= f[F_SENDQ] || PyTuple_GET_SIZE(s) <= f[F_V6ONLY]) {
-			PyErr_SetString(PyExc_TypeError, "socket_cells: records are InetSock tuples");
+			PyErr_SetString(PyExc_TypeError, "socket_cells: records are Socket tuples");
 			goto error;
 		}
 		PyObject *cell[NCELLS];

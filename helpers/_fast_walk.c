@@ -1,10 +1,10 @@
 /*
  * drgn_ss._fast, the hash-chain walk and socket decoding: walk_sockets().
- * Reference: drgn_ss.decode (RawDecoder._walk, ._chain) and drgn_ss.tables (the checks).
+ * Reference: drgn_ss.sockets.inet (InetDecoder._walk, ._chain) and drgn_ss.tables.hashtable (the checks).
  *
  * walk_sockets() follows the chains of one kernel hash table and decodes every
- * socket of the namespaces asked into drgn_ss.inet.InetSock records, exactly as
- * drgn_ss.decode.RawDecoder does in Python (which stays the reference: the kernel
+ * socket of the namespaces asked into drgn_ss.sockets.record.Socket records, exactly as
+ * drgn_ss.sockets.inet.InetDecoder does in Python (which stays the reference: the kernel
  * matrix checks both give the same records). Offsets come from Python (SockLayout),
  * so nothing here knows a kernel version. A fault cuts the chain (a "bucket" fault)
  * or drops the socket (a "socket" fault), as in Python.
@@ -26,23 +26,23 @@ enum {
 	AF_INET6_ = 10,
 };
 
-/* drgn_ss.decode.DAMAGED, BAD_STATE, TCP_MAX_STATE; drgn_ss.tables.NULL_IN_NULLS */
+/* drgn_ss.sockets.inet.DAMAGED, BAD_STATE, TCP_MAX_STATE; drgn_ss.tables.hashtable.NULL_IN_NULLS */
 #define DAMAGED "a damaged socket (no inet family or local port)"
 #define BAD_STATE "a damaged socket (no such state)"
 #define TCP_MAX_STATE 12
 #define TCP_FIN_WAIT2 5
-/* drgn_ss.decode.OTHER_PROTOCOL, IPPROTO_TCP, IPPROTO_UDP */
+/* drgn_ss.sockets.inet.OTHER_PROTOCOL, IPPROTO_TCP, IPPROTO_UDP */
 #define OTHER_PROTOCOL "a damaged socket (not of its table's protocol)"
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
 #define NULL_IN_NULLS "NULL in a nulls hash chain: a zeroed node or bucket"
-/* drgn_ss.tables.STRAYED, OUTSIDE, MET_AGAIN, OTHER_MARKER */
+/* drgn_ss.tables.hashtable.STRAYED, OUTSIDE, MET_AGAIN, OTHER_MARKER */
 #define STRAYED "hash chain ends in another bucket's marker: a node freed and reused under the walk"
 #define OUTSIDE "hash chain pointer outside the direct map: damaged"
 #define MET_AGAIN "hash chain meets a node already walked: chains that loop or join"
 #define OTHER_MARKER "a bucket holds another bucket's nulls marker: damaged"
 
-/* The layout a walk decodes with: drgn_ss.decode.SockLayout, flattened. */
+/* The layout a walk decodes with: drgn_ss.sockets.inet.SockLayout, flattened. */
 typedef struct {
 	Field net, family, state, rcv_saddr, daddr, num, dport, bound_dev_if, cookie, ipv6only, refcnt;
 	Field tw_substate, tw_expires, req_retrans, req_expires;
@@ -90,7 +90,7 @@ typedef struct {
 	 * it (compared without a dict lookup); netns is the socket's being decoded. */
 	PyObject *nets, *netns, *cls, *proto, *full, *timewait, *request, *out;
 	PyObject *only_netns;
-	/* walked: a set of every node address the listing's walks visited (drgn_ss.tables.Walked),
+	/* walked: a set of every node address the listing's walks visited (drgn_ss.tables.hashtable.Walked),
 	 * node_lo/node_hi where a node may be; known: a set of every struct net on the namespace
 	 * list, or None; strays: {struct net: [count, a socket]} of sockets of no known namespace. */
 	PyObject *walked, *known, *strays;
@@ -126,7 +126,7 @@ static PyObject *make_bytes(const unsigned char *buf, Py_ssize_t off, Py_ssize_t
 	return PyBytes_FromStringAndSize((const char *)buf + off, size);
 }
 
-/* Append an InetSock to w->out; 0, 1 (socket fault, counted) or -1 (error). */
+/* Append an Socket to w->out; 0, 1 (socket fault, counted) or -1 (error). */
 static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
 {
 	const Layout *L = &w->L;
@@ -302,7 +302,7 @@ typedef struct {
 
 /*
  * Follow one chain from pos (bucket i's first pointer), decoding the sockets of the
- * namespace into w->out, as drgn_ss.decode.RawDecoder._chain does. 0: the chain was
+ * namespace into w->out, as drgn_ss.sockets.inet.InetDecoder._chain does. 0: the chain was
  * followed to its end; 1: it was cut and counted (a fault, a loop, a NULL in a nulls
  * chain, another bucket's marker) or a socket on it was; -1: a Python error.
  */
@@ -327,7 +327,7 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			Py_DECREF(node);
 			return -1;
 		}
-		if (met && w->live) { /* a loop in this chain, or a socket moved here (drgn_ss.tables.Walked) */
+		if (met && w->live) { /* a loop in this chain, or a socket moved here (drgn_ss.tables.hashtable.Walked) */
 			for (Py_ssize_t k = 0; k < w->nadded && met == 1; k++)
 				if (w->added[k] == addr)
 					met = 2;
@@ -464,7 +464,7 @@ PyDoc_STRVAR(walk_sockets_doc,
 "\n"
 "Follow the chains starting at heads (first pointers) and decode the sockets of the\n"
 "namespaces in nets ({struct net address: inode number}), as\n"
-"drgn_ss.decode.RawDecoder._walk does. marker_base: the nulls marker\n"
+"drgn_ss.sockets.inet.InetDecoder._walk does. marker_base: the nulls marker\n"
 "ending bucket 0's chain (-1: not checked). head_at: None, or a callable that reads\n"
 "bucket i's first pointer again, for one more walk of a chain that was cut (a live kernel).\n"
 "walked: a set of the node addresses walked so far (a node met again cuts its chain), added\n"

@@ -5,7 +5,7 @@ are missing, setuptools builds the package without it and says so in one warning
 shows only with ``-v``. :class:`BuildExt` (``[tool.setuptools.cmdclass]`` in pyproject.toml)
 adds a warning that names the reason and the fix, and records the outcome in the package as
 ``drgn_ss/_build.json`` (``{"native": true}`` or ``{"native": false, "reason": "..."}``),
-which ``drgn-ss --version`` reads (:func:`drgn_ss.raw.native_build`). An editable install
+which ``drgn-ss --version`` reads (:func:`drgn_ss.kernel.native.native_build`). An editable install
 (``pip install -e``, the bootstrap's) records nothing: there, drgn-ss asks whether the module
 imports. See docs/packaging.md, "Without a C compiler".
 """

@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from drgn import FaultError, Program
-from drgn_ss.decode import raw_inet_socks, raw_skmem
-from drgn_ss.inet import InetSock
-from drgn_ss.layout import kernel_facts, kernel_memory
-from drgn_ss.owners import Owner, raw_kernel_owners
-from drgn_ss.raw import Field
-from drgn_ss.summary import TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, PerCpu, raw_tcp_mib
-from drgn_ss.tables import WalkErrors, tolerate
+from drgn_ss.kernel.damage import WalkErrors, tolerate
+from drgn_ss.kernel.facts import kernel_facts
+from drgn_ss.kernel.fields import Field
+from drgn_ss.kernel.target import kernel_memory
+from drgn_ss.owners import Owner, kernel_owners
+from drgn_ss.sockets.counters import TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, PerCpu, tcp_mib_counters
+from drgn_ss.sockets.inet import inet_sockets, sk_meminfo
+from drgn_ss.sockets.record import Socket
 
 
 class TcpCounters(NamedTuple):
@@ -44,14 +45,14 @@ COUNTER_MEMBERS = ("bytes_sent", "bytes_acked", "bytes_received", "segs_out", "s
 ConnKey = tuple[int, str, bytes, int, bytes, int]
 
 
-def conn_key(s: InetSock) -> ConnKey:
+def conn_key(s: Socket) -> ConnKey:
     return (s.address, s.proto, s.src, s.sport, s.dst, s.dport)
 
 
 class Connection(NamedTuple):
     """One socket in one sample."""
 
-    sock: InetSock
+    sock: Socket
     #: TCP: the counters; UDP: None.
     counters: TcpCounters | None
     #: UDP: (receive queue bytes, drops); TCP: None.
@@ -84,7 +85,7 @@ class Sample(NamedTuple):
     sample_s: float = 0.0
 
 
-def raw_tcp_counters(prog: Program, socks: Sequence[InetSock], errors: WalkErrors | None = None
+def tcp_counters(prog: Program, socks: Sequence[Socket], errors: WalkErrors | None = None
                      ) -> dict[int, TcpCounters]:
     """:class:`TcpCounters` of each full TCP socket, by address; minisocks have none."""
     facts = kernel_facts(prog)
@@ -124,22 +125,22 @@ class Sampler:
     def sample(self) -> Sample:
         cpu0, start = time.process_time(), time.monotonic()
         errors = WalkErrors()
-        socks = [s for s in raw_inet_socks(self.prog, self.nets, ("udp", "tcp"), listening=False,
+        socks = [s for s in inet_sockets(self.prog, self.nets, ("udp", "tcp"), listening=False,
                                            established=True, errors=errors, inodes=False, cgroups=False)
                  if s.kind == "full"]
         read_start = time.monotonic()
-        counters = raw_tcp_counters(self.prog, socks, errors)
+        counters = tcp_counters(self.prog, socks, errors)
         # Rates are over the time between two samples' reads of the counters (the walk
         # before them takes longer, and varies more).
         when = (read_start + time.monotonic()) / 2
         udp = [s for s in socks if s.proto == "udp"]
-        skmem = raw_skmem(self.prog, udp, errors) if udp else {}
+        skmem = sk_meminfo(self.prog, udp, errors) if udp else {}
         walk_s = time.monotonic() - start
         wanted = {s.address for s in socks if s.socket}
         unknown = wanted - self.owners.keys() - self.orphans
         walked = bool(unknown)
         if walked:
-            found = raw_kernel_owners(self.prog, errors)
+            found = kernel_owners(self.prog, errors)
             self.owners = {sock: found[sock] for sock in wanted if sock in found}
             self.orphans = wanted - self.owners.keys()
         connections = {}
@@ -149,8 +150,8 @@ class Sampler:
                 s, counters.get(s.address), (mem[0], mem[8]) if mem is not None else None)
         owners = {sock: self.owners[sock] for sock in wanted if sock in self.owners}
         try:
-            opens: int | None = sum(raw_tcp_mib(self.prog, net, TCP_MIB_ACTIVEOPENS, self.pcpu)
-                                    + raw_tcp_mib(self.prog, net, TCP_MIB_PASSIVEOPENS, self.pcpu)
+            opens: int | None = sum(tcp_mib_counters(self.prog, net, TCP_MIB_ACTIVEOPENS, self.pcpu)
+                                    + tcp_mib_counters(self.prog, net, TCP_MIB_PASSIVEOPENS, self.pcpu)
                                     for net in self.nets)
         except FaultError:
             opens = None
@@ -188,7 +189,7 @@ class ProcessTraffic(NamedTuple):
     udp_drops: int | None
 
 
-def holder(owners: dict[int, list[Owner]], s: InetSock) -> Owner | None:
+def holder(owners: dict[int, list[Owner]], s: Socket) -> Owner | None:
     """The process a socket is counted for: its first holder in ss's order (highest pid)."""
     holders = owners.get(s.address)
     return holders[0] if holders else None
@@ -303,3 +304,10 @@ def _sorted(rows: list[ProcessTraffic]) -> list[ProcessTraffic]:
     rows.sort(key=lambda p: (-((p.sent_rate or 0) + (p.received_rate or 0)),
                              -((p.sent or 0) + (p.received or 0)), p.pid))
     return rows
+
+
+def tcp_opened(now: Sample, before: Sample | None) -> int | None:
+    """TCP connections the namespaces opened between two samples, seen or not (the TCP MIB)."""
+    if before is None or now.tcp_opens is None or before.tcp_opens is None:
+        return None
+    return now.tcp_opens - before.tcp_opens

@@ -6,8 +6,8 @@ Works on the live kernel (rates) and on ``drgn -c VMCORE -s VMLINUX`` (cumulativ
 
 import sys
 
-from drgn_ss.cli import not_run_by_drgn
-from drgn_ss.nethogs import run
+from drgn_ss.commands.common import not_run_by_drgn
+from drgn_ss.commands.nethogs import run
 
 if __name__ == "__main__":
     if "prog" not in globals():  # drgn runs a script with its program as ``prog``

@@ -6,7 +6,8 @@ and ``drgn --qemu QMP_SOCKET -s VMLINUX``.
 
 import sys
 
-from drgn_ss.cli import not_run_by_drgn, run
+from drgn_ss.commands.common import not_run_by_drgn
+from drgn_ss.commands.ss import run
 
 if __name__ == "__main__":
     if "prog" not in globals():  # drgn runs a script with its program as ``prog``

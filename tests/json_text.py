@@ -8,9 +8,10 @@ import json
 import os
 from typing import Any
 
-from drgn_ss.decode import SKMEM_FIELDS
-from drgn_ss.render import TIMER_NAMES, escape_name, ms_timer, skmem_text
-from drgn_ss.tcpinfo import TcpInfo, tcp_info_text
+from drgn_ss.output.tcpinfo import tcp_info_text
+from drgn_ss.output.text import TIMER_NAMES, escape_name, ms_timer, skmem_text
+from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.tcpinfo import TcpInfo
 
 
 def _host(obj: dict[str, Any], side: str) -> str:

@@ -1,4 +1,4 @@
-"""drgn_ss.btf on a small BTF made here by hand (the kernel matrix checks the reader against
+"""drgn_ss.kernel.btf on a small BTF made here by hand (the kernel matrix checks the reader against
 DWARF on each kernel's own BTF): kinds, qualifiers, typedefs, bitfields, anonymous members."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import struct
 
 import pytest
 from drgn import TypeKind
-from drgn_ss.btf import (
+from drgn_ss.kernel.btf import (
     BTF_MAGIC,
     KIND_ARRAY,
     KIND_CONST,
@@ -21,7 +21,7 @@ from drgn_ss.btf import (
     Btf,
     BtfError,
 )
-from drgn_ss.raw import Field, field, offset
+from drgn_ss.kernel.fields import Field, field, offset
 
 
 class _Builder:
@@ -151,7 +151,7 @@ def test_not_btf_is_refused() -> None:
 
 def test_native_index_equals_python_index(monkeypatch: pytest.MonkeyPatch) -> None:
     """drgn_ss._fast.btf_index indexes as the Python loop does (on the host kernel's BTF if any)."""
-    from drgn_ss.raw import native
+    from drgn_ss.kernel.native import native
     if native() is None:
         pytest.skip("drgn_ss._fast is not built")
     blobs = [_fixture().data]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drgn_ss.cli import build_parser
+from drgn_ss.commands.ss import build_parser
 
 from vmtests.config import REPO
 
@@ -224,7 +224,7 @@ def test_plugin_refuses_a_foreign_dump_in_one_line(tmp_path: Path, monkeypatch: 
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """%ss at drgn's prompt on the AArch64 dump: exit status 1 and one line, the prompt kept."""
     import drgn
-    from drgn_ss.plugin import _run
+    from drgn_ss.commands.plugin import _run
 
     monkeypatch.setenv("DRGN_SS_CACHE", str(tmp_path))
     core = tmp_path / "core"
@@ -237,7 +237,7 @@ def test_plugin_refuses_a_foreign_dump_in_one_line(tmp_path: Path, monkeypatch: 
 
 
 def test_a_dump_cut_short_by_less_than_a_megabyte_says_how_much() -> None:
-    from drgn_ss.cli import _size_text
+    from drgn_ss.commands.ss import _size_text
 
     assert (_size_text(4000), _size_text(3 << 20)) == ("4000 bytes", "3 MB")  # not "0 MB"
 
@@ -325,7 +325,8 @@ SS_HELP_OPTIONS = """
 
 def test_every_ss_option_is_had_or_refused_by_name() -> None:
     """ss's options (iproute2 6.1's ss --help): each is drgn-ss's, or refused in its own words."""
-    from drgn_ss.cli import NOT_SUPPORTED, UsageError
+    from drgn_ss.commands.common import UsageError
+    from drgn_ss.commands.ss import NOT_SUPPORTED
 
     ss_options = set(SS_HELP_OPTIONS.split())
     parser = build_parser("drgn-ss", True)
@@ -345,10 +346,11 @@ def test_drgn_ss_core_and_qemu_together_is_a_usage_error() -> None:
 def test_drgn_ss_version() -> None:
     """drgn-ss --version: its version and drgn's, then whether the C part was built (this checkout's)."""
     import drgn
-    from drgn_ss import __version__, raw
+    from drgn_ss import __version__
+    from drgn_ss.kernel import native
 
     p = drgn_ss("--version")
-    c_part = "C part: built" if raw._fast is not None else "C part: not built: pure Python, 2-5x slower; "
+    c_part = "C part: built" if native._fast is not None else "C part: not built: pure Python, 2-5x slower; "
     assert (p.returncode, p.stderr) == (0, "")
     assert p.stdout.startswith(f"drgn-ss {__version__} (drgn {drgn.__version__})\n{c_part}")
     assert p.stdout.count("\n") == 2
@@ -358,8 +360,8 @@ def test_drgn_ss_version() -> None:
 def test_nethogs_version(capsys: pytest.CaptureFixture[str]) -> None:
     import drgn
     from drgn_ss import __version__
-    from drgn_ss.cli import c_part_line
-    from drgn_ss.nethogs import build_parser as nethogs_parser
+    from drgn_ss.commands.common import c_part_line
+    from drgn_ss.commands.nethogs import build_parser as nethogs_parser
 
     with pytest.raises(SystemExit) as e:
         nethogs_parser("nethogs.py").parse_args(["--version"])
@@ -388,20 +390,21 @@ def test_version_says_whether_the_c_part_was_built(record: Any, loads: bool, lin
     whether it loads."""
     import json
 
-    from drgn_ss import cli, raw
+    from drgn_ss.commands import common
+    from drgn_ss.kernel import native
 
     if record is not None:
-        (tmp_path / raw.BUILD_RECORD).write_text(record if isinstance(record, str) else json.dumps(record))
-    monkeypatch.setattr(raw, "_fast", raw._fast if loads else None)
-    monkeypatch.setattr(raw, "_fast_error", "")
-    monkeypatch.setattr(cli, "native_build", lambda: raw.native_build(str(tmp_path)))
+        (tmp_path / native.BUILD_RECORD).write_text(record if isinstance(record, str) else json.dumps(record))
+    monkeypatch.setattr(native, "_fast", native._fast if loads else None)
+    monkeypatch.setattr(native, "_fast_error", "")
+    monkeypatch.setattr(common, "native_build", lambda: native.native_build(str(tmp_path)))
     monkeypatch.delenv("DRGN_SS_PURE_PYTHON", raising=False)
-    if loads and raw._fast is None:
+    if loads and native._fast is None:
         pytest.skip("drgn_ss._fast is not built here")
-    assert cli.c_part_line() == line
+    assert common.c_part_line() == line
     if loads:
         monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
-        assert cli.c_part_line() == line + " (not used: DRGN_SS_PURE_PYTHON=1)"
+        assert common.c_part_line() == line + " (not used: DRGN_SS_PURE_PYTHON=1)"
 
 
 def test_drgn_ss_names_why_a_symbols_file_cannot_be_read(tmp_path: Path) -> None:
@@ -428,13 +431,13 @@ def test_drgn_ss_names_an_unreadable_symbols_file(tmp_path: Path) -> None:
 
 def test_elf_problem_permission_denied(monkeypatch: pytest.MonkeyPatch) -> None:
     """The unreadable case as root too (root reads any file): open() made to refuse."""
-    from drgn_ss import cli
+    from drgn_ss.commands import program
 
     def refuse(path: str, mode: str = "r") -> Any:
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(cli, "open", refuse, raising=False)
-    assert cli.elf_problem("/boot/vmlinux") == "permission denied"
+    monkeypatch.setattr(program, "open", refuse, raising=False)
+    assert program.elf_problem("/boot/vmlinux") == "permission denied"
 
 
 @pytest.mark.parametrize("flags", ["t", "tan", "tulpn"])
@@ -469,7 +472,7 @@ class FailingOutput:
 
 def test_a_write_error_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     """The listing's and nethogs' writes (:func:`write_output`) through exit_status, which both use."""
-    from drgn_ss.cli import exit_status, write_output
+    from drgn_ss.commands.common import exit_status, write_output
 
     def main() -> int:
         write_output(FailingOutput(), ["sockets\n"])  # type: ignore[arg-type]
@@ -482,9 +485,10 @@ def test_a_write_error_is_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]
 def test_nethogs_write_error_is_an_output_error() -> None:
     import argparse
 
-    from drgn_ss.cli import OutputError
-    from drgn_ss.nethogs import Stamp, _show
-    from drgn_ss.tables import WalkErrors
+    from drgn_ss.commands.common import OutputError
+    from drgn_ss.commands.nethogs import _show
+    from drgn_ss.kernel.damage import WalkErrors
+    from drgn_ss.output.nethogs import Stamp
     from drgn_ss.traffic import Sample
 
     sample = Sample(when=0.0, walk_s=0.0, connections={}, owners={}, cpu_s=0.0, owners_walked=False,
@@ -496,14 +500,14 @@ def test_nethogs_write_error_is_an_output_error() -> None:
 
 def test_stats_says_whether_the_c_path_ran(monkeypatch: pytest.MonkeyPatch) -> None:
     """--stats' "native": the C extension where it is built, not with DRGN_SS_PURE_PYTHON=1."""
-    from drgn_ss import raw
-    from drgn_ss.cli import native_path
+    from drgn_ss.commands.common import native_path
+    from drgn_ss.kernel import native
 
     monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
     assert native_path() is False
     monkeypatch.delenv("DRGN_SS_PURE_PYTHON")
-    assert native_path() is (raw._fast is not None)
-    monkeypatch.setattr(raw, "_fast", None)  # not built
+    assert native_path() is (native._fast is not None)
+    monkeypatch.setattr(native, "_fast", None)  # not built
     assert native_path() is False
 
 
@@ -513,7 +517,7 @@ def _warm_cache(cache: Path, build_id: str, sections: dict[str, dict[str, Any]])
     """A facts cache holding ``sections`` for the build of :func:`_build_core`'s kernel."""
     import json
 
-    from drgn_ss.layout import _source_hash
+    from drgn_ss.kernel.facts import _source_hash
 
     (cache / "facts").mkdir(parents=True, mode=0o700)
     (cache / "facts" / f"{build_id}-{_source_hash()}.json").write_text(json.dumps(
@@ -531,9 +535,9 @@ def _build_core(tmp_path: Path, build_id: str) -> str:
 def _open(core: str, *symbols: str) -> Any:
     import argparse
 
-    from drgn_ss import cli
+    from drgn_ss.commands import program
 
-    return cli.open_program(argparse.Namespace(core=core, symbols=list(symbols), qemu=None))
+    return program.open_program(argparse.Namespace(core=core, symbols=list(symbols), qemu=None))
 
 
 def test_symbols_of_the_kernels_build_wait_for_a_missing_fact(tmp_path: Path,
@@ -543,8 +547,8 @@ def test_symbols_of_the_kernels_build_wait_for_a_missing_fact(tmp_path: Path,
     not loaded at open; those facts alone are used (not the live kernel's); a fact not there
     loads it (this vmlinux has no DWARF: one line says so, naming it).
     """
-    from drgn_ss.cli import Failure
-    from drgn_ss.layout import kernel_facts
+    from drgn_ss.commands.common import Failure
+    from drgn_ss.kernel.facts import kernel_facts
 
     from tests.test_facts import BUILD_ID, tiny_vmlinux
 
@@ -570,7 +574,7 @@ def test_symbols_are_loaded_at_once_unless_their_build_id_and_facts_say_so(
     takes (0123abcd: too short to name a cache file, as a damaged one): loaded, so checked by
     drgn, as the kernel is opened.
     """
-    from drgn_ss.cli import Failure
+    from drgn_ss.commands.common import Failure
 
     from tests.test_facts import BUILD_ID, tiny_vmlinux
 

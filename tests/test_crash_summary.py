@@ -15,7 +15,8 @@ import drgn.helpers.linux.panic
 import drgn.helpers.linux.sched
 import pytest
 from drgn import BadDataError, FaultError, ObjectAbsentError, OutOfBoundsError, ProgramFlags
-from drgn_ss import cli, crash
+from drgn_ss.commands import ss
+from drgn_ss.kernel import crash
 
 #: What drgn and its helpers raise on damaged memory (OverflowError: drgn's printk helper on
 #: a damaged log ring; a plain Exception: drgn's errors of no other kind).
@@ -197,15 +198,15 @@ def test_cli_says_nothing_false_of_a_dump_that_may_not_have_panicked(
         capsys: pytest.CaptureFixture[str]) -> None:
     """No crash summary; --header says what any dump has: its release, time and uptime."""
     reads({})
-    monkeypatch.setattr(cli, "panicked", lambda prog: state)
-    monkeypatch.setattr(cli, "crash_summary", raises(AssertionError("no summary asked for"), None))
-    monkeypatch.setattr(cli, "kernel_facts", lambda prog: Facts())
+    monkeypatch.setattr(ss, "panicked", lambda prog: state)
+    monkeypatch.setattr(ss, "crash_summary", raises(AssertionError("no summary asked for"), None))
+    monkeypatch.setattr(ss, "kernel_facts", lambda prog: Facts())
     prog = Program({}, info={"OSRELEASE": "6.1.0-18-cloud-amd64"})
     header = io.StringIO()
-    assert cli.show_crash_summary(prog, "drgn-ss", header) == said
+    assert ss.show_crash_summary(prog, "drgn-ss", header) == said
     assert header.getvalue() == ("# dump of Linux 6.1.0-18.[31m-cloud-amd64, taken 2024-01-02 03:04:05 UTC, "
                                  "123.4 s after boot\n")
-    assert cli.show_crash_summary(prog, "drgn-ss", None) == said
+    assert ss.show_crash_summary(prog, "drgn-ss", None) == said
     assert capsys.readouterr() == ("", "")
 
 
@@ -217,10 +218,10 @@ def test_header_of_a_dump_without_debug_info(reads: Any, monkeypatch: pytest.Mon
         def need_debug_info(self) -> None:
             raise LookupError("no debug info for kernel 6.1")
 
-    monkeypatch.setattr(cli, "panicked", lambda prog: False)
-    monkeypatch.setattr(cli, "kernel_facts", lambda prog: NoDebugInfo())
+    monkeypatch.setattr(ss, "panicked", lambda prog: False)
+    monkeypatch.setattr(ss, "kernel_facts", lambda prog: NoDebugInfo())
     header = io.StringIO()
-    assert cli.show_crash_summary(Program({}, info={}), "drgn-ss", header) == ""
+    assert ss.show_crash_summary(Program({}, info={}), "drgn-ss", header) == ""
     assert header.getvalue() == "# dump of Linux 6.1.0-18.[31m-cloud-amd64, 123.4 s after boot\n"
 
 
@@ -234,29 +235,29 @@ def test_crash_without_debug_info_says_what_it_can(reads: Any, monkeypatch: pyte
         def need_debug_info(self) -> None:
             raise LookupError("no debug info for kernel 6.1.0-18-cloud-amd64")
 
-    monkeypatch.setattr(cli, "panicked", lambda prog: True)
-    monkeypatch.setattr(cli, "kernel_facts", lambda prog: NoDebugInfo())
-    monkeypatch.setattr(cli, "crash_summary", raises(AssertionError("needs debug info"), None))
+    monkeypatch.setattr(ss, "panicked", lambda prog: True)
+    monkeypatch.setattr(ss, "kernel_facts", lambda prog: NoDebugInfo())
+    monkeypatch.setattr(ss, "crash_summary", raises(AssertionError("needs debug info"), None))
     expected = ["crash dump of Linux 6.1.0-18.[31m-cloud-amd64, crashed 2024-01-02 03:04:05 UTC, "
                 "123.4 s after boot",
                 "no panic message or crashing task: no debug info for kernel 6.1.0-18-cloud-amd64 "
                 "(give -s VMLINUX)"]
     header = io.StringIO()
-    assert cli.show_crash_summary(Program({}), "drgn-ss", header) == ""
+    assert ss.show_crash_summary(Program({}), "drgn-ss", header) == ""
     assert header.getvalue().splitlines() == [f"# {line}" for line in expected]
-    assert cli.show_crash_summary(Program({}), "drgn-ss", None) == ""
+    assert ss.show_crash_summary(Program({}), "drgn-ss", None) == ""
     assert capsys.readouterr().err.splitlines() == [f"drgn-ss: {line}" for line in expected]
 
 
 def test_cli_prints_the_summary_on_stderr_or_as_header(reads: Any, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     reads({"dmesg": OverflowError("int too big to convert")})
-    monkeypatch.setattr(cli, "kernel_facts", lambda prog: Facts())
+    monkeypatch.setattr(ss, "kernel_facts", lambda prog: Facts())
     prog = Program({})
     header = io.StringIO()
-    assert cli.show_crash_summary(prog, "drgn-ss", header) == ""
+    assert ss.show_crash_summary(prog, "drgn-ss", header) == ""
     assert header.getvalue().splitlines()[1] == "# panic: (the kernel log is unreadable)"
-    assert cli.show_crash_summary(prog, "drgn-ss", None) == ""
+    assert ss.show_crash_summary(prog, "drgn-ss", None) == ""
     err = capsys.readouterr().err
     assert err.splitlines()[2] == "drgn-ss: crashing task: pid 4242 (sh.[2J) on CPU 1"
     assert "\x1b" not in err

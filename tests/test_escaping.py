@@ -12,15 +12,16 @@ import re
 from typing import Any
 
 import pytest
-from drgn_ss import cli
-from drgn_ss.inet import AF_INET, TCP_ESTABLISHED, InetSock
-from drgn_ss.names import escape_bytes, escape_name, safe_line
-from drgn_ss.nethogs import Stamp, connection_lines, connection_rows, process_lines, sample_json
+from drgn_ss.commands import common, program
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.strings import escape_bytes, escape_name, safe_line
+from drgn_ss.output.json_output import render_json
+from drgn_ss.output.nethogs import Stamp, connection_lines, connection_rows, process_lines, sample_json
+from drgn_ss.output.text import Formatter, NetnsTag, render_sockets
 from drgn_ss.owners import Owner
-from drgn_ss.render import Formatter, NetnsTag, render_json, render_sockets
-from drgn_ss.ssfilter import parse_filter
-from drgn_ss.tables import WalkErrors
-from drgn_ss.tcpinfo import TcpInfo
+from drgn_ss.selection.filter import parse_filter
+from drgn_ss.sockets.record import AF_INET, TCP_ESTABLISHED, Socket
+from drgn_ss.sockets.tcpinfo import TcpInfo
 from drgn_ss.traffic import Connection, Sample, TcpCounters, conn_key, per_process
 
 from tests.json_text import schema_validator, text_line
@@ -50,9 +51,9 @@ CONG_SHOWN = "cu.]0;pwn.bic"
 HOSTILE_COMM = kernel_name(b'a\nb\x1b[31mc"\xc3\xa9)e')
 
 
-def sock(n: int, ifindex: int) -> InetSock:
+def sock(n: int, ifindex: int) -> Socket:
     """A full TCP socket on 10.0.0.n:(1000+n), bound to ``ifindex`` (0: none)."""
-    return InetSock("tcp", AF_INET, TCP_ESTABLISHED, bytes([10, 0, 0, n]), 1000 + n, bytes([10, 0, 0, 99]),
+    return Socket("tcp", AF_INET, TCP_ESTABLISHED, bytes([10, 0, 0, n]), 1000 + n, bytes([10, 0, 0, 99]),
                     443, ifindex, None, 0, 0, 1000 + n, 0, 0, 4026531840, None, None, "full",
                     0xFFFF888000000000 + n * 64, 0, 0, 0, 0xFFFF888100000000 + n * 64)
 
@@ -171,9 +172,9 @@ def test_safe_line_keeps_messages_on_one_line(message: str, shown: str) -> None:
 
 def test_failure_quoting_a_dump_is_one_safe_line(capsys: pytest.CaptureFixture[str]) -> None:
     def main() -> int:
-        raise cli.Failure("no debug info for kernel 6.1\x1b[2J\nFAKE line")
+        raise common.Failure("no debug info for kernel 6.1\x1b[2J\nFAKE line")
 
-    assert cli.exit_status("drgn-ss", main) == cli.EXIT_ERROR
+    assert common.exit_status("drgn-ss", main) == common.EXIT_ERROR
     assert capsys.readouterr().err == "drgn-ss: no debug info for kernel 6.1.[2J.FAKE line\n"
 
 
@@ -182,6 +183,6 @@ def test_release_in_messages_is_escaped(monkeypatch: pytest.MonkeyPatch) -> None
     class Facts:
         release = "6.1.0\x1b[31m"
 
-    monkeypatch.setattr(cli, "kernel_facts", lambda prog: Facts())
-    message = cli.no_debug_info_message(None, LookupError("no debug info for the kernel"))
+    monkeypatch.setattr(program, "kernel_facts", lambda prog: Facts())
+    message = program.no_debug_info_message(None, LookupError("no debug info for the kernel"))
     assert "linux-image-6.1.0.[31m-dbg" in message and "\x1b" not in message

@@ -21,22 +21,14 @@ from typing import Any
 
 import pytest
 from drgn import ProgramFlags
-from drgn_ss import layout
-from drgn_ss.btf import KIND_INT, KIND_STRUCT, Btf
-from drgn_ss.layout import (
-    FACT_KINDS,
-    BtfTypes,
-    KernelFacts,
-    hz_evidence,
-    hz_of_clocksource,
-    initial_jiffies,
-    kernel_facts,
-    kernel_hz,
-    plausible_fact,
-    tick_nsec,
-    valid_build_id,
-)
-from drgn_ss.raw import elf_build_id, elf_file_bytes
+from drgn_ss.kernel import clock, features, program
+from drgn_ss.kernel import facts as facts_module
+from drgn_ss.kernel.btf import KIND_INT, KIND_STRUCT, Btf
+from drgn_ss.kernel.clock import hz_evidence, hz_of_clocksource, initial_jiffies, kernel_hz, tick_nsec
+from drgn_ss.kernel.facts import FACT_KINDS, KernelFacts, kernel_facts, plausible_fact
+from drgn_ss.kernel.images import elf_build_id, elf_file_bytes
+from drgn_ss.kernel.program import valid_build_id
+from drgn_ss.kernel.types import BtfTypes
 
 from tests.test_btf import _Builder
 
@@ -146,7 +138,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         return BtfTypes(prog, prog.btf,
                         lambda name: None if name not in SYMBOLS else SYMBOLS[name] + prog.kaslr)
 
-    monkeypatch.setattr(layout, "btf_types", btf_types)
+    monkeypatch.setattr(facts_module, "btf_types", btf_types)
     return path
 
 
@@ -346,7 +338,7 @@ def test_cached_value_of_the_wrong_kind_is_worked_out_again(tmp_path: Path, cach
 
 
 def test_layout_of_the_wrong_shape_is_not_used() -> None:
-    good = {name: False for name in layout.KernelLayout._fields}
+    good = {name: False for name in features.KernelLayout._fields}
     assert plausible_fact("layout", good)
     assert not plausible_fact("layout", {**good, "extra": True})
     assert not plausible_fact("layout", {k: 0 for k in good})
@@ -356,7 +348,7 @@ def test_layout_of_the_wrong_shape_is_not_used() -> None:
 def test_every_kind_of_fact_the_helpers_ask_for_is_checked() -> None:
     """Each key prefix of a facts.value() call (and of KernelFacts' own) has a check in FACT_KINDS."""
     used = set()
-    for path in HELPERS.glob("*.py"):
+    for path in HELPERS.rglob("*.py"):
         used |= set(re.findall(r"\.value\(f?\"([a-z]+)[:\"]", path.read_text()))
     assert used and used <= FACT_KINDS.keys(), used - FACT_KINDS.keys()
     assert {"field", "offset", "size", "symbol", "percpu", "hz", "layout"} <= FACT_KINDS.keys()
@@ -399,7 +391,7 @@ def lazily_loaded_kernel(tmp_path: Path) -> FakeProgram:
     def load() -> None:
         prog.vmlinux = vmlinux
 
-    layout.set_debug_info_loader(prog, load)
+    program.set_debug_info_loader(prog, load)
     return prog
 
 
@@ -453,7 +445,7 @@ def test_dwarf_is_not_deferred_without_dwarf_facts_and_a_loader(
     poisoned(cache, shared_name(tmp_path), {"build_id": BUILD_ID, "release": RELEASE, **sections})
     prog = kernel(tmp_path, dwarf=True)
     if loader:
-        layout.set_debug_info_loader(prog, lambda: None)
+        program.set_debug_info_loader(prog, lambda: None)
     assert not facts_of(prog).defer_debug_info()
 
 
@@ -521,9 +513,9 @@ def test_implausible_btf_is_refused(tmp_path: Path) -> None:
 
 def clocks(monkeypatch: pytest.MonkeyPatch, jiffies: int, mono_ns: int, constant: int | None) -> None:
     """The fake kernel's jiffies_64, monotonic clock, and clocksource_jiffies' HZ in memory."""
-    monkeypatch.setattr(layout, "raw_jiffies", lambda prog: jiffies)
-    monkeypatch.setattr(layout, "_mono_ns", lambda types: mono_ns)
-    monkeypatch.setattr(layout, "_memory_hz", lambda facts: constant)
+    monkeypatch.setattr(clock, "jiffies", lambda prog: jiffies)
+    monkeypatch.setattr(clock, "_mono_ns", lambda types: mono_ns)
+    monkeypatch.setattr(clock, "_memory_hz", lambda facts: constant)
 
 
 #: A 6.1 dump's clocks (HZ 250): jiffies lag the monotonic clock by 0.83 s.

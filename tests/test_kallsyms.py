@@ -9,9 +9,9 @@ import struct
 from collections.abc import Iterator
 
 import pytest
-from drgn_ss import kallsyms
-from drgn_ss.kallsyms import SYMBOLS, KallsymsError, MemoryKallsyms, find_names
-from drgn_ss.raw import native
+from drgn_ss.kernel import kallsyms
+from drgn_ss.kernel.kallsyms import SYMBOLS, KallsymsError, MemoryKallsyms, find_names
+from drgn_ss.kernel.native import native
 
 HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
 
@@ -180,7 +180,7 @@ def test_proc_kallsyms(tmp_path: pytest.TempPathFactory) -> None:
 def test_symbols_lists_what_the_helpers_read() -> None:
     """SYMBOLS is every name the helpers ask kallsyms for (one pass finds them all), no more."""
     used = set()
-    for path in glob.glob(os.path.join(HELPERS, "*.py")):
+    for path in glob.glob(os.path.join(HELPERS, "**", "*.py"), recursive=True):
         with open(path) as f:
             used |= set(re.findall(r"symbol\(\"([A-Za-z_0-9]+)\"\)", f.read()))
     assert used == set(SYMBOLS)

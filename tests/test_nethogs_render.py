@@ -9,11 +9,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from drgn_ss import nethogs
-from drgn_ss.inet import AF_INET, AF_INET6, InetSock
-from drgn_ss.nethogs import (
+from drgn_ss.commands.nethogs import build_parser
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.output import nethogs as nethogs_output
+from drgn_ss.output.nethogs import (
     Stamp,
-    build_parser,
     connection_lines,
     connection_rows,
     dump_stamp,
@@ -21,9 +21,9 @@ from drgn_ss.nethogs import (
     process_lines,
     sample_json,
 )
+from drgn_ss.output.text import endpoint_text
 from drgn_ss.owners import Owner
-from drgn_ss.render import endpoint_text
-from drgn_ss.tables import WalkErrors
+from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.traffic import Connection, Sample, TcpCounters, bytes_since, conn_key, per_process
 
 from tests.test_traffic import sample, sock
@@ -35,12 +35,12 @@ def v6(text: str) -> bytes:
     return socket.inet_pton(socket.AF_INET6, text)
 
 
-def sock6(address: int, src: str, sport: int, dst: str, dport: int, socket_: int) -> InetSock:
-    return InetSock("tcp", AF_INET6, 1, v6(src), sport, v6(dst), dport, 0, False, 0, 0, 0, 0, 0,
+def sock6(address: int, src: str, sport: int, dst: str, dport: int, socket_: int) -> Socket:
+    return Socket("tcp", AF_INET6, 1, v6(src), sport, v6(dst), dport, 0, False, 0, 0, 0, 0, 0,
                     4026531840, None, None, "full", address, 0, 0, 0, socket_)
 
 
-def with_unread(base: Sample, tcp: InetSock | None = None, udp: InetSock | None = None,
+def with_unread(base: Sample, tcp: Socket | None = None, udp: Socket | None = None,
                 tcp_opens: int | None = None) -> Sample:
     """``base`` with a TCP socket whose counters, and a UDP one whose queue, could not be read."""
     connections = dict(base.connections)
@@ -156,9 +156,9 @@ def test_counters_unread_in_the_sample_before_give_no_rate() -> None:
 
 def test_dump_stamp_is_the_dumps_time_or_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     when = datetime(2026, 11, 27, 21, 41, 52, tzinfo=timezone.utc)
-    monkeypatch.setattr(nethogs, "dump_time", lambda prog: when)
+    monkeypatch.setattr(nethogs_output, "dump_time", lambda prog: when)
     assert dump_stamp(None) == DUMP
-    monkeypatch.setattr(nethogs, "dump_time", lambda prog: None)
+    monkeypatch.setattr(nethogs_output, "dump_time", lambda prog: None)
     assert dump_stamp(None) == Stamp("-", None)
     empty = Sample(0.0, 0.0, {}, {}, 0.0, False, WalkErrors())
     assert header_line(Stamp("-", None), empty, None, []).startswith("-  0 sockets, cumulative")

@@ -11,9 +11,10 @@ from types import SimpleNamespace
 import pytest
 from drgn import FaultError
 from drgn_ss import owners
-from drgn_ss.owners import MAX_FDS, Owner, raw_kernel_owners
-from drgn_ss.raw import Field, native
-from drgn_ss.tables import WalkErrors
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.fields import Field
+from drgn_ss.kernel.native import native
+from drgn_ss.owners import MAX_FDS, Owner, kernel_owners
 
 FILES, FDT, FDS, FILE, SOCKET_OPS, SOCKET, SK = 0x1000, 0x2000, 0x3000, 0x4000, 0x9000, 0x5000, 0x6000
 
@@ -71,14 +72,14 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
         pytest.skip("drgn_ss._fast is not built")
     if request.param == "Python":
         monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
-    monkeypatch.setattr(owners, "raw_thread_group_leaders", lambda prog, errors: [(42, "srv", FILES)])
+    monkeypatch.setattr(owners, "thread_group_leaders", lambda prog, errors: [(42, "srv", FILES)])
     return str(request.param)
 
 
 def walk(mem: Memory) -> tuple[dict[int, list[Owner]], WalkErrors]:
     prog = SimpleNamespace(cache={"drgn_ss.task_layout": layout(), "drgn_ss.memory": mem})
     errors = WalkErrors()
-    return raw_kernel_owners(prog, errors), errors
+    return kernel_owners(prog, errors), errors
 
 
 def test_file_table_walk_finds_the_socket(path: str) -> None:

@@ -137,7 +137,7 @@ def test_licence_and_metadata(prefix: Path) -> None:
     assert "Classifier: Operating System :: POSIX :: Linux" in metadata
     assert "Requires-Dist: drgn" in metadata
     entry_points = (info / "entry_points.txt").read_text()
-    assert "drgn-nethogs = drgn_ss.nethogs_cli:command" in entry_points
+    assert "drgn-nethogs = drgn_ss.commands.nethogs_cli:command" in entry_points
 
 
 def test_a_build_without_a_compiler_says_so(tmp_path: Path) -> None:

@@ -12,20 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from drgn_ss.inet import AF_INET, AF_INET6, InetSock
+from drgn_ss.output.columns import BUF_CHUNK_DATA, BUF_CHUNKS_MAX, COLUMNS, TokenBuffer, layout
+from drgn_ss.output.json_output import render_json
+from drgn_ss.output.text import Formatter, escape_name, ms_timer, render_sockets
 from drgn_ss.owners import Owner
-from drgn_ss.render import (
-    BUF_CHUNK_DATA,
-    BUF_CHUNKS_MAX,
-    COLUMNS,
-    Formatter,
-    TokenBuffer,
-    escape_name,
-    layout,
-    ms_timer,
-    render_json,
-    render_sockets,
-)
+from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 
 from tests.json_text import schema_validator, text_line
 
@@ -161,7 +152,7 @@ def test_render_waits_a_line_when_the_last_flush_takes_the_last_chunk() -> None:
 @pytest.mark.parametrize("screen", [None, 80])
 def test_native_lines_equal_python_lines(screen: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
     """drgn_ss._fast.format_lines pads as the str.format() lines do; non-ASCII lines stay Python's."""
-    from drgn_ss.raw import native
+    from drgn_ss.kernel.native import native
     if native() is None:
         pytest.skip("drgn_ss._fast is not built")
     rows = [[c.header for i, c in enumerate(COLUMNS) if i]]
@@ -176,7 +167,7 @@ def test_native_lines_equal_python_lines(screen: int | None, monkeypatch: pytest
     assert layout(rows, frozenset({0}), screen) == native_text
 
 
-def _varied_socks(n: int) -> list[InetSock]:
+def _varied_socks(n: int) -> list[Socket]:
     """Records exercising every cell rule: both families, v6only, port 0, ephemeral and
     well-known ports, both protocols, any state byte, bound interfaces, large queues."""
     socks = []
@@ -185,7 +176,7 @@ def _varied_socks(n: int) -> list[InetSock]:
         size = 16 if family == AF_INET6 else 4
         src = bytes(size) if i % 7 == 0 else bytes([10, 0, i % 5, 1 + i % 250]).rjust(size, b"\0")
         dst = bytes(size) if i % 4 == 0 else bytes([192, 168, 1, i % 200]).rjust(size, b"\0")
-        socks.append(InetSock(
+        socks.append(Socket(
             "udp" if i % 5 == 0 else "tcp", family, i % 13 if i % 97 else 200, src,
             (0, 22, 80, 53, 40000 + i, 1024 + i)[i % 6], dst, (0, 443, 33000 + i, 7)[i % 4],
             2 if i % 50 == 0 else 0, None if family == AF_INET else bool(i % 2),
@@ -197,7 +188,7 @@ def _varied_socks(n: int) -> list[InetSock]:
 @pytest.mark.parametrize("numeric", [True, False])
 def test_native_cells_equal_python_cells(numeric: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """drgn_ss._fast.socket_cells and users_cells make the cells Formatter.columns makes in Python."""
-    from drgn_ss.raw import native
+    from drgn_ss.kernel.native import native
     if native() is None:
         pytest.skip("drgn_ss._fast is not built")
     socks = _varied_socks(3000)
@@ -220,8 +211,9 @@ def test_native_cells_equal_python_cells(numeric: bool, monkeypatch: pytest.Monk
 
 def test_native_render_breaks_equal_python_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
     """drgn_ss._fast.render_breaks finds ss's render points where TokenBuffer does."""
-    from drgn_ss import render
-    fast = render.native()
+    from drgn_ss.output import columns as columns_module
+    from drgn_ss.output import text
+    fast = text.native()
     if fast is None:
         pytest.skip("drgn_ss._fast is not built")
     # 200,000 lines of cells of varied lengths (some odd, some empty, some not ASCII):
@@ -231,7 +223,7 @@ def test_native_render_breaks_equal_python_breaks(monkeypatch: pytest.MonkeyPatc
     breaks = fast.render_breaks(columns)
     assert len(breaks) >= 2
     monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
-    assert render.render_breaks(columns) == breaks
+    assert columns_module.render_breaks(columns) == breaks
 
 
 @pytest.mark.parametrize("opts", [

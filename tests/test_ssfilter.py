@@ -6,14 +6,16 @@ from __future__ import annotations
 import socket
 
 import pytest
-from drgn_ss.inet import AF_INET, AF_INET6, InetSock
-from drgn_ss.ssfilter import And, Cond, Filter, FilterError, HostCond, Not, Or, parse_filter, tokenize
+from drgn_ss.selection.addresses import HostCond
+from drgn_ss.selection.errors import FilterError
+from drgn_ss.selection.filter import And, Cond, Filter, Not, Or, parse_filter, tokenize
+from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 
 
-def sock(src: str, sport: int, dst: str, dport: int, ifindex: int = 0) -> InetSock:
+def sock(src: str, sport: int, dst: str, dport: int, ifindex: int = 0) -> Socket:
     family = AF_INET6 if ":" in src else AF_INET
     pack = socket.inet_pton(family, src), socket.inet_pton(family, dst)
-    return InetSock("tcp", family, 1, pack[0], sport, pack[1], dport, ifindex, None, 0, 0, 0, 0, 0,
+    return Socket("tcp", family, 1, pack[0], sport, pack[1], dport, ifindex, None, 0, 0, 0, 0, 0,
                     4026531840, None, None, "full", 0)
 
 
@@ -24,7 +26,7 @@ MAPPED = sock("::ffff:127.0.0.1", 8080, "::ffff:127.0.0.1", 50001)
 ALL = [V4, V4_OUT, V6, MAPPED]
 
 
-def matching(expr: str, socks: list[InetSock] = ALL, family: int = 0) -> list[InetSock]:
+def matching(expr: str, socks: list[Socket] = ALL, family: int = 0) -> list[Socket]:
     f = parse_filter(expr.split(), family)
     assert f is not None
     f.ifname = lambda netns, index: {1: "lo", 2: "eth0"}[index]
@@ -87,7 +89,7 @@ MATCHES = [
 
 
 @pytest.mark.parametrize("expr, expected", MATCHES)
-def test_matches(expr: str, expected: list[InetSock]) -> None:
+def test_matches(expr: str, expected: list[Socket]) -> None:
     assert matching(expr) == expected
 
 

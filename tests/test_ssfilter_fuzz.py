@@ -17,10 +17,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from drgn_ss import ssfilter
-from drgn_ss.cli import UsageError, _selection, build_parser
-from drgn_ss.inet import AF_INET, AF_INET6
-from drgn_ss.ssfilter import FilterError, parse_filter
+from drgn_ss.commands.common import UsageError
+from drgn_ss.commands.ss import _selection, build_parser
+from drgn_ss.selection import filter
+from drgn_ss.selection.errors import FilterError
+from drgn_ss.selection.filter import parse_filter
+from drgn_ss.sockets.record import AF_INET, AF_INET6
 
 from tests.test_ssfilter import ALL, BAD, MATCHES
 
@@ -209,7 +211,7 @@ def outcome(words: list[str], family: int, protos: tuple[str, ...]) -> str:
 
 
 def test_fuzz_parses_and_runs_every_expression(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ssfilter.socket, "getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr(filter.socket, "getaddrinfo", fake_getaddrinfo)
     rng = random.Random(SEED)
     counts = {"accept": 0, "refuse": 0}
     slowest = (0.0, "")

@@ -4,8 +4,9 @@ compares whole -i listings with ss's)."""
 from __future__ import annotations
 
 import pytest
-from drgn_ss.inet import TCP_ESTABLISHED, TCP_LISTEN
-from drgn_ss.tcpinfo import _TP, TcpInfo, _tcp_get_info, sprint_bw, tcp_info_text
+from drgn_ss.output.tcpinfo import sprint_bw, tcp_info_text
+from drgn_ss.sockets.record import TCP_ESTABLISHED, TCP_LISTEN
+from drgn_ss.sockets.tcpinfo import _TP, TcpInfo, _tcp_get_info
 
 HZ = 250
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drgn_ss.inet import AF_INET, InetSock
+from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.owners import Owner
-from drgn_ss.tables import WalkErrors
+from drgn_ss.sockets.record import AF_INET, Socket
 from drgn_ss.traffic import Connection, Sample, TcpCounters, conn_key, per_process
 
 
-def sock(address: int, sport: int, socket: int, proto: str = "tcp") -> InetSock:
-    return InetSock(proto, AF_INET, 1, b"\x7f\0\0\1", sport, b"\x7f\0\0\1", 80, 0, None, 0, 0, 0, 0, 0,
+def sock(address: int, sport: int, socket: int, proto: str = "tcp") -> Socket:
+    return Socket(proto, AF_INET, 1, b"\x7f\0\0\1", sport, b"\x7f\0\0\1", 80, 0, None, 0, 0, 0, 0, 0,
                     4026531840, None, None, "full", address, 0, 0, 0, socket)
 
 
-def sample(when: float, conns: list[tuple[InetSock, int, int]], owners: dict[int, list[Owner]],
-           udp: Sequence[tuple[InetSock, int, int]] = ()) -> Sample:
+def sample(when: float, conns: list[tuple[Socket, int, int]], owners: dict[int, list[Owner]],
+           udp: Sequence[tuple[Socket, int, int]] = ()) -> Sample:
     connections = {conn_key(s): Connection(s, TcpCounters(acked, acked, received, 0, 0), None)
                    for s, acked, received in conns}
     connections.update({conn_key(s): Connection(s, None, (queued, drops)) for s, queued, drops in udp})

@@ -185,7 +185,7 @@ def _quiet(data: bytes) -> None:
 
 
 def run_host_checks() -> dict[str, Outcome]:
-    """ruff, mypy and the host-side tests (tests/, no VM)."""
+    """ruff, mypy and the host-side tests (the package's in tests/, vmtests' own in vmtests/tests/; no VM)."""
     results: dict[str, Outcome] = {}
     for name, argv in (
         ("ruff", [str(REPO / ".venv/bin/ruff"), "check", "."]),
@@ -194,9 +194,9 @@ def run_host_checks() -> dict[str, Outcome]:
         banner(name)
         rc = subprocess.run(argv, cwd=REPO).returncode
         results[name] = Outcome(passed=1) if rc == 0 else Outcome(failed=1)
-    banner("host tests (tests/, no VM)")
+    banner("host tests (tests/ and vmtests/tests/, no VM)")
     results["pytest"] = run_host_pytest(
-        "host", {}, [PYTHON, "-m", "pytest", "tests", "--ignore=tests/kernel",
+        "host", {}, [PYTHON, "-m", "pytest", "tests", "vmtests/tests", "--ignore=tests/kernel",
                      "-p", "vmtests.pytest_counts", "-q", "-rfEs"])
     return results
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.cli import open_core_dump
-from drgn_ss.layout import set_qemu, use_core_file
+from drgn_ss.commands.program import open_core_dump
+from drgn_ss.kernel.target import set_qemu, use_core_file
 
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workload.py")
 
@@ -122,7 +122,7 @@ def workload(target: Target, prog: drgn.Program) -> Iterator[dict[str, Any]]:
             raise pytest.UsageError("DRGN_SS_WORKLOAD is needed for core and qemu targets")
         with open(path) as f:
             info = json.load(f)
-        from drgn_ss.crash import uptime_seconds
+        from drgn_ss.kernel.crash import uptime_seconds
 
         from tests.kernel import test_ss
         test_ss.TIME_WAIT_AT[0] = info.get("time_wait_at")

@@ -27,7 +27,7 @@ from drgn.helpers.linux.list import list_for_each_entry
 from drgn.helpers.linux.list_nulls import hlist_nulls_for_each_entry
 from drgn.helpers.linux.mm import follow_phys
 from drgn.helpers.linux.pid import find_task
-from drgn_ss.raw import ElfImage
+from drgn_ss.kernel.images import ElfImage
 
 DRGN_SS = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
 #: What a run may take (the issue: no run past 60 s, peak memory under 1 GB).

@@ -16,7 +16,7 @@ from drgn import FaultError, Object, Program, cast
 from drgn.helpers.linux.fs import for_each_file
 from drgn.helpers.linux.net import SOCK_INODE, sk_nulls_for_each
 from drgn.helpers.linux.pid import for_each_task
-from drgn_ss.tables import WalkErrors
+from drgn_ss.kernel.damage import WalkErrors
 
 # include/net/tcp_states.h
 TCP_SYN_RECV, TCP_TIME_WAIT, TCP_NEW_SYN_RECV = 3, 6, 12
@@ -35,7 +35,7 @@ class SocketFile(NamedTuple):
 
 
 #: What :func:`sockets` gives of each socket: (proto, family, state, local address, local
-#: port, peer address, peer port, inode number); addresses as in InetSock, state as ss's.
+#: port, peer address, peer port, inode number); addresses as in Socket, state as ss's.
 Socket = tuple[str, int, int, bytes, int, bytes, int, int]
 
 

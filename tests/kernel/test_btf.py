@@ -11,8 +11,8 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.kallsyms import SYMBOLS, KallsymsError, MemoryKallsyms, proc_kallsyms
-from drgn_ss.layout import vmcoreinfo
+from drgn_ss.kernel.kallsyms import SYMBOLS, KallsymsError, MemoryKallsyms, proc_kallsyms
+from drgn_ss.kernel.program import vmcoreinfo
 
 from tests.kernel.conftest import Target
 from tests.kernel.test_ss import normalize

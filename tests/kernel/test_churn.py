@@ -9,7 +9,8 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.cli import EXIT_PARTIAL, run
+from drgn_ss.commands.common import EXIT_PARTIAL
+from drgn_ss.commands.ss import run
 
 from tests.kernel.churn import Churn
 from tests.kernel.conftest import Target

@@ -9,8 +9,8 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.crash import crash_summary
-from drgn_ss.layout import jiffies
+from drgn_ss.kernel.clock import jiffies
+from drgn_ss.kernel.crash import crash_summary
 
 DRGN_SS = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
 

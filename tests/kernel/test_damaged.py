@@ -12,10 +12,13 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.decode import RawDecoder, sock_layout
-from drgn_ss.layout import kernel_memory, vmcoreinfo
-from drgn_ss.raw import ElfImage, elf_build_id
-from drgn_ss.tables import Chains, WalkErrors, raw_tcp_ehash, raw_tcp_hashinfo
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.images import ElfImage, elf_build_id
+from drgn_ss.kernel.program import vmcoreinfo
+from drgn_ss.kernel.target import kernel_memory
+from drgn_ss.sockets.inet import InetDecoder, sock_layout
+from drgn_ss.tables.hashtable import Chains
+from drgn_ss.tables.inet import tcp_ehash_chains, tcp_hashinfo_address
 
 from tests.kernel.conftest import Target
 from tests.kernel.test_ss import assert_partial_is_true, normalize
@@ -66,9 +69,10 @@ class Patcher:
 
 def _ehash_sockets(prog: drgn.Program) -> tuple[Chains, list[Any]]:
     """The ehash of init_net and its sockets (records with their addresses), read intact."""
-    decoder = RawDecoder(prog, inodes=False, cgroups=False, in_c=False)
+    decoder = InetDecoder(prog, inodes=False, cgroups=False, in_c=False)
     net = prog["init_net"].address_of_().value_()
-    chains = raw_tcp_ehash(decoder.facts, decoder.mem, raw_tcp_hashinfo(decoder.facts, decoder.mem, net))
+    hashinfo = tcp_hashinfo_address(decoder.facts, decoder.mem, net)
+    chains = tcp_ehash_chains(decoder.facts, decoder.mem, hashinfo)
     errors = WalkErrors()
     socks = decoder.socks(net, "tcp", listening=False, errors=errors)
     assert not errors, errors.describe()

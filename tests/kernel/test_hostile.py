@@ -15,10 +15,10 @@ from typing import Any
 import drgn
 import pytest
 from drgn.helpers.linux.pid import find_task
-from drgn_ss.cli import open_core_dump
-from drgn_ss.layout import use_core_file
-from drgn_ss.owners import raw_thread_group_leaders
-from drgn_ss.tables import WalkErrors
+from drgn_ss.commands.program import open_core_dump
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.target import use_core_file
+from drgn_ss.tasks import thread_group_leaders
 
 from tests.kernel import hostile
 from tests.kernel.conftest import Target
@@ -98,7 +98,7 @@ def test_owners_of_a_dump_cut_short(target: Target, prog: drgn.Program, workload
                 pass
         if not reachable:
             pytest.skip("no task is left in the part of the dump kept")
-        found = {pid for pid, _, _ in raw_thread_group_leaders(damaged, WalkErrors())}
+        found = {pid for pid, _, _ in thread_group_leaders(damaged, WalkErrors())}
         assert reachable <= found, sorted(reachable - found)
         assert len(found) > 1
     finally:

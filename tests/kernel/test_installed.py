@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drgn_ss.layout import cache_dir
+from drgn_ss.kernel.facts import cache_dir
 
 from tests.kernel.conftest import Target
 from tests.kernel.test_ss import assert_partial_is_true, assert_same_lines

@@ -9,11 +9,13 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.decode import RawDecoder, raw_inet_socks
-from drgn_ss.layout import kernel_facts, kernel_hz, raw_xtime_sec, timekeeper
-from drgn_ss.netns import raw_ifnames, raw_netns_by_inode
-from drgn_ss.raw import ElfImage, PhysicalImage, QemuImage, native
-from drgn_ss.tables import WalkErrors
+from drgn_ss.kernel.clock import kernel_hz, timekeeper, wall_clock_seconds
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.facts import kernel_facts
+from drgn_ss.kernel.images import ElfImage, PhysicalImage, QemuImage
+from drgn_ss.kernel.native import native
+from drgn_ss.namespaces import ifnames, netns_by_inode
+from drgn_ss.sockets.inet import InetDecoder, inet_sockets
 
 from tests.kernel import reference
 from tests.kernel.conftest import Target
@@ -64,7 +66,7 @@ def test_raw_decoder_equals_reference(prog: drgn.Program, target: Target, worklo
     for _ in range(1 if target.kind == "core" else 3):
         errors = WalkErrors()
         raw = sorted((s.proto, s.family, s.state, s.src, s.sport, s.dst, s.dport, s.ino)
-                     for s in raw_inet_socks(prog, net.value_(), errors=errors))
+                     for s in inet_sockets(prog, net.value_(), errors=errors))
         ref = reference.sockets(prog, net, errors)
         if raw == ref:
             break
@@ -83,7 +85,7 @@ def test_native_walk_equals_python_walk(prog: drgn.Program, target: Target, work
     records = []
     for in_c in (True, False):
         errors = WalkErrors()
-        socks = RawDecoder(prog, inodes=True, cgroups=False, in_c=in_c).socks(net, proto, errors=errors)
+        socks = InetDecoder(prog, inodes=True, cgroups=False, in_c=in_c).socks(net, proto, errors=errors)
         records.append((socks, errors))
     (c, c_errors), (py, py_errors) = records
     complete_or_skip(py_errors, workload)
@@ -127,14 +129,14 @@ def test_raw_interface_names_equal_drgns(prog: drgn.Program) -> None:
     net = prog["init_net"].address_of_()
     expected = {int(dev.ifindex): dev.name.string_().decode() for dev in for_each_netdev(net)}
     assert expected.get(1) == "lo"
-    assert raw_ifnames(prog, net.value_()) == expected
+    assert ifnames(prog, net.value_()) == expected
 
 
 def test_raw_netns_lookup_finds_init_net(prog: drgn.Program) -> None:
     net = prog["init_net"].address_of_()
-    assert raw_netns_by_inode(prog, int(net.ns.inum)) == net.value_()
+    assert netns_by_inode(prog, int(net.ns.inum)) == net.value_()
     # Walks the whole list: no namespace has inode 1.
-    assert raw_netns_by_inode(prog, 1) is None
+    assert netns_by_inode(prog, 1) is None
 
 
 def test_facts_agree_with_dwarf(prog: drgn.Program) -> None:
@@ -153,7 +155,7 @@ def test_raw_wall_clock_is_the_timekeepers(target: Target, prog: drgn.Program) -
     The time the crash summary and --header print, read raw at addresses from the facts (no
     DWARF loaded on a warm cache), is the timekeeper's ``xtime_sec`` as drgn reads it.
     """
-    raw = raw_xtime_sec(prog)
+    raw = wall_clock_seconds(prog)
     seen = timekeeper(prog).xtime_sec.value_()
     assert 0 <= seen - raw <= (2 if target.kind == "live" else 0)  # a live clock moves on
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss import cli
-from drgn_ss.cli import EXIT_PARTIAL
-from drgn_ss.crash import TIME_FORMAT, crash_time
-from drgn_ss.nethogs import run
+from drgn_ss.commands import ss
+from drgn_ss.commands.common import EXIT_PARTIAL
+from drgn_ss.commands.nethogs import run
+from drgn_ss.kernel.crash import TIME_FORMAT, crash_time
 
 from tests.kernel.churn import Churn
 from tests.kernel.conftest import Target
@@ -235,7 +235,7 @@ def _dump_output(prog: drgn.Program, args: list[str], workload: dict[str, Any]) 
 def _header_time(prog: drgn.Program) -> str | None:
     """The dump's time as ``drgn-ss --header`` prints it, or None if it prints none."""
     out = io.StringIO()
-    cli.run(prog, ["--header", "-tn"], out=out)
+    ss.run(prog, ["--header", "-tn"], out=out)
     found = re.search(r"^# (?:crash )?dump of Linux .*?, (?:taken|crashed) (.+? UTC)", out.getvalue(), re.M)
     return found.group(1) if found else None
 

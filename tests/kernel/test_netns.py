@@ -10,10 +10,11 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.cli import run
-from drgn_ss.layout import kernel_facts, kernel_memory
-from drgn_ss.netns import raw_netns_by_inode, raw_netns_inum, raw_own_netns
-from drgn_ss.tables import raw_tcp_hashinfo, raw_udp_table
+from drgn_ss.commands.ss import run
+from drgn_ss.kernel.facts import kernel_facts
+from drgn_ss.kernel.target import kernel_memory
+from drgn_ss.namespaces import netns_by_inode, netns_inode, own_netns
+from drgn_ss.tables.inet import tcp_hashinfo_address, udp_table_address
 
 from tests.json_text import schema_validator, text_line
 from tests.kernel.test_ss import assert_partial_is_true, normalize
@@ -68,7 +69,7 @@ def test_all_netns_is_the_union_of_each_namespace(prog: drgn.Program, workload: 
             assert tags <= {(name, str(ns["pid"]))}, lines[:1]
         else:
             assert tags == {(name, str(ns["pid"]))}, lines[:1]
-    own = raw_netns_inum(prog, raw_own_netns(prog))
+    own = netns_inode(prog, own_netns(prog))
     lines = groups.pop(own, [])
     _check(code, "\n".join(line for line, _ in lines), workload["ss"][opts], workload, err)
     # What is left: the workload's fourth namespace, which holds one TCP listener, on :22.
@@ -128,9 +129,9 @@ def test_private_tables_are_walked(prog: drgn.Program, workload: dict[str, Any])
         pytest.skip("this kernel has no per-namespace tables")
     facts, mem = kernel_facts(prog), kernel_memory(prog)
     init = facts.symbol("init_net")
-    net = raw_netns_by_inode(prog, workload["netns"]["ns-private"]["inode"])
+    net = netns_by_inode(prog, workload["netns"]["ns-private"]["inode"])
     assert net is not None
     if "tcp_child_ehash_entries" in private:
-        assert raw_tcp_hashinfo(facts, mem, net) != raw_tcp_hashinfo(facts, mem, init)
+        assert tcp_hashinfo_address(facts, mem, net) != tcp_hashinfo_address(facts, mem, init)
     if "udp_child_hash_entries" in private:
-        assert raw_udp_table(facts, mem, net) != raw_udp_table(facts, mem, init)
+        assert udp_table_address(facts, mem, net) != udp_table_address(facts, mem, init)

@@ -1,4 +1,4 @@
-"""The ``ss`` drgn command (drgn_ss.plugin): at the drgn prompt and through run_command()."""
+"""The ``ss`` drgn command (drgn_ss.commands.plugin): at the drgn prompt and through run_command()."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from tests.kernel.test_ss import normalize
 def test_entry_point_is_installed() -> None:
     """drgn finds the command through the ``drgn.plugins`` entry point group."""
     points = {p.name: p.value for p in importlib.metadata.entry_points(group="drgn.plugins")}
-    assert points.get("ss") == "drgn_ss.plugin"
+    assert points.get("ss") == "drgn_ss.commands.plugin"
 
 
 def test_run_command(prog: drgn.Program, workload: dict[str, Any]) -> None:
-    import drgn_ss.plugin  # noqa: F401  (what drgn's plugin loader imports)
+    import drgn_ss.commands.plugin  # noqa: F401  (what drgn's plugin loader imports)
 
     out = io.StringIO()
     with redirect_stdout(out):

@@ -18,12 +18,12 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.cli import _selection, build_parser, run
-from drgn_ss.decode import raw_inet_socks
-from drgn_ss.layout import vmcoreinfo
-from drgn_ss.owners import proc_owners, raw_kernel_owners
-from drgn_ss.raw import native
-from drgn_ss.tables import WalkErrors
+from drgn_ss.commands.ss import _selection, build_parser, run
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.native import native
+from drgn_ss.kernel.program import vmcoreinfo
+from drgn_ss.owners import kernel_owners, proc_owners
+from drgn_ss.sockets.inet import inet_sockets
 
 from tests.json_text import schema_validator, text_line
 from tests.kernel import reference
@@ -337,7 +337,7 @@ def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target
     does, against those that /proc showed (now, or the workload's before the dump).
     """
     errors = WalkErrors()
-    socks = raw_inet_socks(prog, prog["init_net"].address_of_().value_(), errors=errors)
+    socks = inet_sockets(prog, prog["init_net"].address_of_().value_(), errors=errors)
     inodes = {s.ino for s in socks if s.ino}
     walked = {ino: owners for ino, owners in reference.owners(prog, errors).items() if ino in inodes}
     if target.kind == "live":
@@ -357,7 +357,7 @@ def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target
     # The raw walk (what drgn-ss uses) finds the same, keyed by struct sock address.
     inode_of = {s.address: s.ino for s in socks if s.socket}
     raw = {inode_of[sock]: [(o.comm, o.pid, o.fd) for o in owners]
-           for sock, owners in raw_kernel_owners(prog, errors).items() if inode_of.get(sock) in inodes}
+           for sock, owners in kernel_owners(prog, errors).items() if inode_of.get(sock) in inodes}
     assert not errors, errors.describe()
     assert raw == scanned
 
@@ -368,10 +368,10 @@ def test_native_owners_equal_python_owners(prog: drgn.Program, workload: dict[st
     if native() is None:
         pytest.skip("drgn_ss._fast is not built")
     c_errors, c_counts = WalkErrors(), dict[str, int]()
-    c = raw_kernel_owners(prog, c_errors, c_counts)
+    c = kernel_owners(prog, c_errors, c_counts)
     monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
     py_errors, py_counts = WalkErrors(), dict[str, int]()
-    py = raw_kernel_owners(prog, py_errors, py_counts)
+    py = kernel_owners(prog, py_errors, py_counts)
     if py_errors and workload.get("dump_level", 0) & 8:
         pytest.skip(f"tasks partly missing from this dump: {py_errors.describe()}")
     assert (c_errors, c_counts) == (py_errors, py_counts)
@@ -494,8 +494,8 @@ def test_symbols_on_a_warm_cache_load_no_dwarf(target: Target, prog: drgn.Progra
     """
     import glob
 
-    from drgn_ss.crash import panicked
-    from drgn_ss.raw import elf_build_id
+    from drgn_ss.kernel.crash import panicked
+    from drgn_ss.kernel.images import elf_build_id
 
     if target.kind != "core":
         pytest.skip("opens a dump file")

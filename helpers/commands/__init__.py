@@ -1,0 +1,1 @@
+"""The commands: drgn-ss, drgn-nethogs, the drgn plugin, and what they share."""

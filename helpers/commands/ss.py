@@ -1,0 +1,474 @@
+"""ss's command line, for ``drgn scripts/ss.py`` and the ``drgn-ss`` command.
+
+:func:`run` lists sockets of an already opened drgn Program (the scripts run
+under drgn get one); :func:`command` is ``drgn-ss``, which opens the program
+itself from ``-c``/``-s``/``--qemu`` or the live kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TextIO
+
+from drgn import (
+    BadDataError,
+    FaultError,
+    Program,
+    ProgramFlags,
+)
+from drgn_ss.commands.common import (
+    EXIT_PARTIAL,
+    ArgumentParser,
+    Failure,
+    UsageError,
+    add_version,
+    exit_status,
+    help_formatter,
+    native_path,
+    say,
+    write_output,
+)
+from drgn_ss.commands.program import add_program_options, check_kernel, no_debug_info_message, open_program
+from drgn_ss.kernel.crash import crash_summary, crash_summary_without_debug_info, dump_summary, panicked
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.facts import kernel_facts, use_btf
+from drgn_ss.namespaces import (
+    ifname_resolver,
+    local_port_range,
+    netns_inode,
+    netns_list,
+    netns_of,
+    netns_processes,
+    own_netns,
+)
+from drgn_ss.output.json_output import render_json
+from drgn_ss.output.summary import format_summary
+from drgn_ss.output.text import COL_NETID, COL_STATE, Formatter, NetnsTag, render_sockets
+from drgn_ss.owners import OWNER_SOURCES, socket_owners
+from drgn_ss.selection.errors import FilterError, SelectionError
+from drgn_ss.selection.states import SS_ALL, SS_LISTENING, Selection, build_selection
+from drgn_ss.sockets.counters import sockstat_counts
+from drgn_ss.sockets.inet import inet_sockets, sk_meminfo
+from drgn_ss.sockets.record import TCP_LISTEN
+from drgn_ss.sockets.tcpinfo import socket_tcp_info
+
+
+class LastFamily(argparse.Action):
+    """
+    -4 and -6: the later one given wins, as in ss, which lists (and reads a filter's
+    addresses as) its last preferred family only.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        namespace.ipv4, namespace.ipv6 = self.dest == "ipv4", self.dest == "ipv6"
+
+
+#: Socket families ss lists and drgn-ss does not yet: the reason they give.
+FAMILY = "drgn-ss lists TCP and UDP"
+
+
+class NotSupported(NamedTuple):
+    """An ss option drgn-ss lacks: what it does in ss, and why drgn-ss has it not."""
+
+    flags: tuple[str, ...]
+    what: str
+    reason: str = FAMILY
+    #: Whether it takes a value in ss (-N NAME, -f FAMILY...).
+    value: bool = False
+
+    def message(self, option: str) -> str:
+        later = " yet" if self.reason.startswith(FAMILY) else ""
+        return f"{option} ({self.what}) is not supported{later}: {self.reason}"
+
+
+#: ss's options drgn-ss does not have, each refused in one line (exit status 2) rather than
+#: argparse's "unrecognized arguments". A family drgn-ss learns to list leaves this table.
+NOT_SUPPORTED = (
+    NotSupported(("-x", "--unix"), "unix sockets"),
+    NotSupported(("-w", "--raw"), "raw sockets"),
+    NotSupported(("-0", "--packet"), "packet sockets"),
+    NotSupported(("-M", "--mptcp"), "MPTCP sockets"),
+    NotSupported(("-S", "--sctp"), "SCTP sockets"),
+    NotSupported(("-d", "--dccp"), "DCCP sockets"),
+    NotSupported(("--vsock",), "vsock sockets"),
+    NotSupported(("--tipc",), "TIPC sockets"),
+    NotSupported(("--xdp",), "XDP sockets"),
+    NotSupported(("-f", "--family"), "families by name", f"{FAMILY}; -4 and -6 pick a family", True),
+    NotSupported(("-A", "--query", "--socket"), "socket types by name",
+                 f"{FAMILY}; -t and -u pick one", True),
+    NotSupported(("-r", "--resolve"), "resolve host names", "addresses are shown as numbers"),
+    NotSupported(("-T", "--threads"), "threads using each socket", "-p shows the processes"),
+    NotSupported(("-b", "--bpf"), "socket BPF filters", "drgn-ss does not decode them"),
+    NotSupported(("-E", "--events"), "sockets as they are destroyed",
+                 "drgn-ss reads kernel memory once, it does not follow events"),
+    NotSupported(("-Z", "--context"), "SELinux contexts", "drgn-ss does not read them"),
+    NotSupported(("-z", "--contexts"), "SELinux contexts", "drgn-ss does not read them"),
+    NotSupported(("-N", "--net"), "a named network namespace",
+                 "use --netns (an inode number, a pid or /run/netns/NAME)", True),
+    NotSupported(("-K", "--kill"), "close sockets", "drgn-ss reads kernel memory, it never changes it"),
+    NotSupported(("-O", "--oneline"), "one line per socket", "drgn-ss prints ss's default layout"),
+    NotSupported(("-D", "--diag"), "raw diag records to a file", "drgn-ss reads no netlink diag", True),
+    NotSupported(("-F", "--filter"), "a filter read from a file", "give the filter as arguments", True),
+    NotSupported(("--tos",), "ToS and priority", "drgn-ss does not show them"),
+    NotSupported(("--cgroup",), "cgroup paths", "-e shows each socket's cgroup"),
+    NotSupported(("--inet-sockopt",), "inet socket options", "drgn-ss does not show them"),
+    NotSupported(("--tipcinfo",), "TIPC socket details", FAMILY),
+)
+
+
+class RefuseOption(argparse.Action):
+    """An option of :data:`NOT_SUPPORTED`: given, a :class:`UsageError` that names it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, entry: NotSupported,
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?" if entry.value else 0, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, **kwargs)
+        self.entry = entry
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        raise UsageError(self.entry.message(option_string or self.entry.flags[0]))
+
+
+def add_unsupported(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` ss's options of :data:`NOT_SUPPORTED`, hidden from --help, refused if given."""
+    for entry in NOT_SUPPORTED:
+        parser.add_argument(*entry.flags, action=RefuseOption, entry=entry)
+
+
+def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentParser:
+    p = ArgumentParser(
+        prog=prog_name,
+        formatter_class=help_formatter,
+        description="List TCP and UDP sockets from kernel memory, as ss(8) prints them.",
+        epilog="FILTER: [state NAME | exclude NAME]... [EXPRESSION]; NAME is an ss state "
+        "(established, syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, unconnected, "
+        "close-wait, last-ack, listening, closing) or group (all, connected, synchronized, "
+        "bucket, big). EXPRESSION is ss's: conditions 'src|dst [=] HOST' (10.0.0.1, 10.0.0.0/8, "
+        "[::1], [::1]:22, :22, a host name), 'sport|dport OP PORT' (OP: = != < > <= >= or eq neq "
+        "lt gt le ge; PORT: 22, :22, a service name), 'dev [=|!=] NAME', joined by and (&), or "
+        "(|), not (!) and ( ) as separate words; and/or group from the left, as in ss. Quote it "
+        "for the shell: \"sport = :22 or ( dport > :1024 and not dst 10.0.0.0/8 )\". Without -t "
+        "or -u both are shown; other socket types are not supported.",
+        add_help=False,
+    )
+    p.add_argument("-h", "--help", action="help", help="show this help and exit")
+    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
+    p.add_argument("-u", "--udp", action="store_true", help="UDP sockets")
+    p.add_argument("-l", "--listening", action="store_true",
+                   help="listening (TCP) and unconnected (UDP) sockets only")
+    p.add_argument("-a", "--all", action="store_true", help="sockets in every state")
+    p.add_argument("-n", "--numeric", action="store_true", help="do not resolve service names")
+    p.add_argument("-p", "--processes", action="store_true", help="show the processes using each socket")
+    p.add_argument("-o", "--options", action="store_true", help="show timer information")
+    p.add_argument("-i", "--info", action="store_true",
+                   help="show TCP internals (tcp_info: congestion control, rtt, rto, mss, cwnd, bytes "
+                   "and segments, rates...), on a line of its own as ss")
+    p.add_argument("-m", "--memory", action="store_true",
+                   help="show socket memory use: skmem:(r,rb,t,tb,f,w,o,bl,d), on a line of its own as ss")
+    p.add_argument("-e", "--extended", action="store_true",
+                   help="show uid, inode, cookie, cgroup, v6only, shutdown (and timers, as -o)")
+    # -s is ss's --summary in the scripts and at the drgn prompt; drgn-ss keeps it for
+    # --symbols, as drgn has it.
+    summary_flags = ["--summary"] if program_options else ["-s", "--summary"]
+    p.add_argument(*summary_flags, action="store_true",
+                   help="print ss's summary (socket totals per protocol and state, from the kernel's "
+                   "sockstat counters); then the listing only if -t or -u or a filter is given, as ss")
+    p.add_argument("-4", "--ipv4", action=LastFamily, help="IPv4 sockets only (with -6: the later one)")
+    p.add_argument("-6", "--ipv6", action=LastFamily, help="IPv6 sockets only (with -4: the later one)")
+    p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
+    namespaces = p.add_mutually_exclusive_group()
+    namespaces.add_argument("--all-netns", action="store_true",
+                            help="sockets of every network namespace, each line ending in its namespace: "
+                            "netns:(INODE,\"COMMAND\",pid=PID,cgroup:PATH), a process that lives in it "
+                            "(the lowest pid; just INODE if none does)")
+    namespaces.add_argument("--netns", metavar="NS",
+                            help="the sockets of one network namespace: its inode number (as lsns and "
+                            "/proc/PID/ns/net show it), a pid, or on the live kernel a namespace file "
+                            "(/run/netns/NAME); by default, drgn-ss's own (live) or init_net (a dump)")
+    out_format = p.add_mutually_exclusive_group()
+    out_format.add_argument("--json", action="store_true",
+                            help="print one JSON array of socket objects instead of text, with every "
+                            "field the text would show for the same options, typed (fields: docs/usage.md, "
+                            "\"JSON output\"; schema: drgn_ss/socket.schema.json)")
+    out_format.add_argument("--ndjson", action="store_true",
+                            help="as --json, one object per line (streams: for large listings and jq)")
+    p.add_argument("--header", action="store_true",
+                   help="on a dump, print what it is as '# ' lines on stdout before the listing: its "
+                   "release, when it was taken and its uptime; of a crash, the crash summary (release, "
+                   "time, panic, task), which otherwise goes to stderr")
+    p.add_argument("--stats", action="store_true",
+                   help="after the listing, print one JSON line of timings and counts on stderr "
+                   "(sockets, open files, seconds spent walking, finding owners and rendering, "
+                   "whether debug info had to be loaded, where facts not in the cache came from "
+                   "(DWARF or BTF) and the seconds spent working them out, start-up: seconds from "
+                   "drgn-ss's start to its first socket read, and from the process's start to "
+                   "drgn-ss's start; native: whether the hot loops ran in C, drgn_ss._fast, false "
+                   "where it was not built)")
+    p.add_argument("--btf", action="store_true",
+                   help="work out struct layouts from the kernel's own BTF and symbol addresses from "
+                   "its kallsyms, even where debug info is installed (without debug info, this is "
+                   "what happens anyway, and drgn-ss says so)")
+    p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
+                   help="where -p finds processes: a walk of the kernel's tasks and file tables "
+                   "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
+                   "only); auto, the default, walks the kernel, which measured faster")
+    if program_options:
+        add_program_options(p)
+    add_version(p)
+    add_unsupported(p)
+    p.add_argument("filter", nargs="*", metavar="FILTER",
+                   help="state and exclude words, then a filter expression (see below)")
+    return p
+
+
+def _parse_filter(words: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """ss's FILTER: ``state``/``exclude`` NAME pairs first, then an expression (the rest)."""
+    out = []
+    i = 0
+    while i < len(words):
+        verb = words[i]
+        if verb not in ("state", "exclude", "excl"):
+            break
+        if i + 1 >= len(words):
+            raise UsageError(f"{verb!r} needs a state name")
+        out.append(("state" if verb == "state" else "exclude", words[i + 1]))
+        i += 2
+    return out, words[i:]
+
+
+def _main(prog_name: str, argv: Sequence[str], program_options: bool,
+          get_program: Callable[[argparse.Namespace], Program], out: TextIO) -> int:
+    started = time.perf_counter()
+
+    def main() -> int:
+        args = build_parser(prog_name, program_options).parse_args(argv)
+        args.prog_name = prog_name
+        args.started = started
+        selection = _selection(args)  # bad options fail before the kernel is opened
+        if args.summary and (args.json or args.ndjson):
+            raise UsageError("the summary is text: it does not go with --json")
+        if args.header and (args.json or args.ndjson):
+            raise UsageError("--header prints text before the listing: it does not go with --json; "
+                             "the crash summary goes to stderr")
+        if args.btf and getattr(args, "symbols", None):
+            raise UsageError("--btf reads the kernel's own types: it does not go with -s")
+        # A listing makes some 50 objects per socket and no cycles: without the cyclic
+        # collector's passes over them, a 100,000-socket listing is ~15% faster.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _list(get_program(args), args, selection, out)
+        finally:
+            if collecting:
+                gc.enable()
+
+    return exit_status(prog_name, main)
+
+
+def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
+        prog_name: str = "ss.py") -> int:
+    """List sockets of ``prog`` as ``ss ARGV`` would; return the exit status."""
+    return _main(prog_name, argv, False, lambda args: prog, out or sys.stdout)
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    """The sockets the options select; a bad option or state name is a usage error."""
+    states, expression = _parse_filter(args.filter)
+    try:
+        return build_selection(args.tcp, args.udp, args.ipv4, args.ipv6,
+                               SS_ALL if args.all else SS_LISTENING if args.listening else 0,
+                               states, expression)
+    except FilterError as e:
+        raise UsageError(f"bad filter: {e}\n{e.pointer()}") from None
+    except SelectionError as e:
+        raise UsageError(str(e)) from None
+
+
+def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
+    check_kernel(prog)
+    use_btf(prog, args.btf, lambda message: say(args.prog_name, message))
+    facts = kernel_facts(prog)
+    try:
+        return _listing(prog, args, selection, out)
+    except LookupError as e:  # a fact not in the cache, and no debug info to work it out
+        raise Failure(no_debug_info_message(prog, e)) from None
+    except BadDataError as e:  # drgn found the dump malformed where it read it
+        raise Failure(f"cannot read this kernel: {e}") from None
+    finally:
+        facts.save()
+
+
+def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
+    image = prog.cache.get("drgn_ss.image")
+    if getattr(image, "missing", 0):
+        say(args.prog_name, f"warning: the dump is cut short: {_size_text(image.missing)} of memory it "
+            "describes are not in the file")
+    facts = kernel_facts(prog)
+    no_summary = show_crash_summary(prog, args.prog_name, out if args.header else None)
+    errors = WalkErrors()
+    listening = bool(selection.states & 1 << TCP_LISTEN)
+    established = bool(selection.states & ~(1 << TCP_LISTEN))
+    counts: dict[str, int] = {}
+    t0 = time.perf_counter()
+    types_before = facts.types_s  # facts are worked out as the walk first needs them
+    try:
+        nets, tags = _namespaces(prog, args, errors)
+        if args.summary:
+            for net in nets:
+                if tags is not None:
+                    write_output(out, [f"{tags[netns_inode(prog, net)].text().strip()}\n"])
+                write_output(out, [format_summary(sockstat_counts(prog, net, errors))])
+            if not (args.tcp or args.udp or args.filter):  # as ss: the summary alone
+                _warn_partial(args, errors)
+                return EXIT_PARTIAL if errors else 0
+        owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
+                             else (None, "ino"))
+        t1 = time.perf_counter()
+        ifname = ifname_resolver(prog, errors)
+        socks = selection.select(inet_sockets(
+            prog, nets, selection.protos, listening, established, errors,
+            inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended), ifname)
+        t2 = time.perf_counter()
+        own = own_netns(prog) if args.all_netns else nets[0]
+        skmem = sk_meminfo(prog, socks, errors) if args.memory else None
+        tcp_info = socket_tcp_info(prog, socks, errors) if args.info else None
+        fmt = Formatter(args.numeric, (0, 0) if args.numeric else local_port_range(prog, own),
+                        ifname, owners, args.extended, args.options, owners_by, tags, skmem, tcp_info)
+    except FaultError as e:
+        raise Failure(f"could not read kernel memory: {e}") from None
+    except ValueError as e:
+        raise Failure(str(e)) from None
+    if no_summary:  # said once the listing is known to work without it
+        say(args.prog_name, no_summary)
+    if args.json or args.ndjson:
+        chunks = render_json(socks, fmt, lines=args.ndjson)
+    else:
+        disabled = set()
+        if selection.single_proto:
+            disabled.add(COL_NETID)
+        if selection.single_state:
+            disabled.add(COL_STATE)
+        chunks = render_sockets(socks, fmt, frozenset(disabled), not args.no_header, _screen_width(out))
+    write_output(out, chunks)
+    _warn_partial(args, errors)
+    if args.stats:
+        stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
+                 "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
+                 "debug_info_loaded": facts.loaded_debug_info,
+                 "types": facts.source, "types_s": round(facts.types_s, 6),
+                 "startup_s": round(t0 - args.started + facts.types_s - types_before, 6),
+                 "interpreter_s": _seconds_since_start(args.started), "native": native_path()}
+        print(json.dumps(stats), file=sys.stderr)
+    return EXIT_PARTIAL if errors else 0
+
+
+def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:
+    """
+    Print the crash summary of a dump of a kernel that panicked: on stderr, or as ``# ``
+    lines on ``header`` (--header). Of another dump, --header prints its release, when it
+    was taken and its uptime (:func:`~drgn_ss.kernel.crash.dump_summary`); stderr has nothing.
+
+    :return: what to say instead where there is no summary to print, "" if nothing: the
+        summary needs debug info; and where ``panic_cpu`` cannot be read, whether the
+        kernel panicked cannot be told, and no summary is made up
+    """
+    crashed = panicked(prog)
+    if not crashed and header is not None and not prog.flags & ProgramFlags.IS_LIVE:
+        write_output(header, [f"# {line}\n" for line in dump_summary(prog)])  # read raw: no DWARF
+    if crashed is None:
+        return "no crash summary: whether this kernel panicked cannot be read (panic_cpu)"
+    if not crashed:
+        return ""
+    try:
+        kernel_facts(prog).need_debug_info()  # the panic message and task are drgn Objects
+        summary = crash_summary(prog)
+    except (Failure, LookupError) as e:  # no debug info here: what can be read raw, and why not more
+        hint = "" if prog.cache.get("drgn_ss.btf_only") else " (give -s VMLINUX)"  # -s and --btf exclude
+        summary = [*crash_summary_without_debug_info(prog), f"no panic message or crashing task: {e}{hint}"]
+    if summary and header is not None:
+        write_output(header, [f"# {line}\n" for line in summary])
+    elif summary:
+        for line in summary:
+            say(prog_name, line)
+    return ""
+
+
+def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
+                ) -> tuple[list[int], dict[int, NetnsTag] | None]:
+    """
+    The namespaces to list (``struct net *`` addresses) and, for --all-netns, what tells
+    each apart: its inode number -> its tag.
+    """
+    if args.netns is not None:
+        try:
+            return [netns_of(prog, args.netns)], None
+        except ValueError as e:
+            raise Failure(str(e)) from None
+    if not args.all_netns:
+        return [own_netns(prog)], None
+    nets = netns_list(prog, errors)
+    processes = netns_processes(prog, errors)
+    tags = {}
+    for net in nets:  # netns_list() read each one's inode number
+        inum = netns_inode(prog, net)
+        tags[inum] = NetnsTag(inum, processes.get(net))
+    return nets, tags
+
+
+def _warn_partial(args: argparse.Namespace, errors: WalkErrors) -> None:
+    if errors:
+        say(args.prog_name, f"warning: partial listing: could not read {errors.describe()} "
+            "(freed while read, missing from the dump, or damaged)")
+
+
+def _size_text(n: int) -> str:
+    """A size for a message: in MB, or in bytes below one (not "0 MB")."""
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n} bytes"
+
+
+def _seconds_since_start(when: float) -> float | None:
+    """
+    Seconds from this process's start (/proc/self/stat, 10 ms ticks) to ``when`` (a
+    perf_counter time): the interpreter and imports, before drgn-ss's own code ran.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            start_ticks = int(f.read().rsplit(b")", 1)[1].split()[19])
+        boottime = time.clock_gettime(time.CLOCK_BOOTTIME) - (time.perf_counter() - when)
+        return round(boottime - start_ticks / os.sysconf("SC_CLK_TCK"), 3)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _screen_width(out: TextIO) -> int | None:
+    """The terminal's width when ``out`` is a terminal (ss's layout), else None (compact)."""
+    try:
+        if out.isatty():
+            return os.get_terminal_size(out.fileno()).columns or None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def command(argv: Sequence[str] | None = None) -> int:
+    """The ``drgn-ss`` command."""
+    # drgn logs its own warnings (missing symbols, unmatched files); our errors say it in one line.
+    logging.getLogger("drgn").setLevel(logging.CRITICAL + 1)
+    # Looking for drgn plugins scans every installed distribution's entry points: 70-110 ms,
+    # a third of a warm run. Skipped unless the user says which plugins they want.
+    if "DRGN_PLUGINS" not in os.environ and "DRGN_DISABLE_PLUGINS" not in os.environ:
+        os.environ["DRGN_DISABLE_PLUGINS"] = "*"
+    return _main("drgn-ss", list(sys.argv[1:] if argv is None else argv), True, open_program,
+                 sys.stdout)

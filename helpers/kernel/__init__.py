@@ -1,0 +1,1 @@
+"""Kernel access: memory images, struct offsets and unpackers, facts and features, BTF, kallsyms."""

@@ -1,0 +1,91 @@
+"""What differs between kernel versions, decided once per kernel build by feature
+detection (does this type have this member?), never by the release string.
+Every difference the project knows about is an entry of :class:`KernelLayout`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from drgn import Type, TypeKind
+from drgn_ss.kernel.types import TypeSource
+
+
+def has_member(type_: Type, name: str) -> bool:
+    """Whether a struct or union type has a member (through anonymous members too)."""
+    try:
+        type_.member(name)
+    except LookupError:
+        return False
+    return True
+
+
+class KernelLayout(NamedTuple):
+    #: The port-only ``inet_hashinfo.listening_hash[32]`` exists (before 5.19):
+    #: inet_diag lists listeners from it, so ss's order follows it.
+    listening_hash: bool
+    #: ``lhash2`` chains are linked through ``icsk_listen_portaddr_node`` (before
+    #: 5.19) rather than ``__sk_common.skc_nulls_node``.
+    lhash2_portaddr_node: bool
+    #: ``net->ipv4.udp_table`` exists: UDP tables are per network namespace (6.2+).
+    udp_table_per_netns: bool
+    #: ``struct sock`` caches its inode in ``sk_ino`` (6.18+).
+    sk_ino: bool
+    #: ``struct sock_cgroup_data`` has a ``cgroup`` pointer (5.15+) rather than ``val``.
+    sock_cgroup_pointer: bool
+    #: ``ip_local_ports.range`` is one u32 holding low | high << 16 (6.3+), not ``int[2]``.
+    local_ports_packed: bool
+    #: ``icsk_timeout`` holds the pending timer's expiry (before 6.14); later kernels
+    #: read ``sk->tcp_retransmit_timer.expires``.
+    icsk_timeout: bool
+    #: The keepalive timer is ``icsk_keepalive_timer`` (recent) rather than ``sk->sk_timer``.
+    icsk_keepalive_timer: bool
+    #: The timekeeper lives in ``tk_core`` (before 6.15?) or ``timekeeper_data[0]``.
+    tk_core: bool
+    #: ``struct kernfs_node`` names its parent ``__parent`` (6.15+, RCU) rather than ``parent``.
+    kernfs_parent_rcu: bool
+    #: ``struct prot_inuse`` counts every socket in ``all`` (6.0+), rather than
+    #: ``net->core.sock_inuse`` (ss -s's Total).
+    prot_inuse_all: bool
+    #: TCP's orphans are counted by ``struct percpu_counter tcp_orphan_count`` (before
+    #: 5.15), rather than a per-CPU int of that name.
+    orphan_percpu_counter: bool
+    #: TIME-WAIT sockets are counted by ``tcp_death_row.tw_refcount`` (6.0+, one more than
+    #: there are) rather than ``tw_count``.
+    tw_refcount: bool
+    #: ``sk_drops`` is added to the NUMA drop counters ``sk->sk_drop_counters`` points to
+    #: (UDP's, 6.17+), as ``sk_drops_read()`` does.
+    sk_drop_counters: bool
+
+
+def detect_layout(prog: TypeSource) -> KernelLayout:
+    hashinfo = prog.type("struct inet_hashinfo")
+    icsk = prog.type("struct inet_connection_sock")
+    netns_ipv4 = prog.type("struct netns_ipv4")
+    cgroup_data = prog.type("struct sock_cgroup_data")
+    ports_range = prog.type("struct netns_ipv4").member("ip_local_ports").type.member("range").type
+    return KernelLayout(
+        listening_hash=has_member(hashinfo, "listening_hash"),
+        lhash2_portaddr_node=has_member(icsk, "icsk_listen_portaddr_node"),
+        udp_table_per_netns=has_member(netns_ipv4, "udp_table"),
+        sk_ino=has_member(prog.type("struct sock"), "sk_ino"),
+        sock_cgroup_pointer=has_member(cgroup_data, "cgroup"),
+        local_ports_packed=ports_range.unqualified().kind != TypeKind.ARRAY,
+        icsk_timeout=has_member(icsk, "icsk_timeout"),
+        icsk_keepalive_timer=has_member(icsk, "icsk_keepalive_timer"),
+        tk_core=prog.symbol("tk_core") is not None,
+        kernfs_parent_rcu=has_member(prog.type("struct kernfs_node"), "__parent"),
+        prot_inuse_all=has_member(prog.type("struct prot_inuse"), "all"),
+        orphan_percpu_counter=(has_member(prog.type("struct proto"), "orphan_count")
+                               and _pointee_kind(prog.type("struct proto").member("orphan_count").type)
+                               == TypeKind.STRUCT),
+        tw_refcount=has_member(prog.type("struct inet_timewait_death_row"), "tw_refcount"),
+        sk_drop_counters=has_member(prog.type("struct sock"), "sk_drop_counters"),
+    )
+
+
+def _pointee_kind(pointer: Any) -> TypeKind:
+    """The kind of what a pointer type points to, typedefs and qualifiers set aside."""
+    return pointer.unaliased().type.unaliased().kind
+
+

@@ -1,0 +1,1 @@
+"""What the commands print: ss's text, JSON, the summary, nethogs' lines."""

@@ -1,0 +1,396 @@
+"""Render sockets as ss prints them: its fields, and its column layout (misc/ss.c render()).
+
+ss buffers every field, measures each column, and prints either compactly
+(stdout not a terminal: each column as wide as its widest cell) or spread to
+the terminal's width. :func:`layout` reproduces both, so the output can be
+diffed against ss byte for byte.
+"""
+
+from __future__ import annotations
+
+import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
+import contextlib
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
+
+from drgn_ss.kernel.native import native
+from drgn_ss.kernel.strings import escape_name, json_name
+from drgn_ss.output.columns import COLUMNS, layout_columns
+from drgn_ss.output.tcpinfo import tcp_info_text
+from drgn_ss.owners import Owner, OwnerMap
+from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
+from drgn_ss.sockets.tcpinfo import TcpInfo
+
+#: ss's display names, index = state number.
+STATE_NAMES = (
+    "UNKNOWN", "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",
+    "UNCONN", "CLOSE-WAIT", "LAST-ACK", "LISTEN", "CLOSING",
+)
+
+TIMER_NAMES = ("off", "on", "keepalive", "timewait", "persist", "unknown")
+
+
+def ms_timer(timeout: int) -> str:
+    """ss's print_ms_timer(): 1min23sec, 15sec, 1.234ms, 250ms..."""
+    secs, msecs = divmod(timeout, 1000)
+    minutes, secs = divmod(secs, 60)
+    out = ""
+    if minutes:
+        msecs = 0
+        out = f"{minutes}min"
+        if minutes > 9:
+            secs = 0
+    if secs:
+        if secs > 9:
+            msecs = 0
+        out += f"{secs}{'.' if msecs else 'sec'}"
+    if msecs:
+        out += f"{msecs:03d}ms"
+    return out
+COL_NETID, COL_STATE = 0, 1
+
+
+class NetnsTag(NamedTuple):
+    """What tells a network namespace apart in an --all-netns listing."""
+
+    #: Its inode number.
+    inum: int
+    #: A process that lives in it (drgn_ss.namespaces.NetnsProcess), or None if none does.
+    process: Any = None
+
+    def text(self) -> str:
+        """`` netns:(INODE,"COMMAND",pid=PID,cgroup:PATH)``, names escaped as in ``users:``."""
+        p = self.process
+        if p is None:
+            return f" netns:({self.inum})"
+        cgroup = f",cgroup:{escape_name(p.cgroup)}" if p.cgroup is not None else ""
+        return f' netns:({self.inum},"{escape_name(p.comm.split(")")[0])}",pid={p.pid}{cgroup})'
+
+    def fields(self) -> dict[str, Any]:
+        """The JSON fields: ``netns_pid``, ``netns_command``, ``netns_cgroup`` (null if none)."""
+        p = self.process
+        if p is None:
+            return {"netns_pid": None, "netns_command": None, "netns_cgroup": None}
+        return {"netns_pid": p.pid, "netns_command": json_name(p.comm),
+                "netns_cgroup": json_name(p.cgroup) if p.cgroup is not None else None}
+
+
+class Formatter:
+    """
+    Turn records into ss's cells. ``ifname`` names a socket's bound device, (netns inode,
+    ifindex) -> the name as the kernel has it (decoded with errors="surrogateescape"): the
+    text escapes it as command names are, JSON carries it exactly.
+    """
+
+    def __init__(
+        self,
+        numeric: bool,
+        ephemeral: tuple[int, int],
+        ifname: Callable[[int, int], str],
+        owners: OwnerMap | None = None,
+        details: bool = False,
+        timers: bool = False,
+        owners_by: str = "ino",
+        netns_tags: dict[int, NetnsTag] | None = None,
+        skmem: dict[int, tuple[int, ...]] | None = None,
+        tcp_info: dict[int, TcpInfo] | None = None,
+    ) -> None:
+        self.numeric = numeric
+        self.ephemeral = ephemeral
+        self.ifname = ifname
+        self.owners = owners
+        #: What ``owners`` is keyed by: "ino" (inode numbers) or "sock" (struct sock addresses).
+        self.owners_by = owners_by
+        self.details = details
+        self.timers = timers or details  # ss -e implies -o
+        #: --all-netns: each socket's namespace, by inode number, is named after its line.
+        self.netns_tags = netns_tags
+        #: -m: sock_diag_put_meminfo()'s values by socket address (full sockets only).
+        self.skmem = skmem
+        #: -i: tcp_get_info()'s by socket address (full TCP sockets only).
+        self.tcp_info = tcp_info
+        self._services: dict[tuple[int, str], str] = {}
+        self._hosts: dict[tuple[bytes, bool], str] = {}
+        # Cells by what they show: "0     " by queue size, "10.0.0.1:" by (address, v6only),
+        # "22" by (port, protocol).
+        self._queues = _Cache(lambda size: f"{size:<6d}")
+        self._host_cells = _Cache(lambda key: self._host(key[0], AF_INET if len(key[0]) == 4 else AF_INET6,
+                                                         bool(key[1])) + ":")
+        self._service_cells = _Cache(lambda key: self.service(*key))
+        # ss reads a process's name with fscanf("%*d (%[^)])"): it stops at the first ')'.
+        self._comm_names = _Cache(lambda comm: escape_name(comm.split(")")[0]))
+
+    def service(self, port: int, proto: str) -> str:
+        """ss's resolve_service(): ``*`` for 0, names for non-ephemeral ports unless -n."""
+        if port == 0:
+            return "*"
+        if self.numeric:
+            return str(port)
+        key = (port, proto)
+        if key not in self._services:
+            name = str(port)
+            lo, hi = self.ephemeral
+            if not lo <= port <= hi:
+                with contextlib.suppress(OSError):
+                    name = socket.getservbyport(port, proto)
+            self._services[key] = name
+        return self._services[key]
+
+    @staticmethod
+    def host(addr: bytes, family: int, v6only: bool) -> str:
+        """ss's inet_addr_print(): ``*`` for a dual-stack IPv6 wildcard, IPv6 in brackets."""
+        if family == AF_INET:
+            return socket.inet_ntoa(addr)
+        if not v6only and addr == bytes(16):
+            return "*"
+        text = _ipv6_text(addr)
+        return f"[{text}]" if ":" in text else text
+
+    def _host(self, addr: bytes, family: int, v6only: bool) -> str:
+        key = (addr, v6only)  # the family goes with the address's length
+        text = self._hosts.get(key)
+        if text is None:
+            text = self._hosts[key] = self.host(addr, family, v6only)
+        return text
+
+    def users(self, key: int) -> str:
+        """ss's ``users:(...)`` for the socket whose owners are under ``key``."""
+        holders: list[Owner] | None = self.owners.get(key) if (self.owners is not None and key) else None
+        if not holders:
+            return ""
+        name = self._comm_names
+        if len(holders) == 1:
+            o = holders[0]
+            return f' users:(("{name[o.comm]}",pid={o.pid},fd={o.fd}))'
+        inner = ",".join(f'("{name[o.comm]}",pid={o.pid},fd={o.fd})' for o in holders)
+        return f" users:({inner})"
+
+    def _users_cells(self, keys: Sequence[int]) -> list[str]:
+        """:meth:`users` of every key (in C where it is built)."""
+        fast = native()
+        if fast is not None and self.owners is not None:
+            return fast.users_cells(keys, self.owners, self._comm_names)
+        return list(map(self.users, keys))
+
+    def extended(self, s: Socket) -> str:
+        out = []
+        if s.uid:
+            out.append(f" uid:{s.uid}")
+        out.append(f" ino:{s.ino}")
+        out.append(f" sk:{s.cookie:x}")
+        if s.cgroup:
+            out.append(f" cgroup:{escape_name(s.cgroup)}")
+        if s.v6only is not None:
+            out.append(f" v6only:{int(s.v6only)}")
+        if s.shutdown is not None:
+            out.append(f" {'-' if s.shutdown & 1 else '<'}-{'-' if s.shutdown & 2 else '>'}")
+        return "".join(out)
+
+    def _process(self, s: Socket, users: str) -> str:
+        """The Process cell: ``users`` and, as asked, the timer and the details."""
+        if self.timers and s.timer:
+            name = TIMER_NAMES[min(s.timer, 5)]
+            users += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
+        if self.details:
+            users += self.extended(s)
+        return users
+
+    def columns(self, socks: Sequence[Socket]) -> list[list[str]]:
+        """
+        The ten columns of cells for ``socks`` (the caller drops disabled columns). Built a
+        column at a time, from caches of what repeats (addresses, ports, queue sizes), so a
+        cell costs a dict lookup rather than a call.
+        """
+        n = len(socks)
+        if not n:
+            return [[] for _ in COLUMNS]
+        socks = socks if isinstance(socks, list) else list(socks)
+        fast = native()
+        if fast is not None:
+            cells = fast.socket_cells(socks, _CELL_FIELDS, self._host_cells, self._service_cells,
+                                      self._queues, _STATE_CELLS, self.numeric, self.ephemeral)
+        else:
+            cells = self._socket_cells(socks)
+        proto, state, recv_q, send_q, local, sport, peer, dport = cells
+        ifindex = list(map(operator.itemgetter(_IFINDEX), socks))
+        if any(ifindex):
+            for i in [i for i, index in enumerate(ifindex) if index]:
+                name = escape_name(self.ifname(socks[i].netns, ifindex[i]))
+                local[i] = local[i][:-1] + "%" + name + ":"
+        if self.owners is not None:
+            if self.owners_by == "sock":
+                keys = list(map(operator.itemgetter(_ADDRESS), socks))
+            else:
+                keys = list(map(operator.itemgetter(_INO), socks))
+            process = self._users_cells(keys)
+        else:
+            process = [""] * n
+        if self.timers or self.details:
+            process = list(map(self._process, socks, process))
+        if self.netns_tags is not None:
+            tags = {inum: tag.text() for inum, tag in self.netns_tags.items()}
+            process = [cell + (tags.get(s.netns) or NetnsTag(s.netns).text())
+                       for cell, s in zip(process, socks)]
+        if self.skmem is not None or self.tcp_info is not None:
+            process = list(map(self._second_line, process, socks))
+        return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
+
+    def objects(self, socks: Sequence[Socket]) -> Iterator[dict[str, Any]]:
+        """
+        One JSON object per socket (:data:`JSON_FIELDS` names them), carrying what its
+        text line shows with the same options, typed: numbers as numbers, addresses as
+        text, owners as a list. Names are as the kernel has them (a command name is not
+        cut at ")"), any bytes that are not UTF-8 replaced by U+FFFD; the JSON encoder
+        escapes control characters.
+        """
+        owners = self.owners
+        by_sock = self.owners_by == "sock"
+        names = _Cache(json_name)
+        addresses = _Cache(address_text)
+        services = None if self.numeric else self._service_cells
+        states = _STATE_CELLS
+        families = {AF_INET: "inet", AF_INET6: "inet6"}
+        netns_fields = (None if self.netns_tags is None else
+                        {inum: tag.fields() for inum, tag in self.netns_tags.items()})
+        for s in socks:
+            obj: dict[str, Any] = {
+                "netid": s.proto,
+                "family": families[s.family],
+                "state": states[s.state],
+                "recv_q": s.recv_q,
+                "send_q": s.send_q,
+                "local_address": addresses[s.src],
+                "local_port": s.sport,
+                "peer_address": addresses[s.dst],
+                "peer_port": s.dport,
+                "interface": json_name(self.ifname(s.netns, s.ifindex)) if s.ifindex else None,
+                "v6only": s.v6only,
+                "netns": s.netns,
+                "kind": s.kind,
+                "sk": f"{s.address:#x}",
+            }
+            if services is not None:
+                obj["local_service"] = services[s.sport, s.proto]
+                obj["peer_service"] = services[s.dport, s.proto]
+            if owners is not None:
+                key = s.address if by_sock else s.ino
+                obj["owners"] = [{"command": names[o.comm], "pid": o.pid, "fd": o.fd}
+                                 for o in (owners.get(key, ()) if key else ())]
+            if self.timers:
+                obj["timer"] = ({"name": TIMER_NAMES[min(s.timer, 5)], "expires_ms": s.timer_ms,
+                                 "retrans": s.retrans} if s.timer else None)
+            if netns_fields is not None:
+                obj.update(netns_fields.get(s.netns) or NetnsTag(s.netns).fields())
+            if self.skmem is not None:
+                values = self.skmem.get(s.address)
+                obj["skmem"] = dict(zip(SKMEM_FIELDS, values)) if values is not None else None
+            if self.tcp_info is not None:
+                info = self.tcp_info.get(s.address)
+                obj["tcp_info"] = None if info is None else {**info._asdict(), "cong": json_name(info.cong)}
+            if self.details:
+                obj["uid"] = s.uid
+                obj["inode"] = s.ino
+                obj["cookie"] = s.cookie
+                obj["cgroup"] = json_name(s.cgroup) if s.cgroup is not None else None
+                obj["shutdown"] = s.shutdown
+            yield obj
+
+    def _second_line(self, cell: str, s: Socket) -> str:
+        """
+        What -m and -i show: ss puts it on a line of its own, after a tab, for every socket
+        with -m and every TCP socket with -i, even a minisock with nothing to show there.
+        """
+        if self.skmem is None and s.proto != "tcp":
+            return cell
+        cell += "\n\t"
+        if self.skmem is not None and s.address in self.skmem:
+            cell += skmem_text(self.skmem[s.address])
+        if self.tcp_info is not None and s.address in self.tcp_info:
+            cell += tcp_info_text(self.tcp_info[s.address], self.timers, self.numeric)
+        return cell
+
+    def _socket_cells(self, socks: list[Socket]) -> list[list[str]]:
+        """The Netid to Port cells of :meth:`columns` (the reference for C's socket_cells())."""
+        proto, _family, state, src, sport, dst, dport, _ifindex, v6only, recv_q, send_q, *_rest = (
+            _transpose(socks))
+        queue = self._queues.__getitem__
+        host = self._host_cells.__getitem__
+        service = self._service_cells.__getitem__
+        return [
+            list(proto),
+            list(map(_STATE_CELLS.__getitem__, state)),
+            list(map(queue, recv_q)),
+            list(map(queue, send_q)),
+            list(map(host, zip(src, v6only))),
+            list(map(service, zip(sport, proto))),
+            list(map(host, zip(dst, v6only))),
+            list(map(service, zip(dport, proto))),
+        ]
+
+
+def skmem_text(values: Sequence[int]) -> str:
+    """ss's print_skmeminfo(): `` skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0)``."""
+    r, rb, t, tb, f, w, o, bl, d = values
+    return f" skmem:(r{r},rb{rb},t{t},tb{tb},f{f},w{w},o{o},bl{bl},d{d})"
+
+
+def address_text(addr: bytes) -> str:
+    """An IPv4 (4 bytes) or IPv6 (16 bytes) address in its usual text form, no brackets."""
+    return socket.inet_ntoa(addr) if len(addr) == 4 else _ipv6_text(addr)
+
+
+def endpoint_text(addr: bytes, port: int, family: int, v6only: bool | None) -> str:
+    """
+    An address and port as ``ss -n`` shows them (:meth:`Formatter.host`, and ``*`` for port
+    0): ``127.0.0.1:22``, ``[::1]:443``, ``[::ffff:127.0.0.1]:8080``, ``*:*``.
+    """
+    return f"{Formatter.host(addr, family, bool(v6only))}:{port or '*'}"
+
+
+class _Cache(dict[Any, str]):
+    """A dict that makes a missing value with ``make(key)`` (and keeps it)."""
+
+    def __init__(self, make: Callable[[Any], str]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key: Any) -> str:
+        value = self[key] = self.make(key)
+        return value
+
+
+_FIELD = Socket._fields.index
+#: The Socket fields drgn_ss._fast.socket_cells makes cells of, in its order.
+_CELL_FIELDS = tuple(map(_FIELD, ("proto", "state", "src", "sport", "dst", "dport", "v6only", "recv_q",
+                                  "send_q")))
+_IFINDEX, _INO, _ADDRESS = _FIELD("ifindex"), _FIELD("ino"), _FIELD("address")
+
+#: ss's state names for any state byte.
+_STATE_CELLS = STATE_NAMES + ("UNKNOWN",) * (256 - len(STATE_NAMES))
+
+
+def _transpose(socks: Sequence[Socket]) -> list[tuple[Any, ...]]:
+    """One tuple per Socket field, holding that field of every socket."""
+    cols = list(zip(*socks))
+    if len(cols) != len(Socket._fields):
+        raise ValueError("not Socket records")
+    return cols
+
+
+def _ipv6_text(addr: bytes) -> str:
+    # inet_ntop(): IPv4-mapped and IPv4-compatible forms keep a dotted quad.
+    return socket.inet_ntop(socket.AF_INET6, addr)
+
+
+def render_sockets(socks: Sequence[Socket], fmt: Formatter, disabled: frozenset[int],
+                   header: bool, screen_width: int | None) -> Iterator[str]:
+    """ss's listing of ``socks``, in chunks to write as they come."""
+    keep = [i for i in range(len(COLUMNS)) if i not in disabled]
+    columns = fmt.columns(socks)
+    if header:
+        columns = [[COLUMNS[i].header, *columns[i]] for i in keep]
+    else:
+        columns = [columns[i] for i in keep]
+    return layout_columns(columns, disabled, screen_width, header)

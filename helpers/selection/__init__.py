@@ -1,0 +1,1 @@
+"""Which sockets to show: states and ss's filter expressions."""

@@ -1,0 +1,137 @@
+"""Which sockets to show: ss's protocol, family and state sets (misc/ss.c)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
+
+from drgn_ss.selection.errors import AF_UNSPEC, SelectionError, printable
+from drgn_ss.selection.filter import Filter, parse_filter
+from drgn_ss.sockets.record import (
+    AF_INET,
+    AF_INET6,
+    TCP_CLOSE,
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCP_TIME_WAIT,
+    Socket,
+)
+
+SS_MAX = 12
+SS_ALL = (1 << SS_MAX) - 1
+#: ss's default: every connected state.
+SS_CONN = SS_ALL & ~((1 << TCP_LISTEN) | (1 << TCP_CLOSE) | (1 << TCP_TIME_WAIT) | (1 << TCP_SYN_RECV))
+#: -l: listening TCP and unconnected UDP.
+SS_LISTENING = (1 << TCP_LISTEN) | (1 << TCP_CLOSE)
+
+#: ss's state names for ``state``/``exclude``, index = state number.
+STATE_NAMES_LONG = (
+    "UNKNOWN", "established", "syn-sent", "syn-recv", "fin-wait-1", "fin-wait-2", "time-wait",
+    "unconnected", "close-wait", "last-ack", "listening", "closing",
+)
+
+#: Groups and aliases ss accepts, checked before the names above.
+STATE_GROUPS = {
+    "close": 1 << TCP_CLOSE,
+    "closed": 1 << TCP_CLOSE,
+    "syn-rcv": 1 << TCP_SYN_RECV,
+    "all": SS_ALL,
+    "connected": SS_ALL & ~((1 << TCP_CLOSE) | (1 << TCP_LISTEN)),
+    "synchronized": SS_ALL & ~((1 << TCP_CLOSE) | (1 << TCP_LISTEN) | (1 << TCP_SYN_SENT)),
+    "bucket": (1 << TCP_SYN_RECV) | (1 << TCP_TIME_WAIT),
+    "big": SS_ALL & ~((1 << TCP_SYN_RECV) | (1 << TCP_TIME_WAIT)),
+}
+
+
+#: What a wrong state name is told: ss's names and groups (ss --help's STATE-FILTER).
+STATE_NAMES_HELP = "states: {}; groups: {}".format(
+    ", ".join({"unconnected": "unconnected (or closed)"}.get(n, n) for n in STATE_NAMES_LONG[1:]),
+    ", ".join(g for g in STATE_GROUPS if g not in ("close", "closed", "syn-rcv")))
+
+
+def scan_state(name: str) -> int:
+    """The state bits a ``state``/``exclude`` argument names (case-insensitive, as ss)."""
+    lower = name.lower()
+    if lower in STATE_GROUPS:
+        return STATE_GROUPS[lower]
+    for i, long_name in enumerate(STATE_NAMES_LONG):
+        if lower == long_name.lower():
+            return 1 << i
+    raise SelectionError(f"wrong state name: {printable(name)} ({STATE_NAMES_HELP})")
+
+
+class Selection(NamedTuple):
+    """The sockets a listing shows."""
+
+    protos: tuple[str, ...] = ("udp", "tcp")
+    families: tuple[int, ...] = (AF_INET, AF_INET6)
+    states: int = SS_CONN
+    #: ss's filter expression (``sport = :22 or dst 10.0.0.0/8``...), if one was given.
+    expr: Filter | None = None
+
+    def matches(self, s: Socket) -> bool:
+        return (s.proto in self.protos and s.family in self.families and bool(self.states >> s.state & 1)
+                and (self.expr is None or self.expr.matches(s)))
+
+    def select(self, socks: Iterable[Socket],
+               ifname: Callable[[int, int], str] | None = None) -> list[Socket]:
+        """
+        The sockets :meth:`matches`, in order; one comprehension, with no call per socket
+        but the filter expression's.
+
+        :param ifname: (netns inode, ifindex) -> interface name, for a ``dev`` condition
+        """
+        protos, families, states = self.protos, self.families, self.states
+        if set(protos) >= {"tcp", "udp"} and set(families) >= {AF_INET, AF_INET6}:
+            out = [s for s in socks if states >> s[2] & 1]
+        else:
+            out = [s for s in socks if s[0] in protos and s[1] in families and states >> s[2] & 1]
+        if self.expr is not None:
+            self.expr.ifname = ifname
+            out = list(filter(self.expr.matches, out))
+        return out
+
+    @property
+    def single_proto(self) -> bool:
+        return len(self.protos) == 1
+
+    @property
+    def single_state(self) -> bool:
+        return self.states & (self.states - 1) == 0
+
+
+def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: int,
+                    state_args: list[tuple[str, str]], expression: Sequence[str] = ()) -> Selection:
+    """
+    Combine options as ss does: ``state_flag`` is SS_ALL (-a), SS_LISTENING (-l) or 0;
+    ``state_args`` are ("state"|"exclude", NAME) pairs in order; ``expression`` the words of
+    a filter expression (:mod:`drgn_ss.selection.filter`).
+
+    :raises FilterError: a bad expression (a SelectionError)
+    """
+    states = state_flag
+    saw_states = False
+    for verb, name in state_args:
+        if verb == "state":
+            if not saw_states:
+                states = 0
+            states |= scan_state(name)
+        else:
+            if not saw_states:
+                states = SS_ALL
+            states &= ~scan_state(name)
+        saw_states = True
+    if not states:
+        states = SS_CONN
+    protos = tuple(p for p, on in (("udp", udp), ("tcp", tcp)) if on) or ("udp", "tcp")
+    families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on) or (AF_INET, AF_INET6)
+    if not states & SS_ALL:
+        raise SelectionError("no socket states to show with such filter.")
+    # ss reads addresses as its preferred family: -4 or -6 (the later one wins in ss, and
+    # drgn-ss's command line keeps only that one; both given here, neither is preferred).
+    preferred = families[0] if len(families) == 1 else AF_UNSPEC
+    expr = parse_filter(expression, preferred, protos)
+    if expr is not None and expr.family != AF_UNSPEC:
+        families = (expr.family,)  # an inet:/inet6: address: ss shows only that family
+    return Selection(protos, families, states, expr)

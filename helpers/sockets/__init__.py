@@ -1,0 +1,1 @@
+"""Sockets: the one record every family makes, and each family's decoding."""

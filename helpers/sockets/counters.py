@@ -1,0 +1,175 @@
+"""ss -s: the socket summary, from the counters behind /proc/net/sockstat, sockstat6 and snmp.
+
+ss prints its summary from those files (misc/ss.c print_summary()); the kernel fills them
+from per-CPU counters (net/ipv4/proc.c sockstat_seq_show(), net/ipv6/proc.c
+sockstat6_seq_show(), the TCP MIB's CurrEstab). This reads the same counters from kernel
+memory, for one network namespace, and prints what ss prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from drgn import FaultError, Program
+from drgn_ss.kernel.damage import WalkErrors, tolerate
+from drgn_ss.kernel.facts import kernel_facts, kernel_layout
+from drgn_ss.kernel.fields import s32
+from drgn_ss.kernel.memory import Memory
+from drgn_ss.kernel.target import kernel_memory
+from drgn_ss.tables.hashtable import member_address
+
+#: include/uapi/linux/snmp.h: the TCP MIB's ActiveOpens, PassiveOpens and CurrEstab (a
+#: UAPI enum: it does not move).
+TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, TCP_MIB_CURRESTAB = 5, 6, 9
+
+
+class SockStat(NamedTuple):
+    """
+    The counters ss's summary shows, for one network namespace (ss's ``struct ssummary``);
+    None where a counter could not be read.
+    """
+
+    #: sockets: used (every socket of the namespace, of any family)
+    sockets: int | None
+    #: TCP: inuse (hashed IPv4 TCP sockets), orphan, tw, alloc (sockets allocated: every namespace)
+    tcp4_hashed: int | None
+    tcp_orphans: int | None
+    tcp_tws: int | None
+    tcp_total: int | None
+    tcp6_hashed: int | None
+    udp4: int | None
+    udp6: int | None
+    raw4: int | None
+    raw6: int | None
+    frag4: int | None
+    frag6: int | None
+    #: Tcp: CurrEstab from /proc/net/snmp
+    tcp_estab: int | None
+
+
+class PerCpu:
+    """Per-CPU variables: each possible CPU's copy is at ``ptr + __per_cpu_offset[cpu]``."""
+
+    def __init__(self, prog: Program) -> None:
+        facts = kernel_facts(prog)
+        self.mem: Memory = kernel_memory(prog)
+        count = self.mem.read_u32(facts.symbol("nr_cpu_ids"))
+        mask = self.mem.read((facts.symbol("__cpu_possible_mask")), (count + 7) // 8)
+        offsets = self.mem.read(facts.symbol("__per_cpu_offset"), count * 8)
+        self.offsets = [int.from_bytes(offsets[cpu * 8 : cpu * 8 + 8], "little")
+                        for cpu in range(count) if mask[cpu // 8] >> (cpu % 8) & 1]
+
+    def addresses(self, ptr: int) -> list[int]:
+        """per_cpu_ptr(ptr, cpu) for each possible CPU: the sum wraps (from 6.15, x86_64's
+        per-CPU pointers are addresses in the kernel image and the offsets wrap around)."""
+        return [(ptr + off) & _U64 for off in self.offsets]
+
+    def sum_s32(self, ptr: int) -> int:
+        """The sum over possible CPUs of a per-CPU ``int`` at ``ptr`` (a __percpu address)."""
+        read = self.mem.read
+        return sum(int.from_bytes(read(addr, 4), "little", signed=True) for addr in self.addresses(ptr))
+
+    def sum_u64(self, ptr: int) -> int:
+        """The sum of a per-CPU ``unsigned long``, wrapped to 64 bits as the kernel's is."""
+        return sum(map(self.mem.read_u64, self.addresses(ptr))) & _U64
+
+
+_U64 = (1 << 64) - 1
+
+
+def tcp_mib_counters(prog: Program, net: int, index: int, pcpu: PerCpu | None = None) -> int:
+    """
+    One TCP MIB counter of a namespace summed over the CPUs, as /proc/net/snmp shows it.
+
+    :param index: ``TCP_MIB_*``
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    mib = mem.read_u64(net + facts.offset("struct net", "mib.tcp_statistics"))
+    return (pcpu or PerCpu(prog)).sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * index)
+
+
+def _percpu_counter_sum_positive(prog: Program, pcpu: PerCpu, counter: int) -> int:
+    """percpu_counter_sum_positive(): ``count`` plus every CPU's ``counters``, at least 0."""
+    facts = kernel_facts(prog)
+    P = "struct percpu_counter"
+    count = int.from_bytes(pcpu.mem.read(counter + facts.offset(P, "count"), 8), "little", signed=True)
+    counters = pcpu.mem.read_u64(counter + facts.offset(P, "counters"))
+    return max(count + pcpu.sum_s32(counters), 0)
+
+
+def sockstat_counts(prog: Program, net: int, errors: WalkErrors | None = None) -> SockStat:
+    """
+    The summary's counters for a namespace, as the kernel computes /proc/net/sockstat,
+    sockstat6 and the snmp file's CurrEstab for it. A counter that cannot be read (a page
+    filtered out of a dump) is None, and counted in ``errors``.
+
+    :param net: ``struct net *`` address
+    """
+    facts = kernel_facts(prog)
+    layout = kernel_layout(prog)
+    mem = kernel_memory(prog)
+    pcpu = PerCpu(prog)
+    N = "struct net"
+
+    def read(compute: Callable[[], int]) -> int | None:
+        try:
+            return compute()
+        except FaultError as e:
+            tolerate(errors, "counters", e)
+            return None
+
+    val = facts.offset("struct prot_inuse", "val")
+    inuse_idx = facts.field("struct proto", "inuse_idx")
+
+    def prot_inuse() -> int:
+        return mem.read_u64(net + facts.offset(N, "core.prot_inuse"))
+
+    def prot_inuse_get(proto: int) -> int | None:  # sock_prot_inuse_get(); proto: struct proto *
+        def compute() -> int:
+            idx = inuse_idx.get(mem.read(proto, inuse_idx.end))
+            return max(pcpu.sum_s32(prot_inuse() + val + 4 * idx), 0)
+        return read(compute)
+
+    def sockets() -> int:  # sock_inuse_get(): 6.0+ counts in prot_inuse too
+        if layout.prot_inuse_all:
+            return pcpu.sum_s32(prot_inuse() + facts.offset("struct prot_inuse", "all"))
+        return pcpu.sum_s32(mem.read_u64(net + facts.offset(N, "core.sock_inuse")))
+
+    def orphans() -> int:
+        if layout.orphan_percpu_counter:
+            return _percpu_counter_sum_positive(prog, pcpu, facts.symbol("tcp_orphan_count"))
+        return max(pcpu.sum_s32(facts.percpu_symbol("tcp_orphan_count")), 0)  # tcp_orphan_count_sum()
+
+    def allocated() -> int:
+        counter = mem.read_u64(facts.symbol("tcp_prot") + facts.offset("struct proto", "sockets_allocated"))
+        return _percpu_counter_sum_positive(prog, pcpu, counter)
+
+    def tws() -> int:
+        if layout.tw_refcount:  # refcount_read(&tw_refcount) - 1 (6.0+)
+            refs = member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_refcount")
+            return s32(mem.read_u32(refs) - 1)
+        return s32(mem.read_u32(member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_count")))
+
+    def frags(ip: str) -> int:
+        return mem.read_u32(member_address(facts, mem, net, N, f"{ip}.fqdir.rhashtable.nelems"))
+
+    def estab() -> int:
+        return s32(tcp_mib_counters(prog, net, TCP_MIB_CURRESTAB, pcpu))
+
+    return SockStat(
+        sockets=read(sockets),
+        tcp4_hashed=prot_inuse_get(facts.symbol("tcp_prot")),
+        tcp_orphans=read(orphans),
+        tcp_tws=read(tws),
+        tcp_total=read(allocated),
+        tcp6_hashed=prot_inuse_get(facts.symbol("tcpv6_prot")),
+        udp4=prot_inuse_get(facts.symbol("udp_prot")),
+        udp6=prot_inuse_get(facts.symbol("udpv6_prot")),
+        raw4=prot_inuse_get(facts.symbol("raw_prot")),
+        raw6=prot_inuse_get(facts.symbol("rawv6_prot")),
+        frag4=read(lambda: frags("ipv4")),
+        frag6=read(lambda: frags("ipv6")),
+        tcp_estab=read(estab),
+    )
