@@ -25,6 +25,9 @@
 
 #define MAX_READ 8192
 
+/* The fields of drgn_ss.sockets.record.Socket, in its order (a test checks the count). */
+#define SOCKET_FIELDS 24
+
 /* A member of a struct: as drgn_ss.kernel.fields.Field. size 0: absent. */
 typedef struct {
 	Py_ssize_t offset;

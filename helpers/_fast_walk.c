@@ -126,7 +126,7 @@ static PyObject *make_bytes(const unsigned char *buf, Py_ssize_t off, Py_ssize_t
 	return PyBytes_FromStringAndSize((const char *)buf + off, size);
 }
 
-/* Append an Socket to w->out; 0, 1 (socket fault, counted) or -1 (error). */
+/* Append a Socket to w->out; 0, 1 (socket fault, counted) or -1 (error). */
 static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
 {
 	const Layout *L = &w->L;
@@ -142,7 +142,7 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 	}
 	uint64_t be = get(buf, &L->dport);
 	unsigned long dport = ((be & 0xff) << 8) | ((be >> 8) & 0xff);
-	PyObject *items[23] = {NULL};
+	PyObject *items[SOCKET_FIELDS] = {NULL};
 	int r = -1;
 	if (raw_state == 0 || raw_state > TCP_MAX_STATE) {
 		Py_XDECREF(src);
@@ -280,13 +280,15 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 		items[21] = PyLong_FromUnsignedLongLong(retrans);
 		items[22] = PyLong_FromUnsignedLongLong(sk_socket);
 	}
-	PyObject *rec = new_record((PyTypeObject *)w->cls, items, 23);
+	Py_INCREF(Py_None);
+	items[23] = Py_None; /* extra: a family's own fields; inet has none */
+	PyObject *rec = new_record((PyTypeObject *)w->cls, items, SOCKET_FIELDS);
 	if (!rec)
 		goto out;
 	r = PyList_Append(w->out, rec);
 	Py_DECREF(rec);
 out:
-	for (int i = 0; i < 23; i++)
+	for (int i = 0; i < SOCKET_FIELDS; i++)
 		Py_XDECREF(items[i]);
 	if (r == 1)
 		w->faults.sockets++;

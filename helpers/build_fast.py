@@ -25,6 +25,11 @@ from typing import Any
 
 from setuptools.command.build_ext import build_ext
 
+__all__ = [
+    "BuildExt", "EXTENSION", "Kept", "MAX_REASON", "RECORD", "compiler_command", "failed_command",
+    "first_error", "stderr_kept", "why_not_built",
+]
+
 #: The extension whose outcome is recorded, and the file it is recorded in, beside it.
 EXTENSION = "drgn_ss._fast"
 RECORD = "_build.json"

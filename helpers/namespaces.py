@@ -16,6 +16,11 @@ from drgn_ss.kernel.strings import c_string
 from drgn_ss.kernel.target import kernel_memory, object_limit
 from drgn_ss.tasks import task_list
 
+__all__ = [
+    "NetnsProcess", "ifname_resolver", "ifnames", "local_port_range", "netns_by_inode", "netns_inode",
+    "netns_limit", "netns_list", "netns_of", "netns_processes", "own_netns", "task_netns",
+]
+
 
 def netns_limit(prog: Program) -> int:
     """The most network namespaces the kernel could hold (memory full of struct net)."""

@@ -24,7 +24,12 @@ from drgn_ss.kernel.memory import Memory
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.program import is_local_live, prog_cached
 from drgn_ss.kernel.target import kernel_memory
-from drgn_ss.tasks import _TaskLayout, thread_group_leaders
+from drgn_ss.tasks import TaskLayout, thread_group_leaders
+
+__all__ = [
+    "MAX_FDS", "OWNER_SOURCES", "Owner", "OwnerMap", "SOCKET_FILE_DAMAGED", "kernel_owners", "proc_owners",
+    "socket_owners",
+]
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
 
@@ -97,7 +102,7 @@ MAX_FDS = 1 << 24
 SOCKET_FILE_DAMAGED = "a socket file, its socket and its sock do not point at each other: damaged"
 
 
-def _socket_sock(mem: Memory, L: _TaskLayout, file: int, sock: int) -> int:
+def _socket_sock(mem: Memory, L: TaskLayout, file: int, sock: int) -> int:
     """
     The ``struct sock`` a socket file (``file``, its ``private_data`` ``sock``) holds, once
     each points at the other (socket->file, sk->sk_socket); 0 if the socket has none.
@@ -125,7 +130,7 @@ def kernel_owners(prog: Program, errors: WalkErrors | None = None,
 
     :param counts: if given, ``counts["files"]`` is set to the number of open files read.
     """
-    L = prog_cached(prog, "task_layout", _TaskLayout)
+    L = prog_cached(prog, "task_layout", TaskLayout)
     mem = kernel_memory(prog)
     tasks = thread_group_leaders(prog, errors)
     fast = native()

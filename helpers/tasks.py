@@ -12,8 +12,13 @@ from drgn_ss.kernel.program import prog_cached
 from drgn_ss.kernel.strings import c_string
 from drgn_ss.kernel.target import kernel_memory, object_limit
 
+__all__ = [
+    "PIDTYPE_TGID", "PID_MAX_LIMIT", "TaskLayout", "XA_CHUNK_SHIFT", "task_limit", "task_list",
+    "tasks_by_every_route", "tasks_by_pid", "thread_group_leaders",
+]
 
-class _TaskLayout:
+
+class TaskLayout:
     """Offsets for the raw walk of tasks and their file tables, from the facts cache."""
 
     def __init__(self, prog: Program) -> None:
@@ -208,7 +213,7 @@ def thread_group_leaders(prog: Program, errors: WalkErrors | None = None
 
     :return: (tgid, comm, ``struct files_struct *`` address) triples, in pid order.
     """
-    L = prog_cached(prog, "task_layout", _TaskLayout)
+    L = prog_cached(prog, "task_layout", TaskLayout)
     mem = kernel_memory(prog)
     out = []
     for task in task_list(prog, errors):

@@ -25,6 +25,11 @@ from drgn_ss.sockets.counters import TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, 
 from drgn_ss.sockets.inet import inet_sockets, sk_meminfo
 from drgn_ss.sockets.record import Socket
 
+__all__ = [
+    "COUNTER_MEMBERS", "ConnKey", "Connection", "ProcessTraffic", "Sample", "Sampler", "TcpCounters",
+    "bytes_since", "conn_key", "holder", "per_process", "tcp_counters", "tcp_opened",
+]
+
 
 class TcpCounters(NamedTuple):
     """A TCP socket's byte and segment counts (tcp_get_info()'s tcpi_bytes_*, tcpi_segs_*)."""

@@ -517,10 +517,10 @@ def _warm_cache(cache: Path, build_id: str, sections: dict[str, dict[str, Any]])
     """A facts cache holding ``sections`` for the build of :func:`_build_core`'s kernel."""
     import json
 
-    from drgn_ss.kernel.facts import _source_hash
+    from drgn_ss.kernel.facts_file import source_hash
 
     (cache / "facts").mkdir(parents=True, mode=0o700)
-    (cache / "facts" / f"{build_id}-{_source_hash()}.json").write_text(json.dumps(
+    (cache / "facts" / f"{build_id}-{source_hash()}.json").write_text(json.dumps(
         {"build_id": build_id, "release": "6.1.0-18-cloud-amd64", **sections}))
 
 

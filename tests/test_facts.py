@@ -25,7 +25,8 @@ from drgn_ss.kernel import clock, features, program
 from drgn_ss.kernel import facts as facts_module
 from drgn_ss.kernel.btf import KIND_INT, KIND_STRUCT, Btf
 from drgn_ss.kernel.clock import hz_evidence, hz_of_clocksource, initial_jiffies, kernel_hz, tick_nsec
-from drgn_ss.kernel.facts import FACT_KINDS, KernelFacts, kernel_facts, plausible_fact
+from drgn_ss.kernel.facts import KernelFacts, kernel_facts
+from drgn_ss.kernel.facts_file import FACT_KINDS, plausible_fact
 from drgn_ss.kernel.images import elf_build_id, elf_file_bytes
 from drgn_ss.kernel.program import valid_build_id
 from drgn_ss.kernel.types import BtfTypes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -277,3 +278,10 @@ def test_json_of_nothing() -> None:
     fmt = Formatter(True, (1, 2), lambda n, i: "lo")
     assert "".join(render_json([], fmt, lines=False)) == "[]\n"
     assert "".join(render_json([], fmt, lines=True)) == ""
+
+
+def test_c_makes_socket_records_of_every_field() -> None:
+    """_fast.h's SOCKET_FIELDS, the items _fast_walk.c gives a Socket, is Socket's field count."""
+    header = (Path(__file__).resolve().parent.parent / "helpers" / "_fast.h").read_text()
+    found = re.search(r"^#define SOCKET_FIELDS (\d+)$", header, re.M)
+    assert found and int(found.group(1)) == len(Socket._fields)

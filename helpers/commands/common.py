@@ -16,6 +16,12 @@ from drgn_ss import __version__
 from drgn_ss.kernel.native import native, native_build
 from drgn_ss.kernel.strings import safe_line
 
+__all__ = [
+    "ArgumentParser", "EXIT_ERROR", "EXIT_PARTIAL", "EXIT_USAGE", "Failure", "OutputError",
+    "PURE_PYTHON_SLOWER", "ShowVersion", "UsageError", "add_version", "c_part_line", "exit_status",
+    "help_formatter", "native_path", "not_run_by_drgn", "output_errors", "say", "write_output",
+]
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: The listing was printed, but some of the kernel's tables could not be read.

@@ -2,7 +2,8 @@
 
 ``ss_parser`` and ``nethogs_parser`` return the parsers of ``drgn-ss`` and ``drgn-nethogs``
 themselves, so the pages say what ``--help`` says. At build time this file is loaded by
-path, before drgn_ss is installed: it then makes its own directory the package drgn_ss.
+path, before drgn_ss is installed: it then makes helpers/, its directory's parent, the
+package drgn_ss.
 Installed, ``argparse-manpage --module drgn_ss.commands.manpage --function ss_parser`` works too.
 """
 
@@ -13,12 +14,14 @@ import importlib.util
 import os
 import sys
 
+__all__ = ["nethogs_parser", "ss_parser"]
+
 
 def _package() -> None:
-    """Make this file's directory importable as drgn_ss, unless this file was imported from it."""
+    """Make helpers/ (this file's directory's parent) importable as drgn_ss, unless it is."""
     if __name__ == "drgn_ss.commands.manpage" or "drgn_ss" in sys.modules:
         return
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
         "drgn_ss", os.path.join(here, "__init__.py"), submodule_search_locations=[here])
     assert spec is not None and spec.loader is not None

@@ -47,18 +47,7 @@ from drgn_ss.output.nethogs import (
 )
 from drgn_ss.traffic import Sample, Sampler, per_process
 
-__all__ = (
-    "Stamp",
-    "build_parser",
-    "connection_lines",
-    "connection_rows",
-    "dump_stamp",
-    "header_line",
-    "host_stamp",
-    "process_lines",
-    "run",
-    "sample_json",
-)
+__all__ = ["build_parser", "run"]
 
 
 def build_parser(prog_name: str) -> argparse.ArgumentParser:

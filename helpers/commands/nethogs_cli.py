@@ -20,6 +20,8 @@ from drgn_ss.commands.nethogs import run
 from drgn_ss.commands.program import add_program_options, open_program
 from drgn_ss.kernel.facts import use_btf
 
+__all__ = ["PROG", "build_parser", "command", "split_argv"]
+
 PROG = "drgn-nethogs"
 
 

@@ -23,6 +23,8 @@ from drgn import Program
 from drgn.commands import parse_shell_command
 from drgn.commands.linux import linux_kernel_custom_command
 
+__all__ = []
+
 
 def _run(prog: Program, args: list[str]) -> int:
     from drgn_ss.commands.ss import run  # imported when the command runs, not when drgn starts

@@ -23,6 +23,11 @@ from drgn_ss.kernel.program import NoDebugInfo, is_local_live, set_debug_info_lo
 from drgn_ss.kernel.strings import escape_name
 from drgn_ss.kernel.target import set_qemu, use_core_file
 
+__all__ = [
+    "SS_SHORT_OPTIONS", "add_program_options", "check_kernel", "check_symbols", "elf_problem",
+    "kernels_vmlinux", "looks_like_ss_flags", "no_debug_info_message", "open_core_dump", "open_program",
+]
+
 
 def add_program_options(p: argparse.ArgumentParser) -> None:
     """The options that say which kernel to read (:func:`open_program`): drgn-ss's, drgn-nethogs'."""
@@ -115,9 +120,8 @@ def check_symbols(paths: Sequence[str]) -> None:
         raise Failure(f"-s {path}: {reason}")
 
 
-def open_program(args: argparse.Namespace) -> Program:
-    """Open the kernel ``drgn-ss`` reads: a dump, a QEMU guest or the live kernel."""
-    check_symbols(args.symbols or [])
+def _open_target(args: argparse.Namespace) -> Program:
+    """The program of a dump (``-c``), a QEMU guest (``--qemu``) or the live kernel; errors as Failure."""
     prog = Program()
     try:
         if args.core:
@@ -144,26 +148,34 @@ def open_program(args: argparse.Namespace) -> Program:
         raise Failure(f"cannot open {args.core or args.qemu}: {e}") from None
     if not prog.flags & ProgramFlags.IS_LINUX_KERNEL:
         raise Failure(f"{args.core} is not a Linux kernel dump")
+    return prog
+
+
+def _no_matching_vmlinux(prog: Program, symbols: Sequence[str]) -> Failure:
+    """Why none of the vmlinux files given (``-s``) gives this kernel's debug info."""
+    release = _release(prog)
+    ours = escape_name(vmcoreinfo(prog).get("BUILD-ID", "unknown"))
+    own = kernels_vmlinux(prog, symbols)
+    if own is not None:  # the build's own file, stripped of its DWARF
+        return Failure(f"{own} is the vmlinux of kernel {release} (build ID {ours}) but has "
+                       f"no debug info: give the one with DWARF (linux-image-{release}-dbg)")
+    theirs = ", ".join(f"{path} (build ID {elf_build_id(path) or 'unknown'})" for path in symbols)
+    return Failure(f"{theirs} does not match kernel {release} (build ID {ours}): "
+                   f"give the vmlinux of that exact build (linux-image-{release}-dbg)")
+
+
+def open_program(args: argparse.Namespace) -> Program:
+    """Open the kernel ``drgn-ss`` reads: a dump, a QEMU guest or the live kernel."""
+    check_symbols(args.symbols or [])
+    prog = _open_target(args)
 
     def load_debug_info() -> None:
         try:
             prog.load_debug_info(args.symbols or [], main=True)
         except MissingDebugInfoError:
-            release = _release(prog)
             if args.symbols:
-                ours = escape_name(vmcoreinfo(prog).get("BUILD-ID", "unknown"))
-                own = kernels_vmlinux(prog, args.symbols)
-                if own is not None:  # the build's own file, stripped of its DWARF
-                    raise Failure(f"{own} is the vmlinux of kernel {release} (build ID {ours}) but has "
-                                  f"no debug info: give the one with DWARF (linux-image-{release}-dbg)"
-                                  ) from None
-                theirs = ", ".join(f"{path} (build ID {elf_build_id(path) or 'unknown'})"
-                                   for path in args.symbols)
-                raise Failure(
-                    f"{theirs} does not match kernel {release} (build ID {ours}): "
-                    f"give the vmlinux of that exact build (linux-image-{release}-dbg)"
-                ) from None
-            raise NoDebugInfo(f"no debug info for kernel {release}") from None
+                raise _no_matching_vmlinux(prog, args.symbols) from None
+            raise NoDebugInfo(f"no debug info for kernel {_release(prog)}") from None
         except MemoryError:
             # drgn walks the kernel's module list as it loads debug info: a damaged one (a
             # garbage count) ends in a MemoryError there, before any socket is read.

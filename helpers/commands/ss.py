@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TextIO
 
 from drgn import (
@@ -56,8 +56,13 @@ from drgn_ss.selection.errors import FilterError, SelectionError
 from drgn_ss.selection.states import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.sockets.counters import sockstat_counts
 from drgn_ss.sockets.inet import inet_sockets, sk_meminfo
-from drgn_ss.sockets.record import TCP_LISTEN
+from drgn_ss.sockets.record import TCP_LISTEN, Socket
 from drgn_ss.sockets.tcpinfo import socket_tcp_info
+
+__all__ = [
+    "FAMILY", "LastFamily", "NOT_SUPPORTED", "NotSupported", "RefuseOption", "add_unsupported",
+    "build_parser", "command", "run", "show_crash_summary",
+]
 
 
 class LastFamily(argparse.Action):
@@ -163,6 +168,19 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
         "or -u both are shown; other socket types are not supported.",
         add_help=False,
     )
+    _add_ss_options(p, program_options)
+    _add_own_options(p)
+    if program_options:
+        add_program_options(p)
+    add_version(p)
+    add_unsupported(p)
+    p.add_argument("filter", nargs="*", metavar="FILTER",
+                   help="state and exclude words, then a filter expression (see below)")
+    return p
+
+
+def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
+    """The options ss has, as ss names them (``-s`` is drgn's --symbols where drgn-ss opens the program)."""
     p.add_argument("-h", "--help", action="help", help="show this help and exit")
     p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
     p.add_argument("-u", "--udp", action="store_true", help="UDP sockets")
@@ -188,6 +206,10 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
     p.add_argument("-4", "--ipv4", action=LastFamily, help="IPv4 sockets only (with -6: the later one)")
     p.add_argument("-6", "--ipv6", action=LastFamily, help="IPv6 sockets only (with -4: the later one)")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
+
+
+def _add_own_options(p: argparse.ArgumentParser) -> None:
+    """drgn-ss's own options: namespaces, JSON, the dump header, stats, BTF, where owners come from."""
     namespaces = p.add_mutually_exclusive_group()
     namespaces.add_argument("--all-netns", action="store_true",
                             help="sockets of every network namespace, each line ending in its namespace: "
@@ -224,13 +246,6 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
                    help="where -p finds processes: a walk of the kernel's tasks and file tables "
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
                    "only); auto, the default, walks the kernel, which measured faster")
-    if program_options:
-        add_program_options(p)
-    add_version(p)
-    add_unsupported(p)
-    p.add_argument("filter", nargs="*", metavar="FILTER",
-                   help="state and exclude words, then a filter expression (see below)")
-    return p
 
 
 def _parse_filter(words: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -325,14 +340,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
         nets, tags = _namespaces(prog, args, errors)
-        if args.summary:
-            for net in nets:
-                if tags is not None:
-                    write_output(out, [f"{tags[netns_inode(prog, net)].text().strip()}\n"])
-                write_output(out, [format_summary(sockstat_counts(prog, net, errors))])
-            if not (args.tcp or args.udp or args.filter):  # as ss: the summary alone
-                _warn_partial(args, errors)
-                return EXIT_PARTIAL if errors else 0
+        if args.summary and _summaries(prog, args, nets, tags, errors, out):
+            _warn_partial(args, errors)
+            return EXIT_PARTIAL if errors else 0
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()
@@ -352,16 +362,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         raise Failure(str(e)) from None
     if no_summary:  # said once the listing is known to work without it
         say(args.prog_name, no_summary)
-    if args.json or args.ndjson:
-        chunks = render_json(socks, fmt, lines=args.ndjson)
-    else:
-        disabled = set()
-        if selection.single_proto:
-            disabled.add(COL_NETID)
-        if selection.single_state:
-            disabled.add(COL_STATE)
-        chunks = render_sockets(socks, fmt, frozenset(disabled), not args.no_header, _screen_width(out))
-    write_output(out, chunks)
+    write_output(out, _rendered(socks, fmt, selection, args, out))
     _warn_partial(args, errors)
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
@@ -373,6 +374,29 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
 
+
+
+def _summaries(prog: Program, args: argparse.Namespace, nets: list[int], tags: dict[int, NetnsTag] | None,
+               errors: WalkErrors, out: TextIO) -> bool:
+    """Print ss's summary of each namespace; whether that is all (no -t, -u or filter: as ss)."""
+    for net in nets:
+        if tags is not None:
+            write_output(out, [f"{tags[netns_inode(prog, net)].text().strip()}\n"])
+        write_output(out, [format_summary(sockstat_counts(prog, net, errors))])
+    return not (args.tcp or args.udp or args.filter)
+
+
+def _rendered(socks: Sequence[Socket], fmt: Formatter, selection: Selection, args: argparse.Namespace,
+              out: TextIO) -> Iterable[str]:
+    """The listing's text (ss's columns, without those one protocol or state makes useless) or JSON."""
+    if args.json or args.ndjson:
+        return render_json(socks, fmt, lines=args.ndjson)
+    disabled = set()
+    if selection.single_proto:
+        disabled.add(COL_NETID)
+    if selection.single_state:
+        disabled.add(COL_STATE)
+    return render_sockets(socks, fmt, frozenset(disabled), not args.no_header, _screen_width(out))
 
 def show_crash_summary(prog: Program, prog_name: str, header: TextIO | None) -> str:
     """

@@ -21,6 +21,13 @@ from typing import NamedTuple
 from drgn import TypeKind
 from drgn_ss.kernel.native import native
 
+__all__ = [
+    "BTF_MAGIC", "Btf", "BtfError", "BtfMember", "BtfType", "KIND_ARRAY", "KIND_CONST", "KIND_DATASEC",
+    "KIND_DECL_TAG", "KIND_ENUM", "KIND_ENUM64", "KIND_FLOAT", "KIND_FUNC", "KIND_FUNC_PROTO", "KIND_FWD",
+    "KIND_INT", "KIND_PTR", "KIND_RESTRICT", "KIND_STRUCT", "KIND_TYPEDEF", "KIND_TYPE_TAG", "KIND_UNION",
+    "KIND_VAR", "KIND_VOLATILE", "POINTER_SIZE", "vmlinux_btf",
+]
+
 BTF_MAGIC = 0xEB9F
 
 # include/uapi/linux/btf.h

@@ -7,6 +7,8 @@ from drgn import FaultError
 from drgn_ss.kernel.facts import KernelFacts
 from drgn_ss.kernel.memory import Memory, read_c_string
 
+__all__ = ["CgroupPaths"]
+
 
 class CgroupPaths:
     """

@@ -8,12 +8,18 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from drgn import FaultError, Object, Program
-from drgn_ss.kernel.facts import HZ_CANDIDATES, KernelFacts, kernel_facts, kernel_layout
+from drgn_ss.kernel.facts import KernelFacts, kernel_facts, kernel_layout
+from drgn_ss.kernel.facts_file import HZ_CANDIDATES
 from drgn_ss.kernel.fields import offset
 from drgn_ss.kernel.images import elf_file_bytes
 from drgn_ss.kernel.program import debug_file, prog_cached
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.kernel.types import Learnt, TypeSource, _OneType
+
+__all__ = [
+    "HZ_LAG_S", "HzEvidence", "hz_evidence", "hz_of_clocksource", "initial_jiffies", "jiffies", "kernel_hz",
+    "tick_nsec", "timekeeper", "wall_clock_seconds",
+]
 
 
 def timekeeper(prog: Program) -> Object:

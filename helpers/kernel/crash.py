@@ -17,6 +17,11 @@ from drgn_ss.kernel.program import is_local_live, vmcoreinfo
 from drgn_ss.kernel.strings import escape_bytes, escape_name, safe_line
 from drgn_ss.kernel.target import kernel_memory
 
+__all__ = [
+    "MAX_LOG_RECORD_BITS", "TIME_FORMAT", "crash_summary", "crash_summary_without_debug_info", "crash_time",
+    "dump_summary", "dump_time", "panicked", "uptime_seconds",
+]
+
 if TYPE_CHECKING:
     from datetime import datetime
 

@@ -14,6 +14,8 @@ from drgn import (
     OutOfBoundsError,
 )
 
+__all__ = ["DAMAGE", "WalkErrors", "is_damage", "tolerant", "tolerate", "tolerate_counted"]
+
 T = TypeVar("T")
 
 #: What drgn and its helpers raise when the memory they read is damaged, freed or missing

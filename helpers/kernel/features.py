@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 from drgn import Type, TypeKind
 from drgn_ss.kernel.types import TypeSource
 
+__all__ = ["KernelLayout", "detect_layout", "has_member"]
+
 
 def has_member(type_: Type, name: str) -> bool:
     """Whether a struct or union type has a member (through anonymous members too)."""

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 from drgn import Program, Type, TypeKind
 
+__all__ = ["Field", "Unpacker", "field", "offset", "s32", "span"]
+
 
 class Field(NamedTuple):
     """An integer member at a fixed place in a struct: bytes, and bits for bitfields."""

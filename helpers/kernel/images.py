@@ -10,6 +10,11 @@ import os
 import struct
 from collections.abc import Callable
 
+__all__ = [
+    "ElfImage", "PhysicalImage", "QemuImage", "elf_build_id", "elf_file_bytes", "elf_program_headers",
+    "qemu_ram_ranges",
+]
+
 
 class PhysicalImage:
     """

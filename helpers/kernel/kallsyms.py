@@ -19,6 +19,11 @@ from collections.abc import Callable, Sequence
 from drgn import BadDataError, FaultError
 from drgn_ss.kernel.native import native
 
+__all__ = [
+    "Finder", "KallsymsError", "MemoryKallsyms", "Reader", "SYMBOLS", "TABLES", "find_names",
+    "proc_kallsyms",
+]
+
 #: The kernel variables drgn-ss reads, found together in one pass over kallsyms: a name
 #: not listed here is found too, at the cost of another pass (tests/test_kallsyms.py
 #: checks the helpers ask for no other).

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from drgn import FaultError, Program
 from drgn_ss.kernel.images import PhysicalImage
 
+__all__ = ["MAX_READ_BYTES", "Memory", "checked_reader", "list_nodes", "list_reachable", "read_c_string"]
+
 #: The most one read may ask for (a bucket array, an fd array): more is taken for damage (a
 #: mask or count read from a damaged dump), refused as a fault rather than allocated.
 MAX_READ_BYTES = 1 << 28

@@ -17,6 +17,8 @@ except ImportError as e:  # not built (no compiler at install time): the Python 
 else:
     _fast_error = ""
 
+__all__ = ["BUILD_RECORD", "NativeBuild", "native", "native_build"]
+
 
 #: What the install recorded of the C part (helpers/build_fast.py, at build time).
 BUILD_RECORD = "_build.json"
@@ -50,7 +52,8 @@ def native_build(directory: str | None = None) -> NativeBuild:
 
     :param directory: where the record is; by default, this package's directory
     """
-    path = os.path.join(directory or os.path.dirname(os.path.abspath(__file__)), BUILD_RECORD)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # drgn_ss, above kernel/
+    path = os.path.join(directory or package, BUILD_RECORD)
     try:
         with open(path, "rb") as f:
             record = json.loads(f.read(1 << 16))

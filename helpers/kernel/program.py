@@ -10,6 +10,11 @@ from typing import TypeVar
 from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.kernel.images import elf_build_id
 
+__all__ = [
+    "DebugInfoLoader", "NoDebugInfo", "debug_file", "dwarf_is_the_builds", "is_local_live", "prog_cached",
+    "set_debug_info_loader", "valid_build_id", "vmcoreinfo",
+]
+
 T = TypeVar("T")
 
 

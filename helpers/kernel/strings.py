@@ -10,6 +10,8 @@ escaping the control characters; messages on stderr go through :func:`safe_line`
 
 from __future__ import annotations
 
+__all__ = ["c_string", "escape_bytes", "escape_name", "json_name", "safe_line"]
+
 #: ss's escape_str() (iproute2 7.0+, from procps) as ss runs it, without a locale: control
 #: bytes become ".", bytes past ASCII "?"; the rest, quotes and spaces included, stay.
 _ESCAPES = bytes(c if 0x20 <= c < 0x7F else 0x2E if c < 0x20 or c == 0x7F else 0x3F for c in range(256))

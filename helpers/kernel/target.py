@@ -13,6 +13,11 @@ from drgn_ss.kernel.images import ElfImage, QemuImage
 from drgn_ss.kernel.memory import Memory
 from drgn_ss.kernel.program import prog_cached, vmcoreinfo
 
+__all__ = [
+    "MAX_PHYSICAL_BYTES", "kernel_memory", "object_limit", "physical_memory_bytes", "set_qemu",
+    "use_core_file",
+]
+
 
 def kernel_memory(prog: Program) -> Memory:
     """

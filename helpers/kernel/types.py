@@ -13,6 +13,8 @@ from drgn_ss.kernel.btf import Btf, BtfError
 from drgn_ss.kernel.kallsyms import KallsymsError, MemoryKallsyms, proc_kallsyms
 from drgn_ss.kernel.program import NoDebugInfo, is_local_live, vmcoreinfo
 
+__all__ = ["BtfTypes", "DwarfTypes", "Learnt", "TypeSource", "btf_types"]
+
 # -- where types come from: DWARF, or BTF and kallsyms --------------------------------------
 
 class TypeSource(Protocol):

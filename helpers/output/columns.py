@@ -11,6 +11,11 @@ from typing import NamedTuple
 
 from drgn_ss.kernel.native import native
 
+__all__ = [
+    "BUF_CHUNK", "BUF_CHUNKS_MAX", "BUF_CHUNK_DATA", "CHUNK_LINES", "COLUMNS", "COL_PROCESS", "Column",
+    "LEFT", "RIGHT", "TokenBuffer", "column_token_bytes", "layout", "layout_columns", "render_breaks",
+]
+
 LEFT, RIGHT = "left", "right"
 
 

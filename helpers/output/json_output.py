@@ -11,6 +11,8 @@ from drgn_ss.output.columns import CHUNK_LINES
 from drgn_ss.output.text import Formatter
 from drgn_ss.sockets.record import Socket
 
+__all__ = ["JSON_FIELDS", "render_json"]
+
 #: The fields of a JSON socket object, in order, and when they are there (docs/usage.md, "JSON output").
 JSON_FIELDS = (
     "netid", "family", "state", "recv_q", "send_q", "local_address", "local_port", "peer_address",

@@ -13,6 +13,11 @@ from drgn_ss.kernel.crash import TIME_FORMAT, dump_time
 from drgn_ss.output.text import endpoint_text, escape_name, json_name
 from drgn_ss.traffic import ProcessTraffic, Sample, bytes_since, holder, per_process, tcp_opened
 
+__all__ = [
+    "Stamp", "connection_lines", "connection_rows", "dump_stamp", "header_line", "host_stamp",
+    "process_lines", "sample_json",
+]
+
 
 class Stamp(NamedTuple):
     """When a sample was taken: as the header shows it, and in seconds since the epoch for JSON."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from drgn_ss.sockets.counters import SockStat
 
+__all__ = ["format_summary"]
+
 
 def format_summary(s: SockStat) -> str:
     """What ``ss -s`` prints (misc/ss.c print_summary()); "?" for what could not be read."""

@@ -18,6 +18,8 @@ from drgn_ss.sockets.tcpinfo import (
     TcpInfo,
 )
 
+__all__ = ["sprint_bw", "tcp_info_text"]
+
 
 def _g(value: float) -> str:
     """C's ``%g``."""

@@ -23,6 +23,11 @@ from drgn_ss.sockets.inet import SKMEM_FIELDS
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.tcpinfo import TcpInfo
 
+__all__ = [
+    "COL_NETID", "COL_STATE", "Formatter", "NetnsTag", "STATE_NAMES", "TIMER_NAMES", "address_text",
+    "endpoint_text", "ms_timer", "render_sockets", "skmem_text",
+]
+
 #: ss's display names, index = state number.
 STATE_NAMES = (
     "UNKNOWN", "ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT",

@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from drgn_ss.selection.errors import AF_UNSPEC, printable
 from drgn_ss.sockets.record import AF_INET, AF_INET6
 
+__all__ = [
+    "HostCond", "INT_MAX", "INT_MIN", "LONG_MAX", "UINT_MAX", "ULONG_MAX", "address_hint", "dns_host",
+    "get_addr_ipv4", "get_integer", "get_unsigned", "parse_device", "parse_prefix", "split_host",
+]
+
 INT_MIN, INT_MAX = -(1 << 31), (1 << 31) - 1
 
 # C's number parsing (glibc strtol()/strtoul() with base 0, in the C locale).
@@ -139,7 +144,7 @@ def _addr_1(name: str, family: int) -> tuple[int, bytes, int] | None:
     return None if four is None else (AF_INET, four.ljust(16, b"\0"), -1)
 
 
-def _prefix(text: str, family: int) -> HostCond | None:
+def parse_prefix(text: str, family: int) -> HostCond | None:
     """iproute2's get_prefix_1(): ADDRESS[/LEN|/NETMASK] (or default, any, all), no port."""
     addr_text, slash, length = text.partition("/")
     parsed = _addr_1(addr_text, family)
@@ -194,13 +199,13 @@ def _gethostbyname2(name: str, family: int) -> list[bytes]:
     return out
 
 
-def _dns_host(name: str, family: int) -> list[tuple[int, bytes]]:
+def dns_host(name: str, family: int) -> list[tuple[int, bytes]]:
     """ss's get_dns_host(): a host name's addresses, IPv4 first when no family is asked for."""
     families = (AF_INET, AF_INET6) if family == AF_UNSPEC else (family,)
     return [(fam, addr) for fam in families for addr in _gethostbyname2(name, fam)]
 
 
-def _split_host(text: str, is_port: bool) -> tuple[str, str | None] | None:
+def split_host(text: str, is_port: bool) -> tuple[str, str | None] | None:
     """
     parse_hostcond()'s split of an address word: (address, port text or None); the port's
     ``:`` is dropped. For sport/dport the whole word (inside brackets, if any) is the port.
@@ -228,7 +233,7 @@ def _split_host(text: str, is_port: bool) -> tuple[str, str | None] | None:
     return addr, port
 
 
-def _device(name: str) -> tuple[str, int] | None:
+def parse_device(name: str) -> tuple[str, int] | None:
     """
     parse_devcond(): (interface name or "", index or -1). ss takes a name
     (ll_name_to_index(): "lo:1" is lo, the kernel drops an alias; "if5" is index 5 unless
@@ -256,13 +261,13 @@ def _device(name: str) -> tuple[str, int] | None:
     return alias, index
 
 
-def _hint(text: str, addr: str, family: int) -> str:
+def address_hint(text: str, addr: str, family: int) -> str:
     """Why ``addr`` (of the word ``text``) is no address, when that is not plain."""
-    if family != AF_UNSPEC and _prefix(addr, AF_UNSPEC) is not None:
+    if family != AF_UNSPEC and parse_prefix(addr, AF_UNSPEC) is not None:
         name = "IPv6" if family == AF_INET6 else "IPv4"
         prefix = "inet6:" if family == AF_INET6 else "inet:"
         return f" (addresses are read as {name} after {prefix} or -{name[-1]})"
-    if text[:1] not in ("[", "*") and text.count(":") > 1 and _prefix(text, AF_UNSPEC) is not None:
+    if text[:1] not in ("[", "*") and text.count(":") > 1 and parse_prefix(text, AF_UNSPEC) is not None:
         return f" (an IPv6 address goes in brackets: [{printable(text)}])"
     return ""
 

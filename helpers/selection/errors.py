@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+__all__ = ["AF_UNSPEC", "FilterError", "SelectionError", "printable", "quote_text"]
+
 AF_UNSPEC = 0
 #: Characters of a token shown in an error message; the pointer line's width around the token.
 _QUOTE_LIMIT = 40
@@ -56,7 +58,7 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def _quoted(text: str) -> str:
+def quote_text(text: str) -> str:
     """``text`` quoted for a message, as repr() does (one printable line), cut if long."""
     if len(text) > _QUOTE_LIMIT:
         return repr(text[:_QUOTE_LIMIT]) + "..."

@@ -43,9 +43,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
-from drgn_ss.selection.addresses import HostCond, _device, _dns_host, _hint, _prefix, _split_host, get_integer
-from drgn_ss.selection.errors import AF_UNSPEC, FilterError, _quoted
+from drgn_ss.selection.addresses import (
+    HostCond,
+    address_hint,
+    dns_host,
+    get_integer,
+    parse_device,
+    parse_prefix,
+    split_host,
+)
+from drgn_ss.selection.errors import AF_UNSPEC, FilterError, quote_text
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
+
+__all__ = [
+    "And", "Cond", "Filter", "Node", "Not", "Or", "Steps", "Test", "YYMAXDEPTH", "parse_filter", "tokenize",
+]
 
 #: bison's YYMAXDEPTH: ss's parser stack holds this many entries, less one.
 YYMAXDEPTH = 10000
@@ -427,7 +439,7 @@ class _Parser:
             if self.peek() in _COMPARE:
                 op = _COMPARE[self.tokens[self.i]]
                 if op not in ("eq", "ne"):
-                    raise self.error(f"dev takes = or !=, not {_quoted(self.tokens[self.i])}")
+                    raise self.error(f"dev takes = or !=, not {quote_text(self.tokens[self.i])}")
                 self.i += 1
             dev = self.devcond()
             return Not(dev) if op == "ne" else dev
@@ -436,7 +448,7 @@ class _Parser:
                              start)
         if tok in _AND or tok in _OR or tok == ")":
             raise self.error(f"unexpected {tok!r}: an expression should come first", start)
-        raise self.error(f"unknown condition {_quoted(tok)} (expected src, dst, sport, dport, dev, not "
+        raise self.error(f"unknown condition {quote_text(tok)} (expected src, dst, sport, dport, dev, not "
                          "or '(')", start)
 
     def value(self, what: str) -> str:
@@ -451,9 +463,9 @@ class _Parser:
     def devcond(self) -> Cond:
         """parse_devcond(): an interface index or name."""
         name = self.value("a device name")
-        device = _device(name)
+        device = parse_device(name)
         if device is None:
-            raise self.error(f"cannot parse device {_quoted(name)}", self.i - 1)
+            raise self.error(f"cannot parse device {quote_text(name)}", self.i - 1)
         return Cond("dev", dev=device[0], ifindex=device[1])
 
     def hostcond(self, kind: str) -> tuple[HostCond, ...]:
@@ -468,23 +480,23 @@ class _Parser:
             family, text = AF_INET6, text[6:]
         elif text.startswith(("unix:", "link:", "netlink:", "vsock:")):
             raise self.error(f"{text.split(':')[0]} addresses are not supported: TCP and UDP only", index)
-        split = _split_host(text, is_port)
+        split = split_host(text, is_port)
         if split is None:
-            raise self.error(f"no ']' in {_quoted(text)}", index)
+            raise self.error(f"no ']' in {quote_text(text)}", index)
         addr, port_text = split
         port = -1
         if port_text and not port_text.startswith("*"):
             port = self.port(port_text, index)
         hosts: tuple[HostCond, ...] = (HostCond(port=port),)
         if not is_port and addr and not addr.startswith("*"):
-            prefix = _prefix(addr, family)
+            prefix = parse_prefix(addr, family)
             if prefix is not None:
                 hosts = (HostCond(port, prefix.family, prefix.addr, prefix.bits),)
             else:
-                found = _dns_host(addr, family)
+                found = dns_host(addr, family)
                 if not found:
-                    raise self.error(f"an inet prefix is expected rather than {_quoted(addr)}"
-                                     f"{_hint(text, addr, family)}", index)
+                    raise self.error(f"an inet prefix is expected rather than {quote_text(addr)}"
+                                     f"{address_hint(text, addr, family)}", index)
                 hosts = tuple(HostCond(port, fam, a.ljust(16, b"\0"), len(a) * 8) for fam, a in found)
         if family != AF_UNSPEC:  # filter_af_set(): ss's preferred family from now on
             self.family = self.asked_family = family
@@ -500,9 +512,9 @@ class _Parser:
             with contextlib.suppress(OSError, ValueError):  # ValueError: not UTF-8
                 found.add(socket.getservbyname(text, proto))
         if len(found) > 1:
-            raise self.error(f"ambiguous port {_quoted(text)}", index)
+            raise self.error(f"ambiguous port {quote_text(text)}", index)
         if not found:
-            raise self.error(f"{_quoted(text)} does not look like a port", index)
+            raise self.error(f"{quote_text(text)} does not look like a port", index)
         return found.pop()
 
 

@@ -18,6 +18,11 @@ from drgn_ss.sockets.record import (
     Socket,
 )
 
+__all__ = [
+    "SS_ALL", "SS_CONN", "SS_LISTENING", "SS_MAX", "STATE_GROUPS", "STATE_NAMES_HELP", "STATE_NAMES_LONG",
+    "Selection", "build_selection", "scan_state",
+]
+
 SS_MAX = 12
 SS_ALL = (1 << SS_MAX) - 1
 #: ss's default: every connected state.

@@ -19,6 +19,11 @@ from drgn_ss.kernel.memory import Memory
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.tables.hashtable import member_address
 
+__all__ = [
+    "PerCpu", "SockStat", "TCP_MIB_ACTIVEOPENS", "TCP_MIB_CURRESTAB", "TCP_MIB_PASSIVEOPENS",
+    "sockstat_counts", "tcp_mib_counters",
+]
+
 #: include/uapi/linux/snmp.h: the TCP MIB's ActiveOpens, PassiveOpens and CurrEstab (a
 #: UAPI enum: it does not move).
 TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, TCP_MIB_CURRESTAB = 5, 6, 9
@@ -99,6 +104,75 @@ def _percpu_counter_sum_positive(prog: Program, pcpu: PerCpu, counter: int) -> i
     return max(count + pcpu.sum_s32(counters), 0)
 
 
+class _NetCounters:
+    """How the kernel computes each of /proc/net/sockstat's counters for one ``struct net``."""
+
+    def __init__(self, prog: Program, net: int, errors: WalkErrors | None) -> None:
+        self.prog = prog
+        self.net = net
+        self.errors = errors
+        self.facts = kernel_facts(prog)
+        self.layout = kernel_layout(prog)
+        self.mem = kernel_memory(prog)
+        self.pcpu = PerCpu(prog)
+        self.val = self.facts.offset("struct prot_inuse", "val")
+        self.inuse_idx = self.facts.field("struct proto", "inuse_idx")
+
+    def read(self, compute: Callable[[], int]) -> int | None:
+        """``compute()``, or None where it faults (counted)."""
+        try:
+            return compute()
+        except FaultError as e:
+            tolerate(self.errors, "counters", e)
+            return None
+
+    def _member(self, path: str) -> int:
+        return member_address(self.facts, self.mem, self.net, "struct net", path)
+
+    def _prot_inuse(self) -> int:
+        return self.mem.read_u64(self.net + self.facts.offset("struct net", "core.prot_inuse"))
+
+    def prot_inuse_get(self, proto: int) -> int | None:
+        """sock_prot_inuse_get() of a ``struct proto *`` (``&tcp_prot``...)."""
+        def compute() -> int:
+            idx = self.inuse_idx.get(self.mem.read(proto, self.inuse_idx.end))
+            return max(self.pcpu.sum_s32(self._prot_inuse() + self.val + 4 * idx), 0)
+        return self.read(compute)
+
+    def sockets(self) -> int:
+        """sock_inuse_get(): 6.0+ counts in prot_inuse too."""
+        if self.layout.prot_inuse_all:
+            return self.pcpu.sum_s32(self._prot_inuse() + self.facts.offset("struct prot_inuse", "all"))
+        inuse = self.mem.read_u64(self.net + self.facts.offset("struct net", "core.sock_inuse"))
+        return self.pcpu.sum_s32(inuse)
+
+    def orphans(self) -> int:
+        """tcp_orphan_count_sum()."""
+        if self.layout.orphan_percpu_counter:
+            return _percpu_counter_sum_positive(self.prog, self.pcpu, self.facts.symbol("tcp_orphan_count"))
+        return max(self.pcpu.sum_s32(self.facts.percpu_symbol("tcp_orphan_count")), 0)
+
+    def allocated(self) -> int:
+        """tcp_prot's sockets_allocated."""
+        counter = self.mem.read_u64(self.facts.symbol("tcp_prot")
+                                    + self.facts.offset("struct proto", "sockets_allocated"))
+        return _percpu_counter_sum_positive(self.prog, self.pcpu, counter)
+
+    def tws(self) -> int:
+        """TIME-WAIT sockets: refcount_read(&tw_refcount) - 1 (6.0+), else tw_count."""
+        if self.layout.tw_refcount:
+            return s32(self.mem.read_u32(self._member("ipv4.tcp_death_row.tw_refcount")) - 1)
+        return s32(self.mem.read_u32(self._member("ipv4.tcp_death_row.tw_count")))
+
+    def frags(self, ip: str) -> int:
+        """Reassembly queues of ``ip`` ("ipv4" or "ipv6")."""
+        return self.mem.read_u32(self._member(f"{ip}.fqdir.rhashtable.nelems"))
+
+    def estab(self) -> int:
+        """The snmp file's CurrEstab."""
+        return s32(tcp_mib_counters(self.prog, self.net, TCP_MIB_CURRESTAB, self.pcpu))
+
+
 def sockstat_counts(prog: Program, net: int, errors: WalkErrors | None = None) -> SockStat:
     """
     The summary's counters for a namespace, as the kernel computes /proc/net/sockstat,
@@ -107,69 +181,19 @@ def sockstat_counts(prog: Program, net: int, errors: WalkErrors | None = None) -
 
     :param net: ``struct net *`` address
     """
-    facts = kernel_facts(prog)
-    layout = kernel_layout(prog)
-    mem = kernel_memory(prog)
-    pcpu = PerCpu(prog)
-    N = "struct net"
-
-    def read(compute: Callable[[], int]) -> int | None:
-        try:
-            return compute()
-        except FaultError as e:
-            tolerate(errors, "counters", e)
-            return None
-
-    val = facts.offset("struct prot_inuse", "val")
-    inuse_idx = facts.field("struct proto", "inuse_idx")
-
-    def prot_inuse() -> int:
-        return mem.read_u64(net + facts.offset(N, "core.prot_inuse"))
-
-    def prot_inuse_get(proto: int) -> int | None:  # sock_prot_inuse_get(); proto: struct proto *
-        def compute() -> int:
-            idx = inuse_idx.get(mem.read(proto, inuse_idx.end))
-            return max(pcpu.sum_s32(prot_inuse() + val + 4 * idx), 0)
-        return read(compute)
-
-    def sockets() -> int:  # sock_inuse_get(): 6.0+ counts in prot_inuse too
-        if layout.prot_inuse_all:
-            return pcpu.sum_s32(prot_inuse() + facts.offset("struct prot_inuse", "all"))
-        return pcpu.sum_s32(mem.read_u64(net + facts.offset(N, "core.sock_inuse")))
-
-    def orphans() -> int:
-        if layout.orphan_percpu_counter:
-            return _percpu_counter_sum_positive(prog, pcpu, facts.symbol("tcp_orphan_count"))
-        return max(pcpu.sum_s32(facts.percpu_symbol("tcp_orphan_count")), 0)  # tcp_orphan_count_sum()
-
-    def allocated() -> int:
-        counter = mem.read_u64(facts.symbol("tcp_prot") + facts.offset("struct proto", "sockets_allocated"))
-        return _percpu_counter_sum_positive(prog, pcpu, counter)
-
-    def tws() -> int:
-        if layout.tw_refcount:  # refcount_read(&tw_refcount) - 1 (6.0+)
-            refs = member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_refcount")
-            return s32(mem.read_u32(refs) - 1)
-        return s32(mem.read_u32(member_address(facts, mem, net, N, "ipv4.tcp_death_row.tw_count")))
-
-    def frags(ip: str) -> int:
-        return mem.read_u32(member_address(facts, mem, net, N, f"{ip}.fqdir.rhashtable.nelems"))
-
-    def estab() -> int:
-        return s32(tcp_mib_counters(prog, net, TCP_MIB_CURRESTAB, pcpu))
-
+    c = _NetCounters(prog, net, errors)
     return SockStat(
-        sockets=read(sockets),
-        tcp4_hashed=prot_inuse_get(facts.symbol("tcp_prot")),
-        tcp_orphans=read(orphans),
-        tcp_tws=read(tws),
-        tcp_total=read(allocated),
-        tcp6_hashed=prot_inuse_get(facts.symbol("tcpv6_prot")),
-        udp4=prot_inuse_get(facts.symbol("udp_prot")),
-        udp6=prot_inuse_get(facts.symbol("udpv6_prot")),
-        raw4=prot_inuse_get(facts.symbol("raw_prot")),
-        raw6=prot_inuse_get(facts.symbol("rawv6_prot")),
-        frag4=read(lambda: frags("ipv4")),
-        frag6=read(lambda: frags("ipv6")),
-        tcp_estab=read(estab),
+        sockets=c.read(c.sockets),
+        tcp4_hashed=c.prot_inuse_get(c.facts.symbol("tcp_prot")),
+        tcp_orphans=c.read(c.orphans),
+        tcp_tws=c.read(c.tws),
+        tcp_total=c.read(c.allocated),
+        tcp6_hashed=c.prot_inuse_get(c.facts.symbol("tcpv6_prot")),
+        udp4=c.prot_inuse_get(c.facts.symbol("udp_prot")),
+        udp6=c.prot_inuse_get(c.facts.symbol("udpv6_prot")),
+        raw4=c.prot_inuse_get(c.facts.symbol("raw_prot")),
+        raw6=c.prot_inuse_get(c.facts.symbol("rawv6_prot")),
+        frag4=c.read(lambda: c.frags("ipv4")),
+        frag6=c.read(lambda: c.frags("ipv6")),
+        tcp_estab=c.read(c.estab),
     )

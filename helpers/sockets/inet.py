@@ -18,6 +18,7 @@ from drgn_ss.kernel.cgroup import CgroupPaths
 from drgn_ss.kernel.clock import jiffies, kernel_hz
 from drgn_ss.kernel.damage import WalkErrors, tolerate, tolerate_counted
 from drgn_ss.kernel.facts import KernelFacts, kernel_facts, kernel_layout
+from drgn_ss.kernel.features import KernelLayout
 from drgn_ss.kernel.fields import Field, Unpacker
 from drgn_ss.kernel.memory import list_reachable
 from drgn_ss.kernel.native import native
@@ -36,7 +37,7 @@ from drgn_ss.sockets.record import (
     TCP_SYN_RECV,
     TCP_TIME_WAIT,
     Socket,
-    _jdelta,
+    jiffies_delta,
 )
 from drgn_ss.tables.hashtable import MAX_CHAIN, Chains, Walked, bucket_head_ok, chain_entries
 from drgn_ss.tables.inet import (
@@ -47,6 +48,12 @@ from drgn_ss.tables.inet import (
     udp_hash_chains,
     udp_table_address,
 )
+
+__all__ = [
+    "BAD_STATE", "DAMAGED", "IPPROTO_TCP", "IPPROTO_UDP", "InetDecoder", "NO_NETNS", "OTHER_PROTOCOL",
+    "SKMEM_FIELDS", "SockLayout", "TCP_FIN_WAIT2", "TCP_MAX_STATE", "inet_sockets", "sk_meminfo",
+    "sock_layout",
+]
 
 _TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
 _FAMILIES = (AF_INET, AF_INET6)
@@ -99,41 +106,10 @@ class SockLayout:
         self.ns_inum = facts.offset("struct net", "ns.inum")
         self.cgroup_pointer = layout.sock_cgroup_pointer
 
-        I = "struct inet_connection_sock"  # noqa: E741
-        timeout = f(I, "icsk_timeout") if layout.icsk_timeout else f(S, "tcp_retransmit_timer.expires")
-        keepalive = "icsk_keepalive_timer" if layout.icsk_keepalive_timer else "icsk_inet.sk.sk_timer"
-
-        # One struct.Struct call per kind of record instead of a call per field.
-        common = {
-            "net": f(S, c + "skc_net.net"), "family": f(S, c + "skc_family"),
-            "state": f(S, c + "skc_state"), "rcv_saddr": f(S, c + "skc_rcv_saddr"),
-            "daddr": f(S, c + "skc_daddr"), "num": f(S, c + "skc_num"), "dport": f(S, c + "skc_dport"),
-            "bound_dev_if": f(S, c + "skc_bound_dev_if"), "cookie": f(S, c + "skc_cookie.counter"),
-        }
+        common, tcp, udp = _sock_fields(f, layout, self.sk_ino)
         self.common = Unpacker(common)
         self.ipv6only = f(S, c + "skc_ipv6only")  # a bitfield: read only where reported
         self.refcnt = f(S, c + "skc_refcnt.refs.counter")
-        full: dict[str, Field] = {
-            "uid": f(S, "sk_uid.val"), "shutdown": f(S, "sk_shutdown"), "sk_socket": f(S, "sk_socket"),
-            "cgroup": f(S, "sk_cgrp_data.cgroup" if layout.sock_cgroup_pointer else "sk_cgrp_data.val"),
-        }
-        if self.sk_ino:
-            full["sk_ino"] = self.sk_ino
-        else:
-            full["sk_ino"] = full["sk_socket"]  # a placeholder: the inode is one more read away
-        full["protocol"] = f(S, "sk_protocol")  # what a full socket is checked against its table by
-        T = "struct tcp_sock"
-        tcp = {**full, "ack_backlog": f(S, "sk_ack_backlog"),
-               "max_ack_backlog": f(S, "sk_max_ack_backlog"),
-               "rcv_nxt": f(T, "rcv_nxt"), "copied_seq": f(T, "copied_seq"),
-               "write_seq": f(T, "write_seq"), "snd_una": f(T, "snd_una"),
-               "pending": f(I, "icsk_pending"), "retransmits": f(I, "icsk_retransmits"),
-               "probes_out": f(I, "icsk_probes_out"), "timeout": timeout,
-               "keepalive_pprev": f(I, keepalive + ".entry.pprev"),
-               "keepalive_expires": f(I, keepalive + ".expires")}
-        udp = {**full, "rmem_alloc": f(S, "sk_backlog.rmem_alloc.counter"),
-               "wmem_alloc": f(S, "sk_wmem_alloc.refs.counter"),
-               "forward_deficit": f("struct udp_sock", "forward_deficit")}
         self.tcp = Unpacker(tcp)
         self.udp = Unpacker(udp)
         # How much of a full socket to read: everything the unpackers decode.
@@ -149,6 +125,46 @@ class SockLayout:
             name: fl.native if fl else None for name, fl in fields.items()}
         self.native.update(v6_rcv_saddr=self.v6_rcv_saddr, v6_daddr=self.v6_daddr, tw_end=self.tw_end,
                            req_end=self.req_end, inode_from_socket=self.inode_from_socket)
+
+
+def _sock_fields(f: Callable[[str, str], Field], layout: KernelLayout, sk_ino: Field | None
+                 ) -> tuple[dict[str, Field], dict[str, Field], dict[str, Field]]:
+    """
+    The fields :class:`InetDecoder` unpacks in one call per kind of record (instead of a
+    call per field): those every socket has (``struct sock_common``), and a full TCP and
+    a full UDP socket's.
+    """
+    S = "struct sock"
+    c = "__sk_common."
+    I = "struct inet_connection_sock"  # noqa: E741
+    timeout = f(I, "icsk_timeout") if layout.icsk_timeout else f(S, "tcp_retransmit_timer.expires")
+    keepalive = "icsk_keepalive_timer" if layout.icsk_keepalive_timer else "icsk_inet.sk.sk_timer"
+    common = {
+        "net": f(S, c + "skc_net.net"), "family": f(S, c + "skc_family"),
+        "state": f(S, c + "skc_state"), "rcv_saddr": f(S, c + "skc_rcv_saddr"),
+        "daddr": f(S, c + "skc_daddr"), "num": f(S, c + "skc_num"), "dport": f(S, c + "skc_dport"),
+        "bound_dev_if": f(S, c + "skc_bound_dev_if"), "cookie": f(S, c + "skc_cookie.counter"),
+    }
+    full: dict[str, Field] = {
+        "uid": f(S, "sk_uid.val"), "shutdown": f(S, "sk_shutdown"), "sk_socket": f(S, "sk_socket"),
+        "cgroup": f(S, "sk_cgrp_data.cgroup" if layout.sock_cgroup_pointer else "sk_cgrp_data.val"),
+    }
+    # Without sk_ino, a placeholder: the inode is one more read away, through sk_socket.
+    full["sk_ino"] = sk_ino if sk_ino else full["sk_socket"]
+    full["protocol"] = f(S, "sk_protocol")  # what a full socket is checked against its table by
+    T = "struct tcp_sock"
+    tcp = {**full, "ack_backlog": f(S, "sk_ack_backlog"),
+           "max_ack_backlog": f(S, "sk_max_ack_backlog"),
+           "rcv_nxt": f(T, "rcv_nxt"), "copied_seq": f(T, "copied_seq"),
+           "write_seq": f(T, "write_seq"), "snd_una": f(T, "snd_una"),
+           "pending": f(I, "icsk_pending"), "retransmits": f(I, "icsk_retransmits"),
+           "probes_out": f(I, "icsk_probes_out"), "timeout": timeout,
+           "keepalive_pprev": f(I, keepalive + ".entry.pprev"),
+           "keepalive_expires": f(I, keepalive + ".expires")}
+    udp = {**full, "rmem_alloc": f(S, "sk_backlog.rmem_alloc.counter"),
+           "wmem_alloc": f(S, "sk_wmem_alloc.refs.counter"),
+           "forward_deficit": f("struct udp_sock", "forward_deficit")}
+    return common, tcp, udp
 
 
 def sock_layout(prog: Program) -> SockLayout:
@@ -219,7 +235,7 @@ class InetDecoder:
             self._now = jiffies(self.prog)
             self._hz = kernel_hz(self.prog)
         assert self._hz
-        return max(_jdelta(expires, self._now), 0) * 1000 // self._hz
+        return max(jiffies_delta(expires, self._now), 0) * 1000 // self._hz
 
     def netns_inum(self, net: int) -> int:
         """The inode number of a ``struct net`` (its ``ns.inum``)."""
@@ -405,51 +421,17 @@ class InetDecoder:
         netns = self.netns_inum(net)
         if not 0 < raw_state <= TCP_MAX_STATE:
             raise FaultError(BAD_STATE, addr)
-        if raw_state == TCP_TIME_WAIT:
-            if len(buf) < L.tw_end:
-                buf = self.mem.read(addr, L.tw_end)
-            substate = L.tw_substate.get(buf)
-            if substate not in _TW_SUBSTATES:
-                raise FaultError(BAD_STATE, addr)
-            return Socket(proto, family, substate, src, sport, dst, dport, ifindex,
-                            None, 0, 0, 0, 0, cookie, netns, None, None, "timewait", addr, 3,
-                            self._ms(L.tw_expires.get(buf)), 0)
-        if raw_state == TCP_NEW_SYN_RECV:
-            if len(buf) < L.req_end:
-                buf = self.mem.read(addr, L.req_end)
-            return Socket(proto, family, TCP_SYN_RECV, src, sport, dst, dport, ifindex, None, 0,
-                            0, 0, 0, cookie, netns, None, None, "request", addr, 1,
-                            self._ms(L.req_expires.get(buf)), L.req_retrans.get(buf))
+        if raw_state in (TCP_TIME_WAIT, TCP_NEW_SYN_RECV):
+            return self._minisock(addr, buf, raw_state, proto, family, src, sport, dst, dport, ifindex,
+                                  cookie, netns)
         if len(buf) < size:
             buf = self.mem.read(addr, size)  # a full socket after all: fault here if it must
-        timer = timer_ms = retrans = 0
         if proto == "tcp":
-            (uid, shutdown, sk_socket, cgroup, ino, protocol, ack_backlog, max_ack_backlog, rcv_nxt,
-             copied_seq, write_seq, snd_una, pending, retransmits, probes_out, timeout, keepalive_pprev,
-             keepalive_expires) = L.tcp.unpack(buf)
-            if protocol != IPPROTO_TCP:
-                raise FaultError(OTHER_PROTOCOL, addr)
-            if raw_state == TCP_LISTEN:
-                recv_q, send_q = ack_backlog, max_ack_backlog
-            else:
-                diff = (rcv_nxt - copied_seq) & 0xFFFFFFFF
-                recv_q = 0 if diff >= 1 << 31 else diff
-                send_q = (write_seq - snd_una) & 0xFFFFFFFF
-            if pending in _TCP_TIMERS:
-                timer_ms = self._ms(timeout)
-                if pending == ICSK_TIME_PROBE0:
-                    timer, retrans = 4, probes_out
-                else:
-                    timer, retrans = 1, retransmits
-            elif keepalive_pprev:
-                timer, timer_ms, retrans = 2, self._ms(keepalive_expires), probes_out
+            uid, shutdown, sk_socket, cgroup, ino, recv_q, send_q, timer, timer_ms, retrans = \
+                self._tcp_full(addr, buf, raw_state)
         else:
-            (uid, shutdown, sk_socket, cgroup, ino, protocol, rmem_alloc, wmem_alloc,
-             forward_deficit) = L.udp.unpack(buf)
-            if protocol != IPPROTO_UDP:
-                raise FaultError(OTHER_PROTOCOL, addr)
-            recv_q = rmem_alloc - forward_deficit
-            send_q = wmem_alloc - 1
+            uid, shutdown, sk_socket, cgroup, ino, recv_q, send_q = self._udp_full(addr, buf)
+            timer = timer_ms = retrans = 0
         if L.sk_ino is None:
             ino = (self.mem.read_u64(sk_socket + L.inode_from_socket)
                    if sk_socket and self.inodes else 0)
@@ -460,6 +442,60 @@ class InetDecoder:
             ino, uid, cookie, netns, shutdown, self._cgroup(cgroup) if self.cgroups else None,
             "full", addr, timer, timer_ms, retrans, sk_socket,
         )
+
+    def _minisock(self, addr: int, buf: bytes, raw_state: int, proto: str, family: int, src: bytes,
+                  sport: int, dst: bytes, dport: int, ifindex: int, cookie: int, netns: int) -> Socket:
+        """A TIME_WAIT minisock (``struct inet_timewait_sock``) or a request (``struct request_sock``)."""
+        L = self.L
+        if raw_state == TCP_TIME_WAIT:
+            if len(buf) < L.tw_end:
+                buf = self.mem.read(addr, L.tw_end)
+            substate = L.tw_substate.get(buf)
+            if substate not in _TW_SUBSTATES:
+                raise FaultError(BAD_STATE, addr)
+            return Socket(proto, family, substate, src, sport, dst, dport, ifindex,
+                          None, 0, 0, 0, 0, cookie, netns, None, None, "timewait", addr, 3,
+                          self._ms(L.tw_expires.get(buf)), 0)
+        if len(buf) < L.req_end:
+            buf = self.mem.read(addr, L.req_end)
+        return Socket(proto, family, TCP_SYN_RECV, src, sport, dst, dport, ifindex, None, 0,
+                      0, 0, 0, cookie, netns, None, None, "request", addr, 1,
+                      self._ms(L.req_expires.get(buf)), L.req_retrans.get(buf))
+
+    def _tcp_full(self, addr: int, buf: bytes, raw_state: int) -> tuple[int, ...]:
+        """
+        A full TCP socket's (``struct tcp_sock``) uid, shutdown, sk_socket, cgroup, inode,
+        queues and timer, as tcp_diag_get_info() and inet_sk_diag_fill() report them.
+        """
+        (uid, shutdown, sk_socket, cgroup, ino, protocol, ack_backlog, max_ack_backlog, rcv_nxt,
+         copied_seq, write_seq, snd_una, pending, retransmits, probes_out, timeout, keepalive_pprev,
+         keepalive_expires) = self.L.tcp.unpack(buf)
+        if protocol != IPPROTO_TCP:
+            raise FaultError(OTHER_PROTOCOL, addr)
+        if raw_state == TCP_LISTEN:
+            recv_q, send_q = ack_backlog, max_ack_backlog
+        else:
+            diff = (rcv_nxt - copied_seq) & 0xFFFFFFFF
+            recv_q = 0 if diff >= 1 << 31 else diff
+            send_q = (write_seq - snd_una) & 0xFFFFFFFF
+        timer = timer_ms = retrans = 0
+        if pending in _TCP_TIMERS:
+            timer_ms = self._ms(timeout)
+            if pending == ICSK_TIME_PROBE0:
+                timer, retrans = 4, probes_out
+            else:
+                timer, retrans = 1, retransmits
+        elif keepalive_pprev:
+            timer, timer_ms, retrans = 2, self._ms(keepalive_expires), probes_out
+        return uid, shutdown, sk_socket, cgroup, ino, recv_q, send_q, timer, timer_ms, retrans
+
+    def _udp_full(self, addr: int, buf: bytes) -> tuple[int, ...]:
+        """A UDP socket's (``struct udp_sock``) uid, shutdown, sk_socket, cgroup, inode, queues (udp_diag)."""
+        (uid, shutdown, sk_socket, cgroup, ino, protocol, rmem_alloc, wmem_alloc,
+         forward_deficit) = self.L.udp.unpack(buf)
+        if protocol != IPPROTO_UDP:
+            raise FaultError(OTHER_PROTOCOL, addr)
+        return uid, shutdown, sk_socket, cgroup, ino, rmem_alloc - forward_deficit, wmem_alloc - 1
 
 
 #: sock_diag_put_meminfo()'s values, in its order (SK_MEMINFO_*): what ``ss -m`` shows as

@@ -1,15 +1,27 @@
-"""A TCP or UDP socket as one immutable record, with the values inet_diag reports.
+"""A socket of any family as one immutable record (:class:`Socket`), with the values its
+family's ``*_diag`` module reports.
 
-A record is plain data: it can be filtered, rendered, compared and serialised
-without a kernel. Values follow the kernel's inet_diag (tcp_diag.c, udp_diag.c,
-inet_diag.c) so that they match what ss prints. :mod:`drgn_ss.sockets.inet` makes them
-(:func:`~drgn_ss.sockets.inet.inet_sockets`).
+A record is plain data: it can be filtered, rendered, compared and serialised without a
+kernel. Every family fills the fields all families share (ss's netid, state, queues, the
+local and peer endpoints, inode, uid, cookie, network namespace, the kernel addresses that
+owners are found by) and puts what only it has in ``extra``, so that selection, output,
+owners and ``--all-netns`` take a new family without a change. A family is one module of
+:mod:`drgn_ss.sockets` that walks its tables and makes these records: TCP and UDP are
+:mod:`drgn_ss.sockets.inet` (:func:`~drgn_ss.sockets.inet.inet_sockets`), whose values
+follow inet_diag (tcp_diag.c, udp_diag.c, inet_diag.c) so that they match what ss prints.
 """
 
 from __future__ import annotations
 
 import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enums, selectors)
 from typing import NamedTuple
+
+__all__ = [
+    "AF_INET", "AF_INET6", "ICSK_TIME_LOSS_PROBE", "ICSK_TIME_PROBE0", "ICSK_TIME_REO_TIMEOUT",
+    "ICSK_TIME_RETRANS", "Socket", "TCP_CLOSE", "TCP_CLOSE_WAIT", "TCP_CLOSING", "TCP_ESTABLISHED",
+    "TCP_FIN_WAIT1", "TCP_FIN_WAIT2", "TCP_LAST_ACK", "TCP_LISTEN", "TCP_NEW_SYN_RECV", "TCP_SYN_RECV",
+    "TCP_SYN_SENT", "TCP_TIME_WAIT", "jiffies_delta",
+]
 
 # include/net/tcp_states.h; ss numbers its states the same way.
 TCP_ESTABLISHED = 1
@@ -30,9 +42,12 @@ AF_INET6 = socket.AF_INET6
 
 
 class Socket(NamedTuple):
-    """One TCP or UDP socket as inet_diag reports it (a named tuple: cheap to make by the 100,000)."""
+    """
+    One socket as its family's ``*_diag`` module reports it (a named tuple: cheap to make by
+    the 100,000; ``drgn_ss._fast`` makes them in C, SOCKET_FIELDS in _fast.h counts them).
+    """
 
-    #: "tcp" or "udp".
+    #: ss's netid: "tcp" or "udp".
     proto: str
     #: AF_INET or AF_INET6.
     family: int
@@ -73,6 +88,8 @@ class Socket(NamedTuple):
     #: Address of the ``struct socket`` (``sk_socket``) of a full socket, else 0: what a
     #: file's ``private_data`` points to, so owners are found without inode numbers.
     socket: int = 0
+    #: What only this socket's family has (None for TCP and UDP): a family's own record.
+    extra: object = None
 
 
 # include/net/inet_connection_sock.h
@@ -82,7 +99,7 @@ ICSK_TIME_LOSS_PROBE = 5
 ICSK_TIME_REO_TIMEOUT = 6
 
 
-def _jdelta(expires: int, now: int) -> int:
+def jiffies_delta(expires: int, now: int) -> int:
     """expires - now as the kernel's signed long arithmetic on jiffies."""
     delta = (expires - now) & 0xFFFFFFFFFFFFFFFF
     return delta - (1 << 64) if delta >= 1 << 63 else delta

@@ -22,6 +22,12 @@ from drgn_ss.kernel.strings import c_string
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.record import TCP_LISTEN, Socket
 
+__all__ = [
+    "TCPI_OPT_ECN", "TCPI_OPT_ECN_SEEN", "TCPI_OPT_SACK", "TCPI_OPT_SYN_DATA", "TCPI_OPT_TIMESTAMPS",
+    "TCPI_OPT_WSCALE", "TCP_CHRONO_MAX", "TCP_ECN_OK", "TCP_ECN_SEEN", "TcpInfo", "U32", "U64",
+    "socket_tcp_info",
+]
+
 # include/uapi/linux/tcp.h
 TCPI_OPT_TIMESTAMPS, TCPI_OPT_SACK, TCPI_OPT_WSCALE, TCPI_OPT_ECN, TCPI_OPT_ECN_SEEN, TCPI_OPT_SYN_DATA = (
     1, 2, 4, 8, 16, 32)
@@ -164,6 +170,53 @@ def socket_tcp_info(prog: Program, socks: Sequence[Socket], errors: WalkErrors |
     return out
 
 
+#: tcp_get_info()'s plain copies: each TcpInfo field and the member it is copied from.
+_COPIED = (
+    ("backoff", "icsk_backoff"), ("snd_mss", "mss_cache"), ("rcv_mss", "icsk_ack.rcv_mss"),
+    ("unacked", "packets_out"), ("sacked", "sacked_out"), ("lost", "lost_out"), ("retrans", "retrans_out"),
+    ("pmtu", "icsk_pmtu_cookie"), ("rcv_ssthresh", "rcv_ssthresh"), ("snd_ssthresh", "snd_ssthresh"),
+    ("advmss", "advmss"), ("rcv_space", "rcvq_space.space"), ("total_retrans", "total_retrans"),
+    ("bytes_acked", "bytes_acked"), ("bytes_received", "bytes_received"), ("segs_out", "segs_out"),
+    ("segs_in", "segs_in"), ("data_segs_in", "data_segs_in"), ("min_rtt", "rtt_min"),
+    ("data_segs_out", "data_segs_out"), ("delivered", "delivered"), ("delivered_ce", "delivered_ce"),
+    ("bytes_sent", "bytes_sent"), ("bytes_retrans", "bytes_retrans"), ("dsack_dups", "dsack_dups"),
+    ("reord_seen", "reord_seen"), ("rcv_ooopack", "rcv_ooopack"), ("snd_wnd", "snd_wnd"),
+)
+
+
+def _tcp_options(v: dict[str, int], info: dict[str, Any]) -> None:
+    """tcp_get_info()'s tcpi_options, and the window scales where TCPI_OPT_WSCALE is set."""
+    options = 0
+    if v["rx_opt.tstamp_ok"]:
+        options |= TCPI_OPT_TIMESTAMPS
+    if v["rx_opt.sack_ok"]:
+        options |= TCPI_OPT_SACK
+    if v["rx_opt.wscale_ok"]:
+        options |= TCPI_OPT_WSCALE
+        info["snd_wscale"] = v["rx_opt.snd_wscale"]
+        info["rcv_wscale"] = v["rx_opt.rcv_wscale"]
+    if v["ecn_flags"] & TCP_ECN_OK:
+        options |= TCPI_OPT_ECN
+    if v["ecn_flags"] & TCP_ECN_SEEN:
+        options |= TCPI_OPT_ECN_SEEN
+    if v["syn_data_acked"]:
+        options |= TCPI_OPT_SYN_DATA
+    info["options"] = options
+
+
+def _chrono_stats(v: dict[str, int], chrono_stat: list[int], now: int, usecs_per_jiffy: int,
+                  info: dict[str, Any]) -> None:
+    """tcp_get_info_chrono_stats(): busy, rwnd- and sndbuf-limited time, the running one counted up to now."""
+    stats = []
+    for i in range(1, TCP_CHRONO_MAX):
+        value = chrono_stat[i - 1]
+        if i == v["chrono_type"]:
+            value += (now - v["chrono_start"]) & U32
+        stats.append(value * usecs_per_jiffy)
+    info["busy_time"] = sum(stats)
+    info["rwnd_limited"], info["sndbuf_limited"] = stats[1], stats[2]
+
+
 def _tcp_get_info(state: int, v: dict[str, int], chrono_stat: list[int], cong: str, now: int,
                   hz: int) -> TcpInfo:
     """net/ipv4/tcp.c tcp_get_info(), on the values it reads."""
@@ -183,70 +236,21 @@ def _tcp_get_info(state: int, v: dict[str, int], chrono_stat: list[int], cong: s
     def msecs(delta: int) -> int:  # jiffies_to_msecs() of a u32 difference
         return (delta & U32) * 1000 // hz
 
-    info["backoff"] = v["icsk_backoff"]
-    options = 0
-    if v["rx_opt.tstamp_ok"]:
-        options |= TCPI_OPT_TIMESTAMPS
-    if v["rx_opt.sack_ok"]:
-        options |= TCPI_OPT_SACK
-    if v["rx_opt.wscale_ok"]:
-        options |= TCPI_OPT_WSCALE
-        info["snd_wscale"] = v["rx_opt.snd_wscale"]
-        info["rcv_wscale"] = v["rx_opt.rcv_wscale"]
-    if v["ecn_flags"] & TCP_ECN_OK:
-        options |= TCPI_OPT_ECN
-    if v["ecn_flags"] & TCP_ECN_SEEN:
-        options |= TCPI_OPT_ECN_SEEN
-    if v["syn_data_acked"]:
-        options |= TCPI_OPT_SYN_DATA
-    info["options"] = options
+    for name, member in _COPIED:
+        info[name] = v[member]
+    _tcp_options(v, info)
     info["rto"] = (v["icsk_rto"] * usecs_per_jiffy) & U32
     info["ato"] = (v["icsk_ack.ato"] * usecs_per_jiffy) & U32
-    info["snd_mss"] = v["mss_cache"]
-    info["rcv_mss"] = v["icsk_ack.rcv_mss"]
-    info["unacked"] = v["packets_out"]
-    info["sacked"] = v["sacked_out"]
-    info["lost"] = v["lost_out"]
-    info["retrans"] = v["retrans_out"]
     info["last_data_sent"] = msecs(now - v["lsndtime"])
     info["last_data_recv"] = msecs(now - v["icsk_ack.lrcvtime"])
     info["last_ack_recv"] = msecs(now - v["rcv_tstamp"])
-    info["pmtu"] = v["icsk_pmtu_cookie"]
-    info["rcv_ssthresh"] = v["rcv_ssthresh"]
     info["rtt"] = v["srtt_us"] >> 3
     info["rttvar"] = v["mdev_us"] >> 2
-    info["snd_ssthresh"] = v["snd_ssthresh"]
-    info["advmss"] = v["advmss"]
     info["rcv_rtt"] = v["rcv_rtt_est.rtt_us"] >> 3
-    info["rcv_space"] = v["rcvq_space.space"]
-    info["total_retrans"] = v["total_retrans"]
-    info["bytes_acked"] = v["bytes_acked"]
-    info["bytes_received"] = v["bytes_received"]
     notsent = (v["write_seq"] - v["snd_nxt"]) & U32
     info["notsent_bytes"] = 0 if notsent >> 31 else notsent  # max_t(int, 0, ...)
-    # tcp_get_info_chrono_stats(): the running chrono counts up to now
-    stats = []
-    for i in range(1, TCP_CHRONO_MAX):
-        value = chrono_stat[i - 1]
-        if i == v["chrono_type"]:
-            value += (now - v["chrono_start"]) & U32
-        stats.append(value * usecs_per_jiffy)
-    info["busy_time"] = sum(stats)
-    info["rwnd_limited"], info["sndbuf_limited"] = stats[1], stats[2]
-    info["segs_out"] = v["segs_out"]
-    info["segs_in"] = v["segs_in"]
-    info["data_segs_in"] = v["data_segs_in"]
-    info["min_rtt"] = v["rtt_min"]
-    info["data_segs_out"] = v["data_segs_out"]
+    _chrono_stats(v, chrono_stat, now, usecs_per_jiffy, info)
     info["delivery_rate_app_limited"] = 1 if v["rate_app_limited"] else 0
     if v["rate_delivered"] and v["rate_interval_us"]:  # tcp_compute_delivery_rate()
         info["delivery_rate"] = v["rate_delivered"] * v["mss_cache"] * 1_000_000 // v["rate_interval_us"]
-    info["delivered"] = v["delivered"]
-    info["delivered_ce"] = v["delivered_ce"]
-    info["bytes_sent"] = v["bytes_sent"]
-    info["bytes_retrans"] = v["bytes_retrans"]
-    info["dsack_dups"] = v["dsack_dups"]
-    info["reord_seen"] = v["reord_seen"]
-    info["rcv_ooopack"] = v["rcv_ooopack"]
-    info["snd_wnd"] = v["snd_wnd"]
     return TcpInfo(**info)

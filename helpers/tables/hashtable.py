@@ -17,6 +17,12 @@ from drgn_ss.kernel.facts import KernelFacts
 from drgn_ss.kernel.memory import Memory
 from drgn_ss.kernel.target import physical_memory_bytes
 
+__all__ = [
+    "BUCKETS_PER_READ", "Chains", "LISTENING_NULLS_BASE", "MAX_CHAIN", "MAX_CHILD_EHASH_BUCKETS",
+    "MET_AGAIN", "NULL_IN_NULLS", "OTHER_MARKER", "OUTSIDE", "STRAYED", "TableDamaged", "Walked",
+    "bucket_head_ok", "bucket_limit", "chain_entries", "chase", "member_address",
+]
+
 #: A namespace's own ehash has at most tcp_child_ehash_entries' maximum, 16M buckets: the
 #: least :func:`bucket_limit` allows a table sized by memory.
 MAX_CHILD_EHASH_BUCKETS = 1 << 24

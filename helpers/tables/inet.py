@@ -15,6 +15,11 @@ from drgn_ss.tables.hashtable import (
     chase,
 )
 
+__all__ = [
+    "MAX_LISTENING_BUCKETS", "MAX_UDP_BUCKETS", "listening_table", "tcp_ehash_chains",
+    "tcp_hashinfo_address", "tcp_listening_chains", "udp_hash_chains", "udp_table_address",
+]
+
 #: The most buckets each table can have, by the kernel's own limits: the listening table's
 #: and UDP's are allocated with a high limit of 64K entries (inet_hashinfo2_init() and
 #: udp_table_init(): 64 * 1024; a namespace's own UDP table, UDP_HTABLE_SIZE_MAX, the same);

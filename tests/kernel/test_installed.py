@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drgn_ss.kernel.facts import cache_dir
+from drgn_ss.kernel.facts_file import cache_dir
 
 from tests.kernel.conftest import Target
 from tests.kernel.test_ss import assert_partial_is_true, assert_same_lines
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SOURCES = ("pyproject.toml", "MANIFEST.in", "LICENSE", "README.md", "helpers", "docs/man")
 
 
-def _source_hash() -> str:
+def source_hash() -> str:
     digest = hashlib.sha256()
     for name in SOURCES:
         path = ROOT / name
@@ -44,7 +44,7 @@ def _source_hash() -> str:
 
 def _wheel() -> Path:
     """The wheel of this source, built (from a copy of the tree) if it is not cached yet."""
-    where = Path(cache_dir()) / "wheels" / _source_hash()
+    where = Path(cache_dir()) / "wheels" / source_hash()
     wheels = list(where.glob("drgn_ss-*.whl"))
     if wheels:
         return wheels[0]
