@@ -1,7 +1,8 @@
 """
-The package's shape: each module imports only from its own layer or the layers below, the
-imports (module-level or inside functions) form no cycle, no module is over 600 lines and
-no function over 60. docs/design.md draws the layers; :data:`LAYERS` is that drawing,
+The package's shape: each module imports only from its own layer or the layers below, and
+no other module's private names; the imports (module-level or inside functions) form no
+cycle; no module is over 600 lines, no function over 60, and every module says what it
+exports (``__all__``). docs/design.md draws the layers; :data:`LAYERS` is that drawing,
 bottom first.
 """
 
@@ -144,3 +145,14 @@ def test_public_modules_say_what_they_export() -> None:
                                                       for t in n.targets) for n in tree.body):
             missing.append(module)
     assert not missing, f"modules without __all__: {missing}"
+
+
+def test_no_module_takes_anothers_private_names() -> None:
+    """A name with a leading underscore stays in its module: what another needs is public."""
+    taken = []
+    for module, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("drgn_ss"):
+                taken += [f"{module} imports {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and a.name not in ("_fast", "__version__")]
+    assert not taken, "\n".join(taken)

@@ -14,7 +14,7 @@ from drgn_ss.kernel.fields import offset
 from drgn_ss.kernel.images import elf_file_bytes
 from drgn_ss.kernel.program import debug_file, prog_cached
 from drgn_ss.kernel.target import kernel_memory
-from drgn_ss.kernel.types import Learnt, TypeSource, _OneType
+from drgn_ss.kernel.types import Learnt, OneType, TypeSource
 
 __all__ = [
     "HZ_LAG_S", "HzEvidence", "hz_evidence", "hz_of_clocksource", "initial_jiffies", "jiffies", "kernel_hz",
@@ -198,5 +198,5 @@ def _tk_core_timekeeper(types: TypeSource) -> int:
     """
     tk_type = types.variable_type("tk_core")
     if tk_type is not None:
-        return offset(_OneType(tk_type), "", "timekeeper")
+        return offset(OneType(tk_type), "", "timekeeper")
     return -(-types.type("seqcount_raw_spinlock_t").size // 8) * 8

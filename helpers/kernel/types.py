@@ -13,7 +13,7 @@ from drgn_ss.kernel.btf import Btf, BtfError
 from drgn_ss.kernel.kallsyms import KallsymsError, MemoryKallsyms, proc_kallsyms
 from drgn_ss.kernel.program import NoDebugInfo, is_local_live, vmcoreinfo
 
-__all__ = ["BtfTypes", "DwarfTypes", "Learnt", "TypeSource", "btf_types"]
+__all__ = ["BtfTypes", "DwarfTypes", "Learnt", "OneType", "TypeSource", "btf_types"]
 
 # -- where types come from: DWARF, or BTF and kallsyms --------------------------------------
 
@@ -37,7 +37,7 @@ class TypeSource(Protocol):
         """A kernel variable's type, where the source knows it."""
 
 
-class _OneType:
+class OneType:
     """A TypeSource-like view of one type, named "" (for :func:`drgn_ss.kernel.fields.offset`)."""
 
     def __init__(self, type_: Any) -> None:

@@ -20,7 +20,8 @@ from drgn_ss.kernel.target import physical_memory_bytes
 __all__ = [
     "BUCKETS_PER_READ", "Chains", "LISTENING_NULLS_BASE", "MAX_CHAIN", "MAX_CHILD_EHASH_BUCKETS",
     "MET_AGAIN", "NULL_IN_NULLS", "OTHER_MARKER", "OUTSIDE", "STRAYED", "TableDamaged", "Walked",
-    "bucket_head_ok", "bucket_limit", "chain_entries", "chase", "member_address",
+    "bucket_head_ok", "bucket_heads", "bucket_limit", "chain_entries", "chase", "hashed_heads",
+    "member_address",
 ]
 
 #: A namespace's own ehash has at most tcp_child_ehash_entries' maximum, 16M buckets: the
@@ -156,7 +157,7 @@ def chain_entries(mem: Memory, first: int, chains: Chains, size: int, least: int
 BUCKETS_PER_READ = 1 << 16
 
 
-def _bucket_heads(mem: Memory, array: int, count: int, size: int, off: int
+def bucket_heads(mem: Memory, array: int, count: int, size: int, off: int
                   ) -> tuple[list[int], Callable[[int], int]]:
     """
     The first pointers of ``count`` buckets of ``size`` bytes, read a piece at a time, and a
@@ -187,7 +188,7 @@ def bucket_limit(facts: KernelFacts, bucket_type: str, cap: int | None) -> int:
     return max(physical_memory_bytes(facts.prog) // 16 // facts.size(bucket_type), MAX_CHILD_EHASH_BUCKETS)
 
 
-def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, array: str, mask: str,
+def hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, array: str, mask: str,
                   bucket_type: str, head: str, cap: int | None
                   ) -> tuple[list[int], Callable[[int], int], int]:
     """
@@ -201,7 +202,7 @@ def _hashed_heads(facts: KernelFacts, mem: Memory, table: int, table_type: str, 
     count = mem.read_u32(table + facts.offset(table_type, mask)) + 1
     if count & (count - 1) or count > bucket_limit(facts, bucket_type, cap):
         raise TableDamaged(f"a hash table's mask is damaged ({count - 1:#x})", table)
-    return (*_bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head)),
+    return (*bucket_heads(mem, buckets, count, facts.size(bucket_type), facts.offset(bucket_type, head)),
             buckets)
 
 

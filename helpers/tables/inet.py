@@ -10,9 +10,9 @@ from drgn_ss.tables.hashtable import (
     LISTENING_NULLS_BASE,
     Chains,
     TableDamaged,
-    _bucket_heads,
-    _hashed_heads,
+    bucket_heads,
     chase,
+    hashed_heads,
 )
 
 __all__ = [
@@ -52,7 +52,7 @@ def udp_table_address(facts: KernelFacts, mem: Memory, net: int) -> int:
 
 def tcp_ehash_chains(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chains:
     """The established table's chains: full sockets and TIME_WAIT and NEW_SYN_RECV minisocks."""
-    heads, head_at, array = _hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
+    heads, head_at, array = hashed_heads(facts, mem, hashinfo, "struct inet_hashinfo", "ehash", "ehash_mask",
                                           "struct inet_ehash_bucket", "chain.first", None)
     return Chains(heads, facts.offset("struct sock", "__sk_common.skc_nulls_node"), True, 0, head_at, array)
 
@@ -72,14 +72,14 @@ def tcp_listening_chains(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chai
         count = facts.value("length:struct inet_hashinfo:listening_hash",
                             lambda p: p.type(H).member("listening_hash").type.unaliased().length)
         array = hashinfo + facts.offset(H, "listening_hash")
-        heads, head_at = _bucket_heads(mem, array, count, facts.size(B), facts.offset(B, "nulls_head.first"))
+        heads, head_at = bucket_heads(mem, array, count, facts.size(B), facts.offset(B, "nulls_head.first"))
         return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at, array)
     if layout.lhash2_portaddr_node:
-        heads, head_at, array = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
+        heads, head_at, array = hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
                                               "head.first", MAX_LISTENING_BUCKETS)
         return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False,
                       -1, head_at, array)
-    heads, head_at, array = _hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
+    heads, head_at, array = hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
                                           "nulls_head.first", MAX_LISTENING_BUCKETS)
     return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at, array)
 
@@ -106,6 +106,6 @@ def udp_hash_chains(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
     mask = mem.read_u32(udptable + facts.offset(T, "mask"))
     if log >= 32 or mask != (1 << log) - 1:
         raise TableDamaged(f"a UDP table's mask and log disagree ({mask:#x}, {log})", udptable)
-    heads, head_at, array = _hashed_heads(facts, mem, udptable, T, "hash", "mask",
+    heads, head_at, array = hashed_heads(facts, mem, udptable, T, "hash", "mask",
                                           "struct udp_hslot", "head.first", MAX_UDP_BUCKETS)
     return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False, -1, head_at, array)
