@@ -111,10 +111,14 @@ def test_a_forged_release_writes_nothing_outside_the_cache(target: Target, copy:
     VMCOREINFO's OSRELEASE made a path that climbs out of the cache (``../../..``): the facts
     cache writes nothing outside its own directory, and the listing goes on.
     """
-    facts = tmp_path / "cache" / "facts"
-    ancestors = [str(facts.parent)] + [str(p) for p in facts.parents]
+    # The cache deeper in tmp_path than the forged path climbs, so that every directory it
+    # could reach is the test's own: /tmp and / have other writers (pip, other tests).
+    climb = 6
+    facts = tmp_path.joinpath(*"abcdefgh"[: climb + 1], "cache", "facts")
+    facts.parent.mkdir(parents=True)
+    ancestors = [str(facts.parent)] + [str(p) for p in facts.parents if p.is_relative_to(tmp_path)]
     before = {d: set(os.listdir(d)) for d in ancestors if os.path.isdir(d)}
-    patches = [hostile.vmcoreinfo_patch(copy.path, b"OSRELEASE", b"../" * 6)]
+    patches = [hostile.vmcoreinfo_patch(copy.path, b"OSRELEASE", b"../" * climb)]
     saved = copy.apply(patches)
     try:
         run = hostile.drgn_ss(copy.path, "-H", "-tan", vmlinux=target.vmlinux, cache=str(facts.parent))
