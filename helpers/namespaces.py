@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from drgn import FaultError, Program
-from drgn_ss.kernel.cgroup import CgroupPaths
 from drgn_ss.kernel.damage import WalkErrors, tolerate
 from drgn_ss.kernel.facts import kernel_facts, kernel_layout
 from drgn_ss.kernel.memory import list_nodes, list_reachable
@@ -131,6 +130,8 @@ def netns_processes(prog: Program, errors: WalkErrors | None = None) -> dict[int
     """
     facts = kernel_facts(prog)
     mem = kernel_memory(prog)
+    from drgn_ss.kernel.cgroup import CgroupPaths  # only for --all-netns: start-up
+
     paths = CgroupPaths(facts, mem, True, kernel_layout(prog).kernfs_parent_rcu)
     out: dict[int, NetnsProcess] = {}
     for pid, comm, net, cgrp in task_netns(prog, errors):

@@ -48,16 +48,12 @@ from drgn_ss.namespaces import (
     netns_processes,
     own_netns,
 )
-from drgn_ss.output.json_output import render_json
-from drgn_ss.output.summary import format_summary
 from drgn_ss.output.text import COL_NETID, COL_STATE, Formatter, NetnsTag, render_sockets
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
 from drgn_ss.selection.errors import FilterError, SelectionError
 from drgn_ss.selection.states import SS_ALL, SS_LISTENING, Selection, build_selection
-from drgn_ss.sockets.counters import sockstat_counts
 from drgn_ss.sockets.inet import inet_sockets, sk_meminfo
 from drgn_ss.sockets.record import TCP_LISTEN, Socket
-from drgn_ss.sockets.tcpinfo import socket_tcp_info
 
 __all__ = [
     "FAMILY", "LastFamily", "NOT_SUPPORTED", "NotSupported", "RefuseOption", "add_unsupported",
@@ -353,7 +349,10 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         t2 = time.perf_counter()
         own = own_netns(prog) if args.all_netns else nets[0]
         skmem = sk_meminfo(prog, socks, errors) if args.memory else None
-        tcp_info = socket_tcp_info(prog, socks, errors) if args.info else None
+        tcp_info = None
+        if args.info:
+            from drgn_ss.sockets.tcpinfo import socket_tcp_info  # only for -i: start-up
+            tcp_info = socket_tcp_info(prog, socks, errors)
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else local_port_range(prog, own),
                         ifname, owners, args.extended, args.options, owners_by, tags, skmem, tcp_info)
     except FaultError as e:
@@ -379,6 +378,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
 def _summaries(prog: Program, args: argparse.Namespace, nets: list[int], tags: dict[int, NetnsTag] | None,
                errors: WalkErrors, out: TextIO) -> bool:
     """Print ss's summary of each namespace; whether that is all (no -t, -u or filter: as ss)."""
+    from drgn_ss.output.summary import format_summary  # imported where used: start-up
+    from drgn_ss.sockets.counters import sockstat_counts
+
     for net in nets:
         if tags is not None:
             write_output(out, [f"{tags[netns_inode(prog, net)].text().strip()}\n"])
@@ -390,6 +392,8 @@ def _rendered(socks: Sequence[Socket], fmt: Formatter, selection: Selection, arg
               out: TextIO) -> Iterable[str]:
     """The listing's text (ss's columns, without those one protocol or state makes useless) or JSON."""
     if args.json or args.ndjson:
+        from drgn_ss.output.json_output import render_json  # imported where used: start-up
+
         return render_json(socks, fmt, lines=args.ndjson)
     disabled = set()
     if selection.single_proto:

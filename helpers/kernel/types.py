@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from drgn import BadDataError, FaultError, Program, Type
-from drgn_ss.kernel.btf import Btf, BtfError
-from drgn_ss.kernel.kallsyms import KallsymsError, MemoryKallsyms, proc_kallsyms
 from drgn_ss.kernel.program import NoDebugInfo, is_local_live, vmcoreinfo
+
+if TYPE_CHECKING:
+    from drgn_ss.kernel.btf import Btf
 
 __all__ = ["BtfTypes", "DwarfTypes", "Learnt", "OneType", "TypeSource", "btf_types"]
 
@@ -109,6 +110,9 @@ def btf_types(prog: Program) -> BtfTypes:
 
     :raises LookupError: saying why neither can be had
     """
+    from drgn_ss.kernel.btf import Btf, BtfError  # only where BTF is read: start-up
+    from drgn_ss.kernel.kallsyms import KallsymsError, MemoryKallsyms, proc_kallsyms
+
     live = is_local_live(prog)
     info = vmcoreinfo(prog)
     symbol: Callable[[str], int | None]

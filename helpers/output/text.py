@@ -12,16 +12,17 @@ import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enum
 import contextlib
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import escape_name, json_name
 from drgn_ss.output.columns import COLUMNS, layout_columns
-from drgn_ss.output.tcpinfo import tcp_info_text
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.inet import SKMEM_FIELDS
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
-from drgn_ss.sockets.tcpinfo import TcpInfo
+
+if TYPE_CHECKING:
+    from drgn_ss.sockets.tcpinfo import TcpInfo
 
 __all__ = [
     "COL_NETID", "COL_STATE", "Formatter", "NetnsTag", "STATE_NAMES", "TIMER_NAMES", "address_text",
@@ -313,6 +314,8 @@ class Formatter:
         if self.skmem is not None and s.address in self.skmem:
             cell += skmem_text(self.skmem[s.address])
         if self.tcp_info is not None and s.address in self.tcp_info:
+            from drgn_ss.output.tcpinfo import tcp_info_text  # only for -i: start-up
+
             cell += tcp_info_text(self.tcp_info[s.address], self.timers, self.numeric)
         return cell
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from drgn_ss.selection.errors import AF_UNSPEC, SelectionError, printable
-from drgn_ss.selection.filter import Filter, parse_filter
 from drgn_ss.sockets.record import (
     AF_INET,
     AF_INET6,
@@ -17,6 +16,9 @@ from drgn_ss.sockets.record import (
     TCP_TIME_WAIT,
     Socket,
 )
+
+if TYPE_CHECKING:
+    from drgn_ss.selection.filter import Filter
 
 __all__ = [
     "SS_ALL", "SS_CONN", "SS_LISTENING", "SS_MAX", "STATE_GROUPS", "STATE_NAMES_HELP", "STATE_NAMES_LONG",
@@ -136,6 +138,8 @@ def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: in
     # ss reads addresses as its preferred family: -4 or -6 (the later one wins in ss, and
     # drgn-ss's command line keeps only that one; both given here, neither is preferred).
     preferred = families[0] if len(families) == 1 else AF_UNSPEC
+    from drgn_ss.selection.filter import parse_filter  # only with a filter: start-up
+
     expr = parse_filter(expression, preferred, protos)
     if expr is not None and expr.family != AF_UNSPEC:
         families = (expr.family,)  # an inet:/inet6: address: ss shows only that family

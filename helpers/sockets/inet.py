@@ -12,9 +12,9 @@ import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enum
 import contextlib
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import TYPE_CHECKING
 
 from drgn import FaultError, Program, ProgramFlags
-from drgn_ss.kernel.cgroup import CgroupPaths
 from drgn_ss.kernel.clock import jiffies, kernel_hz
 from drgn_ss.kernel.damage import WalkErrors, tolerate, tolerate_counted
 from drgn_ss.kernel.facts import KernelFacts, kernel_facts, kernel_layout
@@ -39,6 +39,9 @@ from drgn_ss.sockets.record import (
     Socket,
     jiffies_delta,
 )
+
+if TYPE_CHECKING:
+    from drgn_ss.kernel.cgroup import CgroupPaths
 from drgn_ss.tables.hashtable import MAX_CHAIN, Chains, Walked, bucket_head_ok, chain_entries
 from drgn_ss.tables.inet import (
     listening_table,
@@ -245,6 +248,8 @@ class InetDecoder:
 
     def _cgroup(self, raw: int) -> str:
         if self._cgroups is None:
+            from drgn_ss.kernel.cgroup import CgroupPaths  # only for -e: start-up
+
             self._cgroups = CgroupPaths(self.facts, self.mem, kernel_layout(self.prog).sock_cgroup_pointer,
                                         kernel_layout(self.prog).kernfs_parent_rcu)
         return self._cgroups.path(raw)
