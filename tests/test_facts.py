@@ -29,7 +29,7 @@ from drgn_ss.kernel.facts import KernelFacts, kernel_facts
 from drgn_ss.kernel.facts_file import FACT_KINDS, plausible_fact
 from drgn_ss.kernel.images import elf_build_id, elf_file_bytes
 from drgn_ss.kernel.program import valid_build_id
-from drgn_ss.kernel.types import BtfTypes
+from drgn_ss.kernel.type_sources import BtfTypes
 
 from tests.test_btf import _Builder
 

@@ -9,6 +9,7 @@ bottom first.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "helpers"
@@ -156,3 +157,9 @@ def test_no_module_takes_anothers_private_names() -> None:
                 taken += [f"{module} imports {node.module}.{a.name}" for a in node.names
                           if a.name.startswith("_") and a.name not in ("_fast", "__version__")]
     assert not taken, "\n".join(taken)
+
+
+def test_no_module_is_named_after_a_stdlib_module() -> None:
+    """``select``, ``types``...: a reader (and a relative import) takes them for the stdlib's."""
+    named = [m for m in _modules() if m and m.rpartition(".")[2] in sys.stdlib_module_names]
+    assert not named, named

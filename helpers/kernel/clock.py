@@ -14,7 +14,7 @@ from drgn_ss.kernel.fields import offset
 from drgn_ss.kernel.images import elf_file_bytes
 from drgn_ss.kernel.program import debug_file, prog_cached
 from drgn_ss.kernel.target import kernel_memory
-from drgn_ss.kernel.types import Learnt, OneType, TypeSource
+from drgn_ss.kernel.type_sources import Learnt, OneType, TypeSource
 
 __all__ = [
     "HZ_LAG_S", "HzEvidence", "hz_evidence", "hz_of_clocksource", "initial_jiffies", "jiffies", "kernel_hz",

@@ -41,7 +41,7 @@ from drgn_ss.kernel.program import (
     valid_build_id,
     vmcoreinfo,
 )
-from drgn_ss.kernel.types import DwarfTypes, Learnt, TypeSource, btf_types
+from drgn_ss.kernel.type_sources import DwarfTypes, Learnt, TypeSource, btf_types
 
 __all__ = ["KernelFacts", "kernel_facts", "kernel_layout", "use_btf"]
 

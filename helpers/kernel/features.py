@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from drgn import Type, TypeKind
-from drgn_ss.kernel.types import TypeSource
+from drgn_ss.kernel.type_sources import TypeSource
 
 __all__ = ["KernelLayout", "detect_layout", "has_member"]
 
