@@ -51,6 +51,7 @@ ConnKey = tuple[int, str, bytes, int, bytes, int]
 
 
 def conn_key(s: Socket) -> ConnKey:
+    """What tells one connection from another across samples: its ``struct sock`` and endpoints."""
     return (s.address, s.proto, s.src, s.sport, s.dst, s.dport)
 
 

@@ -136,6 +136,16 @@ def test_modules_and_functions_are_short() -> None:
     assert not long, "\n".join(long)
 
 
+def test_public_functions_and_classes_say_what_they_are() -> None:
+    missing = []
+    for module, path in _modules().items():
+        for node in ast.parse(path.read_text()).body:
+            if (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+                    and not ast.get_docstring(node)):
+                missing.append(f"{module}.{node.name}")
+    assert not missing, f"public functions and classes without a docstring: {missing}"
+
+
 def test_public_modules_say_what_they_export() -> None:
     missing = []
     for module, path in _modules().items():

@@ -40,6 +40,7 @@ def _fixed_width() -> None:
 
 
 def ss_parser() -> argparse.ArgumentParser:
+    """``drgn-ss``'s own parser, as ``drgn-ss --help`` prints it."""
     _package()
     _fixed_width()
     from drgn_ss.commands.ss import build_parser
@@ -48,6 +49,7 @@ def ss_parser() -> argparse.ArgumentParser:
 
 
 def nethogs_parser() -> argparse.ArgumentParser:
+    """``drgn-nethogs``' own parser, as ``drgn-nethogs --help`` prints it."""
     _package()
     _fixed_width()
     from drgn_ss.commands.nethogs_cli import build_parser

@@ -51,6 +51,7 @@ __all__ = ["build_parser", "run"]
 
 
 def build_parser(prog_name: str) -> argparse.ArgumentParser:
+    """nethogs' own options (the interval, the count, the views); the program's are added by the caller."""
     p = ArgumentParser(
         prog=prog_name, formatter_class=help_formatter,
         description="Per-process network traffic from the kernel's TCP counters (no packet capture), as "

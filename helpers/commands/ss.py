@@ -149,6 +149,11 @@ def add_unsupported(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentParser:
+    """
+    The parser of ``drgn-ss`` (``program_options``: it opens the kernel itself, ``-c``,
+    ``-s``, ``--qemu``) and of ``scripts/ss.py`` and ``%ss`` (drgn opened it: ``-s`` is
+    ss's --summary there).
+    """
     p = ArgumentParser(
         prog=prog_name,
         formatter_class=help_formatter,

@@ -23,6 +23,12 @@ def has_member(type_: Type, name: str) -> bool:
 
 
 class KernelLayout(NamedTuple):
+    """
+    Every kernel difference drgn-ss knows, one boolean each, detected from the kernel's
+    types (:func:`detect_layout`); each entry says which kernels have which side (the
+    matrix's are Debian's 5.10, 6.1, 6.12 and 7.2).
+    """
+
     #: The port-only ``inet_hashinfo.listening_hash[32]`` exists (before 5.19):
     #: inet_diag lists listeners from it, so ss's order follows it.
     listening_hash: bool
@@ -40,9 +46,11 @@ class KernelLayout(NamedTuple):
     #: ``icsk_timeout`` holds the pending timer's expiry (before 6.14); later kernels
     #: read ``sk->tcp_retransmit_timer.expires``.
     icsk_timeout: bool
-    #: The keepalive timer is ``icsk_keepalive_timer`` (recent) rather than ``sk->sk_timer``.
+    #: The keepalive timer is ``icsk_keepalive_timer`` (a union with ``mptcp_tout_timer``
+    #: in Debian's 6.1.192, 6.12 and 7.2) rather than ``sk->sk_timer`` (5.10).
     icsk_keepalive_timer: bool
-    #: The timekeeper lives in ``tk_core`` (before 6.15?) or ``timekeeper_data[0]``.
+    #: The timekeeper lives in ``tk_core`` (5.10 to 6.12 in the matrix) rather than
+    #: ``timekeeper_data[TIMEKEEPER_CORE]`` (7.2).
     tk_core: bool
     #: ``struct kernfs_node`` names its parent ``__parent`` (6.15+, RCU) rather than ``parent``.
     kernfs_parent_rcu: bool
@@ -61,6 +69,7 @@ class KernelLayout(NamedTuple):
 
 
 def detect_layout(prog: TypeSource) -> KernelLayout:
+    """Detect every :class:`KernelLayout` entry from ``prog``'s types (DWARF or BTF) and symbols."""
     hashinfo = prog.type("struct inet_hashinfo")
     icsk = prog.type("struct inet_connection_sock")
     netns_ipv4 = prog.type("struct netns_ipv4")

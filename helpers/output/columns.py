@@ -20,6 +20,8 @@ LEFT, RIGHT = "left", "right"
 
 
 class Column(NamedTuple):
+    """One of ss's columns: its header, its alignment, and the text before it (misc/ss.c columns[])."""
+
     header: str
     align: str
     ldelim: str

@@ -122,17 +122,23 @@ class Cond:
 
 @dataclass(frozen=True)
 class Not:
+    """``not EXPRESSION``."""
+
     arg: Node
 
 
 @dataclass(frozen=True)
 class And:
+    """``LEFT and RIGHT``."""
+
     left: Node
     right: Node
 
 
 @dataclass(frozen=True)
 class Or:
+    """``LEFT or RIGHT``."""
+
     left: Node
     right: Node
 

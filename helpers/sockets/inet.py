@@ -171,6 +171,7 @@ def _sock_fields(f: Callable[[str, str], Field], layout: KernelLayout, sk_ino: F
 
 
 def sock_layout(prog: Program) -> SockLayout:
+    """``prog``'s :class:`SockLayout`, made once per program."""
     return prog_cached(prog, "sock_layout", SockLayout)
 
 
