@@ -162,10 +162,11 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     opened_per_s = sum(s["tcp_opened"] for s in samples) / sum(intervals)
     print(f"churn: {opened_per_s:.0f} TCP connections opened per second")
     assert opened_per_s >= 100, opened_per_s
-    # Its 10 s of sending span 3 samples at least, even where late samples stretched the
-    # intervals (under TCG on a loaded machine, to ~2.5 s): its rate over them is its pace.
+    # Its 10 s of sending span 2 whole samples at least (besides the first and last, which it
+    # fills in part), even where late samples stretched the intervals (under TCG on a loaded
+    # machine, to ~4 s): its rate over them is its pace.
     rates = _steady_rates(samples, steady, "sent_rate")
-    assert len(rates) >= 3, rates
+    assert len(rates) >= 2, rates
     assert "tg-steady" in took, took
     pace = 20 * MiB / took["tg-steady"]  # 10 s, or more where the loaded guest starved it
     assert _steady_mean_rate(samples, steady, "sent_rate") == pytest.approx(pace, rel=0.1), (rates, took)
