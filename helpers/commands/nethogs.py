@@ -1,4 +1,5 @@
-"""nethogs from kernel counters: ``drgn scripts/nethogs.py`` (the command line and its output).
+"""nethogs from kernel counters: ``drgn scripts/nethogs.py``'s options and sampling loop
+(:mod:`drgn_ss.output.nethogs` prints each sample).
 
 Samples every TCP socket's byte counters at an interval (:mod:`drgn_ss.traffic`) and shows,
 per process, what it sent and received per second, its connections, and the connections it

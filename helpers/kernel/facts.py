@@ -1,16 +1,13 @@
-"""What differs between kernel versions, answered once per kernel build.
+"""Facts about a kernel build, worked out once per build.
 
-Every kernel-version difference the project knows about is decided here, by
-feature detection (does this type have this member?), never by the release
-string. Other modules ask :func:`kernel_layout`.
-
-:class:`KernelFacts` holds everything the fast paths need to know about a kernel
-build (member offsets, struct sizes, symbol addresses, the features above, HZ),
-worked out on first use and kept in a cache file per build ID, so that a later run
-on the same build reads memory without loading any type information at all. They
-are worked out from a :class:`TypeSource`: DWARF through drgn (:class:`DwarfTypes`),
-or, where the kernel's debug info is not installed, the kernel's own BTF and
-kallsyms (:class:`BtfTypes`); both give the same offsets (a kernel test checks it).
+:class:`KernelFacts` holds everything the fast paths need to know about a kernel build
+(member offsets, struct sizes, symbol addresses, the kernel differences of
+:class:`~drgn_ss.kernel.features.KernelLayout`, HZ), worked out on first use and kept in a
+cache file per build ID (:mod:`drgn_ss.kernel.facts_file`), so that a later run on the same
+build reads memory without loading any type information at all. They are worked out from a
+:class:`~drgn_ss.kernel.type_sources.TypeSource`: DWARF through drgn, or, where the kernel's
+debug info is not installed, the kernel's own BTF and kallsyms; both give the same offsets
+(a kernel test checks it). Other modules ask :func:`kernel_facts` and :func:`kernel_layout`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
-"""Render sockets as ss prints them: its fields, and its column layout (misc/ss.c render()).
+"""Sockets as ss prints them: each field's text (misc/ss.c inet_stats_print(), sock_state_print(),
+proc_ctx_print()...), the lines :mod:`drgn_ss.output.columns` lays out, and the JSON objects.
 
-ss buffers every field, measures each column, and prints either compactly
-(stdout not a terminal: each column as wide as its widest cell) or spread to
-the terminal's width. :func:`layout` reproduces both, so the output can be
-diffed against ss byte for byte.
+ss buffers every field, measures each column, and prints either compactly (stdout not a
+terminal: each column as wide as its widest cell) or spread to the terminal's width;
+:func:`~drgn_ss.output.columns.layout` reproduces both, so the output can be diffed against
+ss byte for byte.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
-"""Where the kernel keeps TCP and UDP sockets: the hash tables, walked in inet_diag's order.
-
-The walks read raw memory: each table's bucket array in one go, each node once
-(:func:`chain_entries`), in the order the kernel's inet_diag dump visits them, which
-is the order ss prints them in. :mod:`drgn_ss.sockets.inet` decodes what they find.
-Layout differences come from :mod:`drgn_ss.kernel.facts`.
+"""The kernel's socket hash tables, walked raw: bucket arrays bounded by what the kernel
+could have allocated (:func:`bucket_limit`), read in one go, and each chain's nodes once
+(:func:`chain_entries`), loop-checked, in the order the kernel's ``*_diag`` dump visits
+them, which is the order ss prints them in. A family's tables (:mod:`drgn_ss.tables.inet`)
+say where their buckets are; the family's module decodes what the walk finds.
 """
 
 from __future__ import annotations
