@@ -138,9 +138,11 @@ def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: in
     # ss reads addresses as its preferred family: -4 or -6 (the later one wins in ss, and
     # drgn-ss's command line keeps only that one; both given here, neither is preferred).
     preferred = families[0] if len(families) == 1 else AF_UNSPEC
-    from drgn_ss.selection.filter import parse_filter  # only with a filter: start-up
+    expr = None
+    if expression:  # the parser and what it imports (dataclasses: ~10 ms), only with a filter
+        from drgn_ss.selection.filter import parse_filter
 
-    expr = parse_filter(expression, preferred, protos)
+        expr = parse_filter(expression, preferred, protos)
     if expr is not None and expr.family != AF_UNSPEC:
         families = (expr.family,)  # an inet:/inet6: address: ss shows only that family
     return Selection(protos, families, states, expr)
