@@ -118,6 +118,10 @@ class Formatter:
         self.skmem = skmem
         #: -i: tcp_get_info()'s by socket address (full TCP sockets only).
         self.tcp_info = tcp_info
+        if tcp_info is not None:  # -i's printer, imported once and only for -i (start-up)
+            from drgn_ss.output.tcpinfo import tcp_info_text
+
+            self._tcp_info_text = tcp_info_text
         self._services: dict[tuple[int, str], str] = {}
         self._hosts: dict[tuple[bytes, bool], str] = {}
         # Cells by what they show: "0     " by queue size, "10.0.0.1:" by (address, v6only),
@@ -315,9 +319,7 @@ class Formatter:
         if self.skmem is not None and s.address in self.skmem:
             cell += skmem_text(self.skmem[s.address])
         if self.tcp_info is not None and s.address in self.tcp_info:
-            from drgn_ss.output.tcpinfo import tcp_info_text  # only for -i: start-up
-
-            cell += tcp_info_text(self.tcp_info[s.address], self.timers, self.numeric)
+            cell += self._tcp_info_text(self.tcp_info[s.address], self.timers, self.numeric)
         return cell
 
     def _socket_cells(self, socks: list[Socket]) -> list[list[str]]:

@@ -39,9 +39,6 @@ from drgn_ss.sockets.record import (
     Socket,
     jiffies_delta,
 )
-
-if TYPE_CHECKING:
-    from drgn_ss.kernel.cgroup import CgroupPaths
 from drgn_ss.tables.hashtable import MAX_CHAIN, Chains, Walked, bucket_head_ok, chain_entries
 from drgn_ss.tables.inet import (
     listening_table,
@@ -51,6 +48,9 @@ from drgn_ss.tables.inet import (
     udp_hash_chains,
     udp_table_address,
 )
+
+if TYPE_CHECKING:
+    from drgn_ss.kernel.cgroup import CgroupPaths
 
 __all__ = [
     "BAD_STATE", "DAMAGED", "IPPROTO_TCP", "IPPROTO_UDP", "InetDecoder", "NO_NETNS", "OTHER_PROTOCOL",
