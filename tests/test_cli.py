@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from drgn_ss.commands.ss import build_parser
+from drgn_ss.selection.tables import AF_INET, AF_INET6, AF_UNIX
 
 from vmtests.config import REPO
 
@@ -243,11 +244,14 @@ def test_a_dump_cut_short_by_less_than_a_megabyte_says_how_much() -> None:
 
 def test_the_later_of_ipv4_and_ipv6_wins() -> None:
     """ss lists (and reads a filter's addresses as) its last preferred family: ss -4 -6 is IPv6."""
+    from drgn_ss.commands.ss import _selection
+
     parser = build_parser("drgn-ss", True)
-    for argv, ipv4, ipv6 in ((["-4", "-6"], False, True), (["-6", "-4"], True, False),
-                             (["-t64"], True, False), (["--ipv6"], False, True), ([], False, False)):
+    for argv, families in ((["-4", "-6"], (AF_INET6,)), (["-6", "-4"], (AF_INET,)),
+                           (["-t64"], (AF_INET,)), (["--ipv6"], (AF_INET6,)), (["-t"], (AF_INET, AF_INET6)),
+                           (["-6", "-x", "-t"], (AF_UNIX, AF_INET6))):
         args = parser.parse_args(argv)
-        assert (args.ipv4, args.ipv6) == (ipv4, ipv6), argv
+        assert _selection(args).families == families, argv
 
 
 def drgn_ss_bytes(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -301,11 +305,10 @@ def test_drgn_ss_deep_filter_is_parsed_then_the_kernel_opened(words: list[str]) 
 # -- issue 17: rough edges a newcomer hits ------------------------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
-    (["-x"], "-x (unix sockets) is not supported yet: drgn-ss lists TCP and UDP"),
-    (["-tx"], "-x (unix sockets) is not supported yet: drgn-ss lists TCP and UDP"),
-    (["--vsock"], "--vsock (vsock sockets) is not supported yet: drgn-ss lists TCP and UDP"),
-    (["-Atcp"], "-A (socket types by name) is not supported yet: drgn-ss lists TCP and UDP; "
-                "-t and -u pick one"),
+    (["--vsock"], "--vsock (vsock sockets) is not supported yet: drgn-ss lists TCP, UDP and unix sockets"),
+    (["-tw"], "-w (raw sockets) is not supported yet: drgn-ss lists TCP, UDP and unix sockets"),
+    (["-Afoo"], '"foo" is illegal socket table id'),
+    (["-f", "bar"], '"bar" is invalid family'),
     (["-N", "ns1", "-t"], "-N (a named network namespace) is not supported: use --netns"),
     (["-K"], "-K (close sockets) is not supported: drgn-ss reads kernel memory, it never changes it"),
 ])

@@ -48,6 +48,13 @@ WANTED_MODULES = (
     "udp_diag",
     "raw_diag",
     "unix_diag",
+    "packet_diag",
+    "netlink_diag",
+    "mptcp_diag",
+    "sctp",
+    "sctp_diag",
+    "vsock_loopback",
+    "vsock_diag",
     "veth",
     "dummy",
 )

@@ -52,31 +52,38 @@ from drgn_ss.output.text import COL_NETID, COL_STATE, Formatter, NetnsTag, rende
 from drgn_ss.owners import OWNER_SOURCES, socket_owners
 from drgn_ss.selection.errors import FilterError, SelectionError
 from drgn_ss.selection.states import SS_ALL, SS_LISTENING, Selection, build_selection
-from drgn_ss.sockets.inet import inet_sockets, sk_meminfo
+from drgn_ss.sockets.families import family_sockets
+from drgn_ss.sockets.inet import sk_meminfo
 from drgn_ss.sockets.record import TCP_LISTEN, Socket
 
 __all__ = [
-    "FAMILY", "LastFamily", "NOT_SUPPORTED", "NotSupported", "RefuseOption", "add_unsupported",
+    "FAMILY", "NOT_SUPPORTED", "NotSupported", "RefuseOption", "TableOption", "add_unsupported",
     "build_parser", "command", "run", "show_crash_summary",
 ]
 
 
-class LastFamily(argparse.Action):
+class TableOption(argparse.Action):
     """
-    -4 and -6: the later one given wins, as in ss, which lists (and reads a filter's
-    addresses as) its last preferred family only.
+    An option naming socket tables or families (-t -u -x -4 -6 -f -A...): appended, in the
+    order given, to ``tables`` as (kind, value) for
+    :func:`~drgn_ss.selection.tables.socket_tables`, which combines them as ss does.
     """
 
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+    def __init__(self, option_strings: Sequence[str], dest: str, kind: str, value: str | None = None,
+                 **kwargs: Any) -> None:
+        kwargs["default"] = []  # copied before it is added to: never changed
+        super().__init__(option_strings, "tables", nargs=0 if value is not None else None, **kwargs)
+        self.kind, self.value = kind, value
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
-        namespace.ipv4, namespace.ipv6 = self.dest == "ipv4", self.dest == "ipv6"
+        options = list(getattr(namespace, "tables", None) or [])
+        options.append((self.kind, self.value if self.value is not None else values))
+        namespace.tables = options
 
 
 #: Socket families ss lists and drgn-ss does not yet: the reason they give.
-FAMILY = "drgn-ss lists TCP and UDP"
+FAMILY = "drgn-ss lists TCP, UDP and unix sockets"
 
 
 class NotSupported(NamedTuple):
@@ -96,7 +103,6 @@ class NotSupported(NamedTuple):
 #: ss's options drgn-ss does not have, each refused in one line (exit status 2) rather than
 #: argparse's "unrecognized arguments". A family drgn-ss learns to list leaves this table.
 NOT_SUPPORTED = (
-    NotSupported(("-x", "--unix"), "unix sockets"),
     NotSupported(("-w", "--raw"), "raw sockets"),
     NotSupported(("-0", "--packet"), "packet sockets"),
     NotSupported(("-M", "--mptcp"), "MPTCP sockets"),
@@ -105,9 +111,6 @@ NOT_SUPPORTED = (
     NotSupported(("--vsock",), "vsock sockets"),
     NotSupported(("--tipc",), "TIPC sockets"),
     NotSupported(("--xdp",), "XDP sockets"),
-    NotSupported(("-f", "--family"), "families by name", f"{FAMILY}; -4 and -6 pick a family", True),
-    NotSupported(("-A", "--query", "--socket"), "socket types by name",
-                 f"{FAMILY}; -t and -u pick one", True),
     NotSupported(("-r", "--resolve"), "resolve host names", "addresses are shown as numbers"),
     NotSupported(("-T", "--threads"), "threads using each socket", "-p shows the processes"),
     NotSupported(("-b", "--bpf"), "socket BPF filters", "drgn-ss does not decode them"),
@@ -183,8 +186,17 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
 def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     """The options ss has, as ss names them (``-s`` is drgn's --symbols where drgn-ss opens the program)."""
     p.add_argument("-h", "--help", action="help", help="show this help and exit")
-    p.add_argument("-t", "--tcp", action="store_true", help="TCP sockets")
-    p.add_argument("-u", "--udp", action="store_true", help="UDP sockets")
+    p.add_argument("-t", "--tcp", action=TableOption, kind="table", value="tcp", help="TCP sockets")
+    p.add_argument("-u", "--udp", action=TableOption, kind="table", value="udp", help="UDP sockets")
+    p.add_argument("-x", "--unix", action=TableOption, kind="family", value="unix",
+                   help="unix sockets (u_str, u_dgr, u_seq)")
+    p.add_argument("-f", "--family", action=TableOption, kind="family", metavar="FAMILY",
+                   help="sockets of a family: unix, inet, inet6, link, netlink, vsock, tipc, xdp")
+    p.add_argument("-A", "--query", "--socket", action=TableOption, kind="query", metavar="QUERY",
+                   help="socket tables, comma-separated (each may start with !): all, inet, tcp, udp, "
+                   "raw, mptcp, sctp, dccp, unix, unix_stream (u_str), unix_dgram (u_dgr), "
+                   "unix_seqpacket (u_seq), packet, packet_raw (p_raw), packet_dgram (p_dgr), netlink, "
+                   "vsock, vsock_stream (v_str), vsock_dgram (v_dgr), tipc, xdp")
     p.add_argument("-l", "--listening", action="store_true",
                    help="listening (TCP) and unconnected (UDP) sockets only")
     p.add_argument("-a", "--all", action="store_true", help="sockets in every state")
@@ -204,8 +216,10 @@ def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     p.add_argument(*summary_flags, action="store_true",
                    help="print ss's summary (socket totals per protocol and state, from the kernel's "
                    "sockstat counters); then the listing only if -t or -u or a filter is given, as ss")
-    p.add_argument("-4", "--ipv4", action=LastFamily, help="IPv4 sockets only (with -6: the later one)")
-    p.add_argument("-6", "--ipv6", action=LastFamily, help="IPv6 sockets only (with -4: the later one)")
+    p.add_argument("-4", "--ipv4", action=TableOption, kind="family", value="inet",
+                   help="IPv4 sockets only (with -6: the later one)")
+    p.add_argument("-6", "--ipv6", action=TableOption, kind="family", value="inet6",
+                   help="IPv6 sockets only (with -4: the later one)")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
 
 
@@ -303,8 +317,7 @@ def _selection(args: argparse.Namespace) -> Selection:
     """The sockets the options select; a bad option or state name is a usage error."""
     states, expression = _parse_filter(args.filter)
     try:
-        return build_selection(args.tcp, args.udp, args.ipv4, args.ipv6,
-                               SS_ALL if args.all else SS_LISTENING if args.listening else 0,
+        return build_selection(args.tables, SS_ALL if args.all else SS_LISTENING if args.listening else 0,
                                states, expression)
     except FilterError as e:
         raise UsageError(f"bad filter: {e}\n{e.pointer()}") from None
@@ -341,16 +354,17 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
         nets, tags = _namespaces(prog, args, errors)
-        if args.summary and _summaries(prog, args, nets, tags, errors, out):
+        if args.summary and _summaries(prog, args, selection, nets, tags, errors, out):
             _warn_partial(args, errors)
             return EXIT_PARTIAL if errors else 0
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()
         ifname = ifname_resolver(prog, errors)
-        socks = selection.select(inet_sockets(
+        socks = selection.select(family_sockets(
             prog, nets, selection.protos, listening, established, errors,
-            inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended), ifname)
+            inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended,
+            details=args.extended), ifname)
         t2 = time.perf_counter()
         own = own_netns(prog) if args.all_netns else nets[0]
         skmem = sk_meminfo(prog, socks, errors) if args.memory else None
@@ -380,9 +394,9 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
 
 
 
-def _summaries(prog: Program, args: argparse.Namespace, nets: list[int], tags: dict[int, NetnsTag] | None,
-               errors: WalkErrors, out: TextIO) -> bool:
-    """Print ss's summary of each namespace; whether that is all (no -t, -u or filter: as ss)."""
+def _summaries(prog: Program, args: argparse.Namespace, selection: Selection, nets: list[int],
+               tags: dict[int, NetnsTag] | None, errors: WalkErrors, out: TextIO) -> bool:
+    """Print ss's summary of each namespace; whether that is all (no table, family or filter: as ss)."""
     from drgn_ss.output.summary import format_summary  # imported where used: start-up
     from drgn_ss.sockets.counters import sockstat_counts
 
@@ -390,7 +404,7 @@ def _summaries(prog: Program, args: argparse.Namespace, nets: list[int], tags: d
         if tags is not None:
             write_output(out, [f"{tags[netns_inode(prog, net)].text().strip()}\n"])
         write_output(out, [format_summary(sockstat_counts(prog, net, errors))])
-    return not (args.tcp or args.udp or args.filter)
+    return selection.default and not args.filter
 
 
 def _rendered(socks: Sequence[Socket], fmt: Formatter, selection: Selection, args: argparse.Namespace,

@@ -66,6 +66,13 @@ class KernelLayout(NamedTuple):
     #: ``sk_drops`` is added to the NUMA drop counters ``sk->sk_drop_counters`` points to
     #: (UDP's, 6.17+), as ``sk_drops_read()`` does.
     sk_drop_counters: bool
+    #: Each network namespace has its own unix socket table, ``net->unx.table.buckets``
+    #: (5.19+, "af_unix: Define a per-netns hash table."), rather than the global
+    #: ``unix_socket_table`` that unix_diag filters by namespace (5.10).
+    unix_table_per_netns: bool
+    #: ``unix_sock.inq_len`` counts a stream socket's unread bytes, which unix_inq_len()
+    #: reports (6.17+), rather than a walk of its receive queue.
+    unix_inq_len: bool
 
 
 def detect_layout(prog: TypeSource) -> KernelLayout:
@@ -92,6 +99,8 @@ def detect_layout(prog: TypeSource) -> KernelLayout:
                                == TypeKind.STRUCT),
         tw_refcount=has_member(prog.type("struct inet_timewait_death_row"), "tw_refcount"),
         sk_drop_counters=has_member(prog.type("struct sock"), "sk_drop_counters"),
+        unix_table_per_netns=has_member(prog.type("struct netns_unix"), "table"),
+        unix_inq_len=has_member(prog.type("struct unix_sock"), "inq_len"),
     )
 
 

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import escape_name, json_name
 from drgn_ss.output.columns import COLUMNS, layout_columns
+from drgn_ss.output.unix import unix_cells, unix_details, unix_fields
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.inet import SKMEM_FIELDS
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
+from drgn_ss.sockets.unix import AF_UNIX
 
 if TYPE_CHECKING:
     from drgn_ss.sockets.tcpinfo import TcpInfo
@@ -199,8 +201,41 @@ class Formatter:
             out.append(f" {'-' if s.shutdown & 1 else '<'}-{'-' if s.shutdown & 2 else '>'}")
         return "".join(out)
 
+    def _address_cells(self, socks: list[Socket]) -> list[list[str]]:
+        """The Netid to Port cells: inet sockets' together (in C where built), others' by family."""
+        inet = [i for i, s in enumerate(socks) if s[1] in _INET]
+        if len(inet) == len(socks):
+            return self._inet_cells(socks)
+        cells: list[list[str]] = [[""] * len(socks) for _ in range(8)]
+        if inet:
+            for column, part in zip(cells, self._inet_cells([socks[i] for i in inet])):
+                for i, cell in zip(inet, part):
+                    column[i] = cell
+        queue = self._queues
+        for i, s in enumerate(socks):
+            if s[1] in _INET:
+                continue
+            local, sport, peer, dport = unix_cells(s)
+            row = (s.proto, _STATE_CELLS[s.state], queue[s.recv_q], queue[s.send_q], local, sport, peer,
+                   dport)
+            for column, cell in zip(cells, row):
+                column[i] = cell
+        return cells
+
+    def _inet_cells(self, socks: list[Socket]) -> list[list[str]]:
+        """The Netid to Port cells of TCP and UDP sockets."""
+        fast = native()
+        if fast is not None:
+            return list(fast.socket_cells(socks, _CELL_FIELDS, self._host_cells, self._service_cells,
+                                          self._queues, _STATE_CELLS, self.numeric, self.ephemeral))
+        return self._socket_cells(socks)
+
     def _process(self, s: Socket, users: str) -> str:
         """The Process cell: ``users`` and, as asked, the timer and the details."""
+        if s.family not in _INET:  # unix_show_sock(): users, skmem, details
+            if self.skmem is not None and s.address in self.skmem:
+                users += skmem_text(self.skmem[s.address])
+            return users + unix_details(s) if self.details else users
         if self.timers and s.timer:
             name = TIMER_NAMES[min(s.timer, 5)]
             users += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
@@ -218,12 +253,7 @@ class Formatter:
         if not n:
             return [[] for _ in COLUMNS]
         socks = socks if isinstance(socks, list) else list(socks)
-        fast = native()
-        if fast is not None:
-            cells = fast.socket_cells(socks, _CELL_FIELDS, self._host_cells, self._service_cells,
-                                      self._queues, _STATE_CELLS, self.numeric, self.ephemeral)
-        else:
-            cells = self._socket_cells(socks)
+        cells = self._address_cells(socks)
         proto, state, recv_q, send_q, local, sport, peer, dport = cells
         ifindex = list(map(operator.itemgetter(_IFINDEX), socks))
         if any(ifindex):
@@ -238,7 +268,7 @@ class Formatter:
             process = self._users_cells(keys)
         else:
             process = [""] * n
-        if self.timers or self.details:
+        if self.timers or self.details or self.skmem is not None:
             process = list(map(self._process, socks, process))
         if self.netns_tags is not None:
             tags = {inum: tag.text() for inum, tag in self.netns_tags.items()}
@@ -262,19 +292,20 @@ class Formatter:
         addresses = _Cache(address_text)
         services = None if self.numeric else self._service_cells
         states = _STATE_CELLS
-        families = {AF_INET: "inet", AF_INET6: "inet6"}
+        families = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix"}
         netns_fields = (None if self.netns_tags is None else
                         {inum: tag.fields() for inum, tag in self.netns_tags.items()})
         for s in socks:
+            inet = s.family in _INET
             obj: dict[str, Any] = {
                 "netid": s.proto,
                 "family": families[s.family],
                 "state": states[s.state],
                 "recv_q": s.recv_q,
                 "send_q": s.send_q,
-                "local_address": addresses[s.src],
+                "local_address": addresses[s.src] if inet else None,
                 "local_port": s.sport,
-                "peer_address": addresses[s.dst],
+                "peer_address": addresses[s.dst] if inet else None,
                 "peer_port": s.dport,
                 "interface": json_name(self.ifname(s.netns, s.ifindex)) if s.ifindex else None,
                 "v6only": s.v6only,
@@ -282,7 +313,9 @@ class Formatter:
                 "kind": s.kind,
                 "sk": f"{s.address:#x}",
             }
-            if services is not None:
+            if not inet:
+                obj.update(unix_fields(s, self.details))
+            if services is not None and inet:
                 obj["local_service"] = services[s.sport, s.proto]
                 obj["peer_service"] = services[s.dport, s.proto]
             if owners is not None:
@@ -301,11 +334,8 @@ class Formatter:
                 info = self.tcp_info.get(s.address)
                 obj["tcp_info"] = None if info is None else {**info._asdict(), "cong": json_name(info.cong)}
             if self.details:
-                obj["uid"] = s.uid
-                obj["inode"] = s.ino
-                obj["cookie"] = s.cookie
-                obj["cgroup"] = json_name(s.cgroup) if s.cgroup is not None else None
-                obj["shutdown"] = s.shutdown
+                obj.update(uid=s.uid, inode=s.ino, cookie=s.cookie, shutdown=s.shutdown,
+                           cgroup=json_name(s.cgroup) if s.cgroup is not None else None)
             yield obj
 
     def _second_line(self, cell: str, s: Socket) -> str:
@@ -313,7 +343,7 @@ class Formatter:
         What -m and -i show: ss puts it on a line of its own, after a tab, for every socket
         with -m and every TCP socket with -i, even a minisock with nothing to show there.
         """
-        if self.skmem is None and s.proto != "tcp":
+        if (self.skmem is None and s.proto != "tcp") or s.family not in _INET:
             return cell
         cell += "\n\t"
         if self.skmem is not None and s.address in self.skmem:
@@ -377,6 +407,8 @@ _FIELD = Socket._fields.index
 _CELL_FIELDS = tuple(map(_FIELD, ("proto", "state", "src", "sport", "dst", "dport", "v6only", "recv_q",
                                   "send_q")))
 _IFINDEX, _INO, _ADDRESS = _FIELD("ifindex"), _FIELD("ino"), _FIELD("address")
+
+_INET = (AF_INET, AF_INET6)
 
 #: ss's state names for any state byte.
 _STATE_CELLS = STATE_NAMES + ("UNKNOWN",) * (256 - len(STATE_NAMES))

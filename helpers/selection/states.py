@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from drgn_ss.selection.errors import AF_UNSPEC, SelectionError, printable
+from drgn_ss.selection.tables import inet_families, socket_tables
 from drgn_ss.sockets.record import (
     AF_INET,
     AF_INET6,
@@ -71,11 +72,16 @@ def scan_state(name: str) -> int:
 class Selection(NamedTuple):
     """The sockets a listing shows."""
 
+    #: ss's netids of the socket tables listed (:data:`~drgn_ss.selection.tables.TABLES`).
     protos: tuple[str, ...] = ("udp", "tcp")
+    #: The address families listed; of AF_INET and AF_INET6, those inet tables list
+    #: (:func:`~drgn_ss.selection.tables.inet_families`).
     families: tuple[int, ...] = (AF_INET, AF_INET6)
     states: int = SS_CONN
     #: ss's filter expression (``sport = :22 or dst 10.0.0.0/8``...), if one was given.
     expr: Filter | None = None
+    #: Whether no option named a table or family (ss's do_default): ``-s`` alone is a summary.
+    default: bool = True
 
     def matches(self, s: Socket) -> bool:
         return (s.proto in self.protos and s.family in self.families and bool(self.states >> s.state & 1)
@@ -90,10 +96,7 @@ class Selection(NamedTuple):
         :param ifname: (netns inode, ifindex) -> interface name, for a ``dev`` condition
         """
         protos, families, states = self.protos, self.families, self.states
-        if set(protos) >= {"tcp", "udp"} and set(families) >= {AF_INET, AF_INET6}:
-            out = [s for s in socks if states >> s[2] & 1]
-        else:
-            out = [s for s in socks if s[0] in protos and s[1] in families and states >> s[2] & 1]
+        out = [s for s in socks if s[0] in protos and s[1] in families and states >> s[2] & 1]
         if self.expr is not None:
             self.expr.ifname = ifname
             out = list(filter(self.expr.matches, out))
@@ -108,15 +111,18 @@ class Selection(NamedTuple):
         return self.states & (self.states - 1) == 0
 
 
-def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: int,
+def build_selection(options: Sequence[tuple[str, str]], state_flag: int,
                     state_args: list[tuple[str, str]], expression: Sequence[str] = ()) -> Selection:
     """
-    Combine options as ss does: ``state_flag`` is SS_ALL (-a), SS_LISTENING (-l) or 0;
-    ``state_args`` are ("state"|"exclude", NAME) pairs in order; ``expression`` the words of
-    a filter expression (:mod:`drgn_ss.selection.filter`).
+    Combine options as ss does: ``options`` name tables and families in the order given
+    (see :func:`~drgn_ss.selection.tables.socket_tables`); ``state_flag`` is SS_ALL (-a),
+    SS_LISTENING (-l) or 0; ``state_args`` are ("state"|"exclude", NAME) pairs in order;
+    ``expression`` the words of a filter expression (:mod:`drgn_ss.selection.filter`).
 
     :raises FilterError: a bad expression (a SelectionError)
+    :raises SelectionError: a bad state, family or table name
     """
+    chosen = socket_tables(options)
     states = state_flag
     saw_states = False
     for verb, name in state_args:
@@ -129,20 +135,23 @@ def build_selection(tcp: bool, udp: bool, ipv4: bool, ipv6: bool, state_flag: in
                 states = SS_ALL
             states &= ~scan_state(name)
         saw_states = True
-    if not states:
+    if not states and (chosen.default or chosen.query):
         states = SS_CONN
-    protos = tuple(p for p, on in (("udp", udp), ("tcp", tcp)) if on) or ("udp", "tcp")
-    families = tuple(f for f, on in ((AF_INET, ipv4), (AF_INET6, ipv6)) if on) or (AF_INET, AF_INET6)
+    if not states:  # filter_states_set(): the states the options implied
+        states = chosen.states
     if not states & SS_ALL:
         raise SelectionError("no socket states to show with such filter.")
-    # ss reads addresses as its preferred family: -4 or -6 (the later one wins in ss, and
-    # drgn-ss's command line keeps only that one; both given here, neither is preferred).
-    preferred = families[0] if len(families) == 1 else AF_UNSPEC
+    families, preferred = set(chosen.families), chosen.preferred
     expr = None
     if expression:  # the parser and what it imports (dataclasses: ~10 ms), only with a filter
         from drgn_ss.selection.filter import parse_filter
 
-        expr = parse_filter(expression, preferred, protos)
+        inet_protos = tuple(p for p in chosen.tables if p in ("tcp", "udp", "dccp", "sctp")) or ("tcp", "udp")
+        expr = parse_filter(expression, preferred if preferred in (AF_INET, AF_INET6) else AF_UNSPEC,
+                            inet_protos)
     if expr is not None and expr.family != AF_UNSPEC:
-        families = (expr.family,)  # an inet:/inet6: address: ss shows only that family
-    return Selection(protos, families, states, expr)
+        families.add(expr.family)  # an inet:/inet6: address: filter_af_set() as it is parsed
+        preferred = expr.family
+    listed = tuple(af for af in sorted(families) if af not in (AF_INET, AF_INET6))
+    listed += inet_families(tuple(families), preferred)
+    return Selection(chosen.tables, listed, states, expr, chosen.default)

@@ -39,7 +39,7 @@ from drgn_ss.sockets.record import (
     Socket,
     jiffies_delta,
 )
-from drgn_ss.tables.hashtable import MAX_CHAIN, Chains, Walked, bucket_head_ok, chain_entries
+from drgn_ss.tables.hashtable import MAX_CHAIN, Chains, Walked, bucket_head_ok, chain_entries, new_walked
 from drgn_ss.tables.inet import (
     listening_table,
     tcp_ehash_chains,
@@ -213,12 +213,7 @@ class InetDecoder:
         """The nodes walked so far, and where a node may be: the direct map, once reads there work."""
         if self._walked is None or (self._walked.hi == 1 << 64 and not self._walked.nodes):
             # (made again once reads of the direct map are known to work, if none was walked)
-            mem = self.mem
-            if mem.lo and mem.hi and not mem.probing:
-                self._walked = Walked(mem.lo, min(mem.hi, mem.lo + physical_memory_bytes(self.prog)),
-                                      self.retry)
-            else:
-                self._walked = Walked(live=self.retry)
+            self._walked = new_walked(self.mem, physical_memory_bytes(self.prog), self.retry)
         return self._walked
 
     def known_netns(self, errors: WalkErrors | None) -> set[int]:

@@ -20,7 +20,7 @@ __all__ = [
     "BUCKETS_PER_READ", "Chains", "LISTENING_NULLS_BASE", "MAX_CHAIN", "MAX_CHILD_EHASH_BUCKETS",
     "MET_AGAIN", "NULL_IN_NULLS", "OTHER_MARKER", "OUTSIDE", "STRAYED", "TableDamaged", "Walked",
     "bucket_head_ok", "bucket_heads", "bucket_limit", "chain_entries", "chase", "hashed_heads",
-    "member_address",
+    "member_address", "new_walked",
 ]
 
 #: A namespace's own ehash has at most tcp_child_ehash_entries' maximum, 16M buckets: the
@@ -105,6 +105,16 @@ class Walked:
     def valid(self, addr: int) -> bool:
         """Whether a node may be at ``addr``: in the direct map, 8-byte aligned."""
         return self.lo <= addr < self.hi and not addr & 7
+
+
+def new_walked(mem: Memory, memory_bytes: int, live: bool) -> Walked:
+    """
+    A :class:`Walked` for one listing: nodes bounded by the direct map once reads there
+    are known to work (``memory_bytes`` of it: the machine's memory), else unbounded.
+    """
+    if mem.lo and mem.hi and not mem.probing:
+        return Walked(mem.lo, min(mem.hi, mem.lo + memory_bytes), live)
+    return Walked(live=live)
 
 
 def chain_entries(mem: Memory, first: int, chains: Chains, size: int, least: int,

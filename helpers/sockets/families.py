@@ -1,0 +1,59 @@
+"""Every family's sockets in one listing, in the order ss lists them (misc/ss.c main():
+netlink, packet, unix, raw, UDP, TCP, ...): each family's module walks its own tables.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+from drgn import FaultError, Program
+from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.facts import kernel_facts
+from drgn_ss.kernel.target import kernel_memory
+from drgn_ss.sockets.inet import inet_sockets
+from drgn_ss.sockets.record import Socket
+from drgn_ss.sockets.unix import unix_sockets
+
+__all__ = ["LISTED", "UNIX_NETIDS", "family_sockets"]
+
+UNIX_NETIDS = ("u_str", "u_dgr", "u_seq")
+#: The netids drgn-ss lists.
+LISTED = (*UNIX_NETIDS, "udp", "tcp")
+
+
+def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[str],
+                   listening: bool = True, established: bool = True, errors: WalkErrors | None = None,
+                   inodes: bool = True, cgroups: bool = True, details: bool = False) -> list[Socket]:
+    """
+    The sockets of the tables ``protos`` names (ss's netids), of a namespace or of several,
+    in ss's order; of several, each namespace's in turn, in the order given.
+
+    :param listening: TCP's listening table is walked; ``established``: its established one
+    :param inodes: read each inet socket's inode number (unix sockets' always are)
+    :param cgroups: resolve each inet socket's cgroup path
+    :param details: read what ``ss -e`` shows of unix sockets
+    """
+    nets = [nets] if isinstance(nets, int) else list(nets)
+    out: list[Socket] = []
+    if any(p in protos for p in UNIX_NETIDS):
+        out += unix_sockets(prog, nets, errors, details)
+    inet = tuple(p for p in ("udp", "tcp") if p in protos)
+    if inet:
+        out += inet_sockets(prog, nets, inet, listening, established, errors, inodes, cgroups)
+    if len(nets) > 1:  # each namespace's, in the order given
+        rank = _ranks(prog, nets)
+        out.sort(key=lambda s: rank.get(s[14], len(rank)))  # s.netns
+    return out
+
+
+def _ranks(prog: Program, nets: list[int]) -> dict[int, int]:
+    """Each namespace's place in ``nets``, by its inode number (one that cannot be read, the
+    walks counted)."""
+    mem = kernel_memory(prog)
+    ns_inum = kernel_facts(prog).offset("struct net", "ns.inum")
+    rank: dict[int, int] = {}
+    for i, net in enumerate(nets):
+        with contextlib.suppress(FaultError):
+            rank.setdefault(mem.read_u32(net + ns_inum), i)
+    return rank
