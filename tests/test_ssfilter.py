@@ -141,7 +141,7 @@ BAD = [
     ("src [::]/0", "'/0' does not look like a port", "[::]/0"),  # ss: a prefix is ::/0, unbracketed
     ("dev < lo", "dev takes = or !=, not '<'", "<"),
     ("sport = :22 and fwmark = 1", "'fwmark' conditions are not supported", "fwmark"),
-    ("src unix:/run/x", "unix addresses are not supported", "unix:/run/x"),
+    ("src link:eth0", "link addresses are not supported", "link:eth0"),
 ]
 
 

@@ -9,16 +9,14 @@ from typing import Any, cast
 
 from drgn_ss.kernel.strings import json_name, safe_line
 from drgn_ss.sockets.record import Socket
-from drgn_ss.sockets.unix import UnixExtra
+from drgn_ss.sockets.unix import UnixExtra, ss_name
 
 __all__ = ["glibc_major_minor", "unix_cells", "unix_details", "unix_fields", "unix_name_text"]
 
 
 def _name(name: bytes) -> str:
-    """The name as ss makes it text: an abstract one's NULs as "@", a path up to its NUL."""
-    if name[:1] == b"\0":
-        return name.replace(b"\0", b"@").decode("utf-8", "surrogateescape")
-    return name.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    """The name as ss makes it text (:func:`~drgn_ss.sockets.unix.ss_name`), every byte kept."""
+    return ss_name(name).decode("utf-8", "surrogateescape")
 
 
 def unix_name_text(name: bytes | None) -> str:

@@ -54,6 +54,9 @@ from drgn_ss.selection.addresses import (
 )
 from drgn_ss.selection.errors import AF_UNSPEC, FilterError, quote_text
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
+from drgn_ss.sockets.unix import AF_UNIX, ss_name
+
+_INET = (AF_INET, AF_INET6)
 
 __all__ = [
     "And", "Cond", "Filter", "Node", "Not", "Or", "Steps", "Test", "YYMAXDEPTH", "parse_filter", "tokenize",
@@ -166,12 +169,41 @@ def _user_host_match(h: HostCond, addr: bytes, family: int, port: int) -> bool:
         return False
     if not h.bits:
         return True
+    if family not in _INET:  # ss would compare the bits of a name's pointer: no match
+        return False
     a = addr.ljust(16, b"\0")
     if _prefix_match(a, h.addr, h.bits):
         return True
     # "v4 mapped socket matches pure IPv4 rule".
     return h.family == AF_INET and family == AF_INET6 and addr[:12] == _MAPPED and _prefix_match(
         addr[12:].ljust(16, b"\0"), h.addr, h.bits)
+
+
+def _unix_match(pattern: bytes, name: bytes) -> bool:
+    """unix_match(): the name (ss's text of it, "" if none) against a glob, as fnmatch(3)
+    with FNM_CASEFOLD."""
+    global _fnmatch
+    if _fnmatch is None:
+        import ctypes  # only for a unix condition
+
+        _fnmatch = ctypes.CDLL(None).fnmatch
+    return _fnmatch(pattern, name, _FNM_CASEFOLD) == 0
+
+
+_fnmatch: Callable[[bytes, bytes, int], int] | None = None
+_FNM_CASEFOLD = 1 << 4
+
+
+def _unix_test(cond: Cond) -> Test:
+    """
+    A src/dst condition on a unix pattern (``src /run/*.sock``): ss matches a unix socket's
+    name (src), or the empty name it keeps for the peer (dst); a socket of another family
+    (whose address ss would read as a name's pointer) never matches.
+    """
+    pattern = cond.hosts[0].addr
+    if cond.what == "src":
+        return lambda s: s.family == AF_UNIX and _unix_match(pattern, ss_name(s.src))  # b"": unbound
+    return lambda s: s.family == AF_UNIX and _unix_match(pattern, b"")
 
 
 def _kernel_host_match(h: HostCond, addr: bytes, family: int, port: int) -> bool:
@@ -232,6 +264,8 @@ def _run(steps: Steps, s: Socket) -> bool:
 
 def _host_test(cond: Cond, kernel: bool) -> Test:
     """A src/dst condition: ss's own (any of the addresses) or the kernel's (the first)."""
+    if cond.hosts[0].family == AF_UNIX:
+        return _unix_test(cond)
     local = cond.what == "src"
     if kernel:
         first = cond.hosts[0]
@@ -287,8 +321,12 @@ class Filter:
         return out
 
     def matches(self, s: Socket) -> bool:
-        """The kernel's bytecode passes the socket (if ss sent any), and then ss's own run."""
-        return (self._kernel is None or _run(self._kernel, s)) and _run(self._user, s)
+        """
+        The kernel's bytecode passes the socket (if ss sent any: inet_diag runs it, for TCP
+        and UDP), and then ss's own run.
+        """
+        return ((self._kernel is None or s[1] not in _INET or _run(self._kernel, s))  # s.family
+                and _run(self._user, s))
 
     def _test(self, cond: Cond, kernel: bool) -> Test:
         if cond.what in ("src", "dst"):
@@ -484,8 +522,14 @@ class _Parser:
             family, text = AF_INET, text[5:]
         elif text.startswith("inet6:"):
             family, text = AF_INET6, text[6:]
-        elif text.startswith(("unix:", "link:", "netlink:", "vsock:")):
-            raise self.error(f"{text.split(':')[0]} addresses are not supported: TCP and UDP only", index)
+        elif text.startswith("unix:"):
+            family, text = AF_UNIX, text[5:]
+        elif text.startswith(("link:", "netlink:", "vsock:")) or family not in (AF_UNSPEC, *_INET, AF_UNIX):
+            raise self.error(f"{text.split(':')[0]} addresses are not supported yet", index)
+        if family == AF_UNIX:  # a glob of names, for a port condition too
+            self.family = self.asked_family = AF_UNIX
+            pattern = text.encode("utf-8", "surrogateescape")
+            return (HostCond(-1, AF_UNIX, pattern, 8 * len(pattern)),)
         split = split_host(text, is_port)
         if split is None:
             raise self.error(f"no ']' in {quote_text(text)}", index)

@@ -147,11 +147,11 @@ def build_selection(options: Sequence[tuple[str, str]], state_flag: int,
         from drgn_ss.selection.filter import parse_filter
 
         inet_protos = tuple(p for p in chosen.tables if p in ("tcp", "udp", "dccp", "sctp")) or ("tcp", "udp")
-        expr = parse_filter(expression, preferred if preferred in (AF_INET, AF_INET6) else AF_UNSPEC,
-                            inet_protos)
+        expr = parse_filter(expression, preferred, inet_protos)
     if expr is not None and expr.family != AF_UNSPEC:
-        families.add(expr.family)  # an inet:/inet6: address: filter_af_set() as it is parsed
-        preferred = expr.family
+        # An address of a family (inet:, unix:, or any under -x...): parse_hostcond() makes it
+        # the only family listed.
+        families, preferred = {expr.family}, expr.family
     listed = tuple(af for af in sorted(families) if af not in (AF_INET, AF_INET6))
     listed += inet_families(tuple(families), preferred)
     return Selection(chosen.tables, listed, states, expr, chosen.default)

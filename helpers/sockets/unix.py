@@ -24,7 +24,7 @@ from drgn_ss.tables.hashtable import chain_entries, new_walked
 from drgn_ss.tables.unix import unix_table_chains, unix_table_shared
 
 __all__ = ["AF_UNIX", "NOT_UNIX", "SOCK_DGRAM", "SOCK_SEQPACKET", "SOCK_STREAM", "UnixExtra",
-           "UnixLayout", "unix_netid", "unix_sockets"]
+           "UnixLayout", "ss_name", "unix_layout", "unix_netid", "unix_sockets"]
 
 AF_UNIX = 1
 # include/linux/net.h: enum sock_type
@@ -36,6 +36,16 @@ _SUN_PATH = 108
 #: A listener's accept queue holds at most sk_max_ack_backlog (an int) connections, and
 #: a receive queue no more skbs than memory could: walks stop there.
 _NETIDS = {SOCK_STREAM: "u_str", SOCK_SEQPACKET: "u_seq"}
+
+
+def ss_name(name: bytes) -> bytes:
+    """
+    A bound name as ss holds it (unix_show_sock()): an abstract name's NULs as "@" (its
+    leading one first), a path up to its NUL.
+    """
+    if name[:1] == b"\0":
+        return name.replace(b"\0", b"@")
+    return name.split(b"\0", 1)[0]
 
 
 def unix_netid(sock_type: int) -> str:
