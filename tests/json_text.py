@@ -8,9 +8,11 @@ import json
 import os
 from typing import Any
 
+from drgn_ss.kernel.strings import safe_line
 from drgn_ss.output.tcpinfo import tcp_info_text
 from drgn_ss.output.text import TIMER_NAMES, escape_name, ms_timer, skmem_text
 from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.raw import raw_netid
 from drgn_ss.sockets.tcpinfo import TcpInfo
 
 
@@ -32,12 +34,39 @@ def _port(obj: dict[str, Any], side: str) -> str:
     return str(obj[f"{side}_port"]) if obj[f"{side}_port"] else "*"
 
 
+def _unix_details(obj: dict[str, Any]) -> str:
+    """-m and -e of a unix socket: on its line, skmem first (unix_show_sock())."""
+    out = ""
+    if obj.get("skmem") is not None:
+        out += skmem_text([obj["skmem"][name] for name in SKMEM_FIELDS])
+    if "vfs" in obj:
+        if obj["shutdown"] is not None:
+            out += f' {"-" if obj["shutdown"] & 1 else "<"}-{"-" if obj["shutdown"] & 2 else ">"}'
+        if obj["vfs"] is not None:
+            out += f' ino:{obj["vfs"]["inode"]} dev:{obj["vfs"]["dev"]}'
+        if obj["peers"] is not None:
+            out += " peers:" + "".join(f" {ino}" for ino in obj["peers"])
+    return out
+
+
+def _netns(obj: dict[str, Any]) -> str:
+    if "netns_pid" not in obj:
+        return ""
+    if obj["netns_pid"] is None:
+        return f' netns:({obj["netns"]})'
+    cgroup = "" if obj["netns_cgroup"] is None else f',cgroup:{_shown(obj["netns_cgroup"])}'
+    return (f' netns:({obj["netns"]},"{_shown(obj["netns_command"]).split(")")[0]}",'
+            f'pid={obj["netns_pid"]}{cgroup})')
+
+
 def _process(obj: dict[str, Any]) -> str:
     out = ""
     if obj.get("owners"):
         out += " users:(" + ",".join(
             f'("{_shown(o["command"]).split(")")[0]}",'
             f'pid={o["pid"]},fd={o["fd"]})' for o in obj["owners"]) + ")"
+    if obj["family"] == "unix":
+        return out + _unix_details(obj) + _netns(obj)
     timer = obj.get("timer")
     if timer:
         assert TIMER_NAMES.index(timer["name"]) > 0
@@ -52,13 +81,7 @@ def _process(obj: dict[str, Any]) -> str:
             out += f' v6only:{int(obj["v6only"])}'
         if obj["shutdown"] is not None:
             out += f' {"-" if obj["shutdown"] & 1 else "<"}-{"-" if obj["shutdown"] & 2 else ">"}'
-    if "netns_pid" in obj:
-        if obj["netns_pid"] is None:
-            out += f' netns:({obj["netns"]})'
-        else:
-            cgroup = "" if obj["netns_cgroup"] is None else f',cgroup:{_shown(obj["netns_cgroup"])}'
-            out += (f' netns:({obj["netns"]},"{_shown(obj["netns_command"]).split(")")[0]}",'
-                    f'pid={obj["netns_pid"]}{cgroup})')
+    out += _netns(obj)
     if "skmem" in obj or ("tcp_info" in obj and obj["netid"] == "tcp"):  # -m, -i: after "\n\t"
         out += "\n\t"
         if obj.get("skmem") is not None:
@@ -80,11 +103,17 @@ def text_line(obj: dict[str, Any], netid: bool = True, state: bool = True) -> st
     :param netid: whether the text has the Netid column (ss drops it for one protocol)
     :param state: whether it has the State column (ss drops it for one state)
     """
-    cells = [obj["netid"]] if netid else []
+    cells = [raw_netid(obj["protocol"]) if obj["netid"] == "raw" else obj["netid"]] if netid else []
     if state:
         cells.append(obj["state"])
-    cells += [str(obj["recv_q"]), str(obj["send_q"]),
-              f'{_host(obj, "local")}:{_port(obj, "local")}', f'{_host(obj, "peer")}:{_port(obj, "peer")}']
+    cells += [str(obj["recv_q"]), str(obj["send_q"])]
+    if obj["family"] == "unix":  # NAME INODE * PEER_INODE
+        name = obj["local_address"]
+        cells += [safe_line(name) if name is not None else "*", str(obj["local_port"]), "*",
+                  str(obj["peer_port"])]
+    else:
+        cells += [f'{_host(obj, "local")}:{_port(obj, "local")}',
+                  f'{_host(obj, "peer")}:{_port(obj, "peer")}']
     return " ".join(cells) + _process(obj)
 
 

@@ -13,7 +13,7 @@ import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enum
 import contextlib
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import escape_name, json_name
@@ -21,6 +21,7 @@ from drgn_ss.output.columns import COLUMNS, layout_columns
 from drgn_ss.output.unix import unix_cells, unix_details, unix_fields
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.raw import RawExtra, raw_netid
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.unix import AF_UNIX
 
@@ -142,6 +143,8 @@ class Formatter:
         if self.numeric:
             return str(port)
         key = (port, proto)
+        if key not in self._services and proto == "raw":  # inet_proto_n2a(): a protocol
+            self._services[key] = protocol_name(port)
         if key not in self._services:
             name = str(port)
             lo, hi = self.ephemeral
@@ -254,6 +257,8 @@ class Formatter:
             return [[] for _ in COLUMNS]
         socks = socks if isinstance(socks, list) else list(socks)
         cells = self._address_cells(socks)
+        for i in [i for i, s in enumerate(socks) if s[0] == "raw"]:  # named after its protocol
+            cells[0][i] = raw_netid(cast(RawExtra, socks[i].extra).protocol)
         proto, state, recv_q, send_q, local, sport, peer, dport = cells
         ifindex = list(map(operator.itemgetter(_IFINDEX), socks))
         if any(ifindex):
@@ -315,6 +320,8 @@ class Formatter:
             }
             if not inet:
                 obj.update(unix_fields(s, self.details))
+            elif s.proto == "raw":
+                obj["protocol"] = cast(RawExtra, s.extra).protocol
             if services is not None and inet:
                 obj["local_service"] = services[s.sport, s.proto]
                 obj["peer_service"] = services[s.dport, s.proto]
@@ -369,6 +376,17 @@ class Formatter:
             list(map(host, zip(dst, v6only))),
             list(map(service, zip(dport, proto))),
         ]
+
+
+def protocol_name(number: int) -> str:
+    """inet_proto_n2a(): an IP protocol's name in /etc/protocols, else ``ipproto-N``."""
+    import ctypes  # only for raw sockets' ports
+
+    libc = ctypes.CDLL(None)
+    libc.getprotobynumber.restype = ctypes.POINTER(ctypes.c_char_p)
+    entry = libc.getprotobynumber(number)
+    name = entry[0] if entry else None
+    return name.decode("ascii", "replace") if name else f"ipproto-{number}"
 
 
 def skmem_text(values: Sequence[int]) -> str:

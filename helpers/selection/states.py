@@ -28,6 +28,7 @@ __all__ = [
 
 SS_MAX = 12
 SS_ALL = (1 << SS_MAX) - 1
+_PACKET = {"p_raw", "p_dgr"}
 #: ss's default: every connected state.
 SS_CONN = SS_ALL & ~((1 << TCP_LISTEN) | (1 << TCP_CLOSE) | (1 << TCP_TIME_WAIT) | (1 << TCP_SYN_RECV))
 #: -l: listening TCP and unconnected UDP.
@@ -83,10 +84,6 @@ class Selection(NamedTuple):
     #: Whether no option named a table or family (ss's do_default): ``-s`` alone is a summary.
     default: bool = True
 
-    def matches(self, s: Socket) -> bool:
-        return (s.proto in self.protos and s.family in self.families and bool(self.states >> s.state & 1)
-                and (self.expr is None or self.expr.matches(s)))
-
     def select(self, socks: Iterable[Socket],
                ifname: Callable[[int, int], str] | None = None) -> list[Socket]:
         """
@@ -95,8 +92,12 @@ class Selection(NamedTuple):
 
         :param ifname: (netns inode, ifindex) -> interface name, for a ``dev`` condition
         """
-        protos, families, states = self.protos, self.families, self.states
-        out = [s for s in socks if s[0] in protos and s[1] in families and states >> s[2] & 1]
+        protos, families, states = set(self.protos), self.families, self.states
+        if protos & _PACKET:  # packet_show() lists both types if either table is asked for
+            protos |= _PACKET
+        # raw_show() lists raw sockets in every state (raw_diag has no state filter)
+        out = [s for s in socks
+               if s[0] in protos and s[1] in families and (states >> s[2] & 1 or s[0] == "raw")]
         if self.expr is not None:
             self.expr.ifname = ifname
             out = list(filter(self.expr.matches, out))

@@ -12,19 +12,21 @@ from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.facts import kernel_facts
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.inet import inet_sockets
-from drgn_ss.sockets.record import Socket
+from drgn_ss.sockets.raw import raw_sockets
+from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.unix import unix_sockets
 
 __all__ = ["LISTED", "UNIX_NETIDS", "family_sockets"]
 
 UNIX_NETIDS = ("u_str", "u_dgr", "u_seq")
 #: The netids drgn-ss lists.
-LISTED = (*UNIX_NETIDS, "udp", "tcp")
+LISTED = (*UNIX_NETIDS, "raw", "udp", "tcp")
 
 
 def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[str],
                    listening: bool = True, established: bool = True, errors: WalkErrors | None = None,
-                   inodes: bool = True, cgroups: bool = True, details: bool = False) -> list[Socket]:
+                   inodes: bool = True, cgroups: bool = True, details: bool = False,
+                   families: Sequence[int] = (AF_INET, AF_INET6)) -> list[Socket]:
     """
     The sockets of the tables ``protos`` names (ss's netids), of a namespace or of several,
     in ss's order; of several, each namespace's in turn, in the order given.
@@ -33,11 +35,14 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     :param inodes: read each inet socket's inode number (unix sockets' always are)
     :param cgroups: resolve each inet socket's cgroup path
     :param details: read what ``ss -e`` shows of unix sockets
+    :param families: the IP families whose raw tables are walked
     """
     nets = [nets] if isinstance(nets, int) else list(nets)
     out: list[Socket] = []
     if any(p in protos for p in UNIX_NETIDS):
         out += unix_sockets(prog, nets, errors, details)
+    if "raw" in protos:
+        out += raw_sockets(prog, nets, families, errors, cgroups)
     inet = tuple(p for p in ("udp", "tcp") if p in protos)
     if inet:
         out += inet_sockets(prog, nets, inet, listening, established, errors, inodes, cgroups)

@@ -228,7 +228,7 @@ def test_hostile_process_name(prog: drgn.Program, target: Target, workload: dict
 
 #: Option sets whose JSON is checked against ss's text: every field the objects carry.
 JSON_OPTION_SETS = ("-tanp", "-uanp", "-tlne", "-uanpe", "-tano", "-tlp", "-tan state bucket", "-tanm",
-                    "-uanm", "-tanmi", "-tanoi")
+                    "-uanm", "-tanmi", "-tanoi", "-xanp", "-xanpe", "-xanm")
 
 
 @pytest.mark.parametrize("opts", JSON_OPTION_SETS)

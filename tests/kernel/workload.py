@@ -10,7 +10,9 @@ tests and as the SETUP of the dump and ``drgn --qemu`` modes. It opens:
 - TIME-WAIT, FIN-WAIT-2 and CLOSE-WAIT sockets;
 - UDP sockets bound and connected, IPv4 and IPv6, one with a queued datagram;
 - a listener shared by two processes (fork), a SO_REUSEPORT group across two
-  processes, and a listener in a second network namespace (never listed).
+  processes, and a listener in a second network namespace (never listed);
+- unix sockets of every type (:func:`open_unix`), each held by two processes, and some in
+  the other namespaces.
 
 Then it runs ``ss -H`` with each of :data:`OPTION_SETS`, scans /proc for socket
 owners, prints one ``WORKLOAD {json}`` line and ``READY``, and keeps everything
@@ -61,6 +63,14 @@ OPTION_SETS = (
     "-tanmi",
     "-uanmi",
     "-tanoi",
+    "-xanp",
+    "-xane",
+    "-xanpe",
+    "-xlp",
+    "-x",
+    "-xanm",
+    "-A unix_dgram,unix_seqpacket -anp",
+    "-A unix_stream -lp",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -92,10 +102,14 @@ FILTER_SETS = (
     "-uan dport = :53",
     "-uan src [::1]",
     "-6tan src ::/0",
+    "-xan src /tmp/drgn-ss-unix/*",
+    "-xa src unix:@DRGN-SS*",
+    "-xan dst *",
+    "-xan not src *.sock",
 )
 
 #: ss options compared in each of the extra network namespaces (NETNS_NAMES).
-NETNS_OPTION_SETS = ("-tanp", "-uanp")
+NETNS_OPTION_SETS = ("-tanp", "-uanp", "-xanp")
 #: Processes that each live in a network namespace of their own, with listeners, an
 #: established pair and a UDP socket on the same ports (9000, 9001) in each; the last one's
 #: namespace is made with net.ipv4.tcp_child_ehash_entries (6.1+) and
@@ -226,6 +240,60 @@ def time_wait(ssh: socket.socket) -> float:
     return made
 
 
+#: Where the workload binds its unix path names.
+UNIX_DIR = "/tmp/drgn-ss-unix"
+
+
+def open_unix() -> list[socket.socket]:
+    """
+    Unix sockets of every type and state ss shows: a path listener with an accepted
+    connection (unread bytes both ways, one side shut down for writing) and a connection
+    waiting in its accept queue; an abstract listener; a stream and a seqpacket socketpair
+    with unread data; datagram sockets bound to a path, to an abstract name (with a NUL
+    inside), autobound, unbound, and one connected with two datagrams queued.
+    """
+    os.makedirs(UNIX_DIR, exist_ok=True)
+    ux = socket.AF_UNIX
+    held: list[socket.socket] = []
+
+    def make(kind: int = socket.SOCK_STREAM, bind: str | None = None) -> socket.socket:
+        s = socket.socket(ux, kind)
+        if bind is not None:
+            s.bind(bind)
+        held.append(s)
+        return s
+
+    srv = make(bind=f"{UNIX_DIR}/srv.sock")
+    srv.listen(8)
+    client = make()
+    client.connect(f"{UNIX_DIR}/srv.sock")
+    served, _ = srv.accept()
+    held.append(served)
+    make().connect(f"{UNIX_DIR}/srv.sock")  # waits in the accept queue
+    client.send(b"c" * 1000)
+    client.send(b"d" * 24)
+    served.send(b"s" * 3)
+    client.shutdown(socket.SHUT_WR)
+    make(bind="\0DRGN-SS-abstract").listen(3)
+    for kind in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET):
+        a, b = socket.socketpair(ux, kind)
+        held += [a, b]
+        a.send(b"p" * 77)
+        a.send(b"q" * 5)
+    seq = make(socket.SOCK_SEQPACKET, "\0DRGN-SS-seq")
+    seq.listen(2)
+    dgram = make(socket.SOCK_DGRAM, f"{UNIX_DIR}/log.sock")
+    make(socket.SOCK_DGRAM, "\0DRGN-SS-dg\0ram")
+    make(socket.SOCK_DGRAM, "")  # autobind: @ and five hex digits
+    make(socket.SOCK_DGRAM)
+    sender = make(socket.SOCK_DGRAM)
+    sender.connect(f"{UNIX_DIR}/log.sock")
+    sender.send(b"m" * 11)
+    sender.send(b"n" * 12)
+    assert dgram.fileno() >= 0
+    return held
+
+
 def open_everything() -> tuple[list[Any], list[int]]:
     """Open the whole workload; return what must stay referenced, and the child pids."""
     v4, v6 = socket.AF_INET, socket.AF_INET6
@@ -296,6 +364,11 @@ def open_everything() -> tuple[list[Any], list[int]]:
         pids.append(child("ss-cgroup", [], lambda: in_cgroup(inner, lambda: [
             listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
+    # Unix sockets, each held by this process and a child.
+    unix = open_unix()
+    held += unix
+    pids.append(child("ss-unix", unix))
+
     # A process with a hostile name, holding a listener.
     HOSTILE_PID.append(child(HOSTILE_NAME, [], lambda: listener(v4, "127.0.0.1", HOSTILE_PORT)))
     pids += HOSTILE_PID
@@ -343,6 +416,10 @@ def netns_child(name: str) -> int:
         held.append(connect(v4, "127.0.0.1", 9000))
         held.append(held[0].accept()[0])
         held.append(udp_bound(v4, "0.0.0.0", 9001))
+        abstract = socket.socket(socket.AF_UNIX)  # abstract names are per namespace
+        abstract.bind("\0DRGN-SS-abstract")
+        abstract.listen(1)
+        held += [abstract, *socket.socketpair()]
         os.write(ready_w, b"ok")
         os.close(ready_w)
         signal.pause()
