@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drgn_ss.commands.ss import build_parser
+from drgn_ss.commands.ss import FAMILY, build_parser
 from drgn_ss.selection.tables import AF_INET, AF_INET6, AF_UNIX
 
 from vmtests.config import REPO
@@ -305,8 +305,8 @@ def test_drgn_ss_deep_filter_is_parsed_then_the_kernel_opened(words: list[str]) 
 # -- issue 17: rough edges a newcomer hits ------------------------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
-    (["--vsock"], "--vsock (vsock sockets) is not supported yet: drgn-ss lists TCP, UDP and unix sockets"),
-    (["-tw"], "-w (raw sockets) is not supported yet: drgn-ss lists TCP, UDP and unix sockets"),
+    (["--tipc"], f"--tipc (TIPC sockets) is not supported yet: {FAMILY}"),
+    (["-td"], f"-d (DCCP sockets) is not supported yet: {FAMILY}"),
     (["-Afoo"], '"foo" is illegal socket table id'),
     (["-f", "bar"], '"bar" is invalid family'),
     (["-N", "ns1", "-t"], "-N (a named network namespace) is not supported: use --netns"),

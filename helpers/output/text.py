@@ -318,10 +318,8 @@ class Formatter:
                 "kind": s.kind,
                 "sk": f"{s.address:#x}",
             }
-            if not inet:
-                obj.update(unix_fields(s, self.details))
-            elif s.proto == "raw":
-                obj["protocol"] = cast(RawExtra, s.extra).protocol
+            if s.extra is not None:
+                obj.update(self._family_fields(s))
             if services is not None and inet:
                 obj["local_service"] = services[s.sport, s.proto]
                 obj["peer_service"] = services[s.dport, s.proto]
@@ -344,6 +342,12 @@ class Formatter:
                 obj.update(uid=s.uid, inode=s.ino, cookie=s.cookie, shutdown=s.shutdown,
                            cgroup=json_name(s.cgroup) if s.cgroup is not None else None)
             yield obj
+
+    def _family_fields(self, s: Socket) -> dict[str, Any]:
+        """The JSON fields only a socket's family has."""
+        if s.proto == "raw":
+            return {"protocol": cast(RawExtra, s.extra).protocol}
+        return unix_fields(s, self.details)
 
     def _second_line(self, cell: str, s: Socket) -> str:
         """
