@@ -48,7 +48,7 @@ WANTED_MODULES = (
     "udp_diag",
     "raw_diag",
     "unix_diag",
-    "packet_diag",
+    "af_packet_diag",
     "netlink_diag",
     "mptcp_diag",
     "sctp",

@@ -83,7 +83,7 @@ class TableOption(argparse.Action):
 
 
 #: Socket families ss lists and drgn-ss does not yet: the reason they give.
-FAMILY = "drgn-ss lists TCP, UDP, raw and unix sockets"
+FAMILY = "drgn-ss lists TCP, UDP, raw, unix and packet sockets"
 
 
 class NotSupported(NamedTuple):
@@ -103,7 +103,6 @@ class NotSupported(NamedTuple):
 #: ss's options drgn-ss does not have, each refused in one line (exit status 2) rather than
 #: argparse's "unrecognized arguments". A family drgn-ss learns to list leaves this table.
 NOT_SUPPORTED = (
-    NotSupported(("-0", "--packet"), "packet sockets"),
     NotSupported(("-M", "--mptcp"), "MPTCP sockets"),
     NotSupported(("-S", "--sctp"), "SCTP sockets"),
     NotSupported(("-d", "--dccp"), "DCCP sockets"),
@@ -188,6 +187,8 @@ def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     p.add_argument("-t", "--tcp", action=TableOption, kind="table", value="tcp", help="TCP sockets")
     p.add_argument("-u", "--udp", action=TableOption, kind="table", value="udp", help="UDP sockets")
     p.add_argument("-w", "--raw", action=TableOption, kind="table", value="raw", help="raw sockets")
+    p.add_argument("-0", "--packet", action=TableOption, kind="family", value="link",
+                   help="packet sockets (p_raw, p_dgr)")
     p.add_argument("-x", "--unix", action=TableOption, kind="family", value="unix",
                    help="unix sockets (u_str, u_dgr, u_seq)")
     p.add_argument("-f", "--family", action=TableOption, kind="family", metavar="FAMILY",

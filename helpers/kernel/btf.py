@@ -249,6 +249,19 @@ class BtfType:
             return None  # BTF has no compatible type for enums: see is_signed and size
         return None
 
+    @property
+    def enumerators(self) -> tuple[tuple[str, int], ...] | None:
+        """An enum's constants, (name, value) as :attr:`drgn.Type.enumerators`; None if not an enum."""
+        t = self._skip_qualifiers()
+        if t.btf_kind == KIND_ENUM:
+            entries = [struct.unpack_from("<Ii", t.btf.data, t._pos + 12 + 8 * i) for i in range(t.vlen)]
+        elif t.btf_kind == KIND_ENUM64:
+            entries = [(name, lo | hi << 32) for name, lo, hi in (
+                struct.unpack_from("<III", t.btf.data, t._pos + 12 + 12 * i) for i in range(t.vlen))]
+        else:
+            return None
+        return tuple((t.btf.name(name), value) for name, value in entries)
+
     def _array(self) -> tuple[int, int, int]:
         """(element type, index type, number of elements)."""
         return struct.unpack_from("<III", self.btf.data, self._pos + 12)

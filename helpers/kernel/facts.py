@@ -336,6 +336,21 @@ class KernelFacts:
         """``sizeof(type_name)``."""
         return int(self.value(f"size:{type_name}", lambda t: t.type(type_name).size))
 
+    def enumerator(self, type_name: str, name: str) -> int:
+        """
+        The value of an enum's constant (``enum packet_sock_flags``, ``PACKET_SOCK_RUNNING``).
+
+        :raises LookupError: if the enum has no such constant
+        """
+        def compute(types: TypeSource) -> int | None:
+            found = [e[1] for e in types.type(type_name).enumerators or () if e[0] == name]
+            return int(found[0]) if found else None
+
+        value = self.value(f"enumerator:{type_name}:{name}", compute)
+        if value is None:
+            raise LookupError(f"no {name} in {type_name}")
+        return int(value)
+
     def symbol(self, name: str) -> int:
         """
         The address of a kernel variable in this boot.

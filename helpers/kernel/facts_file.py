@@ -99,6 +99,7 @@ FACT_KINDS: dict[str, Callable[[Any], bool]] = {
     and _uint(v[1], MAX_STRUCT_SIZE),
     "layout": _is_layout,
     "hz": lambda v: type(v) is int and v in HZ_CANDIDATES,
+    "enumerator": lambda v: v is None or (type(v) is int and -(1 << 63) <= v < 1 << 64),
 }
 
 

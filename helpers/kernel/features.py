@@ -73,6 +73,16 @@ class KernelLayout(NamedTuple):
     #: ``unix_sock.inq_len`` counts a stream socket's unread bytes, which unix_inq_len()
     #: reports (6.17+), rather than a walk of its receive queue.
     unix_inq_len: bool
+    #: A packet socket's running, vnet-header and loss flags are bits of ``po->flags``
+    #: (6.1+, "net/packet: convert po->... to atomic flags") rather than members of their
+    #: own (5.10: ``running``, ``has_vnet_hdr``, ``tp_loss``).
+    packet_flag_bits: bool
+    #: ``packet_sock.vnet_hdr_sz`` holds the vnet header's size, whose being set is
+    #: PDI_VNETHDR (between 6.1 and 6.12), rather than a PACKET_SOCK_HAS_VNET_HDR bit.
+    packet_vnet_hdr_sz: bool
+    #: A TPACKET_V3 ring's block timeout is an hrtimer interval, ``interval_ktime`` (7.x),
+    #: rather than ``retire_blk_tov`` in milliseconds.
+    packet_interval_ktime: bool
 
 
 def detect_layout(prog: TypeSource) -> KernelLayout:
@@ -101,6 +111,9 @@ def detect_layout(prog: TypeSource) -> KernelLayout:
         sk_drop_counters=has_member(prog.type("struct sock"), "sk_drop_counters"),
         unix_table_per_netns=has_member(prog.type("struct netns_unix"), "table"),
         unix_inq_len=has_member(prog.type("struct unix_sock"), "inq_len"),
+        packet_flag_bits=not has_member(prog.type("struct packet_sock"), "running"),
+        packet_vnet_hdr_sz=has_member(prog.type("struct packet_sock"), "vnet_hdr_sz"),
+        packet_interval_ktime=has_member(prog.type("struct tpacket_kbdq_core"), "interval_ktime"),
     )
 
 

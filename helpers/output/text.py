@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import escape_name, json_name
 from drgn_ss.output.columns import COLUMNS, layout_columns
+from drgn_ss.output.packet import packet_cells, packet_details, packet_fields
 from drgn_ss.output.unix import unix_cells, unix_details, unix_fields
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.raw import RawExtra, raw_netid
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.unix import AF_UNIX
@@ -218,7 +220,10 @@ class Formatter:
         for i, s in enumerate(socks):
             if s[1] in _INET:
                 continue
-            local, sport, peer, dport = unix_cells(s)
+            if s[1] == AF_PACKET:
+                local, sport, peer, dport = packet_cells(s, self.numeric, self.ifname)
+            else:
+                local, sport, peer, dport = unix_cells(s)
             row = (s.proto, _STATE_CELLS[s.state], queue[s.recv_q], queue[s.send_q], local, sport, peer,
                    dport)
             for column, cell in zip(cells, row):
@@ -235,10 +240,11 @@ class Formatter:
 
     def _process(self, s: Socket, users: str) -> str:
         """The Process cell: ``users`` and, as asked, the timer and the details."""
-        if s.family not in _INET:  # unix_show_sock(): users, skmem, details
-            if self.skmem is not None and s.address in self.skmem:
-                users += skmem_text(self.skmem[s.address])
-            return users + unix_details(s) if self.details else users
+        if s.family not in _INET:
+            skmem = skmem_text(self.skmem[s.address]) if self.skmem and s.address in self.skmem else ""
+            if s.family == AF_PACKET:  # packet_show_sock(): users, details, skmem
+                return users + (packet_details(s) if self.details else "") + skmem
+            return users + skmem + (unix_details(s) if self.details else "")  # unix_show_sock()
         if self.timers and s.timer:
             name = TIMER_NAMES[min(s.timer, 5)]
             users += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
@@ -262,7 +268,7 @@ class Formatter:
         proto, state, recv_q, send_q, local, sport, peer, dport = cells
         ifindex = list(map(operator.itemgetter(_IFINDEX), socks))
         if any(ifindex):
-            for i in [i for i, index in enumerate(ifindex) if index]:
+            for i in [i for i, index in enumerate(ifindex) if index and socks[i][1] in _INET]:
                 name = escape_name(self.ifname(socks[i].netns, ifindex[i]))
                 local[i] = local[i][:-1] + "%" + name + ":"
         if self.owners is not None:
@@ -297,7 +303,7 @@ class Formatter:
         addresses = _Cache(address_text)
         services = None if self.numeric else self._service_cells
         states = _STATE_CELLS
-        families = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix"}
+        families = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET: "packet"}
         netns_fields = (None if self.netns_tags is None else
                         {inum: tag.fields() for inum, tag in self.netns_tags.items()})
         for s in socks:
@@ -347,6 +353,8 @@ class Formatter:
         """The JSON fields only a socket's family has."""
         if s.proto == "raw":
             return {"protocol": cast(RawExtra, s.extra).protocol}
+        if s.family == AF_PACKET:
+            return packet_fields(s, self.details)
         return unix_fields(s, self.details)
 
     def _second_line(self, cell: str, s: Socket) -> str:

@@ -11,8 +11,8 @@ tests and as the SETUP of the dump and ``drgn --qemu`` modes. It opens:
 - UDP sockets bound and connected, IPv4 and IPv6, one with a queued datagram;
 - a listener shared by two processes (fork), a SO_REUSEPORT group across two
   processes, and a listener in a second network namespace (never listed);
-- unix sockets of every type (:func:`open_unix`), each held by two processes, and some in
-  the other namespaces.
+- unix (:func:`open_unix`), raw (:func:`open_raw`) and packet (:func:`open_packet`)
+  sockets, each held by two processes, and some in the other namespaces.
 
 Then it runs ``ss -H`` with each of :data:`OPTION_SETS`, scans /proc for socket
 owners, prints one ``WORKLOAD {json}`` line and ``READY``, and keeps everything
@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -71,6 +72,16 @@ OPTION_SETS = (
     "-xanm",
     "-A unix_dgram,unix_seqpacket -anp",
     "-A unix_stream -lp",
+    "-wanp",
+    "-wane",
+    "-wanm",
+    "-6wan",
+    "-w",
+    "-0anp",
+    "-0ane",
+    "-0anm",
+    "-f link -an",
+    "-A packet_dgram -anp",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -109,7 +120,7 @@ FILTER_SETS = (
 )
 
 #: ss options compared in each of the extra network namespaces (NETNS_NAMES).
-NETNS_OPTION_SETS = ("-tanp", "-uanp", "-xanp")
+NETNS_OPTION_SETS = ("-tanp", "-uanp", "-xanp", "-0anp")
 #: Processes that each live in a network namespace of their own, with listeners, an
 #: established pair and a UDP socket on the same ports (9000, 9001) in each; the last one's
 #: namespace is made with net.ipv4.tcp_child_ehash_entries (6.1+) and
@@ -294,6 +305,50 @@ def open_unix() -> list[socket.socket]:
     return held
 
 
+#: A dummy interface, down: a packet socket bound to it receives nothing (its Recv-Q stays).
+QUIET_DEVICE = "drgnss0"
+SOL_PACKET, PACKET_VERSION, PACKET_RX_RING, PACKET_FANOUT, TPACKET_V3 = 263, 10, 5, 18, 2
+
+
+def open_raw() -> list[socket.socket]:
+    """
+    Raw sockets that receive nothing (their Recv-Q stays): ICMP and ICMPv6 with every type
+    filtered out, one connected, one bound to a device, IPPROTO_RAW, an IPv6 one bound.
+    """
+    v4, v6, raw = socket.AF_INET, socket.AF_INET6, socket.SOCK_RAW
+    icmp = socket.socket(v4, raw, socket.IPPROTO_ICMP)
+    icmp.setsockopt(255, 1, (0xFFFFFFFF).to_bytes(4, "little"))  # SOL_RAW, ICMP_FILTER: block every type
+    icmp6 = socket.socket(v6, raw, socket.IPPROTO_ICMPV6)
+    icmp6.setsockopt(socket.IPPROTO_ICMPV6, 1, b"\xff" * 32)  # ICMP6_FILTER: block every type
+    connected = socket.socket(v4, raw, 253)
+    connected.connect(("127.0.0.1", 0))
+    on_lo = socket.socket(v4, raw, 254)
+    on_lo.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+    bound6 = socket.socket(v6, raw, 253)
+    bound6.bind(("::1", 0))
+    return [icmp, icmp6, connected, on_lo, socket.socket(v4, raw, socket.IPPROTO_RAW), bound6]
+
+
+def open_packet() -> list[socket.socket]:
+    """
+    Packet sockets that receive nothing: ETH_P_ALL on a dummy interface that is down, with a
+    TPACKET_V3 receive ring and in a fanout group; ARP (datagram) on lo; LLDP unbound.
+    """
+    subprocess.run(["ip", "link", "add", QUIET_DEVICE, "type", "dummy"], check=True)
+    ifindex = socket.if_nametoindex(QUIET_DEVICE)
+    every = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    every.bind((QUIET_DEVICE, 3))
+    every.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
+    # struct tpacket_req3: block size and count, frame size and count, timeout (ms), priv, features
+    every.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("7I", 4096, 4, 2048, 8, 60, 0, 0))
+    every.setsockopt(SOL_PACKET, PACKET_FANOUT, 42 | 1 << 16)  # PACKET_FANOUT_LB
+    arp = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0806))
+    arp.bind(("lo", 0x0806))
+    lldp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88CC))
+    assert ifindex
+    return [every, arp, lldp]
+
+
 def open_everything() -> tuple[list[Any], list[int]]:
     """Open the whole workload; return what must stay referenced, and the child pids."""
     v4, v6 = socket.AF_INET, socket.AF_INET6
@@ -364,10 +419,10 @@ def open_everything() -> tuple[list[Any], list[int]]:
         pids.append(child("ss-cgroup", [], lambda: in_cgroup(inner, lambda: [
             listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
-    # Unix sockets, each held by this process and a child.
-    unix = open_unix()
-    held += unix
-    pids.append(child("ss-unix", unix))
+    # Unix, raw and packet sockets, each held by this process and a child.
+    more = open_unix() + open_raw() + open_packet()
+    held += more
+    pids.append(child("ss-holder", more))
 
     # A process with a hostile name, holding a listener.
     HOSTILE_PID.append(child(HOSTILE_NAME, [], lambda: listener(v4, "127.0.0.1", HOSTILE_PORT)))
@@ -419,7 +474,7 @@ def netns_child(name: str) -> int:
         abstract = socket.socket(socket.AF_UNIX)  # abstract names are per namespace
         abstract.bind("\0DRGN-SS-abstract")
         abstract.listen(1)
-        held += [abstract, *socket.socketpair()]
+        held += [abstract, *socket.socketpair(), socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, 0)]
         os.write(ready_w, b"ok")
         os.close(ready_w)
         signal.pause()
