@@ -374,7 +374,8 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
             from drgn_ss.sockets.tcpinfo import socket_tcp_info  # only for -i: start-up
             tcp_info = socket_tcp_info(prog, socks, errors)
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else local_port_range(prog, own),
-                        ifname, owners, args.extended, args.options, owners_by, tags, skmem, tcp_info)
+                        ifname, owners, args.extended, args.options, owners_by, tags, skmem, tcp_info,
+                        _process_names(prog, socks, args.numeric, errors))
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:
@@ -393,6 +394,20 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         print(json.dumps(stats), file=sys.stderr)
     return EXIT_PARTIAL if errors else 0
 
+
+
+def _process_names(prog: Program, socks: Sequence[Socket], numeric: bool,
+                   errors: WalkErrors) -> Callable[[int], str | None] | None:
+    """
+    Processes' commands by pid, for netlink port ids that are pids (ss looks them up in
+    /proc): from the kernel's task list, walked only if a netlink socket is listed.
+    """
+    if numeric or not any(s.proto == "nl" and s.sport > 0 for s in socks):
+        return None
+    from drgn_ss.tasks import thread_group_leaders
+
+    names = {pid: comm for pid, comm, _files in thread_group_leaders(prog, errors)}
+    return names.get
 
 
 def _summaries(prog: Program, args: argparse.Namespace, selection: Selection, nets: list[int],

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import escape_name, json_name
 from drgn_ss.output.columns import COLUMNS, layout_columns
+from drgn_ss.output.netlink import netlink_cells, netlink_details, netlink_fields
 from drgn_ss.output.packet import packet_cells, packet_details, packet_fields
 from drgn_ss.output.unix import unix_cells, unix_details, unix_fields
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.netlink import AF_NETLINK
 from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.raw import RawExtra, raw_netid
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
@@ -108,6 +110,7 @@ class Formatter:
         netns_tags: dict[int, NetnsTag] | None = None,
         skmem: dict[int, tuple[int, ...]] | None = None,
         tcp_info: dict[int, TcpInfo] | None = None,
+        process_name: Callable[[int], str | None] | None = None,
     ) -> None:
         self.numeric = numeric
         self.ephemeral = ephemeral
@@ -123,6 +126,8 @@ class Formatter:
         self.skmem = skmem
         #: -i: tcp_get_info()'s by socket address (full TCP sockets only).
         self.tcp_info = tcp_info
+        #: A process's command by pid (None: no such process), for netlink port ids.
+        self.process_name: Callable[[int], str | None] = process_name or (lambda pid: None)
         if tcp_info is not None:  # -i's printer, imported once and only for -i (start-up)
             from drgn_ss.output.tcpinfo import tcp_info_text
 
@@ -222,6 +227,8 @@ class Formatter:
                 continue
             if s[1] == AF_PACKET:
                 local, sport, peer, dport = packet_cells(s, self.numeric, self.ifname)
+            elif s[1] == AF_NETLINK:
+                local, sport, peer, dport = netlink_cells(s, self.numeric, self.process_name)
             else:
                 local, sport, peer, dport = unix_cells(s)
             row = (s.proto, _STATE_CELLS[s.state], queue[s.recv_q], queue[s.send_q], local, sport, peer,
@@ -244,6 +251,8 @@ class Formatter:
             skmem = skmem_text(self.skmem[s.address]) if self.skmem and s.address in self.skmem else ""
             if s.family == AF_PACKET:  # packet_show_sock(): users, details, skmem
                 return users + (packet_details(s) if self.details else "") + skmem
+            if s.family == AF_NETLINK:  # netlink_show_sock(): no users; details, a tab and skmem
+                return (netlink_details(s) if self.details else "") + ("\t" + skmem if skmem else "")
             return users + skmem + (unix_details(s) if self.details else "")  # unix_show_sock()
         if self.timers and s.timer:
             name = TIMER_NAMES[min(s.timer, 5)]
@@ -276,6 +285,8 @@ class Formatter:
                 keys = list(map(operator.itemgetter(_ADDRESS), socks))
             else:
                 keys = list(map(operator.itemgetter(_INO), socks))
+            for i in [i for i, s in enumerate(socks) if s[1] == AF_NETLINK]:
+                keys[i] = 0  # ss shows no processes for netlink sockets
             process = self._users_cells(keys)
         else:
             process = [""] * n
@@ -303,7 +314,8 @@ class Formatter:
         addresses = _Cache(address_text)
         services = None if self.numeric else self._service_cells
         states = _STATE_CELLS
-        families = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET: "packet"}
+        families = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET: "packet",
+                    AF_NETLINK: "netlink"}
         netns_fields = (None if self.netns_tags is None else
                         {inum: tag.fields() for inum, tag in self.netns_tags.items()})
         for s in socks:
@@ -332,7 +344,7 @@ class Formatter:
             if owners is not None:
                 key = s.address if by_sock else s.ino
                 obj["owners"] = [{"command": names[o.comm], "pid": o.pid, "fd": o.fd}
-                                 for o in (owners.get(key, ()) if key else ())]
+                                 for o in (owners.get(key, ()) if key and s.family != AF_NETLINK else ())]
             if self.timers:
                 obj["timer"] = ({"name": TIMER_NAMES[min(s.timer, 5)], "expires_ms": s.timer_ms,
                                  "retrans": s.retrans} if s.timer else None)
@@ -355,6 +367,8 @@ class Formatter:
             return {"protocol": cast(RawExtra, s.extra).protocol}
         if s.family == AF_PACKET:
             return packet_fields(s, self.details)
+        if s.family == AF_NETLINK:
+            return netlink_fields(s, self.details)
         return unix_fields(s, self.details)
 
     def _second_line(self, cell: str, s: Socket) -> str:

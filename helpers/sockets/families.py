@@ -12,6 +12,7 @@ from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.facts import kernel_facts
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.inet import inet_sockets
+from drgn_ss.sockets.netlink import netlink_sockets
 from drgn_ss.sockets.packet import packet_sockets
 from drgn_ss.sockets.raw import raw_sockets
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
@@ -21,7 +22,7 @@ __all__ = ["LISTED", "UNIX_NETIDS", "family_sockets"]
 
 UNIX_NETIDS = ("u_str", "u_dgr", "u_seq")
 #: The netids drgn-ss lists.
-LISTED = ("p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp")
+LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp")
 
 
 def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[str],
@@ -40,6 +41,8 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     """
     nets = [nets] if isinstance(nets, int) else list(nets)
     out: list[Socket] = []
+    if "nl" in protos:
+        out += netlink_sockets(prog, nets, errors)
     if "p_raw" in protos or "p_dgr" in protos:
         out += packet_sockets(prog, nets, errors)
     if any(p in protos for p in UNIX_NETIDS):

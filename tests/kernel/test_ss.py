@@ -85,9 +85,15 @@ def _time_wait_line(line: str) -> bool:
                                                                     or ":ssh" in line)
 
 
+#: The sock_diag netlink sockets (NETLINK_SOCK_DIAG, 4): ss's own, and the kernel's, whose
+#: queue holds ss's reply while it runs. Neither is there when ss is not.
+SOCK_DIAG_RE = re.compile(r"(nl )?UNCONN \d+ \d+ (tcpdiag|4):")
+
+
 def normalize(text: str) -> list[str]:
     """
-    Whitespace collapsed; what moves between ss's run and ours masked: timer durations,
+    Whitespace collapsed; sock_diag's netlink sockets left out (SOCK_DIAG_RE); what moves
+    between ss's run and ours masked: timer durations,
     skmem's drop counts, -i's elapsed times, and the zero-window pair's probe counters. The
     line ss puts -m and -i on (after "\\n\\t") is kept with its socket's line.
     """
@@ -95,6 +101,8 @@ def normalize(text: str) -> list[str]:
     gone = time_wait_gone()
     for line in text.replace("\n\t", " <tab> ").splitlines():
         if gone and _time_wait_line(" ".join(line.split())):
+            continue
+        if SOCK_DIAG_RE.match(" ".join(line.split())):
             continue
         line = TIMER_RE.sub(r"timer:(\1,*,", " ".join(line.split()))
         line = ELAPSED_RE.sub(r"\1:*", DROPS_RE.sub(r"\1*)", line))

@@ -11,8 +11,9 @@ tests and as the SETUP of the dump and ``drgn --qemu`` modes. It opens:
 - UDP sockets bound and connected, IPv4 and IPv6, one with a queued datagram;
 - a listener shared by two processes (fork), a SO_REUSEPORT group across two
   processes, and a listener in a second network namespace (never listed);
-- unix (:func:`open_unix`), raw (:func:`open_raw`) and packet (:func:`open_packet`)
-  sockets, each held by two processes, and some in the other namespaces.
+- unix (:func:`open_unix`), raw (:func:`open_raw`), packet (:func:`open_packet`) and
+  netlink (:func:`open_netlink`) sockets, each held by two processes, and some in the other
+  namespaces.
 
 Then it runs ``ss -H`` with each of :data:`OPTION_SETS`, scans /proc for socket
 owners, prints one ``WORKLOAD {json}`` line and ``READY``, and keeps everything
@@ -82,6 +83,11 @@ OPTION_SETS = (
     "-0anm",
     "-f link -an",
     "-A packet_dgram -anp",
+    "-f netlink -an",
+    "-f netlink -a",
+    "-f netlink -ane",
+    "-f netlink -anm",
+    "-A netlink,unix_dgram -anp",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -349,6 +355,27 @@ def open_packet() -> list[socket.socket]:
     return [every, arp, lldp]
 
 
+#: A netlink port id the workload binds (no pid is that high: ss shows it as a number).
+NETLINK_PORT = 4000001
+
+
+def open_netlink() -> list[socket.socket]:
+    """
+    Netlink sockets: rtnetlink in a multicast group (netlink_diag lists it twice), one
+    connected to the kernel, a usersock bound to a fixed port id, a generic one autobound.
+    """
+    nl = socket.AF_NETLINK
+    groups = socket.socket(nl, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+    groups.bind((0, 1))  # RTMGRP_LINK
+    connected = socket.socket(nl, socket.SOCK_RAW, 0)
+    connected.connect((0, 0))
+    usersock = socket.socket(nl, socket.SOCK_RAW, 2)  # NETLINK_USERSOCK
+    usersock.bind((NETLINK_PORT, 0))
+    generic = socket.socket(nl, socket.SOCK_RAW, 16)  # NETLINK_GENERIC
+    generic.bind((0, 0))
+    return [groups, connected, usersock, generic]
+
+
 def open_everything() -> tuple[list[Any], list[int]]:
     """Open the whole workload; return what must stay referenced, and the child pids."""
     v4, v6 = socket.AF_INET, socket.AF_INET6
@@ -420,7 +447,7 @@ def open_everything() -> tuple[list[Any], list[int]]:
             listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
     # Unix, raw and packet sockets, each held by this process and a child.
-    more = open_unix() + open_raw() + open_packet()
+    more = open_unix() + open_raw() + open_packet() + open_netlink()
     held += more
     pids.append(child("ss-holder", more))
 
