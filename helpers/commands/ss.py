@@ -83,7 +83,7 @@ class TableOption(argparse.Action):
 
 
 #: Socket families ss lists and drgn-ss does not yet: the reason they give.
-FAMILY = "drgn-ss lists TCP, UDP, raw, unix and packet sockets"
+FAMILY = "drgn-ss lists TCP, UDP, MPTCP, raw, unix, packet and netlink sockets"
 
 
 class NotSupported(NamedTuple):
@@ -103,7 +103,6 @@ class NotSupported(NamedTuple):
 #: ss's options drgn-ss does not have, each refused in one line (exit status 2) rather than
 #: argparse's "unrecognized arguments". A family drgn-ss learns to list leaves this table.
 NOT_SUPPORTED = (
-    NotSupported(("-M", "--mptcp"), "MPTCP sockets"),
     NotSupported(("-S", "--sctp"), "SCTP sockets"),
     NotSupported(("-d", "--dccp"), "DCCP sockets"),
     NotSupported(("--vsock",), "vsock sockets"),
@@ -186,6 +185,7 @@ def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     p.add_argument("-h", "--help", action="help", help="show this help and exit")
     p.add_argument("-t", "--tcp", action=TableOption, kind="table", value="tcp", help="TCP sockets")
     p.add_argument("-u", "--udp", action=TableOption, kind="table", value="udp", help="UDP sockets")
+    p.add_argument("-M", "--mptcp", action=TableOption, kind="table", value="mptcp", help="MPTCP sockets")
     p.add_argument("-w", "--raw", action=TableOption, kind="table", value="raw", help="raw sockets")
     p.add_argument("-0", "--packet", action=TableOption, kind="family", value="link",
                    help="packet sockets (p_raw, p_dgr)")
@@ -365,7 +365,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         socks = selection.select(family_sockets(
             prog, nets, selection.protos, listening, established, errors,
             inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended,
-            details=args.extended, families=selection.families), ifname)
+            details=args.extended, families=selection.families, states=selection.states), ifname)
         t2 = time.perf_counter()
         own = own_netns(prog) if args.all_netns else nets[0]
         skmem = sk_meminfo(prog, socks, errors) if args.memory else None
@@ -376,6 +376,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         fmt = Formatter(args.numeric, (0, 0) if args.numeric else local_port_range(prog, own),
                         ifname, owners, args.extended, args.options, owners_by, tags, skmem, tcp_info,
                         _process_names(prog, socks, args.numeric, errors))
+        fmt.dg_proto = next((p for p in ("tcp", "udp", "raw") if p in selection.protos), None)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:

@@ -83,6 +83,8 @@ class KernelLayout(NamedTuple):
     #: A TPACKET_V3 ring's block timeout is an hrtimer interval, ``interval_ktime`` (7.x),
     #: rather than ``retire_blk_tov`` in milliseconds.
     packet_interval_ktime: bool
+    #: An MPTCP socket's Recv-Q adds ``mptcp_sock.backlog_len`` (7.x) to its receive memory.
+    mptcp_backlog_len: bool
 
 
 def detect_layout(prog: TypeSource) -> KernelLayout:
@@ -114,7 +116,17 @@ def detect_layout(prog: TypeSource) -> KernelLayout:
         packet_flag_bits=not has_member(prog.type("struct packet_sock"), "running"),
         packet_vnet_hdr_sz=has_member(prog.type("struct packet_sock"), "vnet_hdr_sz"),
         packet_interval_ktime=has_member(prog.type("struct tpacket_kbdq_core"), "interval_ktime"),
+        mptcp_backlog_len=_type_has_member(prog, "struct mptcp_sock", "backlog_len"),
     )
+
+
+def _type_has_member(prog: TypeSource, type_name: str, member: str) -> bool:
+    """Whether a type exists and has a member (MPTCP's types are absent where it is not built)."""
+    try:
+        type_ = prog.type(type_name)
+    except LookupError:
+        return False
+    return has_member(type_, member)
 
 
 def _pointee_kind(pointer: Any) -> TypeKind:

@@ -126,6 +126,9 @@ class Formatter:
         self.skmem = skmem
         #: -i: tcp_get_info()'s by socket address (full TCP sockets only).
         self.tcp_info = tcp_info
+        #: The protocol ss names MPTCP's and SCTP's ports after: the last of raw, UDP and TCP
+        #: it listed (its dg_proto), None if none (any protocol's name).
+        self.dg_proto: str | None = "tcp"
         #: A process's command by pid (None: no such process), for netlink port ids.
         self.process_name: Callable[[int], str | None] = process_name or (lambda pid: None)
         if tcp_info is not None:  # -i's printer, imported once and only for -i (start-up)
@@ -149,6 +152,8 @@ class Formatter:
             return "*"
         if self.numeric:
             return str(port)
+        if proto in ("mptcp", "sctp"):  # ss resolves these with what raw, UDP or TCP left set
+            proto = self.dg_proto or ""
         key = (port, proto)
         if key not in self._services and proto == "raw":  # inet_proto_n2a(): a protocol
             self._services[key] = protocol_name(port)
@@ -157,7 +162,7 @@ class Formatter:
             lo, hi = self.ephemeral
             if not lo <= port <= hi:
                 with contextlib.suppress(OSError):
-                    name = socket.getservbyport(port, proto)
+                    name = socket.getservbyport(port, proto) if proto else socket.getservbyport(port)
             self._services[key] = name
         return self._services[key]
 

@@ -12,6 +12,7 @@ from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.facts import kernel_facts
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.inet import inet_sockets
+from drgn_ss.sockets.mptcp import mptcp_sockets
 from drgn_ss.sockets.netlink import netlink_sockets
 from drgn_ss.sockets.packet import packet_sockets
 from drgn_ss.sockets.raw import raw_sockets
@@ -22,13 +23,13 @@ __all__ = ["LISTED", "UNIX_NETIDS", "family_sockets"]
 
 UNIX_NETIDS = ("u_str", "u_dgr", "u_seq")
 #: The netids drgn-ss lists.
-LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp")
+LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp", "mptcp")
 
 
 def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[str],
                    listening: bool = True, established: bool = True, errors: WalkErrors | None = None,
                    inodes: bool = True, cgroups: bool = True, details: bool = False,
-                   families: Sequence[int] = (AF_INET, AF_INET6)) -> list[Socket]:
+                   families: Sequence[int] = (AF_INET, AF_INET6), states: int = -1) -> list[Socket]:
     """
     The sockets of the tables ``protos`` names (ss's netids), of a namespace or of several,
     in ss's order; of several, each namespace's in turn, in the order given.
@@ -37,7 +38,8 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     :param inodes: read each inet socket's inode number (unix sockets' always are)
     :param cgroups: resolve each inet socket's cgroup path
     :param details: read what ``ss -e`` shows of unix sockets
-    :param families: the IP families whose raw tables are walked
+    :param families: the IP families whose raw and MPTCP sockets are listed
+    :param states: the states whose MPTCP connections are listed (mptcp_diag filters them)
     """
     nets = [nets] if isinstance(nets, int) else list(nets)
     out: list[Socket] = []
@@ -52,6 +54,8 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     inet = tuple(p for p in ("udp", "tcp") if p in protos)
     if inet:
         out += inet_sockets(prog, nets, inet, listening, established, errors, inodes, cgroups)
+    if "mptcp" in protos:
+        out += mptcp_sockets(prog, nets, families, states, errors, cgroups)
     if len(nets) > 1:  # each namespace's, in the order given
         rank = _ranks(prog, nets)
         out.sort(key=lambda s: rank.get(s[14], len(rank)))  # s.netns

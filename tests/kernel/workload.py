@@ -188,6 +188,8 @@ def child(name: str | bytes, keep: list[socket.socket], make: Any = None) -> int
     if pid:
         return pid
     try:
+        # Not the workload's stdout: a reader waiting for READY sees EOF if the workload dies.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         set_name(name)
         keep_fds = {s.fileno() for s in keep}
         for fd in range(3, 1024):
@@ -338,7 +340,7 @@ def open_raw() -> list[socket.socket]:
 def open_packet() -> list[socket.socket]:
     """
     Packet sockets that receive nothing: ETH_P_ALL on a dummy interface that is down, with a
-    TPACKET_V3 receive ring and in a fanout group; ARP (datagram) on lo; LLDP unbound.
+    TPACKET_V3 receive ring; one in a fanout group; ARP (datagram) on lo; LLDP unbound.
     """
     subprocess.run(["ip", "link", "add", QUIET_DEVICE, "type", "dummy"], check=True)
     ifindex = socket.if_nametoindex(QUIET_DEVICE)
@@ -347,12 +349,15 @@ def open_packet() -> list[socket.socket]:
     every.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
     # struct tpacket_req3: block size and count, frame size and count, timeout (ms), priv, features
     every.setsockopt(SOL_PACKET, PACKET_RX_RING, struct.pack("7I", 4096, 4, 2048, 8, 60, 0, 0))
-    every.setsockopt(SOL_PACKET, PACKET_FANOUT, 42 | 1 << 16)  # PACKET_FANOUT_LB
+    # A fanout group needs a running socket: on lo, for a protocol never sent (local experimental).
+    fanout = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
+    fanout.bind(("lo", 0x88B5))
+    fanout.setsockopt(SOL_PACKET, PACKET_FANOUT, 42 | 1 << 16)  # PACKET_FANOUT_LB
     arp = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0806))
     arp.bind(("lo", 0x0806))
     lldp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88CC))
     assert ifindex
-    return [every, arp, lldp]
+    return [every, fanout, arp, lldp]
 
 
 #: A netlink port id the workload binds (no pid is that high: ss shows it as a number).
@@ -485,6 +490,7 @@ def netns_child(name: str) -> int:
                 raise RuntimeError(f"{name}: the namespace's sockets could not be opened")
         return pid
     try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # as child() does
         for fd in range(3, 1024):  # none of the parent's sockets: they would gain an owner
             if fd != ready_w:
                 with contextlib.suppress(OSError):
