@@ -28,7 +28,7 @@ from drgn_ss.tasks import TaskLayout, thread_group_leaders
 
 __all__ = [
     "MAX_FDS", "OWNER_SOURCES", "Owner", "OwnerMap", "SOCKET_FILE_DAMAGED", "kernel_owners", "proc_owners",
-    "socket_owners",
+    "socket_owners", "subflow_owners",
 ]
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
@@ -193,3 +193,35 @@ def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None
             raise ValueError("/proc describes this machine's kernel, not the one being read")
         return proc_owners(), "ino"
     return kernel_owners(prog, errors, counts), "sock"
+
+
+def subflow_owners(prog: Program, socks: Iterable[tuple[int, int]], owners: OwnerMap) -> None:
+    """
+    Give each MPTCP subflow (a TCP socket) the holders of its MPTCP socket, as ss shows
+    them (a subflow's ``sk_socket`` is its MPTCP socket's, so /proc gives it the same
+    inode), in ``owners`` keyed by ``struct sock``: for each (sock, socket) that has no
+    holders, where its socket's sock is another one, that holds it as a subflow
+    (``icsk_ulp_ops`` is MPTCP's and its ``ctx->conn`` is that sock).
+    """
+    from drgn_ss.kernel.facts import kernel_facts
+
+    facts, mem = kernel_facts(prog), kernel_memory(prog)
+    try:
+        subflow_ops = facts.symbol("subflow_ulp_ops")
+    except LookupError:  # no MPTCP
+        return
+    L = prog_cached(prog, "task_layout", TaskLayout)
+    I = "struct inet_connection_sock"  # noqa: E741
+    ulp_ops, ulp_data = facts.offset(I, "icsk_ulp_ops"), facts.offset(I, "icsk_ulp_data")
+    conn = facts.offset("struct mptcp_subflow_context", "conn")
+    for sk, sock in socks:
+        if not sock or sk in owners:
+            continue
+        try:
+            parent = mem.read_u64(sock + L.socket_sk)
+            if (parent == sk or parent not in owners or mem.read_u64(sk + ulp_ops) != subflow_ops
+                    or mem.read_u64(mem.read_u64(sk + ulp_data) + conn) != parent):
+                continue
+        except FaultError:
+            continue  # not a subflow that can be read: no holders, as before
+        owners[sk] = owners[parent]

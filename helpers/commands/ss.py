@@ -49,7 +49,7 @@ from drgn_ss.namespaces import (
     own_netns,
 )
 from drgn_ss.output.text import COL_NETID, COL_STATE, Formatter, NetnsTag, render_sockets
-from drgn_ss.owners import OWNER_SOURCES, socket_owners
+from drgn_ss.owners import OWNER_SOURCES, socket_owners, subflow_owners
 from drgn_ss.selection.errors import FilterError, SelectionError
 from drgn_ss.selection.states import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.sockets.families import family_sockets
@@ -83,7 +83,7 @@ class TableOption(argparse.Action):
 
 
 #: Socket families ss lists and drgn-ss does not yet: the reason they give.
-FAMILY = "drgn-ss lists TCP, UDP, MPTCP, raw, unix, packet and netlink sockets"
+FAMILY = "drgn-ss lists TCP, UDP, MPTCP, raw, unix, packet, netlink and vsock sockets"
 
 
 class NotSupported(NamedTuple):
@@ -105,7 +105,6 @@ class NotSupported(NamedTuple):
 NOT_SUPPORTED = (
     NotSupported(("-S", "--sctp"), "SCTP sockets"),
     NotSupported(("-d", "--dccp"), "DCCP sockets"),
-    NotSupported(("--vsock",), "vsock sockets"),
     NotSupported(("--tipc",), "TIPC sockets"),
     NotSupported(("--xdp",), "XDP sockets"),
     NotSupported(("-r", "--resolve"), "resolve host names", "addresses are shown as numbers"),
@@ -189,6 +188,8 @@ def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     p.add_argument("-w", "--raw", action=TableOption, kind="table", value="raw", help="raw sockets")
     p.add_argument("-0", "--packet", action=TableOption, kind="family", value="link",
                    help="packet sockets (p_raw, p_dgr)")
+    p.add_argument("--vsock", action=TableOption, kind="family", value="vsock",
+                   help="vsock sockets (v_str, v_dgr)")
     p.add_argument("-x", "--unix", action=TableOption, kind="family", value="unix",
                    help="unix sockets (u_str, u_dgr, u_seq)")
     p.add_argument("-f", "--family", action=TableOption, kind="family", metavar="FAMILY",
@@ -367,6 +368,8 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
             inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended,
             details=args.extended, families=selection.families, states=selection.states), ifname)
         t2 = time.perf_counter()
+        if owners is not None and owners_by == "sock":
+            subflow_owners(prog, [(s.address, s.socket) for s in socks if s.proto == "tcp"], owners)
         own = own_netns(prog) if args.all_netns else nets[0]
         skmem = sk_meminfo(prog, socks, errors) if args.memory else None
         tcp_info = None

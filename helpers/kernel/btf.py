@@ -74,7 +74,7 @@ class Btf:
     :raises BtfError: if ``data`` is not BTF
     """
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, base: Btf | None = None) -> None:
         if len(data) < _HEADER.size:
             raise BtfError("too short for a BTF header")
         magic, version, _flags, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(data)
@@ -87,14 +87,20 @@ class Btf:
             raise BtfError("BTF sections run past the end of the data")
         self.data = data
         self.strings = data[hdr_len + str_off : hdr_len + str_off + str_len]
-        #: Where each type's struct btf_type starts, by id (id 0, void, has none).
-        self.offsets = [0]
+        #: For a module's split BTF, vmlinux's: its ids and names come first (the module's
+        #: type ids go on from its last, its name offsets from the end of its names).
+        self.base = base
+        self._base_types = len(base) if base is not None else 0
+        self._base_strings = len(base.strings) if base is not None else 0
+        #: Where each type's struct btf_type starts, by id (id 0, void, has none; a split
+        #: BTF's first ids are its base's).
+        self.offsets = [0] * (self._base_types + 1)
         #: Named structs, unions and typedefs: (kind, name offset) -> first id.
         self._named: dict[tuple[int, int], int] = {}
         self._types: dict[int, BtfType] = {}
         self._by_name: dict[str, BtfType] = {}
         fast = native()
-        if fast is not None:
+        if fast is not None and base is None:
             try:
                 self.offsets, self._named = fast.btf_index(data, start, end)
             except ValueError as e:
@@ -123,20 +129,28 @@ class Btf:
             raise BtfError("BTF type section ends inside a type")
 
     def __len__(self) -> int:
-        """The number of types (ids 1 .. len)."""
+        """The number of types (ids 1 .. len), a split BTF's base's included."""
         return len(self.offsets) - 1
 
     def name(self, offset: int) -> str:
+        if offset < self._base_strings and self.base is not None:
+            return self.base.name(offset)
+        offset -= self._base_strings
         end = self.strings.index(b"\0", offset)
         return self.strings[offset:end].decode()
 
     def _name_offsets(self, name: str) -> Iterator[int]:
-        """Where ``name`` is in the string section (once, in a deduplicated BTF)."""
+        """Where ``name`` is in the string section (once, in a deduplicated BTF); a split
+        BTF's own names first, then its base's."""
         needle = b"\0" + name.encode() + b"\0"
         pos = self.strings.find(needle)
+        if pos < 0 and self.strings.startswith(needle[1:]):
+            yield self._base_strings
         while pos >= 0:
-            yield pos + 1
+            yield pos + 1 + self._base_strings
             pos = self.strings.find(needle, pos + 1)
+        if self.base is not None:
+            yield from self.base._name_offsets(name)
 
     def type(self, name: str) -> BtfType:
         """
@@ -164,10 +178,14 @@ class Btf:
                 type_id = self._named.get((kind, off))
                 if type_id is not None:
                     return self.by_id(type_id)
+        if self.base is not None:
+            return self.base.type(name)
         raise LookupError(f"could not find {name!r} in BTF")
 
     def by_id(self, type_id: int) -> BtfType:
         """The type with this id (0: void)."""
+        if 0 < type_id <= self._base_types and self.base is not None:
+            return self.base.by_id(type_id)
         t = self._types.get(type_id)
         if t is None:
             if not 0 <= type_id < len(self.offsets):

@@ -40,7 +40,11 @@ from drgn_ss.kernel.program import (
 )
 from drgn_ss.kernel.type_sources import DwarfTypes, Learnt, TypeSource, btf_types
 
-__all__ = ["KernelFacts", "kernel_facts", "kernel_layout", "use_btf"]
+__all__ = ["KernelFacts", "SourceFor", "kernel_facts", "kernel_layout", "use_btf"]
+
+#: Where a type is described, given this run's types and the type's name (see
+#: :meth:`KernelFacts.field`).
+SourceFor = Callable[[TypeSource, str], TypeSource]
 
 # -- facts about a kernel build, from DWARF or BTF once, then from a cache file ------------
 
@@ -314,27 +318,37 @@ class KernelFacts:
             raise ValueError(f"the kernel's {types.name} puts {type_name}.{path} past the end of its "
                              f"{size} bytes: is the dump damaged?")
 
-    def field(self, type_name: str, path: str) -> Field:
-        """A member of a struct, as :func:`drgn_ss.kernel.fields.field`."""
-        def compute(types: TypeSource) -> list[Any]:
-            found = field(types, type_name, path)
-            self._inside(types, type_name, path, found.end)
-            return list(found)
+    def field(self, type_name: str, path: str, source: SourceFor | None = None) -> Field:
+        """
+        A member of a struct, as :func:`drgn_ss.kernel.fields.field`; ``source`` says where
+        a type that this run's types may not have is described (a module's:
+        :func:`drgn_ss.kernel.modules.module_source`).
+        """
+        def compute(types: TypeSource) -> Any:
+            source_ = source(types, type_name) if source is not None else types
+            found = field(source_, type_name, path)
+            self._inside(source_, type_name, path, found.end)
+            return Learnt(list(found), source_.origin)
 
         return Field(*self.value(f"field:{type_name}:{path}", compute))
 
-    def offset(self, type_name: str, path: str) -> int:
-        """A member's byte offset, as :func:`drgn_ss.kernel.fields.offset`."""
-        def compute(types: TypeSource) -> int:
-            found = offset(types, type_name, path)
-            self._inside(types, type_name, path, found)
-            return found
+    def offset(self, type_name: str, path: str, source: SourceFor | None = None) -> int:
+        """A member's byte offset, as :func:`drgn_ss.kernel.fields.offset` (``source``: as :meth:`field`)."""
+        def compute(types: TypeSource) -> Any:
+            source_ = source(types, type_name) if source is not None else types
+            found = offset(source_, type_name, path)
+            self._inside(source_, type_name, path, found)
+            return Learnt(found, source_.origin)
 
         return int(self.value(f"offset:{type_name}:{path}", compute))
 
-    def size(self, type_name: str) -> int:
-        """``sizeof(type_name)``."""
-        return int(self.value(f"size:{type_name}", lambda t: t.type(type_name).size))
+    def size(self, type_name: str, source: SourceFor | None = None) -> int:
+        """``sizeof(type_name)`` (``source``: as :meth:`field`)."""
+        def compute(types: TypeSource) -> Any:
+            source_ = source(types, type_name) if source is not None else types
+            return Learnt(source_.type(type_name).size, source_.origin)
+
+        return int(self.value(f"size:{type_name}", compute))
 
     def enumerator(self, type_name: str, name: str) -> int:
         """

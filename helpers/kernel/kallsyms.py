@@ -28,8 +28,8 @@ __all__ = [
 #: not listed here is found too, at the cost of another pass (tests/test_kallsyms.py
 #: checks the helpers ask for no other).
 SYMBOLS = (
-    "__cpu_possible_mask", "__per_cpu_offset", "__start_BTF", "__stop_BTF", "cgrp_dfl_root",
-    "clocksource_jiffies", "init_net", "init_pid_ns", "init_task", "jiffies_64", "max_pfn",
+    "__cpu_possible_mask", "__per_cpu_offset", "__start_BTF", "__stop_BTF", "btf_modules", "cgrp_dfl_root",
+    "clocksource_jiffies", "init_net", "modules", "init_pid_ns", "init_task", "jiffies_64", "max_pfn",
     "net_namespace_list", "nr_cpu_ids", "page_offset_base", "panic_cpu",
     "raw_prot", "rawv6_prot", "socket_file_ops", "tcp_orphan_count", "tcp_prot", "tcpv6_prot",
     "timekeeper_data", "tk_core",

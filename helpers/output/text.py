@@ -21,6 +21,7 @@ from drgn_ss.output.columns import COLUMNS, layout_columns
 from drgn_ss.output.netlink import netlink_cells, netlink_details, netlink_fields
 from drgn_ss.output.packet import packet_cells, packet_details, packet_fields
 from drgn_ss.output.unix import unix_cells, unix_details, unix_fields
+from drgn_ss.output.vsock import vsock_cells, vsock_fields
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.inet import SKMEM_FIELDS
 from drgn_ss.sockets.netlink import AF_NETLINK
@@ -28,6 +29,7 @@ from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.raw import RawExtra, raw_netid
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.unix import AF_UNIX
+from drgn_ss.sockets.vsock import AF_VSOCK, VsockExtra, vsock_netid
 
 if TYPE_CHECKING:
     from drgn_ss.sockets.tcpinfo import TcpInfo
@@ -234,9 +236,11 @@ class Formatter:
                 local, sport, peer, dport = packet_cells(s, self.numeric, self.ifname)
             elif s[1] == AF_NETLINK:
                 local, sport, peer, dport = netlink_cells(s, self.numeric, self.process_name)
+            elif s[1] == AF_VSOCK:
+                local, sport, peer, dport = vsock_cells(s)
             else:
                 local, sport, peer, dport = unix_cells(s)
-            row = (s.proto, _STATE_CELLS[s.state], queue[s.recv_q], queue[s.send_q], local, sport, peer,
+            row = (_netid(s), _STATE_CELLS[s.state], queue[s.recv_q], queue[s.send_q], local, sport, peer,
                    dport)
             for column, cell in zip(cells, row):
                 column[i] = cell
@@ -256,6 +260,8 @@ class Formatter:
             skmem = skmem_text(self.skmem[s.address]) if self.skmem and s.address in self.skmem else ""
             if s.family == AF_PACKET:  # packet_show_sock(): users, details, skmem
                 return users + (packet_details(s) if self.details else "") + skmem
+            if s.family == AF_VSOCK:  # vsock_show_sock(): users, nothing else
+                return users
             if s.family == AF_NETLINK:  # netlink_show_sock(): no users; details, a tab and skmem
                 return (netlink_details(s) if self.details else "") + ("\t" + skmem if skmem else "")
             return users + skmem + (unix_details(s) if self.details else "")  # unix_show_sock()
@@ -320,7 +326,7 @@ class Formatter:
         services = None if self.numeric else self._service_cells
         states = _STATE_CELLS
         families = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET: "packet",
-                    AF_NETLINK: "netlink"}
+                    AF_NETLINK: "netlink", AF_VSOCK: "vsock"}
         netns_fields = (None if self.netns_tags is None else
                         {inum: tag.fields() for inum, tag in self.netns_tags.items()})
         for s in socks:
@@ -374,6 +380,8 @@ class Formatter:
             return packet_fields(s, self.details)
         if s.family == AF_NETLINK:
             return netlink_fields(s, self.details)
+        if s.family == AF_VSOCK:
+            return vsock_fields(s)
         return unix_fields(s, self.details)
 
     def _second_line(self, cell: str, s: Socket) -> str:
@@ -407,6 +415,11 @@ class Formatter:
             list(map(host, zip(dst, v6only))),
             list(map(service, zip(dport, proto))),
         ]
+
+
+def _netid(s: Socket) -> str:
+    """The Netid cell of a socket whose table is not its netid (vsock's SEQPACKET: ???)."""
+    return vsock_netid(cast(VsockExtra, s.extra).type) if s[1] == AF_VSOCK else s.proto
 
 
 def protocol_name(number: int) -> str:

@@ -95,6 +95,8 @@ class Selection(NamedTuple):
         protos, families, states = set(self.protos), self.families, self.states
         if protos & _PACKET:  # packet_show() lists both types if either table is asked for
             protos |= _PACKET
+        if protos & {"v_str", "v_dgr"}:  # vsock_type_skip() never skips SEQPACKET sockets
+            protos.add("v_seq")
         # raw_show() lists raw sockets in every state (raw_diag has no state filter)
         out = [s for s in socks
                if s[0] in protos and s[1] in families and (states >> s[2] & 1 or s[0] == "raw")]

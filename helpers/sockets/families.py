@@ -18,12 +18,13 @@ from drgn_ss.sockets.packet import packet_sockets
 from drgn_ss.sockets.raw import raw_sockets
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.unix import unix_sockets
+from drgn_ss.sockets.vsock import vsock_sockets
 
 __all__ = ["LISTED", "UNIX_NETIDS", "family_sockets"]
 
 UNIX_NETIDS = ("u_str", "u_dgr", "u_seq")
 #: The netids drgn-ss lists.
-LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp", "mptcp")
+LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp", "v_str", "v_dgr", "mptcp")
 
 
 def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[str],
@@ -54,6 +55,8 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     inet = tuple(p for p in ("udp", "tcp") if p in protos)
     if inet:
         out += inet_sockets(prog, nets, inet, listening, established, errors, inodes, cgroups)
+    if "v_str" in protos or "v_dgr" in protos:
+        out += vsock_sockets(prog, nets, errors)
     if "mptcp" in protos:
         out += mptcp_sockets(prog, nets, families, states, errors, cgroups)
     if len(nets) > 1:  # each namespace's, in the order given

@@ -193,7 +193,9 @@ def ours(prog: drgn.Program, opts: str, capsys: pytest.CaptureFixture[str]) -> t
 def test_same_lines_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: str,
                           capsys: pytest.CaptureFixture[str]) -> None:
     expected = workload["ss"][opts]
-    assert expected.strip(), f"ss -H {opts} printed nothing: the workload is not running"
+    # A family this kernel has not (MPTCP in 5.10): ss lists nothing, and drgn-ss must not either.
+    absent = "-M" in opts.split()[0] and "t" not in opts.split()[0] and not workload.get("mptcp", True)
+    assert expected.strip() or absent, f"ss -H {opts} printed nothing: the workload is not running"
     code, got, err = ours(prog, opts, capsys)
     if code == 3 and workload.get("dump_level", 0) & 8:
         # makedumpfile's "user pages" filter (level 8) can drop kernel pages (1.7.2 does not

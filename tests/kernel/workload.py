@@ -11,9 +11,9 @@ tests and as the SETUP of the dump and ``drgn --qemu`` modes. It opens:
 - UDP sockets bound and connected, IPv4 and IPv6, one with a queued datagram;
 - a listener shared by two processes (fork), a SO_REUSEPORT group across two
   processes, and a listener in a second network namespace (never listed);
-- unix (:func:`open_unix`), raw (:func:`open_raw`), packet (:func:`open_packet`) and
-  netlink (:func:`open_netlink`) sockets, each held by two processes, and some in the other
-  namespaces.
+- unix (:func:`open_unix`), raw (:func:`open_raw`), packet (:func:`open_packet`),
+  netlink (:func:`open_netlink`) and MPTCP (:func:`open_mptcp`) sockets, each held by two
+  processes, and some in the other namespaces.
 
 Then it runs ``ss -H`` with each of :data:`OPTION_SETS`, scans /proc for socket
 owners, prints one ``WORKLOAD {json}`` line and ``READY``, and keeps everything
@@ -88,6 +88,10 @@ OPTION_SETS = (
     "-f netlink -ane",
     "-f netlink -anm",
     "-A netlink,unix_dgram -anp",
+    "-Manp",
+    "-Mane",
+    "-Mlp",
+    "-tMan",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -360,6 +364,35 @@ def open_packet() -> list[socket.socket]:
     return [every, fanout, arp, lldp]
 
 
+IPPROTO_MPTCP = 262
+#: Whether this kernel has MPTCP, once open_mptcp() has run.
+MPTCP = [True]
+
+
+def open_mptcp() -> list[socket.socket]:
+    """
+    MPTCP sockets where the kernel has MPTCP (not Debian's 5.10): listeners on IPv4 and IPv6,
+    an accepted connection with unread data, one waiting in the accept queue.
+    """
+    try:
+        listener4 = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    except OSError:  # EPROTONOSUPPORT: ss -M lists nothing either
+        MPTCP[0] = False
+        return []
+    listener4.bind(("127.0.0.1", 7010))
+    listener4.listen(4)
+    listener6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    listener6.bind(("::1", 7011))
+    listener6.listen(2)
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    client.connect(("127.0.0.1", 7010))
+    served, _ = listener4.accept()
+    client.send(b"m" * 300)
+    waiting = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    waiting.connect(("127.0.0.1", 7010))
+    return [listener4, listener6, client, served, waiting]
+
+
 #: A netlink port id the workload binds (no pid is that high: ss shows it as a number).
 NETLINK_PORT = 4000001
 
@@ -452,7 +485,7 @@ def open_everything() -> tuple[list[Any], list[int]]:
             listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
     # Unix, raw and packet sockets, each held by this process and a child.
-    more = open_unix() + open_raw() + open_packet() + open_netlink()
+    more = open_unix() + open_raw() + open_packet() + open_netlink() + open_mptcp()
     held += more
     pids.append(child("ss-holder", more))
 
@@ -575,6 +608,7 @@ def main() -> int:
     info = describe(listeners)
     info["children"] = pids
     info["hostile_pid"] = HOSTILE_PID[0]
+    info["mptcp"] = MPTCP[0]
     info["time_wait_at"] = time_wait(held[0])  # the listener on port 22
     info["ss"] = ss_outputs()
     info["ss_summary"] = subprocess.run(["ss", "-s"], capture_output=True, text=True, check=True).stdout
