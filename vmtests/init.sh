@@ -6,6 +6,7 @@
 #   VMTEST_RUN       host directory holding cmd.sh, the command to run
 #   VMTEST_MODE      "run" (stdin /dev/null, stdout on ttyS1, stderr on ttyS2) or "shell"
 #   VMTEST_VMLINUX   host path of the kernel's debug vmlinux, placed where drgn looks for it
+#   VMTEST_MODULE_DEBUG  colon-separated host paths of modules' debug files, placed likewise
 #   VMTEST_TMPBINDS  colon-separated host paths under /tmp to keep visible over the guest's /tmp
 #   VMTEST_CRASH     1: load a capture kernel (kexec -p, from $VMTEST_RUN/capture.sh) and panic
 #                    when the host writes "panic" on ttyS3
@@ -85,6 +86,15 @@ if [ -n "$VMTEST_VMLINUX" ]; then
 		ln -s "$VMTEST_VMLINUX" "$R/boot/vmlinux-$release"
 	else
 		say "no place for the debug vmlinux: neither /usr/lib/debug nor /boot exists"
+	fi
+	# The modules' debug files where the -dbg package puts them, so drgn finds them too.
+	if [ -n "$VMTEST_MODULE_DEBUG" ] && [ -d $R/usr/lib/debug/boot ]; then
+		mkdir -p "$R/usr/lib/debug/lib/modules/$release/kernel"
+		IFS=:
+		for ko in $VMTEST_MODULE_DEBUG; do
+			ln -s "$ko" "$R/usr/lib/debug/lib/modules/$release/kernel/${ko##*/}"
+		done
+		unset IFS
 	fi
 fi
 

@@ -32,6 +32,10 @@ from vmtests.apt import AptState, PackageFile, version_key
 from vmtests.config import MATRIX, KernelSeries, cache_dir
 from vmtests.progress import Progress
 
+#: Modules whose debug info (DWARF) is kept beside the vmlinux, in ``debug/``: the socket
+#: families built as modules, read with their DWARF as with their BTF.
+DEBUG_MODULES = ("vsock", "sctp")
+
 #: Modules the guest loads at boot, where they are modules rather than built in.
 #: Their dependencies are added from each module's .modinfo.
 WANTED_MODULES = (
@@ -97,6 +101,11 @@ class Kernel:
 
     def module_path(self, name: str) -> Path:
         return self.dir / "modules" / f"{name}.ko"
+
+    @property
+    def module_debug(self) -> list[Path]:
+        """The debug files (DWARF) of :data:`DEBUG_MODULES` this kernel has as modules."""
+        return sorted((self.dir / "debug").glob("*.ko"))
 
 
 @dataclass(frozen=True)
@@ -335,11 +344,25 @@ def deb_members(deb: Path, label: str) -> Iterator[tuple[tarfile.TarInfo, tarfil
 
 
 def extract_vmlinux(deb: Path, dest: Path) -> None:
+    """The debug vmlinux, and the debug files of :data:`DEBUG_MODULES` into ``debug/`` beside it."""
     pattern = re.compile(r"^\./usr/lib/debug/(boot/vmlinux-[^/]+|lib/modules/[^/]+/vmlinux)$")
+    names = "|".join(DEBUG_MODULES)
+    module = re.compile(rf"^\./usr/lib/debug/lib/modules/[^/]+/kernel/.*/({names})\.ko(\.xz|\.zst|\.gz)?$")
     part = dest.with_suffix(".part")
     found = False
+    debug = dest.parent / "debug"
+    debug.mkdir(exist_ok=True)
     for member, tar in deb_members(deb, f"extracting vmlinux from {deb.name}"):
-        if member.isfile() and pattern.match(member.name):
+        if not member.isfile():
+            continue
+        matched = module.match(member.name)
+        if matched:
+            src = tar.extractfile(member)
+            assert src is not None
+            ko = debug / f"{matched.group(1)}.ko"
+            ko.with_suffix(".part").write_bytes(decompress_module(member.name, src.read()))
+            ko.with_suffix(".part").rename(ko)
+        elif pattern.match(member.name):
             src = tar.extractfile(member)
             assert src is not None
             with open(part, "wb") as out:
@@ -407,7 +430,8 @@ def cached_kernels(series: str | None = None, flavour: str | None = None) -> lis
     if root.is_dir():
         for d in root.iterdir():
             m = _manifest(d)
-            if not m or m.get("wanted") != list(WANTED_MODULES):
+            if (not m or m.get("wanted") != list(WANTED_MODULES)
+                    or m.get("debug_modules") != list(DEBUG_MODULES)):
                 continue
             if series and m["series"] != series or flavour and m["flavour"] != flavour:
                 continue
@@ -424,7 +448,7 @@ def fetch(cand: Candidate, series: str, flavour: str, apt: AptState) -> Kernel:
     downloads = cache_dir() / "downloads"
     debs: list[Path] = []
     try:
-        if not (d / "vmlinux").exists():
+        if not (d / "vmlinux").exists() or not (d / "debug").is_dir():
             deb = download(apt.locate(cand.dbg, cand.version), downloads)
             debs.append(deb)
             extract_vmlinux(deb, d / "vmlinux")
@@ -450,6 +474,7 @@ def fetch(cand: Candidate, series: str, flavour: str, apt: AptState) -> Kernel:
         "packages": [cand.dbg, *cand.image],
         "modules": order,
         "wanted": list(WANTED_MODULES),
+        "debug_modules": list(DEBUG_MODULES),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     tmp = d / "manifest.json.part"

@@ -140,7 +140,8 @@ def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace,
             info = workload_info(lines)
             workload = scratch / "workload.json"
             workload.write_text(json.dumps(info))
-            env = {"DRGN_SS_VMLINUX": str(kernel.vmlinux), "DRGN_SS_WORKLOAD": str(workload)}
+            env = {"DRGN_SS_VMLINUX": str(kernel.vmlinux), "DRGN_SS_WORKLOAD": str(workload),
+                   "DRGN_SS_MODULE_DEBUG": ":".join(map(str, kernel.module_debug))}
             if "qemu" in modes:
                 banner(f"{kernel.release}: qemu (pytest on the host, drgn --qemu)")
                 results["qemu"] = run_host_pytest(

@@ -340,6 +340,8 @@ exec "$@"
         ]
         if self.debuginfo:
             append.append(f"VMTEST_VMLINUX={self.kernel.vmlinux}")
+            if self.kernel.module_debug:
+                append.append("VMTEST_MODULE_DEBUG=" + ":".join(map(str, self.kernel.module_debug)))
         if binds:
             append.append("VMTEST_TMPBINDS=" + ":".join(binds))
         if self.crash:

@@ -495,7 +495,9 @@ def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
 
 
 def _warn_partial(args: argparse.Namespace, errors: WalkErrors) -> None:
-    if errors:
+    for family, reason in errors.left_out.items():
+        say(args.prog_name, f"warning: {family} sockets are not listed: {reason}")
+    if errors.counted:
         say(args.prog_name, f"warning: partial listing: could not read {errors.describe()} "
             "(freed while read, missing from the dump, or damaged)")
 

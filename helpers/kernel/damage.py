@@ -66,12 +66,24 @@ class WalkErrors:
         self.namespaces = 0
         #: The first fault's message, as an example for the user.
         self.first = ""
+        #: Families whose sockets could not be listed at all, and why (their types cannot
+        #: be had: a module without debug info or BTF).
+        self.left_out: dict[str, str] = {}
 
     def _counts(self) -> list[int]:
         return [getattr(self, kind) for kind, _ in self.KINDS]
 
-    def __bool__(self) -> bool:
+    def leave_out(self, family: str, reason: str) -> None:
+        """Note that ``family``'s sockets are not listed, and why."""
+        self.left_out.setdefault(family, reason)
+
+    @property
+    def counted(self) -> bool:
+        """Whether anything was counted (a family left out aside)."""
         return any(self._counts())
+
+    def __bool__(self) -> bool:
+        return self.counted or bool(self.left_out)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WalkErrors):

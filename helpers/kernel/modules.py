@@ -7,10 +7,12 @@ not describe the module. Addresses differ from boot to boot: nothing here is cac
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from typing import TYPE_CHECKING, Any
 
 from drgn import FaultError, Program
+from drgn_ss.kernel.damage import is_damage
 from drgn_ss.kernel.facts import SourceFor, kernel_facts
 from drgn_ss.kernel.memory import list_nodes
 from drgn_ss.kernel.program import prog_cached
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from drgn_ss.kernel.type_sources import TypeSource
 
 __all__ = ["KernelModule", "MAX_MODULE_BTF", "MAX_MODULE_SYMBOLS", "ModuleTypes", "kernel_module",
-           "kernel_modules", "module_source"]
+           "kernel_modules", "load_module_dwarf", "module_source"]
 
 #: Bounds past which a module's tables are taken for damage.
 MAX_MODULE_SYMBOLS = 1 << 20
@@ -147,6 +149,10 @@ def module_source(prog: Program, module: str) -> SourceFor:
             return types
         except LookupError:
             pass
+        if types.name == "DWARF" and load_module_dwarf(prog, module):
+            with contextlib.suppress(LookupError):
+                types.type(type_name)
+                return types
         loaded = kernel_module(prog, module)
         if loaded is None:
             raise LookupError(f"module {module} is not loaded")
@@ -183,3 +189,21 @@ def kernel_modules(prog: Program) -> dict[str, KernelModule]:
 def kernel_module(prog: Program, name: str) -> KernelModule | None:
     """The loaded module of this name (``sctp``, ``vsock``), or None if it is not loaded."""
     return kernel_modules(prog).get(name)
+
+
+def load_module_dwarf(prog: Program, name: str) -> bool:
+    """
+    Load a module's debug info (DWARF) where drgn finds it (the -dbg package's path, or a
+    file given with ``-s``), for a run that reads the kernel's DWARF; whether it is loaded.
+    """
+    try:
+        for module, _new in prog.loaded_modules():
+            if module.name != name:
+                continue
+            if module.wants_debug_file():
+                prog.find_standard_debug_info([module])
+            return not module.wants_debug_file()
+    except Exception as e:  # drgn walks the module list itself: a damaged one, or no DWARF for it
+        if not is_damage(e) and not isinstance(e, (LookupError, ValueError)):
+            raise
+    return False

@@ -5,11 +5,12 @@ netlink, packet, unix, raw, UDP, TCP, ...): each family's module walks its own t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from drgn import FaultError, Program
 from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.facts import kernel_facts
+from drgn_ss.kernel.modules import kernel_module
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.inet import inet_sockets
 from drgn_ss.sockets.mptcp import mptcp_sockets
@@ -20,7 +21,7 @@ from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.unix import unix_sockets
 from drgn_ss.sockets.vsock import vsock_sockets
 
-__all__ = ["LISTED", "UNIX_NETIDS", "family_sockets"]
+__all__ = ["LISTED", "NOT_READ", "UNIX_NETIDS", "family_sockets"]
 
 UNIX_NETIDS = ("u_str", "u_dgr", "u_seq")
 #: The netids drgn-ss lists.
@@ -56,13 +57,44 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     if inet:
         out += inet_sockets(prog, nets, inet, listening, established, errors, inodes, cgroups)
     if "v_str" in protos or "v_dgr" in protos:
-        out += vsock_sockets(prog, nets, errors)
+        out += _of_module(lambda: vsock_sockets(prog, nets, errors), "vsock", errors)
     if "mptcp" in protos:
         out += mptcp_sockets(prog, nets, families, states, errors, cgroups)
+    _not_read(prog, protos, errors)
     if len(nets) > 1:  # each namespace's, in the order given
         rank = _ranks(prog, nets)
         out.sort(key=lambda s: rank.get(s[14], len(rank)))  # s.netns
     return out
+
+
+#: Tables ss lists that drgn-ss does not read yet, by the module that has their sockets.
+NOT_READ = {"sctp": "sctp", "dccp": "dccp"}
+
+
+def _not_read(prog: Program, protos: Sequence[str], errors: WalkErrors | None) -> None:
+    """Say which tables asked for are not read though their module is loaded (it may hold sockets)."""
+    for table, module in NOT_READ.items():
+        if table in protos and errors is not None:
+            try:
+                loaded = kernel_module(prog, module) is not None
+            except (FaultError, LookupError):
+                loaded = False
+            if loaded:
+                errors.leave_out(table.upper(), "drgn-ss does not read them yet")
+
+
+def _of_module(sockets: Callable[[], list[Socket]], family: str, errors: WalkErrors | None) -> list[Socket]:
+    """
+    The sockets of a family built as a module, or none if its types cannot be had (no debug
+    info for the module, no BTF), which ``errors`` notes (or raises LookupError without it).
+    """
+    try:
+        return sockets()
+    except LookupError as e:
+        if errors is None:
+            raise
+        errors.leave_out(family, str(e))
+        return []
 
 
 def _ranks(prog: Program, nets: list[int]) -> dict[int, int]:

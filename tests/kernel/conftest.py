@@ -5,7 +5,9 @@ The target comes from the environment (set by ``python -m vmtests test``):
 - ``DRGN_SS_TARGET``: ``live`` (the running kernel: in a vmtests guest),
   ``core:PATH`` (a dump) or ``qemu:SOCKET`` (a running guest over QMP).
   Unset: ``live`` where /proc/kcore exists, otherwise every test is skipped.
-- ``DRGN_SS_VMLINUX``: the debug vmlinux for ``core`` and ``qemu`` targets.
+- ``DRGN_SS_VMLINUX``: the debug vmlinux for ``core`` and ``qemu`` targets;
+  ``DRGN_SS_MODULE_DEBUG``: the debug files of the modules the families need (vsock, sctp),
+  colon-separated.
 - ``DRGN_SS_NO_DEBUG_INFO=1``: the target has no debug info (vmtests' btf mode): the
   Program loads none, and drgn-ss reads the kernel's BTF and kallsyms.
 - ``DRGN_SS_WORKLOAD``: for ``core`` and ``qemu``, the JSON line that
@@ -105,7 +107,8 @@ def prog(target: Target) -> drgn.Program:
         assert target.path is not None
         set_qemu(prog, target.path)  # as drgn-ss --qemu does
     if os.environ.get("DRGN_SS_NO_DEBUG_INFO") != "1":
-        prog.load_debug_info([target.vmlinux] if target.vmlinux else [], main=True)
+        modules = [path for path in os.environ.get("DRGN_SS_MODULE_DEBUG", "").split(":") if path]
+        prog.load_debug_info([target.vmlinux, *modules] if target.vmlinux else [], main=True)
     return prog
 
 

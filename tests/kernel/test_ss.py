@@ -197,6 +197,11 @@ def test_same_lines_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: st
     absent = "-M" in opts.split()[0] and "t" not in opts.split()[0] and not workload.get("mptcp", True)
     assert expected.strip() or absent, f"ss -H {opts} printed nothing: the workload is not running"
     code, got, err = ours(prog, opts, capsys)
+    if code == 3 and "sockets are not listed: " in err:
+        # A family built as a module, without the module's debug info (the btf mode) on a
+        # kernel that keeps no BTF for its modules (5.10): said in one line, the rest listed.
+        assert os.environ.get("DRGN_SS_NO_DEBUG_INFO") == "1" and "before 5.11" in err, err
+        pytest.skip(err.strip())
     if code == 3 and workload.get("dump_level", 0) & 8:
         # makedumpfile's "user pages" filter (level 8) can drop kernel pages (1.7.2 does not
         # know 6.10+'s slab page type): then the listing must be partial and say so, and

@@ -12,8 +12,8 @@ tests and as the SETUP of the dump and ``drgn --qemu`` modes. It opens:
 - a listener shared by two processes (fork), a SO_REUSEPORT group across two
   processes, and a listener in a second network namespace (never listed);
 - unix (:func:`open_unix`), raw (:func:`open_raw`), packet (:func:`open_packet`),
-  netlink (:func:`open_netlink`) and MPTCP (:func:`open_mptcp`) sockets, each held by two
-  processes, and some in the other namespaces.
+  netlink (:func:`open_netlink`), MPTCP (:func:`open_mptcp`) and vsock (:func:`open_vsock`)
+  sockets, each held by two processes, and some in the other namespaces.
 
 Then it runs ``ss -H`` with each of :data:`OPTION_SETS`, scans /proc for socket
 owners, prints one ``WORKLOAD {json}`` line and ``READY``, and keeps everything
@@ -92,6 +92,9 @@ OPTION_SETS = (
     "-Mane",
     "-Mlp",
     "-tMan",
+    "--vsock -an",
+    "--vsock -anp",
+    "--vsock -a",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -393,6 +396,25 @@ def open_mptcp() -> list[socket.socket]:
     return [listener4, listener6, client, served, waiting]
 
 
+VSOCK_PORT = 7012
+VMADDR_CID_LOCAL = 1  # include/uapi/linux/vm_sockets.h
+
+
+def open_vsock() -> list[socket.socket]:
+    """
+    vsock sockets through the loopback transport (vsock_loopback): a listener on the local
+    context id, an accepted connection, an unbound socket.
+    """
+    vs = socket.AF_VSOCK
+    listener = socket.socket(vs, socket.SOCK_STREAM)
+    listener.bind((VMADDR_CID_LOCAL, VSOCK_PORT))
+    listener.listen(2)
+    client = socket.socket(vs, socket.SOCK_STREAM)
+    client.connect((VMADDR_CID_LOCAL, VSOCK_PORT))
+    served, _ = listener.accept()
+    return [listener, client, served, socket.socket(vs, socket.SOCK_STREAM)]
+
+
 #: A netlink port id the workload binds (no pid is that high: ss shows it as a number).
 NETLINK_PORT = 4000001
 
@@ -485,7 +507,7 @@ def open_everything() -> tuple[list[Any], list[int]]:
             listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
     # Unix, raw and packet sockets, each held by this process and a child.
-    more = open_unix() + open_raw() + open_packet() + open_netlink() + open_mptcp()
+    more = open_unix() + open_raw() + open_packet() + open_netlink() + open_mptcp() + open_vsock()
     held += more
     pids.append(child("ss-holder", more))
 
