@@ -309,7 +309,8 @@ def test_drgn_ss_deep_filter_is_parsed_then_the_kernel_opened(words: list[str]) 
     (["-td"], f"-d (DCCP sockets) is not supported yet: {FAMILY}"),
     (["-Afoo"], '"foo" is illegal socket table id'),
     (["-f", "bar"], '"bar" is invalid family'),
-    (["-N", "ns1", "-t"], "-N (a named network namespace) is not supported: use --netns"),
+    (["-N", "ns1", "--all-netns"], "-N names one namespace: it does not go with --netns or --all-netns"),
+    (["-xa", "--peers"], "--peers shows the processes holding a unix socket's peer: give -p too"),
     (["-K"], "-K (close sockets) is not supported: drgn-ss reads kernel memory, it never changes it"),
 ])
 def test_drgn_ss_names_the_ss_options_it_lacks(argv: list[str], message: str) -> None:
@@ -600,3 +601,20 @@ def test_symbols_of_another_build_fail_at_once_on_a_warm_cache(tmp_path: Path) -
         f"drgn-ss: {vmlinux} (build ID {OTHER_BUILD_ID}) does not match kernel 6.1.0-18-cloud-amd64 "
         f"(build ID {BUILD_ID}): give the vmlinux of that exact build "
         "(linux-image-6.1.0-18-cloud-amd64-dbg)\n")
+
+
+def test_filter_file_lines_follow_the_command_line(tmp_path: Path) -> None:
+    """-F FILE: its lines after the command line's words, # and 0 lines skipped, as ss's lexer."""
+    from drgn_ss.commands.ss import _selection
+
+    path = tmp_path / "filter"
+    path.write_text("( sport = :22\n# a comment\n0 skipped\n or dport = :80 )\n")
+    args = build_parser("drgn-ss", True).parse_args(["-t", "-F", str(path)])
+    expr = _selection(args).expr
+    assert expr is not None and [c.what for c in expr.conditions()] == ["src", "dst"]
+    args = build_parser("drgn-ss", True).parse_args(["-t", "-F", str(path), "not", "src", "10.0.0.1", "and"])
+    expr = _selection(args).expr
+    assert expr is not None and len(expr.conditions()) == 3
+    path.write_text("x" * 1100 + "\n")
+    with pytest.raises(Exception, match="Too long line in filter"):
+        _selection(build_parser("drgn-ss", True).parse_args(["-t", "-F", str(path)]))

@@ -39,6 +39,7 @@ from drgn_ss.commands.program import add_program_options, check_kernel, no_debug
 from drgn_ss.kernel.crash import crash_summary, crash_summary_without_debug_info, dump_summary, panicked
 from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.facts import kernel_facts, use_btf
+from drgn_ss.kernel.program import is_local_live
 from drgn_ss.namespaces import (
     ifname_resolver,
     local_port_range,
@@ -107,21 +108,16 @@ NOT_SUPPORTED = (
     NotSupported(("-d", "--dccp"), "DCCP sockets"),
     NotSupported(("--tipc",), "TIPC sockets"),
     NotSupported(("--xdp",), "XDP sockets"),
-    NotSupported(("-r", "--resolve"), "resolve host names", "addresses are shown as numbers"),
     NotSupported(("-T", "--threads"), "threads using each socket", "-p shows the processes"),
     NotSupported(("-b", "--bpf"), "socket BPF filters", "drgn-ss does not decode them"),
     NotSupported(("-E", "--events"), "sockets as they are destroyed",
                  "drgn-ss reads kernel memory once, it does not follow events"),
     NotSupported(("-Z", "--context"), "SELinux contexts", "drgn-ss does not read them"),
     NotSupported(("-z", "--contexts"), "SELinux contexts", "drgn-ss does not read them"),
-    NotSupported(("-N", "--net"), "a named network namespace",
-                 "use --netns (an inode number, a pid or /run/netns/NAME)", True),
     NotSupported(("-K", "--kill"), "close sockets", "drgn-ss reads kernel memory, it never changes it"),
     NotSupported(("-O", "--oneline"), "one line per socket", "drgn-ss prints ss's default layout"),
     NotSupported(("-D", "--diag"), "raw diag records to a file", "drgn-ss reads no netlink diag", True),
-    NotSupported(("-F", "--filter"), "a filter read from a file", "give the filter as arguments", True),
     NotSupported(("--tos",), "ToS and priority", "drgn-ss does not show them"),
-    NotSupported(("--cgroup",), "cgroup paths", "-e shows each socket's cgroup"),
     NotSupported(("--inet-sockopt",), "inet socket options", "drgn-ss does not show them"),
     NotSupported(("--tipcinfo",), "TIPC socket details", FAMILY),
 )
@@ -223,6 +219,15 @@ def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     p.add_argument("-6", "--ipv6", action=TableOption, kind="family", value="inet6",
                    help="IPv6 sockets only (with -4: the later one)")
     p.add_argument("-H", "--no-header", action="store_true", help="do not print the header line")
+    p.add_argument("-r", "--resolve", action="store_true",
+                   help="show host names for addresses, as this host's resolver names them (as ss)")
+    p.add_argument("-F", "--filter", metavar="FILE", dest="filter_file",
+                   help="read the filter expression from FILE (- for stdin), after any on the command "
+                   "line; lines starting with # are skipped, as ss reads them")
+    p.add_argument("-N", "--net", metavar="NAME", dest="named_netns",
+                   help="the sockets of the network namespace ip-netns calls NAME (/run/netns/NAME): "
+                   "on the live kernel only")
+    p.add_argument("--cgroup", action="store_true", help="show each TCP, UDP and raw socket's cgroup path")
 
 
 def _add_own_options(p: argparse.ArgumentParser) -> None:
@@ -259,6 +264,9 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
                    help="work out struct layouts from the kernel's own BTF and symbol addresses from "
                    "its kallsyms, even where debug info is installed (without debug info, this is "
                    "what happens anyway, and drgn-ss says so)")
+    p.add_argument("--peers", action="store_true",
+                   help="with -p, show the processes holding each unix socket's peer as "
+                   "peer:((\"COMMAND\",pid=PID,fd=FD),...) (not in ss)")
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
                    help="where -p finds processes: a walk of the kernel's tasks and file tables "
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
@@ -289,6 +297,10 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args.prog_name = prog_name
         args.started = started
         selection = _selection(args)  # bad options fail before the kernel is opened
+        if args.named_netns and (args.netns is not None or args.all_netns):
+            raise UsageError("-N names one namespace: it does not go with --netns or --all-netns")
+        if args.peers and not args.processes:
+            raise UsageError("--peers shows the processes holding a unix socket's peer: give -p too")
         if args.summary and (args.json or args.ndjson):
             raise UsageError("the summary is text: it does not go with --json")
         if args.header and (args.json or args.ndjson):
@@ -318,6 +330,8 @@ def run(prog: Program, argv: Sequence[str], out: TextIO | None = None,
 def _selection(args: argparse.Namespace) -> Selection:
     """The sockets the options select; a bad option or state name is a usage error."""
     states, expression = _parse_filter(args.filter)
+    if getattr(args, "filter_file", None):
+        expression = [*expression, *_filter_file(args.filter_file)]
     try:
         return build_selection(args.tables, SS_ALL if args.all else SS_LISTENING if args.listening else 0,
                                states, expression)
@@ -325,6 +339,25 @@ def _selection(args: argparse.Namespace) -> Selection:
         raise UsageError(f"bad filter: {e}\n{e.pointer()}") from None
     except SelectionError as e:
         raise UsageError(str(e)) from None
+
+
+def _filter_file(path: str) -> list[str]:
+    """ss's -F: the lines of a file (stdin for a name starting with -), as ss's lexer reads them."""
+    try:
+        if path.startswith("-"):
+            text = sys.stdin.buffer.read()
+        else:
+            with open(path, "rb") as f:
+                text = f.read(1 << 20)
+    except OSError as e:
+        raise UsageError(f"cannot read the filter file {path}: {e.strerror}") from None
+    lines = []
+    for raw in text.decode("utf-8", "surrogateescape").split("\n"):
+        if len(raw) >= 1023:
+            raise UsageError("Too long line in filter")
+        if raw and raw[0] not in "#0":
+            lines.append(raw)
+    return lines
 
 
 def _list(prog: Program, args: argparse.Namespace, selection: Selection, out: TextIO) -> int:
@@ -365,7 +398,8 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         ifname = ifname_resolver(prog, errors)
         socks = selection.select(family_sockets(
             prog, nets, selection.protos, listening, established, errors,
-            inodes=args.extended or (args.processes and owners_by == "ino"), cgroups=args.extended,
+            inodes=args.extended or (args.processes and owners_by == "ino"),
+            cgroups=args.extended or args.cgroup,
             details=args.extended, families=selection.families, states=selection.states), ifname)
         t2 = time.perf_counter()
         if owners is not None and owners_by == "sock":
@@ -380,6 +414,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
                         ifname, owners, args.extended, args.options, owners_by, tags, skmem, tcp_info,
                         _process_names(prog, socks, args.numeric, errors))
         fmt.dg_proto = next((p for p in ("tcp", "udp", "raw") if p in selection.protos), None)
+        fmt.resolve, fmt.show_cgroup, fmt.peers = args.resolve and not args.numeric, args.cgroup, args.peers
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:
@@ -478,6 +513,11 @@ def _namespaces(prog: Program, args: argparse.Namespace, errors: WalkErrors
     The namespaces to list (``struct net *`` addresses) and, for --all-netns, what tells
     each apart: its inode number -> its tag.
     """
+    if getattr(args, "named_netns", None):
+        if not is_local_live(prog):
+            raise Failure(f"-N {args.named_netns}: names a namespace of this machine's kernel (ip netns); "
+                          "on a dump, use --netns INODE or PID")
+        args.netns = os.path.join("/run/netns", args.named_netns)
     if args.netns is not None:
         try:
             return [netns_of(prog, args.netns)], None

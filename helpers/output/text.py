@@ -28,7 +28,7 @@ from drgn_ss.sockets.netlink import AF_NETLINK
 from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.raw import RawExtra, raw_netid
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
-from drgn_ss.sockets.unix import AF_UNIX
+from drgn_ss.sockets.unix import AF_UNIX, UnixExtra
 from drgn_ss.sockets.vsock import AF_VSOCK, VsockExtra, vsock_netid
 
 if TYPE_CHECKING:
@@ -131,6 +131,9 @@ class Formatter:
         #: The protocol ss names MPTCP's and SCTP's ports after: the last of raw, UDP and TCP
         #: it listed (its dg_proto), None if none (any protocol's name).
         self.dg_proto: str | None = "tcp"
+        #: -r: host names for addresses; --cgroup: each inet socket's cgroup; --peers: the
+        #: holders of each unix socket's peer.
+        self.resolve = self.show_cgroup = self.peers = False
         #: A process's command by pid (None: no such process), for netlink port ids.
         self.process_name: Callable[[int], str | None] = process_name or (lambda pid: None)
         if tcp_info is not None:  # -i's printer, imported once and only for -i (start-up)
@@ -183,6 +186,10 @@ class Formatter:
         text = self._hosts.get(key)
         if text is None:
             text = self._hosts[key] = self.host(addr, family, v6only)
+            if self.resolve and text != "*":  # format_host(): the resolver's name, else the number
+                with contextlib.suppress(OSError, UnicodeError):
+                    name = socket.gethostbyaddr(address_text(addr))[0]
+                    text = self._hosts[key] = escape_name(name)
         return text
 
     def users(self, key: int) -> str:
@@ -264,13 +271,23 @@ class Formatter:
                 return users
             if s.family == AF_NETLINK:  # netlink_show_sock(): no users; details, a tab and skmem
                 return (netlink_details(s) if self.details else "") + ("\t" + skmem if skmem else "")
+            if self.peers and s.family == AF_UNIX:
+                users += self._peer_users(s)
             return users + skmem + (unix_details(s) if self.details else "")  # unix_show_sock()
         if self.timers and s.timer:
             name = TIMER_NAMES[min(s.timer, 5)]
             users += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
         if self.details:
             users += self.extended(s)
+        if self.show_cgroup and s.cgroup is not None:  # --cgroup: after -e, as ss
+            users += f" cgroup:{escape_name(s.cgroup)}"
         return users
+
+    def _peer_users(self, s: Socket) -> str:
+        """--peers: `` peer:((...))``, the holders of a unix socket's peer (as ``users:``)."""
+        peer = cast(UnixExtra, s.extra).peer if self.owners_by == "sock" else s.dport
+        users = self.users(peer) if peer else ""
+        return " peer:" + users[len(" users:"):] if users else ""
 
     def columns(self, socks: Sequence[Socket]) -> list[list[str]]:
         """
@@ -301,7 +318,7 @@ class Formatter:
             process = self._users_cells(keys)
         else:
             process = [""] * n
-        if self.timers or self.details or self.skmem is not None:
+        if self.timers or self.details or self.skmem is not None or self.show_cgroup or self.peers:
             process = list(map(self._process, socks, process))
         if self.netns_tags is not None:
             tags = {inum: tag.text() for inum, tag in self.netns_tags.items()}
@@ -382,7 +399,12 @@ class Formatter:
             return netlink_fields(s, self.details)
         if s.family == AF_VSOCK:
             return vsock_fields(s)
-        return unix_fields(s, self.details)
+        fields = unix_fields(s, self.details)
+        if self.peers and self.owners is not None:
+            peer = cast(UnixExtra, s.extra).peer if self.owners_by == "sock" else s.dport
+            fields["peer_owners"] = [{"command": json_name(o.comm), "pid": o.pid, "fd": o.fd}
+                                     for o in (self.owners.get(peer, ()) if peer else ())]
+        return fields
 
     def _second_line(self, cell: str, s: Socket) -> str:
         """

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 
 from drgn import FaultError, Program
-from drgn_ss.kernel.damage import WalkErrors
+from drgn_ss.kernel.damage import WalkErrors, tolerate
 from drgn_ss.kernel.facts import kernel_facts
 from drgn_ss.kernel.modules import kernel_module
 from drgn_ss.kernel.target import kernel_memory
@@ -94,7 +94,9 @@ def _of_module(sockets: Callable[[], list[Socket]], family: str, errors: WalkErr
         if errors is None:
             raise
         errors.leave_out(family, str(e))
-        return []
+    except FaultError as e:  # the module list, or the module's tables, cannot be read
+        tolerate(errors, "tables", e)
+    return []
 
 
 def _ranks(prog: Program, nets: list[int]) -> dict[int, int]:

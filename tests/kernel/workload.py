@@ -95,6 +95,9 @@ OPTION_SETS = (
     "--vsock -an",
     "--vsock -anp",
     "--vsock -a",
+    "-tlr",
+    "-tan --cgroup",
+    "-uan --cgroup",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
