@@ -84,7 +84,7 @@ class TableOption(argparse.Action):
 
 
 #: Socket families ss lists and drgn-ss does not yet: the reason they give.
-FAMILY = "drgn-ss lists TCP, UDP, MPTCP, raw, unix, packet, netlink and vsock sockets"
+FAMILY = "drgn-ss lists TCP, UDP, MPTCP, SCTP, raw, unix, packet, netlink and vsock sockets"
 
 
 class NotSupported(NamedTuple):
@@ -104,7 +104,6 @@ class NotSupported(NamedTuple):
 #: ss's options drgn-ss does not have, each refused in one line (exit status 2) rather than
 #: argparse's "unrecognized arguments". A family drgn-ss learns to list leaves this table.
 NOT_SUPPORTED = (
-    NotSupported(("-S", "--sctp"), "SCTP sockets"),
     NotSupported(("-d", "--dccp"), "DCCP sockets"),
     NotSupported(("--tipc",), "TIPC sockets"),
     NotSupported(("--xdp",), "XDP sockets"),
@@ -181,6 +180,7 @@ def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     p.add_argument("-t", "--tcp", action=TableOption, kind="table", value="tcp", help="TCP sockets")
     p.add_argument("-u", "--udp", action=TableOption, kind="table", value="udp", help="UDP sockets")
     p.add_argument("-M", "--mptcp", action=TableOption, kind="table", value="mptcp", help="MPTCP sockets")
+    p.add_argument("-S", "--sctp", action=TableOption, kind="table", value="sctp", help="SCTP sockets")
     p.add_argument("-w", "--raw", action=TableOption, kind="table", value="raw", help="raw sockets")
     p.add_argument("-0", "--packet", action=TableOption, kind="family", value="link",
                    help="packet sockets (p_raw, p_dgr)")

@@ -28,6 +28,7 @@ from drgn_ss.sockets.netlink import AF_NETLINK
 from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.raw import RawExtra, raw_netid
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
+from drgn_ss.sockets.sctp import SCTP_STATE_NAMES, SctpExtra
 from drgn_ss.sockets.unix import AF_UNIX, UnixExtra
 from drgn_ss.sockets.vsock import AF_VSOCK, VsockExtra, vsock_netid
 
@@ -275,7 +276,7 @@ class Formatter:
                 users += self._peer_users(s)
             return users + skmem + (unix_details(s) if self.details else "")  # unix_show_sock()
         if self.timers and s.timer:
-            name = TIMER_NAMES[min(s.timer, 5)]
+            name = "T3_RTX" if s.proto == "sctp" else TIMER_NAMES[min(s.timer, 5)]
             users += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
         if self.details:
             users += self.extended(s)
@@ -300,8 +301,11 @@ class Formatter:
             return [[] for _ in COLUMNS]
         socks = socks if isinstance(socks, list) else list(socks)
         cells = self._address_cells(socks)
-        for i in [i for i, s in enumerate(socks) if s[0] == "raw"]:  # named after its protocol
-            cells[0][i] = raw_netid(cast(RawExtra, socks[i].extra).protocol)
+        for i in [i for i, s in enumerate(socks) if s[0] in ("raw", "sctp")]:
+            if socks[i][0] == "raw":  # named after its protocol
+                cells[0][i] = raw_netid(cast(RawExtra, socks[i].extra).protocol)
+            elif cast(SctpExtra, socks[i].extra).association and socks[i].ino:  # is_sctp_assoc()
+                cells[0][i], cells[1][i] = "", f"`- {sctp_state_name(socks[i].state)}"
         proto, state, recv_q, send_q, local, sport, peer, dport = cells
         ifindex = list(map(operator.itemgetter(_IFINDEX), socks))
         if any(ifindex):
@@ -393,6 +397,10 @@ class Formatter:
         """The JSON fields only a socket's family has."""
         if s.proto == "raw":
             return {"protocol": cast(RawExtra, s.extra).protocol}
+        if s.proto == "sctp":
+            extra = cast(SctpExtra, s.extra)
+            return {"association": extra.association,
+                    "sctp_state": sctp_state_name(s.state) if extra.association else None}
         if s.family == AF_PACKET:
             return packet_fields(s, self.details)
         if s.family == AF_NETLINK:
@@ -437,6 +445,11 @@ class Formatter:
             list(map(host, zip(dst, v6only))),
             list(map(service, zip(dport, proto))),
         ]
+
+
+def sctp_state_name(state: int) -> str:
+    """ss's sctp_sstate_name[] of an association's state."""
+    return SCTP_STATE_NAMES[state] if 0 <= state < len(SCTP_STATE_NAMES) else "UNKNOWN"
 
 
 def _netid(s: Socket) -> str:

@@ -29,6 +29,7 @@ __all__ = [
 SS_MAX = 12
 SS_ALL = (1 << SS_MAX) - 1
 _PACKET = {"p_raw", "p_dgr"}
+_UNFILTERED = ("raw", "sctp")
 #: ss's default: every connected state.
 SS_CONN = SS_ALL & ~((1 << TCP_LISTEN) | (1 << TCP_CLOSE) | (1 << TCP_TIME_WAIT) | (1 << TCP_SYN_RECV))
 #: -l: listening TCP and unconnected UDP.
@@ -97,9 +98,9 @@ class Selection(NamedTuple):
             protos |= _PACKET
         if protos & {"v_str", "v_dgr"}:  # vsock_type_skip() never skips SEQPACKET sockets
             protos.add("v_seq")
-        # raw_show() lists raw sockets in every state (raw_diag has no state filter)
+        # raw_diag lists raw sockets in every state; sctp_diag's passes are all its states do
         out = [s for s in socks
-               if s[0] in protos and s[1] in families and (states >> s[2] & 1 or s[0] == "raw")]
+               if s[0] in protos and s[1] in families and (states >> s[2] & 1 or s[0] in _UNFILTERED)]
         if self.expr is not None:
             self.expr.ifname = ifname
             out = list(filter(self.expr.matches, out))

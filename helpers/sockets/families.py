@@ -18,6 +18,7 @@ from drgn_ss.sockets.netlink import netlink_sockets
 from drgn_ss.sockets.packet import packet_sockets
 from drgn_ss.sockets.raw import raw_sockets
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
+from drgn_ss.sockets.sctp import sctp_sockets
 from drgn_ss.sockets.unix import unix_sockets
 from drgn_ss.sockets.vsock import vsock_sockets
 
@@ -25,7 +26,7 @@ __all__ = ["LISTED", "NOT_READ", "UNIX_NETIDS", "family_sockets"]
 
 UNIX_NETIDS = ("u_str", "u_dgr", "u_seq")
 #: The netids drgn-ss lists.
-LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp", "v_str", "v_dgr", "mptcp")
+LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp", "sctp", "v_str", "v_dgr", "mptcp")
 
 
 def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[str],
@@ -56,6 +57,8 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     inet = tuple(p for p in ("udp", "tcp") if p in protos)
     if inet:
         out += inet_sockets(prog, nets, inet, listening, established, errors, inodes, cgroups)
+    if "sctp" in protos:
+        out += _of_module(lambda: sctp_sockets(prog, nets, families, states, errors, cgroups), "SCTP", errors)
     if "v_str" in protos or "v_dgr" in protos:
         out += _of_module(lambda: vsock_sockets(prog, nets, errors), "vsock", errors)
     if "mptcp" in protos:
@@ -68,7 +71,7 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
 
 
 #: Tables ss lists that drgn-ss does not read yet, by the module that has their sockets.
-NOT_READ = {"sctp": "sctp", "dccp": "dccp"}
+NOT_READ = {"dccp": "dccp"}
 
 
 def _not_read(prog: Program, protos: Sequence[str], errors: WalkErrors | None) -> None:

@@ -12,8 +12,8 @@ tests and as the SETUP of the dump and ``drgn --qemu`` modes. It opens:
 - a listener shared by two processes (fork), a SO_REUSEPORT group across two
   processes, and a listener in a second network namespace (never listed);
 - unix (:func:`open_unix`), raw (:func:`open_raw`), packet (:func:`open_packet`),
-  netlink (:func:`open_netlink`), MPTCP (:func:`open_mptcp`) and vsock (:func:`open_vsock`)
-  sockets, each held by two processes, and some in the other namespaces.
+  netlink (:func:`open_netlink`), MPTCP (:func:`open_mptcp`), SCTP (:func:`open_sctp`) and
+  vsock (:func:`open_vsock`) sockets, each held by two processes, and some in the other namespaces.
 
 Then it runs ``ss -H`` with each of :data:`OPTION_SETS`, scans /proc for socket
 owners, prints one ``WORKLOAD {json}`` line and ``READY``, and keeps everything
@@ -95,6 +95,10 @@ OPTION_SETS = (
     "--vsock -an",
     "--vsock -anp",
     "--vsock -a",
+    "-Sanp",
+    "-Sane",
+    "-Slp",
+    "-S",
     "-tlr",
     "-tan --cgroup",
     "-uan --cgroup",
@@ -399,6 +403,35 @@ def open_mptcp() -> list[socket.socket]:
     return [listener4, listener6, client, served, waiting]
 
 
+IPPROTO_SCTP = 132
+
+
+def open_sctp() -> list[socket.socket]:
+    """
+    SCTP sockets (the sctp module): one-to-one listeners on IPv4 and IPv6, each with an
+    accepted association (unread data on one), and a one-to-many socket listening with none.
+    """
+    stream = socket.SOCK_STREAM
+    listener4 = socket.socket(socket.AF_INET, stream, IPPROTO_SCTP)
+    listener4.bind(("127.0.0.1", 7020))
+    listener4.listen(3)
+    client4 = socket.socket(socket.AF_INET, stream, IPPROTO_SCTP)
+    client4.connect(("127.0.0.1", 7020))
+    served4, _ = listener4.accept()
+    client4.send(b"s" * 50)
+    listener6 = socket.socket(socket.AF_INET6, stream, IPPROTO_SCTP)
+    listener6.bind(("::1", 7021))
+    listener6.listen(2)
+    client6 = socket.socket(socket.AF_INET6, stream, IPPROTO_SCTP)
+    client6.connect(("::1", 7021))
+    served6, _ = listener6.accept()
+    many = socket.socket(socket.AF_INET, socket.SOCK_SEQPACKET, IPPROTO_SCTP)
+    many.bind(("127.0.0.1", 7022))
+    many.listen(1)
+    time.sleep(0.3)  # the handshakes' last chunks
+    return [listener4, client4, served4, listener6, client6, served6, many]
+
+
 VSOCK_PORT = 7012
 VMADDR_CID_LOCAL = 1  # include/uapi/linux/vm_sockets.h
 
@@ -510,7 +543,8 @@ def open_everything() -> tuple[list[Any], list[int]]:
             listener(v4, "127.0.0.1", 7005), udp_bound(v6, "::1", 7005)])))
 
     # Unix, raw and packet sockets, each held by this process and a child.
-    more = open_unix() + open_raw() + open_packet() + open_netlink() + open_mptcp() + open_vsock()
+    more = (open_unix() + open_raw() + open_packet() + open_netlink() + open_mptcp() + open_sctp()
+            + open_vsock())
     held += more
     pids.append(child("ss-holder", more))
 
