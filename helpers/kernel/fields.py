@@ -79,7 +79,9 @@ def field(prog: Program, type_name: str, path: str) -> Field:
     bit_offset, type_, bits = _resolve(prog.type(type_name), path)
     t = type_.unaliased()
     if t.kind == TypeKind.ENUM:
-        t = t.type.unaliased() if t.type is not None else t
+        if t.type is None:  # BTF names no compatible integer type: an enum's own size and sign
+            return Field(bit_offset // 8, t.size, bool(getattr(t, "is_signed", False)))
+        t = t.type.unaliased()
     if t.kind == TypeKind.POINTER:
         return Field(bit_offset // 8, t.size, False)
     if t.kind not in (TypeKind.INT, TypeKind.BOOL):
