@@ -68,6 +68,8 @@ OPTION_SETS = (
     # Every family at once, as ss lists them without a family option; then each family's own
     # text (-e, -m), ss's defaults for a family (its states), queries.
     "-anp",
+    "-xanp",
+    "-0anp",
     "-xane",
     "-xanm",
     "-x",
