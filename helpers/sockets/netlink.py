@@ -100,7 +100,7 @@ class _Lister:
 
     def chains(self, chains: Chains, walked: Walked, multicast: bool) -> None:
         """Every socket of some chains (the hash's, or mc_list's: then only those not hashed)."""
-        size, least = self.L.size, chains.link + 8
+        size, least = self.L.size, max(chains.link + 8, self.L.common.size)
         for first in chains.heads:
             for addr, buf in chain_entries(self.mem, first, chains, size, least, self.errors, None, walked):
                 try:

@@ -196,7 +196,8 @@ def packet_sockets(prog: Program, nets: int | Sequence[int],
                 raise
             tolerate(errors, "namespaces", e)
             continue
-        for addr, buf in chain_entries(mem, chains.heads[0], chains, size, L.link + 8, errors, None, walked):
+        least = max(L.link + 8, L.common.size)  # the common fields at least, where a page is missing
+        for addr, buf in chain_entries(mem, chains.heads[0], chains, size, least, errors, None, walked):
             sk_net, family, cookie, refcnt = L.common.unpack(buf)
             if not refcnt:
                 continue

@@ -87,7 +87,7 @@ def raw_sockets(prog: Program, nets: int | Sequence[int], families: Sequence[int
 def _walk(decoder: FullSockDecoder, chains: Chains, family: int, walked: Walked, errors: WalkErrors | None,
           out: list[Socket]) -> None:
     """Decode a table's sockets of the listed namespaces into ``out``; count what fails."""
-    size, least = max(decoder.L.size, chains.link + 8), chains.link + 8
+    size, least = max(decoder.L.size, chains.link + 8), max(chains.link + 8, decoder.L.common.size)
     for first in chains.heads:
         for addr, buf in chain_entries(decoder.mem, first, chains, size, least, errors, None, walked):
             try:

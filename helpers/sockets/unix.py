@@ -251,7 +251,9 @@ def unix_sockets(prog: Program, nets: int | Sequence[int], errors: WalkErrors | 
             continue
         size = max(L.size, chains.link + 8)
         for first in chains.heads:
-            for addr, buf in chain_entries(mem, first, chains, size, L.link_end, errors, None, walked):
+            # At least the common fields: a chain walk gives less where the rest is not in the dump.
+            least = max(L.link_end, L.common.size)
+            for addr, buf in chain_entries(mem, first, chains, size, least, errors, None, walked):
                 _add(decoder, addr, buf, inums, table_net, found, errors)
     return [s for net in inums for s in found[net]]
 
