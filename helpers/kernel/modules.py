@@ -66,8 +66,10 @@ class KernelModule:
     def _registered_btf(self) -> tuple[int, int]:
         try:
             return _btf_blob(self.prog, self.address)
-        except (LookupError, FaultError):
+        except LookupError:  # no btf_modules list in this kernel
             return 0, 0
+        except FaultError as e:  # a dump without those pages says so rather than "no BTF"
+            raise LookupError(f"module {self.name}'s BTF cannot be read ({e})") from None
 
     def variable(self, name: str) -> int | None:
         """A symbol's address in this boot (a variable's, a function's), or None."""
