@@ -9,10 +9,12 @@ import os
 from typing import Any
 
 from drgn_ss.kernel.strings import safe_line
+from drgn_ss.output.sockopt import sockopt_text, tos_text
 from drgn_ss.output.tcpinfo import tcp_info_text
 from drgn_ss.output.text import TIMER_NAMES, escape_name, ms_timer, skmem_text
 from drgn_ss.sockets.inet import SKMEM_FIELDS
 from drgn_ss.sockets.raw import raw_netid
+from drgn_ss.sockets.sockopt import InetTos
 from drgn_ss.sockets.tcpinfo import TcpInfo
 
 
@@ -81,6 +83,10 @@ def _process(obj: dict[str, Any]) -> str:
             out += f' v6only:{int(obj["v6only"])}'
         if obj["shutdown"] is not None:
             out += f' {"-" if obj["shutdown"] & 1 else "<"}-{"-" if obj["shutdown"] & 2 else ">"}'
+    if obj.get("tos") is not None:  # --tos, then --inet-sockopt on a line of its own
+        out += tos_text(InetTos(obj["tos"], obj["tclass"], obj["class_id"]))
+    if obj.get("inet_sockopt") is not None:
+        out += "\n\t" + sockopt_text(tuple(obj["inet_sockopt"]))
     out += _netns(obj)
     if "skmem" in obj or ("tcp_info" in obj and obj["netid"] == "tcp"):  # -m, -i: after "\n\t"
         out += "\n\t"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from drgn_ss.commands.ss import FAMILY, build_parser
+from drgn_ss.commands.ss_parser import FAMILY, build_parser
 from drgn_ss.selection.tables import AF_INET, AF_INET6, AF_UNIX
 
 from vmtests.config import REPO
@@ -330,7 +330,7 @@ SS_HELP_OPTIONS = """
 def test_every_ss_option_is_had_or_refused_by_name() -> None:
     """ss's options (iproute2 6.1's ss --help): each is drgn-ss's, or refused in its own words."""
     from drgn_ss.commands.common import UsageError
-    from drgn_ss.commands.ss import NOT_SUPPORTED
+    from drgn_ss.commands.ss_parser import NOT_SUPPORTED
 
     ss_options = set(SS_HELP_OPTIONS.split())
     parser = build_parser("drgn-ss", True)

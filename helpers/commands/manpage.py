@@ -43,7 +43,7 @@ def ss_parser() -> argparse.ArgumentParser:
     """``drgn-ss``'s own parser, as ``drgn-ss --help`` prints it."""
     _package()
     _fixed_width()
-    from drgn_ss.commands.ss import build_parser
+    from drgn_ss.commands.ss_parser import build_parser
 
     return build_parser("drgn-ss", True)
 

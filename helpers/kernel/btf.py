@@ -128,6 +128,31 @@ class Btf:
         if pos != end:
             raise BtfError("BTF type section ends inside a type")
 
+    def constant(self, name: str) -> int:
+        """
+        An enum constant's value by its name, in any enum, anonymous ones too (as
+        :meth:`drgn.Program.constant`): a split BTF's own enums first, then its base's.
+
+        :raises LookupError: if no enum has it
+        """
+        wanted = set(self._name_offsets(name))
+        data, unpack = self.data, _TYPE.unpack_from
+        for pos in self.offsets[self._base_types + 1:]:
+            _name, info, _ = unpack(data, pos)
+            kind, vlen = info >> 24 & 0x1F, info & 0xFFFF
+            if kind in (KIND_ENUM, KIND_ENUM64):
+                step = 8 if kind == KIND_ENUM else 12
+                for i in range(vlen):
+                    at = pos + 12 + step * i
+                    if struct.unpack_from("<I", data, at)[0] in wanted:
+                        if kind == KIND_ENUM:
+                            return int(struct.unpack_from("<i", data, at + 4)[0])
+                        lo, hi = struct.unpack_from("<II", data, at + 4)
+                        return lo | hi << 32
+        if self.base is not None:
+            return self.base.constant(name)
+        raise LookupError(f"no enum constant {name}")
+
     def __len__(self) -> int:
         """The number of types (ids 1 .. len), a split BTF's base's included."""
         return len(self.offsets) - 1

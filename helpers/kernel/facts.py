@@ -350,17 +350,23 @@ class KernelFacts:
 
         return int(self.value(f"size:{type_name}", compute))
 
-    def enumerator(self, type_name: str, name: str) -> int:
+    def enumerator(self, type_name: str | None, name: str) -> int:
         """
-        The value of an enum's constant (``enum packet_sock_flags``, ``PACKET_SOCK_RUNNING``).
+        The value of an enum's constant (``enum packet_sock_flags``, ``PACKET_SOCK_RUNNING``);
+        ``type_name`` None: of an anonymous enum (``INET_FLAGS_RECVERR``).
 
         :raises LookupError: if the enum has no such constant
         """
         def compute(types: TypeSource) -> int | None:
+            if type_name is None:
+                try:
+                    return types.constant(name)
+                except LookupError:
+                    return None
             found = [e[1] for e in types.type(type_name).enumerators or () if e[0] == name]
             return int(found[0]) if found else None
 
-        value = self.value(f"enumerator:{type_name}:{name}", compute)
+        value = self.value(f"enumerator:{type_name or ''}:{name}", compute)
         if value is None:
             raise LookupError(f"no {name} in {type_name}")
         return int(value)

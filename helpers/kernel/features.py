@@ -83,6 +83,10 @@ class KernelLayout(NamedTuple):
     #: A TPACKET_V3 ring's block timeout is an hrtimer interval, ``interval_ktime`` (7.x),
     #: rather than ``retire_blk_tov`` in milliseconds.
     packet_interval_ktime: bool
+    #: An inet socket's options (IP_RECVERR, IP_FREEBIND...) are bits of ``inet->inet_flags``
+    #: numbered by an anonymous enum's ``INET_FLAGS_*`` (6.6+, "inet: introduce
+    #: inet->inet_flags"), rather than bitfields of ``struct inet_sock`` of their own.
+    inet_flags: bool
     #: An MPTCP socket's Recv-Q adds ``mptcp_sock.backlog_len`` (7.x) to its receive memory.
     mptcp_backlog_len: bool
 
@@ -116,6 +120,7 @@ def detect_layout(prog: TypeSource) -> KernelLayout:
         packet_flag_bits=not has_member(prog.type("struct packet_sock"), "running"),
         packet_vnet_hdr_sz=has_member(prog.type("struct packet_sock"), "vnet_hdr_sz"),
         packet_interval_ktime=has_member(prog.type("struct tpacket_kbdq_core"), "interval_ktime"),
+        inet_flags=has_member(prog.type("struct inet_sock"), "inet_flags"),
         mptcp_backlog_len=_type_has_member(prog, "struct mptcp_sock", "backlog_len"),
     )
 

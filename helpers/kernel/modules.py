@@ -124,6 +124,9 @@ class ModuleTypes:
     def variable_type(self, name: str) -> None:
         return None
 
+    def constant(self, name: str) -> int:
+        return self.module.btf().constant(name)
+
 
 def _btf_blob(prog: Program, module: int) -> tuple[int, int]:
     """Where the BTF the kernel registered for a module is (``btf_modules``), and its size; (0, 0) if none."""

@@ -37,6 +37,9 @@ class TypeSource(Protocol):
     def variable_type(self, name: str) -> Any | None:
         """A kernel variable's type, where the source knows it."""
 
+    def constant(self, name: str) -> int:
+        """An enum constant's value, in any enum (anonymous ones too); LookupError if none."""
+
 
 class OneType:
     """A TypeSource-like view of one type, named "" (for :func:`drgn_ss.kernel.fields.offset`)."""
@@ -76,6 +79,9 @@ class DwarfTypes:
         except LookupError:
             return None
 
+    def constant(self, name: str) -> int:
+        return int(self.prog.constant(name).value_())
+
 
 class BtfTypes:
     """
@@ -99,6 +105,9 @@ class BtfTypes:
 
     def variable_type(self, name: str) -> None:
         return None  # vmlinux BTF describes per-CPU variables only
+
+    def constant(self, name: str) -> int:
+        return self.btf.constant(name)
 
 
 def btf_types(prog: Program) -> BtfTypes:

@@ -5,7 +5,7 @@ link-layer protocol and the interface where inet sockets have an address and por
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from drgn_ss.kernel.strings import escape_name
@@ -19,6 +19,7 @@ from drgn_ss.sockets.packet import (
     PacketRing,
 )
 from drgn_ss.sockets.record import Socket
+from drgn_ss.sockets.sockfilter import Instruction
 
 __all__ = ["ETH_P_ALL", "LL_PROTO_NAMES", "ll_proto_text", "packet_cells", "packet_details", "packet_fields"]
 
@@ -63,25 +64,36 @@ def _ring_text(ring: PacketRing) -> str:
             f"frm_nr:{ring.frame_nr},tmo:{ring.retire_tmo},features:0x{ring.features:x}")
 
 
-def packet_details(s: Socket) -> str:
-    """``ss -e``'s text for a packet socket: uid, inode, cookie, then version, flags, rings, fanout."""
+def packet_details(s: Socket, oneline: bool = False) -> str:
+    """
+    ``ss -e``'s text for a packet socket: uid, inode, cookie, then version, flags, rings and
+    fanout, each on a line of its own (``oneline``, -O: on the socket's).
+    """
     extra = cast(PacketExtra, s.extra)
+    nl = " " if oneline else "\n\t"
     out = f" uid:{s.uid}" if s.uid else ""
     out += f" ino:{s.ino} sk:{s.cookie:x}"
     flags = extra.flags
     names = "".join(text for bit, text in ((PDI_RUNNING, "running"), (PDI_AUXDATA, " auxdata"),
                                            (PDI_ORIGDEV, " origdev"), (PDI_VNETHDR, " vnethdr"),
                                            (PDI_LOSS, " loss")) if flags & bit)
-    out += f"\n\tver:{extra.version} cpy_thresh:{extra.copy_thresh} flags( {names or '0'} )"
+    out += f"{nl}ver:{extra.version} cpy_thresh:{extra.copy_thresh} flags( {names or '0'} )"
     if extra.rx_ring is not None:
-        out += f"\n\tring_rx({_ring_text(extra.rx_ring)})"
+        out += f"{nl}ring_rx({_ring_text(extra.rx_ring)})"
     if extra.tx_ring is not None:
-        out += f"\n\tring_tx({_ring_text(extra.tx_ring)})"
+        out += f"{nl}ring_tx({_ring_text(extra.tx_ring)})"
     if extra.fanout is not None:
         kind = extra.fanout >> 16
         name = _FANOUT_TYPES[kind] if kind < len(_FANOUT_TYPES) else f"0x{kind:x}"
-        out += f"\n\tfanout(id:{extra.fanout & 0xFFFF},type:{name})"
+        out += f"{nl}fanout(id:{extra.fanout & 0xFFFF},type:{name})"
     return out
+
+
+def bpf_text(program: Sequence[Instruction], oneline: bool = False) -> str:
+    """-b: ``bpf filter (N):  0x28 0 0 12, 0x06 0 0 262144,`` on a line of its own (-O: not)."""
+    insns = "".join(f" 0x{code:02x} {jt} {jf} {k}," for code, jt, jf, k in program)
+    start = " " if oneline else "\n\t"
+    return f"{start}bpf filter ({len(program)}): {insns}"
 
 
 def packet_fields(s: Socket, details: bool) -> dict[str, Any]:

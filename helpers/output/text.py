@@ -19,7 +19,8 @@ from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import escape_name, json_name
 from drgn_ss.output.columns import COLUMNS, layout_columns
 from drgn_ss.output.netlink import netlink_cells, netlink_details, netlink_fields
-from drgn_ss.output.packet import packet_cells, packet_details, packet_fields
+from drgn_ss.output.packet import bpf_text, packet_cells, packet_details, packet_fields
+from drgn_ss.output.sockopt import sockopt_fields, sockopt_text, tos_fields, tos_text
 from drgn_ss.output.unix import unix_cells, unix_details, unix_fields
 from drgn_ss.output.vsock import vsock_cells, vsock_fields
 from drgn_ss.owners import Owner, OwnerMap
@@ -29,6 +30,8 @@ from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.raw import RawExtra, raw_netid
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.sctp import SCTP_STATE_NAMES, SctpExtra
+from drgn_ss.sockets.sockfilter import Instruction
+from drgn_ss.sockets.sockopt import InetTos
 from drgn_ss.sockets.unix import AF_UNIX, UnixExtra
 from drgn_ss.sockets.vsock import AF_VSOCK, VsockExtra, vsock_netid
 
@@ -47,6 +50,11 @@ STATE_NAMES = (
 )
 
 TIMER_NAMES = ("off", "on", "keepalive", "timewait", "persist", "unknown")
+
+
+#: The JSON ``family`` of each address family.
+_FAMILY_NAMES = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET: "packet",
+                 AF_NETLINK: "netlink", AF_VSOCK: "vsock"}
 
 
 def ms_timer(timeout: int) -> str:
@@ -135,6 +143,13 @@ class Formatter:
         #: -r: host names for addresses; --cgroup: each inet socket's cgroup; --peers: the
         #: holders of each unix socket's peer.
         self.resolve = self.show_cgroup = self.peers = False
+        #: --tos and --inet-sockopt: what each full inet socket shows, by its address; -O:
+        #: what ss puts on lines of their own (-e's packet details, -m, -i) on the socket's.
+        self.tos: dict[int, InetTos] | None = None
+        self.sockopts: dict[int, tuple[str, ...]] | None = None
+        #: -b: the classic BPF program of each packet socket that has one, by its address.
+        self.filters: dict[int, tuple[Instruction, ...]] | None = None
+        self.oneline = False
         #: A process's command by pid (None: no such process), for netlink port ids.
         self.process_name: Callable[[int], str | None] = process_name or (lambda pid: None)
         if tcp_info is not None:  # -i's printer, imported once and only for -i (start-up)
@@ -267,7 +282,9 @@ class Formatter:
         if s.family not in _INET:
             skmem = skmem_text(self.skmem[s.address]) if self.skmem and s.address in self.skmem else ""
             if s.family == AF_PACKET:  # packet_show_sock(): users, details, skmem
-                return users + (packet_details(s) if self.details else "") + skmem
+                bpf = self.filters.get(s.address) if self.filters is not None else None
+                return (users + (packet_details(s, self.oneline) if self.details else "")
+                        + (bpf_text(bpf, self.oneline) if bpf is not None else "") + skmem)
             if s.family == AF_VSOCK:  # vsock_show_sock(): users, nothing else
                 return users
             if s.family == AF_NETLINK:  # netlink_show_sock(): no users; details, a tab and skmem
@@ -280,8 +297,12 @@ class Formatter:
             users += f" timer:({name},{ms_timer(s.timer_ms)},{s.retrans})"
         if self.details:
             users += self.extended(s)
-        if self.show_cgroup and s.cgroup is not None:  # --cgroup: after -e, as ss
+        if self.tos is not None and s.address in self.tos:
+            users += tos_text(self.tos[s.address])
+        if self.show_cgroup and s.cgroup is not None:  # --cgroup: after -e and --tos, as ss
             users += f" cgroup:{escape_name(s.cgroup)}"
+        if self.sockopts is not None and s.address in self.sockopts:
+            users += (" " if self.oneline else "\n\t") + sockopt_text(self.sockopts[s.address])
         return users
 
     def _peer_users(self, s: Socket) -> str:
@@ -322,7 +343,8 @@ class Formatter:
             process = self._users_cells(keys)
         else:
             process = [""] * n
-        if self.timers or self.details or self.skmem is not None or self.show_cgroup or self.peers:
+        if (self.timers or self.details or self.skmem is not None or self.show_cgroup or self.peers
+                or self.tos is not None or self.sockopts is not None or self.filters is not None):
             process = list(map(self._process, socks, process))
         if self.netns_tags is not None:
             tags = {inum: tag.text() for inum, tag in self.netns_tags.items()}
@@ -346,15 +368,13 @@ class Formatter:
         addresses = _Cache(address_text)
         services = None if self.numeric else self._service_cells
         states = _STATE_CELLS
-        families = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET: "packet",
-                    AF_NETLINK: "netlink", AF_VSOCK: "vsock"}
         netns_fields = (None if self.netns_tags is None else
                         {inum: tag.fields() for inum, tag in self.netns_tags.items()})
         for s in socks:
             inet = s.family in _INET
             obj: dict[str, Any] = {
                 "netid": s.proto,
-                "family": families[s.family],
+                "family": _FAMILY_NAMES[s.family],
                 "state": states[s.state],
                 "recv_q": s.recv_q,
                 "send_q": s.send_q,
@@ -388,10 +408,21 @@ class Formatter:
             if self.tcp_info is not None:
                 info = self.tcp_info.get(s.address)
                 obj["tcp_info"] = None if info is None else {**info._asdict(), "cong": json_name(info.cong)}
+            if inet:
+                obj.update(self._inet_option_fields(s))
             if self.details:
                 obj.update(uid=s.uid, inode=s.ino, cookie=s.cookie, shutdown=s.shutdown,
                            cgroup=json_name(s.cgroup) if s.cgroup is not None else None)
             yield obj
+
+    def _inet_option_fields(self, s: Socket) -> dict[str, Any]:
+        """--tos and --inet-sockopt in JSON, as asked."""
+        out: dict[str, Any] = {}
+        if self.tos is not None:
+            out.update(tos_fields(self.tos.get(s.address)))
+        if self.sockopts is not None:
+            out.update(sockopt_fields(self.sockopts.get(s.address)))
+        return out
 
     def _family_fields(self, s: Socket) -> dict[str, Any]:
         """The JSON fields only a socket's family has."""
@@ -402,7 +433,12 @@ class Formatter:
             return {"association": extra.association,
                     "sctp_state": sctp_state_name(s.state) if extra.association else None}
         if s.family == AF_PACKET:
-            return packet_fields(s, self.details)
+            fields = packet_fields(s, self.details)
+            if self.filters is not None:  # -b
+                bpf = self.filters.get(s.address)
+                fields["bpf_filter"] = None if bpf is None else [
+                    {"code": code, "jt": jt, "jf": jf, "k": k} for code, jt, jf, k in bpf]
+            return fields
         if s.family == AF_NETLINK:
             return netlink_fields(s, self.details)
         if s.family == AF_VSOCK:
@@ -421,7 +457,7 @@ class Formatter:
         """
         if (self.skmem is None and s.proto != "tcp") or s.family not in _INET:
             return cell
-        cell += "\n\t"
+        cell += "" if self.oneline else "\n\t"  # -O: nothing, what follows starts with a space
         if self.skmem is not None and s.address in self.skmem:
             cell += skmem_text(self.skmem[s.address])
         if self.tcp_info is not None and s.address in self.tcp_info:

@@ -18,7 +18,8 @@ from typing import Any
 
 import drgn
 import pytest
-from drgn_ss.commands.ss import _selection, build_parser, run
+from drgn_ss.commands.ss import _selection, run
+from drgn_ss.commands.ss_parser import build_parser
 from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.program import vmcoreinfo
@@ -265,7 +266,7 @@ def test_hostile_process_name(prog: drgn.Program, target: Target, workload: dict
 
 #: Option sets whose JSON is checked against ss's text: every field the objects carry.
 JSON_OPTION_SETS = ("-tanp", "-uanp", "-tlne", "-uanpe", "-tano", "-tlp", "-tan state bucket", "-tanm",
-                    "-uanm", "-tanmi", "-tanoi", "-xane", "-xanm")
+                    "-uanm", "-tanmi", "-tanoi", "-xane", "-xanm", "-uan --tos --inet-sockopt")
 
 
 @pytest.mark.parametrize("opts", JSON_OPTION_SETS)

@@ -84,6 +84,13 @@ OPTION_SETS = (
     "--vsock -a",
     "-tlr",
     "-tan --cgroup",
+    "-tan --tos",
+    "-uan --tos --inet-sockopt",
+    "-wan --tos --inet-sockopt",
+    "-tanOem --inet-sockopt",
+    "-0aneO",
+    "-0anb",
+    "-0anbO",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -314,6 +321,21 @@ QUIET_DEVICE = "drgnss0"
 SOL_PACKET, PACKET_VERSION, PACKET_RX_RING, PACKET_FANOUT, TPACKET_V3 = 263, 10, 5, 18, 2
 
 
+def set_inet_options(dns: socket.socket, ntp6: socket.socket, udp_c4: socket.socket,
+                     udp_c6: socket.socket) -> None:
+    """What --tos and --inet-sockopt show: ToS, traffic class, priority, and flags set and cleared."""
+    ip, ip6, sol = socket.IPPROTO_IP, socket.IPPROTO_IPV6, socket.SOL_SOCKET
+    dns.setsockopt(ip, socket.IP_TOS, 0x10)
+    dns.setsockopt(ip, 11, 1)  # IP_RECVERR
+    dns.setsockopt(ip, 15, 1)  # IP_FREEBIND
+    dns.setsockopt(sol, socket.SO_PRIORITY, 3)  # INET_DIAG_CLASS_ID where no net_cls class is set
+    ntp6.setsockopt(ip6, 67, 0x20)  # IPV6_TCLASS
+    ntp6.setsockopt(ip6, 75, 1)  # IPV6_TRANSPARENT: inet->transparent
+    udp_c4.setsockopt(ip, 24, 1)  # IP_BIND_ADDRESS_NO_PORT
+    udp_c4.setsockopt(ip, 49, 0)  # IP_MULTICAST_ALL off
+    udp_c6.setsockopt(ip, 34, 0)  # IP_MULTICAST_LOOP off (SOL_IP on an IPv6 UDP socket reaches ip_setsockopt)
+
+
 def open_raw() -> list[socket.socket]:
     """
     Raw sockets that receive nothing (their Recv-Q stays): ICMP and ICMPv6 with every type
@@ -330,7 +352,16 @@ def open_raw() -> list[socket.socket]:
     on_lo.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
     bound6 = socket.socket(v6, raw, 253)
     bound6.bind(("::1", 0))
-    return [icmp, icmp6, connected, on_lo, socket.socket(v4, raw, socket.IPPROTO_RAW), bound6]
+    hdrincl = socket.socket(v4, raw, socket.IPPROTO_RAW)
+    hdrincl.setsockopt(socket.IPPROTO_IP, 22, 1)  # IP_NODEFRAG (raw sockets only)
+    return [icmp, icmp6, connected, on_lo, hdrincl, bound6]
+
+
+def attach_filter(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """SO_ATTACH_FILTER: a classic BPF program (code, jt, jf, k), which ss -b shows."""
+    insns = ctypes.create_string_buffer(b"".join(struct.pack("<HBBI", *insn) for insn in program))
+    fprog = struct.pack("<HxxxxxxQ", len(program), ctypes.addressof(insns))  # struct sock_fprog
+    sock.setsockopt(socket.SOL_SOCKET, 26, fprog)  # SO_ATTACH_FILTER: the kernel copies the program
 
 
 def open_packet() -> list[socket.socket]:
@@ -351,6 +382,7 @@ def open_packet() -> list[socket.socket]:
     fanout.setsockopt(SOL_PACKET, PACKET_FANOUT, 42 | 1 << 16)  # PACKET_FANOUT_LB
     arp = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0806))
     arp.bind(("lo", 0x0806))
+    attach_filter(arp, [(0x28, 0, 0, 12), (0x15, 0, 1, 0x0806), (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0)])
     lldp = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88CC))
     assert ifindex
     return [every, fanout, arp, lldp]
@@ -508,6 +540,7 @@ def open_everything() -> tuple[list[Any], list[int]]:
     udp_c6.bind(("::1", 0))
     udp_c6.connect(("::1", 123))
     held += [dns, ntp6, udp_c4, udp_c6]
+    set_inet_options(dns, ntp6, udp_c4, udp_c6)
 
     # A listener held by two processes, and a SO_REUSEPORT group across two.
     shared = listener(v4, "0.0.0.0", 7003)
