@@ -171,9 +171,10 @@ fault:
 		for (Py_ssize_t k = i; k < j; k++) {
 			PyObject *comm = PyTuple_GET_ITEM(PyList_GET_ITEM(tasks, holders[k].task), 1);
 			Py_INCREF(comm);
-			PyObject *fields[3] = {comm, PyLong_FromLongLong(holders[k].pid),
-					       PyLong_FromLongLong(holders[k].fd)};
-			PyObject *o = new_record(type, fields, 3);
+			/* Owner(comm, pid, fd, tid): no thread here (tid 0, -T is Python's) */
+			PyObject *fields[4] = {comm, PyLong_FromLongLong(holders[k].pid),
+					       PyLong_FromLongLong(holders[k].fd), PyLong_FromLong(0)};
+			PyObject *o = new_record(type, fields, 4);
 			if (!o) {
 				Py_DECREF(list);
 				goto out;

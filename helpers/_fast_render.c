@@ -408,7 +408,7 @@ static PyObject *users_cells(PyObject *self, PyObject *args)
 			goto error;
 		for (Py_ssize_t k = 0; k < PyList_GET_SIZE(holders); k++) {
 			PyObject *h = PyList_GET_ITEM(holders, k);
-			if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 3) {
+			if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) < 3) {
 				PyErr_SetString(PyExc_TypeError, "users_cells: holders are (comm, pid, fd)");
 				goto error;
 			}

@@ -24,11 +24,11 @@ from drgn_ss.kernel.memory import Memory
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.program import is_local_live, prog_cached
 from drgn_ss.kernel.target import kernel_memory
-from drgn_ss.tasks import TaskLayout, thread_group_leaders
+from drgn_ss.tasks import TaskLayout, process_threads, thread_group_leaders
 
 __all__ = [
-    "MAX_FDS", "OWNER_SOURCES", "Owner", "OwnerMap", "SOCKET_FILE_DAMAGED", "kernel_owners", "proc_owners",
-    "socket_owners", "subflow_owners",
+    "MAX_FDS", "OWNER_SOURCES", "Owner", "OwnerMap", "SOCKET_FILE_DAMAGED", "kernel_owners",
+    "kernel_thread_owners", "proc_owners", "socket_owners", "subflow_owners",
 ]
 
 OWNER_SOURCES = ("auto", "proc", "kernel")
@@ -42,6 +42,8 @@ class Owner(NamedTuple):
     comm: str
     pid: int
     fd: int
+    #: -T: the thread (its task's pid) whose file table holds it; 0 where threads are not asked.
+    tid: int = 0
 
 
 #: Socket inode number -> its holders, in ss's order.
@@ -57,30 +59,54 @@ def _ss_order(entries: Iterable[tuple[int, Owner]]) -> OwnerMap:
     return out
 
 
-def proc_owners(proc: str = "/proc") -> OwnerMap:
-    """Scan ``proc``/PID/fd for socket links, as ss does."""
+def proc_owners(proc: str = "/proc", threads: bool = False) -> OwnerMap:
+    """
+    Scan ``proc``/PID/fd for socket links, as ss does; ``threads`` (-T): each other thread's
+    too (``proc``/TID/fd for each TID of ``proc``/PID/task), in ss's order, the reverse of
+    its scan.
+    """
     entries: list[tuple[int, Owner]] = []
-    for name in os.listdir(proc):
-        if not name.isdigit():
+    pids = sorted(int(name) for name in os.listdir(proc) if name.isdigit())
+    for pid in pids:
+        entries += _proc_task_sockets(proc, pid, pid if threads else 0)
+        if not threads:
             continue
-        pid = int(name)
-        fd_dir = f"{proc}/{name}/fd"
         try:
-            fds = os.listdir(fd_dir)
+            tids = [int(name) for name in os.listdir(f"{proc}/{pid}/task") if name.isdigit()]
         except OSError:
             continue
-        comm = None
-        for fd_name in fds:
-            try:
-                link = os.readlink(f"{fd_dir}/{fd_name}")
-            except OSError:
-                continue
-            if not link.startswith("socket:["):
-                continue
-            if comm is None:
-                comm = _proc_comm(proc, name)
-            entries.append((int(link[8:-1]), Owner(comm, pid, int(fd_name))))
-    return _ss_order(entries)
+        for tid in tids:
+            if tid != pid:
+                entries += _proc_task_sockets(proc, pid, tid)
+    if not threads:
+        return _ss_order(entries)
+    out: OwnerMap = {}
+    for ino, owner in reversed(entries):
+        out.setdefault(ino, []).append(owner)
+    return out
+
+
+def _proc_task_sockets(proc: str, pid: int, tid: int) -> list[tuple[int, Owner]]:
+    """The sockets in ``proc``/ID/fd (ID: ``tid``, or ``pid`` where it is 0), by inode, in fd order."""
+    task = str(tid or pid)
+    fd_dir = f"{proc}/{task}/fd"
+    try:
+        fds = sorted(int(name) for name in os.listdir(fd_dir) if name.isdigit())
+    except OSError:
+        return []
+    comm = None
+    out = []
+    for fd in fds:
+        try:
+            link = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if not link.startswith("socket:["):
+            continue
+        if comm is None:
+            comm = _proc_comm(proc, task)
+        out.append((int(link[8:-1]), Owner(comm, pid, fd, tid)))
+    return out
 
 
 def _proc_comm(proc: str, pid: str) -> str:
@@ -140,44 +166,89 @@ def kernel_owners(prog: Program, errors: WalkErrors | None = None,
         if counts is not None:
             counts["files"] = nfiles
         return owners
-    f_op, private_data, span, sock_ops = L.f_op, L.private_data, L.file_span, L.socket_file_ops
     entries: list[tuple[int, Owner]] = []
-    nfiles = 0
+    nfiles = [0]
     for pid, comm, files in tasks:
         if not files:
             continue
         try:
-            fdt = mem.read_u64(files + L.fdt)
-            head = mem.read(fdt, L.fd + 8)
-            max_fds = L.max_fds.get(head)
-            if max_fds > MAX_FDS:
-                raise FaultError("file table too large: freed?", fdt)
-            array = int.from_bytes(head[L.fd : L.fd + 8], "little")
-            fds = memoryview(mem.read(array, max_fds * 8)).cast("Q")
-            for fd, file in enumerate(fds):
-                if not file:
-                    continue
-                nfiles += 1
-                buf = mem.read(file, span)
-                if int.from_bytes(buf[f_op : f_op + 8], "little") != sock_ops:
-                    continue
-                sock = int.from_bytes(buf[private_data : private_data + 8], "little")
-                try:
-                    sk = _socket_sock(mem, L, file, sock)
-                except FaultError as e:
-                    tolerate(errors, "files", e)
-                    continue
-                if sk:
-                    entries.append((sk, Owner(comm, pid, fd)))
+            for fd, sk in _socket_fds(mem, L, files, errors, nfiles):
+                entries.append((sk, Owner(comm, pid, fd)))
         except FaultError as e:
             tolerate(errors, "tasks", e)
     if counts is not None:
-        counts["files"] = nfiles
+        counts["files"] = nfiles[0]
     return _ss_order(entries)
 
 
+def _socket_fds(mem: Memory, L: TaskLayout, files: int, errors: WalkErrors | None,
+                nfiles: list[int]) -> list[tuple[int, int]]:
+    """
+    The sockets open in a file table (``struct files_struct`` at ``files``): (fd, ``struct
+    sock`` address) in fd order. A damaged socket file is counted in ``errors``; the open
+    files read are added to ``nfiles[0]``.
+
+    :raises FaultError: if the table cannot be read
+    """
+    fdt = mem.read_u64(files + L.fdt)
+    head = mem.read(fdt, L.fd + 8)
+    max_fds = L.max_fds.get(head)
+    if max_fds > MAX_FDS:
+        raise FaultError("file table too large: freed?", fdt)
+    array = int.from_bytes(head[L.fd : L.fd + 8], "little")
+    fds = memoryview(mem.read(array, max_fds * 8)).cast("Q")
+    f_op, private_data, span, sock_ops = L.f_op, L.private_data, L.file_span, L.socket_file_ops
+    out = []
+    for fd, file in enumerate(fds):
+        if not file:
+            continue
+        nfiles[0] += 1
+        buf = mem.read(file, span)
+        if int.from_bytes(buf[f_op : f_op + 8], "little") != sock_ops:
+            continue
+        sock = int.from_bytes(buf[private_data : private_data + 8], "little")
+        try:
+            sk = _socket_sock(mem, L, file, sock)
+        except FaultError as e:
+            tolerate(errors, "files", e)
+            continue
+        if sk:
+            out.append((fd, sk))
+    return out
+
+
+def kernel_thread_owners(prog: Program, errors: WalkErrors | None = None,
+                         counts: dict[str, int] | None = None) -> OwnerMap:
+    """
+    ss -T: as :func:`kernel_owners`, one holder per thread whose file table has the socket
+    (threads that share one table each hold it), with the thread's id and its own command
+    name, in ss's order: the reverse of its scan (pid by pid, each leader then its threads,
+    each table in fd order). Keyed by ``struct sock`` address.
+    """
+    L = prog_cached(prog, "task_layout", TaskLayout)
+    mem = kernel_memory(prog)
+    tables: dict[int, list[tuple[int, int]]] = {}
+    entries: list[tuple[int, Owner]] = []
+    nfiles = [0]
+    for pid, threads in process_threads(prog, errors):
+        for tid, comm, files in threads:
+            if files and files not in tables:
+                try:
+                    tables[files] = _socket_fds(mem, L, files, errors, nfiles)
+                except FaultError as e:
+                    tolerate(errors, "tasks", e)
+                    tables[files] = []
+            entries += [(sk, Owner(comm, pid, fd, tid)) for fd, sk in tables.get(files, ())]
+    if counts is not None:
+        counts["files"] = nfiles[0]
+    out: OwnerMap = {}
+    for sk, owner in reversed(entries):
+        out.setdefault(sk, []).append(owner)
+    return out
+
+
 def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None = None,
-                  counts: dict[str, int] | None = None) -> tuple[OwnerMap, str]:
+                  counts: dict[str, int] | None = None, threads: bool = False) -> tuple[OwnerMap, str]:
     """
     Get the holders of every socket: by /proc (``proc``, the live local kernel only) or by
     walking the kernel's tasks (``kernel``); ``auto`` walks the kernel, which measures
@@ -191,7 +262,9 @@ def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None
     if source == "proc":
         if not is_local_live(prog):
             raise ValueError("/proc describes this machine's kernel, not the one being read")
-        return proc_owners(), "ino"
+        return proc_owners(threads=threads), "ino"
+    if threads:
+        return kernel_thread_owners(prog, errors, counts), "sock"
     return kernel_owners(prog, errors, counts), "sock"
 
 

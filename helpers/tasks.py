@@ -7,14 +7,14 @@ from __future__ import annotations
 from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.kernel.damage import WalkErrors, tolerate
 from drgn_ss.kernel.facts import kernel_facts
-from drgn_ss.kernel.memory import list_reachable
+from drgn_ss.kernel.memory import list_nodes, list_reachable
 from drgn_ss.kernel.program import prog_cached
 from drgn_ss.kernel.strings import c_string
 from drgn_ss.kernel.target import kernel_memory, object_limit
 
 __all__ = [
     "PIDTYPE_TGID", "PID_MAX_LIMIT", "TaskLayout", "XA_CHUNK_SHIFT", "task_limit", "task_list",
-    "tasks_by_every_route", "tasks_by_pid", "thread_group_leaders",
+    "process_threads", "tasks_by_every_route", "tasks_by_pid", "thread_group_leaders",
 ]
 
 
@@ -40,6 +40,13 @@ class TaskLayout:
         self.sk_socket = facts.offset("struct sock", "sk_socket")
         self.socket_file_ops = facts.symbol("socket_file_ops")
         self.init_task = facts.symbol("init_task")
+        # -T: a process's threads, on ``signal->thread_head`` through each ``thread_node``
+        # (leader first, then in creation order, as /proc/PID/task lists them).
+        self.pid = facts.field(T, "pid")
+        self.signal = facts.offset(T, "signal")
+        self.thread_node = facts.offset(T, "thread_node")
+        self.thread_head = facts.offset("struct signal_struct", "thread_head")
+        self.thread_span = max(self.span, self.pid.end, self.signal + 8)
         #: The same, for drgn_ss._fast.socket_holders.
         self.native = {
             "max_fds": self.max_fds.native,
@@ -202,6 +209,40 @@ def tasks_by_every_route(prog: Program, known: list[int], errors: WalkErrors | N
                 return out
             out.append(candidate)
             queue.append(candidate)
+    return out
+
+
+def process_threads(prog: Program, errors: WalkErrors | None = None
+                    ) -> list[tuple[int, list[tuple[int, str, int]]]]:
+    """
+    Every process with its threads (``signal->thread_head``, bounded and loop-checked), as
+    ss -T reads /proc/PID/task: (tgid, [(tid, comm, ``struct files_struct *``)...]) in pid
+    order, each process's leader first, then its other threads in creation order. A thread
+    list that cannot be read is counted in ``errors`` (tasks), the threads before it kept.
+    """
+    L = prog_cached(prog, "task_layout", TaskLayout)
+    mem = kernel_memory(prog)
+    limit = task_limit(prog)
+    out = []
+    for leader in task_list(prog, errors):
+        threads: list[tuple[int, str, int]] = []
+        try:
+            buf = mem.read(leader, L.thread_span)
+            tgid = L.tgid.get(buf)
+            threads.append((L.pid.get(buf), c_string(buf, L.comm, 16, "surrogateescape"), L.files.get(buf)))
+            head = int.from_bytes(buf[L.signal : L.signal + 8], "little") + L.thread_head
+            for node in list_nodes(mem, head, limit, "a thread list"):
+                task = node - L.thread_node
+                if task == leader:
+                    continue
+                t = mem.read(task, L.thread_span)
+                threads.append((L.pid.get(t), c_string(t, L.comm, 16, "surrogateescape"), L.files.get(t)))
+        except FaultError as e:
+            tolerate(errors, "tasks", e)
+            if not threads:
+                continue
+        out.append((tgid, threads))
+    out.sort(key=lambda p: p[0])
     return out
 
 

@@ -61,12 +61,16 @@ def _netns(obj: dict[str, Any]) -> str:
             f'pid={obj["netns_pid"]}{cgroup})')
 
 
+def _tid(owner: dict[str, Any]) -> str:
+    return f"tid={owner['tid']}," if "tid" in owner else ""
+
+
 def _process(obj: dict[str, Any]) -> str:
     out = ""
     if obj.get("owners"):
         out += " users:(" + ",".join(
             f'("{_shown(o["command"]).split(")")[0]}",'
-            f'pid={o["pid"]},fd={o["fd"]})' for o in obj["owners"]) + ")"
+            f'pid={o["pid"]},{_tid(o)}fd={o["fd"]})' for o in obj["owners"]) + ")"
     if obj["family"] == "unix":
         return out + _unix_details(obj) + _netns(obj)
     timer = obj.get("timer")

@@ -69,7 +69,7 @@ def _inet_options(prog: Program, args: argparse.Namespace, socks: list[Socket], 
     fmt.sockopts = inet_sockopts(prog, socks, errors) if args.inet_sockopt else None
     fmt.filters = (socket_filters(prog, [s for s in socks if s.family == AF_PACKET], errors) if args.bpf
                    else None)
-    fmt.oneline = args.oneline
+    fmt.oneline, fmt.threads = args.oneline, args.threads
 
 
 def _parse_filter(words: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -95,6 +95,7 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args = build_parser(prog_name, program_options).parse_args(argv)
         args.prog_name = prog_name
         args.started = started
+        args.processes = args.processes or args.threads  # ss -T shows users, each thread's
         selection = _selection(args)  # bad options fail before the kernel is opened
         if args.named_netns and (args.netns is not None or args.all_netns):
             raise UsageError("-N names one namespace: it does not go with --netns or --all-netns")
@@ -191,7 +192,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         if args.summary and _summaries(prog, args, selection, nets, tags, errors, out):
             _warn_partial(args, errors)
             return EXIT_PARTIAL if errors else 0
-        owners, owners_by = (socket_owners(prog, args.owners, errors, counts) if args.processes
+        owners, owners_by = (socket_owners(prog, args.owners, errors, counts, args.threads) if args.processes
                              else (None, "ino"))
         t1 = time.perf_counter()
         ifname = ifname_resolver(prog, errors)

@@ -65,7 +65,6 @@ NOT_SUPPORTED = (
     NotSupported(("-d", "--dccp"), "DCCP sockets"),
     NotSupported(("--tipc",), "TIPC sockets"),
     NotSupported(("--xdp",), "XDP sockets"),
-    NotSupported(("-T", "--threads"), "threads using each socket", "-p shows the processes"),
     NotSupported(("-E", "--events"), "sockets as they are destroyed",
                  "drgn-ss reads kernel memory once, it does not follow events"),
     NotSupported(("-Z", "--context"), "SELinux contexts", "drgn-ss does not read them"),
@@ -160,6 +159,8 @@ def _add_ss_options(p: argparse.ArgumentParser, program_options: bool) -> None:
     p.add_argument("-a", "--all", action="store_true", help="sockets in every state")
     p.add_argument("-n", "--numeric", action="store_true", help="do not resolve service names")
     p.add_argument("-p", "--processes", action="store_true", help="show the processes using each socket")
+    p.add_argument("-T", "--threads", action="store_true",
+                   help="show the threads using each socket, each with its tid and its own command name")
     p.add_argument("-o", "--options", action="store_true", help="show timer information")
     p.add_argument("-i", "--info", action="store_true",
                    help="show TCP internals (tcp_info: congestion control, rtt, rto, mss, cwnd, bytes "

@@ -57,6 +57,11 @@ _FAMILY_NAMES = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET:
                  AF_NETLINK: "netlink", AF_VSOCK: "vsock"}
 
 
+def _tid(owner: Owner) -> dict[str, int]:
+    """-T's ``tid`` of a holder in JSON; nothing without -T."""
+    return {"tid": owner.tid} if owner.tid else {}
+
+
 def ms_timer(timeout: int) -> str:
     """ss's print_ms_timer(): 1min23sec, 15sec, 1.234ms, 250ms..."""
     secs, msecs = divmod(timeout, 1000)
@@ -150,6 +155,8 @@ class Formatter:
         #: -b: the classic BPF program of each packet socket that has one, by its address.
         self.filters: dict[int, tuple[Instruction, ...]] | None = None
         self.oneline = False
+        #: -T: holders are threads (each :class:`Owner` has its ``tid``), shown as ss shows them.
+        self.threads = False
         #: A process's command by pid (None: no such process), for netlink port ids.
         self.process_name: Callable[[int], str | None] = process_name or (lambda pid: None)
         if tcp_info is not None:  # -i's printer, imported once and only for -i (start-up)
@@ -214,16 +221,17 @@ class Formatter:
         if not holders:
             return ""
         name = self._comm_names
-        if len(holders) == 1:
+        if len(holders) == 1 and not holders[0].tid:
             o = holders[0]
             return f' users:(("{name[o.comm]}",pid={o.pid},fd={o.fd}))'
-        inner = ",".join(f'("{name[o.comm]}",pid={o.pid},fd={o.fd})' for o in holders)
+        inner = ",".join(f'("{name[o.comm]}",pid={o.pid},{f"tid={o.tid}," if o.tid else ""}fd={o.fd})'
+                         for o in holders)
         return f" users:({inner})"
 
     def _users_cells(self, keys: Sequence[int]) -> list[str]:
         """:meth:`users` of every key (in C where it is built)."""
         fast = native()
-        if fast is not None and self.owners is not None:
+        if fast is not None and self.owners is not None and not self.threads:
             return fast.users_cells(keys, self.owners, self._comm_names)
         return list(map(self.users, keys))
 
@@ -395,7 +403,7 @@ class Formatter:
                 obj["peer_service"] = services[s.dport, s.proto]
             if owners is not None:
                 key = s.address if by_sock else s.ino
-                obj["owners"] = [{"command": names[o.comm], "pid": o.pid, "fd": o.fd}
+                obj["owners"] = [{"command": names[o.comm], "pid": o.pid, "fd": o.fd, **_tid(o)}
                                  for o in (owners.get(key, ()) if key and s.family != AF_NETLINK else ())]
             if self.timers:
                 obj["timer"] = ({"name": TIMER_NAMES[min(s.timer, 5)], "expires_ms": s.timer_ms,

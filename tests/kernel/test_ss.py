@@ -231,6 +231,17 @@ def test_same_lines_as_ss(prog: drgn.Program, workload: dict[str, Any], opts: st
     assert_counters_grow(got, expected)
 
 
+@pytest.mark.parametrize("opts", ["-tanp", "-xanp", "-tlnT", "-tlnpT sport = :7007"])
+def test_proc_owners_as_ss(prog: drgn.Program, target: Target, workload: dict[str, Any], opts: str,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``--owners proc`` (a scan of /proc as ss makes it, -T's threads too) names what ss names."""
+    if target.kind != "live":
+        pytest.skip("/proc is the running guest's")
+    code, got, err = ours(prog, f"--owners proc {opts}", capsys)
+    assert code == 0, err
+    assert_same_lines(got, workload["ss"][opts])
+
+
 @pytest.mark.parametrize("owners", ["kernel", "proc"])
 def test_hostile_process_name(prog: drgn.Program, target: Target, workload: dict[str, Any], owners: str,
                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -266,7 +277,7 @@ def test_hostile_process_name(prog: drgn.Program, target: Target, workload: dict
 
 #: Option sets whose JSON is checked against ss's text: every field the objects carry.
 JSON_OPTION_SETS = ("-tanp", "-uanp", "-tlne", "-uanpe", "-tano", "-tlp", "-tan state bucket", "-tanm",
-                    "-uanm", "-tanmi", "-tanoi", "-xane", "-xanm", "-uan --tos --inet-sockopt")
+                    "-uanm", "-tanmi", "-tanoi", "-xane", "-xanm", "-uan --tos --inet-sockopt", "-tlnT")
 
 
 @pytest.mark.parametrize("opts", JSON_OPTION_SETS)

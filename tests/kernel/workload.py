@@ -91,6 +91,8 @@ OPTION_SETS = (
     "-0aneO",
     "-0anb",
     "-0anbO",
+    "-tlnT",
+    "-tlnpT sport = :7007",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -205,6 +207,21 @@ def child(name: str | bytes, keep: list[socket.socket], make: Any = None) -> int
         signal.pause()
     finally:
         os._exit(0)
+
+
+def threaded(sock: socket.socket) -> socket.socket:
+    """Start two threads that wait for ever, the second named ss-worker; ``sock`` is theirs too."""
+    import threading
+
+    def wait(name: bytes | None) -> None:
+        if name:
+            set_name(name)
+        threading.Event().wait()
+
+    for name in (None, b"ss-worker"):
+        threading.Thread(target=wait, args=(name,), daemon=True).start()
+    time.sleep(0.1)  # named before ss looks
+    return sock
 
 
 def in_cgroup(path: str, make: Any) -> Any:
@@ -549,6 +566,9 @@ def open_everything() -> tuple[list[Any], list[int]]:
     reuse = listener(v4, "0.0.0.0", 7004, reuseport=True)
     held.append(reuse)
     pids.append(child("ss-reuse", [], lambda: listener(v4, "0.0.0.0", 7004, reuseport=True)))
+
+    # A process with two more threads, one named apart (ss -T lists each with its tid).
+    pids.append(child("ss-threads", [], lambda: threaded(listener(v4, "127.0.0.1", 7007))))
 
     # Sockets made in a nested cgroup (ss -e: "cgroup:/drgn-ss/inner"), where cgroup2 is mounted.
     inner = "/sys/fs/cgroup/drgn-ss/inner"
