@@ -9,6 +9,8 @@ import os
 from typing import Any
 
 from drgn_ss.kernel.strings import safe_line
+from drgn_ss.output.netlink import nl_proto_text
+from drgn_ss.output.packet import ll_proto_text
 from drgn_ss.output.sockopt import sockopt_text, tos_text
 from drgn_ss.output.tcpinfo import tcp_info_text
 from drgn_ss.output.text import TIMER_NAMES, escape_name, ms_timer, skmem_text
@@ -101,6 +103,10 @@ def _process(obj: dict[str, Any]) -> str:
     return out
 
 
+def _vsock(number: int) -> str:
+    return "*" if number == 0xFFFFFFFF else str(number)
+
+
 def _shown(name: str) -> str:
     """A name from JSON as the text shows it (escape_name() of its bytes)."""
     return escape_name(name.encode().decode(errors="surrogateescape"))
@@ -116,11 +122,26 @@ def text_line(obj: dict[str, Any], netid: bool = True, state: bool = True) -> st
     cells = [raw_netid(obj["protocol"]) if obj["netid"] == "raw" else obj["netid"]] if netid else []
     if state:
         cells.append(obj["state"])
+    if obj.get("association"):  # an SCTP association, under its endpoint: "`- STATE", no netid
+        cells = [f'`- {obj["sctp_state"]}']
     cells += [str(obj["recv_q"]), str(obj["send_q"])]
+    numeric = "local_service" not in obj
     if obj["family"] == "unix":  # NAME INODE * PEER_INODE
         name = obj["local_address"]
         cells += [safe_line(name) if name is not None else "*", str(obj["local_port"]), "*",
                   str(obj["peer_port"])]
+    elif obj["family"] == "packet":  # PROTOCOL:IFACE *
+        local = "*" if obj["protocol"] == 3 else ll_proto_text(obj["protocol"], numeric)
+        cells += [f'{local}:{_shown(obj["interface"]) if obj["interface"] is not None else "*"}', "*"]
+    elif obj["family"] == "netlink":  # PROTOCOL:PORTID GROUP:PEER (numeric only: no process names)
+        assert numeric, "a netlink line names processes JSON does not carry"
+        port = "*" if obj["local_port"] == -1 else str(obj["local_port"])
+        group = obj["dst_group"] - (1 << 32) if obj["dst_group"] >= 1 << 31 else obj["dst_group"]
+        cells += [f'{nl_proto_text(obj["protocol"], True)}:{port}',
+                  f'{group}:{obj["peer_port"]}' if obj["connected"] else "*"]
+    elif obj["family"] == "vsock":  # CID:PORT each side, * for any
+        cells += [f'{_vsock(obj["local_cid"])}:{_vsock(obj["local_port"])}',
+                  f'{_vsock(obj["peer_cid"])}:{_vsock(obj["peer_port"])}']
     else:
         cells += [f'{_host(obj, "local")}:{_port(obj, "local")}',
                   f'{_host(obj, "peer")}:{_port(obj, "peer")}']

@@ -100,7 +100,7 @@ def run_live(kernel: Kernel, args: argparse.Namespace, btf: bool = False) -> Out
     mode = "btf" if btf else "live"
     banner(f"{kernel.release}: {mode} (pytest inside the guest{', no debug info' if btf else ''})")
     with Guest(kernel, accel=args.accel, verbose=args.verbose, debuginfo=not btf) as guest:
-        env = {**os.environ, "DRGN_SS_TARGET": "live"}
+        env = {**os.environ, "DRGN_SS_TARGET": "live", "DRGN_SS_MODE": mode}
         argv = pytest_argv()
         if btf:
             env["DRGN_SS_NO_DEBUG_INFO"] = "1"
@@ -145,7 +145,7 @@ def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace,
             if "qemu" in modes:
                 banner(f"{kernel.release}: qemu (pytest on the host, drgn --qemu)")
                 results["qemu"] = run_host_pytest(
-                    "qemu", {**env, "DRGN_SS_TARGET": f"qemu:{guest.user_qmp}"})
+                    "qemu", {**env, "DRGN_SS_TARGET": f"qemu:{guest.user_qmp}", "DRGN_SS_MODE": "qemu"})
             for fmt in ("elf", "kdump"):
                 if fmt in modes:
                     start = time.monotonic()
@@ -171,7 +171,7 @@ def run_outside(kernel: Kernel, modes: Sequence[str], args: argparse.Namespace,
         for mode, path in dumps.items():
             what = "the crash dump" if mode in CRASH_MODES else "the dump"
             banner(f"{kernel.release}: {mode} (pytest on the host against {what})")
-            mode_env = {**env, "DRGN_SS_TARGET": f"core:{path}"}
+            mode_env = {**env, "DRGN_SS_TARGET": f"core:{path}", "DRGN_SS_MODE": mode}
             if mode in CRASH_MODES:
                 mode_env["DRGN_SS_WORKLOAD"] = str(scratch / f"{mode}.json")
             results[mode] = run_host_pytest(mode, mode_env)

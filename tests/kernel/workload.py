@@ -93,6 +93,13 @@ OPTION_SETS = (
     "-0anbO",
     "-tlnT",
     "-tlnpT sport = :7007",
+    # The families issue's own sets, as it names them.
+    "-an",
+    "-wanp",
+    "-f netlink -an",
+    "-Manp",
+    "-Sanp",
+    "--vsock -an",
 )
 
 #: ss filter expressions the tests compare (with the options before them), each run as
@@ -128,9 +135,28 @@ FILTER_SETS = (
     "-xa src unix:@DRGN-SS*",
     "-xan dst *",
     "-xan not src *.sock",
+    "-0an dev = lo",
+    "-wan dev = lo",
+    "-wan sport = :253",
+    "-San sport = :7020",
+    "-Man dst 127.0.0.1",
 )
 
 #: ss options compared in each of the extra network namespaces (NETNS_NAMES).
+#: The sets compared in every mode. The others compare how drgn-ss prints what it read,
+#: the same whatever reads the kernel: they run where the matrix reads a dump in full
+#: (the elf mode) and a filtered one (crash), and outside the matrix (no DRGN_SS_MODE); the
+#: live, btf, qemu, kdump and crash0 modes, whose readers differ, run these.
+EVERY_MODE_SETS = frozenset({
+    "-nlpt", "-tanp", "-uanp", "-tan state established", "-tlne", "-tanpe", "-uanpe", "-tano",
+    "-tanmi", "-uanmi", "-an", "-anp", "-xanp", "-xane", "-wanp", "-0anp", "-f netlink -an", "-Manp",
+    "-Sanp", "--vsock -an", "-A unix_dgram,unix_seqpacket -anp", "-tan --tos", "-tlnpT sport = :7007",
+    "-tan sport = :22", "-tan src [::1]:443 or dst [::1]:443", "-tan dev = lo",
+    "-xan src /tmp/drgn-ss-unix/*",
+})
+#: The matrix modes that compare every set.
+EVERY_SET_MODES = ("elf", "crash")
+
 NETNS_OPTION_SETS = ("-tanp", "-uanp", "-xanp", "-0anp")
 #: Processes that each live in a network namespace of their own, with listeners, an
 #: established pair and a UDP socket on the same ports (9000, 9001) in each; the last one's
