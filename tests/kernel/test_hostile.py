@@ -20,7 +20,7 @@ from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.target import use_core_file
 from drgn_ss.tasks import thread_group_leaders
 
-from tests.kernel import hostile
+from tests.kernel import hostile, hostile_families
 from tests.kernel.conftest import Target
 from tests.kernel.test_damaged import _elf_dump
 
@@ -30,7 +30,7 @@ def intact(target: Target) -> dict[hostile.Command, hostile.Run]:
     """Each command's run on the intact dump: the truth the damaged runs are judged by."""
     path = _elf_dump(target)
     runs = {}
-    for args, pure in hostile.ALL_COMMANDS:
+    for args, pure in (*hostile.ALL_COMMANDS, *hostile_families.COMMANDS):
         run = hostile.drgn_ss(path, *args, vmlinux=target.vmlinux, pure_python=pure)
         assert run.returncode == 0 and not hostile.check_run(run, None), (args, run.stderr)
         runs[(args, pure)] = run
@@ -47,14 +47,19 @@ def copy(target: Target, prog: drgn.Program, tmp_path_factory: Any) -> Iterator[
         os.unlink(dest)
 
 
-@pytest.mark.parametrize("damage", hostile.DAMAGES, ids=[d.name for d in hostile.DAMAGES])
+DAMAGES = (*hostile.DAMAGES, *hostile_families.DAMAGES)
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=[d.name for d in DAMAGES])
 def test_damage(damage: hostile.Damage, target: Target, prog: drgn.Program, workload: dict[str, Any],
                 copy: hostile.DumpCopy, intact: dict[hostile.Command, hostile.Run]) -> None:
     kernel = hostile.Kernel(prog, workload, {"path": copy.path})
     problems = []
     try:
-        for _, found in hostile.run_case(copy, kernel, damage, intact, target.vmlinux):
+        for run, found in hostile.run_case(copy, kernel, damage, intact, target.vmlinux):
             problems += found
+            if damage in hostile_families.DAMAGES and run.returncode != 3:  # each lies on what it reads
+                problems.append(f"{' '.join(run.args)}: exit {run.returncode}: the damage was not seen")
     except hostile.NotHere as e:
         pytest.skip(str(e))
     assert not problems, "\n".join(problems)
