@@ -10,6 +10,13 @@ def walk_sockets(
     head_at: Callable[[int], int] | None,
 ) -> tuple[list[Any], int, int, Any]: ...
 
+def walk_unix(
+    mem: tuple[object, ...], heads: list[int], link: int, size: int, least: int, max_chain: int,
+    layout: dict[str, object], nets: dict[int, int], foreign_damage: bool, cls: type, extra_cls: type,
+    netids: tuple[str, str, str], full: str, skb_limit: int, walked: set[int], node_lo: int, node_hi: int,
+    live: bool,
+) -> tuple[list[Any], int, int, Any]: ...
+
 def socket_holders(
     mem: tuple[object, ...], tasks: list[tuple[int, str, int]], layout: dict[str, object], cls: type,
 ) -> tuple[dict[int, list[Any]], int, int, Any]: ...

@@ -79,8 +79,20 @@ static int parse_layout(PyObject *spec, Layout *L)
 	return 0;
 }
 
-typedef struct {
+typedef struct Walk Walk;
+/* What a walk does with each node of a namespace it lists: decode it into w->out (0), count
+ * it (0), or fail (-1). got: the bytes of buf read; size: what a full socket needs. */
+typedef int (*Visit)(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size);
+
+struct Walk {
 	Layout L;
+	/* The node's struct net, and what is done with a node of a namespace listed. */
+	Field net;
+	Visit visit;
+	/* A node of another namespace is damage (a namespace's own table), not skipped. */
+	int foreign_damage;
+	void *unix_layout;
+	Py_ssize_t skb_limit;
 	Mem mem;
 	Faults faults;
 	int tcp, inodes;
@@ -99,7 +111,7 @@ typedef struct {
 	/* The nodes this chain added to walked, taken out again if it is walked once more. */
 	uint64_t *added;
 	Py_ssize_t nadded, added_cap;
-} Walk;
+};
 
 /* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
 static PyObject *ms_until(Walk *w, uint64_t expires)
@@ -295,6 +307,20 @@ out:
 	return r;
 }
 
+/* An inet socket of a namespace listed: decoded unless freed or damaged. */
+static int visit_inet(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
+{
+	uint64_t family = get(buf, &w->L.family);
+	if (!get(buf, &w->L.refcnt))
+		return 0; /* being freed: skipped quietly, as the kernel's lookups skip it */
+	if ((family != AF_INET_ && family != AF_INET6_) || !get(buf, &w->L.num)) {
+		fault_here(&w->faults, w->mem.fault, DAMAGED, addr);
+		w->faults.sockets++;
+		return 0;
+	}
+	return decode(w, addr, buf, got, size) < 0 ? -1 : 0;
+}
+
 /* How one table's chains link: what walk_chain() needs besides the walk. */
 typedef struct {
 	Py_ssize_t link, size, least, max_chain;
@@ -375,7 +401,7 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			w->added_cap = cap;
 		}
 		w->added[w->nadded++] = addr;
-		uint64_t sk_net = get(buf, &w->L.net);
+		uint64_t sk_net = get(buf, &w->net);
 		w->netns = NULL;
 		if (w->only_netns) {
 			if (sk_net == w->want_net)
@@ -413,15 +439,11 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			Py_DECREF(key);
 		}
 		if (w->netns) { /* shared tables hold other namespaces' sockets too */
-			uint64_t family = get(buf, &w->L.family);
-			if (!get(buf, &w->L.refcnt)) {
-				/* being freed: skipped quietly, as the kernel's lookups skip it */
-			} else if ((family != AF_INET_ && family != AF_INET6_) || !get(buf, &w->L.num)) {
-				fault_here(&w->faults, w->mem.fault, DAMAGED, addr);
-				w->faults.sockets++;
-			} else if (decode(w, addr, buf, got, c->size) < 0) {
+			if (w->visit(w, addr, buf, got, c->size) < 0)
 				return -1;
-			}
+		} else if (w->foreign_damage) {
+			fault_here(&w->faults, w->mem.fault, "a damaged socket (of another network namespace)", addr);
+			w->faults.sockets++;
 		}
 		memcpy(&pos, buf + c->link, 8);
 		if (++hops > c->max_chain) {
@@ -473,12 +495,13 @@ PyDoc_STRVAR(walk_sockets_doc,
 "to; node_lo, node_hi: where a node may be. known: a set of every struct net, or None;\n"
 "strays: a dict that gets {struct net: [count, a socket]} for sockets of no known namespace.");
 
+static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *head_at);
+
 static PyObject *walk_sockets(PyObject *self, PyObject *args)
 {
 	PyObject *memspec, *heads, *layout, *kinds, *head_at;
 	Chaining c;
 	unsigned long long now;
-	PyObject *result = NULL;
 	Walk w;
 	memset(&w, 0, sizeof(w));
 	unsigned long long node_lo, node_hi;
@@ -504,6 +527,8 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	}
 	if (parse_layout(layout, &w.L) < 0)
 		return NULL;
+	w.net = w.L.net;
+	w.visit = visit_inet;
 	if (parse_mem(memspec, &w.mem) < 0) {
 		mem_release(&w.mem);
 		return NULL;
@@ -519,6 +544,18 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 		}
 	}
 	w.now = now;
+	return walk_heads(&w, heads, &c, head_at);
+}
+
+/*
+ * Walk every chain from heads into w->out (made here), then release the walk: (records,
+ * bucket_faults, socket_faults, first), or NULL with an error set.
+ */
+static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *head_at)
+{
+	Walk w = *w_;
+	Chaining c = *c_;
+	PyObject *result = NULL;
 	w.out = PyList_New(0);
 	if (!w.out) {
 		mem_release(&w.mem);
@@ -581,7 +618,309 @@ done: /* result is NULL unless the walk got to the end */
 	return result;
 }
 
+/* -- unix sockets: drgn_ss.sockets.unix._Decoder.decode() in C -------------------------- */
+
+#define AF_UNIX_ 1
+#define SOCK_STREAM_ 1
+#define SOCK_SEQPACKET_ 5
+#define SUN_PATH 108
+/* drgn_ss.sockets.unix.NOT_UNIX */
+#define NOT_UNIX "a damaged socket (not a unix socket)"
+
+/* drgn_ss.sockets.unix.UnixLayout, flattened. */
+typedef struct {
+	Field family, state, cookie, refcnt, type, shutdown, sk_socket, uid, max_ack_backlog, wmem_alloc;
+	Field rq_next, rq_qlen, addr, peer, sk_ino, inq_len, address_len;
+	Py_ssize_t receive_queue, sk_socket_at, inode_from_socket, address_name, skb_len, skb_consumed;
+	PyObject *cls, *extra_cls, *netids; /* Socket, UnixExtra, (u_str, u_dgr, u_seq) */
+} UnixLayout;
+
+static int parse_unix_layout(PyObject *spec, UnixLayout *U)
+{
+#define F(name) if (parse_field(spec, #name, &U->name) < 0) return -1
+	F(family); F(state); F(cookie); F(refcnt); F(type); F(shutdown); F(sk_socket); F(uid);
+	F(max_ack_backlog); F(wmem_alloc); F(rq_next); F(rq_qlen); F(addr); F(peer); F(sk_ino);
+	F(inq_len); F(address_len);
+#undef F
+	int ok = 1;
+	U->receive_queue = spec_int(spec, "receive_queue", &ok);
+	U->sk_socket_at = spec_int(spec, "sk_socket_at", &ok);
+	U->inode_from_socket = spec_int(spec, "inode_from_socket", &ok);
+	U->address_name = spec_int(spec, "address_name", &ok);
+	U->skb_len = spec_int(spec, "skb_len", &ok);
+	U->skb_consumed = spec_int(spec, "skb_consumed", &ok);
+	if (!ok)
+		return -1;
+	if (U->address_name < 0 || U->address_name > MAX_READ || U->address_len.offset + U->address_len.size >
+	    U->address_name + 8) {
+		PyErr_SetString(PyExc_ValueError, "bad unix layout");
+		return -1;
+	}
+	return 0;
+}
+
+static int read_u64(Walk *w, uint64_t addr, uint64_t *v)
+{
+	unsigned char b[8];
+	int r = mem_read(&w->mem, addr, 8, b, &w->faults);
+	if (r == 0)
+		memcpy(v, b, 8);
+	return r;
+}
+
+static int read_u32(Walk *w, uint64_t addr, uint64_t *v)
+{
+	unsigned char b[4];
+	uint32_t x;
+	int r = mem_read(&w->mem, addr, 4, b, &w->faults);
+	if (r == 0) {
+		memcpy(&x, b, 4);
+		*v = x;
+	}
+	return r;
+}
+
+/* sock_i_ino() of a sock: through its struct socket, or its own sk_ino (6.18+). */
+static int unix_inode(Walk *w, const UnixLayout *U, uint64_t sk, uint64_t *ino)
+{
+	if (U->sk_ino.size)
+		return read_u64(w, sk + U->sk_ino.offset, ino);
+	uint64_t sock;
+	int r = read_u64(w, sk + U->sk_socket_at, &sock);
+	if (r)
+		return r;
+	*ino = 0;
+	return sock ? read_u64(w, sock + U->inode_from_socket, ino) : 0;
+}
+
+/* unix_inq_len() of a stream or seqpacket socket: its receive queue's unread bytes, the
+ * queue walked as drgn_ss.kernel.memory.list_nodes walks it (bounded, loop-checked). */
+static int unix_unread(Walk *w, const UnixLayout *U, uint64_t sk, uint64_t *total)
+{
+	uint64_t head = sk + U->receive_queue, pos, after, len, consumed;
+	PyObject *seen = PySet_New(NULL);
+	int r = seen ? read_u64(w, head, &pos) : -1;
+	*total = 0;
+	while (r == 0 && pos != head) {
+		PyObject *key = PyLong_FromUnsignedLongLong(pos);
+		int met = key ? PySet_Contains(seen, key) : -1;
+		if (met < 0) {
+			r = -1;
+		} else if (met) {
+			fault_here(&w->faults, w->mem.fault, "a receive queue loops back: a freed node?", pos);
+			r = 1;
+		} else if (PySet_GET_SIZE(seen) >= w->skb_limit) {
+			fault_here(&w->faults, w->mem.fault, "a receive queue longer than the kernel could hold: a loop?",
+				   pos);
+			r = 1;
+		} else if (!(r = read_u64(w, pos, &after)) && !(r = read_u32(w, pos + U->skb_len, &len)) &&
+			   !(r = read_u32(w, pos + U->skb_consumed, &consumed))) {
+			r = PySet_Add(seen, key);
+			*total = (*total + ((len - consumed) & 0xffffffffULL)) & 0xffffffffULL;
+			pos = after;
+		}
+		Py_XDECREF(key);
+	}
+	Py_XDECREF(seen);
+	return r;
+}
+
+/* A bound name's bytes (struct unix_address: len less the family's two), or NULL and 1 (a
+ * fault, kept) or -1 (an error). */
+static PyObject *unix_name(Walk *w, const UnixLayout *U, uint64_t addr, int *r)
+{
+	unsigned char buf[MAX_READ + SUN_PATH];
+	*r = mem_read(&w->mem, addr, (size_t)U->address_name, buf, &w->faults);
+	if (*r)
+		return NULL;
+	long long length = (long long)get(buf, &U->address_len) - 2;
+	if (length < 0 || length > SUN_PATH) {
+		fault_here(&w->faults, w->mem.fault, "a unix socket's name is damaged (its length)", addr);
+		*r = 1;
+		return NULL;
+	}
+	if (length && (*r = mem_read(&w->mem, addr + U->address_name, (size_t)length, buf, &w->faults)))
+		return NULL;
+	PyObject *name = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)length);
+	if (!name)
+		*r = -1;
+	return name;
+}
+
+/* Fill items[] (SOCKET_FIELDS) for one unix socket: 0, 1 (a fault: counted) or -1. */
+static int unix_items(Walk *w, const UnixLayout *U, uint64_t addr, const unsigned char *buf, uint64_t ino,
+		      PyObject **items)
+{
+	uint64_t state = get(buf, &U->state), type = get(buf, &U->type), rq_next = get(buf, &U->rq_next);
+	uint64_t rq_qlen = get(buf, &U->rq_qlen), name_addr = get(buf, &U->addr), peer = get(buf, &U->peer);
+	uint64_t recv_q, send_q, peer_ino = 0;
+	int r = 0;
+	if (state == 0 || state > 12) {
+		fault_here(&w->faults, w->mem.fault, NOT_UNIX, addr);
+		return 1;
+	}
+	if (state == TCP_LISTEN) {
+		recv_q = rq_qlen;
+		send_q = get(buf, &U->max_ack_backlog);
+	} else {
+		send_q = (get(buf, &U->wmem_alloc) - 1) & 0xffffffffULL;
+		if (!rq_qlen && rq_next == addr + U->receive_queue)
+			recv_q = 0;
+		else if (type == SOCK_STREAM_ && U->inq_len.size)
+			recv_q = get(buf, &U->inq_len);
+		else if (type == SOCK_STREAM_ || type == SOCK_SEQPACKET_)
+			r = unix_unread(w, U, addr, &recv_q);
+		else if (rq_next != addr + U->receive_queue)
+			r = read_u32(w, rq_next + U->skb_len, &recv_q);
+		else
+			recv_q = 0;
+		if (r)
+			return r;
+	}
+	PyObject *name = Py_None;
+	Py_INCREF(name);
+	if (name_addr) {
+		Py_DECREF(name);
+		if (!(name = unix_name(w, U, name_addr, &r)))
+			return r;
+	}
+	if (peer && (r = unix_inode(w, U, peer, &peer_ino))) {
+		Py_DECREF(name);
+		return r;
+	}
+	PyObject *netid = PyTuple_GET_ITEM(U->netids, type == SOCK_STREAM_ ? 0 : type == SOCK_SEQPACKET_ ? 2 : 1);
+	PyObject *extra[5] = {PyLong_FromUnsignedLongLong(type), name, Py_None, Py_None,
+			      PyLong_FromUnsignedLongLong(peer)};
+	Py_INCREF(name);
+	Py_INCREF(Py_None);
+	Py_INCREF(Py_None);
+	Py_INCREF(netid);
+	items[0] = netid;
+	items[1] = PyLong_FromLong(AF_UNIX_);
+	items[2] = PyLong_FromUnsignedLongLong(state);
+	items[3] = name == Py_None ? PyBytes_FromStringAndSize("", 0) : (Py_INCREF(name), name);
+	items[4] = PyLong_FromUnsignedLongLong(ino & 0xffffffffULL);
+	items[5] = PyBytes_FromStringAndSize("", 0);
+	items[6] = PyLong_FromUnsignedLongLong(peer_ino & 0xffffffffULL);
+	items[7] = PyLong_FromLong(0);
+	Py_INCREF(Py_None);
+	items[8] = Py_None;
+	items[9] = PyLong_FromUnsignedLongLong(recv_q);
+	items[10] = PyLong_FromUnsignedLongLong(send_q);
+	items[11] = PyLong_FromUnsignedLongLong(ino);
+	items[12] = field_int(buf, &U->uid);
+	items[13] = field_int(buf, &U->cookie);
+	Py_INCREF(w->netns);
+	items[14] = w->netns;
+	items[15] = field_int(buf, &U->shutdown);
+	Py_INCREF(Py_None);
+	items[16] = Py_None;
+	Py_INCREF(w->full);
+	items[17] = w->full;
+	items[18] = PyLong_FromUnsignedLongLong(addr);
+	items[19] = PyLong_FromLong(0);
+	items[20] = PyLong_FromLong(0);
+	items[21] = PyLong_FromLong(0);
+	items[22] = field_int(buf, &U->sk_socket);
+	items[23] = new_record((PyTypeObject *)U->extra_cls, extra, 5);
+	Py_DECREF(name);
+	return items[23] ? 0 : -1;
+}
+
+/* A unix socket of a namespace listed: decoded as unix_diag reports it, unless freed, not
+ * accepted yet (no inode: not listed), or damaged (counted). */
+static int visit_unix(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
+{
+	const UnixLayout *U = w->unix_layout;
+	if (!get(buf, &U->refcnt))
+		return 0; /* being freed: unix_diag's walk would not meet it */
+	int r = 0;
+	if (get(buf, &U->family) != AF_UNIX_) {
+		fault_here(&w->faults, w->mem.fault, NOT_UNIX, addr);
+		r = 1;
+	} else if (got < size) {
+		r = mem_read(&w->mem, addr, size, buf, &w->faults);
+	}
+	uint64_t ino = 0;
+	if (!r) {
+		if (U->sk_ino.size) {
+			ino = get(buf, &U->sk_ino);
+		} else {
+			uint64_t sock = get(buf, &U->sk_socket);
+			if (sock)
+				r = read_u64(w, sock + U->inode_from_socket, &ino);
+		}
+	}
+	if (!r && !ino)
+		return 0;
+	PyObject *items[SOCKET_FIELDS] = {NULL};
+	if (!r)
+		r = unix_items(w, U, addr, buf, ino, items);
+	if (!r) {
+		PyObject *rec = new_record((PyTypeObject *)U->cls, items, SOCKET_FIELDS);
+		r = rec ? PyList_Append(w->out, rec) : -1;
+		Py_XDECREF(rec);
+	} else {
+		for (int i = 0; i < SOCKET_FIELDS; i++)
+			Py_XDECREF(items[i]);
+	}
+	if (r == 1)
+		w->faults.sockets++;
+	return r < 0 ? -1 : 0;
+}
+
+PyDoc_STRVAR(walk_unix_doc,
+"walk_unix(mem, heads, link, size, least, max_chain, layout, nets, foreign_damage, cls,\n"
+"          extra_cls, netids, full, skb_limit, walked, node_lo, node_hi, live)\n"
+"    -> (records, bucket_faults, socket_faults, first)\n"
+"\n"
+"Follow a unix socket table's chains (plain hlists) from heads and decode the sockets of\n"
+"the namespaces in nets ({struct net address: inode number}) as drgn_ss.sockets.unix does\n"
+"without details (-e): Socket records with a UnixExtra. foreign_damage: a socket of another\n"
+"namespace is damage (a namespace's own table), else skipped (the shared table, 5.10).\n"
+"live: a running kernel (a node met again from an earlier chain is passed, not a loop).");
+
+static PyObject *walk_unix(PyObject *self, PyObject *args)
+{
+	PyObject *memspec, *heads, *layout;
+	Chaining c;
+	Walk w;
+	UnixLayout U;
+	unsigned long long node_lo, node_hi;
+	memset(&w, 0, sizeof(w));
+	memset(&U, 0, sizeof(U));
+	c.nulls = 0;
+	c.marker_base = -1;
+	if (!PyArg_ParseTuple(args, "OOnnnnOOpOOOOnOKKp", &memspec, &heads, &c.link, &c.size, &c.least,
+			      &c.max_chain, &layout, &w.nets, &w.foreign_damage, &U.cls, &U.extra_cls, &U.netids,
+			      &w.full, &w.skb_limit, &w.walked, &node_lo, &node_hi, &w.live))
+		return NULL;
+	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(U.cls) ||
+	    !is_record_type(U.extra_cls) || !PyTuple_Check(U.netids) || PyTuple_GET_SIZE(U.netids) != 3 ||
+	    !PyDict_Check(w.nets) || !PySet_Check(w.walked) || w.skb_limit < 1) {
+		PyErr_SetString(PyExc_TypeError, "walk_unix: bad arguments");
+		return NULL;
+	}
+	if (c.size > MAX_READ || c.least > c.size || c.link < 0 || c.link + 8 > c.least) {
+		PyErr_SetString(PyExc_ValueError, "walk_unix: bad sizes");
+		return NULL;
+	}
+	if (parse_unix_layout(layout, &U) < 0 || parse_field(layout, "net", &w.net) < 0)
+		return NULL;
+	w.node_lo = node_lo;
+	w.node_hi = node_hi;
+	w.known = Py_None;
+	w.visit = visit_unix;
+	w.unix_layout = &U;
+	if (parse_mem(memspec, &w.mem) < 0) {
+		mem_release(&w.mem);
+		return NULL;
+	}
+	return walk_heads(&w, heads, &c, Py_None);
+}
+
 PyMethodDef fast_walk_methods[] = {
 	{"walk_sockets", walk_sockets, METH_VARARGS, walk_sockets_doc},
+	{"walk_unix", walk_unix, METH_VARARGS, walk_unix_doc},
 	{NULL, NULL, 0, NULL},
 };

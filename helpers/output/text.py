@@ -21,7 +21,7 @@ from drgn_ss.output.columns import COLUMNS, layout_columns
 from drgn_ss.output.netlink import netlink_cells, netlink_details, netlink_fields
 from drgn_ss.output.packet import bpf_text, packet_cells, packet_details, packet_fields
 from drgn_ss.output.sockopt import sockopt_fields, sockopt_text, tos_fields, tos_text
-from drgn_ss.output.unix import unix_cells, unix_details, unix_fields
+from drgn_ss.output.unix import unix_columns, unix_details, unix_fields
 from drgn_ss.output.vsock import vsock_cells, vsock_fields
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.inet import SKMEM_FIELDS
@@ -254,14 +254,18 @@ class Formatter:
         inet = [i for i, s in enumerate(socks) if s[1] in _INET]
         if len(inet) == len(socks):
             return self._inet_cells(socks)
+        unix = [i for i, s in enumerate(socks) if s[1] == AF_UNIX]
+        if len(unix) == len(socks):
+            return unix_columns(socks, self._queues, _STATE_CELLS)
         cells: list[list[str]] = [[""] * len(socks) for _ in range(8)]
-        if inet:
-            for column, part in zip(cells, self._inet_cells([socks[i] for i in inet])):
-                for i, cell in zip(inet, part):
-                    column[i] = cell
+        for indexes, part in ((inet, self._inet_cells), (unix, self._unix_cells)):
+            if indexes:
+                for column, made in zip(cells, part([socks[i] for i in indexes])):
+                    for i, cell in zip(indexes, made):
+                        column[i] = cell
         queue = self._queues
         for i, s in enumerate(socks):
-            if s[1] in _INET:
+            if s[1] in _INET or s[1] == AF_UNIX:
                 continue
             if s[1] == AF_PACKET:
                 local, sport, peer, dport = packet_cells(s, self.numeric, self.ifname)
@@ -270,12 +274,15 @@ class Formatter:
             elif s[1] == AF_VSOCK:
                 local, sport, peer, dport = vsock_cells(s)
             else:
-                local, sport, peer, dport = unix_cells(s)
+                raise AssertionError(f"no cells for family {s[1]}")
             row = (_netid(s), _STATE_CELLS[s.state], queue[s.recv_q], queue[s.send_q], local, sport, peer,
                    dport)
             for column, cell in zip(cells, row):
                 column[i] = cell
         return cells
+
+    def _unix_cells(self, socks: list[Socket]) -> list[list[str]]:
+        return unix_columns(socks, self._queues, _STATE_CELLS)
 
     def _inet_cells(self, socks: list[Socket]) -> list[list[str]]:
         """The Netid to Port cells of TCP and UDP sockets."""

@@ -5,13 +5,14 @@ inode on the peer's side, and ``-e``'s shutdown, file and waiting connections.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from drgn_ss.kernel.strings import json_name, safe_line
 from drgn_ss.sockets.record import Socket
 from drgn_ss.sockets.unix import UnixExtra, ss_name
 
-__all__ = ["glibc_major_minor", "unix_cells", "unix_details", "unix_fields", "unix_name_text"]
+__all__ = ["glibc_major_minor", "unix_cells", "unix_columns", "unix_details", "unix_fields", "unix_name_text"]
 
 
 def _name(name: bytes) -> str:
@@ -35,6 +36,24 @@ def unix_cells(s: Socket) -> tuple[str, str, str, str]:
     """The Local Address, its Port, the Peer Address and its Port cells: ``NAME INODE``, ``* PEER``."""
     extra = cast(UnixExtra, s.extra)
     return f"{unix_name_text(extra.name)} ", str(s.sport), "* ", str(s.dport)
+
+
+def unix_columns(socks: Sequence[Socket], queue: Mapping[int, str], states: Sequence[str]) -> list[list[str]]:
+    """
+    The Netid to Port cells of unix sockets, a column at a time (:func:`unix_cells` of each,
+    with the netid, state and queues): names made text once each, numbers by list.
+    """
+    names: dict[bytes | None, str] = {}
+    local = []
+    for s in socks:
+        name = cast(UnixExtra, s[23]).name  # s.extra.name
+        text = names.get(name)
+        if text is None:
+            text = names[name] = f"{unix_name_text(name)} "
+        local.append(text)
+    return [[s[0] for s in socks], [states[s[2]] for s in socks], [queue[s[9]] for s in socks],
+            [queue[s[10]] for s in socks], local, [str(s[4]) for s in socks], ["* "] * len(socks),
+            [str(s[6]) for s in socks]]
 
 
 def glibc_major_minor(dev: int) -> tuple[int, int]:

@@ -53,7 +53,9 @@ def _unix(k: Kernel, want: str) -> drgn.Object:
             if want == "name" and u.addr:
                 return sk
             established = sk.member_("__sk_common").skc_state == 1  # a listener's queue is its backlog
-            if want == "queued" and sk.sk_type == 1 and established and sk.sk_receive_queue.qlen > 0:
+            # seqpacket: its queue is walked on every kernel (a stream socket's unread bytes are
+            # unix_sock.inq_len from 6.17)
+            if want == "queued" and sk.sk_type == 5 and established and sk.sk_receive_queue.qlen > 0:
                 return sk
     raise NotHere(f"no unix socket of init_net for {want}")
 

@@ -23,9 +23,11 @@ from drgn_ss.commands.ss_parser import build_parser
 from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.program import vmcoreinfo
+from drgn_ss.namespaces import netns_list
 from drgn_ss.owners import kernel_owners, proc_owners
 from drgn_ss.sockets.inet import inet_sockets
 from drgn_ss.sockets.mptcp import mptcp_sockets
+from drgn_ss.sockets.unix import unix_sockets
 
 from tests.json_text import schema_validator, text_line
 from tests.kernel import reference
@@ -434,6 +436,25 @@ def test_native_owners_equal_python_owners(prog: drgn.Program, workload: dict[st
     if py_errors and workload.get("dump_level", 0) & 8:
         pytest.skip(f"tasks partly missing from this dump: {py_errors.describe()}")
     assert (c_errors, c_counts) == (py_errors, py_counts)
+    assert len(py) >= 20 and c == py
+
+
+def test_native_unix_walk_equals_python(prog: drgn.Program, target: Target, workload: dict[str, Any],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """drgn_ss._fast.walk_unix (C) decodes what the Python walk decodes, every namespace's."""
+    if native() is None:
+        pytest.skip("drgn_ss._fast is not built")
+    if target.kind != "core":
+        pytest.skip("a running kernel moves between the two walks")
+    nets = netns_list(prog)
+    c_errors = WalkErrors()
+    c = unix_sockets(prog, nets, c_errors)
+    monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+    py_errors = WalkErrors()
+    py = unix_sockets(prog, nets, py_errors)
+    if py_errors and workload.get("dump_level", 0) & 8:
+        pytest.skip(f"sockets partly missing from this dump: {py_errors.describe()}")
+    assert c_errors == py_errors
     assert len(py) >= 20 and c == py
 
 
