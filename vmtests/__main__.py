@@ -156,6 +156,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _add_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The test command's parser: the kernel matrix."""
+    p = sub.add_parser("test", help="the kernel matrix suite: every kernel in every mode")
+    p.add_argument("--kernel", "-k", action="append", metavar="K",
+                   help="only this kernel (repeatable; default: the whole matrix)")
+    p.add_argument("--mode", action="append",
+                   choices=MATRIX_MODES,
+                   help="only this mode (repeatable; default: all)")
+    p.add_argument("--flavour", default=DEFAULT_FLAVOUR)
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument("--timeout", type=float, default=900, metavar="S",
+                   help="per-guest time limit (default 900)")
+    p.add_argument("--refresh", action="store_true", help="refresh the package index first")
+    p.add_argument("--no-host", action="store_true",
+                   help="skip ruff, mypy and the host tests; run only the kernel matrix")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the guest consoles")
+    p.set_defaults(func=cmd_test)
+
+
+def _add_bench_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The bench and benchpage commands' parsers."""
+    p = sub.add_parser("bench", help="drgn-ss beside ss -tan/-tanp, psutil and a /proc parser, on "
+                       "20k and 100k-socket workloads: native, on a dump, over --qemu, in the guest "
+                       "(--workload unix: beside ss -xan/-xanp, on unix sockets)")
+    p.add_argument("--kernel", "-k", action="append", metavar="K",
+                   help="kernel to boot (repeatable; default: 6.1 and 7.2)")
+    p.add_argument("--workload", choices=("tcp", "unix"), default="tcp",
+                   help="tcp: a busy TCP server, measured with ss -tan/-tanp (the default); unix: "
+                   "connected unix stream sockets over 50 processes, with ss -xan/-xanp")
+    p.add_argument("--sizes", default="20000,100000", metavar="N,N",
+                   help="sockets per workload (TCP: established; default 20000,100000)")
+    p.add_argument("--runs", type=int, default=3, help="runs per tool; medians are reported (default 3)")
+    p.add_argument("--budget", type=float, default=60, metavar="S",
+                   help="stop repeating a tool once its runs took S seconds (default 60)")
+    p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON here")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument("--native-only", action="store_true", help="skip the guests (native tools only)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("benchpage", help="write docs/benchmarks.md from the benchmark's results "
+                       "(vmtests/results/*.json)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if the page is not what the results make")
+    p.add_argument("--results", type=Path, metavar="DIR", help="the results (default vmtests/results)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="the page (default docs/benchmarks.md)")
+    p.set_defaults(func=cmd_benchpage)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vmtests",
@@ -196,47 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--refresh", action="store_true", help="refresh the package index first")
     p.set_defaults(func=cmd_kernels)
 
-    p = sub.add_parser("test", help="the kernel matrix suite: every kernel in every mode")
-    p.add_argument("--kernel", "-k", action="append", metavar="K",
-                   help="only this kernel (repeatable; default: the whole matrix)")
-    p.add_argument("--mode", action="append",
-                   choices=MATRIX_MODES,
-                   help="only this mode (repeatable; default: all)")
-    p.add_argument("--flavour", default=DEFAULT_FLAVOUR)
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument("--timeout", type=float, default=900, metavar="S",
-                   help="per-guest time limit (default 900)")
-    p.add_argument("--refresh", action="store_true", help="refresh the package index first")
-    p.add_argument("--no-host", action="store_true",
-                   help="skip ruff, mypy and the host tests; run only the kernel matrix")
-    p.add_argument("-v", "--verbose", action="store_true", help="show the guest consoles")
-    p.set_defaults(func=cmd_test)
+    _add_test_parser(sub)
 
     p = sub.add_parser("demo", help="the main job on this machine: ss_nlpt.py beside ss -nlpt in a guest")
     _add_vm_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="drgn-ss beside ss -tan/-tanp, psutil and a /proc parser, on "
-                       "20k and 100k-socket workloads: native, on a dump, over --qemu, in the guest")
-    p.add_argument("--kernel", "-k", action="append", metavar="K",
-                   help="kernel to boot (repeatable; default: 6.1 and 7.2)")
-    p.add_argument("--sizes", default="20000,100000", metavar="N,N",
-                   help="established sockets per workload (default 20000,100000)")
-    p.add_argument("--runs", type=int, default=3, help="runs per tool; medians are reported (default 3)")
-    p.add_argument("--budget", type=float, default=60, metavar="S",
-                   help="stop repeating a tool once its runs took S seconds (default 60)")
-    p.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON here")
-    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument("--native-only", action="store_true", help="skip the guests (native tools only)")
-    p.set_defaults(func=cmd_bench)
-
-    p = sub.add_parser("benchpage", help="write docs/benchmarks.md from the benchmark's results "
-                       "(vmtests/results/*.json)")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 if the page is not what the results make")
-    p.add_argument("--results", type=Path, metavar="DIR", help="the results (default vmtests/results)")
-    p.add_argument("--out", type=Path, metavar="FILE", help="the page (default docs/benchmarks.md)")
-    p.set_defaults(func=cmd_benchpage)
+    _add_bench_parsers(sub)
     return parser
 
 
@@ -253,7 +267,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise VMTestError(f"--sizes: numbers separated by commas, not {args.sizes!r}") from None
     if not sizes or any(n < 2 for n in sizes) or args.runs < 1:
         raise VMTestError("--sizes needs sizes of at least 2, --runs at least 1")
-    return run_bench(kernels, sizes, args.runs, args.budget, args.json, args.accel, not args.native_only)
+    return run_bench(kernels, sizes, args.runs, args.budget, args.json, args.accel, not args.native_only,
+                     args.workload)
 
 
 def cmd_benchpage(args: argparse.Namespace) -> int:

@@ -24,8 +24,13 @@ start-up to the first socket read (``cold_startup_s``, ``cold_btf_startup_s``: f
 drgn-ss's start, so the Python interpreter and imports, ``cold_interpreter_s``, the same
 for both, are apart). A second table sets the two start-ups side by side.
 
-This module is also the in-guest half (``python -m vmtests.bench guest N RUNS BUDGET``),
-so it imports nothing outside the standard library at module level.
+``--workload unix`` measures a unix workload instead (N connected unix stream sockets,
+``bench_workload.py --unix N``): native ``ss -xan`` and ``ss -xanp``, in the guest the same
+and drgn-ss, on the host ``drgn-ss -xanp`` and ``-xan`` over ``--qemu`` and on a dump; the
+ratios are to native ``ss -xanp`` and ``ss -xan``. :data:`WORKLOADS` lists the workloads.
+
+This module is also the in-guest half (``python -m vmtests.bench guest N RUNS BUDGET
+[WORKLOAD]``), so it imports nothing outside the standard library at module level.
 """
 
 from __future__ import annotations
@@ -49,6 +54,20 @@ REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "vmtests" / "bench_workload.py"
 #: GNU time (Debian's "time" package), for each command's peak RSS.
 TIME = "/usr/bin/time"
+
+#: The workloads (``--workload``): each one's ss options, ``-p`` apart. ``tcp``: a busy TCP
+#: server (the default); ``unix``: connected unix stream sockets, a busy local daemon's.
+WORKLOADS = {"tcp": "-tan", "unix": "-xan"}
+
+
+def baselines(workload: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """
+    The native tools a workload's ratios are to, ss with ``-p`` and without, each with
+    the key of its ratio: ``("ss -tanp", "x_ss_tanp"), ("ss -tan", "x_ss_tan")`` for TCP.
+    """
+    opts = WORKLOADS[workload]
+    return (f"ss {opts}p", f"x_ss_{opts[1:]}p"), (f"ss {opts}", f"x_ss_{opts[1:]}")
+
 
 PROCPARSE = r'''
 import os, socket, struct, sys
@@ -207,8 +226,9 @@ def _stats(stderr: str) -> dict[str, Any] | None:
 class NativeWorkload:
     """The workload on this host, in a private network namespace."""
 
-    def __init__(self, established: int) -> None:
+    def __init__(self, established: int, workload: str = "tcp") -> None:
         self.established = established
+        self.workload = workload
         self.proc: subprocess.Popen[str] | None = None
         #: The pid whose network namespace the tools enter.
         self.netns = -1
@@ -216,7 +236,7 @@ class NativeWorkload:
     def __enter__(self) -> NativeWorkload:
         self.proc = subprocess.Popen(
             ["unshare", "--net", "sh", "-c", f"ip link set lo up && exec python3 {WORKLOAD} "
-             f"{self.established}"],
+             f"{workload_args(self.workload, self.established)}"],
             stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert self.proc.stdout
         for line in self.proc.stdout:
@@ -247,16 +267,20 @@ def psutil_python(cache: Path) -> str:
     return str(python)
 
 
-def native_runs(established: int, runs: int, budget: float, cache: Path) -> list[dict[str, Any]]:
-    psutil = psutil_python(cache)
-    tools = [
-        ("ss -tan", ["ss", "-tan"]),
-        ("ss -tanp", ["ss", "-tanp"]),
-        ("psutil", [psutil, "-c", PSUTIL]),
-        ("procparse", [sys.executable, "-c", PROCPARSE]),
-    ]
+def workload_args(workload: str, size: int) -> str:
+    """bench_workload.py's arguments for this workload and size."""
+    return f"--unix {size}" if workload == "unix" else str(size)
+
+
+def native_runs(established: int, runs: int, budget: float, cache: Path,
+                workload: str = "tcp") -> list[dict[str, Any]]:
+    opts = WORKLOADS[workload]
+    tools = [(f"ss {opts}", ["ss", opts]), (f"ss {opts}p", ["ss", opts + "p"])]
+    if workload == "tcp":
+        tools += [("psutil", [psutil_python(cache), "-c", PSUTIL]),
+                  ("procparse", [sys.executable, "-c", PROCPARSE])]
     out = []
-    with NativeWorkload(established) as w:
+    with NativeWorkload(established, workload) as w:
         for tool, argv in tools:
             progress(f"native {tool} ({established})")
             out.append({"where": "native", "tool": tool, **measure(argv, runs, budget, netns=w.netns)})
@@ -265,10 +289,25 @@ def native_runs(established: int, runs: int, budget: float, cache: Path) -> list
 
 # -- in the guest ----------------------------------------------------------------------
 
-def guest_main(established: int, runs: int, budget: float) -> int:
+def guest_tools(drgn_ss: str, workload: str) -> list[tuple[str, list[str], bool]]:
+    """The tools measured in the guest: name, command, and whether its first run is cold."""
+    opts = WORKLOADS[workload]
+    tools: list[tuple[str, list[str], bool]] = [
+        (f"ss {opts}", ["ss", opts], False),
+        (f"ss {opts}p", ["ss", opts + "p"], False),
+        (f"drgn-ss {opts}p", [drgn_ss, opts + "p", "--stats"], True),
+        (f"drgn-ss {opts}", [drgn_ss, opts, "--stats"], False),
+    ]
+    if workload == "tcp":
+        tools.append(("drgn-ss -tanp --owners proc", [drgn_ss, "-tanp", "--stats", "--owners", "proc"],
+                      False))
+    return tools
+
+
+def guest_main(established: int, runs: int, budget: float, workload: str = "tcp") -> int:
     """In the guest: start the workload, measure ss and drgn-ss live, print BENCH lines, READY."""
-    w = subprocess.Popen([sys.executable, str(WORKLOAD), str(established)], stdout=subprocess.PIPE,
-                         text=True)
+    w = subprocess.Popen([sys.executable, str(WORKLOAD), *workload_args(workload, established).split()],
+                         stdout=subprocess.PIPE, text=True)
     assert w.stdout
     for line in w.stdout:
         if line.strip() == "READY":
@@ -278,16 +317,9 @@ def guest_main(established: int, runs: int, budget: float) -> int:
         return 1
     drgn_ss = str(Path(sys.executable).parent / "drgn-ss")
     env = {**os.environ, "DRGN_SS_CACHE": tempfile.mkdtemp(prefix="drgn-ss-bench-")}
-    tools: list[tuple[str, list[str], bool]] = [
-        ("ss -tan", ["ss", "-tan"], False),
-        ("ss -tanp", ["ss", "-tanp"], False),
-        ("drgn-ss -tanp", [drgn_ss, "-tanp", "--stats"], True),
-        ("drgn-ss -tan", [drgn_ss, "-tan", "--stats"], False),
-        ("drgn-ss -tanp --owners proc", [drgn_ss, "-tanp", "--stats", "--owners", "proc"], False),
-    ]
-    for tool, argv, cold in tools:
+    for tool, argv, cold in guest_tools(drgn_ss, workload):
         result = {"where": "guest", "tool": tool, **measure(argv, runs, budget, env=env, cold=cold)}
-        if cold:
+        if cold and workload == "tcp":  # the start-up table's: the same whatever the workload
             result.update(cold_btf([*argv, "--btf"]))
         print("BENCH " + json.dumps(result), flush=True)
     print("READY", flush=True)
@@ -296,7 +328,7 @@ def guest_main(established: int, runs: int, budget: float) -> int:
 
 
 def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
-               accel: str) -> list[dict[str, Any]]:
+               accel: str, workload: str = "tcp") -> list[dict[str, Any]]:
     """Boot a guest with the workload; measure inside it, over --qemu, and on an ELF dump."""
     from vmtests.config import DEFAULT_FLAVOUR, flavour_name
     from vmtests.kernels import get_kernel
@@ -304,43 +336,54 @@ def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
 
     kernel = get_kernel(kernel_name, flavour_name(DEFAULT_FLAVOUR))
     memory = 3072 if established <= 30000 else 4096
-    drgn_ss = str(Path(sys.executable).parent / "drgn-ss")
     out: list[dict[str, Any]] = []
     with Guest(kernel, memory_mb=memory, accel=accel) as guest:
         tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=guest.run_dir))
-        progress(f"guest {kernel.release}: workload and in-guest runs ({established})")
+        progress(f"guest {kernel.release}: {workload} workload and in-guest runs ({established})")
         guest.start([sys.executable, "-m", "vmtests.bench", "guest", str(established), str(runs),
-                     str(budget)], cwd=str(REPO))
+                     str(budget), workload], cwd=str(REPO))
         lines = guest.wait_ready(3600)
         out += [json.loads(line[6:]) for line in lines if line.startswith("BENCH ")]
         dump = tmp / "bench.elf"
         # The guest is paused while the host-side tools run: under TCG, its workload's
         # timers keep a core busy, which the native tools did not have to share.
         guest.qmp().execute("stop")
-        for where in ("qemu", "dump"):
-            if where == "dump":
-                progress(f"dump {kernel.release} ({memory} MB guest)")
-                guest.dump(dump, "elf")
-            target = ["--qemu", str(guest.user_qmp)] if where == "qemu" else ["-c", str(dump)]
-            env = {**os.environ, "DRGN_SS_CACHE": str(tmp / f"{where}-cache")}
-            try:
-                # The first run, with an empty facts cache, loads DWARF: timed apart as cold_s.
-                progress(f"{where}: drgn-ss ({established}), cold cache")
-                cold = run_once([drgn_ss, *target, "-s", str(kernel.vmlinux), "-tanp", "--stats"], env)
-                for tool in ("drgn-ss -tanp", "drgn-ss -tan"):
-                    progress(f"{where}: {tool} ({established})")
-                    result = measure([drgn_ss, *target, *tool.split()[1:], "--stats"], runs, budget,
-                                     env=env)
-                    if tool == "drgn-ss -tanp":
-                        result.update(_cold("cold", cold))
-                        if where == "dump":  # BTF from the dump's memory (6.0+); --qemu: the same
-                            result.update(cold_btf([drgn_ss, *target, "--btf", "-tanp", "--stats"]))
-                    out.append({"where": where, "tool": tool, **result})
-            finally:
-                dump.unlink(missing_ok=True)
+        try:
+            for where in ("qemu", "dump"):
+                if where == "dump":
+                    progress(f"dump {kernel.release} ({memory} MB guest)")
+                    guest.dump(dump, "elf")
+                target = ["--qemu", str(guest.user_qmp)] if where == "qemu" else ["-c", str(dump)]
+                env = {**os.environ, "DRGN_SS_CACHE": str(tmp / f"{where}-cache")}
+                out += host_runs(where, target, str(kernel.vmlinux), env, established, runs, budget,
+                                 workload)
+        finally:
+            dump.unlink(missing_ok=True)
     for r in out:
         r["kernel"] = kernel_name
         r["release"] = kernel.release
+    return out
+
+
+def host_runs(where: str, target: list[str], vmlinux: str, env: dict[str, str], established: int,
+              runs: int, budget: float, workload: str) -> list[dict[str, Any]]:
+    """drgn-ss on the host, reading the guest through ``target`` (``--qemu`` or ``-c``)."""
+    drgn_ss = str(Path(sys.executable).parent / "drgn-ss")
+    opts = WORKLOADS[workload]
+    # The first run, with an empty facts cache, loads DWARF: timed apart as cold_s.
+    progress(f"{where}: drgn-ss {opts}p ({established}), cold cache")
+    cold = run_once([drgn_ss, *target, "-s", vmlinux, opts + "p", "--stats"], env)
+    out = []
+    for flags in (opts + "p", opts):
+        tool = f"drgn-ss {flags}"
+        progress(f"{where}: {tool} ({established})")
+        result = measure([drgn_ss, *target, flags, "--stats"], runs, budget, env=env)
+        if flags == opts + "p":
+            result.update(_cold("cold", cold))
+            # BTF from the dump's memory (6.0+; --qemu: the same), for the start-up table.
+            if where == "dump" and workload == "tcp":
+                result.update(cold_btf([drgn_ss, *target, "--btf", flags, "--stats"]))
+        out.append({"where": where, "tool": tool, **result})
     return out
 
 
@@ -361,23 +404,33 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} x {cpu}, {mem:.0f} GB, Linux {platform.release()}"
 
 
-def ratios(runs: list[dict[str, Any]]) -> None:
-    """Add each run's ratio to native ss -tanp and ss -tan of the same size."""
+def ratios(runs: list[dict[str, Any]], workload: str = "tcp") -> None:
+    """
+    Add each run's ratio to native ss with -p and without (``ss -tanp`` and ``ss -tan``
+    for TCP, ``ss -xanp`` and ``ss -xan`` for unix) of the same size.
+    """
     native = {(r["sockets"], r["tool"]): r["median_s"] for r in runs if r["where"] == "native"}
     for r in runs:
-        for tool, key in (("ss -tanp", "x_ss_tanp"), ("ss -tan", "x_ss_tan")):
+        for tool, key in baselines(workload):
             base = native.get((r["sockets"], tool))
             r[key] = round(r["median_s"] / base, 3) if base else None
 
 
-FIELDS = ("kernel", "sockets", "where", "tool", "median_s", "x_ss_tanp", "x_ss_tan", "startup_s",
-          "cold_s", "cold_btf_s", "us_per_socket", "us_per_file", "peak_rss_mb", "lines", "runs")
+def fields(workload: str = "tcp") -> tuple[str, ...]:
+    """A run's fields in the table, in its order: its ratios are the workload's."""
+    (_, key_p), (_, key) = baselines(workload)
+    return ("kernel", "sockets", "where", "tool", "median_s", key_p, key, "startup_s", "cold_s",
+            "cold_btf_s", "us_per_socket", "us_per_file", "peak_rss_mb", "lines", "runs")
 
 
-def table(runs: list[dict[str, Any]]) -> str:
-    head = ("kernel", "sockets", "where", "tool", "median s", "x ss-tanp", "x ss-tan", "startup s",
-            "cold s", "cold btf s", "us/socket", "us/file", "RSS MB", "lines", "runs")
-    return _columns([head] + [tuple("-" if r.get(f) is None else str(r[f]) for f in FIELDS) for r in runs])
+def table(runs: list[dict[str, Any]], workload: str = "tcp") -> str:
+    """The runs as a table, a row each, with the workload's ratio columns."""
+    (tool_p, _), (tool, _) = baselines(workload)
+    head = ("kernel", "sockets", "where", "tool", "median s", "x " + tool_p.replace(" ", ""),
+            "x " + tool.replace(" ", ""), "startup s", "cold s", "cold btf s", "us/socket", "us/file",
+            "RSS MB", "lines", "runs")
+    return _columns([head] + [tuple("-" if r.get(f) is None else str(r[f]) for f in fields(workload))
+                              for r in runs])
 
 
 def _columns(rows: Sequence[Sequence[str]]) -> str:
@@ -412,7 +465,7 @@ def startup_table(runs: list[dict[str, Any]]) -> str:
 
 
 def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, json_out: Path | None,
-              accel: str, guest: bool) -> int:
+              accel: str, guest: bool, workload: str = "tcp") -> int:
     from vmtests.config import cache_dir
 
     if os.geteuid() != 0:
@@ -423,13 +476,13 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
     started = time.time()
     results: list[dict[str, Any]] = []
     for size in sizes:
-        for r in native_runs(size, runs, budget, cache_dir()):
+        for r in native_runs(size, runs, budget, cache_dir(), workload):
             results.append({"kernel": None, "sockets": size, **r})
         if guest:
             for k in kernels:
-                for r in guest_runs(k, size, runs, budget, accel):
+                for r in guest_runs(k, size, runs, budget, accel, workload):
                     results.append({**r, "sockets": size})
-    ratios(results)
+    ratios(results, workload)
     for r in results:
         r.setdefault("startup_s", None)
         r.setdefault("us_per_socket", None)
@@ -441,14 +494,16 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m vmtests bench " + " ".join(sys.argv[2:]),
         "duration_s": round(time.time() - started),
-        "note": "native: this host, workload in a private netns; dump/qemu: drgn-ss on the host "
-                "reading the guest (native speed); guest: inside the TCG guest (reference only). "
-                "Ratios are to native ss of the same size, measured in this run.",
-        "runs": [{f: r.get(f) for f in (*FIELDS, "release", "startup_s", "walk_s", "owners_s",
+        "workload": workload,
+        "note": f"{workload} workload. native: this host, workload in a private netns; dump/qemu: "
+                "drgn-ss on the host reading the guest (native speed); guest: inside the TCG guest "
+                "(reference only). Ratios are to native ss of the same size, measured in this run.",
+        "runs": [{f: r.get(f) for f in (*fields(workload), "release", "startup_s", "walk_s", "owners_s",
                                          "render_s", "files", *COLD_FIELDS)}
                  for r in results],
     }
-    sys.stdout.write(f"# {doc['date']}, {doc['machine']}\n" + table(results) + "\n" + startup_table(results))
+    sys.stdout.write(f"# {doc['date']}, {doc['machine']}, {workload} workload\n" + table(results, workload)
+                     + "\n" + startup_table(results))
     if json_out:
         json_out.write_text(json.dumps(doc, indent=1) + "\n")
         progress(f"wrote {json_out}")
@@ -456,8 +511,8 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "guest":
-        sys.exit(guest_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+    if len(sys.argv) in (5, 6) and sys.argv[1] == "guest" and sys.argv[5:] in ([], ["tcp"], ["unix"]):
+        sys.exit(guest_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), *sys.argv[5:]))
     print("usage: python -m vmtests bench ... (this module's own entry is for the guest)",
           file=sys.stderr)
     sys.exit(2)

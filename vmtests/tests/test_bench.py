@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
-from vmtests.bench import measure, ratios, startup_table, table
+from vmtests.__main__ import build_parser
+from vmtests.bench import WORKLOAD, guest_tools, measure, ratios, startup_table, table, workload_args
+from vmtests.bench_workload import UNIX_LISTENERS, UNIX_WORKERS
 
 
 def test_measure_counts_lines_runs_and_memory() -> None:
@@ -54,3 +59,62 @@ def test_cold_runs_and_startup_table() -> None:
     lines = startup_table(runs).splitlines()
     assert len(lines) == 2 and lines[1].split()[5:] == ["3.0", "0.5", "6.0", "2.9", "0.3", "1.5"]
     assert startup_table(runs[1:]) == ""
+
+
+def test_unix_ratios_and_table() -> None:
+    runs = [
+        {"sockets": 10, "where": "native", "tool": "ss -xanp", "median_s": 4.0},
+        {"sockets": 10, "where": "native", "tool": "ss -xan", "median_s": 0.5},
+        {"sockets": 10, "where": "native", "tool": "ss -tanp", "median_s": 1.0},  # not a unix baseline
+        {"sockets": 10, "where": "dump", "tool": "drgn-ss -xanp", "median_s": 1.0, "kernel": "6.1",
+         "us_per_socket": 3.5},
+    ]
+    ratios(runs, "unix")
+    assert runs[3]["x_ss_xanp"] == 0.25 and runs[3]["x_ss_xan"] == 2.0 and "x_ss_tanp" not in runs[3]
+    lines = table(runs, "unix").splitlines()
+    assert lines[0].split()[4:9] == ["median", "s", "x", "ss-xanp", "x"]
+    assert lines[4].split()[5:8] == ["1.0", "0.25", "2.0"] and "3.5" in lines[4].split()
+
+
+def test_workload_option_and_tools() -> None:
+    args = build_parser().parse_args(["bench", "--workload", "unix", "--sizes", "5000"])
+    assert (args.workload, args.sizes) == ("unix", "5000")
+    assert build_parser().parse_args(["bench"]).workload == "tcp"
+    assert workload_args("unix", 100000) == "--unix 100000" and workload_args("tcp", 20) == "20"
+    unix = [name for name, _, _ in guest_tools("drgn-ss", "unix")]
+    assert unix == ["ss -xan", "ss -xanp", "drgn-ss -xanp", "drgn-ss -xan"]
+    assert [cold for _, _, cold in guest_tools("drgn-ss", "unix")] == [False, False, True, False]
+    assert "drgn-ss -tanp --owners proc" in [name for name, _, _ in guest_tools("drgn-ss", "tcp")]
+
+
+def _socket_fds(pid: int) -> int:
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(1 for fd in fds.iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+def test_unix_workload_holds_its_sockets(tmp_path: Path) -> None:
+    """A small unix workload: its sockets over its workers, both ends held; READY; gone on SIGTERM."""
+    proc = subprocess.Popen([sys.executable, str(WORKLOAD), "--unix", "200"], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        assert proc.stdout and proc.stdout.readline().strip() == "READY"
+        workers = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                   and _ppid(int(p.name)) == proc.pid]
+        assert len(workers) == UNIX_WORKERS
+        # Each worker: both ends of its 2 connections, and the listener it shares.
+        assert sorted({_socket_fds(pid) for pid in workers}) == [5]
+        assert _socket_fds(proc.pid) == UNIX_LISTENERS
+        (directory,) = tmp_path.iterdir()
+        names = sorted(p.name for p in directory.iterdir())
+        assert names == [f"daemon{i}.sock" for i in range(UNIX_LISTENERS)]
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    assert not directory.exists() and all(_ppid(pid) is None for pid in workers)
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

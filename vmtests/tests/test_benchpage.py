@@ -15,8 +15,8 @@ from vmtests.benchpage import GENERATED, PAGE, REPO, RESULTS, load_results, rend
 
 
 def _newest() -> dict[str, Any]:
-    """The newest real results file's document."""
-    doc: dict[str, Any] = load_results(RESULTS)[-1].doc
+    """The newest real TCP results file's document."""
+    doc: dict[str, Any] = [r for r in load_results(RESULTS) if r.workload == "tcp"][-1].doc
     return doc
 
 
@@ -131,3 +131,42 @@ def test_check_catches_a_stale_page(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([*args, "--check"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is stale" in err
+
+
+def _unix_runs() -> list[dict[str, Any]]:
+    return [
+        {"kernel": None, "sockets": 1000, "where": "native", "tool": "ss -xan", "median_s": 0.1},
+        {"kernel": None, "sockets": 1000, "where": "native", "tool": "ss -xanp", "median_s": 2.0},
+        {"kernel": "6.1", "sockets": 1000, "where": "dump", "tool": "drgn-ss -xanp", "median_s": 0.5,
+         "us_per_socket": 4.5, "lines": 1040},
+        {"kernel": "6.1", "sockets": 1000, "where": "dump", "tool": "drgn-ss -xan", "median_s": 0.15},
+    ]
+
+
+def test_unix_run_has_its_own_section(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    tcp = _write(results, "bench-2026-01-01.json", {**_fixture(), "date": "2026-01-01 10:00 UTC"})
+    _write(results, "unix-2026-01-02.json", {"workload": "unix", "date": "2026-01-02 10:00 UTC",
+                                             "runs": _unix_runs()})
+    _write(results, "unix-2026-01-03.json", {"workload": "unix", "date": "2026-01-03 10:00 UTC",
+                                             "runs": _unix_runs()[:2]})
+    page = render(load_results(results))
+    # The newest TCP run stays the page's main table, though a unix run is newer.
+    assert "## Newest run: 2026-01-01 10:00 UTC" in page and tcp.name not in page.split("## Earlier runs")[1]
+    unix = page.split("## Unix sockets", 1)[1].split("## Earlier runs", 1)[0]
+    assert "### Newest unix run: 2026-01-03 10:00 UTC" in unix
+    assert "Workloads: 1,000 connected unix stream sockets" in unix
+    assert "x ss-xanp" in unix and "x ss-xan " in unix and "x ss-tanp" not in unix
+    assert "Headline: no `drgn-ss -xanp` on a dump in this run" in unix
+    # The older unix run: both ratios, worked out from the medians.
+    earlier = page.split("## Earlier runs", 1)[1]
+    assert ("`unix-2026-01-02.json`, 2026-01-02 10:00 UTC: `drgn-ss -xanp` on a dump at 1,000 unix "
+            "sockets: 0.25x (6.1) native `ss -xanp`; `drgn-ss -xan`: 1.5x (6.1) native `ss -xan`") in earlier
+
+
+def test_only_unix_runs_still_render(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    _write(results, "unix.json", {"workload": "unix", "runs": _unix_runs()})
+    page = render(load_results(results))
+    assert "No TCP run in the results." in page and "### Newest unix run\n" in page
+    assert "Headline: `drgn-ss -xanp` on a dump at 1,000 unix sockets: 0.25x (6.1)" in page
