@@ -63,10 +63,9 @@ def _inet_options(prog: Program, args: argparse.Namespace, socks: list[Socket], 
                   fmt: Formatter) -> None:
     """What --tos and --inet-sockopt read of each inet socket, -b of each packet socket, and -O."""
     from drgn_ss.sockets.sockfilter import socket_filters  # only for these options
-    from drgn_ss.sockets.sockopt import inet_sockopts, inet_tos
+    from drgn_ss.sockets.sockopt import inet_options
 
-    fmt.tos = inet_tos(prog, socks, errors) if args.tos else None
-    fmt.sockopts = inet_sockopts(prog, socks, errors) if args.inet_sockopt else None
+    fmt.tos, fmt.sockopts = inet_options(prog, socks, errors, args.tos, args.inet_sockopt)
     fmt.filters = (socket_filters(prog, [s for s in socks if s.family == AF_PACKET], errors) if args.bpf
                    else None)
     fmt.oneline, fmt.threads = args.oneline, args.threads

@@ -23,7 +23,7 @@ from drgn_ss.kernel.program import prog_cached
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 
-__all__ = ["INET_SOCKOPTS", "InetTos", "inet_sockopts", "inet_tos"]
+__all__ = ["INET_SOCKOPTS", "InetTos", "inet_options"]
 
 #: struct inet_diag_sockopt's flags in the order ss prints them: (ss's word, the member
 #: of struct inet_sock before 6.6, the INET_FLAGS_ constant after).
@@ -90,45 +90,40 @@ def _full_inet(socks: Sequence[Socket]) -> list[Socket]:
     return [s for s in socks if s.kind == "full" and s.family in (AF_INET, AF_INET6)]
 
 
-def inet_tos(prog: Program, socks: Sequence[Socket], errors: WalkErrors | None = None) -> dict[int, InetTos]:
+def inet_options(prog: Program, socks: Sequence[Socket], errors: WalkErrors | None = None,
+                 tos: bool = True, sockopts: bool = True
+                 ) -> tuple[dict[int, InetTos] | None, dict[int, tuple[str, ...]] | None]:
     """
-    ``ss --tos``: each full inet socket's ToS, traffic class and class id, by its address.
-    A socket that cannot be read is counted in ``errors`` and left out.
+    ``ss --tos`` (``tos``: each full inet socket's ToS, traffic class and class id) and
+    ``ss --inet-sockopt`` (``sockopts``: the flags set, as ss names them and in its order),
+    by the socket's address, each socket read once for both; None for what is not asked. A
+    socket that cannot be read is counted in ``errors`` and left out.
     """
     L, mem = _layout(prog), kernel_memory(prog)
-    out: dict[int, InetTos] = {}
-    for s in _full_inet(socks):
+    tos_out: dict[int, InetTos] | None = {} if tos else None
+    opts_out: dict[int, tuple[str, ...]] | None = {} if sockopts else None
+    for s in _full_inet(socks) if tos or sockopts else ():
         try:
             buf = mem.read(s.address, L.size)
             tclass = None
-            if s.family == AF_INET6:
+            if tos_out is not None and s.family == AF_INET6:
                 pinet6 = L.pinet6.get(buf)
                 tclass = mem.read(pinet6 + L.tclass, 1)[0] if pinet6 else 0
         except FaultError as e:
             tolerate(errors, "sockets", e)
             continue
-        classid = L.classid.get(buf) if L.classid is not None else 0
-        if L.packed is not None:
-            value = L.packed.get(buf)
-            classid = value >> 32 if value & 1 else 0
-        out[s.address] = InetTos(L.tos.get(buf) & 0xFF, tclass, classid or L.priority.get(buf) & 0xFFFFFFFF)
-    return out
+        if tos_out is not None:
+            tos_out[s.address] = _tos(L, buf, tclass)
+        if opts_out is not None:
+            opts_out[s.address] = tuple(word for (word, _m, _c), (fld, bit) in zip(INET_SOCKOPTS, L.flags)
+                                        if fld.get(buf) >> bit & 1)
+    return tos_out, opts_out
 
 
-def inet_sockopts(prog: Program, socks: Sequence[Socket], errors: WalkErrors | None = None
-                  ) -> dict[int, tuple[str, ...]]:
-    """
-    ``ss --inet-sockopt``: each full inet socket's flags that are set, by its address, as
-    ss names them and in its order. A socket that cannot be read is counted and left out.
-    """
-    L, mem = _layout(prog), kernel_memory(prog)
-    out: dict[int, tuple[str, ...]] = {}
-    for s in _full_inet(socks):
-        try:
-            buf = mem.read(s.address, L.size)
-        except FaultError as e:
-            tolerate(errors, "sockets", e)
-            continue
-        out[s.address] = tuple(word for (word, _m, _c), (fld, bit) in zip(INET_SOCKOPTS, L.flags)
-                               if fld.get(buf) >> bit & 1)
-    return out
+def _tos(L: _OptionLayout, buf: bytes, tclass: int | None) -> InetTos:
+    """A socket's INET_DIAG_TOS, INET_DIAG_TCLASS and INET_DIAG_CLASS_ID from its bytes."""
+    classid = L.classid.get(buf) if L.classid is not None else 0
+    if L.packed is not None:
+        value = L.packed.get(buf)
+        classid = value >> 32 if value & 1 else 0
+    return InetTos(L.tos.get(buf) & 0xFF, tclass, classid or L.priority.get(buf) & 0xFFFFFFFF)
