@@ -138,6 +138,27 @@ static PyObject *make_bytes(const unsigned char *buf, Py_ssize_t off, Py_ssize_t
 	return PyBytes_FromStringAndSize((const char *)buf + off, size);
 }
 
+static int read_u64(Walk *w, uint64_t addr, uint64_t *v)
+{
+	unsigned char b[8];
+	int r = mem_read(&w->mem, addr, 8, b, &w->faults);
+	if (r == 0)
+		memcpy(v, b, 8);
+	return r;
+}
+
+static int read_u32(Walk *w, uint64_t addr, uint64_t *v)
+{
+	unsigned char b[4];
+	uint32_t x;
+	int r = mem_read(&w->mem, addr, 4, b, &w->faults);
+	if (r == 0) {
+		memcpy(&x, b, 4);
+		*v = x;
+	}
+	return r;
+}
+
 /* Append a Socket to w->out; 0, 1 (socket fault, counted) or -1 (error). */
 static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
 {
@@ -260,15 +281,13 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 		if (L->sk_ino.size) {
 			items[11] = field_int(buf, &L->sk_ino);
 		} else if (sk_socket && w->inodes) {
-			unsigned char ino[8];
-			int rr = mem_read(&w->mem, sk_socket + L->inode_from_socket, 8, ino, &w->faults);
+			uint64_t v;
+			int rr = read_u64(w, sk_socket + L->inode_from_socket, &v);
 			if (rr) {
 				r = rr;
 				Py_XDECREF(timer_ms);
 				goto out;
 			}
-			uint64_t v;
-			memcpy(&v, ino, 8);
 			items[11] = PyLong_FromUnsignedLongLong(v);
 		} else {
 			items[11] = PyLong_FromLong(0);
@@ -659,27 +678,6 @@ static int parse_unix_layout(PyObject *spec, UnixLayout *U)
 	return 0;
 }
 
-static int read_u64(Walk *w, uint64_t addr, uint64_t *v)
-{
-	unsigned char b[8];
-	int r = mem_read(&w->mem, addr, 8, b, &w->faults);
-	if (r == 0)
-		memcpy(v, b, 8);
-	return r;
-}
-
-static int read_u32(Walk *w, uint64_t addr, uint64_t *v)
-{
-	unsigned char b[4];
-	uint32_t x;
-	int r = mem_read(&w->mem, addr, 4, b, &w->faults);
-	if (r == 0) {
-		memcpy(&x, b, 4);
-		*v = x;
-	}
-	return r;
-}
-
 /* sock_i_ino() of a sock: through its struct socket, or its own sk_ino (6.18+). */
 static int unix_inode(Walk *w, const UnixLayout *U, uint64_t sk, uint64_t *ino)
 {
@@ -697,7 +695,7 @@ static int unix_inode(Walk *w, const UnixLayout *U, uint64_t sk, uint64_t *ino)
  * queue walked as drgn_ss.kernel.memory.list_nodes walks it (bounded, loop-checked). */
 static int unix_unread(Walk *w, const UnixLayout *U, uint64_t sk, uint64_t *total)
 {
-	uint64_t head = sk + U->receive_queue, pos, after, len, consumed;
+	uint64_t head = sk + U->receive_queue, pos = 0, after, len, consumed;
 	PyObject *seen = PySet_New(NULL);
 	int r = seen ? read_u64(w, head, &pos) : -1;
 	*total = 0;

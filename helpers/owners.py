@@ -59,6 +59,17 @@ def _ss_order(entries: Iterable[tuple[int, Owner]]) -> OwnerMap:
     return out
 
 
+def _ss_thread_order(entries: Iterable[tuple[int, Owner]]) -> OwnerMap:
+    """
+    -T's holders in ss's order: ss prepends each (thread, fd) as it scans, pid by pid, each
+    leader then its other threads, each in fd order; ``entries`` in that scan order.
+    """
+    out: OwnerMap = {}
+    for key, owner in reversed(list(entries)):
+        out.setdefault(key, []).append(owner)
+    return out
+
+
 def proc_owners(proc: str = "/proc", threads: bool = False) -> OwnerMap:
     """
     Scan ``proc``/PID/fd for socket links, as ss does; ``threads`` (-T): each other thread's
@@ -78,12 +89,7 @@ def proc_owners(proc: str = "/proc", threads: bool = False) -> OwnerMap:
         for tid in tids:
             if tid != pid:
                 entries += _proc_task_sockets(proc, pid, tid)
-    if not threads:
-        return _ss_order(entries)
-    out: OwnerMap = {}
-    for ino, owner in reversed(entries):
-        out.setdefault(ino, []).append(owner)
-    return out
+    return _ss_thread_order(entries) if threads else _ss_order(entries)
 
 
 def _proc_task_sockets(proc: str, pid: int, tid: int) -> list[tuple[int, Owner]]:
@@ -241,10 +247,7 @@ def kernel_thread_owners(prog: Program, errors: WalkErrors | None = None,
             entries += [(sk, Owner(comm, pid, fd, tid)) for fd, sk in tables.get(files, ())]
     if counts is not None:
         counts["files"] = nfiles[0]
-    out: OwnerMap = {}
-    for sk, owner in reversed(entries):
-        out.setdefault(sk, []).append(owner)
-    return out
+    return _ss_thread_order(entries)
 
 
 def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None = None,
