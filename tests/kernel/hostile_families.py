@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import drgn
 from drgn.helpers.linux.list import hlist_for_each_entry, list_for_each_entry
+from drgn_ss.tables.unix import UNIX_HASH_SIZE
 
 from tests.kernel.hostile import Command, Damage, Kernel, NotHere, Patch, member, u32, u64
 
@@ -31,12 +32,10 @@ def _unix_chains(k: Kernel) -> list[list[drgn.Object]]:
     """init_net's non-empty unix hash chains (its own table, 5.19+; else the global one)."""
     try:
         buckets = k.init_net.unx.table.buckets
-        size = 2 * 256
     except AttributeError:
         buckets = k.prog["unix_socket_table"]
-        size = len(buckets)
     out = []
-    for i in range(size):
+    for i in range(UNIX_HASH_SIZE):
         chain = list(hlist_for_each_entry("struct sock", buckets[i].address_of_(), "__sk_common.skc_node"))
         if chain:
             out.append(chain)
