@@ -26,49 +26,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vmtests import VMTestError
 from vmtests.config import MATRIX, MATRIX_MODES, REPO, cache_dir, flavour_name
 from vmtests.kernels import Kernel, get_kernel
-from vmtests.pytest_counts import parse_counts
+from vmtests.outcome import CRASH_MODES, MatrixResults, Outcome, pytest_outcome
 from vmtests.vm import CrashOptions, Guest
 
 #: The tests of the btf mode: what compares with ss.
 BTF_TESTS = "same_lines_as_ss or scripts_under_drgn or terminal_layout or debug_info"
-#: makedumpfile settings of the crash modes: (dump level, compression).
-CRASH_MODES = {"crash": (31, "zlib"), "crash0": (0, "lzo")}
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 WORKLOAD = "tests/kernel/workload.py"
-
-
-@dataclass
-class Outcome:
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    error: str = ""
-
-    def cell(self) -> str:
-        if self.error and not (self.passed or self.failed):
-            return "ERROR"
-        return f"{self.passed}/{self.failed}/{self.skipped}" + ("!" if self.error else "")
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and not self.error
-
-
-def _outcome(text: str, rc: int, what: str) -> Outcome:
-    counts = parse_counts(text)
-    if counts is None:
-        return Outcome(error=f"{what}: pytest printed no counts (exit {rc})")
-    out = Outcome(counts["passed"], counts["failed"] + counts["error"], counts["skipped"])
-    if rc not in (0, 1):
-        out.error = f"{what}: pytest exited {rc}"
-    return out
 
 
 def pytest_argv(*extra: str) -> list[str]:
@@ -93,7 +63,7 @@ def run_host_pytest(what: str, env: Mapping[str, str], argv: Sequence[str] | Non
         sys.stdout.write(line)
         lines.append(line)
     sys.stdout.flush()
-    return _outcome("".join(lines), proc.wait(), what)
+    return pytest_outcome("".join(lines), proc.wait(), what)
 
 
 def run_live(kernel: Kernel, args: argparse.Namespace, btf: bool = False) -> Outcome:
@@ -107,7 +77,7 @@ def run_live(kernel: Kernel, args: argparse.Namespace, btf: bool = False) -> Out
             argv = pytest_argv("-k", BTF_TESTS)
         guest.start(argv, cwd=str(REPO), env=env)
         rc = guest.wait(args.timeout)
-        return _outcome("\n".join(guest.stdout_lines), rc, mode)
+        return pytest_outcome("\n".join(guest.stdout_lines), rc, mode)
 
 
 def workload_info(lines: Sequence[str]) -> dict[str, Any]:
@@ -202,15 +172,44 @@ def run_host_checks() -> dict[str, Outcome]:
     return results
 
 
-def print_table(flavour: str, kernels: Sequence[str], releases: Mapping[str, str],
-                modes: Sequence[str], results: Mapping[str, Mapping[str, Outcome]]) -> None:
-    print(f"\nkernel matrix ({flavour}), passed/failed/skipped per mode:")
-    header = f"{'kernel':<7} {'release':<30}" + "".join(f" {m:>9}" for m in modes)
-    print(header)
+def run_here(args: argparse.Namespace, kernels: Sequence[str], modes: Sequence[str]) -> MatrixResults:
+    """Each kernel in each mode, one after the other, in this process."""
+    got = MatrixResults()
     for name in kernels:
-        row = results.get(name, {})
-        cells = "".join(f" {row[m].cell() if m in row else '-':>9}" for m in modes)
-        print(f"{name:<7} {releases.get(name, '?'):<30}{cells}")
+        row = got.results.setdefault(name, {})
+        try:
+            kernel = get_kernel(name, flavour_name(args.flavour), refresh=args.refresh)
+            got.releases[name] = kernel.release
+            if "live" in modes:
+                row["live"] = run_live(kernel, args)
+            if "btf" in modes:
+                row["btf"] = run_live(kernel, args, btf=True)
+            outside = [m for m in modes if m in ("qemu", "elf", "kdump", *CRASH_MODES)]
+            if outside:
+                row.update(run_outside(kernel, outside, args, got.dump_sizes.setdefault(name, {})))
+        except VMTestError as e:
+            got.errors.append(f"{name}: {e}")
+            print(f"vmtests: {name}: {e}", file=sys.stderr, flush=True)
+            for m in modes:
+                row.setdefault(m, Outcome(error=str(e)))
+    return got
+
+
+def _fetch_kernels(args: argparse.Namespace, kernels: Sequence[str]) -> MatrixResults:
+    """Download what is missing before the parts start (they would race for it)."""
+    got = MatrixResults()
+    for name in kernels:
+        try:
+            got.releases[name] = get_kernel(name, flavour_name(args.flavour), refresh=args.refresh).release
+        except VMTestError as e:
+            got.errors.append(f"{name}: {e}")
+            got.results[name] = {}
+    return got
+
+
+def default_jobs() -> int:
+    """Two parts at once where there are two cores or more (each part keeps about one busy)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def run_matrix(args: argparse.Namespace) -> int:
@@ -219,44 +218,36 @@ def run_matrix(args: argparse.Namespace) -> int:
     modes = [m for m in MATRIX_MODES if not args.mode or m in args.mode]
     start = time.monotonic()
     host = {} if args.no_host else run_host_checks()
-    results: dict[str, dict[str, Outcome]] = {}
-    releases: dict[str, str] = {}
-    dump_sizes: dict[str, dict[str, int]] = {}
-    errors: list[str] = []
-    for name in kernels:
-        row = results.setdefault(name, {})
-        try:
-            kernel = get_kernel(name, flavour, refresh=args.refresh)
-            releases[name] = kernel.release
-            if "live" in modes:
-                row["live"] = run_live(kernel, args)
-            if "btf" in modes:
-                row["btf"] = run_live(kernel, args, btf=True)
-            outside = [m for m in modes if m in ("qemu", "elf", "kdump", *CRASH_MODES)]
-            if outside:
-                row.update(run_outside(kernel, outside, args, dump_sizes.setdefault(name, {})))
-        except VMTestError as e:
-            errors.append(f"{name}: {e}")
-            print(f"vmtests: {name}: {e}", file=sys.stderr, flush=True)
-            for m in modes:
-                row.setdefault(m, Outcome(error=str(e)))
-    for name, row in results.items():
+    jobs = args.jobs or default_jobs()
+    if jobs > 1:
+        from vmtests.parallel import plan, run_parallel
+
+        if len(plan(kernels, modes)) > 1:
+            got = _fetch_kernels(args, kernels)
+            fine = [k for k in kernels if k in got.releases]
+            got.merge(run_parallel(args, fine, modes, jobs))
+            for name in kernels:
+                if name not in got.releases:
+                    got.results[name] = {m: Outcome(error="the kernel could not be had") for m in modes}
+        else:
+            got = run_here(args, kernels, modes)
+    else:
+        got = run_here(args, kernels, modes)
+    if args.results_json:
+        got.save(args.results_json)
+    for name, row in got.results.items():
         for mode, outcome in row.items():
-            if outcome.error and f"{name}: {outcome.error}" not in errors:
-                errors.append(f"{name} {mode}: {outcome.error}")
+            if outcome.error and f"{name}: {outcome.error}" not in got.errors:
+                got.errors.append(f"{name} {mode}: {outcome.error}")
 
     if host:
         print("\nhost checks: " + ", ".join(
             f"{name} {'ok' if o.ok else 'FAILED'}" if name != "pytest" else f"tests {o.cell()}"
             for name, o in host.items()))
-    print_table(flavour, kernels, releases, modes, results)
-    for name, sizes in dump_sizes.items():
-        print(f"  {name} crash dump sizes: " + ", ".join(
-            f"{mode} (level {CRASH_MODES[mode][0]}, {CRASH_MODES[mode][1]}) {size / 1e6:.1f} MB"
-            for mode, size in sizes.items()))
-    for err in errors:
+    got.print_table(flavour, list(kernels), modes)
+    for err in got.errors:
         print(f"  error: {err}")
-    everything = list(host.values()) + [o for row in results.values() for o in row.values()]
+    everything = list(host.values()) + [o for row in got.results.values() for o in row.values()]
     passed = sum(o.passed for o in everything)
     failed = sum(o.failed + (1 if o.error else 0) for o in everything)
     skipped = sum(o.skipped for o in everything)

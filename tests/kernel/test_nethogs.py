@@ -171,12 +171,14 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     pace = 20 * MiB / took["tg-steady"]  # 10 s, or more where the loaded guest starved it
     assert _steady_mean_rate(samples, steady, "sent_rate") == pytest.approx(pace, rel=0.1), (rates, took)
     assert _by_pid(samples[-1], steady)["sent"] == pytest.approx(20 * MiB, rel=0.02)
-    # The sampler's own CPU stays well under its interval: on average under half of it, and
-    # no sample over two intervals' worth (in the emulated guest a sample that meets many
-    # new connections walks the tasks for their owners: one took 1.0 s of CPU on 7.2 once).
+    # The sampler keeps up: its own CPU is on average under its interval, and no sample takes
+    # more than three intervals' worth. Only that is asked here: in the emulated guest (10-20x
+    # slow, slower still on a loaded CI machine: a mean of 0.56 s once) a sample that meets
+    # many new connections walks the tasks for their owners. Its speed is judged natively
+    # (test_sampler_cpu_natively, over --qemu).
     stats = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     cpu = [s["cpu_s"] for s in stats]
-    assert cpu and sum(cpu) / len(cpu) < 0.5 and max(cpu) < 2, stats
+    assert cpu and sum(cpu) / len(cpu) < 1.0 and max(cpu) < 3, stats
 
 
 def test_dump_gives_cumulative_bytes(prog: drgn.Program, target: Target, workload: dict[str, Any]) -> None:
@@ -201,6 +203,25 @@ def test_dump_gives_cumulative_bytes(prog: drgn.Program, target: Target, workloa
         assert row["tcp"] >= 1
         pytest.skip("a filtered dump lost some sockets: the byte counts cannot be checked")
     assert row["tcp"] > 5 and row["sent"] >= 4096 and row["received"] >= 4096
+
+
+def test_sampler_cpu_natively(prog: drgn.Program, target: Target, capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    Over --qemu the sampler runs natively on a running kernel (the workload's few hundred
+    sockets and tasks): each sample's CPU is under a fifth of its 0.5 s interval, where the
+    emulated guest's live run can only ask that it keeps up.
+    """
+    if not prog.flags & drgn.ProgramFlags.IS_LIVE or target.kind == "live":
+        pytest.skip("samples a running kernel natively (drgn --qemu)")
+    out = io.StringIO()
+    code = run(prog, ["--json", "--count", "4", "--interval", "0.5", "--verbose"], out=out)
+    err = capsys.readouterr().err
+    assert code in (0, EXIT_PARTIAL), err
+    stats = [json.loads(line) for line in err.splitlines() if line.startswith('{"sockets"')]
+    assert len(stats) == 5, err  # the baseline, then one a sample
+    cpu = [s["cpu_s"] for s in stats]
+    print(f"sampler CPU over --qemu: {cpu} s a sample")
+    assert all(c < 0.1 for c in cpu), stats
 
 
 @pytest.mark.parametrize("all_netns", [False, True])
