@@ -31,6 +31,11 @@ def format_lines(
 
 def users_cells(keys: Any, owners: dict[int, Any], names: Any) -> list[str]: ...
 
+def unix_cells(
+    socks: list[Any], names: dict[Any, str], name_text: Callable[[Any], str], queues: Any,
+    states: tuple[str, ...],
+) -> list[list[str]]: ...
+
 def socket_cells(
     socks: list[Any], fields: tuple[int, ...], hosts: dict[Any, str], services: dict[Any, str],
     queues: dict[Any, str], states: tuple[str, ...], numeric: bool, ephemeral: tuple[int, int],

@@ -592,11 +592,94 @@ done:
 	return out;
 }
 
+PyDoc_STRVAR(unix_cells_doc,
+"unix_cells(socks, names, name_text, queues, states) -> list[list[str]]\n"
+"\n"
+"The Netid to Port cells of unix sockets (Socket records with a UnixExtra), a column each:\n"
+"netid, states[state], queues[recv_q], queues[send_q], 'NAME ' (names[extra.name], made\n"
+"with name_text(name) + ' ' where names lacks it), str(inode), '* ', str(peer inode).\n"
+"As drgn_ss.output.unix.unix_columns.");
+
+static PyObject *unix_cells(PyObject *self, PyObject *args)
+{
+	PyObject *socks, *names, *name_text, *queues, *states;
+	if (!PyArg_ParseTuple(args, "O!O!OOO!", &PyList_Type, &socks, &PyDict_Type, &names, &name_text, &queues,
+			      &PyTuple_Type, &states))
+		return NULL;
+	Py_ssize_t n = PyList_GET_SIZE(socks);
+	PyObject *cols[8] = {NULL};
+	PyObject *star = PyUnicode_FromString("* ");
+	for (int k = 0; k < 8; k++)
+		if (!(cols[k] = PyList_New(n)))
+			goto error;
+	if (!star)
+		goto error;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *s = PyList_GET_ITEM(socks, i);
+		if (!PyTuple_Check(s) || PyTuple_GET_SIZE(s) < SOCKET_FIELDS ||
+		    !PyTuple_Check(PyTuple_GET_ITEM(s, 23)) || PyTuple_GET_SIZE(PyTuple_GET_ITEM(s, 23)) < 2) {
+			PyErr_SetString(PyExc_TypeError, "unix_cells: not a unix socket record");
+			goto error;
+		}
+		PyObject *cell[8];
+		cell[0] = PyTuple_GET_ITEM(s, 0);
+		Py_INCREF(cell[0]);
+		Py_ssize_t state = PyLong_AsSsize_t(PyTuple_GET_ITEM(s, 2));
+		if (state < 0 || state >= PyTuple_GET_SIZE(states)) {
+			if (!PyErr_Occurred())
+				PyErr_SetString(PyExc_ValueError, "unix_cells: a state out of range");
+			Py_DECREF(cell[0]);
+			goto error;
+		}
+		cell[1] = PyTuple_GET_ITEM(states, state);
+		Py_INCREF(cell[1]);
+		cell[2] = PyObject_GetItem(queues, PyTuple_GET_ITEM(s, 9));
+		cell[3] = PyObject_GetItem(queues, PyTuple_GET_ITEM(s, 10));
+		PyObject *name = PyTuple_GET_ITEM(PyTuple_GET_ITEM(s, 23), 1);
+		cell[4] = PyDict_GetItemWithError(names, name); /* borrowed */
+		if (cell[4]) {
+			Py_INCREF(cell[4]);
+		} else if (!PyErr_Occurred()) {
+			PyObject *text = PyObject_CallOneArg(name_text, name);
+			cell[4] = text ? PyUnicode_FromFormat("%U ", text) : NULL;
+			Py_XDECREF(text);
+			if (cell[4] && PyDict_SetItem(names, name, cell[4]) < 0)
+				Py_CLEAR(cell[4]);
+		}
+		cell[5] = PyObject_Str(PyTuple_GET_ITEM(s, 4));
+		cell[6] = star;
+		Py_INCREF(star);
+		cell[7] = PyObject_Str(PyTuple_GET_ITEM(s, 6));
+		int bad = 0;
+		for (int k = 0; k < 8; k++) {
+			if (!cell[k])
+				bad = 1;
+			PyList_SET_ITEM(cols[k], i, cell[k] ? cell[k] : (Py_INCREF(Py_None), Py_None));
+		}
+		if (bad)
+			goto error;
+	}
+	Py_DECREF(star);
+	PyObject *out = PyList_New(8);
+	if (!out)
+		goto error_star_gone;
+	for (int k = 0; k < 8; k++)
+		PyList_SET_ITEM(out, k, cols[k]);
+	return out;
+error:
+	Py_XDECREF(star);
+error_star_gone:
+	for (int k = 0; k < 8; k++)
+		Py_XDECREF(cols[k]);
+	return NULL;
+}
+
 PyMethodDef fast_render_methods[] = {
 	{"render_breaks", render_breaks, METH_VARARGS, render_breaks_doc},
 	{"max_lengths", max_lengths, METH_VARARGS, max_lengths_doc},
 	{"format_lines", format_lines, METH_VARARGS, format_lines_doc},
 	{"users_cells", users_cells, METH_VARARGS, users_cells_doc},
 	{"socket_cells", socket_cells, METH_VARARGS, socket_cells_doc},
+	{"unix_cells", unix_cells, METH_VARARGS, unix_cells_doc},
 	{NULL, NULL, 0, NULL},
 };

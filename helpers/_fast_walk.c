@@ -111,6 +111,8 @@ struct Walk {
 	/* The nodes this chain added to walked, taken out again if it is walked once more. */
 	uint64_t *added;
 	Py_ssize_t nadded, added_cap;
+	/* Run on w->out when every chain is walked (memory still readable): 0 or -1. */
+	int (*finish)(Walk *w);
 };
 
 /* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
@@ -627,6 +629,8 @@ static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *h
 		if (pos && !(c.nulls && (pos & 1)) && walk_chain(&w, &c, i, pos) < 0)
 			goto done;
 	}
+	if (w.finish && w.finish(&w) < 0)
+		goto done;
 	result = Py_BuildValue("OnnO", w.out, w.faults.buckets, w.faults.sockets,
 			       w.faults.first ? w.faults.first : Py_None);
 done: /* result is NULL unless the walk got to the end */
@@ -751,7 +755,7 @@ static int unix_items(Walk *w, const UnixLayout *U, uint64_t addr, const unsigne
 {
 	uint64_t state = get(buf, &U->state), type = get(buf, &U->type), rq_next = get(buf, &U->rq_next);
 	uint64_t rq_qlen = get(buf, &U->rq_qlen), name_addr = get(buf, &U->addr), peer = get(buf, &U->peer);
-	uint64_t recv_q, send_q, peer_ino = 0;
+	uint64_t recv_q, send_q;
 	int r = 0;
 	if (state == 0 || state > 12) {
 		fault_here(&w->faults, w->mem.fault, NOT_UNIX, addr);
@@ -782,10 +786,6 @@ static int unix_items(Walk *w, const UnixLayout *U, uint64_t addr, const unsigne
 		if (!(name = unix_name(w, U, name_addr, &r)))
 			return r;
 	}
-	if (peer && (r = unix_inode(w, U, peer, &peer_ino))) {
-		Py_DECREF(name);
-		return r;
-	}
 	PyObject *netid = PyTuple_GET_ITEM(U->netids, type == SOCK_STREAM_ ? 0 : type == SOCK_SEQPACKET_ ? 2 : 1);
 	PyObject *extra[5] = {PyLong_FromUnsignedLongLong(type), name, Py_None, Py_None,
 			      PyLong_FromUnsignedLongLong(peer)};
@@ -799,7 +799,7 @@ static int unix_items(Walk *w, const UnixLayout *U, uint64_t addr, const unsigne
 	items[3] = name == Py_None ? PyBytes_FromStringAndSize("", 0) : (Py_INCREF(name), name);
 	items[4] = PyLong_FromUnsignedLongLong(ino & 0xffffffffULL);
 	items[5] = PyBytes_FromStringAndSize("", 0);
-	items[6] = PyLong_FromUnsignedLongLong(peer_ino & 0xffffffffULL);
+	items[6] = PyLong_FromLong(0); /* the peer's inode: unix_peers(), when the walk is done */
 	items[7] = PyLong_FromLong(0);
 	Py_INCREF(Py_None);
 	items[8] = Py_None;
@@ -823,6 +823,97 @@ static int unix_items(Walk *w, const UnixLayout *U, uint64_t addr, const unsigne
 	items[23] = new_record((PyTypeObject *)U->extra_cls, extra, 5);
 	Py_DECREF(name);
 	return items[23] ? 0 : -1;
+}
+
+/* An open-addressing map of sock address -> inode number (addresses are never 0). */
+typedef struct {
+	uint64_t *keys, *values;
+	size_t mask;
+} InodeMap;
+
+static size_t inode_slot(const InodeMap *m, uint64_t key)
+{
+	size_t i = (size_t)((key >> 6) * 0x9E3779B97F4A7C15ULL) & m->mask;
+	while (m->keys[i] && m->keys[i] != key)
+		i = (i + 1) & m->mask;
+	return i;
+}
+
+/* record's Python int item as a uint64_t; -1 and an error if it is not one. */
+static int record_u64(PyObject *record, Py_ssize_t i, uint64_t *v)
+{
+	*v = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(record, i));
+	return *v == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/*
+ * The peer inode of every unix socket listed (unix_diag's UNIX_DIAG_PEER: sock_i_ino() of
+ * unix_peer()): from the walk's own records where the peer was listed too (a connected
+ * pair: both ends are in the table), else read as unix_inode() reads it; a socket whose
+ * peer cannot be read is dropped and counted, as any socket the walk could not read.
+ */
+static int unix_peers(Walk *w)
+{
+	const UnixLayout *U = w->unix_layout;
+	Py_ssize_t n = PyList_GET_SIZE(w->out), kept = 0;
+	InodeMap m = {NULL, NULL, 1};
+	while (m.mask < (size_t)n * 2)
+		m.mask <<= 1;
+	m.keys = PyMem_Calloc(m.mask, sizeof(uint64_t));
+	m.values = PyMem_Malloc(m.mask * sizeof(uint64_t));
+	m.mask -= 1;
+	int r = m.keys && m.values ? 0 : (PyErr_NoMemory(), -1);
+	for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
+		uint64_t addr, ino;
+		PyObject *rec = PyList_GET_ITEM(w->out, i);
+		if (!(r = record_u64(rec, 18, &addr)) && !(r = record_u64(rec, 11, &ino)) && addr) {
+			size_t slot = inode_slot(&m, addr);
+			m.keys[slot] = addr;
+			m.values[slot] = ino;
+		}
+	}
+	for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
+		PyObject *rec = PyList_GET_ITEM(w->out, i);
+		uint64_t peer = 0, ino = 0;
+		int got = 0;
+		r = record_u64(PyTuple_GET_ITEM(rec, 23), 4, &peer);
+		if (!r && peer) {
+			size_t slot = inode_slot(&m, peer);
+			if (m.keys[slot]) {
+				ino = m.values[slot];
+			} else if ((got = unix_inode(w, U, peer, &ino)) < 0) {
+				r = -1;
+			}
+		}
+		if (r)
+			break;
+		if (got) { /* a fault: kept by unix_inode(); the socket is not listed */
+			w->faults.sockets++;
+			continue;
+		}
+		if (ino) {
+			/* The record is new: the list holds its only reference, nothing has seen it. */
+			PyObject *value = PyLong_FromUnsignedLongLong(ino & 0xffffffffULL);
+			if (!value) {
+				r = -1;
+				break;
+			}
+			Py_SETREF(((PyTupleObject *)rec)->ob_item[6], value);
+		}
+		if (kept != i) {
+			Py_INCREF(rec);
+			if (PyList_SetItem(w->out, kept, rec) < 0) {
+				r = -1;
+				break;
+			}
+		}
+		kept++;
+	}
+	if (r == 0 && kept != n)
+		r = PyList_SetSlice(w->out, kept, n, NULL);
+	PyMem_Free(m.keys);
+	PyMem_Free(m.values);
+	return r;
 }
 
 /* A unix socket of a namespace listed: decoded as unix_diag reports it, unless freed, not
@@ -909,6 +1000,7 @@ static PyObject *walk_unix(PyObject *self, PyObject *args)
 	w.node_hi = node_hi;
 	w.known = Py_None;
 	w.visit = visit_unix;
+	w.finish = unix_peers;
 	w.unix_layout = &U;
 	if (parse_mem(memspec, &w.mem) < 0) {
 		mem_release(&w.mem);

@@ -285,3 +285,27 @@ def test_c_makes_socket_records_of_every_field() -> None:
     header = (Path(__file__).resolve().parent.parent / "helpers" / "_fast.h").read_text()
     found = re.search(r"^#define SOCKET_FIELDS (\d+)$", header, re.M)
     assert found and int(found.group(1)) == len(Socket._fields)
+
+
+def test_native_unix_cells_equal_python_cells(monkeypatch: pytest.MonkeyPatch) -> None:
+    """drgn_ss._fast.unix_cells makes the unix cells Formatter.columns makes in Python: path,
+    abstract, unbound and hostile names, every state and type, large queues."""
+    from drgn_ss.kernel.native import native
+    from drgn_ss.sockets.unix import AF_UNIX, UnixExtra
+    if native() is None:
+        pytest.skip("drgn_ss._fast is not built")
+    names = [None, b"/run/a.sock", b"\0abstract\0x", b"/tmp/\x1b[31mred\nline", b"/tmp/\xff\xfe", b"/" * 107]
+    socks = [Socket(("u_str", "u_dgr", "u_seq")[i % 3], AF_UNIX, (1, 7, 10)[i % 3], b"", 1000 + i, b"",
+                    (0, 2000 + i)[i % 2], 0, None, (0, 3, 1 << 20)[i % 3], (0, 128, 4096)[i % 3], 1000 + i,
+                    0, 0, 4026531840, None, None, "full", 0xFFFF888000000000 + i * 64, 0, 0, 0,
+                    0xFFFF888100000000 + i * 64, UnixExtra(1 + i % 3, names[i % len(names)]))
+             for i in range(600)]
+
+    def columns() -> list[list[str]]:
+        return Formatter(True, (32768, 60999), lambda n, i: f"if{i}", {}, owners_by="sock").columns(socks)
+
+    native_columns = columns()
+    monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
+    assert native_columns == columns()
+    assert "@abstract@x " in native_columns[4] and "* " in native_columns[4]
+    assert not any("\x1b" in cell or "\n" in cell for column in native_columns for cell in column)

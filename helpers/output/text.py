@@ -52,6 +52,8 @@ STATE_NAMES = (
 TIMER_NAMES = ("off", "on", "keepalive", "timewait", "persist", "unknown")
 
 
+_PROTO, _FAMILY = operator.itemgetter(0), operator.itemgetter(1)
+
 #: The JSON ``family`` of each address family.
 _FAMILY_NAMES = {AF_INET: "inet", AF_INET6: "inet6", AF_UNIX: "unix", AF_PACKET: "packet",
                  AF_NETLINK: "netlink", AF_VSOCK: "vsock"}
@@ -251,12 +253,13 @@ class Formatter:
 
     def _address_cells(self, socks: list[Socket]) -> list[list[str]]:
         """The Netid to Port cells: inet sockets' together (in C where built), others' by family."""
-        inet = [i for i, s in enumerate(socks) if s[1] in _INET]
-        if len(inet) == len(socks):
+        families = set(map(_FAMILY, socks))
+        if families.issubset(_INET):
             return self._inet_cells(socks)
-        unix = [i for i, s in enumerate(socks) if s[1] == AF_UNIX]
-        if len(unix) == len(socks):
+        if families == {AF_UNIX}:
             return unix_columns(socks, self._queues, _STATE_CELLS)
+        inet = [i for i, s in enumerate(socks) if s[1] in _INET]
+        unix = [i for i, s in enumerate(socks) if s[1] == AF_UNIX]
         cells: list[list[str]] = [[""] * len(socks) for _ in range(8)]
         for indexes, part in ((inet, self._inet_cells), (unix, self._unix_cells)):
             if indexes:
@@ -337,7 +340,9 @@ class Formatter:
             return [[] for _ in COLUMNS]
         socks = socks if isinstance(socks, list) else list(socks)
         cells = self._address_cells(socks)
-        for i in [i for i, s in enumerate(socks) if s[0] in ("raw", "sctp")]:
+        renamed = [] if {"raw", "sctp"}.isdisjoint(map(_PROTO, socks)) else [
+            i for i, s in enumerate(socks) if s[0] in ("raw", "sctp")]
+        for i in renamed:
             if socks[i][0] == "raw":  # named after its protocol
                 cells[0][i] = raw_netid(cast(RawExtra, socks[i].extra).protocol)
             elif cast(SctpExtra, socks[i].extra).association and socks[i].ino:  # is_sctp_assoc()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import json_name, safe_line
 from drgn_ss.sockets.record import Socket
 from drgn_ss.sockets.unix import UnixExtra, ss_name
@@ -43,6 +44,9 @@ def unix_columns(socks: Sequence[Socket], queue: Mapping[int, str], states: Sequ
     The Netid to Port cells of unix sockets, a column at a time (:func:`unix_cells` of each,
     with the netid, state and queues): names made text once each, numbers by list.
     """
+    fast = native()
+    if fast is not None and isinstance(socks, list) and isinstance(states, tuple):
+        return fast.unix_cells(socks, {}, unix_name_text, queue, states)
     names: dict[bytes | None, str] = {}
     local = []
     for s in socks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -99,8 +100,15 @@ class Selection(NamedTuple):
         if protos & {"v_str", "v_dgr"}:  # vsock_type_skip() never skips SEQPACKET sockets
             protos.add("v_seq")
         # raw_diag lists raw sockets in every state; sctp_diag's passes are all its states do
-        out = [s for s in socks
-               if s[0] in protos and s[1] in families and (states >> s[2] & 1 or s[0] in _UNFILTERED)]
+        socks = socks if isinstance(socks, list) else list(socks)
+        seen_states = set(map(operator.itemgetter(2), socks))
+        if (protos.issuperset(map(operator.itemgetter(0), socks))
+                and set(families).issuperset(map(operator.itemgetter(1), socks))
+                and all(states >> state & 1 for state in seen_states)):
+            out = socks  # all of them (-a): no socket to drop, no need to look at each
+        else:
+            out = [s for s in socks
+                   if s[0] in protos and s[1] in families and (states >> s[2] & 1 or s[0] in _UNFILTERED)]
         if self.expr is not None:
             self.expr.ifname = ifname
             out = list(filter(self.expr.matches, out))

@@ -282,6 +282,9 @@ def _native_walk(fast: ModuleType, decoder: _Decoder, chains: Chains, size: int,
         table_net is not None, Socket, UnixExtra, ("u_str", "u_dgr", "u_seq"), "full", decoder.skb_limit,
         walked.nodes, walked.lo, min(walked.hi, (1 << 64) - 1), walked.live)
     tolerate_counted(errors, {"buckets": buckets, "sockets": sockets}, fault)
+    if len(inums) == 1:  # one namespace: every record is its
+        found[next(iter(inums))].extend(records)
+        return
     net_of = {inum: net for net, inum in inums.items()}
     for s in records:
         found[net_of[s.netns]].append(s)
