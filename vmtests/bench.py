@@ -44,6 +44,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
@@ -464,6 +465,20 @@ def startup_table(runs: list[dict[str, Any]]) -> str:
     return _columns(rows) if len(rows) > 1 else ""
 
 
+def as_installed() -> None:
+    """
+    drgn-ss as an install leaves it, so its start-up is a user's: bytecode written for every
+    module (an editable install leaves it to the first import, which PYTHONDONTWRITEBYTECODE
+    stops: each run then compiles the modules changed since, up to 0.25 s), and a warning
+    where pip's editable-install finder is back (bootstrap.sh links helpers/ instead: ~40 ms).
+    """
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "helpers")], check=True)
+    site = Path(sysconfig.get_paths()["purelib"])
+    if any(site.glob("__editable___drgn_ss_*_finder.py")):
+        progress(f"warning: pip's editable finder is in {site}: start-up includes it "
+                 "(sh vmtests/bootstrap.sh links helpers/ instead)")
+
+
 def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, json_out: Path | None,
               accel: str, guest: bool, workload: str = "tcp") -> int:
     from vmtests.config import cache_dir
@@ -473,6 +488,7 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
     for tool in ("ss", "unshare", "ip", "nsenter", TIME):
         if not shutil.which(tool):
             raise SystemExit(f"vmtests bench: {tool} not found (apt-get install iproute2 util-linux time)")
+    as_installed()
     started = time.time()
     results: list[dict[str, Any]] = []
     for size in sizes:

@@ -37,9 +37,10 @@ def _run(prog: Program, args: list[str]) -> int:
 
 @linux_kernel_custom_command(
     name="ss",
-    description="list TCP and UDP sockets and their processes, as ss(8) does",
+    description="list sockets of every family and their processes, as ss(8) does",
     usage="**ss** [*OPTION*]... [**state** *NAME*]... [*EXPRESSION*]",
-    long_description="List the kernel's TCP and UDP sockets, read from its memory, with ss's "
+    long_description="List the kernel's sockets (TCP, UDP, raw, unix, packet, netlink, MPTCP, "
+    "SCTP, vsock), read from its memory, with ss's "
     "options, filters and output (drgn-ss). Run 'ss --help' for the options.",
     parse=parse_shell_command,
 )
