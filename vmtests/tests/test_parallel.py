@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vmtests.outcome import MatrixResults, Outcome
-from vmtests.parallel import Part, _finish, plan
+from vmtests.parallel import Part, _finish, _next, plan
 
 
 def test_plan_puts_each_kernels_long_runs_first_and_covers_every_mode() -> None:
@@ -47,3 +47,15 @@ def test_a_part_that_left_no_results_is_an_error_in_each_of_its_modes(
     assert set(row) == {"elf", "kdump"} and all(o.cell() == "ERROR" and not o.ok for o in row.values())
     out = capsys.readouterr().out
     assert "done: 7.2 elf+kdump" in out and "boom" in out  # the part's own output is shown
+
+
+def test_a_guest_part_starts_beside_a_host_part(tmp_path: Path) -> None:
+    planned = plan(["5.10", "6.1"], ["live", "btf", "elf"])
+    parts = [Part(k, m, tmp_path / "l", tmp_path / "r") for k, m in planned]
+    # 5.10 live, 5.10 elf, 6.1 live, 6.1 elf, 5.10 btf, 6.1 btf
+    assert _next(parts, []) == 0
+    assert _next(parts[1:], parts[:1]) == 0  # 5.10 elf beside 5.10 live
+    waiting = [parts[2], parts[3], parts[4], parts[5]]  # 5.10 elf ended first: 5.10 live runs
+    assert waiting[_next(waiting, [parts[0]])] is parts[3]  # 6.1 elf, not a second guest
+    assert waiting[_next(waiting, [parts[3]])] is parts[2]  # 6.1 live beside it
+    assert _next([parts[4], parts[5]], [parts[4]]) == 0  # only guests left: the first
