@@ -113,6 +113,10 @@ struct Walk {
 	Py_ssize_t nadded, added_cap;
 	/* Run on w->out when every chain is walked (memory still readable): 0 or -1. */
 	int (*finish)(Walk *w);
+	/* What a visit keeps for finish: side[i] for the record w->out[i] (the unix walk:
+	 * each socket's address, inode and peer), trimmed with w->out. */
+	struct Side { uint64_t addr, ino, peer; } *side;
+	Py_ssize_t nside, side_cap;
 };
 
 /* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
@@ -609,6 +613,8 @@ static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *h
 		/* A live kernel: walk the chain once more from its head, as if the first time had not been. */
 		if (PyList_SetSlice(w.out, start, PyList_GET_SIZE(w.out), NULL) < 0 || forget_chain(&w) < 0)
 			goto done;
+		if (w.nside > start)
+			w.nside = start;
 		if (!before.first && w.faults.first)
 			Py_CLEAR(w.faults.first);
 		w.faults.buckets = before.buckets;
@@ -635,6 +641,7 @@ static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *h
 			       w.faults.first ? w.faults.first : Py_None);
 done: /* result is NULL unless the walk got to the end */
 	PyMem_Free(w.added);
+	PyMem_Free(w.side);
 	mem_release(&w.mem);
 	Py_XDECREF(w.faults.first);
 	Py_DECREF(w.out);
@@ -839,16 +846,9 @@ static size_t inode_slot(const InodeMap *m, uint64_t key)
 	return i;
 }
 
-/* record's Python int item as a uint64_t; -1 and an error if it is not one. */
-static int record_u64(PyObject *record, Py_ssize_t i, uint64_t *v)
-{
-	*v = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(record, i));
-	return *v == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
-}
-
 /*
  * The peer inode of every unix socket listed (unix_diag's UNIX_DIAG_PEER: sock_i_ino() of
- * unix_peer()): from the walk's own records where the peer was listed too (a connected
+ * unix_peer()): from the walk's own sockets where the peer was listed too (a connected
  * pair: both ends are in the table), else read as unix_inode() reads it; a socket whose
  * peer cannot be read is dropped and counted, as any socket the walk could not read.
  */
@@ -856,6 +856,10 @@ static int unix_peers(Walk *w)
 {
 	const UnixLayout *U = w->unix_layout;
 	Py_ssize_t n = PyList_GET_SIZE(w->out), kept = 0;
+	if (w->nside != n) {
+		PyErr_SetString(PyExc_SystemError, "unix_peers: records and side data differ");
+		return -1;
+	}
 	InodeMap m = {NULL, NULL, 1};
 	while (m.mask < (size_t)n * 2)
 		m.mask <<= 1;
@@ -864,29 +868,21 @@ static int unix_peers(Walk *w)
 	m.mask -= 1;
 	int r = m.keys && m.values ? 0 : (PyErr_NoMemory(), -1);
 	for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
-		uint64_t addr, ino;
-		PyObject *rec = PyList_GET_ITEM(w->out, i);
-		if (!(r = record_u64(rec, 18, &addr)) && !(r = record_u64(rec, 11, &ino)) && addr) {
-			size_t slot = inode_slot(&m, addr);
-			m.keys[slot] = addr;
-			m.values[slot] = ino;
-		}
+		size_t slot = inode_slot(&m, w->side[i].addr);
+		m.keys[slot] = w->side[i].addr;
+		m.values[slot] = w->side[i].ino;
 	}
 	for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
 		PyObject *rec = PyList_GET_ITEM(w->out, i);
-		uint64_t peer = 0, ino = 0;
+		uint64_t peer = w->side[i].peer, ino = 0;
 		int got = 0;
-		r = record_u64(PyTuple_GET_ITEM(rec, 23), 4, &peer);
-		if (!r && peer) {
+		if (peer) {
 			size_t slot = inode_slot(&m, peer);
-			if (m.keys[slot]) {
+			if (m.keys[slot])
 				ino = m.values[slot];
-			} else if ((got = unix_inode(w, U, peer, &ino)) < 0) {
-				r = -1;
-			}
+			else if ((got = unix_inode(w, U, peer, &ino)) < 0)
+				break;
 		}
-		if (r)
-			break;
 		if (got) { /* a fault: kept by unix_inode(); the socket is not listed */
 			w->faults.sockets++;
 			continue;
@@ -909,6 +905,8 @@ static int unix_peers(Walk *w)
 		}
 		kept++;
 	}
+	if (r == 0 && PyErr_Occurred())
+		r = -1;
 	if (r == 0 && kept != n)
 		r = PyList_SetSlice(w->out, kept, n, NULL);
 	PyMem_Free(m.keys);
@@ -945,10 +943,23 @@ static int visit_unix(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got
 	PyObject *items[SOCKET_FIELDS] = {NULL};
 	if (!r)
 		r = unix_items(w, U, addr, buf, ino, items);
+	if (!r && w->nside == w->side_cap) {
+		Py_ssize_t cap = w->side_cap ? w->side_cap * 2 : 1024;
+		struct Side *more = PyMem_Realloc(w->side, (size_t)cap * sizeof(*more));
+		if (!more) {
+			PyErr_NoMemory();
+			r = -1;
+		} else {
+			w->side = more;
+			w->side_cap = cap;
+		}
+	}
 	if (!r) {
 		PyObject *rec = new_record((PyTypeObject *)U->cls, items, SOCKET_FIELDS);
 		r = rec ? PyList_Append(w->out, rec) : -1;
 		Py_XDECREF(rec);
+		if (!r)
+			w->side[w->nside++] = (struct Side){addr, ino, get(buf, &U->peer)};
 	} else {
 		for (int i = 0; i < SOCKET_FIELDS; i++)
 			Py_XDECREF(items[i]);

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from drgn import (
     BadDataError,
@@ -27,7 +27,9 @@ from drgn_ss.commands.common import (
     EXIT_PARTIAL,
     Failure,
     UsageError,
+    end_process,
     exit_status,
+    leave_to_exit,
     native_path,
     say,
     write_output,
@@ -222,6 +224,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     if no_summary:  # said once the listing is known to work without it
         say(args.prog_name, no_summary)
     write_output(out, _rendered(socks, fmt, selection, args, out))
+    leave_to_exit(socks, fmt, owners)
     _warn_partial(args, errors)
     if args.stats:
         stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
@@ -369,6 +372,11 @@ def _screen_width(out: TextIO) -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def console() -> NoReturn:
+    """The ``drgn-ss`` console script: :func:`command`, the process ended with its status."""
+    end_process(command)
 
 
 def command(argv: Sequence[str] | None = None) -> int:

@@ -113,8 +113,10 @@ def build_parser(prog_name: str, program_options: bool) -> argparse.ArgumentPars
         "[::1], [::1]:22, :22, a host name), 'sport|dport OP PORT' (OP: = != < > <= >= or eq neq "
         "lt gt le ge; PORT: 22, :22, a service name), 'dev [=|!=] NAME', joined by and (&), or "
         "(|), not (!) and ( ) as separate words; and/or group from the left, as in ss. Quote it "
-        "for the shell: \"sport = :22 or ( dport > :1024 and not dst 10.0.0.0/8 )\". Without -t "
-        "or -u both are shown; other socket types are not supported.",
+        "for the shell: \"sport = :22 or ( dport > :1024 and not dst 10.0.0.0/8 )\". Of unix "
+        "sockets, src and dst match the path name (a glob: src /run/*); dev matches packet sockets' "
+        "interface too. Without a family option (-t, -u, -w, -x, -0, -M, -S, --vsock, -f, -A) "
+        "every family is listed, in ss's order.",
         add_help=False,
     )
     _add_ss_options(p, program_options)
