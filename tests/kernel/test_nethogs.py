@@ -142,7 +142,7 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     try:
         gen, (steady,) = _start([f"tg-steady:{20 * MiB}:10"])
         try:
-            code, samples, err = _nethogs(prog, ["--json", "--interval", "1", "--count", "12", "--verbose"],
+            code, samples, err = _nethogs(prog, ["--json", "--interval", "1", "--count", "16", "--verbose"],
                                           gen, 1.5)
         finally:
             took = _stop(gen)
@@ -164,13 +164,19 @@ def test_churn_keeps_the_interval(prog: drgn.Program, target: Target, tmp_path: 
     assert opened_per_s >= 100, opened_per_s
     # Its 10 s of sending span 2 whole samples at least (besides the first and last, which it
     # fills in part), even where late samples stretched the intervals (under TCG on a loaded
-    # machine, to ~4 s): its rate over them is its pace.
+    # machine, to ~4 s), and the samples outlast it (16 of them: at least 16 s, where it
+    # takes 1.5 + 10 s, 15 s when starved): the last counts all it sent.
     rates = _steady_rates(samples, steady, "sent_rate")
     assert len(rates) >= 2, rates
     assert "tg-steady" in took, took
-    pace = 20 * MiB / took["tg-steady"]  # 10 s, or more where the loaded guest starved it
-    assert _steady_mean_rate(samples, steady, "sent_rate") == pytest.approx(pace, rel=0.1), (rates, took)
     assert _by_pid(samples[-1], steady)["sent"] == pytest.approx(20 * MiB, rel=0.02)
+    # A sender that kept its pace (the guest did not starve it: 10 s, within 5%) is measured at
+    # that pace. One starved under churn (13.5 s on a loaded CI machine) sends unevenly: its
+    # rate over the samples inside its run is not its average (test_generator_volumes_and_rates
+    # holds the pace without churn).
+    if took["tg-steady"] <= 10.5:
+        pace = 20 * MiB / took["tg-steady"]
+        assert _steady_mean_rate(samples, steady, "sent_rate") == pytest.approx(pace, rel=0.1), (rates, took)
     # The sampler keeps up: its own CPU is on average under its interval, and no sample takes
     # more than three intervals' worth. Only that is asked here: in the emulated guest (10-20x
     # slow, slower still on a loaded CI machine: a mean of 0.56 s once) a sample that meets
