@@ -61,6 +61,8 @@ FAST_INTERNAL void mem_release(Mem *m);
  * faults (if it is the first, and faults is not NULL); -1: another error, set.
  */
 FAST_INTERNAL int mem_read(Mem *m, uint64_t addr, size_t size, unsigned char *out, Faults *faults);
+/* Ask the CPU to start loading size bytes at addr where the image is mapped (nothing else). */
+FAST_INTERNAL void mem_prefetch(const Mem *m, uint64_t addr, size_t size);
 /* spec: (mapping or None, fd or -1, starts, ends, offsets, lo, hi, read, FaultError) */
 FAST_INTERNAL int parse_mem(PyObject *spec, Mem *m);
 

@@ -46,6 +46,14 @@ static int mem_locate(const Mem *m, uint64_t addr, size_t size, uint64_t *off)
 	return !m->have_view || *off + size <= (uint64_t)m->view.len;
 }
 
+void mem_prefetch(const Mem *m, uint64_t addr, size_t size)
+{
+	uint64_t off;
+	if (m->have_view && mem_locate(m, addr, size, &off))
+		for (size_t i = 0; i < size; i += 64)
+			__builtin_prefetch((const char *)m->view.buf + off + i);
+}
+
 int mem_read(Mem *m, uint64_t addr, size_t size, unsigned char *out, Faults *faults)
 {
 	uint64_t off;

@@ -115,7 +115,7 @@ struct Walk {
 	int (*finish)(Walk *w);
 	/* What a visit keeps for finish: side[i] for the record w->out[i] (the unix walk:
 	 * each socket's address, inode and peer), trimmed with w->out. */
-	struct Side { uint64_t addr, ino, peer; } *side;
+	struct Side { uint64_t addr, ino, peer, sock; } *side;
 	Py_ssize_t nside, side_cap;
 };
 
@@ -846,6 +846,48 @@ static size_t inode_slot(const InodeMap *m, uint64_t key)
 	return i;
 }
 
+/* Set item i of a record only the walk has seen (the list holds its only reference). */
+static int set_new_item(PyObject *rec, Py_ssize_t i, PyObject *value)
+{
+	if (!value)
+		return -1;
+	Py_SETREF(((PyTupleObject *)rec)->ob_item[i], value);
+	return 0;
+}
+
+/*
+ * The inode of each unix socket met (sock_i_ino(): its struct socket's inode), read in one
+ * pass once the walk is done, a few ahead prefetched; a socket without one (not accepted
+ * yet) is not listed, one whose inode cannot be read is counted (side[i].addr = 0: dropped).
+ */
+static int unix_inodes(Walk *w)
+{
+	const UnixLayout *U = w->unix_layout;
+	for (Py_ssize_t i = 0; i < w->nside; i++) {
+		struct Side *s = &w->side[i];
+		if (i + 8 < w->nside && w->side[i + 8].sock)
+			mem_prefetch(&w->mem, w->side[i + 8].sock + U->inode_from_socket, 8);
+		if (!s->sock)
+			continue;
+		int r = read_u64(w, s->sock + U->inode_from_socket, &s->ino);
+		if (r < 0)
+			return -1;
+		if (r || !s->ino) {
+			w->faults.sockets += r;
+			s->addr = 0;
+			continue;
+		}
+		PyObject *rec = PyList_GET_ITEM(w->out, i);
+		PyObject *low = PyLong_FromUnsignedLongLong(s->ino & 0xffffffffULL);
+		if (low && s->ino <= 0xffffffffULL) /* one int for both (the inode numbers ss prints) */
+			Py_INCREF(low);
+		if (set_new_item(rec, 4, low) < 0 ||
+		    set_new_item(rec, 11, s->ino <= 0xffffffffULL ? low : PyLong_FromUnsignedLongLong(s->ino)) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /*
  * The peer inode of every unix socket listed (unix_diag's UNIX_DIAG_PEER: sock_i_ino() of
  * unix_peer()): from the walk's own sockets where the peer was listed too (a connected
@@ -868,6 +910,8 @@ static int unix_peers(Walk *w)
 	m.mask -= 1;
 	int r = m.keys && m.values ? 0 : (PyErr_NoMemory(), -1);
 	for (Py_ssize_t i = 0; r == 0 && i < n; i++) {
+		if (!w->side[i].addr)
+			continue;
 		size_t slot = inode_slot(&m, w->side[i].addr);
 		m.keys[slot] = w->side[i].addr;
 		m.values[slot] = w->side[i].ino;
@@ -876,6 +920,8 @@ static int unix_peers(Walk *w)
 		PyObject *rec = PyList_GET_ITEM(w->out, i);
 		uint64_t peer = w->side[i].peer, ino = 0;
 		int got = 0;
+		if (!w->side[i].addr)
+			continue; /* dropped by unix_inodes() */
 		if (peer) {
 			size_t slot = inode_slot(&m, peer);
 			if (m.keys[slot])
@@ -887,14 +933,9 @@ static int unix_peers(Walk *w)
 			w->faults.sockets++;
 			continue;
 		}
-		if (ino) {
-			/* The record is new: the list holds its only reference, nothing has seen it. */
-			PyObject *value = PyLong_FromUnsignedLongLong(ino & 0xffffffffULL);
-			if (!value) {
-				r = -1;
-				break;
-			}
-			Py_SETREF(((PyTupleObject *)rec)->ob_item[6], value);
+		if (ino && set_new_item(rec, 6, PyLong_FromUnsignedLongLong(ino & 0xffffffffULL)) < 0) {
+			r = -1;
+			break;
 		}
 		if (kept != i) {
 			Py_INCREF(rec);
@@ -914,6 +955,11 @@ static int unix_peers(Walk *w)
 	return r;
 }
 
+static int unix_finish(Walk *w)
+{
+	return unix_inodes(w) < 0 ? -1 : unix_peers(w);
+}
+
 /* A unix socket of a namespace listed: decoded as unix_diag reports it, unless freed, not
  * accepted yet (no inode: not listed), or damaged (counted). */
 static int visit_unix(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
@@ -928,18 +974,23 @@ static int visit_unix(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got
 	} else if (got < size) {
 		r = mem_read(&w->mem, addr, size, buf, &w->faults);
 	}
-	uint64_t ino = 0;
+	/* The inode: the sock's own (6.18+), or its struct socket's. Of a dump, read by
+	 * unix_inodes() once the walk is done (a batch of independent reads, not one miss per
+	 * socket in turn); of a running kernel, now (the socket could be freed and its struct
+	 * socket reused by then). */
+	uint64_t ino = 0, sock = 0;
 	if (!r) {
-		if (U->sk_ino.size) {
+		if (U->sk_ino.size)
 			ino = get(buf, &U->sk_ino);
-		} else {
-			uint64_t sock = get(buf, &U->sk_socket);
-			if (sock)
-				r = read_u64(w, sock + U->inode_from_socket, &ino);
+		else
+			sock = get(buf, &U->sk_socket);
+		if (sock && w->live) {
+			r = read_u64(w, sock + U->inode_from_socket, &ino);
+			sock = 0;
 		}
+		if (!r && !ino && !sock)
+			return 0; /* no inode: not accepted yet, not listed */
 	}
-	if (!r && !ino)
-		return 0;
 	PyObject *items[SOCKET_FIELDS] = {NULL};
 	if (!r)
 		r = unix_items(w, U, addr, buf, ino, items);
@@ -959,7 +1010,7 @@ static int visit_unix(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got
 		r = rec ? PyList_Append(w->out, rec) : -1;
 		Py_XDECREF(rec);
 		if (!r)
-			w->side[w->nside++] = (struct Side){addr, ino, get(buf, &U->peer)};
+			w->side[w->nside++] = (struct Side){addr, ino, get(buf, &U->peer), sock};
 	} else {
 		for (int i = 0; i < SOCKET_FIELDS; i++)
 			Py_XDECREF(items[i]);
@@ -1011,7 +1062,7 @@ static PyObject *walk_unix(PyObject *self, PyObject *args)
 	w.node_hi = node_hi;
 	w.known = Py_None;
 	w.visit = visit_unix;
-	w.finish = unix_peers;
+	w.finish = unix_finish;
 	w.unix_layout = &U;
 	if (parse_mem(memspec, &w.mem) < 0) {
 		mem_release(&w.mem);
