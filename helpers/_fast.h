@@ -109,6 +109,20 @@ FAST_INTERNAL int is_record_type(PyObject *cls);
 FAST_INTERNAL PyObject *new_record(PyTypeObject *cls, PyObject **items, Py_ssize_t n);
 
 /* Each domain's functions, added to the module in this order (NULL-terminated). */
+/* drgn_ss._fast.AddressSet (_fast_aset.c): a set of nonzero 64-bit addresses. */
+typedef struct {
+	PyObject_HEAD
+	uint64_t *keys; /* open addressing, linear probing; 0: an empty slot */
+	size_t mask;    /* slots - 1 (a power of two) */
+	Py_ssize_t used;
+} AddressSet;
+FAST_INTERNAL extern PyTypeObject AddressSetType;
+#define AddressSet_Check(op) Py_IS_TYPE(op, &AddressSetType)
+FAST_INTERNAL int aset_contains(const AddressSet *s, uint64_t key);
+/* 0, or -1 and an error (no memory, a 0 key). */
+FAST_INTERNAL int aset_add(AddressSet *s, uint64_t key);
+FAST_INTERNAL void aset_discard(AddressSet *s, uint64_t key);
+
 FAST_INTERNAL extern PyMethodDef fast_walk_methods[];   /* _fast_walk.c */
 FAST_INTERNAL extern PyMethodDef fast_owners_methods[]; /* _fast_owners.c */
 FAST_INTERNAL extern PyMethodDef fast_render_methods[]; /* _fast_render.c */

@@ -7,6 +7,7 @@
  *   _fast_owners.c  every task's file table: owners       drgn_ss.owners
  *   _fast_render.c  ss's cells, buffer accounting, lines  drgn_ss.output.text
  *   _fast_btf.c     BTF type index, kallsyms names        drgn_ss.kernel.btf, drgn_ss.kernel.kallsyms
+ *   _fast_aset.c    a set of node addresses                drgn_ss.tables.hashtable.Walked
  * Offsets come from Python (the facts), so nothing here knows a kernel version.
  *
  * Here: reading kernel memory, from an image of physical memory where the direct map
@@ -206,7 +207,8 @@ PyMODINIT_FUNC PyInit__fast(void)
 	if (m && (PyModule_AddFunctions(m, fast_walk_methods) < 0 ||
 		  PyModule_AddFunctions(m, fast_owners_methods) < 0 ||
 		  PyModule_AddFunctions(m, fast_render_methods) < 0 ||
-		  PyModule_AddFunctions(m, fast_btf_methods) < 0))
+		  PyModule_AddFunctions(m, fast_btf_methods) < 0 || PyType_Ready(&AddressSetType) < 0 ||
+		  PyModule_AddObjectRef(m, "AddressSet", (PyObject *)&AddressSetType) < 0))
 		Py_CLEAR(m);
 	return m;
 }

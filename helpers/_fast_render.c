@@ -592,6 +592,26 @@ done:
 	return out;
 }
 
+/* str(v) of an int: an ASCII string made directly where v fits in 64 bits (an inode number). */
+static PyObject *int_text(PyObject *v)
+{
+	unsigned long long n = PyLong_CheckExact(v) ? PyLong_AsUnsignedLongLong(v) : (unsigned long long)-1;
+	if (n == (unsigned long long)-1) {
+		PyErr_Clear(); /* negative, too big, or not an int: as str() does it */
+		return PyObject_Str(v);
+	}
+	char digits[20];
+	int len = 0;
+	do {
+		digits[sizeof(digits) - 1 - len++] = (char)('0' + n % 10);
+		n /= 10;
+	} while (n);
+	PyObject *text = PyUnicode_New(len, 127);
+	if (text)
+		memcpy(PyUnicode_DATA(text), digits + sizeof(digits) - len, (size_t)len);
+	return text;
+}
+
 PyDoc_STRVAR(unix_cells_doc,
 "unix_cells(socks, names, name_text, queues, states) -> list[list[str]]\n"
 "\n"
@@ -646,10 +666,10 @@ static PyObject *unix_cells(PyObject *self, PyObject *args)
 			if (cell[4] && PyDict_SetItem(names, name, cell[4]) < 0)
 				Py_CLEAR(cell[4]);
 		}
-		cell[5] = PyObject_Str(PyTuple_GET_ITEM(s, 4));
+		cell[5] = int_text(PyTuple_GET_ITEM(s, 4));
 		cell[6] = star;
 		Py_INCREF(star);
-		cell[7] = PyObject_Str(PyTuple_GET_ITEM(s, 6));
+		cell[7] = int_text(PyTuple_GET_ITEM(s, 6));
 		int bad = 0;
 		for (int k = 0; k < 8; k++) {
 			if (!cell[k])

@@ -353,6 +353,39 @@ typedef struct {
 	long long marker_base; /* the nulls marker ending bucket 0's chain; -1: not checked */
 } Chaining;
 
+/* The walked nodes (w->walked): a drgn_ss._fast.AddressSet, or a Python set of ints. */
+static int walked_contains(Walk *w, uint64_t addr)
+{
+	if (AddressSet_Check(w->walked))
+		return aset_contains((AddressSet *)w->walked, addr);
+	PyObject *node = PyLong_FromUnsignedLongLong(addr);
+	int met = node ? PySet_Contains(w->walked, node) : -1;
+	Py_XDECREF(node);
+	return met;
+}
+
+static int walked_add(Walk *w, uint64_t addr)
+{
+	if (AddressSet_Check(w->walked))
+		return aset_add((AddressSet *)w->walked, addr);
+	PyObject *node = PyLong_FromUnsignedLongLong(addr);
+	int r = node ? PySet_Add(w->walked, node) : -1;
+	Py_XDECREF(node);
+	return r;
+}
+
+static int walked_discard(Walk *w, uint64_t addr)
+{
+	if (AddressSet_Check(w->walked)) {
+		aset_discard((AddressSet *)w->walked, addr);
+		return 0;
+	}
+	PyObject *node = PyLong_FromUnsignedLongLong(addr);
+	int r = node ? PySet_Discard(w->walked, node) : -1;
+	Py_XDECREF(node);
+	return r < 0 ? -1 : 0;
+}
+
 /*
  * Follow one chain from pos (bucket i's first pointer), decoding the sockets of the
  * namespace into w->out, as drgn_ss.sockets.inet.InetDecoder._chain does. 0: the chain was
@@ -372,21 +405,15 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			w->faults.buckets++;
 			return 1;
 		}
-		PyObject *node = PyLong_FromUnsignedLongLong(addr);
-		if (!node)
+		int met = walked_contains(w, addr);
+		if (met < 0)
 			return -1;
-		int met = PySet_Contains(w->walked, node);
-		if (met < 0) {
-			Py_DECREF(node);
-			return -1;
-		}
 		if (met && w->live) { /* a loop in this chain, or a socket moved here (drgn_ss.tables.hashtable.Walked) */
 			for (Py_ssize_t k = 0; k < w->nadded && met == 1; k++)
 				if (w->added[k] == addr)
 					met = 2;
 		}
 		if (met && !(w->live && met == 1)) {
-			Py_DECREF(node);
 			fault_here(&w->faults, w->mem.fault, MET_AGAIN, pos);
 			w->faults.buckets++;
 			return 1;
@@ -397,9 +424,8 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 			got = c->least;
 			r = mem_read(&w->mem, addr, c->least, buf, &w->faults);
 		}
-		if (r == 0 && !met && PySet_Add(w->walked, node) < 0)
+		if (r == 0 && !met && walked_add(w, addr) < 0)
 			r = -1;
-		Py_DECREF(node);
 		if (r < 0)
 			return -1;
 		if (r == 1) {
@@ -493,14 +519,9 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 /* Take the nodes the last walk_chain() added out of walked again: it is walked once more. */
 static int forget_chain(Walk *w)
 {
-	for (Py_ssize_t k = 0; k < w->nadded; k++) {
-		PyObject *node = PyLong_FromUnsignedLongLong(w->added[k]);
-		if (!node || PySet_Discard(w->walked, node) < 0) {
-			Py_XDECREF(node);
+	for (Py_ssize_t k = 0; k < w->nadded; k++)
+		if (walked_discard(w, w->added[k]) < 0)
 			return -1;
-		}
-		Py_DECREF(node);
-	}
 	w->nadded = 0;
 	return 0;
 }
@@ -516,7 +537,8 @@ PyDoc_STRVAR(walk_sockets_doc,
 "drgn_ss.sockets.inet.InetDecoder._walk does. marker_base: the nulls marker\n"
 "ending bucket 0's chain (-1: not checked). head_at: None, or a callable that reads\n"
 "bucket i's first pointer again, for one more walk of a chain that was cut (a live kernel).\n"
-"walked: a set of the node addresses walked so far (a node met again cuts its chain), added\n"
+"walked: a set of the node addresses walked so far (an AddressSet, or a set of ints: a node\n"
+"met again cuts its chain), added\n"
 "to; node_lo, node_hi: where a node may be. known: a set of every struct net, or None;\n"
 "strays: a dict that gets {struct net: [count, a socket]} for sockets of no known namespace.");
 
@@ -539,7 +561,8 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	w.node_hi = node_hi;
 	w.live = head_at != Py_None;
 	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0 ||
-	    !PyDict_Check(w.nets) || !PySet_Check(w.walked) || !PyDict_Check(w.strays) ||
+	    !PyDict_Check(w.nets) || !(PySet_Check(w.walked) || AddressSet_Check(w.walked)) ||
+	    !PyDict_Check(w.strays) ||
 	    (w.known != Py_None && !PyAnySet_Check(w.known))) {
 		PyErr_SetString(PyExc_TypeError, "walk_sockets: bad arguments");
 		return NULL;
@@ -1048,7 +1071,8 @@ static PyObject *walk_unix(PyObject *self, PyObject *args)
 		return NULL;
 	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(U.cls) ||
 	    !is_record_type(U.extra_cls) || !PyTuple_Check(U.netids) || PyTuple_GET_SIZE(U.netids) != 3 ||
-	    !PyDict_Check(w.nets) || !PySet_Check(w.walked) || w.skb_limit < 1) {
+	    !PyDict_Check(w.nets) || !(PySet_Check(w.walked) || AddressSet_Check(w.walked)) ||
+	    w.skb_limit < 1) {
 		PyErr_SetString(PyExc_TypeError, "walk_unix: bad arguments");
 		return NULL;
 	}

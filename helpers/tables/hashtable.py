@@ -7,18 +7,19 @@ say where their buckets are; the family's module decodes what the walk finds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple, Protocol
 
 from drgn import FaultError, Program, TypeKind
 from drgn_ss.kernel.damage import WalkErrors, tolerate
 from drgn_ss.kernel.facts import KernelFacts
 from drgn_ss.kernel.memory import Memory
+from drgn_ss.kernel.native import native
 from drgn_ss.kernel.target import physical_memory_bytes
 
 __all__ = [
     "BUCKETS_PER_READ", "Chains", "LISTENING_NULLS_BASE", "MAX_CHAIN", "MAX_CHILD_EHASH_BUCKETS",
-    "MET_AGAIN", "NULL_IN_NULLS", "OTHER_MARKER", "OUTSIDE", "STRAYED", "TableDamaged", "Walked",
+    "MET_AGAIN", "NULL_IN_NULLS", "NodeSet", "OTHER_MARKER", "OUTSIDE", "STRAYED", "TableDamaged", "Walked",
     "bucket_head_ok", "bucket_heads", "bucket_limit", "chain_entries", "chase", "hashed_heads",
     "member_address", "new_walked",
 ]
@@ -86,6 +87,16 @@ OUTSIDE = "hash chain pointer outside the direct map: damaged"
 MET_AGAIN = "hash chain meets a node already walked: chains that loop or join"
 
 
+class NodeSet(Protocol):
+    """What :attr:`Walked.nodes` does: a set of addresses (a set of ints, or an AddressSet)."""
+
+    def __contains__(self, addr: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def add(self, addr: int) -> None: ...
+    def discard(self, addr: int) -> None: ...
+    def difference_update(self, addrs: Iterable[int]) -> None: ...
+
+
 class Walked:
     """
     What a listing's walks have visited: every node of every chain, so that no socket is
@@ -98,7 +109,10 @@ class Walked:
     """
 
     def __init__(self, lo: int = 0, hi: int = 1 << 64, live: bool = False) -> None:
-        self.nodes: set[int] = set()
+        fast = native()
+        #: The nodes: a set of addresses in C (drgn_ss._fast.AddressSet: no int object per
+        #: node, which the walks in C use directly), else a set of ints.
+        self.nodes: NodeSet = fast.AddressSet() if fast is not None else set()
         self.lo, self.hi = lo, hi
         self.live = live
 
