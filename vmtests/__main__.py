@@ -173,7 +173,7 @@ def _add_test_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="skip ruff, mypy and the host tests; run only the kernel matrix")
     p.add_argument("--jobs", "-j", type=int, metavar="N",
                    help="run up to N parts (a kernel's live run, its outside run, its btf run) at once, "
-                        "each printed whole when it ends (default: 2 on two cores or more, else 1)")
+                        "each printed whole when it ends (default 1: in-guest timing tests need the cores)")
     p.add_argument("--results-json", type=Path, metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="show the guest consoles")
     p.set_defaults(func=cmd_test)
