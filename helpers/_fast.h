@@ -117,6 +117,19 @@ typedef struct {
 	Py_ssize_t used;
 } AddressSet;
 FAST_INTERNAL extern PyTypeObject AddressSetType;
+/* Where an address's probe starts in an open-addressing table of mask + 1 slots. */
+static inline size_t addr_home(uint64_t key, size_t mask)
+{
+	return (size_t)((key >> 3) * 0x9E3779B97F4A7C15ULL) & mask;
+}
+/* The slot of key in such a table (linear probing; 0: an empty slot), or the empty one it goes in. */
+static inline size_t addr_slot(const uint64_t *keys, size_t mask, uint64_t key)
+{
+	size_t i = addr_home(key, mask);
+	while (keys[i] && keys[i] != key)
+		i = (i + 1) & mask;
+	return i;
+}
 #define AddressSet_Check(op) Py_IS_TYPE(op, &AddressSetType)
 FAST_INTERNAL int aset_contains(const AddressSet *s, uint64_t key);
 /* 0, or -1 and an error (no memory, a 0 key). */

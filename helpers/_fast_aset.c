@@ -9,10 +9,7 @@
 
 static size_t aset_slot(const AddressSet *s, uint64_t key)
 {
-	size_t i = (size_t)((key >> 3) * 0x9E3779B97F4A7C15ULL) & s->mask;
-	while (s->keys[i] && s->keys[i] != key)
-		i = (i + 1) & s->mask;
-	return i;
+	return addr_slot(s->keys, s->mask, key);
 }
 
 int aset_contains(const AddressSet *s, uint64_t key)
@@ -67,7 +64,7 @@ void aset_discard(AddressSet *s, uint64_t key)
 		j = (j + 1) & s->mask;
 		if (!s->keys[j])
 			return;
-		size_t home = (size_t)((s->keys[j] >> 3) * 0x9E3779B97F4A7C15ULL) & s->mask;
+		size_t home = addr_home(s->keys[j], s->mask);
 		if (((j - home) & s->mask) >= ((j - i) & s->mask)) {
 			s->keys[i] = s->keys[j];
 			s->keys[j] = 0;

@@ -855,7 +855,8 @@ static int unix_items(Walk *w, const UnixLayout *U, uint64_t addr, const unsigne
 	return items[23] ? 0 : -1;
 }
 
-/* An open-addressing map of sock address -> inode number (addresses are never 0). */
+/* An open-addressing map of sock address -> inode number (addresses are never 0), probed
+ * as an AddressSet is (addr_slot()). */
 typedef struct {
 	uint64_t *keys, *values;
 	size_t mask;
@@ -863,10 +864,7 @@ typedef struct {
 
 static size_t inode_slot(const InodeMap *m, uint64_t key)
 {
-	size_t i = (size_t)((key >> 6) * 0x9E3779B97F4A7C15ULL) & m->mask;
-	while (m->keys[i] && m->keys[i] != key)
-		i = (i + 1) & m->mask;
-	return i;
+	return addr_slot(m->keys, m->mask, key);
 }
 
 /* Set item i of a record only the walk has seen (the list holds its only reference). */

@@ -221,9 +221,7 @@ def end_process(command: Callable[[], int]) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except BrokenPipeError:
-            status = status or EXIT_ERROR
-        except (OSError, ValueError):  # full, or closed: nothing more can be said on it
+        except (OSError, ValueError):  # a closed pipe, full, or closed: nothing more can be said on it
             status = status or EXIT_ERROR
     atexit._run_exitfuncs()
     os._exit(status)
