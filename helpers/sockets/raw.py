@@ -77,7 +77,12 @@ def raw_sockets(prog: Program, nets: int | Sequence[int], families: Sequence[int
                 hashinfo = facts.symbol("raw_v6_hashinfo")
         except LookupError:  # IPv6 is a module, not loaded: no raw6 sockets
             continue
-        _walk(decoder, raw_table_chains(facts, mem, hashinfo), family, walked, errors, out)
+        try:  # raw_v6_hashinfo is in the ipv6 module's memory where that is a module (5.10)
+            chains = raw_table_chains(facts, mem, hashinfo)
+        except FaultError as e:
+            tolerate(errors, "tables", e)
+            continue
+        _walk(decoder, chains, family, walked, errors, out)
     if len(inums) > 1:
         rank = {inum: i for i, inum in enumerate(inums.values())}
         out.sort(key=lambda s: rank[s.netns])

@@ -138,7 +138,9 @@ def test_pages_missing_at_random(target: Target, workload: dict[str, Any],
         try:
             if code == 3:
                 partial += 1
-                assert "Excluded page" in err, err
+                # What it could not read, or a family it could not list (a module drgn could not
+                # load its types for: the module list was on a page left out).
+                assert "Excluded page" in err or "sockets are not listed: " in err, err
                 assert_partial_is_true(got, expected, err)
             else:
                 assert code == 0, err
