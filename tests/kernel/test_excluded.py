@@ -34,7 +34,8 @@ START_KERNEL_MAP = 0xFFFFFFFF80000000
 #: The option sets read (every family, each kind of detail), and the seeds and shares of the
 #: touched pages each run loses.
 OPTION_SETS = ("-anp", "-0anb", "-0aneO", "-xane", "-tanmi", "-uanpe", "-Sanp", "-Manp", "--vsock -an",
-               "-f netlink -an", "-tano", "-wanp", "-tlnpT sport = :7007")
+               "-f netlink -an", "-tano", "-wanp", "-tlnpT sport = :7007", "-wan --tos --inet-sockopt",
+               "-tan --tos", "-tanpe", "-xanp")
 #: (DRGN_SS_EXCLUDED_SEEDS=N tries N seeds of each share instead of 4.)
 CASES = [(seed, share) for share in (0.02, 0.1, 0.3)
          for seed in range(int(os.environ.get("DRGN_SS_EXCLUDED_SEEDS", "4")))]

@@ -189,16 +189,24 @@ def _partial_key(line: str, no_names: bool) -> str:
     return key
 
 
+#: The cells every line has before its details: State, Recv-Q, Send-Q, Local and Peer.
+CORE_CELLS = 5
+
+
 def _details_cut(key: str, truth: dict[str, set[str]]) -> str | None:
     """
-    The line of ``truth`` that ``key`` is with the end of its details (after "\\n\\t": a
-    filter, ``-i``'s TCP info) left out, if any: what a partial listing prints of a socket
-    whose details it could not all read.
+    The line of ``truth`` that ``key`` is with some of its details left out, if any: the same
+    first cells (state, queues, addresses), then some of ss's details in ss's order (``--tos``'s,
+    the line ss puts after "\\n\\t": a filter, ``-i``'s TCP info, ``--inet-sockopt``'s): what
+    a partial listing prints of a socket whose details it could not all read.
     """
-    head, _, tail = key.partition(" <tab> ")
+    mine = key.split()
     for line in truth:
-        their_head, _, their_tail = line.partition(" <tab> ")
-        if their_head == head and their_tail.split()[:len(tail.split())] == tail.split():
+        theirs = line.split()
+        if mine[:CORE_CELLS] != theirs[:CORE_CELLS] or len(mine) >= len(theirs):
+            continue
+        rest = iter(theirs[CORE_CELLS:])
+        if all(token in rest for token in mine[CORE_CELLS:]):  # in order: a subsequence
             return line
     return None
 
@@ -209,8 +217,8 @@ def assert_partial_is_true(got: str, expected: str, err: str = "") -> None:
     every line must be one of ss's once users are set aside, and every user it names must
     be one ss named on that line. Where it says it could not read an interface list, a bound
     interface may show as ss shows one it cannot name, ``%if<index>`` (``if<index>`` for a
-    packet socket). Where it says it could not read some sockets, a line may lack the end of
-    its details (the line ss puts after a tab: a filter, TCP info), not their start.
+    packet socket). Where it says it could not read some sockets, a line may lack some of its
+    details (:func:`_details_cut`), never its state, queues or addresses.
     """
     no_names = "interface lists" in err
     truth: dict[str, set[str]] = {}
