@@ -93,10 +93,10 @@ def _modules() -> list[str]:
     return [p for p in os.environ.get("DRGN_SS_MODULE_DEBUG", "").split(":") if p]
 
 
-def _program(path: str, target: Target, dump: ExcludingDump, modules: list[str]) -> drgn.Program:
+def _program(path: str, target: Target, dump: ExcludingDump) -> drgn.Program:
     prog = open_core_dump(path)
     dump.attach(prog)
-    prog.load_debug_info([target.vmlinux, *modules] if target.vmlinux else [], main=True)
+    prog.load_debug_info([target.vmlinux, *_modules()] if target.vmlinux else [], main=True)
     return prog
 
 
@@ -104,9 +104,8 @@ def _program(path: str, target: Target, dump: ExcludingDump, modules: list[str])
 def candidates(target: Target) -> tuple[ExcludingDump, list[int]]:
     """The pages an intact run of every option set reads, less the kernel image's."""
     path = _elf_dump(target)
-    modules = _modules()
     dump = ExcludingDump(path)
-    prog = _program(path, target, dump, modules)
+    prog = _program(path, target, dump)
     dump.touched.clear()
     for opts in OPTION_SETS:
         code = run(prog, ["-H", *opts.split()], out=io.StringIO())
@@ -124,10 +123,9 @@ def test_pages_missing_at_random(target: Target, workload: dict[str, Any],
                                  candidates: tuple[ExcludingDump, list[int]], seed: int, share: float,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     dump, pages = candidates
-    modules = _modules()
     dump.excluded = set(random.Random(seed).sample(pages, max(1, int(len(pages) * share))))
     try:
-        prog = _program(_elf_dump(target), target, dump, modules)
+        prog = _program(_elf_dump(target), target, dump)
     except drgn.FaultError:
         dump.excluded = set()
         pytest.skip("the debug info could not be loaded without the excluded pages")

@@ -24,6 +24,7 @@ from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.program import vmcoreinfo
 from drgn_ss.namespaces import netns_list
+from drgn_ss.output.text import STATE_NAMES
 from drgn_ss.owners import kernel_owners, proc_owners
 from drgn_ss.sockets.inet import inet_sockets
 from drgn_ss.sockets.mptcp import mptcp_sockets
@@ -189,8 +190,13 @@ def _partial_key(line: str, no_names: bool) -> str:
     return key
 
 
-#: The cells every line has before its details: State, Recv-Q, Send-Q, Local and Peer.
+#: The cells every line has before its details: State, Recv-Q, Send-Q, Local and Peer (and
+#: Netid first, where the listing shows it).
 CORE_CELLS = 5
+
+
+def _core_cells(cells: list[str]) -> int:
+    return CORE_CELLS + (cells[0] not in STATE_NAMES)
 
 
 def _details_cut(key: str, truth: dict[str, set[str]]) -> str | None:
@@ -203,10 +209,11 @@ def _details_cut(key: str, truth: dict[str, set[str]]) -> str | None:
     mine = key.split()
     for line in truth:
         theirs = line.split()
-        if mine[:CORE_CELLS] != theirs[:CORE_CELLS] or len(mine) >= len(theirs):
+        core = _core_cells(theirs)
+        if mine[:core] != theirs[:core] or len(mine) >= len(theirs):
             continue
-        rest = iter(theirs[CORE_CELLS:])
-        if all(token in rest for token in mine[CORE_CELLS:]):  # in order: a subsequence
+        rest = iter(theirs[core:])
+        if all(token in rest for token in mine[core:]):  # in order: a subsequence
             return line
     return None
 
