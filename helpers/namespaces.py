@@ -17,7 +17,7 @@ from drgn_ss.tasks import task_list
 
 __all__ = [
     "NetnsProcess", "ifname_resolver", "ifnames", "local_port_range", "netns_by_inode", "netns_inode",
-    "netns_limit", "netns_list", "netns_of", "netns_processes", "own_netns", "task_netns",
+    "netns_limit", "netns_list", "netns_of", "netns_processes", "process_cgroups", "own_netns", "task_netns",
 ]
 
 
@@ -144,6 +144,22 @@ def netns_processes(prog: Program, errors: WalkErrors | None = None) -> dict[int
             except FaultError as e:
                 tolerate(errors, "tasks", e)
         out[net] = NetnsProcess(pid, comm, path)
+    return out
+
+
+def process_cgroups(prog: Program, errors: WalkErrors | None = None) -> dict[int, str]:
+    """Every process's cgroup v2 path (as /proc/PID/cgroup's ``0::`` line), by pid."""
+    facts = kernel_facts(prog)
+    from drgn_ss.kernel.cgroup import CgroupPaths  # only for --containers: start-up
+
+    paths = CgroupPaths(facts, kernel_memory(prog), True, kernel_layout(prog).kernfs_parent_rcu)
+    out: dict[int, str] = {}
+    for pid, _comm, _net, cgrp in task_netns(prog, errors):
+        if cgrp:
+            try:
+                out[pid] = paths.path(cgrp)
+            except FaultError as e:
+                tolerate(errors, "tasks", e)
     return out
 
 

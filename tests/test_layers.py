@@ -22,6 +22,7 @@ LAYERS: list[list[str]] = [
     ["sockets"],
     ["tasks"],
     ["owners", "namespaces"],
+    ["holders", "kernel_users", "containers"],  # who holds a socket, past its processes
     ["selection", "traffic"],
     ["output"],
     ["commands"],

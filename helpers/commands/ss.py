@@ -36,9 +36,10 @@ from drgn_ss.commands.common import (
 )
 from drgn_ss.commands.program import check_kernel, no_debug_info_message, open_program
 from drgn_ss.commands.ss_parser import build_parser
+from drgn_ss.commands.who import prepare_who_options, who_listing
 from drgn_ss.kernel.crash import crash_summary, crash_summary_without_debug_info, dump_summary, panicked
 from drgn_ss.kernel.damage import WalkErrors
-from drgn_ss.kernel.facts import kernel_facts, use_btf
+from drgn_ss.kernel.facts import KernelFacts, kernel_facts, use_btf
 from drgn_ss.kernel.program import is_local_live
 from drgn_ss.namespaces import (
     ifname_resolver,
@@ -97,6 +98,7 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args.prog_name = prog_name
         args.started = started
         args.processes = args.processes or args.threads  # ss -T shows users, each thread's
+        prepare_who_options(args)
         selection = _selection(args)  # bad options fail before the kernel is opened
         if args.named_netns and (args.netns is not None or args.all_netns):
             raise UsageError("-N names one namespace: it does not go with --netns or --all-netns")
@@ -199,11 +201,11 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         ifname = ifname_resolver(prog, errors)
         socks = selection.select(family_sockets(
             prog, nets, selection.protos, listening, established, errors,
-            inodes=args.extended or (args.processes and owners_by == "ino"),
+            inodes=args.extended or (args.processes and owners_by == "ino") or bool(args.holders),
             cgroups=args.extended or args.cgroup,
             details=args.extended, families=selection.families, states=selection.states), ifname)
         t2 = time.perf_counter()
-        if owners is not None and owners_by == "sock":
+        if owners is not None and owners_by == "sock" and not args.pid:  # --pid: each fd once
             subflow_owners(prog, [(s.address, s.socket) for s in socks if s.proto == "tcp"], owners)
         own = own_netns(prog) if args.all_netns else nets[0]
         skmem = sk_meminfo(prog, socks, errors) if args.memory else None
@@ -217,6 +219,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         fmt.dg_proto = next((p for p in ("tcp", "udp", "raw") if p in selection.protos), None)
         fmt.resolve, fmt.show_cgroup, fmt.peers = args.resolve and not args.numeric, args.cgroup, args.peers
         _inet_options(prog, args, socks, errors, fmt)
+        socks = who_listing(prog, args, socks, owners, fmt, errors)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:
@@ -227,14 +230,21 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     leave_to_exit(socks, fmt, owners)
     _warn_partial(args, errors)
     if args.stats:
-        stats = {"sockets": len(socks), "files": counts.get("files", 0), "walk_s": round(t2 - t1, 6),
-                 "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
-                 "debug_info_loaded": facts.loaded_debug_info,
-                 "types": facts.source, "types_s": round(facts.types_s, 6),
-                 "startup_s": round(t0 - args.started + facts.types_s - types_before, 6),
-                 "interpreter_s": _seconds_since_start(args.started), "native": native_path()}
-        print(json.dumps(stats), file=sys.stderr)
+        _print_stats(args, facts, len(socks), counts.get("files", 0), (t0, t1, t2), types_before)
     return EXIT_PARTIAL if errors else 0
+
+
+def _print_stats(args: argparse.Namespace, facts: KernelFacts, sockets: int, files: int,
+                 times: tuple[float, float, float], types_before: float) -> None:
+    """--stats: one JSON line of timings and counts on stderr."""
+    t0, t1, t2 = times
+    stats = {"sockets": sockets, "files": files, "walk_s": round(t2 - t1, 6),
+             "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
+             "debug_info_loaded": facts.loaded_debug_info,
+             "types": facts.source, "types_s": round(facts.types_s, 6),
+             "startup_s": round(t0 - args.started + facts.types_s - types_before, 6),
+             "interpreter_s": _seconds_since_start(args.started), "native": native_path()}
+    print(json.dumps(stats), file=sys.stderr)
 
 
 

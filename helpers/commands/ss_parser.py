@@ -239,8 +239,38 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peers", action="store_true",
                    help="with -p, show the processes holding each unix socket's peer as "
                    "peer:((\"COMMAND\",pid=PID,fd=FD),...) (not in ss)")
+    _add_who_options(p)
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
                    help="where -p finds processes: a walk of the kernel's tasks and file tables "
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
                    "only); auto, the default, walks the kernel, which measured faster")
+
+
+def _add_who_options(p: argparse.ArgumentParser) -> None:
+    """Who holds a socket, beyond ss's -p: the kernel, containers, crash's net -s and net -R."""
+    p.add_argument("--kernel-users", action="store_true", dest="kernel_users",
+                   help="with -p, name the kernel subsystem using each socket no process holds, after "
+                   "the users: kernel:(NAME[,DETAIL]) (vxlan, geneve, fou, nfsd, sunrpc, nvme-tcp...), "
+                   "from its callbacks and sk_user_data; kernel:(?,data_ready=SYMBOL) if unknown")
+    p.add_argument("--containers", action="store_true",
+                   help="add to each process in users:(...) and to --all-netns's tag what it runs in, "
+                   "from its cgroup: container:(RUNTIME,ID12[,pod=POD_UID]) (docker, containerd, crio, "
+                   "podman, lxc), pod:(UID,qos=QOS), or unit:NAME (a systemd service, scope or session)")
+    p.add_argument("--addresses", action="store_true",
+                   help="add each socket's kernel addresses: kaddr:(sock=0x...,socket=0x...,file=0x...), "
+                   "as crash's net -s shows them (0 where it has none)")
+    p.add_argument("--pid", type=_pid, action="append", metavar="PID",
+                   help="the sockets of every family process PID holds (repeatable), one line per file "
+                   "descriptor, in fd order, as crash's net -s PID; of the namespace listed (with "
+                   "--all-netns: of every namespace)")
+    p.add_argument("--holders", metavar="ADDRESS",
+                   help="the socket whose struct sock, struct socket, struct file or inode (ino:INODE) "
+                   "this is, in any namespace, with every thread and fd holding it (crash's net -R)")
+
+
+def _pid(text: str) -> int:
+    """--pid's value: a process id."""
+    if not text.isdigit() or not 0 < int(text) < 1 << 31:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return int(text)
 

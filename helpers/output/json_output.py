@@ -20,10 +20,13 @@ JSON_FIELDS = (
     "local_service", "peer_service",  # without -n
     "owners",  # -p
     "netns_pid", "netns_command", "netns_cgroup",  # --all-netns
+    "netns_container",  # --all-netns --containers
     "skmem",  # -m
     "tcp_info",  # -i
     "timer",  # -o or -e
     "uid", "inode", "cookie", "cgroup", "shutdown",  # -e
+    "kernel_user",  # --kernel-users
+    "kernel_addresses",  # --addresses
 )
 
 

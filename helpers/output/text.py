@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.strings import escape_name, json_name
+from drgn_ss.output.cells import Cache, address_text, ipv6_text, ms_timer, protocol_name, skmem_text
 from drgn_ss.output.columns import COLUMNS, layout_columns
 from drgn_ss.output.netlink import netlink_cells, netlink_details, netlink_fields
 from drgn_ss.output.packet import bpf_text, packet_cells, packet_details, packet_fields
@@ -64,23 +65,6 @@ def _tid(owner: Owner) -> dict[str, int]:
     return {"tid": owner.tid} if owner.tid else {}
 
 
-def ms_timer(timeout: int) -> str:
-    """ss's print_ms_timer(): 1min23sec, 15sec, 1.234ms, 250ms..."""
-    secs, msecs = divmod(timeout, 1000)
-    minutes, secs = divmod(secs, 60)
-    out = ""
-    if minutes:
-        msecs = 0
-        out = f"{minutes}min"
-        if minutes > 9:
-            secs = 0
-    if secs:
-        if secs > 9:
-            msecs = 0
-        out += f"{secs}{'.' if msecs else 'sec'}"
-    if msecs:
-        out += f"{msecs:03d}ms"
-    return out
 COL_NETID, COL_STATE = 0, 1
 
 
@@ -91,6 +75,8 @@ class NetnsTag(NamedTuple):
     inum: int
     #: A process that lives in it (drgn_ss.namespaces.NetnsProcess), or None if none does.
     process: Any = None
+    #: --containers: what that process runs in, as text and as JSON (None: not asked, or nothing).
+    runs_in: tuple[str, dict[str, Any]] | None = None
 
     def text(self) -> str:
         """`` netns:(INODE,"COMMAND",pid=PID,cgroup:PATH)``, names escaped as in ``users:``."""
@@ -98,7 +84,8 @@ class NetnsTag(NamedTuple):
         if p is None:
             return f" netns:({self.inum})"
         cgroup = f",cgroup:{escape_name(p.cgroup)}" if p.cgroup is not None else ""
-        return f' netns:({self.inum},"{escape_name(p.comm.split(")")[0])}",pid={p.pid}{cgroup})'
+        runs_in = f",{self.runs_in[0]}" if self.runs_in else ""
+        return f' netns:({self.inum},"{escape_name(p.comm.split(")")[0])}",pid={p.pid}{cgroup}{runs_in})'
 
     def fields(self) -> dict[str, Any]:
         """The JSON fields: ``netns_pid``, ``netns_command``, ``netns_cgroup`` (null if none)."""
@@ -106,7 +93,8 @@ class NetnsTag(NamedTuple):
         if p is None:
             return {"netns_pid": None, "netns_command": None, "netns_cgroup": None}
         return {"netns_pid": p.pid, "netns_command": json_name(p.comm),
-                "netns_cgroup": json_name(p.cgroup) if p.cgroup is not None else None}
+                "netns_cgroup": json_name(p.cgroup) if p.cgroup is not None else None,
+                **({"netns_container": self.runs_in[1]} if self.runs_in else {})}
 
 
 class Formatter:
@@ -115,6 +103,12 @@ class Formatter:
     ifindex) -> the name as the kernel has it (decoded with errors="surrogateescape"): the
     text escapes it as command names are, JSON carries it exactly.
     """
+
+    #: --containers: what each holder's process runs in, by pid, as text and as JSON.
+    runs_in: dict[int, tuple[str, dict[str, Any]]] | None = None
+    #: What follows a socket's users (--kernel-users, --addresses), as text and JSON fields.
+    annotate: Callable[[Socket], str] | None = None
+    annotate_fields: Callable[[Socket], dict[str, Any]] | None = None
 
     def __init__(
         self,
@@ -169,12 +163,12 @@ class Formatter:
         self._hosts: dict[tuple[bytes, bool], str] = {}
         # Cells by what they show: "0     " by queue size, "10.0.0.1:" by (address, v6only),
         # "22" by (port, protocol).
-        self._queues = _Cache(lambda size: f"{size:<6d}")
-        self._host_cells = _Cache(lambda key: self._host(key[0], AF_INET if len(key[0]) == 4 else AF_INET6,
+        self._queues = Cache(lambda size: f"{size:<6d}")
+        self._host_cells = Cache(lambda key: self._host(key[0], AF_INET if len(key[0]) == 4 else AF_INET6,
                                                          bool(key[1])) + ":")
-        self._service_cells = _Cache(lambda key: self.service(*key))
+        self._service_cells = Cache(lambda key: self.service(*key))
         # ss reads a process's name with fscanf("%*d (%[^)])"): it stops at the first ')'.
-        self._comm_names = _Cache(lambda comm: escape_name(comm.split(")")[0]))
+        self._comm_names = Cache(lambda comm: escape_name(comm.split(")")[0]))
 
     def service(self, port: int, proto: str) -> str:
         """ss's resolve_service(): ``*`` for 0, names for non-ephemeral ports unless -n."""
@@ -203,7 +197,7 @@ class Formatter:
             return socket.inet_ntoa(addr)
         if not v6only and addr == bytes(16):
             return "*"
-        text = _ipv6_text(addr)
+        text = ipv6_text(addr)
         return f"[{text}]" if ":" in text else text
 
     def _host(self, addr: bytes, family: int, v6only: bool) -> str:
@@ -223,17 +217,18 @@ class Formatter:
         if not holders:
             return ""
         name = self._comm_names
-        if len(holders) == 1 and not holders[0].tid:
+        if len(holders) == 1 and not holders[0].tid and self.runs_in is None:
             o = holders[0]
             return f' users:(("{name[o.comm]}",pid={o.pid},fd={o.fd}))'
-        inner = ",".join(f'("{name[o.comm]}",pid={o.pid},{f"tid={o.tid}," if o.tid else ""}fd={o.fd})'
-                         for o in holders)
+        runs_in = self.runs_in or {}
+        inner = ",".join(f'("{name[o.comm]}",pid={o.pid},{f"tid={o.tid}," if o.tid else ""}fd={o.fd}'
+                         f'{"," + runs_in[o.pid][0] if o.pid in runs_in else ""})' for o in holders)
         return f" users:({inner})"
 
     def _users_cells(self, keys: Sequence[int]) -> list[str]:
         """:meth:`users` of every key (in C where it is built)."""
         fast = native()
-        if fast is not None and self.owners is not None and not self.threads:
+        if fast is not None and self.owners is not None and not self.threads and self.runs_in is None:
             return fast.users_cells(keys, self.owners, self._comm_names)
         return list(map(self.users, keys))
 
@@ -306,7 +301,8 @@ class Formatter:
             if s.family == AF_VSOCK:  # vsock_show_sock(): users, nothing else
                 return users
             if s.family == AF_NETLINK:  # netlink_show_sock(): no users; details, a tab and skmem
-                return (netlink_details(s) if self.details else "") + ("\t" + skmem if skmem else "")
+                shown = users if self.owners_by == "line" else ""  # --pid: the holder
+                return shown + (netlink_details(s) if self.details else "") + ("\t" + skmem if skmem else "")
             if self.peers and s.family == AF_UNIX:
                 users += self._peer_users(s)
             return users + skmem + (unix_details(s) if self.details else "")  # unix_show_sock()
@@ -354,15 +350,19 @@ class Formatter:
                 name = escape_name(self.ifname(socks[i].netns, ifindex[i]))
                 local[i] = local[i][:-1] + "%" + name + ":"
         if self.owners is not None:
-            if self.owners_by == "sock":
+            if self.owners_by == "line":  # --pid: each line its own holder, by line number
+                keys = list(range(1, n + 1))
+            elif self.owners_by == "sock":
                 keys = list(map(operator.itemgetter(_ADDRESS), socks))
             else:
                 keys = list(map(operator.itemgetter(_INO), socks))
-            for i in [i for i, s in enumerate(socks) if s[1] == AF_NETLINK]:
-                keys[i] = 0  # ss shows no processes for netlink sockets
+            for i in [i for i, s in enumerate(socks) if s[1] == AF_NETLINK and self.owners_by != "line"]:
+                keys[i] = 0  # ss shows no processes for netlink sockets (--pid shows the holder)
             process = self._users_cells(keys)
         else:
             process = [""] * n
+        if self.annotate is not None:
+            process = [cell + self.annotate(s) for cell, s in zip(process, socks)]
         if (self.timers or self.details or self.skmem is not None or self.show_cgroup or self.peers
                 or self.tos is not None or self.sockopts is not None or self.filters is not None):
             process = list(map(self._process, socks, process))
@@ -383,14 +383,14 @@ class Formatter:
         escapes control characters.
         """
         owners = self.owners
-        by_sock = self.owners_by == "sock"
-        names = _Cache(json_name)
-        addresses = _Cache(address_text)
+        by_sock, by_line = self.owners_by == "sock", self.owners_by == "line"
+        names = Cache(json_name)
+        addresses = Cache(address_text)
         services = None if self.numeric else self._service_cells
         states = _STATE_CELLS
         netns_fields = (None if self.netns_tags is None else
                         {inum: tag.fields() for inum, tag in self.netns_tags.items()})
-        for s in socks:
+        for line, s in enumerate(socks, 1):
             inet = s.family in _INET
             obj: dict[str, Any] = {
                 "netid": s.proto,
@@ -414,9 +414,9 @@ class Formatter:
                 obj["local_service"] = services[s.sport, s.proto]
                 obj["peer_service"] = services[s.dport, s.proto]
             if owners is not None:
-                key = s.address if by_sock else s.ino
-                obj["owners"] = [{"command": names[o.comm], "pid": o.pid, "fd": o.fd, **_tid(o)}
-                                 for o in (owners.get(key, ()) if key and s.family != AF_NETLINK else ())]
+                key = line if by_line else 0 if s.family == AF_NETLINK else s.address if by_sock else s.ino
+                obj["owners"] = self._owner_objects(owners.get(key, ()) if key else (), names)
+
             if self.timers:
                 obj["timer"] = ({"name": TIMER_NAMES[min(s.timer, 5)], "expires_ms": s.timer_ms,
                                  "retrans": s.retrans} if s.timer else None)
@@ -433,7 +433,13 @@ class Formatter:
             if self.details:
                 obj.update(uid=s.uid, inode=s.ino, cookie=s.cookie, shutdown=s.shutdown,
                            cgroup=json_name(s.cgroup) if s.cgroup is not None else None)
-            yield obj
+            yield obj if self.annotate_fields is None else {**obj, **self.annotate_fields(s)}
+
+    def _owner_objects(self, holders: Sequence[Owner], names: Cache) -> list[dict[str, Any]]:
+        """A socket's ``owners`` in JSON, each with what its process runs in (--containers)."""
+        runs_in = self.runs_in or {}
+        return [{"command": names[o.comm], "pid": o.pid, "fd": o.fd, **_tid(o),
+                 **({"container": runs_in[o.pid][1]} if o.pid in runs_in else {})} for o in holders]
 
     def _inet_option_fields(self, s: Socket) -> dict[str, Any]:
         """--tos and --inet-sockopt in JSON, as asked."""
@@ -513,46 +519,12 @@ def _netid(s: Socket) -> str:
     return vsock_netid(cast(VsockExtra, s.extra).type) if s[1] == AF_VSOCK else s.proto
 
 
-def protocol_name(number: int) -> str:
-    """inet_proto_n2a(): an IP protocol's name in /etc/protocols, else ``ipproto-N``."""
-    import ctypes  # only for raw sockets' ports
-
-    libc = ctypes.CDLL(None)
-    libc.getprotobynumber.restype = ctypes.POINTER(ctypes.c_char_p)
-    entry = libc.getprotobynumber(number)
-    name = entry[0] if entry else None
-    return name.decode("ascii", "replace") if name else f"ipproto-{number}"
-
-
-def skmem_text(values: Sequence[int]) -> str:
-    """ss's print_skmeminfo(): `` skmem:(r0,rb131072,t0,tb16384,f0,w0,o0,bl0,d0)``."""
-    r, rb, t, tb, f, w, o, bl, d = values
-    return f" skmem:(r{r},rb{rb},t{t},tb{tb},f{f},w{w},o{o},bl{bl},d{d})"
-
-
-def address_text(addr: bytes) -> str:
-    """An IPv4 (4 bytes) or IPv6 (16 bytes) address in its usual text form, no brackets."""
-    return socket.inet_ntoa(addr) if len(addr) == 4 else _ipv6_text(addr)
-
-
 def endpoint_text(addr: bytes, port: int, family: int, v6only: bool | None) -> str:
     """
     An address and port as ``ss -n`` shows them (:meth:`Formatter.host`, and ``*`` for port
     0): ``127.0.0.1:22``, ``[::1]:443``, ``[::ffff:127.0.0.1]:8080``, ``*:*``.
     """
     return f"{Formatter.host(addr, family, bool(v6only))}:{port or '*'}"
-
-
-class _Cache(dict[Any, str]):
-    """A dict that makes a missing value with ``make(key)`` (and keeps it)."""
-
-    def __init__(self, make: Callable[[Any], str]) -> None:
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, key: Any) -> str:
-        value = self[key] = self.make(key)
-        return value
 
 
 _FIELD = Socket._fields.index
@@ -573,11 +545,6 @@ def _transpose(socks: Sequence[Socket]) -> list[tuple[Any, ...]]:
     if len(cols) != len(Socket._fields):
         raise ValueError("not Socket records")
     return cols
-
-
-def _ipv6_text(addr: bytes) -> str:
-    # inet_ntop(): IPv4-mapped and IPv4-compatible forms keep a dotted quad.
-    return socket.inet_ntop(socket.AF_INET6, addr)
 
 
 def render_sockets(socks: Sequence[Socket], fmt: Formatter, disabled: frozenset[int],
