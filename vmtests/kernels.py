@@ -33,8 +33,9 @@ from vmtests.config import MATRIX, KernelSeries, cache_dir
 from vmtests.progress import Progress
 
 #: Modules whose debug info (DWARF) is kept beside the vmlinux, in ``debug/``: the socket
-#: families built as modules, read with their DWARF as with their BTF.
-DEBUG_MODULES = ("vsock", "sctp")
+#: families built as modules, read with their DWARF as with their BTF, and the modules
+#: whose structures name a kernel-held socket's user (--kernel-users).
+DEBUG_MODULES = ("vsock", "sctp", "vxlan", "geneve", "sunrpc")
 
 #: Modules the guest loads at boot, where they are modules rather than built in.
 #: Their dependencies are added from each module's .modinfo.
@@ -61,6 +62,12 @@ WANTED_MODULES = (
     "vsock_diag",
     "veth",
     "dummy",
+    # Sockets the kernel holds (--kernel-users): UDP tunnels, the NFS server and client.
+    "vxlan",
+    "geneve",
+    "fou",
+    "nfsd",
+    "nfsv4",
 )
 
 

@@ -721,12 +721,26 @@ def proc_owner_lists() -> dict[str, list[list[Any]]]:
     return {str(ino): [[o.comm, o.pid, o.fd] for o in owners] for ino, owners in proc_owners().items()}
 
 
+def open_who_holds() -> dict[str, Any]:
+    """
+    What --containers and --kernel-users are checked against, each in a network namespace
+    of its own: processes in every container runtime's cgroup layout, a container crun
+    started, and sockets the kernel holds (tunnels, the NFS server and client).
+    """
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from tests.kernel.container_cgroups import open_container_cgroups
+
+    return {"container_cgroups": open_container_cgroups()}
+
+
 def main() -> int:
     set_name("ss-workload")
     listeners = open_listeners()  # referenced until the guest stops: closed if collected
     held, pids = open_everything()
     info = describe(listeners)
     info["children"] = pids
+    info["pid"] = os.getpid()
+    info.update(open_who_holds())
     info["hostile_pid"] = HOSTILE_PID[0]
     info["mptcp"] = MPTCP[0]
     info["time_wait_at"] = time_wait(held[0])  # the listener on port 22

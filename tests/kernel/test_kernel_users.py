@@ -1,0 +1,104 @@
+"""--kernel-users against sockets the kernel made for real in the guest
+(tests/kernel/kernel_socks.py): vxlan, geneve and fou tunnels, the NFS server (nfsd) and
+the kernel's sunrpc client of an NFS mount over loopback; on every kernel and in every mode."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import drgn
+import pytest
+from drgn_ss.commands.ss import run
+
+from tests.json_text import schema_validator
+
+KERNEL_RE = re.compile(r" kernel:\(([^,)]*)(?:,([^)]*))?\)")
+
+
+def ours(prog: drgn.Program, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    out = io.StringIO()
+    capsys.readouterr()
+    code = run(prog, ["-H", *argv], out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+def _kernel_socks(workload: dict[str, Any]) -> dict[str, Any]:
+    truth = workload.get("kernel_socks")
+    if not truth or "skipped" in truth:
+        pytest.skip(f"no kernel sockets made in this guest: {truth and truth.get('skipped')}")
+    return truth
+
+
+def _listing(prog: drgn.Program, workload: dict[str, Any], capsys: pytest.CaptureFixture[str],
+             *extra: str) -> tuple[str, list[dict[str, Any]]]:
+    truth = _kernel_socks(workload)
+    argv = ["--netns", str(truth["netns_inode"]), "-tuanp", "--kernel-users", *extra]
+    code, text, err = ours(prog, argv, capsys)
+    code_j, out_j, err_j = ours(prog, [*argv, "--json"], capsys)
+    partial = workload.get("dump_level", 0) & 8  # a filtered dump may lose a page of them
+    assert code == 0 or (code == 3 and partial), err
+    assert code_j == code, err_j
+    objects = json.loads(out_j)
+    validator = schema_validator()
+    for obj in objects:
+        validator.validate(obj)
+    return text, objects
+
+
+@pytest.mark.parametrize("tunnel", ["vxlan", "geneve", "fou"])
+def test_udp_tunnels_are_named_with_their_devices(prog: drgn.Program, workload: dict[str, Any], tunnel: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    truth = _kernel_socks(workload).get(tunnel)
+    if not truth or "skipped" in truth:
+        pytest.skip(f"{tunnel}: {truth and truth.get('skipped')}")
+    text, objects = _listing(prog, workload, capsys)
+    lines = [line for line in text.splitlines() if re.search(rf":{truth['port']} ", line)
+             and line.startswith("udp")]
+    assert lines, text
+    detail = f",dev={truth['dev']}" if "dev" in truth else ""
+    for line in lines:
+        assert f" kernel:({tunnel}{detail})" in line, line
+        assert "users:" not in line
+    users = [o["kernel_user"] for o in objects if o["local_port"] == truth["port"] and o["netid"] == "udp"]
+    assert users and all(u["name"] == tunnel and u["callback"].startswith("encap_rcv=") for u in users)
+
+
+def test_nfs_server_and_client_are_named(prog: drgn.Program, workload: dict[str, Any],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """nfsd's listener and its end of the mount's connection; the sunrpc client's end."""
+    truth = _kernel_socks(workload)
+    if "skipped" in truth.get("nfsd", {"skipped": "not made"}):
+        pytest.skip(f"nfsd: {truth.get('nfsd', {}).get('skipped', 'not made')}")
+    port = truth["nfsd"]["port"]
+    text, objects = _listing(prog, workload, capsys)
+    tcp = [o for o in objects if o["netid"] == "tcp"]
+    listeners = [o for o in tcp if o["state"] == "LISTEN" and o["local_port"] == port]
+    assert listeners and all(o["kernel_user"]["name"] == "nfsd" and not o["owners"] for o in listeners), text
+    assert all(o["kernel_user"]["callback"].startswith(("data_ready=", "state_change=")) for o in listeners)
+    if "skipped" in truth.get("nfs_client", {"skipped": "not made"}):
+        return
+    server_ends = [o for o in tcp if o["state"] == "ESTAB" and o["local_port"] == port]
+    client_ends = [o for o in tcp if o["state"] == "ESTAB" and o["peer_port"] == port]
+    assert server_ends and client_ends, text
+    assert all(o["kernel_user"]["name"] == "nfsd" for o in server_ends), server_ends
+    assert all((o["kernel_user"]["name"], o["kernel_user"]["detail"]) == ("sunrpc", "client")
+               for o in client_ends), client_ends
+    lines = [line for line in text.splitlines() if line.startswith("tcp") and "ESTAB" in line]
+    assert any(re.search(rf":{port} .* kernel:\(sunrpc,client\)", line) for line in lines), text
+
+
+def test_processes_sockets_have_no_kernel_user(prog: drgn.Program, workload: dict[str, Any],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Every socket a process holds, in every namespace, shows its users and no kernel:(...)."""
+    code, text, err = ours(prog, ["--all-netns", "-tuanp", "--kernel-users"], capsys)
+    assert code in (0, 3), err
+    held = [line for line in text.splitlines() if " users:(" in line]
+    assert held
+    assert not [line for line in held if " kernel:(" in line]
+    # Every kernel user named is a full socket's that no process holds: none is a minisock.
+    for line in text.splitlines():
+        if " kernel:(" in line:
+            assert not line.startswith(("tcp   TIME-WAIT", "tcp   SYN-RECV")), line

@@ -1,0 +1,102 @@
+"""--containers against the truth the workload made: a process in each cgroup layout of
+tests/container_paths.py (tests/kernel/container_cgroups.py), and a real container started
+by crun; on every kernel and in every mode."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+import drgn
+import pytest
+from drgn_ss.commands.ss import run
+from drgn_ss.containers import container_fields, container_text
+
+from tests.container_paths import VECTORS
+from tests.json_text import schema_validator
+
+
+def ours(prog: drgn.Program, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    out = io.StringIO()
+    capsys.readouterr()
+    code = run(prog, ["-H", *argv], out=out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+def _layouts(workload: dict[str, Any]) -> dict[str, Any]:
+    truth = workload.get("container_cgroups")
+    if not truth or "skipped" in truth:
+        pytest.skip(f"no cgroup layouts in this guest: {truth and truth.get('skipped')}")
+    return truth
+
+
+def _port_lines(text: str) -> dict[int, str]:
+    out = {}
+    for line in text.splitlines():
+        m = re.search(r"127\.0\.0\.1:(\d+) ", line)
+        if m:
+            out[int(m.group(1))] = line
+    return out
+
+
+def test_each_layout_names_its_container(prog: drgn.Program, workload: dict[str, Any],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Each listener's holder shows what its cgroup says: a container, a pod, a unit, or nothing."""
+    truth = _layouts(workload)
+    code, text, err = ours(prog, ["--netns", str(truth["netns_inode"]), "-tlnp", "--containers"], capsys)
+    code_j, out_j, err_j = ours(prog, ["--netns", str(truth["netns_inode"]), "-tlnp", "--containers",
+                                       "--json"], capsys)
+    partial = code == 3 and workload.get("dump_level", 0) & 8  # a filtered dump may lose a task
+    assert code == 0 or partial, err
+    lines = _port_lines(text)
+    objects = {o["local_port"]: o for o in json.loads(out_j)}
+    validator = schema_validator()
+    assert len(truth["processes"]) == len(VECTORS)
+    for proc, (path, expected) in zip(truth["processes"], VECTORS):
+        assert proc["path"] == path
+        if partial and proc["port"] not in lines:
+            continue
+        line, obj = lines[proc["port"]], objects[proc["port"]]
+        validator.validate(obj)
+        want = container_text(expected) if expected is not None else ""
+        (owner,) = obj["owners"]
+        assert owner["pid"] == proc["pid"], line
+        if expected is not None and want:
+            assert f'pid={proc["pid"]},fd=' in line and f",{want}))" in line, (path, line)
+            assert owner["container"] == container_fields(expected), path
+        else:
+            assert "container:" not in line and "unit:" not in line and "pod:" not in line, (path, line)
+            assert "container" not in owner, path
+
+
+def test_all_netns_tag_says_what_the_namespace_runs_in(prog: drgn.Program, workload: dict[str, Any],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The tag of the layouts' namespace names its lowest pid's container, as its users do."""
+    truth = _layouts(workload)
+    code, out, err = ours(prog, ["--all-netns", "-tln", "--containers", "--json"], capsys)
+    assert code in (0, 3), err
+    first = min(truth["processes"], key=lambda p: p["pid"])
+    expected = dict(VECTORS)[first["path"]]
+    tags = {(o["netns_pid"], json.dumps(o.get("netns_container"))) for o in json.loads(out)
+            if o["netns"] == truth["netns_inode"]}
+    want = container_fields(expected) if expected is not None and container_text(expected) else None
+    assert tags == {(first["pid"], json.dumps(want))}
+
+
+def test_crun_container_is_attributed(prog: drgn.Program, workload: dict[str, Any],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A container crun started (its own namespaces, docker's cgroupfs path) is named by its id."""
+    truth = workload.get("container")
+    if not truth or "skipped" in truth:
+        pytest.skip(f"no OCI container in this guest: {truth and truth.get('skipped')}")
+    code, text, err = ours(prog, ["--all-netns", "-tlnp", "--containers"], capsys)
+    assert code in (0, 3), err
+    short = truth["id"][:12]
+    lines = [line for line in text.splitlines() if f":{truth['port']} " in line
+             and f"netns:({truth['netns_inode']}," in line]
+    assert len(lines) == 1, text
+    assert f"pid={truth['pid']}," in lines[0]
+    assert f",container:(docker,{short})))" in lines[0]
+    assert lines[0].rstrip().endswith(f",container:(docker,{short}))")  # the namespace's tag too
