@@ -84,9 +84,12 @@ _USER_DATA_FLAGS = 7
 def kernel_users(prog: Program, socks: Iterable[Socket], errors: WalkErrors | None = None
                  ) -> dict[int, KernelUser]:
     """
-    The kernel users of the sockets in ``socks`` that the kernel made for itself: full
-    sockets with a ``struct socket`` that has no file. By ``struct sock`` address; a
-    socket that cannot be read is counted in ``errors`` as a socket.
+    The kernel users of the sockets in ``socks`` (those no process holds): of a full socket
+    the kernel made for itself (a ``struct socket`` with no file), who uses it, ``?`` if
+    nobody known; of one with a file, only a known user (rpc.nfsd opens nfsd's listeners
+    and hands them to the kernel, which keeps the file; a socket in flight in a unix
+    message has a file too, and no kernel user). By ``struct sock`` address; a socket that
+    cannot be read is counted in ``errors`` as a socket.
     """
     facts, mem = kernel_facts(prog), kernel_memory(prog)
     S = "struct sock"
@@ -100,8 +103,7 @@ def kernel_users(prog: Program, socks: Iterable[Socket], errors: WalkErrors | No
         if s.kind != "full" or not s.socket:
             continue
         try:
-            if mem.read_u64(s.socket + o_file):
-                continue  # a process's socket (held, or in flight)
+            has_file = bool(mem.read_u64(s.socket + o_file))
             if s.proto == "udp":
                 o_encap = facts.offset("struct udp_sock", "encap_rcv") if o_encap is None else o_encap
                 encap = names(mem.read_u64(s.address + o_encap))
@@ -111,9 +113,11 @@ def kernel_users(prog: Program, socks: Iterable[Socket], errors: WalkErrors | No
                     out[s.address] = out[s.address]._replace(
                         detail=_tunnel_detail(prog, ENCAP_USERS[encap], user_data))
                     continue
-            out[s.address] = _callback_user(prog, mem, names, mem.read_u64(s.address + o_ready),
-                                            mem.read_u64(s.address + o_change),
-                                            mem.read_u64(s.address + o_user) & ~_USER_DATA_FLAGS)
+            user = _callback_user(prog, mem, names, mem.read_u64(s.address + o_ready),
+                                  mem.read_u64(s.address + o_change),
+                                  mem.read_u64(s.address + o_user) & ~_USER_DATA_FLAGS)
+            if user.name != "?" or not has_file:
+                out[s.address] = user
         except FaultError as e:
             tolerate(errors, "sockets", e)
     return out

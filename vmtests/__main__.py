@@ -53,6 +53,12 @@ def _guest(args: argparse.Namespace) -> tuple[Kernel, Guest]:
     find_qemu()
     find_virtiofsd()
     kernel = get_kernel(args.kernel, flavour_name(args.flavour), refresh=args.refresh)
+    from vmtests.guest_tools import ensure_guest_tools
+
+    try:
+        ensure_guest_tools()  # what the workload runs in the guest: the NFS server, crun
+    except VMTestError as e:
+        print(f"vmtests: warning: {e}: the workload makes no NFS server or container", file=sys.stderr)
     return kernel, Guest(kernel, memory_mb=args.memory, cpus=args.cpus, accel=args.accel,
                          verbose=args.verbose, debuginfo=not args.no_debuginfo)
 

@@ -222,6 +222,9 @@ def run_matrix(args: argparse.Namespace) -> int:
     modes = [m for m in MATRIX_MODES if not args.mode or m in args.mode]
     start = time.monotonic()
     host = {} if args.no_host else run_host_checks()
+    from vmtests.guest_tools import ensure_guest_tools
+
+    ensure_guest_tools()  # the workload's NFS server and container (tests/kernel/kernel_socks.py)
     jobs = args.jobs or default_jobs()
     if jobs > 1:
         from vmtests.parallel import plan, run_parallel

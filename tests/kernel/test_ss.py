@@ -528,8 +528,12 @@ def _on_pty(columns: int, write: Any) -> str:
     termios.tcsetattr(slave, termios.TCSANOW, attrs)
     with os.fdopen(slave, "w", closefd=True) as f:
         write(f)
+    import select
+
+    # Until EIO (the writer's side is closed and all is read): a read returns what the tty
+    # layer has moved so far, which on a busy emulated guest is not yet all of it.
     chunks = []
-    while True:
+    while select.select([master], [], [], 10)[0]:
         try:
             data = os.read(master, 65536)
         except OSError:
@@ -537,8 +541,6 @@ def _on_pty(columns: int, write: Any) -> str:
         if not data:
             break
         chunks.append(data)
-        if len(data) < 65536:
-            break
     os.close(master)
     return b"".join(chunks).decode()
 

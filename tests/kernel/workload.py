@@ -729,8 +729,16 @@ def open_who_holds() -> dict[str, Any]:
     """
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     from tests.kernel.container_cgroups import open_container_cgroups
+    from tests.kernel.container_run import start_container
+    from tests.kernel.kernel_socks import open_kernel_sockets
+    from vmtests.guest_tools import tools_dir
 
-    return {"container_cgroups": open_container_cgroups()}
+    # The NFS tools and crun: fetched by vmtests on the host (vmtests.guest_tools), seen here.
+    tools = str(tools_dir() / "root") if (tools_dir() / "stamp.json").exists() else None
+    return {"container_cgroups": open_container_cgroups(),
+            "kernel_socks": open_kernel_sockets(tools),
+            "container": (start_container(tools) if tools else
+                          {"skipped": "no crun: vmtests fetches the guest tools with the kernels"})}
 
 
 def main() -> int:
