@@ -63,6 +63,8 @@ def test_each_layout_names_its_container(prog: drgn.Program, workload: dict[str,
         want = container_text(expected) if expected is not None else ""
         (owner,) = obj["owners"]
         assert owner["pid"] == proc["pid"], line
+        if partial and want and "container:" not in line and "unit:" not in line and "pod:" not in line:
+            continue  # its cgroup was on a page the dump lost: said by the exit status
         if expected is not None and want:
             assert f'pid={proc["pid"]},fd=' in line and f",{want}))" in line, (path, line)
             assert owner["container"] == container_fields(expected), path
