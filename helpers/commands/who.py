@@ -63,6 +63,8 @@ def who_listing(prog: Program, args: argparse.Namespace, socks: list[Socket], ow
     addresses = None
     if args.holders:
         socks, addresses = _held_socket(prog, args.holders, socks, errors)
+        # Its holders on its line, whatever its family (ss shows netlink sockets none).
+        fmt.owners, fmt.owners_by = {1: (owners or {}).get(socks[0].address, [])}, "line"
     if args.pid:
         socks = _pid_lines(prog, args.pid, socks, owners or {}, fmt, errors)
     kernel = None

@@ -41,6 +41,28 @@ def test_run_command(prog: drgn.Program, workload: dict[str, Any]) -> None:
     assert "--all-netns" in help_text.getvalue()
 
 
+def test_run_command_who_holds(prog: drgn.Program, workload: dict[str, Any]) -> None:
+    """%ss --pid and --holders, as at drgn's prompt: the workload's sockets, fd by fd, and back."""
+    import json
+
+    import drgn_ss.commands.plugin  # noqa: F401
+
+    with redirect_stdout(io.StringIO()) as out:
+        status = run_command(prog, f"ss --pid {workload['pid']} --all-netns --addresses --json")
+    assert status in (0, 3)
+    objects = json.loads(out.getvalue())
+    fds = [o["owners"][0]["fd"] for o in objects]
+    assert fds and fds == sorted(fds)
+    if status == 0:
+        assert len(fds) == sum(1 for owners in workload["proc_owners"].values()
+                               for _comm, pid, _fd in owners if pid == workload["pid"])
+    sock = objects[0]["kernel_addresses"]["sock"]
+    with redirect_stdout(io.StringIO()) as out:
+        status = run_command(prog, f"ss -H --holders {sock}")
+    assert status in (0, 3)
+    assert f"pid={workload['pid']},tid={workload['pid']},fd={fds[0]})" in out.getvalue()
+
+
 def _drgn_prompt(args: list[str], lines: list[str], timeout: float = 240) -> str:
     """Type ``lines`` at drgn's prompt (a terminal: drgn reads a script from anything else)."""
     import pty

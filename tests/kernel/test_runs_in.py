@@ -102,3 +102,20 @@ def test_crun_container_is_attributed(prog: drgn.Program, workload: dict[str, An
     assert f"pid={truth['pid']}," in lines[0]
     assert f",container:(docker,{short})))" in lines[0]
     assert lines[0].rstrip().endswith(f",container:(docker,{short}))")  # the namespace's tag too
+
+
+def test_holders_across_pid_and_network_namespaces(prog: drgn.Program, workload: dict[str, Any],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """--holders of the container's listener names its process, in its own pid and net namespaces."""
+    truth = workload.get("container")
+    if not truth or "skipped" in truth:
+        pytest.skip(f"no OCI container in this guest: {truth and truth.get('skipped')}")
+    argv = ["--netns", str(truth["netns_inode"]), "-tln", "--addresses", "--json"]
+    code, out, err = ours(prog, argv, capsys)
+    (listener,) = [o for o in json.loads(out) if o["local_port"] == truth["port"]]
+    code, text, err = ours(prog, ["--holders", listener["kernel_addresses"]["file"], "--containers"], capsys)
+    assert code in (0, 3), err
+    (line,) = text.splitlines()
+    assert f"pid={truth['pid']},tid={truth['pid']},fd=" in line
+    assert f",container:(docker,{truth['id'][:12]})" in line
+    assert f"netns:({truth['netns_inode']}," in line
