@@ -12,6 +12,7 @@ devices).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -184,6 +185,21 @@ def _tunnel_detail(prog: Program, tunnel: str, user_data: int) -> str:
     return "dev=" + "+".join(dict.fromkeys(names)) if names else ""
 
 
+def _image_callbacks(prog: Program) -> dict[int, str]:
+    """
+    The kernel image's callbacks a kernel socket may keep, by address: found by name, so
+    without debug info too (kallsyms): a kernel netlink socket's ``netlink_data_ready``,
+    the default ``sock_def_readable``.
+    """
+    facts = kernel_facts(prog)
+    out: dict[int, str] = {}
+    with contextlib.suppress(LookupError):
+        out[facts.symbol("netlink_data_ready")] = "netlink_data_ready"
+    with contextlib.suppress(LookupError):
+        out[facts.symbol("sock_def_readable")] = "sock_def_readable"
+    return out
+
+
 class _Symbols:
     """
     Function addresses to names: the loaded modules' symbols (read once, the first time an
@@ -198,7 +214,7 @@ class _Symbols:
         if not address:
             return None
         if self.by_address is None:
-            self.by_address = {}
+            self.by_address = _image_callbacks(self.prog)
             try:
                 modules = list(kernel_modules(self.prog).values())
             except FaultError:

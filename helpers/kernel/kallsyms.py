@@ -33,7 +33,8 @@ SYMBOLS = (
     "net_namespace_list", "nr_cpu_ids", "page_offset_base", "panic_cpu",
     "raw_prot", "rawv6_prot", "socket_file_ops", "tcp_orphan_count", "tcp_prot", "tcpv6_prot",
     "timekeeper_data", "tk_core",
-    "nl_table", "raw_v4_hashinfo", "raw_v6_hashinfo", "subflow_ulp_ops", "token_hash", "token_mask",
+    "netlink_data_ready", "nl_table", "raw_v4_hashinfo", "raw_v6_hashinfo", "sock_def_readable",
+    "subflow_ulp_ops", "token_hash", "token_mask",
     "udp_prot", "udp_table", "udpv6_prot",
     "unix_socket_table",
 )

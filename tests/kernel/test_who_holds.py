@@ -32,6 +32,15 @@ def _partial(workload: dict[str, Any], code: int) -> bool:
     return code == 3 and bool(workload.get("dump_level", 0) & 8)
 
 
+def _families_left_out(code: int, err: str) -> bool:
+    """
+    Exit 3 only because a family's types cannot be had (SCTP and vsock on 5.10 without debug
+    info: every line but its sockets' is there and checked).
+    """
+    lines = [line for line in err.splitlines() if line.startswith("ss.py: ")]
+    return code == 3 and bool(lines) and all(" sockets are not listed: " in line for line in lines)
+
+
 def _pids(workload: dict[str, Any]) -> list[int]:
     pids = [workload["pid"], *workload["children"], *(ns["pid"] for ns in workload["netns"].values()
                                                        if isinstance(ns, dict) and "pid" in ns)]
@@ -48,7 +57,7 @@ def test_pid_lists_what_proc_pid_fd_lists(prog: drgn.Program, workload: dict[str
         code, out, err = ours(prog, ["--pid", str(pid), "--all-netns", "-e", "--json"], capsys)
         objects = json.loads(out)
         got = [(o["owners"][0]["fd"], o["inode"]) for o in objects]
-        if _partial(workload, code):
+        if _partial(workload, code) or _families_left_out(code, err):
             assert set(got) <= set(_proc_fds(workload, pid)), err
             continue
         assert code == 0, err
@@ -59,7 +68,7 @@ def test_pid_lists_what_proc_pid_fd_lists(prog: drgn.Program, workload: dict[str
     # Text: the same lines, each with its holder (netlink's too), in the same order.
     code, text, err = ours(prog, ["--pid", str(workload["pid"]), "--all-netns"], capsys)
     fds = [int(line.split(",fd=")[1].split(")")[0]) for line in text.splitlines()]
-    if not _partial(workload, code):
+    if not (_partial(workload, code) or _families_left_out(code, err)):
         assert fds == [fd for fd, _ino in _proc_fds(workload, workload["pid"])]
 
 
@@ -91,7 +100,7 @@ def test_holders_by_each_address(prog: drgn.Program, workload: dict[str, Any],
             code, out, err = ours(prog, ["--holders", how, "--json"], capsys)
             if _partial(workload, code):
                 continue
-            assert code == 0, err
+            assert code == 0 or _families_left_out(code, err), err
             (obj,) = json.loads(out)
             assert obj["kernel_addresses"] == addresses, how
             assert sorted({(o["pid"], o["fd"]) for o in obj["owners"]}) == expected, how
@@ -105,7 +114,7 @@ def test_holders_names_every_thread(prog: drgn.Program, workload: dict[str, Any]
     code, text, err = ours(prog, ["--holders", obj["kernel_addresses"]["sock"]], capsys)
     if _partial(workload, code):
         return
-    assert code == 0, err
+    assert code == 0 or _families_left_out(code, err), err
     (line,) = text.splitlines()
     holders = line.split(" users:(")[1].split(") kaddr:")[0]
     tids = {part.split("tid=")[1].split(",")[0] for part in holders.split("),(")}
