@@ -1,6 +1,6 @@
 """A real OCI container, as docker makes them, for tests of container-aware output.
 
-Run inside a vmtests guest, as root, by the host's python3 (stdlib only).
+Run inside a vmtests guest, as root, by the workload (tests/kernel/workload.py), the repository on sys.path.
 :func:`start_container` runs Debian's crun (from
 ``vmtests.guest_tools.ensure_guest_tools()``, run on the host, whose root is passed
 as ``tools_root``) with a bundle made here: new network, pid, mount, ipc and uts
@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+from tests.kernel.guest_commands import run, tools_env
 
 __all__ = ["BUNDLES", "DEFAULT_ID", "start_container", "stop_container"]
 
@@ -50,32 +52,6 @@ LISTENER = (
 
 def _log(msg: str) -> None:
     print(f"container_run: {msg}", file=sys.stderr, flush=True)
-
-
-def _tools_env(tools_root: str | None) -> dict[str, str]:
-    """This process's environment, with the unpacked tools first (as vmtests.guest_tools does)."""
-    env = dict(os.environ)
-    if tools_root:
-        bins = [os.path.join(tools_root, d) for d in ("usr/sbin", "sbin", "usr/bin")]
-        libs = [os.path.join(tools_root, d)
-                for d in ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib", "lib")]
-        env["PATH"] = ":".join(bins + [env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
-        old = [env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []
-        env["LD_LIBRARY_PATH"] = ":".join(libs + old)
-    return env
-
-
-def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
-    """Run a command; its stdout, or RuntimeError with the last line of its stderr."""
-    try:
-        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              env=env, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RuntimeError(f"{args[0]}: {e}") from e
-    if proc.returncode != 0:
-        lines = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()
-        raise RuntimeError(f"{' '.join(args[:3])}: {lines[-1]}")
-    return proc.stdout
 
 
 def _rootfs(bundle: str) -> tuple[str, list[dict[str, Any]]]:
@@ -177,15 +153,15 @@ def _launch(env: dict[str, str], ident: str, bundle: str) -> int:
         raise RuntimeError(f"crun create: {tail}")
     with open(pid_file) as f:
         pid = int(f.read().strip())
-    _run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"])
-    _run(_crun("start", ident), env=env)
+    run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "lo", "up"])
+    run(_crun("start", ident), env=env)
     return pid
 
 
 def start_container(tools_root: str | None, ident: str = DEFAULT_ID, port: int = 8080) -> dict[str, Any]:
     """Start the container; what it is, or ``{"skipped": REASON}``."""
     t0 = time.monotonic()
-    env = _tools_env(tools_root)
+    env = tools_env(tools_root)
     try:
         if not shutil.which("crun", path=env.get("PATH")):
             raise RuntimeError(
@@ -221,10 +197,10 @@ def start_container(tools_root: str | None, ident: str = DEFAULT_ID, port: int =
 
 def stop_container(ident: str = DEFAULT_ID, tools_root: str | None = None) -> None:
     """Kill and delete the container and its bundle, best effort."""
-    env = _tools_env(tools_root)
+    env = tools_env(tools_root)
     if os.path.exists(os.path.join(CRUN_ROOT, ident)) and shutil.which("crun", path=env.get("PATH")):
         try:
-            _run(_crun("delete", "--force", ident), env=env)
+            run(_crun("delete", "--force", ident), env=env)
         except RuntimeError as e:
             _log(f"stop: {e}")
     shutil.rmtree(os.path.join(BUNDLES, ident), ignore_errors=True)

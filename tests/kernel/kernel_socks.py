@@ -1,6 +1,6 @@
 """Sockets the kernel holds, with no process behind them: for tests of kernel-held sockets.
 
-Run inside a vmtests guest, as root, by the host's python3 (stdlib only).
+Run inside a vmtests guest, as root, by the workload (tests/kernel/workload.py), the repository on sys.path.
 :func:`open_kernel_sockets` sets up, in a network namespace of its own
 (:data:`NETNS`):
 
@@ -31,11 +31,12 @@ import ipaddress
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
+
+from tests.kernel.guest_commands import run, tools_env
 
 __all__ = [
     "EXPORT_DIR",
@@ -87,32 +88,6 @@ def _log(msg: str) -> None:
     print(f"kernel_socks: {msg}", file=sys.stderr, flush=True)
 
 
-def _tools_env(tools_root: str | None) -> dict[str, str]:
-    """This process's environment, with the unpacked tools first (as vmtests.guest_tools does)."""
-    env = dict(os.environ)
-    if tools_root:
-        bins = [os.path.join(tools_root, d) for d in ("usr/sbin", "sbin", "usr/bin")]
-        libs = [os.path.join(tools_root, d)
-                for d in ("usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib", "lib")]
-        env["PATH"] = ":".join(bins + [env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")])
-        old = [env["LD_LIBRARY_PATH"]] if env.get("LD_LIBRARY_PATH") else []
-        env["LD_LIBRARY_PATH"] = ":".join(libs + old)
-    return env
-
-
-def _run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> str:
-    """Run a command; its stdout, or RuntimeError with the last line of its stderr."""
-    try:
-        proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              env=env, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RuntimeError(f"{args[0]}: {e}") from e
-    if proc.returncode != 0:
-        lines = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()
-        raise RuntimeError(f"{' '.join(args[:4])}: {lines[-1]}")
-    return proc.stdout
-
-
 def _in_netns(args: list[str]) -> list[str]:
     """``args`` in the namespace's network namespace, still in the guest's mount namespace."""
     return ["nsenter", f"--net={NETNS_PATH}", *args]
@@ -141,17 +116,17 @@ def _module_hint(module: str) -> str:
 def _make_netns() -> int:
     if os.path.exists(NETNS_PATH):
         close_kernel_sockets()
-    _run(["ip", "netns", "add", NETNS])
-    _run(["ip", "-n", NETNS, "link", "set", "lo", "up"])
+    run(["ip", "netns", "add", NETNS])
+    run(["ip", "-n", NETNS, "link", "set", "lo", "up"])
     return os.stat(NETNS_PATH).st_ino
 
 
 def _tunnel(kind: str, dev: str, vni: int, port: int, extra: list[str]) -> dict[str, Any]:
     """A vxlan or geneve device, up: the kernel opens its UDP socket when the device opens."""
     try:
-        _run(["ip", "-n", NETNS, "link", "add", dev, "type", kind, "id", str(vni),
+        run(["ip", "-n", NETNS, "link", "add", dev, "type", kind, "id", str(vni),
               *extra, "dstport", str(port)])
-        _run(["ip", "-n", NETNS, "link", "set", dev, "up"])
+        run(["ip", "-n", NETNS, "link", "set", dev, "up"])
     except RuntimeError as e:
         raise RuntimeError(f"{e}{_module_hint(kind)}") from e
     return {"port": port, "dev": dev, "id": vni}
@@ -159,7 +134,7 @@ def _tunnel(kind: str, dev: str, vni: int, port: int, extra: list[str]) -> dict[
 
 def _fou() -> dict[str, Any]:
     try:
-        _run(["ip", "-n", NETNS, "fou", "add", "port", str(FOU_PORT), "ipproto", "4"])
+        run(["ip", "-n", NETNS, "fou", "add", "port", str(FOU_PORT), "ipproto", "4"])
     except RuntimeError as e:
         raise RuntimeError(f"{e}{_module_hint('fou')}") from e
     return {"port": FOU_PORT, "ipproto": 4}
@@ -191,11 +166,11 @@ def _nfsd(env: dict[str, str]) -> dict[str, Any]:
         raise RuntimeError(f"no {NFSD_FS}{_module_hint('nfsd')}")
     os.makedirs(EXPORT_DIR, exist_ok=True)
     if not os.path.ismount(EXPORT_DIR):
-        _run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=755", "drgnss-export", EXPORT_DIR])
+        run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=755", "drgnss-export", EXPORT_DIR])
     with open(os.path.join(EXPORT_DIR, "hello"), "w") as f:
         f.write("hello from the kernel NFS server\n")
-    _run(_in_netns(["mount", "-t", "nfsd", "nfsd", NFSD_FS]))
-    _run(_in_netns(["unshare", "--mount", "--propagation", "private", "sh", "-c", _NFSD_SCRIPT, "sh",
+    run(_in_netns(["mount", "-t", "nfsd", "nfsd", NFSD_FS]))
+    run(_in_netns(["unshare", "--mount", "--propagation", "private", "sh", "-c", _NFSD_SCRIPT, "sh",
                     EXPORT_OPTIONS, EXPORT_DIR, MOUNTD_LOG, str(NFSD_THREADS)]), env=env)
     with open(os.path.join(NFSD_FS, "v4_end_grace")) as f:
         grace_ended = f.read().strip() == "Y"
@@ -222,7 +197,7 @@ def _nfs_client() -> dict[str, Any]:
     for vers in ("4.2", "4.1"):
         opts = f"vers={vers},proto=tcp,port={NFS_PORT},addr=127.0.0.1,clientaddr=127.0.0.1"
         try:
-            _run(_in_netns(["mount", "-i", "-t", "nfs4", "-o", opts, "127.0.0.1:/", MOUNT_DIR]), timeout=90)
+            run(_in_netns(["mount", "-i", "-t", "nfs4", "-o", opts, "127.0.0.1:/", MOUNT_DIR]), timeout=90)
         except RuntimeError as e:
             errors.append(f"vers={vers}: {e}")
             continue
@@ -244,7 +219,7 @@ def _netns_sockets() -> list[tuple[str, str, str, int]]:
     script = 'for f in udp udp6 tcp tcp6; do echo "@$f"; cat /proc/net/$f; done'
     out = []
     proto = ""
-    for line in _run(_in_netns(["sh", "-c", script])).splitlines():
+    for line in run(_in_netns(["sh", "-c", script])).splitlines():
         fields = line.split()
         if line.startswith("@"):
             proto = line[1:].rstrip("6")
@@ -284,7 +259,7 @@ def _check(truth: dict[str, Any]) -> None:
 def open_kernel_sockets(tools_root: str | None) -> dict[str, Any]:
     """Set up the kernel-held sockets in namespace :data:`NETNS`; return what was made."""
     t0 = time.monotonic()
-    env = _tools_env(tools_root)
+    env = tools_env(tools_root)
     truth: dict[str, Any] = {"netns": NETNS}
     try:
         truth["netns_inode"] = _make_netns()
@@ -311,7 +286,7 @@ def open_kernel_sockets(tools_root: str | None) -> dict[str, Any]:
 
 def _quiet(args: list[str]) -> None:
     try:
-        _run(args, timeout=30)
+        run(args, timeout=30)
     except RuntimeError as e:
         _log(f"close: {e}")
 
