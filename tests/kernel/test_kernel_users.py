@@ -50,7 +50,7 @@ def _kernel_socks(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _listing(prog: drgn.Program, workload: dict[str, Any], capsys: pytest.CaptureFixture[str],
-             *extra: str) -> tuple[str, list[dict[str, Any]]]:
+             *extra: str) -> tuple[str, list[dict[str, Any]], bool]:
     truth = _kernel_socks(workload)
     argv = ["--netns", str(truth["netns_inode"]), "-tuanp", "--kernel-users", *extra]
     code, text, err = ours(prog, argv, capsys)
@@ -62,7 +62,12 @@ def _listing(prog: drgn.Program, workload: dict[str, Any], capsys: pytest.Captur
     validator = schema_validator()
     for obj in objects:
         validator.validate(obj)
-    return text, objects
+    if code == 3:  # what a lost page took is not shown: what is shown must be right
+        text = "\n".join(line for line in text.splitlines() if " kernel:(" in line)
+        objects = [o for o in objects if o["kernel_user"] is not None]
+        if not objects:
+            pytest.skip(f"the dump lost the pages that name them: {err.splitlines()[-1]}")
+    return text, objects, code == 3
 
 
 @pytest.mark.parametrize("tunnel", ["vxlan", "geneve", "fou"])
@@ -71,9 +76,11 @@ def test_udp_tunnels_are_named_with_their_devices(prog: drgn.Program, workload: 
     truth = _kernel_socks(workload).get(tunnel)
     if not truth or "skipped" in truth:
         pytest.skip(f"{tunnel}: {truth and truth.get('skipped')}")
-    text, objects = _listing(prog, workload, capsys)
+    text, objects, partial = _listing(prog, workload, capsys)
     lines = [line for line in text.splitlines() if re.search(rf":{truth['port']} ", line)
              and line.startswith("udp")]
+    if partial and not lines:
+        pytest.skip(f"the dump lost the pages that name the {tunnel} socket")
     assert lines, text
     # A tunnel's devices are read through its module's types: without them, no dev=.
     detail = f",dev={truth['dev']}" if "dev" in truth else ""
@@ -92,9 +99,11 @@ def test_nfs_server_and_client_are_named(prog: drgn.Program, workload: dict[str,
     if "skipped" in truth.get("nfsd", {"skipped": "not made"}):
         pytest.skip(f"nfsd: {truth.get('nfsd', {}).get('skipped', 'not made')}")
     port = truth["nfsd"]["port"]
-    text, objects = _listing(prog, workload, capsys)
+    text, objects, partial = _listing(prog, workload, capsys)
     tcp = [o for o in objects if o["netid"] == "tcp"]
     listeners = [o for o in tcp if o["state"] == "LISTEN" and o["local_port"] == port]
+    if partial and not listeners:
+        pytest.skip("the dump lost the pages that name nfsd's listeners")
     # The service's name is read through sunrpc's types: without them, just "sunrpc".
     nfsd = {"nfsd"} if _module_types(prog, "sunrpc") else {"nfsd", "sunrpc"}
     assert listeners and all(o["kernel_user"]["name"] in nfsd and not o["owners"] for o in listeners), text
@@ -103,12 +112,13 @@ def test_nfs_server_and_client_are_named(prog: drgn.Program, workload: dict[str,
         return
     server_ends = [o for o in tcp if o["state"] == "ESTAB" and o["local_port"] == port]
     client_ends = [o for o in tcp if o["state"] == "ESTAB" and o["peer_port"] == port]
-    assert server_ends and client_ends, text
+    assert (server_ends and client_ends) or partial, text
     assert all(o["kernel_user"]["name"] in nfsd for o in server_ends), server_ends
     assert all((o["kernel_user"]["name"], o["kernel_user"]["detail"]) == ("sunrpc", "client")
                for o in client_ends), client_ends
     lines = [line for line in text.splitlines() if line.startswith("tcp") and "ESTAB" in line]
-    assert any(re.search(rf":{port}\s+kernel:\(sunrpc,client\)", line) for line in lines), text
+    client_line = rf":{port}\s+kernel:\(sunrpc,client\)"
+    assert (partial and not client_ends) or any(re.search(client_line, line) for line in lines), text
 
 
 def test_processes_sockets_have_no_kernel_user(prog: drgn.Program, workload: dict[str, Any],
@@ -135,7 +145,7 @@ def test_unnamed_kernel_sockets_show_their_callback(prog: drgn.Program, workload
     code, text, err = ours(prog, ["-A", "netlink", "-ap", "--kernel-users"], capsys)
     assert code == 0 or (code == 3 and workload.get("dump_level", 0) & 8), err
     named = [line for line in text.splitlines() if " kernel:(" in line]
-    assert len(named) >= 4, text  # rtnl, uevent, genl, audit...
+    assert len(named) >= 4 or code == 3, text  # rtnl, uevent, genl, audit...
     assert all(line.rstrip().endswith(" kernel:(?,data_ready=netlink_data_ready)") for line in named), named
     if code == 3:
         return  # a filtered dump: what was read is checked above

@@ -60,6 +60,8 @@ def test_each_layout_names_its_container(prog: drgn.Program, workload: dict[str,
             continue
         line, obj = lines[proc["port"]], objects[proc["port"]]
         validator.validate(obj)
+        if partial and not obj["owners"]:
+            continue  # its task or file was on a page the dump lost
         want = container_text(expected) if expected is not None else ""
         (owner,) = obj["owners"]
         assert owner["pid"] == proc["pid"], line
@@ -84,7 +86,10 @@ def test_all_netns_tag_says_what_the_namespace_runs_in(prog: drgn.Program, workl
     tags = {(o["netns_pid"], json.dumps(o.get("netns_container"))) for o in json.loads(out)
             if o["netns"] == truth["netns_inode"]}
     want = container_fields(expected) if expected is not None and container_text(expected) else None
-    assert tags == {(first["pid"], json.dumps(want))}
+    if code == 3 and workload.get("dump_level", 0) & 8:  # a lost page: a tag without it, or none
+        assert tags <= {(first["pid"], json.dumps(want)), (first["pid"], "null"), (None, "null")}, tags
+    else:
+        assert tags == {(first["pid"], json.dumps(want))}
 
 
 def test_crun_container_is_attributed(prog: drgn.Program, workload: dict[str, Any],

@@ -55,6 +55,8 @@ def test_pid_lists_what_proc_pid_fd_lists(prog: drgn.Program, workload: dict[str
     assert len(pids) > 5
     for pid in pids:
         code, out, err = ours(prog, ["--pid", str(pid), "--all-netns", "-e", "--json"], capsys)
+        if code == 1 and workload.get("dump_level", 0) & 8 and "the task list was partial" in err:
+            continue  # the process was on a page the dump lost, and it says so
         objects = json.loads(out)
         got = [(o["owners"][0]["fd"], o["inode"]) for o in objects]
         if _partial(workload, code) or _families_left_out(code, err):
