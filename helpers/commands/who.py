@@ -60,6 +60,7 @@ def who_listing(prog: Program, args: argparse.Namespace, socks: list[Socket], ow
 
     :raises Failure: a pid with no process, an address that is no socket's
     """
+    by_sock = fmt.owners_by == "sock"  # else by inode (--owners proc); --pid, --holders: by sock
     addresses = None
     if args.holders:
         socks, addresses = _held_socket(prog, args.holders, socks, errors)
@@ -72,7 +73,8 @@ def who_listing(prog: Program, args: argparse.Namespace, socks: list[Socket], ow
         from drgn_ss.kernel_users import kernel_users
 
         held = owners or {}
-        kernel = kernel_users(prog, [s for s in socks if not held.get(s.address)], errors)
+        unheld = [s for s in socks if not held.get(s.address if by_sock else s.ino)]
+        kernel = kernel_users(prog, unheld, errors)
     if args.addresses or args.holders:
         from drgn_ss.holders import socket_addresses
 
