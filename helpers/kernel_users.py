@@ -114,7 +114,7 @@ def kernel_users(prog: Program, socks: Iterable[Socket], errors: WalkErrors | No
                     out[s.address] = out[s.address]._replace(
                         detail=_tunnel_detail(prog, ENCAP_USERS[encap], user_data))
                     continue
-            user = _callback_user(prog, mem, names, mem.read_u64(s.address + o_ready),
+            user = _callback_user(prog, mem, names, errors, mem.read_u64(s.address + o_ready),
                                   mem.read_u64(s.address + o_change),
                                   mem.read_u64(s.address + o_user) & ~_USER_DATA_FLAGS)
             if user.name != "?" or not has_file:
@@ -124,24 +124,25 @@ def kernel_users(prog: Program, socks: Iterable[Socket], errors: WalkErrors | No
     return out
 
 
-def _callback_user(prog: Program, mem: Memory, names: _Symbols, data_ready: int, state_change: int,
-                   user_data: int) -> KernelUser:
+def _callback_user(prog: Program, mem: Memory, names: _Symbols, errors: WalkErrors | None,
+                   data_ready: int, state_change: int, user_data: int) -> KernelUser:
     """Who installed a kernel socket's callbacks; ``?`` and the data_ready symbol if nobody known."""
     for what, address in (("data_ready", data_ready), ("state_change", state_change)):
         symbol = names(address)
         if symbol in CALLBACK_USERS:
             name, detail = CALLBACK_USERS[symbol]
             if not name:
-                name, detail = _sunrpc_service(prog, mem, user_data), ""
+                name, detail = _sunrpc_service(prog, mem, user_data, errors), ""
             return KernelUser(name, detail, f"{what}={symbol}")
     symbol = names(data_ready) or f"{data_ready:#x}"
     return KernelUser("?", f"data_ready={symbol}", f"data_ready={symbol}")
 
 
-def _sunrpc_service(prog: Program, mem: Memory, svsk: int) -> str:
+def _sunrpc_service(prog: Program, mem: Memory, svsk: int, errors: WalkErrors | None) -> str:
     """
     The name of the sunrpc service (``svc_serv.sv_name``: "nfsd", "lockd"...) a server
-    socket's ``struct svc_sock`` (its sk_user_data) belongs to; "sunrpc" if it cannot be told.
+    socket's ``struct svc_sock`` (its sk_user_data) belongs to; "sunrpc" if it cannot be told:
+    without sunrpc's types, or where it cannot be read (counted in ``errors`` as a socket).
     """
     facts = kernel_facts(prog)
     source = module_source(prog, "sunrpc")
@@ -151,7 +152,10 @@ def _sunrpc_service(prog: Program, mem: Memory, svsk: int) -> str:
         name_at = facts.offset("struct svc_serv", "sv_name", source)
         serv = mem.read_u64(svsk + xprt + server)
         name = read_c_string(mem, mem.read_u64(serv + name_at), 32).decode("ascii", "replace")
-    except (FaultError, LookupError):
+    except LookupError:
+        return "sunrpc"
+    except FaultError as e:
+        tolerate(errors, "sockets", e)
         return "sunrpc"
     return name if name.replace("-", "").replace("_", "").isalnum() else "sunrpc"
 

@@ -56,6 +56,8 @@ def _listing(prog: drgn.Program, workload: dict[str, Any], capsys: pytest.Captur
     code, text, err = ours(prog, argv, capsys)
     code_j, out_j, err_j = ours(prog, [*argv, "--json"], capsys)
     partial = workload.get("dump_level", 0) & 8  # a filtered dump may lose a page of them
+    if partial and code == 1 and "could not be read whole" in err:
+        pytest.skip("the dump lost a page of the namespace list: --netns says so")
     assert code == 0 or (code == 3 and partial), err
     assert code_j == code, err_j
     objects = json.loads(out_j)
@@ -85,8 +87,8 @@ def test_udp_tunnels_are_named_with_their_devices(prog: drgn.Program, workload: 
     # A tunnel's devices are read through its module's types: without them, no dev=.
     detail = f",dev={truth['dev']}" if "dev" in truth else ""
     for line in lines:
-        assert (f" kernel:({tunnel}{detail})" in line
-                or (f" kernel:({tunnel})" in line and not _module_types(prog, tunnel))), line
+        assert (f" kernel:({tunnel}{detail})" in line  # else no types, or a page lost (and said)
+                or (f" kernel:({tunnel})" in line and (partial or not _module_types(prog, tunnel)))), line
         assert "users:" not in line
     users = [o["kernel_user"] for o in objects if o["local_port"] == truth["port"] and o["netid"] == "udp"]
     assert users and all(u["name"] == tunnel and u["callback"].startswith("encap_rcv=") for u in users)
@@ -105,7 +107,7 @@ def test_nfs_server_and_client_are_named(prog: drgn.Program, workload: dict[str,
     if partial and not listeners:
         pytest.skip("the dump lost the pages that name nfsd's listeners")
     # The service's name is read through sunrpc's types: without them, just "sunrpc".
-    nfsd = {"nfsd"} if _module_types(prog, "sunrpc") else {"nfsd", "sunrpc"}
+    nfsd = {"nfsd"} if _module_types(prog, "sunrpc") and not partial else {"nfsd", "sunrpc"}
     assert listeners and all(o["kernel_user"]["name"] in nfsd and not o["owners"] for o in listeners), text
     assert all(o["kernel_user"]["callback"].startswith(("data_ready=", "state_change=")) for o in listeners)
     if "skipped" in truth.get("nfs_client", {"skipped": "not made"}):
@@ -127,7 +129,7 @@ def test_processes_sockets_have_no_kernel_user(prog: drgn.Program, workload: dic
     code, text, err = ours(prog, ["--all-netns", "-tuanp", "--kernel-users"], capsys)
     assert code in (0, 3), err
     held = [line for line in text.splitlines() if " users:(" in line]
-    assert held
+    assert held or code == 3
     assert not [line for line in held if " kernel:(" in line]
     # Every kernel user named is a full socket's that no process holds: none is a minisock.
     for line in text.splitlines():

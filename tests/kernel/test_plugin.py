@@ -49,9 +49,13 @@ def test_run_command_who_holds(prog: drgn.Program, workload: dict[str, Any]) -> 
 
     with redirect_stdout(io.StringIO()) as out:
         status = run_command(prog, f"ss --pid {workload['pid']} --all-netns --addresses --json")
+    if status == 1 and workload.get("dump_level", 0) & 8:
+        pytest.skip("a filtered dump lost the workload's task: --pid says so")  # test_who_holds checks it
     assert status in (0, 3)
     objects = json.loads(out.getvalue())
     fds = [o["owners"][0]["fd"] for o in objects]
+    if status == 3 and not fds:
+        pytest.skip("a filtered dump lost the workload's file table: the status says so")
     assert fds and fds == sorted(fds)
     if status == 0:
         assert len(fds) == sum(1 for owners in workload["proc_owners"].values()
@@ -60,7 +64,9 @@ def test_run_command_who_holds(prog: drgn.Program, workload: dict[str, Any]) -> 
     with redirect_stdout(io.StringIO()) as out:
         status = run_command(prog, f"ss -H --holders {sock}")
     assert status in (0, 3)
-    assert f"pid={workload['pid']},tid={workload['pid']},fd={fds[0]})" in out.getvalue()
+    if status == 0:  # else a filtered dump lost the holder's page, and says so
+        assert f"pid={workload['pid']},tid={workload['pid']},fd={fds[0]})" in out.getvalue()
+    assert f"kaddr:(sock={sock}," in out.getvalue()
 
 
 def _drgn_prompt(args: list[str], lines: list[str], timeout: float = 240) -> str:

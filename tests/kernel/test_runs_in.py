@@ -22,7 +22,10 @@ def ours(prog: drgn.Program, argv: list[str], capsys: pytest.CaptureFixture[str]
     out = io.StringIO()
     capsys.readouterr()
     code = run(prog, ["-H", *argv], out=out)
-    return code, out.getvalue(), capsys.readouterr().err
+    err = capsys.readouterr().err
+    if code == 1 and "--netns" in argv and "could not be read whole" in err:
+        pytest.skip("the dump lost a page of the namespace list: --netns says so")  # a filtered dump
+    return code, out.getvalue(), err
 
 
 def _layouts(workload: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +89,14 @@ def test_all_netns_tag_says_what_the_namespace_runs_in(prog: drgn.Program, workl
     tags = {(o["netns_pid"], json.dumps(o.get("netns_container"))) for o in json.loads(out)
             if o["netns"] == truth["netns_inode"]}
     want = container_fields(expected) if expected is not None and container_text(expected) else None
-    if code == 3 and workload.get("dump_level", 0) & 8:  # a lost page: a tag without it, or none
-        assert tags <= {(first["pid"], json.dumps(want)), (first["pid"], "null"), (None, "null")}, tags
+    if code == 3 and workload.get("dump_level", 0) & 8:  # a lost page: the next process, or none
+        fits = {(None, "null")}
+        for proc in truth["processes"]:
+            said = dict(VECTORS)[proc["path"]]
+            fits.add((proc["pid"], "null"))
+            if said is not None and container_text(said):
+                fits.add((proc["pid"], json.dumps(container_fields(said))))
+        assert len(tags) == 1 and tags <= fits, tags
     else:
         assert tags == {(first["pid"], json.dumps(want))}
 
@@ -103,6 +112,9 @@ def test_crun_container_is_attributed(prog: drgn.Program, workload: dict[str, An
     short = truth["id"][:12]
     lines = [line for line in text.splitlines() if f":{truth['port']} " in line
              and f"netns:({truth['netns_inode']}," in line]
+    named = bool(lines) and f",container:(docker,{short})))" in lines[0]
+    if code == 3 and workload.get("dump_level", 0) & 8 and not named:
+        pytest.skip("the dump lost the container's socket, task or cgroup: the exit status says so")
     assert len(lines) == 1, text
     assert f"pid={truth['pid']}," in lines[0]
     assert f",container:(docker,{short})))" in lines[0]
@@ -117,9 +129,15 @@ def test_holders_across_pid_and_network_namespaces(prog: drgn.Program, workload:
         pytest.skip(f"no OCI container in this guest: {truth and truth.get('skipped')}")
     argv = ["--netns", str(truth["netns_inode"]), "-tln", "--addresses", "--json"]
     code, out, err = ours(prog, argv, capsys)
-    (listener,) = [o for o in json.loads(out) if o["local_port"] == truth["port"]]
+    found = [o for o in json.loads(out) if o["local_port"] == truth["port"]]
+    lossy = code == 3 and workload.get("dump_level", 0) & 8
+    if lossy and not (found and found[0]["kernel_addresses"]["file"]):
+        pytest.skip("the dump lost the container's socket or its file: the exit status says so")
+    (listener,) = found
     code, text, err = ours(prog, ["--holders", listener["kernel_addresses"]["file"], "--containers"], capsys)
     assert code in (0, 3), err
+    if code == 3 and workload.get("dump_level", 0) & 8 and ",container:(" not in text:
+        pytest.skip("the dump lost the holder's task or cgroup: the exit status says so")
     (line,) = text.splitlines()
     assert f"pid={truth['pid']},tid={truth['pid']},fd=" in line
     assert f",container:(docker,{truth['id'][:12]})" in line
