@@ -110,9 +110,9 @@ def kernel_users(prog: Program, socks: Iterable[Socket], errors: WalkErrors | No
                 encap = names(mem.read_u64(s.address + o_encap))
                 if encap in ENCAP_USERS:
                     user_data = mem.read_u64(s.address + o_user) & ~_USER_DATA_FLAGS
-                    out[s.address] = KernelUser(ENCAP_USERS[encap], "", f"encap_rcv={encap}")
-                    out[s.address] = out[s.address]._replace(
-                        detail=_tunnel_detail(prog, ENCAP_USERS[encap], user_data))
+                    # Named before its devices are read: a fault there keeps the name (and is counted).
+                    user = out[s.address] = KernelUser(ENCAP_USERS[encap], "", f"encap_rcv={encap}")
+                    out[s.address] = user._replace(detail=_tunnel_detail(prog, user.name, user_data))
                     continue
             user = _callback_user(prog, mem, names, errors, mem.read_u64(s.address + o_ready),
                                   mem.read_u64(s.address + o_change),

@@ -128,39 +128,40 @@ def netns_processes(prog: Program, errors: WalkErrors | None = None) -> dict[int
 
     :return: ``struct net *`` address -> the process
     """
-    facts = kernel_facts(prog)
-    mem = kernel_memory(prog)
-    from drgn_ss.kernel.cgroup import CgroupPaths  # only for --all-netns: start-up
-
-    paths = CgroupPaths(facts, mem, True, kernel_layout(prog).kernfs_parent_rcu)
+    path = _cgroup_path_reader(prog, errors)
     out: dict[int, NetnsProcess] = {}
     for pid, comm, net, cgrp in task_netns(prog, errors):
-        if net in out:
-            continue
-        path: str | None = None
-        if cgrp:
-            try:
-                path = paths.path(cgrp)
-            except FaultError as e:
-                tolerate(errors, "tasks", e)
-        out[net] = NetnsProcess(pid, comm, path)
+        if net not in out:
+            out[net] = NetnsProcess(pid, comm, path(cgrp))
     return out
+
+
+def _cgroup_path_reader(prog: Program, errors: WalkErrors | None) -> Callable[[int], str | None]:
+    """
+    ``struct cgroup *`` -> its path (cached per cgroup); None for a task with none, or one that
+    cannot be read (counted in ``errors`` as a task).
+    """
+    from drgn_ss.kernel.cgroup import CgroupPaths  # only for --all-netns and --containers: start-up
+
+    paths = CgroupPaths(kernel_facts(prog), kernel_memory(prog), True, kernel_layout(prog).kernfs_parent_rcu)
+
+    def path(cgrp: int) -> str | None:
+        if not cgrp:
+            return None
+        try:
+            return paths.path(cgrp)
+        except FaultError as e:
+            tolerate(errors, "tasks", e)
+            return None
+
+    return path
 
 
 def process_cgroups(prog: Program, errors: WalkErrors | None = None) -> dict[int, str]:
     """Every process's cgroup v2 path (as /proc/PID/cgroup's ``0::`` line), by pid."""
-    facts = kernel_facts(prog)
-    from drgn_ss.kernel.cgroup import CgroupPaths  # only for --containers: start-up
-
-    paths = CgroupPaths(facts, kernel_memory(prog), True, kernel_layout(prog).kernfs_parent_rcu)
-    out: dict[int, str] = {}
-    for pid, _comm, _net, cgrp in task_netns(prog, errors):
-        if cgrp:
-            try:
-                out[pid] = paths.path(cgrp)
-            except FaultError as e:
-                tolerate(errors, "tasks", e)
-    return out
+    path = _cgroup_path_reader(prog, errors)
+    return {pid: found for pid, _comm, _net, cgrp in task_netns(prog, errors)
+            if (found := path(cgrp)) is not None}
 
 
 def netns_of(prog: Program, spec: str) -> int:

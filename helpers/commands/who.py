@@ -130,8 +130,9 @@ def _runs_in(prog: Program, fmt: Formatter, owners: OwnerMap | None, errors: Wal
     runs_in: dict[int, tuple[str, dict[str, Any]]] = {}
     for pid, path in paths.items():
         found = container_of(path)
-        if found is not None and container_text(found):
-            runs_in[pid] = (container_text(found), container_fields(found))
+        text = container_text(found) if found is not None else ""
+        if found is not None and text:
+            runs_in[pid] = (text, container_fields(found))
     if owners is not None:
         fmt.runs_in = runs_in
     if fmt.netns_tags is not None:
