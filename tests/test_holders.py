@@ -80,7 +80,7 @@ def test_kernel_and_address_cells_after_users_and_escaped() -> None:
     fmt = _formatter({0xFFFF3000: [Owner("nginx", 12, 5)]})
     kernel = {s1.address: KernelUser("vxlan", "dev=v\x1b[31m", "encap_rcv=vxlan_rcv")}
     where = {s.address: KernelAddresses(s.address, s.socket, 0 if s is s1 else 0xFFFF5000) for s in (s1, s2)}
-    fmt.annotate, fmt.annotate_fields = _annotations(kernel, where)
+    fmt.annotate(*_annotations(kernel, where))
     text = "".join(render_sockets([s1, s2], fmt, frozenset(), False, None))
     lines = text.splitlines()
     assert lines[0].endswith(" kernel:(vxlan,dev=v.[31m) kaddr:(sock=0xffff1000,socket=0xffff2000,file=0x0)")

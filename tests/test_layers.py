@@ -23,6 +23,7 @@ LAYERS: list[list[str]] = [
     ["tasks"],
     ["owners", "namespaces"],
     ["holders", "kernel_users", "containers"],  # who holds a socket, past its processes
+    ["report"],  # what is wrong: the triage report's findings
     ["selection", "traffic"],
     ["output"],
     ["commands"],

@@ -37,7 +37,7 @@ from vmtests.vm import CrashOptions, Guest
 
 #: The tests of the btf mode: what compares with ss, and who holds a socket (module types, cgroups).
 BTF_TESTS = ("same_lines_as_ss or scripts_under_drgn or terminal_layout or debug_info"
-             " or test_kernel_users or test_runs_in or test_who_holds")
+             " or test_kernel_users or test_runs_in or test_who_holds or test_queues")
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 WORKLOAD = "tests/kernel/workload.py"
 

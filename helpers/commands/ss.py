@@ -36,6 +36,7 @@ from drgn_ss.commands.common import (
 )
 from drgn_ss.commands.program import check_kernel, no_debug_info_message, open_program
 from drgn_ss.commands.ss_parser import build_parser
+from drgn_ss.commands.triage import prepare_triage_options, triage_listing
 from drgn_ss.commands.who import prepare_who_options, who_listing
 from drgn_ss.kernel.crash import crash_summary, crash_summary_without_debug_info, dump_summary, panicked
 from drgn_ss.kernel.damage import WalkErrors
@@ -99,6 +100,7 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args.started = started
         args.processes = args.processes or args.threads  # ss -T shows users, each thread's
         prepare_who_options(args)
+        prepare_triage_options(args)
         selection = _selection(args)  # bad options fail before the kernel is opened
         if args.named_netns and (args.netns is not None or args.all_netns):
             raise UsageError("-N names one namespace: it does not go with --netns or --all-netns")
@@ -220,6 +222,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         fmt.resolve, fmt.show_cgroup, fmt.peers = args.resolve and not args.numeric, args.cgroup, args.peers
         _inet_options(prog, args, socks, errors, fmt)
         socks = who_listing(prog, args, socks, owners, fmt, errors)
+        triage_listing(prog, args, nets, socks, fmt, errors)
     except FaultError as e:
         raise Failure(f"could not read kernel memory: {e}") from None
     except ValueError as e:

@@ -240,6 +240,7 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
                    help="with -p, show the processes holding each unix socket's peer as "
                    "peer:((\"COMMAND\",pid=PID,fd=FD),...) (not in ss)")
     _add_who_options(p)
+    _add_whats_wrong_options(p)
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
                    help="where -p finds processes: a walk of the kernel's tasks and file tables "
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "
@@ -266,6 +267,25 @@ def _add_who_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holders", metavar="ADDRESS",
                    help="the socket whose struct sock, struct socket, struct file or inode (ino:INODE) "
                    "this is, in any namespace, with every thread and fd holding it (crash's net -R)")
+
+
+def _add_whats_wrong_options(p: argparse.ArgumentParser) -> None:
+    """What is wrong, beyond what ss shows: listeners' queues, sockets' ages."""
+    p.add_argument("--queues", action="store_true",
+                   help="with -l or -a, show each TCP and unix listener's queues as they are in memory: "
+                   "accept:(LEN/MAX,oldest=AGE) (connections waiting for accept(), the oldest's time "
+                   "since it was established), syn:(LEN,oldest=AGE,retrans=N) (requests in SYN-RECV: "
+                   "time since the SYN, the most SYN-ACKs one has had resent), drops:N (SYNs and "
+                   "ACKs the listener dropped)")
+    p.add_argument("--ages", action="store_true",
+                   help="show each connected TCP socket's ages: age:(last_recv=AGE,last_send=AGE,last_ack=AGE"
+                   "[,oldest_unread=AGE][,oldest_unacked=AGE]): the time since it last received data, sent "
+                   "data and had an ACK, and the age of the oldest byte waiting to be read (where the "
+                   "kernel stamped packets on arrival) and of the oldest segment waiting for its ACK (since "
+                   "it was last sent)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="with --queues, each waiting connection and request on a line of its own under "
+                   "its listener: accept|syn PEER age=AGE [retrans=N]")
 
 
 def _pid(text: str) -> int:

@@ -82,7 +82,7 @@ def who_listing(prog: Program, args: argparse.Namespace, socks: list[Socket], ow
     if args.containers:
         _runs_in(prog, fmt, owners, errors)
     if kernel is not None or addresses is not None:
-        fmt.annotate, fmt.annotate_fields = _annotations(kernel, addresses)
+        fmt.annotate(*_annotations(kernel, addresses))
     return socks
 
 

@@ -18,7 +18,7 @@ from drgn_ss.kernel.type_sources import Learnt, OneType, TypeSource
 
 __all__ = [
     "HZ_LAG_S", "HzEvidence", "hz_evidence", "hz_of_clocksource", "initial_jiffies", "jiffies", "kernel_hz",
-    "tick_nsec", "timekeeper", "wall_clock_seconds",
+    "monotonic_ns", "realtime_offset_ns", "tick_nsec", "timekeeper", "wall_clock_seconds",
 ]
 
 
@@ -170,6 +170,34 @@ def _mono_ns(types: TypeSource) -> int:
     facts = kernel_facts(types.prog)
     return kernel_memory(types.prog).read_u64(
         _timekeeper_address(types.prog) + facts.offset("struct timekeeper", "tkr_mono.base"))
+
+
+def monotonic_ns(prog: Program) -> int:
+    """
+    The kernel's monotonic clock (ktime_get_ns(), which tcp_clock_ns() reads) at the
+    timekeeper's last update, a tick ago at most: the time a live kernel's TCP stamps
+    compare with, or a dump's at its taking. Read raw at addresses from the facts.
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    tk = _timekeeper_address(prog)
+    # tk_update_ktime_data(): ``base`` holds whole seconds and wall_to_monotonic's
+    # nanoseconds; xtime's nanoseconds are in ``xtime_nsec``, shifted (timekeeping_get_ns()).
+    base = mem.read_u64(tk + facts.offset("struct timekeeper", "tkr_mono.base"))
+    xtime_nsec = mem.read_u64(tk + facts.offset("struct timekeeper", "tkr_mono.xtime_nsec"))
+    shift = mem.read_u32(tk + facts.offset("struct timekeeper", "tkr_mono.shift"))
+    return base + (xtime_nsec >> min(shift, 63))
+
+
+def realtime_offset_ns(prog: Program) -> int:
+    """
+    The timekeeper's ``offs_real``: what the real-time clock (ktime_get_real(), the clock
+    of received packets' stamps) is ahead of the monotonic one, in nanoseconds.
+    """
+    facts = kernel_facts(prog)
+    at = _timekeeper_address(prog) + facts.offset("struct timekeeper", "offs_real")
+    raw = kernel_memory(prog).read_u64(at)
+    return raw - (1 << 64) if raw >> 63 else raw  # a ktime_t: signed
 
 
 def wall_clock_seconds(prog: Program) -> int:

@@ -1,4 +1,4 @@
-"""Small cells of ss's text that more than one printer makes: timers, skmem, addresses."""
+"""Small cells of the text that more than one printer makes: timers, ages, skmem, addresses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enum
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Cache", "address_text", "ipv6_text", "ms_timer", "protocol_name", "skmem_text"]
+__all__ = ["Cache", "address_text", "age_text", "ipv6_text", "ms_timer", "protocol_name", "skmem_text"]
 
 
 def ms_timer(timeout: int) -> str:
@@ -26,6 +26,20 @@ def ms_timer(timeout: int) -> str:
     if msecs:
         out += f"{msecs:03d}ms"
     return out
+def age_text(ms: int) -> str:
+    """An age: ``250ms``, ``2.5s``, ``3min12s``, ``2h05min``, ``3d04h``."""
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms // 100 / 10:g}s"
+    s = ms // 1000
+    if s < 3600:
+        return f"{s // 60}min{s % 60}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}min"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
 def protocol_name(number: int) -> str:
     """inet_proto_n2a(): an IP protocol's name in /etc/protocols, else ``ipproto-N``."""
     import ctypes  # only for raw sockets' ports

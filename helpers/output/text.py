@@ -106,9 +106,15 @@ class Formatter:
 
     #: --containers: what each holder's process runs in, by pid, as text and as JSON.
     runs_in: dict[int, tuple[str, dict[str, Any]]] | None = None
-    #: What follows a socket's users (--kernel-users, --addresses), as text and JSON fields.
-    annotate: Callable[[Socket], str] | None = None
-    annotate_fields: Callable[[Socket], dict[str, Any]] | None = None
+    #: What follows a socket's users (--kernel-users, --addresses, --queues), as text and
+    #: JSON fields: :meth:`annotate` adds one.
+    annotations: tuple[tuple[Callable[[Socket], str], Callable[[Socket], dict[str, Any]]], ...] = ()
+    #: What follows everything else on a socket's line (-v's lines under a listener).
+    trailer: Callable[[Socket], str] | None = None
+
+    def annotate(self, text: Callable[[Socket], str], fields: Callable[[Socket], dict[str, Any]]) -> None:
+        """Add what follows a socket's users: its text, and its JSON fields."""
+        self.annotations = (*self.annotations, (text, fields))
 
     def __init__(
         self,
@@ -361,8 +367,8 @@ class Formatter:
             process = self._users_cells(keys)
         else:
             process = [""] * n
-        if self.annotate is not None:
-            process = [cell + self.annotate(s) for cell, s in zip(process, socks)]
+        for text, _fields in self.annotations:
+            process = [cell + text(s) for cell, s in zip(process, socks)]
         if (self.timers or self.details or self.skmem is not None or self.show_cgroup or self.peers
                 or self.tos is not None or self.sockopts is not None or self.filters is not None):
             process = list(map(self._process, socks, process))
@@ -372,6 +378,8 @@ class Formatter:
                        for cell, s in zip(process, socks)]
         if self.skmem is not None or self.tcp_info is not None:
             process = list(map(self._second_line, process, socks))
+        if self.trailer is not None:
+            process = [cell + self.trailer(s) for cell, s in zip(process, socks)]
         return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
 
     def objects(self, socks: Sequence[Socket]) -> Iterator[dict[str, Any]]:
@@ -422,18 +430,24 @@ class Formatter:
                                  "retrans": s.retrans} if s.timer else None)
             if netns_fields is not None:
                 obj.update(netns_fields.get(s.netns) or NetnsTag(s.netns).fields())
-            if self.skmem is not None:
-                values = self.skmem.get(s.address)
-                obj["skmem"] = dict(zip(SKMEM_FIELDS, values)) if values is not None else None
-            if self.tcp_info is not None:
-                info = self.tcp_info.get(s.address)
-                obj["tcp_info"] = None if info is None else {**info._asdict(), "cong": json_name(info.cong)}
+            self._memory_and_info_fields(s, obj)
             if inet:
                 obj.update(self._inet_option_fields(s))
             if self.details:
                 obj.update(uid=s.uid, inode=s.ino, cookie=s.cookie, shutdown=s.shutdown,
                            cgroup=json_name(s.cgroup) if s.cgroup is not None else None)
-            yield obj if self.annotate_fields is None else {**obj, **self.annotate_fields(s)}
+            for _text, fields in self.annotations:
+                obj.update(fields(s))
+            yield obj
+
+    def _memory_and_info_fields(self, s: Socket, obj: dict[str, Any]) -> None:
+        """-m's ``skmem`` and -i's ``tcp_info`` in JSON, as asked (null: the socket has none)."""
+        if self.skmem is not None:
+            values = self.skmem.get(s.address)
+            obj["skmem"] = dict(zip(SKMEM_FIELDS, values)) if values is not None else None
+        if self.tcp_info is not None:
+            info = self.tcp_info.get(s.address)
+            obj["tcp_info"] = None if info is None else {**info._asdict(), "cong": json_name(info.cong)}
 
     def _owner_objects(self, holders: Sequence[Owner], names: Cache) -> list[dict[str, Any]]:
         """A socket's ``owners`` in JSON, each with what its process runs in (--containers)."""

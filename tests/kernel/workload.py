@@ -741,6 +741,17 @@ def open_who_holds() -> dict[str, Any]:
                           {"skipped": "no crun: vmtests fetches the guest tools with the kernels"})}
 
 
+def open_whats_wrong() -> dict[str, Any]:
+    """What --queues is checked against, in a network namespace of its own: listeners with
+    known connections waiting in their queues."""
+    from tests.kernel.listen_queues import open_listen_queues
+
+    started = time.monotonic()
+    out = {"listen_queues": open_listen_queues()}
+    print(f"listen queues: {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return out
+
+
 def main() -> int:
     set_name("ss-workload")
     listeners = open_listeners()  # referenced until the guest stops: closed if collected
@@ -749,6 +760,7 @@ def main() -> int:
     info["children"] = pids
     info["pid"] = os.getpid()
     info.update(open_who_holds())
+    info.update(open_whats_wrong())
     info["hostile_pid"] = HOSTILE_PID[0]
     info["mptcp"] = MPTCP[0]
     info["time_wait_at"] = time_wait(held[0])  # the listener on port 22
@@ -757,6 +769,7 @@ def main() -> int:
     netns_ss_outputs(NAMESPACES)
     info["netns"] = NAMESPACES
     info["proc_owners"] = proc_owner_lists()
+    info["monotonic_time"] = time.monotonic()  # the guest's CLOCK_MONOTONIC once all is open
     info["wall_time"] = time.time()  # the guest's clock, for the time nethogs shows on a dump of it
     print("WORKLOAD " + json.dumps(info))
     print("READY", flush=True)
