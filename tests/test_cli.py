@@ -111,7 +111,7 @@ def test_drgn_ss_without_kcore() -> None:
     assert "no /proc/kcore on this machine" in one_line_error(drgn_ss("-t"), 1)
 
 
-SCRIPTS = ["ss.py", "ss_nlpt.py", "nethogs.py"]
+SCRIPTS = ["ss.py", "ss_nlpt.py", "nethogs.py", "report.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

@@ -35,6 +35,7 @@ from drgn_ss.commands.common import (
     write_output,
 )
 from drgn_ss.commands.program import check_kernel, no_debug_info_message, open_program
+from drgn_ss.commands.report import prepare_report_options, report
 from drgn_ss.commands.ss_parser import build_parser
 from drgn_ss.commands.triage import prepare_triage_options, triage_listing
 from drgn_ss.commands.who import prepare_who_options, who_listing
@@ -101,6 +102,7 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         args.processes = args.processes or args.threads  # ss -T shows users, each thread's
         prepare_who_options(args)
         prepare_triage_options(args)
+        prepare_report_options(args)
         selection = _selection(args)  # bad options fail before the kernel is opened
         if args.named_netns and (args.netns is not None or args.all_netns):
             raise UsageError("-N names one namespace: it does not go with --netns or --all-netns")
@@ -194,6 +196,10 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
         nets, tags = _namespaces(prog, args, errors)
+        if args.report:
+            report(prog, args, nets, errors, out)
+            _warn_partial(args, errors)
+            return EXIT_PARTIAL if errors else 0
         if args.summary and _summaries(prog, args, selection, nets, tags, errors, out):
             _warn_partial(args, errors)
             return EXIT_PARTIAL if errors else 0

@@ -270,7 +270,7 @@ def _add_who_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_whats_wrong_options(p: argparse.ArgumentParser) -> None:
-    """What is wrong, beyond what ss shows: listeners' queues, sockets' ages."""
+    """What is wrong, beyond what ss shows: listeners' queues, sockets' ages, the triage report."""
     p.add_argument("--queues", action="store_true",
                    help="with -l or -a, show each TCP and unix listener's queues as they are in memory: "
                    "accept:(LEN/MAX,oldest=AGE) (connections waiting for accept(), the oldest's time "
@@ -283,6 +283,15 @@ def _add_whats_wrong_options(p: argparse.ArgumentParser) -> None:
                    "data and had an ACK, and the age of the oldest byte waiting to be read (where the "
                    "kernel stamped packets on arrival) and of the oldest segment waiting for its ACK (since "
                    "it was last sent)")
+    p.add_argument("--report", action="store_true",
+                   help="instead of a listing, a triage report of the namespace (every one with "
+                   "--all-netns): totals by family and state, per process, CLOSE-WAIT with ages and "
+                   "owners, orphans and TIME-WAIT against their limits, local ports per destination, "
+                   "memory against tcp_mem and udp_mem, listeners' queues and drops, the largest "
+                   "queues, retransmits, and a warning for each threshold crossed; --json for a machine")
+    p.add_argument("--warn-at", action="append", metavar="NAME=VALUE", dest="warn_at",
+                   help="with --report, when to warn (repeatable): close-wait-age=SECONDS (default 60), "
+                   "orphans=PERCENT, time-wait=PERCENT, port-use=PERCENT of their limits (default 80)")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="with --queues, each waiting connection and request on a line of its own under "
                    "its listener: accept|syn PEER age=AGE [retrans=N]")

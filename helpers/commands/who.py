@@ -18,7 +18,7 @@ from drgn_ss.output.text import Formatter
 from drgn_ss.owners import OwnerMap
 from drgn_ss.sockets.record import Socket
 
-__all__ = ["prepare_who_options", "who_listing"]
+__all__ = ["prepare_who_options", "process_containers", "who_listing"]
 
 
 def prepare_who_options(args: argparse.Namespace) -> None:
@@ -121,18 +121,23 @@ def _pid_lines(prog: Program, pids: Sequence[int], socks: list[Socket], owners: 
     return [h.sock for h in held]
 
 
-def _runs_in(prog: Program, fmt: Formatter, owners: OwnerMap | None, errors: WalkErrors) -> None:
-    """--containers: what each holder's process, and each namespace's tag, runs in."""
+def process_containers(prog: Program, errors: WalkErrors) -> dict[int, tuple[str, dict[str, Any]]]:
+    """What each process runs in (a container, pod or unit: as text and as JSON), by pid; none if nothing."""
     from drgn_ss.containers import container_fields, container_of, container_text
     from drgn_ss.namespaces import process_cgroups
 
-    paths = process_cgroups(prog, errors)
     runs_in: dict[int, tuple[str, dict[str, Any]]] = {}
-    for pid, path in paths.items():
+    for pid, path in process_cgroups(prog, errors).items():
         found = container_of(path)
         text = container_text(found) if found is not None else ""
         if found is not None and text:
             runs_in[pid] = (text, container_fields(found))
+    return runs_in
+
+
+def _runs_in(prog: Program, fmt: Formatter, owners: OwnerMap | None, errors: WalkErrors) -> None:
+    """--containers: what each holder's process, and each namespace's tag, runs in."""
+    runs_in = process_containers(prog, errors)
     if owners is not None:
         fmt.runs_in = runs_in
     if fmt.netns_tags is not None:

@@ -89,6 +89,10 @@ class KernelLayout(NamedTuple):
     inet_flags: bool
     #: An MPTCP socket's Recv-Q adds ``mptcp_sock.backlog_len`` (7.x) to its receive memory.
     mptcp_backlog_len: bool
+    #: TCP's and UDP's pages allocated are members of ``net_aligned_data`` (6.16+, "net:
+    #: add struct net_aligned_data") rather than variables of their own
+    #: (``tcp_memory_allocated``, ``udp_memory_allocated``: 5.10 to 6.12 in the matrix).
+    net_aligned_data: bool
 
 
 def detect_layout(prog: TypeSource) -> KernelLayout:
@@ -122,6 +126,7 @@ def detect_layout(prog: TypeSource) -> KernelLayout:
         packet_interval_ktime=has_member(prog.type("struct tpacket_kbdq_core"), "interval_ktime"),
         inet_flags=has_member(prog.type("struct inet_sock"), "inet_flags"),
         mptcp_backlog_len=_type_has_member(prog, "struct mptcp_sock", "backlog_len"),
+        net_aligned_data=_type_has_member(prog, "struct net_aligned_data", "tcp_memory_allocated"),
     )
 
 

@@ -33,7 +33,7 @@ SYMBOLS = (
     "net_namespace_list", "nr_cpu_ids", "page_offset_base", "panic_cpu",
     "raw_prot", "rawv6_prot", "socket_file_ops", "tcp_orphan_count", "tcp_prot", "tcpv6_prot",
     "sysctl_tcp_max_orphans", "sysctl_tcp_mem", "sysctl_udp_mem", "tcp_memory_allocated",
-    "tcp_memory_pressure", "udp_memory_allocated",
+    "tcp_memory_pressure", "udp_memory_allocated", "net_aligned_data",
     "timekeeper_data", "tk_core",
     "netlink_data_ready", "nl_table", "raw_v4_hashinfo", "raw_v6_hashinfo", "sock_def_readable",
     "subflow_ulp_ops", "token_hash", "token_mask",

@@ -3,12 +3,13 @@ measures sockets against (drgn_ss.report).
 
 - Host-wide: ``tcp_max_orphans`` (``sysctl_tcp_max_orphans``), ``tcp_mem`` and ``udp_mem``
   (``sysctl_tcp_mem[3]``, ``sysctl_udp_mem[3]``: min, pressure, max in pages) against the
-  pages the protocol has charged (``tcp_memory_allocated``, ``udp_memory_allocated``:
-  /proc/net/sockstat's ``mem``), and TCP's pressure flag (``tcp_memory_pressure``: set,
-  to when it began, while over the pressure mark; UDP has none).
+  pages the protocol has charged (``tcp_memory_allocated``, ``udp_memory_allocated``, or
+  those members of ``net_aligned_data``: /proc/net/sockstat's ``mem``), and TCP's pressure
+  flag (``tcp_memory_pressure``: set, to when it began, while over the pressure mark; UDP
+  has none).
 - Per network namespace: ``tcp_max_tw_buckets`` (``tcp_death_row.sysctl_max_tw_buckets``)
-  and the TcpExt counters ListenOverflows and ListenDrops (the
-  namespace's ``LINUX_MIB``, /proc/net/netstat).
+  and the TcpExt counters ListenOverflows and ListenDrops (the namespace's ``LINUX_MIB``,
+  /proc/net/netstat).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import NamedTuple
 
 from drgn import FaultError, Program
 from drgn_ss.kernel.damage import WalkErrors, tolerate
-from drgn_ss.kernel.facts import kernel_facts
+from drgn_ss.kernel.facts import kernel_facts, kernel_layout
 from drgn_ss.kernel.fields import s32
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.counters import PerCpu
@@ -27,9 +28,10 @@ from drgn_ss.tables.hashtable import member_address
 __all__ = ["HostLimits", "LINUX_MIB_LISTENDROPS", "LINUX_MIB_LISTENOVERFLOWS", "NetLimits", "PAGE_SIZE",
            "ProtoMemory", "host_limits", "net_limits"]
 
-#: include/uapi/linux/snmp.h: TcpExt's ListenOverflows and ListenDrops (a UAPI enum: it
-#: does not move).
-LINUX_MIB_LISTENOVERFLOWS, LINUX_MIB_LISTENDROPS = 19, 20
+#: include/uapi/linux/snmp.h's names of TcpExt's ListenOverflows and ListenDrops. Their
+#: values are read from the kernel's types: the enum is not append-only (19 and 20 up to 6.12,
+#: 23 and 24 in 7.2, where four counters came before them).
+LINUX_MIB_LISTENOVERFLOWS, LINUX_MIB_LISTENDROPS = "LINUX_MIB_LISTENOVERFLOWS", "LINUX_MIB_LISTENDROPS"
 #: x86-64's, the only architecture drgn-ss reads: tcp_mem and udp_mem count these.
 PAGE_SIZE = 4096
 
@@ -89,9 +91,17 @@ def host_limits(prog: Program, errors: WalkErrors | None = None) -> HostLimits:
         return ProtoMemory(used, low, mark, high, None if flag is None else bool(flag))
 
     # Each variable by name, as a literal: drgn_ss.kernel.kallsyms.SYMBOLS finds them in one pass.
-    tcp = proto(lambda: facts.symbol("sysctl_tcp_mem"), lambda: facts.symbol("tcp_memory_allocated"),
+    if kernel_layout(prog).net_aligned_data:
+        def allocated(protocol: str) -> Callable[[], int]:
+            return lambda: (facts.symbol("net_aligned_data")
+                            + facts.offset("struct net_aligned_data", f"{protocol}_memory_allocated"))
+        tcp_allocated, udp_allocated = allocated("tcp"), allocated("udp")
+    else:
+        tcp_allocated = lambda: facts.symbol("tcp_memory_allocated")  # noqa: E731
+        udp_allocated = lambda: facts.symbol("udp_memory_allocated")  # noqa: E731
+    tcp = proto(lambda: facts.symbol("sysctl_tcp_mem"), tcp_allocated,
                 lambda: facts.symbol("tcp_memory_pressure"))
-    udp = proto(lambda: facts.symbol("sysctl_udp_mem"), lambda: facts.symbol("udp_memory_allocated"), None)
+    udp = proto(lambda: facts.symbol("sysctl_udp_mem"), udp_allocated, None)
     orphans = read(lambda: mem.read_u32(facts.symbol("sysctl_tcp_max_orphans")))
     return HostLimits(orphans, tcp, udp)
 
@@ -108,8 +118,11 @@ def net_limits(prog: Program, net: int, errors: WalkErrors | None = None) -> Net
         except FaultError as e:
             tolerate(errors, "counters", e)
             return None
+        except LookupError:  # the kernel's types do not name the counter (BTF keeps no such enum)
+            return None
 
-    def mib(index: int) -> int:  # a LINUX_MIB counter summed over the CPUs, as /proc/net/netstat
+    def mib(name: str) -> int:  # a LINUX_MIB counter summed over the CPUs, as /proc/net/netstat
+        index = facts.enumerator(None, name)
         stats = mem.read_u64(net + facts.offset("struct net", "mib.net_statistics"))
         return pcpu.sum_u64(stats + facts.offset("struct linux_mib", "mibs") + 8 * index)
 

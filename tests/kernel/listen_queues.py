@@ -16,7 +16,8 @@ not change), held by a process of their own (``ss-queues``).
   closed, the sender's data waiting), and asked for receive timestamps.
 
 Each connection's CLOCK_MONOTONIC time once it is established (the kernel's clock of
-TCP's stamps) is in the truth, with the namespace's TcpExt counters once all is done.
+TCP's stamps) is in the truth, with the namespace's TcpExt counters once all is done. The
+sockets the triage report counts (tests/kernel/report_states.py) are made here too.
 """
 
 from __future__ import annotations
@@ -30,7 +31,16 @@ import signal
 import socket
 import subprocess
 import time
+import traceback
 from typing import Any
+
+from tests.kernel.report_states import (
+    LOWERED,
+    lower_host_limits,
+    make_report_states,
+    open_host_limits,
+    read_sockstat,
+)
 
 __all__ = ["DEFER_PORT", "FULL_PORT", "HELD", "IDLE_PORT", "SS_OPTION_SETS", "UNIX_PATH", "WAITING",
            "ZERO_WINDOW_PORT", "open_listen_queues"]
@@ -49,8 +59,11 @@ SO_TIMESTAMP = 29  # include/uapi/asm-generic/socket.h (x86 too)
 _SYN_WAIT_S = 1.0
 
 
-def open_listen_queues() -> dict[str, Any]:
-    """Fork the holder; the truth it reports (or {"skipped": why})."""
+def open_listen_queues(lower_limits: bool = False) -> dict[str, Any]:
+    """
+    Fork the holder; the truth it reports (or {"skipped": why}). ``lower_limits``: lower the
+    host-wide limits the report warns about (tests/kernel/report_states.py) once all is made.
+    """
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid:
@@ -58,7 +71,7 @@ def open_listen_queues() -> dict[str, Any]:
         with os.fdopen(ready_r) as ready:
             text = ready.read()
         if not text:
-            return {"skipped": "the queue holder failed (its stderr says why)"}
+            return {"failed": "the queue holder failed (its traceback is on the workload's stderr)"}
         return {**json.loads(text), "pid": pid}
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # not the workload's stdout
@@ -67,6 +80,8 @@ def open_listen_queues() -> dict[str, Any]:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         ctypes.CDLL(None).prctl(15, b"ss-queues", 0, 0, 0)  # PR_SET_NAME
+        host_limits = open_host_limits() if lower_limits else None  # the initial namespace's
+        initial = _host_sysctls()  # only the initial namespace shows them
         if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -74,11 +89,19 @@ def open_listen_queues() -> dict[str, Any]:
         truth = {"netns_inode": os.stat("/proc/self/ns/net").st_ino,
                  "defer": _defer_listener(held), "full": _full_listener(held), "unix": _unix_listener(held),
                  "idle": _idle_pair(held), "zero_window": _zero_window(held),
-                 "netstat": _tcp_ext(), "ss": _ss_outputs()}
+                 "report": make_report_states(held)}
+        if host_limits is not None:
+            lower_host_limits(host_limits)
+            initial.update({name: [int(word) for word in value.split()] for name, value in LOWERED.items()})
+        truth.update(netstat=_tcp_ext(), ss=_ss_outputs(), sockstat=read_sockstat(), sysctls=initial,
+                     sockets=_socket_fds(),
+                     lowered=lower_limits)
         os.write(ready_w, json.dumps(truth).encode())
         os.close(ready_w)
         while held:
             signal.pause()
+    except BaseException:
+        traceback.print_exc()  # to the workload's stderr: os._exit() below would lose it
     finally:
         os._exit(0)
 
@@ -187,6 +210,24 @@ SS_OPTION_SETS = ("-tlnm", "-tan", "-xln")
 def _ss_outputs() -> dict[str, str]:
     return {opts: subprocess.run(["ss", "-H", opts], capture_output=True, text=True, check=True).stdout
             for opts in SS_OPTION_SETS}
+
+
+def _socket_fds() -> int:
+    """How many sockets this process holds (the directory's own fd is gone when read)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+def _host_sysctls() -> dict[str, list[int]]:
+    """The host-wide limits as they are (read in the initial namespace: only it shows them)."""
+    out = {}
+    for name in ("tcp_mem", "udp_mem", "tcp_max_orphans"):
+        with open(f"/proc/sys/net/ipv4/{name}") as f:
+            out[name] = [int(word) for word in f.read().split()]
+    return out
 
 
 def _tcp_ext() -> dict[str, int]:

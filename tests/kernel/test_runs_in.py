@@ -90,6 +90,8 @@ def test_all_netns_tag_says_what_the_namespace_runs_in(prog: drgn.Program, workl
             if o["netns"] == truth["netns_inode"]}
     want = container_fields(expected) if expected is not None and container_text(expected) else None
     if code == 3 and workload.get("dump_level", 0) & 8:  # a lost page: the next process, or none
+        if not tags:
+            pytest.skip("the dump lost the pages of every listener of the layouts' namespace")
         fits = {(None, "null")}
         for proc in truth["processes"]:
             said = dict(VECTORS)[proc["path"]]
