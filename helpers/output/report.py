@@ -14,6 +14,7 @@ from typing import Any
 
 from drgn_ss.kernel.strings import escape_name, json_name
 from drgn_ss.output.cells import age_text
+from drgn_ss.output.queues import queue_text
 from drgn_ss.output.text import STATE_NAMES, endpoint_text
 from drgn_ss.owners import Owner
 from drgn_ss.report import Finding, Report, holders
@@ -21,6 +22,7 @@ from drgn_ss.sockets.limits import PAGE_SIZE, ProtoMemory
 from drgn_ss.sockets.queues import ListenerQueues
 from drgn_ss.sockets.record import AF_INET, AF_INET6, TCP_TIME_WAIT, Socket
 from drgn_ss.sockets.tcpinfo import TcpInfo
+from drgn_ss.sockets.unix import AF_UNIX, ss_name
 
 __all__ = ["report_json", "report_text", "warning_text"]
 
@@ -33,7 +35,7 @@ def _local(s: Socket) -> str:
     """A socket's local end as ``ss -n`` shows it; a unix socket's name (or ``*``) and inode."""
     if s.family in (AF_INET, AF_INET6):
         return endpoint_text(s.src, s.sport, s.family, s.v6only)
-    name = s.src.decode("utf-8", "surrogateescape") if isinstance(s.src, bytes) and s.src else "*"
+    name = ss_name(s.src).decode("utf-8", "surrogateescape") if s.family == AF_UNIX and s.src else "*"
     return f"{escape_name(name)} {s.sport}"
 
 
@@ -265,10 +267,7 @@ def _listeners_text(report: Report) -> Iterator[str]:
     data = report.input
     yield "\nListeners (fullest first):\n"
     for s, q in report.listeners[:10]:
-        oldest = _oldest([e.age_ms for e in q.accept])
-        age = f",oldest={age_text(oldest)}" if oldest is not None else ""
-        yield (f"  {s.proto} {_local(s)} accept:({q.accept_len}/{q.accept_max}{age}) syn:({len(q.syn)})"
-               f" drops:{q.drops} {_who(holders(data, s))}\n")
+        yield f"  {s.proto} {_local(s)}{queue_text(q, s.family == AF_UNIX)} {_who(holders(data, s))}\n"
     for ns in data.namespaces:
         yield (f"  ListenOverflows {ns.limits.listen_overflows}, ListenDrops {ns.limits.listen_drops}"
                f" (netns {ns.inum})\n")
