@@ -103,6 +103,7 @@ def report_json(report: Report) -> dict[str, Any]:
         "netns": [ns.inum for ns in data.namespaces],
         "totals": _totals_json(report),
         "processes": [_process_json(report, p) for p in report.processes],
+        **({"containers": _containers_json(report)} if data.runs_in is not None else {}),
         "close_wait": _close_wait_json(report),
         "orphans": {"count": report.orphans, "max": data.host.max_orphans},
         "time_wait": {
@@ -151,6 +152,26 @@ def _process_json(report: Report, p: Any) -> dict[str, Any]:
     if runs_in is not None:
         out["container"] = runs_in[p.pid][1] if p.pid in runs_in else None
     return out
+
+
+def _by_container(report: Report) -> dict[str, list[Any]]:
+    """--containers: the processes of each container, pod or unit, by its text."""
+    runs_in = report.input.runs_in or {}
+    out: dict[str, list[Any]] = {}
+    for p in report.processes:
+        if p.pid in runs_in:
+            out.setdefault(runs_in[p.pid][0], []).append(p)
+    return out
+
+
+def _containers_json(report: Report) -> list[dict[str, Any]]:
+    """Per container (pod, unit): its processes, their sockets, queues and memory, the most sockets first."""
+    runs_in = report.input.runs_in or {}
+    out = [{"container": runs_in[procs[0].pid][1], "pids": [p.pid for p in procs],
+            "sockets": sum(p.sockets for p in procs), "recv_q": sum(p.recv_q for p in procs),
+            "send_q": sum(p.send_q for p in procs), "memory": sum(p.memory for p in procs)}
+           for procs in _by_container(report).values()]
+    return sorted(out, key=lambda c: -c["sockets"])
 
 
 def _close_wait_json(report: Report) -> dict[str, Any]:
@@ -234,6 +255,13 @@ def _processes_text(report: Report) -> Iterator[str]:
                f"  \"{escape_name(p.comm)}\"{where} {states}\n")
     if len(report.processes) > 20:
         yield f"  ... and {len(report.processes) - 20} more (--json lists them all)\n"
+    groups = _by_container(report)
+    if groups:
+        yield "\nContainers, pods and units:\n"
+    for text, procs in sorted(groups.items(), key=lambda item: -sum(p.sockets for p in item[1])):
+        pids = ",".join(str(p.pid) for p in procs)
+        yield (f"  {sum(p.sockets for p in procs):>7} sockets {sum(p.memory for p in procs):>9} bytes"
+               f"  {text} pids {pids}\n")
 
 
 def _close_wait_text(report: Report) -> Iterator[str]:

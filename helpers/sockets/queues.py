@@ -105,24 +105,20 @@ def listener_queues(prog: Program, listeners: Sequence[Socket], requests: Sequen
     reader = _QueueReader(prog, errors)
     tcp = [s for s in listeners if s.proto == "tcp" and s.kind == "full" and s.state == TCP_LISTEN]
     unix = [s for s in listeners if s.family == AF_UNIX and s.state == TCP_LISTEN]
-    syn = reader.syn_queues({s.address for s in tcp}, requests)
+    syn_queues = reader.syn_queues({s.address for s in tcp}, requests)
     drops = {address: values[8] for address, values in sk_meminfo(prog, [*tcp, *unix], errors).items()}
     out: dict[int, ListenerQueues] = {}
-    for s in tcp:
+    for s in [*tcp, *unix]:
+        syn: tuple[QueueEntry, ...]
         try:
-            accept = reader.tcp_accept_queue(s.address)
+            if s.family == AF_UNIX:
+                accept, syn = reader.unix_accept_queue(s.address), ()
+            else:
+                accept, syn = reader.tcp_accept_queue(s.address), syn_queues.get(s.address, ())
         except FaultError as e:
             tolerate(errors, "sockets", e)
             continue
-        out[s.address] = ListenerQueues(s.recv_q, s.send_q, accept, syn.get(s.address, ()),
-                                        drops.get(s.address, 0))
-    for s in unix:
-        try:
-            accept = reader.unix_accept_queue(s.address)
-        except FaultError as e:
-            tolerate(errors, "sockets", e)
-            continue
-        out[s.address] = ListenerQueues(s.recv_q, s.send_q, accept, (), drops.get(s.address, 0))
+        out[s.address] = ListenerQueues(s.recv_q, s.send_q, accept, syn, drops.get(s.address, 0))
     return out
 
 

@@ -6,15 +6,14 @@ not change)."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
-import signal
 import socket
 import subprocess
 from typing import Any
 
 from tests.container_paths import VECTORS
+from tests.kernel.guest_commands import fork_holder
 
 NETNS = "drgnss-ctr"
 #: The listener of VECTORS[i] is on 127.0.0.1:BASE_PORT + i.
@@ -43,20 +42,7 @@ def open_container_cgroups() -> dict[str, Any]:
 
 def _holder(netns_file: str, cgroup: str, port: int) -> int:
     """Fork a process that enters the namespace and the cgroup, then listens on ``port``."""
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(ready_w)
-        with os.fdopen(ready_r) as ready:
-            if ready.read() != "ok":
-                raise RuntimeError(f"{cgroup}: the listener could not be opened")
-        return pid
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # not the workload's stdout
-        for fd in range(3, 1024):  # none of the parent's sockets
-            if fd != ready_w:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+    def make() -> tuple[bytes, socket.socket]:
         libc = ctypes.CDLL(None, use_errno=True)
         ns = os.open(netns_file, os.O_RDONLY)
         if libc.setns(ns, CLONE_NEWNET) != 0:
@@ -67,8 +53,9 @@ def _holder(netns_file: str, cgroup: str, port: int) -> int:
         s = socket.socket()
         s.bind(("127.0.0.1", port))
         s.listen(4)
-        os.write(ready_w, b"ok")
-        os.close(ready_w)
-        signal.pause()
-    finally:
-        os._exit(0)
+        return b"ok", s
+
+    pid, report = fork_holder(make)
+    if report != b"ok":
+        raise RuntimeError(f"{cgroup}: the listener could not be opened")
+    return pid

@@ -27,19 +27,19 @@ import ctypes
 import json
 import os
 import select
-import signal
 import socket
 import subprocess
 import time
-import traceback
 from typing import Any
 
+from tests.kernel.guest_commands import fork_holder
 from tests.kernel.report_states import (
     LOWERED,
     lower_host_limits,
     make_report_states,
     open_host_limits,
     read_sockstat,
+    tcp_listener,
 )
 
 __all__ = ["DEFER_PORT", "FULL_PORT", "HELD", "IDLE_PORT", "SS_OPTION_SETS", "UNIX_PATH", "WAITING",
@@ -61,58 +61,34 @@ _SYN_WAIT_S = 1.0
 
 def open_listen_queues(lower_limits: bool = False) -> dict[str, Any]:
     """
-    Fork the holder; the truth it reports (or {"skipped": why}). ``lower_limits``: lower the
+    Fork the holder; the truth it reports (or {"failed": why}). ``lower_limits``: lower the
     host-wide limits the report warns about (tests/kernel/report_states.py) once all is made.
     """
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid:
-        os.close(ready_w)
-        with os.fdopen(ready_r) as ready:
-            text = ready.read()
-        if not text:
-            return {"failed": "the queue holder failed (its traceback is on the workload's stderr)"}
-        return {**json.loads(text), "pid": pid}
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # not the workload's stdout
-        for fd in range(3, 1024):  # none of the parent's sockets
-            if fd != ready_w:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        ctypes.CDLL(None).prctl(15, b"ss-queues", 0, 0, 0)  # PR_SET_NAME
-        host_limits = open_host_limits() if lower_limits else None  # the initial namespace's
-        initial = _host_sysctls()  # only the initial namespace shows them
-        if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        held: list[socket.socket] = []
-        truth = {"netns_inode": os.stat("/proc/self/ns/net").st_ino,
-                 "defer": _defer_listener(held), "full": _full_listener(held), "unix": _unix_listener(held),
-                 "idle": _idle_pair(held), "zero_window": _zero_window(held),
-                 "report": make_report_states(held)}
-        if host_limits is not None:
-            lower_host_limits(host_limits)
-            initial.update({name: [int(word) for word in value.split()] for name, value in LOWERED.items()})
-        truth.update(netstat=_tcp_ext(), ss=_ss_outputs(), sockstat=read_sockstat(), sysctls=initial,
-                     sockets=_socket_fds(),
-                     lowered=lower_limits)
-        os.write(ready_w, json.dumps(truth).encode())
-        os.close(ready_w)
-        while held:
-            signal.pause()
-    except BaseException:
-        traceback.print_exc()  # to the workload's stderr: os._exit() below would lose it
-    finally:
-        os._exit(0)
+    pid, report = fork_holder(lambda: _hold(lower_limits))
+    if not report:
+        return {"failed": "the queue holder failed (its traceback is on the workload's stderr)"}
+    return {**json.loads(report), "pid": pid}
 
 
-def _listener(port: int, backlog: int, held: list[socket.socket]) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
-    s.listen(backlog)
-    held.append(s)
-    return s
+def _hold(lower_limits: bool) -> tuple[bytes, list[socket.socket]]:
+    """In the holder: a namespace of its own, every piece in it; the truth, and what to keep open."""
+    ctypes.CDLL(None).prctl(15, b"ss-queues", 0, 0, 0)  # PR_SET_NAME
+    host_limits = open_host_limits() if lower_limits else None  # the initial namespace's
+    initial = _host_sysctls()  # only the initial namespace shows them
+    if ctypes.CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    held: list[socket.socket] = []
+    truth = {"netns_inode": os.stat("/proc/self/ns/net").st_ino,
+             "defer": _defer_listener(held), "full": _full_listener(held), "unix": _unix_listener(held),
+             "idle": _idle_pair(held), "zero_window": _zero_window(held),
+             "report": make_report_states(held)}
+    if host_limits is not None:
+        lower_host_limits(host_limits)
+        initial.update({name: [int(word) for word in value.split()] for name, value in LOWERED.items()})
+    truth.update(netstat=_tcp_ext(), ss=_ss_outputs(), sockstat=read_sockstat(), sysctls=initial,
+                 sockets=_socket_fds(), lowered=lower_limits)
+    return json.dumps(truth).encode(), held
 
 
 def _client(port: int, held: list[socket.socket], data: bytes) -> dict[str, Any]:
@@ -124,7 +100,7 @@ def _client(port: int, held: list[socket.socket], data: bytes) -> dict[str, Any]
 
 
 def _defer_listener(held: list[socket.socket]) -> dict[str, Any]:
-    s = _listener(DEFER_PORT, 16, held)
+    s = tcp_listener(DEFER_PORT, held, 16)
     s.setsockopt(socket.IPPROTO_TCP, TCP_DEFER_ACCEPT, 3600)
     waiting = [_client(DEFER_PORT, held, b"x") for _ in range(WAITING)]
     syn_recv = [_client(DEFER_PORT, held, b"") for _ in range(HELD)]
@@ -133,7 +109,7 @@ def _defer_listener(held: list[socket.socket]) -> dict[str, Any]:
 
 def _full_listener(held: list[socket.socket]) -> dict[str, Any]:
     """Connect to a backlog-1 listener until a SYN goes unanswered; close that client."""
-    _listener(FULL_PORT, 1, held)
+    tcp_listener(FULL_PORT, held, 1)
     waiting = []
     for _ in range(8):
         c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -150,7 +126,7 @@ def _full_listener(held: list[socket.socket]) -> dict[str, Any]:
 
 
 def _accepted_pair(port: int, held: list[socket.socket]) -> tuple[socket.socket, socket.socket]:
-    listener = _listener(port, 4, held)
+    listener = tcp_listener(port, held, 4)
     client = socket.create_connection(("127.0.0.1", port))
     server, _ = listener.accept()
     held += [client, server]

@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = ["CLOSE_WAIT", "CLOSE_WAIT_PORT", "MAX_TW", "ORPHANS", "ORPHAN_PORT", "PORT_RANGE", "TIME_WAIT",
            "TIME_WAIT_PORT", "lower_host_limits", "make_report_states", "read_sockstat",
-           "restore_host_limits"]
+           "restore_host_limits", "tcp_listener"]
 
 CLOSE_WAIT_PORT, TIME_WAIT_PORT, ORPHAN_PORT, PRESSURE_PORT = 7305, 7306, 7307, 7308
 CLOSE_WAIT = 3
@@ -45,7 +45,8 @@ def _sysctl(name: str, value: str) -> None:
         f.write(value)
 
 
-def _listener(port: int, held: list[socket.socket], backlog: int = 16) -> socket.socket:
+def tcp_listener(port: int, held: list[socket.socket], backlog: int = 16) -> socket.socket:
+    """A TCP listener on 127.0.0.1:``port``, kept in ``held``."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", port))
@@ -55,7 +56,7 @@ def _listener(port: int, held: list[socket.socket], backlog: int = 16) -> socket
 
 
 def _close_wait(held: list[socket.socket]) -> dict[str, Any]:
-    listener = _listener(CLOSE_WAIT_PORT, held)
+    listener = tcp_listener(CLOSE_WAIT_PORT, held)
     made = []
     for _ in range(CLOSE_WAIT):
         client = socket.create_connection(("127.0.0.1", CLOSE_WAIT_PORT))
@@ -73,7 +74,7 @@ def _close_wait(held: list[socket.socket]) -> dict[str, Any]:
 def _time_wait(held: list[socket.socket]) -> dict[str, Any]:
     _sysctl("ip_local_port_range", f"{PORT_RANGE[0]} {PORT_RANGE[1]}")
     _sysctl("tcp_max_tw_buckets", str(MAX_TW))
-    listener = _listener(TIME_WAIT_PORT, held)
+    listener = tcp_listener(TIME_WAIT_PORT, held)
     ports = []
     for _ in range(TIME_WAIT):
         client = socket.create_connection(("127.0.0.1", TIME_WAIT_PORT))
@@ -82,12 +83,13 @@ def _time_wait(held: list[socket.socket]) -> dict[str, Any]:
         client.close()  # the client closes first: its end goes to TIME-WAIT
         server.recv(1)
         server.close()
-    return {"port": TIME_WAIT_PORT, "local_ports": ports, "range": list(PORT_RANGE), "max": MAX_TW}
+    return {"port": TIME_WAIT_PORT, "local_ports": ports, "range": list(PORT_RANGE), "max": MAX_TW,
+            "at": time.monotonic()}  # TIME-WAIT lasts 60 s (TCP_TIMEWAIT_LEN) from about then
 
 
 def _orphans(held: list[socket.socket]) -> dict[str, Any]:
     _sysctl("tcp_orphan_retries", "100")  # an orphan whose peer answers its probes stays
-    listener = _listener(ORPHAN_PORT, held)
+    listener = tcp_listener(ORPHAN_PORT, held)
     ports = []
     for _ in range(ORPHANS):
         client = socket.create_connection(("127.0.0.1", ORPHAN_PORT))
@@ -146,7 +148,7 @@ def lower_host_limits(files: dict[str, Any]) -> dict[str, str]:
         f.write(LOWERED[name])
         f.flush()
     held: list[socket.socket] = []
-    listener = _listener(PRESSURE_PORT, held)
+    listener = tcp_listener(PRESSURE_PORT, held)
     client = socket.create_connection(("127.0.0.1", PRESSURE_PORT))
     server, _ = listener.accept()
     client.sendall(b"p" * 65536)

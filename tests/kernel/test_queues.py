@@ -37,9 +37,9 @@ def _truth(workload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _listing(prog: drgn.Program, workload: dict[str, Any], capsys: pytest.CaptureFixture[str],
-             opts: str) -> tuple[str, list[dict[str, Any]], tuple[float, float]]:
+             opts: str, option: str = "--queues") -> tuple[str, list[dict[str, Any]], tuple[float, float]]:
     """Text and JSON of ``opts`` in the namespace, and the kernel's clock then (seconds), as bounds."""
-    argv = ["--netns", str(_truth(workload)["netns_inode"]), opts, "--queues"]
+    argv = ["--netns", str(_truth(workload)["netns_inode"]), opts, option]
     before = kernel_clock(prog)
     code, text, err = ours(prog, argv, capsys)
     code_j, out_j, err_j = ours(prog, [*argv, "--json"], capsys)
@@ -207,7 +207,7 @@ def test_ages_of_an_idle_connection(prog: drgn.Program, workload: dict[str, Any]
                                     capsys: pytest.CaptureFixture[str]) -> None:
     """One request and one reply, then nothing: every stamp of both ends from then."""
     truth = _truth(workload)["idle"]
-    text, objects, clock = _ages_listing(prog, workload, capsys)
+    text, objects, clock = _listing(prog, workload, capsys, "-tan", "--ages")
     for ages in _ages_of(objects, truth["port"]):
         for name in ("last_recv_ms", "last_send_ms", "last_ack_ms"):
             low = (clock[0] - truth["after"]) * 1000 - EARLY_MS
@@ -223,7 +223,7 @@ def test_ages_of_data_nobody_reads(prog: drgn.Program, workload: dict[str, Any],
                                    capsys: pytest.CaptureFixture[str]) -> None:
     """A receiver that never reads, with receive timestamps on: its oldest unread byte's age."""
     truth = _truth(workload)["zero_window"]
-    _text, objects, clock = _ages_listing(prog, workload, capsys)
+    _text, objects, clock = _listing(prog, workload, capsys, "-tan", "--ages")
     receiver, sender = _ages_of(objects, truth["port"])
     low = (clock[0] - truth["first_send"]) * 1000 - EARLY_MS
     high = (clock[1] - truth["first_send"]) * 1000 + LATE_MS
@@ -235,19 +235,3 @@ def test_ages_of_data_nobody_reads(prog: drgn.Program, workload: dict[str, Any],
     assert sender["oldest_unacked_ms"] is None or sender["oldest_unacked_ms"] <= high, sender
     assert all(o["ages"] is None for o in objects if o["state"] == "LISTEN")
 
-
-def _ages_listing(prog: drgn.Program, workload: dict[str, Any], capsys: pytest.CaptureFixture[str]
-                  ) -> tuple[str, list[dict[str, Any]], tuple[float, float]]:
-    argv = ["--netns", str(_truth(workload)["netns_inode"]), "-tan", "--ages"]
-    before = kernel_clock(prog)
-    code, text, err = ours(prog, argv, capsys)
-    code_j, out_j, err_j = ours(prog, [*argv, "--json"], capsys)
-    after = kernel_clock(prog)
-    if workload.get("dump_level", 0) & 8 and code in (1, 3):
-        pytest.skip(f"a filtered dump lost pages this listing needs: {err.splitlines()[-1]}")
-    assert code == code_j == 0, err + err_j
-    objects = json.loads(out_j)
-    validator = schema_validator()
-    for obj in objects:
-        validator.validate(obj)
-    return text, objects, _bounds_checked(prog, workload, before, after)

@@ -94,8 +94,10 @@ def _report(prog: drgn.Program, workload: dict[str, Any], capsys: pytest.Capture
     report = json.loads(out_j)
     # The text's warnings are the JSON's, in the same order (on a running kernel, ages move between the runs).
     section = [line.strip() for line in text.split("\nWarnings:", 1)[1].splitlines()[1:]]
-    if prog.flags & drgn.ProgramFlags.IS_LIVE:
-        assert list(map(_kind, section)) == list(map(_kind, report["warnings"])), text
+    if prog.flags & drgn.ProgramFlags.IS_LIVE:  # what time can change between the two runs aside
+        def steady(lines: list[str]) -> list[str]:
+            return [k for k in map(_kind, lines) if k not in ("close_wait", "time_wait", "port_use")]
+        assert steady(section) == steady(report["warnings"]), text
     else:
         assert section == report["warnings"], text
     return report, text
@@ -123,15 +125,19 @@ def test_report_counts_what_the_workload_made(prog: drgn.Program, workload: dict
         assert low <= o["age_ms"] <= high, (o, low, high)
     ages = [o["age_ms"] for o in cw["oldest"]]
     assert ages == sorted(ages, reverse=True)
-    # TIME-WAIT: every one to one peer, from the namespace's lowered port range.
+    # TIME-WAIT: every one to one peer, from the namespace's lowered port range (or none, once
+    # they have expired).
     tw = report["time_wait"]
     tw_peer = f"127.0.0.1:{made['time_wait']['port']}"
-    assert {"peer": tw_peer, "count": len(made["time_wait"]["local_ports"])} in tw["by_peer"], tw
-    assert tw["max"] == made["time_wait"]["max"] and tw["count"] == truth["sockstat"]["tw"], tw
-    use = [u for u in tw["port_use"] if u["peer"] == tw_peer]
-    in_use = len(made["time_wait"]["local_ports"])
-    assert use == [{"peer": tw_peer, "netns": truth["netns_inode"], "in_use": in_use,
-                    "range": made["time_wait"]["range"]}], tw["port_use"]
+    alive = _time_waits(made)
+    assert tw["max"] == made["time_wait"]["max"]
+    if alive is not None:
+        assert tw["count"] == report["totals"]["summary"][0]["tcp_tws"] == alive, tw
+        by_peer = [p for p in tw["by_peer"] if p["peer"] == tw_peer]
+        use = [u for u in tw["port_use"] if u["peer"] == tw_peer]
+        assert by_peer == ([{"peer": tw_peer, "count": alive}] if alive else []), tw
+        assert use == ([{"peer": tw_peer, "netns": truth["netns_inode"], "in_use": alive,
+                         "range": made["time_wait"]["range"]}] if alive else []), tw["port_use"]
     # The listen counters are /proc/net/netstat's in the namespace; the full listener is first.
     counters = report["listeners"]["counters"][0]
     assert (counters["listen_overflows"], counters["listen_drops"]) == (
@@ -143,7 +149,6 @@ def test_report_counts_what_the_workload_made(prog: drgn.Program, workload: dict
     holder = next(p for p in report["processes"] if p["pid"] == truth["pid"])
     assert holder["command"] == "ss-queues" and holder["sockets"] == truth["sockets"], holder
     assert holder["states"]["tcp:CLOSE-WAIT"] == cw["count"]
-    assert report["totals"]["summary"][0]["tcp_tws"] == truth["sockstat"]["tw"]
 
 
 def test_orphans_and_memory_against_their_limits(prog: drgn.Program, workload: dict[str, Any],
@@ -176,8 +181,13 @@ def test_one_warning_per_threshold_crossed(prog: drgn.Program, workload: dict[st
     range; orphans and TCP memory where the limits were lowered; nothing else."""
     truth = _truth(workload)
     report, _text = _report(prog, workload, capsys)
+    alive = _time_waits(truth["report"])
+    if alive is None:
+        pytest.skip("the TIME-WAIT sockets were expiring as the report was made")
     kinds = sorted(_kind(w) for w in report["warnings"])
-    expected = ["accept", "port_use", "time_wait"]
+    expected = ["accept"] + (["port_use", "time_wait"] if alive else [])
+    if any(o["age_ms"] > 60_000 for o in report["close_wait"]["oldest"]):  # on a slow guest, in time
+        expected += ["close_wait"]
     if lowered:
         expected += ["tcp_memory"]
         if report["orphans"]["count"] >= 0.8 * report["orphans"]["max"]:  # as long as their peers answer
@@ -186,13 +196,13 @@ def test_one_warning_per_threshold_crossed(prog: drgn.Program, workload: dict[st
     holder = f'"ss-queues"(pid={truth["pid"]})'
     by_kind = {_kind(w): w for w in report["warnings"]}
     assert by_kind["accept"].startswith(f"accept queue full: 127.0.0.1:{truth['full']['port']} {holder}:")
+    if not alive:
+        return
     tw = truth["report"]["time_wait"]
     low, high = tw["range"]
-    used = len(tw["local_ports"])
-    assert by_kind["port_use"].startswith(f"local ports to 127.0.0.1:{tw['port']}: {used} of "
+    assert by_kind["port_use"].startswith(f"local ports to 127.0.0.1:{tw['port']}: {alive} of "
                                           f"ip_local_port_range {low}-{high} in use"), by_kind["port_use"]
-    count = truth["sockstat"]["tw"]
-    assert f"TIME-WAIT sockets: {count} of tcp_max_tw_buckets {tw['max']}" in by_kind["time_wait"]
+    assert f"TIME-WAIT sockets: {alive} of tcp_max_tw_buckets {tw['max']}" in by_kind["time_wait"]
 
 
 def test_close_wait_threshold(prog: drgn.Program, workload: dict[str, Any],
@@ -216,6 +226,18 @@ def test_report_option_errors(prog: drgn.Program, capsys: pytest.CaptureFixture[
                               message: str) -> None:
     code, out, err = ours(prog, argv, capsys)
     assert code == 2 and not out and message in err, err
+
+
+def _time_waits(made: dict[str, Any]) -> int | None:
+    """
+    How many of the workload's TIME-WAIT sockets the kernel holds at CLOCK (the last report's
+    runs): all of them until 60 s after they were made (TCP_TIMEWAIT_LEN, less a margin for
+    the timer's slack and the runs' own time), none from 70 s; None between.
+    """
+    age = CLOCK[0] - made["time_wait"]["at"]
+    if CLOCK[1] - made["time_wait"]["at"] < 55:
+        return len(made["time_wait"]["local_ports"])
+    return 0 if age > 70 else None
 
 
 def _sockstat(truth: dict[str, Any]) -> dict[str, int]:
@@ -262,3 +284,22 @@ def test_report_under_drgn_and_at_its_prompt(prog: drgn.Program, workload: dict[
     assert proc.returncode == 0 or (proc.returncode == 3 and _families_left_out(proc.stderr)), proc.stderr
     count = len(truth["report"]["close_wait"]["sockets"])
     assert f"\nCLOSE-WAIT: {count}\n" in proc.stdout and "accept queue full: 127.0.0.1:" in proc.stdout
+
+
+def test_report_per_container(prog: drgn.Program, workload: dict[str, Any],
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    """--containers --all-netns: the container crun started is a group of its own, with its process."""
+    truth = workload.get("container")
+    if not truth or "skipped" in truth:
+        pytest.skip(f"no OCI container in this guest: {truth and truth.get('skipped')}")
+    code, out, err = ours(prog, ["--report", "--all-netns", "--containers", "--json"], capsys)
+    if code == 3 and workload.get("dump_level", 0) & 8:
+        pytest.skip("a filtered dump lost pages the report needs")
+    assert code == 0 or (code == 3 and _families_left_out(err)), err
+    report = json.loads(out)
+    mine = [c for c in report["containers"] if c["container"]["id"] == truth["id"]]
+    # Its process, and any other in its cgroup (tests/container_paths.py has a layout of that id).
+    assert len(mine) == 1 and truth["pid"] in mine[0]["pids"], mine
+    members = [p for p in report["processes"] if p["pid"] in mine[0]["pids"]]
+    assert all(p["container"]["id"] == truth["id"] for p in members)
+    assert mine[0]["sockets"] == sum(p["sockets"] for p in members) >= 1, (mine, members)
