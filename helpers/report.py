@@ -119,11 +119,13 @@ class Report(NamedTuple):
     #: Every CLOSE-WAIT socket with its age (None: unknown), oldest first.
     close_wait: list[tuple[Socket, int | None]]
     orphans: int | None
-    time_wait: int
+    #: Each namespace's TIME-WAIT sockets (by inode number; 0 for none)
+    time_wait_by_netns: dict[int, int]
     #: (family, peer address, peer port) -> TIME-WAIT sockets to it, most first
     time_wait_by_peer: list[tuple[tuple[int, bytes, int], int]]
-    #: (family, peer address, peer port, netns) -> local ports in its namespace's range used to it
-    port_use: list[tuple[tuple[int, bytes, int, int], int]]
+    #: (family, peer address, peer port, netns), the local ports in that namespace's range
+    #: used to it, and the range (low, high); the most used first
+    port_use: list[tuple[tuple[int, bytes, int, int], int, tuple[int, int]]]
     #: The sockets holding the most memory (bytes), most first
     largest_memory: list[tuple[Socket, int]]
     #: Listeners whose queues were read, the fullest first
@@ -159,6 +161,7 @@ def triage(data: ReportInput, thresholds: Thresholds | None = None) -> Report:
                         key=lambda item: -1 if item[1] is None else item[1], reverse=True)
     time_wait = [s for s in tcp if s.kind == "timewait" and s.state == TCP_TIME_WAIT]
     by_peer = Counter((s.family, s.dst, s.dport) for s in time_wait)
+    by_netns = Counter(s.netns for s in time_wait)
     memory = sorted(((s, socket_memory(data.skmem[s.address])) for s in socks if s.address in data.skmem),
                     key=lambda item: item[1], reverse=True)
     listeners = sorted(((s, data.queues[s.address]) for s in socks if s.address in data.queues),
@@ -172,7 +175,8 @@ def triage(data: ReportInput, thresholds: Thresholds | None = None) -> Report:
                   reverse=True)
     report = Report(
         data, Counter((s.proto, s.state) for s in socks), _processes(data), close_wait,
-        _orphans(data), len(time_wait), by_peer.most_common(), _port_use(data, tcp),
+        _orphans(data), {ns.inum: by_netns[ns.inum] for ns in data.namespaces}, by_peer.most_common(),
+        _port_use(data, tcp),
         memory[:TOP], listeners, sorted(connected, key=lambda s: s.recv_q + s.send_q, reverse=True)[:TOP],
         retransmitting[:TOP], most[:TOP], [])
     return report._replace(warnings=_warnings(report, thresholds or DEFAULT_THRESHOLDS))
@@ -218,7 +222,8 @@ def _processes(data: ReportInput) -> list[ProcessTotals]:
     return sorted(out, key=lambda p: (-p.sockets, p.pid))
 
 
-def _port_use(data: ReportInput, tcp: Sequence[Socket]) -> list[tuple[tuple[int, bytes, int, int], int]]:
+def _port_use(data: ReportInput, tcp: Sequence[Socket]
+              ) -> list[tuple[tuple[int, bytes, int, int], int, tuple[int, int]]]:
     """
     Per destination (and namespace), the local ports in the namespace's ip_local_port_range
     that connections to it use (a port is used once per destination: connect() may reuse it
@@ -232,7 +237,8 @@ def _port_use(data: ReportInput, tcp: Sequence[Socket]) -> list[tuple[tuple[int,
         low, high = ranges.get(s.netns, (1, 0))
         if low <= s.sport <= high and s.state in _CONNECTING_STATES:
             used.setdefault((s.family, s.dst, s.dport, s.netns), set()).add(s.sport)
-    return sorted(((key, len(ports)) for key, ports in used.items()), key=lambda item: item[1], reverse=True)
+    return sorted(((key, len(ports), ranges[key[3]]) for key, ports in used.items()),
+                  key=lambda item: item[1], reverse=True)
 
 
 #: States that hold a local port against a destination: a connection's, until it is closed.
@@ -266,8 +272,7 @@ def _limit_warnings(report: Report, t: Thresholds) -> list[Finding]:
     if report.orphans is not None and limit and report.orphans >= t.orphans * limit:
         out.append(Finding("orphans", {"count": report.orphans, "max": limit}, ()))
     for ns in data.namespaces:
-        count = sum(1 for s in data.socks
-                    if s.netns == ns.inum and s.kind == "timewait" and s.state == TCP_TIME_WAIT)
+        count = report.time_wait_by_netns[ns.inum]
         limit = ns.limits.max_tw_buckets
         if limit and count >= t.time_wait * limit:
             out.append(Finding("time_wait", {"count": count, "max": limit, "netns": ns.inum}, ()))
@@ -288,10 +293,8 @@ def _memory_warnings(report: Report) -> list[Finding]:
 def _port_warnings(report: Report, t: Thresholds) -> list[Finding]:
     """A destination using most of its namespace's local port range."""
     data = report.input
-    ranges = {ns.inum: ns.port_range for ns in data.namespaces}
     out = []
-    for (family, addr, port, netns), count in report.port_use:
-        low, high = ranges[netns]
+    for (family, addr, port, netns), count, (low, high) in report.port_use:
         if count >= t.port_use * (high - low + 1):
             concerned = tuple(s for s in data.socks if s.proto == "tcp" and s.netns == netns
                               and (s.family, s.dst, s.dport) == (family, addr, port))

@@ -98,6 +98,7 @@ def _report_input(prog: Program, args: argparse.Namespace, nets: Sequence[int],
                                  local_port_range(prog, net), sockstat_counts(prog, net, errors))
                   for net in nets]
     runs_in = process_containers(prog, errors) if args.containers else None
-    return ReportInput(socks, owners or {}, owners_by, sk_meminfo(prog, socks, errors),
-                       socket_tcp_info(prog, socks, errors), listener_queues(prog, socks, requests, errors),
+    skmem = sk_meminfo(prog, socks, errors)
+    return ReportInput(socks, owners or {}, owners_by, skmem, socket_tcp_info(prog, socks, errors),
+                       listener_queues(prog, socks, requests, errors, skmem),
                        socket_ages(prog, socks, errors), host_limits(prog, errors), namespaces, runs_in)

@@ -7,34 +7,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from drgn_ss.output.cells import address_text, age_text
+from drgn_ss.output.cells import age_text
+from drgn_ss.output.text import endpoint_text
 from drgn_ss.sockets.queues import ListenerQueues, QueueEntry
-from drgn_ss.sockets.record import AF_INET6
 from drgn_ss.sockets.unix import AF_UNIX
 
-__all__ = ["peer_text", "queue_fields", "queue_lines", "queue_text"]
+__all__ = ["oldest_age", "peer_text", "queue_fields", "queue_lines", "queue_text"]
 
 
 def peer_text(entry: QueueEntry) -> str:
     """A waiting connection's peer as ``ss -n`` shows one: ``ADDR:PORT``, ``[ADDR]:PORT``, ``* INODE``."""
     if entry.family == AF_UNIX:
         return f"* {entry.port}"
-    addr = address_text(entry.addr)
-    return f"[{addr}]:{entry.port}" if entry.family == AF_INET6 else f"{addr}:{entry.port}"
+    return endpoint_text(entry.addr, entry.port, entry.family, True)
 
 
-def _oldest(entries: Sequence[QueueEntry]) -> int | None:
+def oldest_age(entries: Sequence[QueueEntry]) -> int | None:
     """The greatest known age of ``entries``, None if none is known."""
     return max((e.age_ms for e in entries if e.age_ms is not None), default=None)
 
 
 def queue_text(q: ListenerQueues, unix: bool) -> str:
     """`` accept:(LEN/MAX,oldest=AGE) syn:(LEN,oldest=AGE,retrans=N) drops:N`` (no syn: for unix)."""
-    oldest = _oldest(q.accept)
+    oldest = oldest_age(q.accept)
     out = f" accept:({q.accept_len}/{q.accept_max}" + (f",oldest={age_text(oldest)})" if oldest is not None
                                                        else ")")
     if not unix:
-        oldest = _oldest(q.syn)
+        oldest = oldest_age(q.syn)
         out += f" syn:({len(q.syn)}"
         if oldest is not None:
             out += f",oldest={age_text(oldest)}"
@@ -61,10 +60,10 @@ def queue_fields(q: ListenerQueues | None, unix: bool) -> dict[str, Any]:
     if q is None:
         return {"accept_queue": None, "syn_queue": None, "drops": None}
     return {
-        "accept_queue": {"len": q.accept_len, "max": q.accept_max, "oldest_ms": _oldest(q.accept),
+        "accept_queue": {"len": q.accept_len, "max": q.accept_max, "oldest_ms": oldest_age(q.accept),
                          "entries": [{"peer": peer_text(e), "age_ms": e.age_ms} for e in q.accept]},
         "syn_queue": None if unix else {
-            "len": len(q.syn), "oldest_ms": _oldest(q.syn),
+            "len": len(q.syn), "oldest_ms": oldest_age(q.syn),
             "entries": [{"peer": peer_text(e), "age_ms": e.age_ms, "retrans": e.retrans} for e in q.syn]},
         "drops": q.drops,
     }

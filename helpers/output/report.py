@@ -14,13 +14,13 @@ from typing import Any
 
 from drgn_ss.kernel.strings import escape_name, json_name
 from drgn_ss.output.cells import age_text
-from drgn_ss.output.queues import queue_text
+from drgn_ss.output.queues import oldest_age, queue_text
 from drgn_ss.output.text import STATE_NAMES, endpoint_text
 from drgn_ss.owners import Owner
 from drgn_ss.report import Finding, Report, holders
 from drgn_ss.sockets.limits import PAGE_SIZE, ProtoMemory
 from drgn_ss.sockets.queues import ListenerQueues
-from drgn_ss.sockets.record import AF_INET, AF_INET6, TCP_TIME_WAIT, Socket
+from drgn_ss.sockets.record import AF_INET, AF_INET6, Socket
 from drgn_ss.sockets.tcpinfo import TcpInfo
 from drgn_ss.sockets.unix import AF_UNIX, ss_name
 
@@ -98,7 +98,6 @@ def report_json(report: Report) -> dict[str, Any]:
     """The report as one JSON object (docs/usage.md, "The triage report", names each key)."""
     data = report.input
     limits = {ns.inum: ns.limits for ns in data.namespaces}
-    tw_by_netns = Counter(s.netns for s in data.socks if s.kind == "timewait" and s.state == TCP_TIME_WAIT)
     return {
         "netns": [ns.inum for ns in data.namespaces],
         "totals": _totals_json(report),
@@ -107,14 +106,14 @@ def report_json(report: Report) -> dict[str, Any]:
         "close_wait": _close_wait_json(report),
         "orphans": {"count": report.orphans, "max": data.host.max_orphans},
         "time_wait": {
-            "count": report.time_wait,
+            "count": sum(report.time_wait_by_netns.values()),
             "max": data.namespaces[0].limits.max_tw_buckets if len(data.namespaces) == 1 else None,
-            "by_netns": [{"netns": inum, "count": tw_by_netns.get(inum, 0), "max": lim.max_tw_buckets}
+            "by_netns": [{"netns": inum, "count": report.time_wait_by_netns[inum], "max": lim.max_tw_buckets}
                          for inum, lim in limits.items()],
             "by_peer": [{"peer": _peer_key(*p), "count": n} for p, n in report.time_wait_by_peer],
             "port_use": [{"peer": _peer_key(family, addr, port), "netns": netns, "in_use": n,
-                          "range": list(next(ns.port_range for ns in data.namespaces if ns.inum == netns))}
-                         for (family, addr, port, netns), n in report.port_use],
+                          "range": list(port_range)}
+                         for (family, addr, port, netns), n, port_range in report.port_use],
         },
         "memory": {"page_size": PAGE_SIZE, "tcp": _proto_memory(data.host.tcp_mem),
                    "udp": _proto_memory(data.host.udp_mem),
@@ -190,14 +189,10 @@ def _proto_memory(m: ProtoMemory) -> dict[str, Any]:
             "under_pressure": m.under_pressure}
 
 
-def _oldest(ages: Sequence[int | None]) -> int | None:
-    return max((a for a in ages if a is not None), default=None)
-
-
 def _listener_json(q: ListenerQueues) -> dict[str, Any]:
     return {"accept_len": q.accept_len, "accept_max": q.accept_max,
-            "oldest_accept_ms": _oldest([e.age_ms for e in q.accept]), "syn_len": len(q.syn),
-            "oldest_syn_ms": _oldest([e.age_ms for e in q.syn]), "drops": q.drops}
+            "oldest_accept_ms": oldest_age(q.accept), "syn_len": len(q.syn),
+            "oldest_syn_ms": oldest_age(q.syn), "drops": q.drops}
 
 
 def _queue_json(report: Report, s: Socket) -> dict[str, Any]:
@@ -275,13 +270,11 @@ def _limits_text(report: Report) -> Iterator[str]:
     data = report.input
     yield f"\nOrphans: {report.orphans} of tcp_max_orphans {data.host.max_orphans}\n"
     for ns in data.namespaces:
-        count = sum(1 for s in data.socks
-                    if s.netns == ns.inum and s.kind == "timewait" and s.state == TCP_TIME_WAIT)
+        count = report.time_wait_by_netns[ns.inum]
         yield f"TIME-WAIT: {count} of tcp_max_tw_buckets {ns.limits.max_tw_buckets} (netns {ns.inum})\n"
     for p, n in report.time_wait_by_peer[:5]:
         yield f"  {n:>7} to {_peer_key(*p)}\n"
-    for (family, addr, port, netns), n in report.port_use[:5]:
-        low, high = next(ns.port_range for ns in data.namespaces if ns.inum == netns)
+    for (family, addr, port, _netns), n, (low, high) in report.port_use[:5]:
         yield f"Local ports to {_peer_key(family, addr, port)}: {n} of {low}-{high}\n"
     for name, m in (("TCP", data.host.tcp_mem), ("UDP", data.host.udp_mem)):
         flag = {True: ", under pressure", False: "", None: ""}[m.under_pressure]

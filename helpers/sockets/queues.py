@@ -31,13 +31,14 @@ from drgn_ss.kernel.facts import kernel_facts
 from drgn_ss.kernel.memory import list_nodes
 from drgn_ss.kernel.program import prog_cached
 from drgn_ss.kernel.target import kernel_memory, object_limit
-from drgn_ss.sockets.inet import sk_meminfo
+from drgn_ss.sockets.inet import SKMEM_FIELDS, sk_meminfo
 from drgn_ss.sockets.record import AF_INET, AF_INET6, TCP_LISTEN, Socket
-from drgn_ss.sockets.unix import AF_UNIX, unix_layout
+from drgn_ss.sockets.unix import AF_UNIX, unix_layout, unix_sock_inode
 
 __all__ = ["ListenerQueues", "QueueEntry", "QueuesLayout", "listener_queues", "queues_layout"]
 
 _U32 = 0xFFFFFFFF
+SKMEM_DROPS = SKMEM_FIELDS.index("drops")
 
 
 class QueueEntry(NamedTuple):
@@ -96,17 +97,23 @@ def queues_layout(prog: Program) -> QueuesLayout:
 
 
 def listener_queues(prog: Program, listeners: Sequence[Socket], requests: Sequence[Socket],
-                    errors: WalkErrors | None = None) -> dict[int, ListenerQueues]:
+                    errors: WalkErrors | None = None,
+                    skmem: dict[int, tuple[int, ...]] | None = None) -> dict[int, ListenerQueues]:
     """
     The queues of each TCP and unix listener in ``listeners``, by its address; ``requests``
     are the SYN-RECV request socks of the same walk (kind "request"), sorted to their
     listeners here. A listener or request that cannot be read is counted and left out.
+
+    :param skmem: :func:`~drgn_ss.sockets.inet.sk_meminfo` of the listeners, where the
+        caller has read it already (their drops are in it); else it is read here
     """
     reader = _QueueReader(prog, errors)
     tcp = [s for s in listeners if s.proto == "tcp" and s.kind == "full" and s.state == TCP_LISTEN]
     unix = [s for s in listeners if s.family == AF_UNIX and s.state == TCP_LISTEN]
     syn_queues = reader.syn_queues({s.address for s in tcp}, requests)
-    drops = {address: values[8] for address, values in sk_meminfo(prog, [*tcp, *unix], errors).items()}
+    if skmem is None:
+        skmem = sk_meminfo(prog, [*tcp, *unix], errors)
+    drops = {address: values[SKMEM_DROPS] for address, values in skmem.items()}
     out: dict[int, ListenerQueues] = {}
     for s in [*tcp, *unix]:
         syn: tuple[QueueEntry, ...]
@@ -200,14 +207,6 @@ class _QueueReader:
         for skb in list_nodes(mem, sk + U.receive_queue, skb_limit, "an accept queue"):
             embryo = mem.read_u64(skb + U.skb_sk)
             peer = mem.read_u64(embryo + U.unix_peer) if embryo else 0
-            entries.append(QueueEntry(AF_UNIX, b"", self._unix_inode(peer) if peer else 0, None))
+            entries.append(QueueEntry(AF_UNIX, b"", unix_sock_inode(mem, U, peer) if peer else 0, None))
         return tuple(entries)
-
-    def _unix_inode(self, sk: int) -> int:
-        """sock_i_ino() of a unix sock."""
-        U, mem = unix_layout(self.prog), self.mem
-        if U.sk_ino is not None:
-            return mem.read_u64(sk + U.sk_ino.offset)
-        sock = mem.read_u64(sk + U.socket_sk_socket)
-        return mem.read_u64(sock + U.inode_from_socket) if sock else 0
 

@@ -17,7 +17,7 @@ from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.kernel.damage import WalkErrors, tolerate, tolerate_counted
 from drgn_ss.kernel.facts import kernel_facts, kernel_layout
 from drgn_ss.kernel.fields import Field, Unpacker
-from drgn_ss.kernel.memory import list_nodes
+from drgn_ss.kernel.memory import Memory, list_nodes
 from drgn_ss.kernel.native import native
 from drgn_ss.kernel.program import prog_cached
 from drgn_ss.kernel.target import kernel_memory, object_limit, physical_memory_bytes
@@ -26,7 +26,7 @@ from drgn_ss.tables.hashtable import MAX_CHAIN, Chains, Walked, chain_entries, n
 from drgn_ss.tables.unix import unix_table_chains, unix_table_shared
 
 __all__ = ["AF_UNIX", "NOT_UNIX", "SOCK_DGRAM", "SOCK_SEQPACKET", "SOCK_STREAM", "UnixExtra",
-           "UnixLayout", "ss_name", "unix_layout", "unix_netid", "unix_sockets"]
+           "UnixLayout", "ss_name", "unix_layout", "unix_netid", "unix_sock_inode", "unix_sockets"]
 
 AF_UNIX = 1
 # include/linux/net.h: enum sock_type
@@ -48,6 +48,14 @@ def ss_name(name: bytes) -> bytes:
     if name[:1] == b"\0":
         return name.replace(b"\0", b"@")
     return name.split(b"\0", 1)[0]
+
+
+def unix_sock_inode(mem: Memory, L: UnixLayout, sk: int) -> int:
+    """sock_i_ino(): the inode of a unix sock's ``struct socket`` (0: none, e.g. not accepted yet)."""
+    if L.sk_ino is not None:
+        return mem.read_u64(sk + L.sk_ino.offset)
+    sock = mem.read_u64(sk + L.socket_sk_socket)
+    return mem.read_u64(sock + L.inode_from_socket) if sock else 0
 
 
 def unix_netid(sock_type: int) -> str:
@@ -144,15 +152,9 @@ class _Decoder:
         self._inodes: dict[int, int] = {}
 
     def inode(self, sk: int) -> int:
-        """sock_i_ino(): the inode of a sock's ``struct socket`` (0: none, e.g. not accepted yet)."""
+        """:func:`unix_sock_inode`, read once per sock."""
         if sk not in self._inodes:
-            L, mem = self.L, self.mem
-            if L.sk_ino is not None:
-                ino = mem.read_u64(sk + L.sk_ino.offset)
-            else:
-                sock = mem.read_u64(sk + L.socket_sk_socket)
-                ino = mem.read_u64(sock + L.inode_from_socket) if sock else 0
-            self._inodes[sk] = ino
+            self._inodes[sk] = unix_sock_inode(self.mem, self.L, sk)
         return self._inodes[sk]
 
     def queue(self, sk: int) -> list[int]:
