@@ -41,6 +41,8 @@ enum {
 #define OUTSIDE "hash chain pointer outside the direct map: damaged"
 #define MET_AGAIN "hash chain meets a node already walked: chains that loop or join"
 #define OTHER_MARKER "a bucket holds another bucket's nulls marker: damaged"
+/* drgn_ss.tables.hashtable.UNHASHED */
+#define UNHASHED "a hash chain's node was unhashed under the walk"
 
 /* The layout a walk decodes with: drgn_ss.sockets.inet.SockLayout, flattened. */
 typedef struct {
@@ -351,6 +353,10 @@ typedef struct {
 	Py_ssize_t link, size, least, max_chain;
 	int nulls;
 	long long marker_base; /* the nulls marker ending bucket 0's chain; -1: not checked */
+	/* A plain hlist's bucket 0 first pointer's address and the distance between buckets: on
+	 * a live kernel each node's pprev must point back at the pointer followed to it (0: not
+	 * checked; drgn_ss.tables.hashtable.Chains.first_at). */
+	uint64_t first_at, stride;
 } Chaining;
 
 /* The walked nodes (w->walked): a drgn_ss._fast.AddressSet, or a Python set of ints. */
@@ -397,6 +403,8 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 	unsigned char buf[MAX_READ];
 	Py_ssize_t hops = 0, sockets = w->faults.sockets;
 	uint64_t addr = 0;
+	/* where the next node's pprev must point (a plain hlist, live): 0, not checked */
+	uint64_t back = (w->live && c->stride && !c->nulls) ? c->first_at + (uint64_t)i * c->stride : 0;
 	w->nadded = 0;
 	while (pos && !(c->nulls && (pos & 1))) {
 		addr = pos - c->link;
@@ -431,6 +439,19 @@ static int walk_chain(Walk *w, const Chaining *c, Py_ssize_t i, uint64_t pos)
 		if (r == 1) {
 			w->faults.buckets++;
 			return 1;
+		}
+		if (back) {
+			uint64_t pprev = 0;
+			if (got >= c->link + 16)
+				memcpy(&pprev, buf + c->link + 8, 8);
+			if (pprev != back) {
+				if (r == 0 && !met && walked_discard(w, addr) < 0)
+					return -1;
+				fault_here(&w->faults, w->mem.fault, UNHASHED, addr);
+				w->faults.buckets++;
+				return 1;
+			}
+			back = pos;
 		}
 		if (met) { /* moved here from a chain already walked: listed there; go on through it */
 			memcpy(&pos, buf + c->link, 8);
@@ -529,7 +550,7 @@ static int forget_chain(Walk *w)
 PyDoc_STRVAR(walk_sockets_doc,
 "walk_sockets(mem, heads, link, nulls, size, least, max_chain, layout, nets, tcp, inodes,\n"
 "             now, hz, cls, proto, kinds, marker_base, head_at, walked, node_lo, node_hi,\n"
-"             known, strays)\n"
+"             known, strays, first_at, stride)\n"
 "    -> (records, bucket_faults, socket_faults, first)\n"
 "\n"
 "Follow the chains starting at heads (first pointers) and decode the sockets of the\n"
@@ -540,7 +561,10 @@ PyDoc_STRVAR(walk_sockets_doc,
 "walked: a set of the node addresses walked so far (an AddressSet, or a set of ints: a node\n"
 "met again cuts its chain), added\n"
 "to; node_lo, node_hi: where a node may be. known: a set of every struct net, or None;\n"
-"strays: a dict that gets {struct net: [count, a socket]} for sockets of no known namespace.");
+"strays: a dict that gets {struct net: [count, a socket]} for sockets of no known namespace.\n"
+"first_at, stride: a plain hlist's bucket 0 first pointer's address and the distance\n"
+"between buckets (0: not checked): live, a node whose pprev does not point back at the\n"
+"pointer followed to it was unhashed under the walk, and its chain is walked again.");
 
 static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *head_at);
 
@@ -552,13 +576,16 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	Walk w;
 	memset(&w, 0, sizeof(w));
 	unsigned long long node_lo, node_hi;
-	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLOOKKOO", &memspec, &heads, &c.link, &c.nulls, &c.size,
+	unsigned long long first_at, stride;
+	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLOOKKOOKK", &memspec, &heads, &c.link, &c.nulls, &c.size,
 			      &c.least, &c.max_chain, &layout, &w.nets, &w.tcp, &w.inodes, &now, &w.hz, &w.cls,
 			      &w.proto, &kinds, &c.marker_base, &head_at, &w.walked, &node_lo, &node_hi,
-			      &w.known, &w.strays))
+			      &w.known, &w.strays, &first_at, &stride))
 		return NULL;
 	w.node_lo = node_lo;
 	w.node_hi = node_hi;
+	c.first_at = first_at;
+	c.stride = stride;
 	w.live = head_at != Py_None;
 	if (!PyDict_Check(layout) || !PyList_Check(heads) || !is_record_type(w.cls) || w.hz <= 0 ||
 	    !PyDict_Check(w.nets) || !(PySet_Check(w.walked) || AddressSet_Check(w.walked)) ||
@@ -1063,6 +1090,7 @@ static PyObject *walk_unix(PyObject *self, PyObject *args)
 	memset(&U, 0, sizeof(U));
 	c.nulls = 0;
 	c.marker_base = -1;
+	c.first_at = c.stride = 0;
 	if (!PyArg_ParseTuple(args, "OOnnnnOOpOOOOnOKKp", &memspec, &heads, &c.link, &c.size, &c.least,
 			      &c.max_chain, &layout, &w.nets, &w.foreign_damage, &U.cls, &U.extra_cls, &U.netids,
 			      &w.full, &w.skb_limit, &w.walked, &node_lo, &node_hi, &w.live))

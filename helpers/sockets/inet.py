@@ -320,7 +320,7 @@ class InetDecoder:
     def _walk(self, chains: Chains, proto: str, nets: dict[int, int], errors: WalkErrors | None,
               out: list[Socket]) -> None:
         L = self.L
-        least = max(L.common_end, chains.link + 8)
+        least = max(L.common_end, chains.link + 16)  # the node's next and pprev
         size = max(L.tcp_end if proto == "tcp" else L.udp_end, least)
         if self.mem.probing:  # let Memory settle how it reads the direct map, where nodes are
             first = next((h for h in chains.heads if h and not (chains.nulls and h & 1)), 0)
@@ -343,7 +343,8 @@ class InetDecoder:
                 continue
             # A live kernel: a chain that faults or strays is walked once more, from its head.
             start, attempt, added = len(out), WalkErrors(), list[int]()
-            self._chain(first, chains, proto, nets, marker, attempt, out, size, least, added)
+            head = chains.first_at + i * chains.stride if chains.stride and not nulls else None
+            self._chain(first, chains, proto, nets, marker, attempt, out, size, least, added, head)
             if attempt:
                 del out[start:]
                 walked.nodes.difference_update(added)
@@ -354,19 +355,23 @@ class InetDecoder:
                     continue
                 first = again
                 if first and not (nulls and first & 1):
-                    self._chain(first, chains, proto, nets, marker, errors, out, size, least)
+                    self._chain(first, chains, proto, nets, marker, errors, out, size, least, None, head)
 
     def _chain(self, first: int, chains: Chains, proto: str, nets: dict[int, int], marker: int | None,
                errors: WalkErrors | None, out: list[Socket], size: int, least: int,
-               added: list[int] | None = None) -> None:
-        """Decode one chain's sockets of the namespaces ``nets`` into ``out``; count what fails."""
+               added: list[int] | None = None, head: int | None = None) -> None:
+        """
+        Decode one chain's sockets of the namespaces ``nets`` into ``out``; count what fails.
+        ``head``: see :func:`~drgn_ss.tables.hashtable.chain_entries`.
+        """
         common = self.L.common.unpack  # no bitfields: a bare itemgetter over struct.unpack_from
         refcnt = self.L.refcnt.get
         decode = self._decode
         append = out.append
         known = self._known
         walked = self.walked()
-        for addr, buf in chain_entries(self.mem, first, chains, size, least, errors, marker, walked, added):
+        for addr, buf in chain_entries(self.mem, first, chains, size, least, errors, marker, walked, added,
+                                       head):
             values = common(buf)
             if values[0] not in nets:  # shared tables hold every namespace's sockets
                 if known is not None and values[0] not in known:
@@ -399,7 +404,7 @@ class InetDecoder:
             self.L.native, nets, proto == "tcp", self.inodes, self._now, self._hz, Socket, proto,
             ("full", "timewait", "request"), chains.marker_base,
             chains.head_at if self.retry else None, walked.nodes, walked.lo, min(walked.hi, (1 << 64) - 1),
-            self._known, strays)
+            self._known, strays, 0 if chains.nulls else chains.first_at, chains.stride)
         tolerate_counted(errors, {"buckets": buckets, "sockets": sockets}, fault)
         out.extend(records)
         for net, (count, addr) in strays.items():

@@ -19,8 +19,8 @@ from drgn_ss.kernel.target import physical_memory_bytes
 
 __all__ = [
     "BUCKETS_PER_READ", "Chains", "LISTENING_NULLS_BASE", "MAX_CHAIN", "MAX_CHILD_EHASH_BUCKETS",
-    "MET_AGAIN", "NULL_IN_NULLS", "NodeSet", "OTHER_MARKER", "OUTSIDE", "STRAYED", "TableDamaged", "Walked",
-    "bucket_head_ok", "bucket_heads", "bucket_limit", "chain_entries", "chase", "hashed_heads",
+    "MET_AGAIN", "NULL_IN_NULLS", "NodeSet", "OTHER_MARKER", "OUTSIDE", "STRAYED", "TableDamaged", "UNHASHED",
+    "Walked",    "bucket_head_ok", "bucket_heads", "bucket_limit", "chain_entries", "chase", "hashed_heads",
     "member_address", "new_walked",
 ]
 
@@ -52,8 +52,18 @@ class Chains(NamedTuple):
     head_at: Callable[[int], int] | None = None
     #: Address of the bucket array: the same for namespaces that share the table.
     array: int = 0
+    #: For plain hlists, the address of bucket 0's first pointer and the distance between
+    #: buckets (0: unknown): on a running kernel each node's ``pprev`` must point back at the
+    #: pointer the walk came through, else the node was unhashed (perhaps freed and reused in
+    #: another chain) under the walk, which then strays unseen; the chain is walked again.
+    first_at: int = 0
+    stride: int = 0
 
 
+#: A plain hlist node whose ``pprev`` is not the pointer the walk followed to it: unhashed
+#: (hlist_del_init_rcu()) or linked elsewhere since; its ``next`` may lead into another
+#: chain. drgn_ss._fast says the same.
+UNHASHED = "a hash chain's node was unhashed under the walk"
 #: drgn_ss._fast says the same.
 OTHER_MARKER = "a bucket holds another bucket's nulls marker: damaged"
 
@@ -133,7 +143,8 @@ def new_walked(mem: Memory, memory_bytes: int, live: bool) -> Walked:
 
 def chain_entries(mem: Memory, first: int, chains: Chains, size: int, least: int,
               errors: WalkErrors | None, marker: int | None = None,
-              walked: Walked | None = None, added: list[int] | None = None) -> Iterator[tuple[int, bytes]]:
+              walked: Walked | None = None, added: list[int] | None = None,
+              head: int | None = None) -> Iterator[tuple[int, bytes]]:
     """
     Follow one chain, reading each struct once: ``size`` bytes (or ``least`` where
     that reaches a missing page). Yields (address, bytes); the next pointer is taken
@@ -141,8 +152,10 @@ def chain_entries(mem: Memory, first: int, chains: Chains, size: int, least: int
     the direct map, comes back to a node it or another chain of the listing passed (a loop
     through a freed node, chains that join: ``walked``), or is longer than
     :data:`MAX_CHAIN`, is cut there and counted; so is one that ends in a nulls marker other
-    than ``marker`` (see :attr:`Chains.marker_base`). The nodes walked are added to
-    ``walked.nodes`` and to ``added``.
+    than ``marker`` (see :attr:`Chains.marker_base`), and, given ``head`` (the address of the
+    bucket's first pointer, a plain hlist on a running kernel), one whose node's ``pprev``
+    does not point back at the pointer the walk came through (:data:`UNHASHED`). The nodes
+    walked are added to ``walked.nodes`` and to ``added``.
     """
     link, nulls = chains.link, chains.nulls
     walked = walked if walked is not None else Walked()
@@ -160,6 +173,10 @@ def chain_entries(mem: Memory, first: int, chains: Chains, size: int, least: int
             if again and (not live or addr in mine):
                 raise FaultError(MET_AGAIN, pos)
             buf = mem.read_some(addr, size, least)
+            if head is not None:
+                if int.from_bytes(buf[link + 8 : link + 16], "little") != head:
+                    raise FaultError(UNHASHED, addr)
+                head = pos
             if not again:  # else moved here from a chain already walked: listed there
                 seen.add(addr)
                 mine.append(addr)

@@ -27,6 +27,7 @@ __all__ = [
 #: one at most 1/16 of memory (alloc_large_system_hash()'s limit), see :func:`bucket_limit`.
 MAX_LISTENING_BUCKETS = 1 << 16
 MAX_UDP_BUCKETS = 1 << 16
+T_SLOT = "struct udp_hslot"
 
 
 def tcp_hashinfo_address(facts: KernelFacts, mem: Memory, net: int) -> int:
@@ -78,7 +79,7 @@ def tcp_listening_chains(facts: KernelFacts, mem: Memory, hashinfo: int) -> Chai
         heads, head_at, array = hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
                                               "head.first", MAX_LISTENING_BUCKETS)
         return Chains(heads, facts.offset("struct inet_connection_sock", "icsk_listen_portaddr_node"), False,
-                      -1, head_at, array)
+                      -1, head_at, array, array + facts.offset(B, "head.first"), facts.size(B))
     heads, head_at, array = hashed_heads(facts, mem, hashinfo, H, "lhash2", "lhash2_mask", B,
                                           "nulls_head.first", MAX_LISTENING_BUCKETS)
     return Chains(heads, nulls_link, True, LISTENING_NULLS_BASE, head_at, array)
@@ -107,5 +108,6 @@ def udp_hash_chains(facts: KernelFacts, mem: Memory, udptable: int) -> Chains:
     if log >= 32 or mask != (1 << log) - 1:
         raise TableDamaged(f"a UDP table's mask and log disagree ({mask:#x}, {log})", udptable)
     heads, head_at, array = hashed_heads(facts, mem, udptable, T, "hash", "mask",
-                                          "struct udp_hslot", "head.first", MAX_UDP_BUCKETS)
-    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False, -1, head_at, array)
+                                          T_SLOT, "head.first", MAX_UDP_BUCKETS)
+    return Chains(heads, facts.offset("struct sock", "__sk_common.skc_node"), False, -1, head_at, array,
+                  array + facts.offset(T_SLOT, "head.first"), facts.size(T_SLOT))

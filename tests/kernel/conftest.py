@@ -96,18 +96,24 @@ def target() -> Target:
 @pytest.fixture(scope="session")
 def prog(target: Target) -> drgn.Program:
     """The kernel under test, with the main debug info only (no module symbols)."""
+    return open_target(target)
+
+
+def open_target(target: Target, path: str | None = None) -> drgn.Program:
+    """A Program of the target (or of ``path``, a copy of its dump), as the prog fixture's."""
     prog = drgn.Program()
     if target.kind == "live":
         prog.set_kernel()
     elif target.kind == "core":
-        assert target.path is not None
-        prog = open_core_dump(target.path)
-        use_core_file(prog, target.path)  # as drgn-ss -c does
+        path = path or target.path
+        assert path is not None
+        prog = open_core_dump(path)
+        use_core_file(prog, path)  # as drgn-ss -c does
     else:
         assert target.path is not None
         set_qemu(prog, target.path)  # as drgn-ss --qemu does
     if os.environ.get("DRGN_SS_NO_DEBUG_INFO") != "1":
-        modules = [path for path in os.environ.get("DRGN_SS_MODULE_DEBUG", "").split(":") if path]
+        modules = [m for m in os.environ.get("DRGN_SS_MODULE_DEBUG", "").split(":") if m]
         prog.load_debug_info([target.vmlinux, *modules] if target.vmlinux else [], main=True)
     return prog
 

@@ -14,13 +14,15 @@ import drgn
 import pytest
 from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.images import ElfImage, elf_build_id
+from drgn_ss.kernel.memory import Memory
+from drgn_ss.kernel.native import native
 from drgn_ss.kernel.program import vmcoreinfo
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.sockets.inet import InetDecoder, sock_layout
-from drgn_ss.tables.hashtable import Chains
-from drgn_ss.tables.inet import tcp_ehash_chains, tcp_hashinfo_address
+from drgn_ss.tables.hashtable import UNHASHED, Chains
+from drgn_ss.tables.inet import tcp_ehash_chains, tcp_hashinfo_address, udp_hash_chains, udp_table_address
 
-from tests.kernel.conftest import Target
+from tests.kernel.conftest import Target, open_target
 from tests.kernel.test_ss import assert_partial_is_true, normalize
 
 DRGN_SS = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
@@ -225,3 +227,51 @@ def test_damaged_dump_does_not_poison_the_facts_cache(target: Target, prog: drgn
     for symbols in (["-s", target.vmlinux], []):
         p = _drgn_ss(target.path or "", *symbols, *options, env=shared)
         assert (p.returncode, p.stdout) == (expected.returncode, expected.stdout), (symbols, p.stderr)
+
+
+def _rest_of_chain(mem: Memory, chains: Chains, node: int) -> list[int]:
+    """The nodes of the chain that holds ``node``, from it to the end (an intact plain hlist)."""
+    for head in chains.heads:
+        seq, pos = list[int](), head
+        while pos and len(seq) < 1000:
+            seq.append(pos - chains.link)
+            pos = mem.read_u64(pos)
+        if node in seq:
+            return seq[seq.index(node):]
+    raise AssertionError(f"{node:#x} is on no chain")
+
+
+def test_unhashed_node_is_walked_again(target: Target, prog: drgn.Program, copy: str) -> None:
+    """
+    On a running kernel a UDP socket can be unhashed, freed and reused in another chain while
+    the walk stands on it; its ``next`` then leads into that other chain and the rest of its
+    own is lost unseen (a plain hlist has no nulls marker to tell). Its ``pprev`` tells: here a
+    copy of the dump with one UDP socket's ``pprev`` moved, read as a running kernel would be.
+    Its chain is walked again, still wrong: counted (one chain), that socket and those after
+    it left out, every other listed; read as a dump (nothing changes under the walk), all of
+    them are listed. C and Python agree.
+    """
+    net = prog["init_net"].address_of_().value_()
+    decoder = InetDecoder(prog, inodes=False, cgroups=False, in_c=False)
+    chains = udp_hash_chains(decoder.facts, decoder.mem, udp_table_address(decoder.facts, decoder.mem, net))
+    intact = [s.address for s in decoder.socks(net, "udp", errors=WalkErrors())]
+    assert len(intact) >= 4, intact
+    moved = intact[len(intact) // 2]
+    lost = _rest_of_chain(decoder.mem, chains, moved)
+    Patcher(prog, copy).write(moved + chains.link + 8, (moved + chains.link).to_bytes(8, "little"))
+    damaged = open_target(target, copy)
+    results = []
+    for in_c in (False, True) if native() is not None else (False,):
+        for live in (False, True):
+            reader = InetDecoder(damaged, inodes=False, cgroups=False, in_c=in_c)
+            reader.retry = live
+            errors = WalkErrors()
+            got = [s.address for s in reader.socks(net, "udp", errors=errors)]
+            if not live:
+                assert got == intact and not errors, errors.describe()
+                continue
+            assert (errors.buckets, errors.sockets, errors.tables) == (1, 0, 0), errors.describe()
+            assert UNHASHED in errors.describe(), errors.describe()
+            assert got == [a for a in intact if a not in lost], (moved, lost, got)
+            results.append(got)
+    assert all(r == results[0] for r in results)
