@@ -24,7 +24,7 @@ LAYERS: list[list[str]] = [
     ["owners", "namespaces"],
     ["holders", "kernel_users", "containers"],  # who holds a socket, past its processes
     ["report"],  # what is wrong: the triage report's findings
-    ["selection", "traffic"],
+    ["selection", "traffic", "fleet"],  # fleet: what the monitoring agents ingest
     ["output"],
     ["commands"],
 ]

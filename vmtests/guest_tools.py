@@ -1,4 +1,5 @@
-"""Debian's NFS server, NFS client tools and crun for the guest: downloaded and unpacked, never installed.
+"""Debian's NFS server, NFS client tools, crun and the monitoring agents (promtool, node_exporter,
+zabbix_agentd) for the guest: downloaded and unpacked, never installed.
 
 The guest runs the host's own binaries over virtiofs, and the host lacks some that
 tests need (``rpc.nfsd``, ``exportfs``, ``rpc.mountd``, ``mount.nfs``, ``crun``).
@@ -39,7 +40,9 @@ __all__ = [
 #: The Debian suite the tools come from (the host's, Debian 12).
 TOOLS_SUITE = "bookworm"
 #: The packages wanted; library packages the host lacks are added.
-GUEST_TOOLS = ("nfs-kernel-server", "nfs-common", "crun")
+GUEST_TOOLS = ("nfs-kernel-server", "nfs-common", "crun",
+               # the agents tests/kernel/test_fleet.py runs: promtool, node_exporter, zabbix_agentd
+               "prometheus", "prometheus-node-exporter", "zabbix-agent")
 #: Bump when the layout under :func:`tools_dir` changes: the next call redoes everything.
 _FORMAT = 1
 _BIN_DIRS = ("usr/sbin", "sbin", "usr/bin", "bin")
@@ -200,7 +203,8 @@ def _stamp_ok(d: Path) -> bool:
         return False
     return (
         isinstance(stamp, dict) and stamp.get("format") == _FORMAT
-        and stamp.get("suite") == TOOLS_SUITE and (d / "root").is_dir()
+        and stamp.get("suite") == TOOLS_SUITE and stamp.get("tools") == list(GUEST_TOOLS)
+        and (d / "root").is_dir()
     )
 
 
@@ -230,7 +234,7 @@ def ensure_guest_tools() -> Path:
         problems = missing_libraries(root)
         if problems:
             raise VMTestError(f"guest tools: libraries missing on the host: {'; '.join(problems)}")
-        stamp = {"format": _FORMAT, "suite": TOOLS_SUITE, "packages": versions}
+        stamp = {"format": _FORMAT, "suite": TOOLS_SUITE, "tools": list(GUEST_TOOLS), "packages": versions}
         tmp = d / "stamp.json.tmp"
         tmp.write_text(json.dumps(stamp, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, d / "stamp.json")

@@ -61,8 +61,8 @@ def prepare_report_options(args: argparse.Namespace) -> None:
 
 
 def report(prog: Program, args: argparse.Namespace, nets: Sequence[int], errors: WalkErrors,
-           out: TextIO) -> None:
-    """Read everything the report needs, and print it (text, or --json)."""
+           out: TextIO) -> int:
+    """Read everything the report needs, and print it (text, or --json); 0 (errors say the rest)."""
     from drgn_ss.output.report import report_json, report_text
     from drgn_ss.report import triage
 
@@ -72,6 +72,7 @@ def report(prog: Program, args: argparse.Namespace, nets: Sequence[int], errors:
         write_output(out, [json.dumps(report_json(found), ensure_ascii=True, indent=1), "\n"])
     else:
         write_output(out, report_text(found))
+    return 0
 
 
 def _report_input(prog: Program, args: argparse.Namespace, nets: Sequence[int],

@@ -34,6 +34,7 @@ from drgn_ss.commands.common import (
     say,
     write_output,
 )
+from drgn_ss.commands.fleet import fleet, prepare_fleet_options
 from drgn_ss.commands.program import check_kernel, no_debug_info_message, open_program
 from drgn_ss.commands.report import prepare_report_options, report
 from drgn_ss.commands.ss_parser import build_parser
@@ -103,6 +104,7 @@ def _main(prog_name: str, argv: Sequence[str], program_options: bool,
         prepare_who_options(args)
         prepare_triage_options(args)
         prepare_report_options(args)
+        prepare_fleet_options(args)
         selection = _selection(args)  # bad options fail before the kernel is opened
         if args.named_netns and (args.netns is not None or args.all_netns):
             raise UsageError("-N names one namespace: it does not go with --netns or --all-netns")
@@ -196,10 +198,10 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     types_before = facts.types_s  # facts are worked out as the walk first needs them
     try:
         nets, tags = _namespaces(prog, args, errors)
-        if args.report:
-            report(prog, args, nets, errors, out)
+        if args.report or args.fleet:  # not a listing: the report, or the agents' output
+            code = (fleet if args.fleet else report)(prog, args, nets, errors, out)
             _warn_partial(args, errors)
-            return EXIT_PARTIAL if errors else 0
+            return code or (EXIT_PARTIAL if errors else 0)
         if args.summary and _summaries(prog, args, selection, nets, tags, errors, out):
             _warn_partial(args, errors)
             return EXIT_PARTIAL if errors else 0

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from drgn_ss.commands.common import ArgumentParser, UsageError, add_version, help_formatter
+from drgn_ss.commands.fleet import add_fleet_options
 from drgn_ss.commands.program import add_program_options
 from drgn_ss.owners import OWNER_SOURCES
 
@@ -241,6 +242,7 @@ def _add_own_options(p: argparse.ArgumentParser) -> None:
                    "peer:((\"COMMAND\",pid=PID,fd=FD),...) (not in ss)")
     _add_who_options(p)
     _add_whats_wrong_options(p)
+    add_fleet_options(p)
     p.add_argument("--owners", choices=OWNER_SOURCES, default="auto",
                    help="where -p finds processes: a walk of the kernel's tasks and file tables "
                    "(kernel), or a scan of /proc/PID/fd as ss does (proc: the live local kernel "

@@ -20,13 +20,15 @@ from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.tables.hashtable import member_address
 
 __all__ = [
-    "PerCpu", "SockStat", "TCP_MIB_ACTIVEOPENS", "TCP_MIB_CURRESTAB", "TCP_MIB_PASSIVEOPENS",
-    "sockstat_counts", "tcp_mib_counters",
+    "IPSTATS_MIB_INOCTETS", "IPSTATS_MIB_OUTOCTETS", "PerCpu", "SockStat", "TCP_MIB_ACTIVEOPENS",
+    "TCP_MIB_CURRESTAB", "TCP_MIB_PASSIVEOPENS", "ip_octets", "sockstat_counts", "tcp_mib_counters",
 ]
 
 #: include/uapi/linux/snmp.h: the TCP MIB's ActiveOpens, PassiveOpens and CurrEstab (a
 #: UAPI enum: it does not move).
 TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, TCP_MIB_CURRESTAB = 5, 6, 9
+#: The same file's IP MIB InOctets and OutOctets (/proc/net/netstat's IpExt, snmp6's Ip6).
+IPSTATS_MIB_INOCTETS, IPSTATS_MIB_OUTOCTETS = 2, 6
 
 
 class SockStat(NamedTuple):
@@ -93,6 +95,31 @@ def tcp_mib_counters(prog: Program, net: int, index: int, pcpu: PerCpu | None = 
     mem = kernel_memory(prog)
     mib = mem.read_u64(net + facts.offset("struct net", "mib.tcp_statistics"))
     return (pcpu or PerCpu(prog)).sum_u64(mib + facts.offset("struct tcp_mib", "mibs") + 8 * index)
+
+
+def ip_octets(prog: Program, net: int, pcpu: PerCpu | None = None) -> tuple[int, int]:
+    """
+    The bytes of IP packets a namespace received and sent, IPv4 and IPv6 together, headers
+    included (IpExt InOctets and OutOctets of /proc/net/netstat plus snmp6's Ip6InOctets and
+    Ip6OutOctets): ``struct ipstats_mib`` per CPU, at ``net->mib.ip_statistics`` and
+    ``ipv6_statistics`` (absent without IPv6).
+    """
+    facts = kernel_facts(prog)
+    mem = kernel_memory(prog)
+    pcpu = pcpu or PerCpu(prog)
+    mibs = facts.offset("struct ipstats_mib", "mibs")
+    got = [0, 0]
+    for member in ("mib.ip_statistics", "mib.ipv6_statistics"):
+        try:
+            at = facts.offset("struct net", member)
+        except LookupError:  # no IPv6
+            continue
+        stats = mem.read_u64(net + at)
+        if not stats:
+            continue
+        got[0] += pcpu.sum_u64(stats + mibs + 8 * IPSTATS_MIB_INOCTETS)
+        got[1] += pcpu.sum_u64(stats + mibs + 8 * IPSTATS_MIB_OUTOCTETS)
+    return got[0] & _U64, got[1] & _U64
 
 
 def _percpu_counter_sum_positive(prog: Program, pcpu: PerCpu, counter: int) -> int:

@@ -54,7 +54,8 @@ def test_a_stamp_means_nothing_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DRGN_SS_CACHE", str(tmp_path))
     d = tmp_path / "guest-tools"
     (d / "root").mkdir(parents=True)
-    stamp = {"format": guest_tools._FORMAT, "suite": guest_tools.TOOLS_SUITE, "packages": {}}
+    stamp = {"format": guest_tools._FORMAT, "suite": guest_tools.TOOLS_SUITE,
+             "tools": list(guest_tools.GUEST_TOOLS), "packages": {}}
     (d / "stamp.json").write_text(json.dumps(stamp))
 
     def no_network(*args: object) -> None:
