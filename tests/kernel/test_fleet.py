@@ -31,8 +31,11 @@ ZABBIX_PORT = 10050
 
 
 @pytest.fixture(scope="module")
-def env(target: Target) -> dict[str, str]:
-    """This process's environment with Debian's agents (vmtests.guest_tools) and drgn-ss on PATH."""
+def env(target: Target, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """
+    This process's environment with Debian's agents (vmtests.guest_tools) and drgn-ss on
+    PATH, and a facts cache drgn-ss can write (the guest's is read-only: a warning a run).
+    """
     if target.kind != "live":
         pytest.skip("runs the agents beside a running kernel")
     from vmtests.guest_tools import tools_dir
@@ -40,6 +43,7 @@ def env(target: Target) -> dict[str, str]:
     root = tools_dir() / "root"
     env = tools_env(str(root) if root.is_dir() else None)
     env["PATH"] = os.path.dirname(sys.executable) + ":" + env["PATH"]
+    env["DRGN_SS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     for tool in ("promtool", "prometheus-node-exporter", "zabbix_agentd"):
         if not shutil.which(tool, path=env["PATH"]):
             pytest.fail(f"{tool} is not in the guest tools (vmtests.guest_tools.GUEST_TOOLS)")
@@ -285,3 +289,80 @@ def test_zabbix_agent_runs_the_userparameters(env: dict[str, str], workload: dic
     finally:
         agent.terminate()
         agent.wait(30)
+
+
+@pytest.fixture
+def small_dir(tmp_path: Any) -> Iterator[str]:
+    """A tmpfs of 512 KB: a textfile directory that can fill up and be made read-only."""
+    path = str(tmp_path / "textfile")
+    os.mkdir(path)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", path], check=False)
+
+
+def _refused(env: dict[str, str], path: str, old: str, why: str) -> None:
+    """--prometheus PATH fails in one line naming ``why``, exit 1, and leaves ``old`` as it was."""
+    p = _drgn_ss(env, "--prometheus", path)
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and why in p.stderr, p.stderr
+    with open(path) as f:
+        assert f.read() == old
+    left = [n for n in os.listdir(os.path.dirname(path)) if n.startswith("drgn_ss.prom.")]
+    assert left in ([], ["drgn_ss.prom.state"]), left  # no temporary file stays
+
+
+def test_bad_targets_leave_the_last_file(env: dict[str, str], workload: dict[str, Any],
+                                         small_dir: str) -> None:
+    """
+    A metric name another file of the directory has, a full disk, a read-only directory and
+    a missing one: one line each, exit 1, the last file intact.
+    """
+    path = os.path.join(small_dir, "drgn_ss.prom")
+    assert _drgn_ss(env, "--prometheus", path).returncode in (0, 3)
+    with open(path) as f:
+        old = f.read()
+    other = os.path.join(small_dir, "other.prom")
+    with open(other, "w") as f:
+        f.write("# TYPE drgn_ss_sockets gauge\ndrgn_ss_sockets 1\n")
+    _refused(env, path, old, "a metric name clash: drgn_ss_sockets")
+    os.unlink(other)
+    filler = os.path.join(small_dir, "filler")
+    with open(filler, "wb", buffering=0) as f, pytest.raises(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+    _refused(env, path, old, "No space left on device")
+    os.unlink(filler)
+    subprocess.run(["mount", "-o", "remount,ro", small_dir], check=True)
+    _refused(env, path, old, "is not writable")
+    p = _drgn_ss(env, "--prometheus", os.path.join(small_dir, "gone", "drgn_ss.prom"))
+    assert p.returncode == 1 and "no directory" in p.stderr, p.stderr
+
+
+def test_interval_keeps_one_program_and_stops_when_told(env: dict[str, str], workload: dict[str, Any],
+                                                        tmp_path: Any) -> None:
+    """
+    --interval rewrites the file each interval from one process (its samples counted in
+    the state), --count stops it, and SIGTERM ends it after the file it is writing (exit 0
+    or 3, the file whole).
+    """
+    import json
+    import signal
+
+    path = str(tmp_path / "drgn_ss.prom")
+    p = _drgn_ss(env, "--prometheus", path, "--interval", "0.5", "--count", "3")
+    assert p.returncode in (0, 3), p.stderr
+    with open(path + ".state") as f:
+        assert json.load(f)["samples"] == 3
+    runner = subprocess.Popen([DRGN_SS, "--prometheus", path, "--interval", "0.5"], env=env,
+                              stderr=subprocess.PIPE, text=True)
+    before = os.stat(path).st_mtime_ns
+    deadline = time.monotonic() + 120
+    while os.stat(path).st_mtime_ns == before:
+        assert time.monotonic() < deadline and runner.poll() is None, "no file was written"
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(120) in (0, 3), runner.stderr.read() if runner.stderr else ""
+    with open(path) as f:
+        assert "drgn_ss_sample_partial" in f.read()  # the last family: the file is whole
