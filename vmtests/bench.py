@@ -302,7 +302,15 @@ def guest_tools(drgn_ss: str, workload: str) -> list[tuple[str, list[str], bool]
     if workload == "tcp":
         tools.append(("drgn-ss -tanp --owners proc", [drgn_ss, "-tanp", "--stats", "--owners", "proc"],
                       False))
+        textfile = os.path.join(tempfile.mkdtemp(prefix="drgn-ss-bench-"), "drgn_ss.prom")
+        tools += [(tool, [drgn_ss, *args], False) for tool, args in fleet_tools(textfile)]
     return tools
+
+
+def fleet_tools(textfile: str) -> list[tuple[str, list[str]]]:
+    """The agents' commands (docs/fleet.md): Zabbix's discovery, and the Prometheus textfile."""
+    return [("drgn-ss --zabbix-discovery connections", ["--zabbix-discovery", "connections"]),
+            ("drgn-ss --prometheus", ["--prometheus", textfile])]
 
 
 def guest_main(established: int, runs: int, budget: float, workload: str = "tcp") -> int:
@@ -385,6 +393,12 @@ def host_runs(where: str, target: list[str], vmlinux: str, env: dict[str, str], 
             if where == "dump" and workload == "tcp":
                 result.update(cold_btf([drgn_ss, *target, "--btf", flags, "--stats"]))
         out.append({"where": where, "tool": tool, **result})
+    if workload == "tcp":
+        with tempfile.TemporaryDirectory(prefix="drgn-ss-bench-") as directory:
+            for tool, args in fleet_tools(os.path.join(directory, "drgn_ss.prom")):
+                progress(f"{where}: {tool} ({established})")
+                out.append({"where": where, "tool": tool,
+                            **measure([drgn_ss, *target, *args], runs, budget, env=env)})
     return out
 
 

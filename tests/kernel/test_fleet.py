@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ DRGN_SS = os.path.join(os.path.dirname(sys.executable), "drgn-ss")
 ZABBIX_CONF = os.path.join(REPO, "scripts", "fleet", "drgn-ss-zabbix.conf")
 NODE_EXPORTER_PORT = 9100
 ZABBIX_PORT = 10050
+CLONE_NEWNET = 0x40000000
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +113,10 @@ def test_values_are_the_workloads(textfile: tuple[str, str], workload: dict[str,
 def test_node_exporter_serves_the_file(env: dict[str, str], textfile: tuple[str, str]) -> None:
     """node_exporter's textfile collector serves every sample of the file, and no error."""
     path, text = textfile
-    exporter = subprocess.Popen(
+    exporter = subprocess.Popen(_private(
         ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.textfile",
          f"--collector.textfile.directory={os.path.dirname(path)}",
-         f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"],
+         f"--web.listen-address=127.0.0.1:{NODE_EXPORTER_PORT}"]),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
         served = _scrape(f"http://127.0.0.1:{NODE_EXPORTER_PORT}/metrics", exporter)
@@ -132,12 +133,58 @@ def _key(sample: Any) -> tuple[str, tuple[tuple[str, str], ...], float]:
     return sample.name, tuple(sorted(sample.labels.items())), sample.value
 
 
+def _private(argv: list[str]) -> list[str]:
+    """
+    ``argv`` in a network namespace of its own, loopback up: the agents' connections leave
+    no TIME-WAIT in the test's namespace (the other tests compare its listings with ss's).
+    """
+    return ["unshare", "--net", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+
+
+def _in_netns_of(pid: int, func: Callable[[], Any]) -> Any:
+    """``func()`` run in a child process in the network namespace of process ``pid``."""
+    import ctypes
+    import pickle
+
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(r)
+            fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+            data = pickle.dumps((True, func()))
+        except BaseException as e:
+            data = pickle.dumps((False, f"{type(e).__name__}: {e}"))
+        try:
+            _write_all(w, data)
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        ok, value = pickle.loads(f.read())
+    os.waitpid(child, 0)
+    if not ok:
+        raise OSError(value)
+    return value
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return str(r.read().decode())
+
+
 def _scrape(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=30) as r:
-                return str(r.read().decode())
+            return str(_in_netns_of(process.pid, lambda: _fetch(url)))
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 err = process.stderr.read().decode() if process.stderr else ""
@@ -262,30 +309,37 @@ def test_zabbix_agent_runs_the_userparameters(env: dict[str, str], workload: dic
     queues_ns = {r["{#LPORT}"]: r for r in rows if r["{#NETNS}"] == str(truth["netns_inode"])
                  and r["{#STATE}"] == "LISTEN"}
     assert queues_ns[str(truth["defer"]["port"])]["{#PROC}"] == "ss-queues"
-    agent = subprocess.Popen(["zabbix_agentd", "-c", conf, "-f"], stdout=subprocess.DEVNULL,
+    agent = subprocess.Popen(_private(["zabbix_agentd", "-c", conf, "-f"]), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, env=env)
+
+    def get(key: str) -> int:
+        """The running agent's value of ``key``, asked from its namespace with zabbix_utils."""
+        def ask() -> tuple[Any, Any]:
+            value = Getter(host="127.0.0.1", port=ZABBIX_PORT, timeout=60).get(key)
+            return value.error, value.value
+
+        error, value = _in_netns_of(agent.pid, ask)
+        assert error is None, (key, error)
+        return int(value)
+
     try:
-        getter = Getter(host="127.0.0.1", port=ZABBIX_PORT, timeout=60)
         deadline = time.monotonic() + 60
         while True:
             try:
-                socket.create_connection(("127.0.0.1", ZABBIX_PORT), timeout=5).close()
+                _in_netns_of(agent.pid, lambda: socket.create_connection(("127.0.0.1", ZABBIX_PORT),
+                                                                         5).close())
                 break
             except OSError:
                 assert time.monotonic() < deadline and agent.poll() is None, "the agent did not start"
                 time.sleep(0.5)
         listening = len(subprocess.run(["ss", "-Htln"], capture_output=True, text=True,
                                        check=True).stdout.splitlines())
-        value = getter.get("drgn-ss.get[sockets,tcp,LISTEN]")
         # every namespace's: ss's here, and the workload's other namespaces' listeners
-        assert value.error is None and int(value.value) >= listening, (value.error, value.value)
-        value = getter.get(f"drgn-ss.get[accept_queue,{truth['defer']['port']}]")
-        assert value.error is None and int(value.value) == len(truth["defer"]["waiting"]), value.error
-        value = getter.get(f"drgn-ss.get[syn_queue,{truth['defer']['port']}]")
-        assert value.error is None and int(value.value) == len(truth["defer"]["syn_recv"]), value.error
+        assert get("drgn-ss.get[sockets,tcp,LISTEN]") >= listening
+        assert get(f"drgn-ss.get[accept_queue,{truth['defer']['port']}]") == len(truth["defer"]["waiting"])
+        assert get(f"drgn-ss.get[syn_queue,{truth['defer']['port']}]") == len(truth["defer"]["syn_recv"])
         with open("/proc/sys/net/ipv4/tcp_max_orphans") as f:
-            value = getter.get("drgn-ss.get[orphans_max]")
-            assert value.error is None and int(value.value) == int(f.read()), value.error
+            assert get("drgn-ss.get[orphans_max]") == int(f.read())
     finally:
         agent.terminate()
         agent.wait(30)
