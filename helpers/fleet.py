@@ -98,11 +98,16 @@ def fleet_sample(prog: Program, nets: Sequence[int], owners: OwnerMap, owners_by
     namespaces = []
     for net in nets:
         try:
+            inum = netns_inode(prog, net)
+        except FaultError as e:  # a namespace a dump lost: its sockets were not listed either
+            tolerate(errors, "namespaces", e)
+            continue
+        try:
             octets: tuple[int, int] | None = ip_octets(prog, net, pcpu)
         except FaultError as e:
             tolerate(errors, "counters", e)
             octets = None
-        namespaces.append(NamespaceRow(netns_inode(prog, net), sockstat_counts(prog, net, errors),
+        namespaces.append(NamespaceRow(inum, sockstat_counts(prog, net, errors),
                                        net_limits(prog, net, errors), octets))
     return FleetSample(now, socks, holders, queues, counters, namespaces, host_limits(prog, errors), errors)
 
