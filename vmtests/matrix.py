@@ -38,6 +38,9 @@ from vmtests.vm import CrashOptions, Guest
 #: The tests of the btf mode: what compares with ss, and who holds a socket (module types, cgroups).
 BTF_TESTS = ("same_lines_as_ss or scripts_under_drgn or terminal_layout or debug_info"
              " or test_kernel_users or test_runs_in or test_who_holds or test_queues or test_report")
+#: The kernels whose live run also runs the real monitoring agents (tests/kernel/test_fleet.py:
+#: ~2 minutes a kernel under TCG): the oldest and newest of the fleet's, the issue's two.
+AGENT_KERNELS = ("6.1", "7.2")
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 WORKLOAD = "tests/kernel/workload.py"
 
@@ -72,6 +75,8 @@ def run_live(kernel: Kernel, args: argparse.Namespace, btf: bool = False) -> Out
     banner(f"{kernel.release}: {mode} (pytest inside the guest{', no debug info' if btf else ''})")
     with Guest(kernel, accel=args.accel, verbose=args.verbose, debuginfo=not btf) as guest:
         env = {**os.environ, "DRGN_SS_TARGET": "live", "DRGN_SS_MODE": mode}
+        if kernel.series in AGENT_KERNELS:
+            env["DRGN_SS_AGENTS"] = "1"
         argv = pytest_argv()
         if btf:
             env["DRGN_SS_NO_DEBUG_INFO"] = "1"

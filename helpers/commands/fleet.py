@@ -162,8 +162,11 @@ def _prometheus(prog: Program, args: argparse.Namespace, nets: Sequence[int], ta
     live = bool(prog.flags & ProgramFlags.IS_LIVE)
     if args.interval and not live:
         raise Failure("--interval samples a running kernel: a dump does not change")
+    from drgn_ss.output.metrics import METRIC_NAMES
+
     path = os.path.abspath(args.prometheus)
     _check_target(path)
+    _sibling_clash(path, {name.removesuffix("_total") for name in METRIC_NAMES})  # before a sample
     ledger = _load_ledger(prog, args, path) if live else _new_ledger(prog, args)
     stop = _stopper() if args.interval else [False]
     written = 0

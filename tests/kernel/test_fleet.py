@@ -39,6 +39,8 @@ def env(target: Target, tmp_path_factory: pytest.TempPathFactory) -> dict[str, s
     """
     if target.kind != "live":
         pytest.skip("runs the agents beside a running kernel")
+    if os.environ.get("DRGN_SS_MODE") and os.environ.get("DRGN_SS_AGENTS") != "1":
+        pytest.skip("the matrix runs the agents on the kernels of vmtests.matrix.AGENT_KERNELS only")
     from vmtests.guest_tools import tools_dir
 
     root = tools_dir() / "root"
