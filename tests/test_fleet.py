@@ -166,3 +166,16 @@ def test_zabbix_discovery_and_items() -> None:
             parse_key(bad)
     with pytest.raises(ZabbixKeyError):
         item_value(s, *parse_key("sockets[tcp,BOGUS]"))
+
+
+def test_option_errors_come_before_the_kernel_is_opened(capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad agent options fail in one line, exit 2, without opening anything (-c names no file)."""
+    from drgn_ss.commands.ss import command
+
+    for argv in (["--prometheus", "/tmp/metrics.txt"], ["--interval", "5"], ["--count", "2"],
+                 ["--prometheus", "/tmp/x.prom", "--zabbix-get", "time_wait"], ["--zabbix-get", "nope"],
+                 ["--zabbix-discovery", "sockets"], ["--prometheus", "/tmp/x.prom", "-t"],
+                 ["--prometheus", "/tmp/x.prom", "--prometheus-label", "netns=1"]):
+        assert command([*argv, "-c", "/nonexistent/vmcore"]) == 2, argv
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 2 and err[1] == "Try 'drgn-ss --help'." and "nonexistent" not in err[0], err

@@ -89,6 +89,9 @@ def prepare_fleet_options(args: argparse.Namespace) -> None:
         raise UsageError("--count says how many files --interval writes: give --interval too")
     if not modes:
         return
+    if args.prometheus and not args.prometheus.endswith(".prom"):
+        raise UsageError(f"--prometheus {args.prometheus}: the textfile collector reads only files "
+                         "named *.prom")
     if args.filter or getattr(args, "filter_file", None) or args.tables or args.listening or args.all:
         raise UsageError("the agents' output is of every socket of the namespaces: "
                          "no tables, states or filter")
@@ -191,10 +194,8 @@ def _prometheus(prog: Program, args: argparse.Namespace, nets: Sequence[int], ta
 
 
 def _check_target(path: str) -> None:
-    """The textfile's directory exists and is writable, and its name is one the collector reads."""
+    """The textfile's directory exists and is writable."""
     directory = os.path.dirname(path)
-    if not path.endswith(".prom"):
-        raise UsageError(f"--prometheus {path}: the textfile collector reads only files named *.prom")
     if not os.path.isdir(directory):
         raise Failure(f"cannot write {path}: no directory {directory}")
     if not os.access(directory, os.W_OK | os.X_OK):
