@@ -77,11 +77,12 @@ class FleetSample(NamedTuple):
 
 def fleet_sample(prog: Program, nets: Sequence[int], owners: OwnerMap, owners_by: str,
                  runs_in: dict[int, tuple[str, dict[str, Any]]], errors: WalkErrors,
-                 tables: Sequence[str]) -> FleetSample:
+                 tables: Sequence[str], traffic: bool = True) -> FleetSample:
     """
     Read one sample of the namespaces ``nets`` (``struct net *``): the sockets of ``tables``
     (ss's netids) with their holders from ``owners`` (:func:`~drgn_ss.owners.socket_owners`)
-    and what each process runs in (``runs_in``: pid -> (text, fields)).
+    and what each process runs in (``runs_in``: pid -> (text, fields)). ``traffic``: read
+    each TCP connection's byte counters (one more read a socket; only the ledger uses them).
     """
     from drgn_ss.sockets.families import family_sockets
 
@@ -93,7 +94,7 @@ def fleet_sample(prog: Program, nets: Sequence[int], owners: OwnerMap, owners_by
     listeners = [s for s in socks if s.proto == "tcp" and s.state == TCP_LISTEN]
     requests = [s for s in socks if s.kind == "request"]
     queues = listener_queues(prog, listeners, requests, errors) if listeners else {}
-    counters = tcp_counters(prog, socks, errors)
+    counters = tcp_counters(prog, socks, errors) if traffic else {}
     pcpu = PerCpu(prog)
     namespaces = []
     for net in nets:

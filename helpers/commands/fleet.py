@@ -130,17 +130,27 @@ def _labels(values: Sequence[str]) -> dict[str, str]:
 def fleet(prog: Program, args: argparse.Namespace, nets: Sequence[int], errors: WalkErrors,
           out: TextIO) -> int:
     """Sample the namespaces ``nets`` and write what the agent asked for; the exit status."""
+    if not args.prometheus:
+        write_output(out, [_zabbix(args, _sample(prog, args, nets, errors, False)), "\n"])
+        return 3 if errors else 0
+    return _prometheus(prog, args, nets)
+
+
+def _sample(prog: Program, args: argparse.Namespace, nets: Sequence[int], errors: WalkErrors,
+            prometheus: bool) -> Any:
+    """
+    One sample of every family drgn-ss reads, with holders; for Prometheus also what each
+    process runs in and the TCP byte counters (Zabbix's discovery and items use neither).
+    """
+    from drgn_ss.commands.who import process_containers
     from drgn_ss.fleet import fleet_sample
     from drgn_ss.owners import socket_owners
     from drgn_ss.selection.tables import TABLES
 
     tables = tuple(t for t in TABLES if t != "dccp")
-    if not args.prometheus:
-        owners, owners_by = socket_owners(prog, args.owners, errors, {}, False)
-        sample = fleet_sample(prog, nets, owners or {}, owners_by, {}, errors, tables)
-        write_output(out, [_zabbix(args, sample), "\n"])
-        return 3 if errors else 0
-    return _prometheus(prog, args, nets, tables)
+    owners, owners_by = socket_owners(prog, args.owners, errors, {}, False)
+    runs_in = process_containers(prog, errors) if prometheus else {}
+    return fleet_sample(prog, nets, owners or {}, owners_by, runs_in, errors, tables, traffic=prometheus)
 
 
 def _zabbix(args: argparse.Namespace, sample: Any) -> str:
@@ -156,17 +166,13 @@ def _zabbix(args: argparse.Namespace, sample: Any) -> str:
         raise Failure(str(e)) from None
 
 
-def _prometheus(prog: Program, args: argparse.Namespace, nets: Sequence[int], tables: Sequence[str]) -> int:
+def _prometheus(prog: Program, args: argparse.Namespace, nets: Sequence[int]) -> int:
     """Write the textfile once, or each --interval; 3 if the last sample was partial."""
-    from drgn_ss.commands.who import process_containers
-    from drgn_ss.fleet import fleet_sample
-    from drgn_ss.owners import socket_owners
+    from drgn_ss.output.metrics import METRIC_NAMES
 
     live = bool(prog.flags & ProgramFlags.IS_LIVE)
     if args.interval and not live:
         raise Failure("--interval samples a running kernel: a dump does not change")
-    from drgn_ss.output.metrics import METRIC_NAMES
-
     path = os.path.abspath(args.prometheus)
     _check_target(path)
     _sibling_clash(path, {name.removesuffix("_total") for name in METRIC_NAMES})  # before a sample
@@ -177,9 +183,7 @@ def _prometheus(prog: Program, args: argparse.Namespace, nets: Sequence[int], ta
     while not stop[0]:
         start = time.monotonic()
         errors = WalkErrors()
-        owners, owners_by = socket_owners(prog, args.owners, errors, {}, False)
-        sample = fleet_sample(prog, nets, owners or {}, owners_by, process_containers(prog, errors), errors,
-                              tables)
+        sample = _sample(prog, args, nets, errors, True)
         ledger.add(sample)
         _write_metrics(path, args, sample, ledger, time.monotonic() - start)
         if live:
