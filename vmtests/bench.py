@@ -12,9 +12,13 @@ kernel and size, in one run:
   paused (QMP ``stop``) so that QEMU's emulation does not compete with them for the CPU.
 
 Each tool runs ``--runs`` times (a tool whose runs pass ``--budget`` seconds stops
-early, and says how many it made); the table and the JSON give medians, the ratio to
-native ``ss -tanp`` and ``ss -tan`` of the same size, drgn-ss's own split (start-up, walk
-per socket, owners per open file) from its ``--stats`` line, peak RSS and lines printed.
+early, and says how many it made; a native tool's run still going after ``--budget``
+seconds is killed, and its time and ratios are bounds: ``>60.0``); the table and the
+JSON give medians, the ratio to native ``ss -tanp`` and ``ss -tan`` of the same size,
+drgn-ss's own split (start-up, walk per socket, owners per open file, the memory it
+allocated per socket) from its ``--stats`` line, peak RSS and lines printed. Above
+:data:`GUEST_TOOLS_MAX` sockets the tools are not run inside the guest (minutes a run
+under TCG): only over ``--qemu`` and on the dump.
 drgn-ss's first run on each target starts with an empty facts cache (it loads DWARF):
 that time is reported apart as ``cold_s``; the medians are of the runs after it. One more
 cold run reads the kernel's BTF and kallsyms instead (``--btf``: what a host without debug
@@ -41,6 +45,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -124,10 +129,12 @@ sys.stdout.write("\n".join(out) + "\n")
 # -- measuring one command -------------------------------------------------------------
 
 def run_once(argv: Sequence[str], env: dict[str, str] | None = None,
-             netns: int | None = None) -> dict[str, Any]:
+             netns: int | None = None, stop: float | None = None) -> dict[str, Any]:
     """
     Run a command (in the network namespace of process ``netns``, through nsenter); its
-    wall time, peak RSS, stdout line count and stderr.
+    wall time, peak RSS, stdout line count and stderr. With ``stop``, a run still going
+    after ``stop`` seconds is killed: its wall time is then ``stop``, a lower bound
+    (``stopped``), and its RSS and lines are what it had.
     """
     if netns is not None:
         argv = ["nsenter", f"--net=/proc/{netns}/ns/net", "--", *argv]
@@ -137,24 +144,36 @@ def run_once(argv: Sequence[str], env: dict[str, str] | None = None,
         # ours in (exec records the parent's high-water mark for a vforked child).
         start = time.perf_counter()
         proc = subprocess.Popen([TIME, "-f", "%M", "-o", rss.name, *argv], stdout=out, stderr=err,
-                                env=env)
-        proc.wait()
-        wall = time.perf_counter() - start
+                                env=env, start_new_session=True)
+        stopped = False
+        try:
+            proc.wait(stop)
+        except subprocess.TimeoutExpired:
+            stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        wall = stop if stop is not None and stopped else time.perf_counter() - start
         out.seek(0)
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: out.read(1 << 20), b""))
         err.seek(0)
         stderr = err.read().decode(errors="replace")
-        rss_kb = int(rss.read().split()[-1] or 0)
+        words = rss.read().split()
+        rss_kb = int(words[-1]) if words and words[-1].isdigit() else 0
+    if stopped:
+        return {"wall": wall, "rss_mb": rss_kb / 1024, "lines": lines, "stderr": stderr, "stopped": True}
     if proc.returncode not in (0, 3):
         raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {stderr.strip()[-500:]}")
     return {"wall": wall, "rss_mb": rss_kb / 1024, "lines": lines, "stderr": stderr}
 
 
 def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] | None = None,
-            netns: int | None = None, cold: bool = False) -> dict[str, Any]:
+            netns: int | None = None, cold: bool = False, stop: bool = False) -> dict[str, Any]:
     """
     Run a command up to ``runs`` times (fewer once ``budget`` seconds are spent; at least
     once) and summarise. With ``cold``, one extra run comes first and is reported apart.
+    With ``stop`` (the native tools), a run is killed after ``budget`` seconds: the result
+    is then ``stopped`` and its median the budget, a lower bound on the tool's time.
     """
     result: dict[str, Any] = {"cold_s": None}
     if cold:
@@ -162,8 +181,10 @@ def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] |
     samples: list[dict[str, Any]] = []
     spent = 0.0
     while len(samples) < runs and (not samples or spent < budget):
-        samples.append(run_once(argv, env, netns))
+        samples.append(run_once(argv, env, netns, budget if stop else None))
         spent += samples[-1]["wall"]
+    if any(s.get("stopped") for s in samples):
+        result.update(stopped=True, median_s_bound=">")
     result.update({
         "median_s": round(statistics.median(s["wall"] for s in samples), 4),
         "peak_rss_mb": round(max(s["rss_mb"] for s in samples), 1),
@@ -186,6 +207,9 @@ def measure(argv: Sequence[str], runs: int, budget: float, env: dict[str, str] |
             "us_per_file": round(owners / files * 1e6, 2) if files else None,
             "files": files or None,
         })
+        anon = [float(st["anon_peak_mb"]) for st in stats if st.get("anon_peak_mb")]
+        if sockets and len(anon) == len(stats):
+            result["alloc_b_per_socket"] = round(statistics.median(anon) * 2**20 / sockets)
     return result
 
 
@@ -284,7 +308,8 @@ def native_runs(established: int, runs: int, budget: float, cache: Path,
     with NativeWorkload(established, workload) as w:
         for tool, argv in tools:
             progress(f"native {tool} ({established})")
-            out.append({"where": "native", "tool": tool, **measure(argv, runs, budget, netns=w.netns)})
+            out.append({"where": "native", "tool": tool,
+                        **measure(argv, runs, budget, netns=w.netns, stop=True)})
     return out
 
 
@@ -326,7 +351,8 @@ def guest_main(established: int, runs: int, budget: float, workload: str = "tcp"
         return 1
     drgn_ss = str(Path(sys.executable).parent / "drgn-ss")
     env = {**os.environ, "DRGN_SS_CACHE": tempfile.mkdtemp(prefix="drgn-ss-bench-")}
-    for tool, argv, cold in guest_tools(drgn_ss, workload):
+    # Above GUEST_TOOLS_MAX the TCG guest would take minutes a run: dump and --qemu only.
+    for tool, argv, cold in guest_tools(drgn_ss, workload) if established <= GUEST_TOOLS_MAX else []:
         result = {"where": "guest", "tool": tool, **measure(argv, runs, budget, env=env, cold=cold)}
         if cold and workload == "tcp":  # the start-up table's: the same whatever the workload
             result.update(cold_btf([*argv, "--btf"]))
@@ -334,6 +360,18 @@ def guest_main(established: int, runs: int, budget: float, workload: str = "tcp"
     print("READY", flush=True)
     w.wait()
     return 0
+
+
+#: The largest workload the tools are run inside the guest for (see guest_main).
+GUEST_TOOLS_MAX = 100_000
+
+
+def guest_memory_mb(established: int) -> int:
+    """The guest's RAM for a workload: about 5 KiB a socket past 100,000 (a socket, its file,
+    inode and dentry, and the Python objects holding it), and the dump's RAM with it."""
+    if established <= 30000:
+        return 3072
+    return 4096 + max(0, established - 100_000) * 5 // 1024
 
 
 def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
@@ -344,7 +382,7 @@ def guest_runs(kernel_name: str, established: int, runs: int, budget: float,
     from vmtests.vm import Guest
 
     kernel = get_kernel(kernel_name, flavour_name(DEFAULT_FLAVOUR))
-    memory = 3072 if established <= 30000 else 4096
+    memory = guest_memory_mb(established)
     out: list[dict[str, Any]] = []
     with Guest(kernel, memory_mb=memory, accel=accel) as guest:
         tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=guest.run_dir))
@@ -422,20 +460,29 @@ def machine() -> str:
 def ratios(runs: list[dict[str, Any]], workload: str = "tcp") -> None:
     """
     Add each run's ratio to native ss with -p and without (``ss -tanp`` and ``ss -tan``
-    for TCP, ``ss -xanp`` and ``ss -xan`` for unix) of the same size.
+    for TCP, ``ss -xanp`` and ``ss -xan`` for unix) of the same size. Where a run or its
+    baseline was stopped (:func:`measure`), the ratio is a bound: ``KEY_bound`` says which
+    (``<``: at most, ``>``: at least).
     """
-    native = {(r["sockets"], r["tool"]): r["median_s"] for r in runs if r["where"] == "native"}
+    native = {(r["sockets"], r["tool"]): r for r in runs if r["where"] == "native"}
     for r in runs:
         for tool, key in baselines(workload):
             base = native.get((r["sockets"], tool))
-            r[key] = round(r["median_s"] / base, 3) if base else None
+            r[key] = round(r["median_s"] / base["median_s"], 3) if base and base["median_s"] else None
+            bound = "<" if base and base.get("stopped") else ""
+            bound += ">" if r.get("stopped") else ""
+            if r[key] is not None and len(bound) == 1:
+                r[key + "_bound"] = bound
+            elif bound:  # both stopped: nothing known
+                r[key] = None
 
 
 def fields(workload: str = "tcp") -> tuple[str, ...]:
     """A run's fields in the table, in its order: its ratios are the workload's."""
     (_, key_p), (_, key) = baselines(workload)
     return ("kernel", "sockets", "where", "tool", "median_s", key_p, key, "startup_s", "cold_s",
-            "cold_btf_s", "us_per_socket", "us_per_file", "peak_rss_mb", "lines", "runs")
+            "cold_btf_s", "us_per_socket", "us_per_file", "peak_rss_mb", "alloc_b_per_socket", "lines",
+            "runs")
 
 
 def table(runs: list[dict[str, Any]], workload: str = "tcp") -> str:
@@ -443,9 +490,9 @@ def table(runs: list[dict[str, Any]], workload: str = "tcp") -> str:
     (tool_p, _), (tool, _) = baselines(workload)
     head = ("kernel", "sockets", "where", "tool", "median s", "x " + tool_p.replace(" ", ""),
             "x " + tool.replace(" ", ""), "startup s", "cold s", "cold btf s", "us/socket", "us/file",
-            "RSS MB", "lines", "runs")
-    return _columns([head] + [tuple("-" if r.get(f) is None else str(r[f]) for f in fields(workload))
-                              for r in runs])
+            "RSS MB", "B/socket", "lines", "runs")
+    return _columns([head] + [tuple("-" if r.get(f) is None else r.get(f + "_bound", "") + str(r[f])
+                                    for f in fields(workload)) for r in runs])
 
 
 def _columns(rows: Sequence[Sequence[str]]) -> str:
@@ -517,6 +564,7 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
         r.setdefault("startup_s", None)
         r.setdefault("us_per_socket", None)
         r.setdefault("us_per_file", None)
+        r.setdefault("alloc_b_per_socket", None)
         r.setdefault("cold_s", None)
         r.setdefault("cold_btf_s", None)
     doc = {
@@ -528,8 +576,9 @@ def run_bench(kernels: list[str], sizes: list[int], runs: int, budget: float, js
         "note": f"{workload} workload. native: this host, workload in a private netns; dump/qemu: "
                 "drgn-ss on the host reading the guest (native speed); guest: inside the TCG guest "
                 "(reference only). Ratios are to native ss of the same size, measured in this run.",
-        "runs": [{f: r.get(f) for f in (*fields(workload), "release", "startup_s", "walk_s", "owners_s",
-                                         "render_s", "files", *COLD_FIELDS)}
+        "runs": [{**{f: r.get(f) for f in (*fields(workload), "release", "startup_s", "walk_s", "owners_s",
+                                            "render_s", "files", *COLD_FIELDS)},
+                  **{k: v for k, v in r.items() if k == "stopped" or k.endswith("_bound")}}
                  for r in results],
     }
     sys.stdout.write(f"# {doc['date']}, {doc['machine']}, {workload} workload\n" + table(results, workload)

@@ -9,6 +9,8 @@ nothing but the standard library::
 The first opens ESTABLISHED established TCP sockets (ESTABLISHED/2 loopback connections,
 both ends held) spread over WORKERS processes, 205 listeners, 2,000 UDP sockets and about
 1,000 TIME-WAIT minisocks (renewed as they expire, so the count holds while tools run).
+Past 100,000 established (:func:`tcp_scale`), a busier server: BIG_WORKERS processes, and
+UDP sockets and TIME-WAIT minisocks scaled with the established ones.
 
 With ``--unix``: SOCKETS connected unix stream sockets (SOCKETS/2 connections, both ends
 held) spread over UNIX_WORKERS processes, made through UNIX_LISTENERS listeners bound to
@@ -33,6 +35,8 @@ import time
 from collections.abc import Callable
 
 WORKERS = 54
+#: The workers of a workload past 100,000 established sockets.
+BIG_WORKERS = 100
 LISTENERS = 204  # and the TIME-WAIT listener: 205
 UDP = 2000
 TIME_WAIT = 1000
@@ -150,10 +154,10 @@ def _time_wait(lst: socket.socket, n: int) -> None:
         a.close()
 
 
-def _renew_time_wait(lst: socket.socket) -> None:
+def _renew_time_wait(lst: socket.socket, count: int) -> None:
     while True:
         time.sleep(RENEW)
-        _time_wait(lst, TIME_WAIT * RENEW // 60)
+        _time_wait(lst, count * RENEW // 60)
 
 
 def _tcp_task(listeners: list[socket.socket], mine: list[socket.socket],
@@ -166,27 +170,34 @@ def _tcp_task(listeners: list[socket.socket], mine: list[socket.socket],
     return task
 
 
+def tcp_scale(established: int) -> tuple[int, int, int]:
+    """The workers, UDP sockets and TIME-WAIT minisocks of a TCP workload of this size."""
+    scale = max(1, established // 100_000)
+    return (WORKERS if scale == 1 else BIG_WORKERS), UDP * scale, TIME_WAIT * scale
+
+
 def tcp_main(established: int) -> int:
     """The TCP workload (the module's first form)."""
     pairs = established // 2
-    _raise_fd_limit(2 * pairs // WORKERS + LISTENERS + UDP + 1000)
+    workers, udp_count, time_wait = tcp_scale(established)
+    _raise_fd_limit(2 * pairs // workers + LISTENERS + udp_count + 1000)
     # One listener in eight on IPv6, as on a dual-stack server.
     listeners = [_listener(BASE_PORT + i, socket.AF_INET6 if i % 8 == 7 else socket.AF_INET)
                  for i in range(LISTENERS)]
-    per_worker = _share(pairs, WORKERS)
+    per_worker = _share(pairs, workers)
     children = _start_workers([
-        _tcp_task(listeners, [listeners[i] for i in range(LISTENERS) if i % WORKERS == w], per_worker[w])
-        for w in range(WORKERS)])
+        _tcp_task(listeners, [listeners[i] for i in range(LISTENERS) if i % workers == w], per_worker[w])
+        for w in range(workers)])
     if children is None:
         return 1
     udp = []
-    for i in range(UDP):
+    for i in range(udp_count):  # ports 40000-59999 at most, on as many addresses as it takes
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", UDP_BASE_PORT + i))
+        u.bind((f"127.0.0.{1 + i // 20000}", UDP_BASE_PORT + i % 20000))
         udp.append(u)
     tw = _listener(TW_PORT)
-    _time_wait(tw, TIME_WAIT)
-    threading.Thread(target=_renew_time_wait, args=(tw,), daemon=True).start()
+    _time_wait(tw, time_wait)
+    threading.Thread(target=_renew_time_wait, args=(tw, time_wait), daemon=True).start()
     _hold(children)
     return 0
 

@@ -40,8 +40,12 @@ INTRO = """\
 
 The workload (`vmtests/bench_workload.py`) is a busy server: N established TCP sockets
 (N/2 loopback connections, both ends held) over 55 processes, 205 listeners, 2,000 UDP
-sockets and about 1,000 TIME-WAIT sockets, kept topped up while the tools run. N is the
-`sockets` column; each size is a workload of its own.
+sockets and about 1,000 TIME-WAIT sockets, kept topped up while the tools run. Past
+100,000, a busier server: 101 processes, and 2,000 UDP and 1,000 TIME-WAIT sockets per
+100,000 established (at 1,000,000: 20,000 and 10,000); the guest gets about 5 KiB of RAM
+per socket past 100,000, and the tools are not run inside it (under TCG a run would take
+minutes), only over `--qemu` and on its dump. N is the `sockets` column; each size is a
+workload of its own.
 
 Where each tool runs (the `where` column):
 
@@ -77,6 +81,10 @@ The columns:
   (`users:(...)`), in microseconds per open file.
 - `RSS MB`: peak RSS (GNU time). For `dump` and `qemu` it counts the pages of the mapped
   dump or guest RAM that were read: they are the file's or QEMU's, not allocated.
+- `B/socket`: what drgn-ss allocated, per socket: the most anonymous memory (`RssAnon`,
+  without the mapped dump or guest RAM) its `--stats` saw after the owners, after the walk
+  and at the end, interpreter and drgn included, over the sockets listed (runs before
+  2026-11-29 did not measure it).
 - `lines`: lines printed; `runs`: runs made.
 """
 

@@ -20,7 +20,7 @@ from drgn_ss.kernel.strings import safe_line
 
 __all__ = [
     "ArgumentParser", "EXIT_ERROR", "EXIT_PARTIAL", "EXIT_USAGE", "Failure", "OutputError",
-    "PURE_PYTHON_SLOWER", "ShowVersion", "UsageError", "add_version", "c_part_line", "end_process",
+    "PURE_PYTHON_SLOWER", "ShowVersion", "UsageError", "add_version", "anon_kb", "c_part_line", "end_process",
     "exit_status", "help_formatter", "leave_to_exit", "native_path", "not_run_by_drgn", "output_errors",
     "say", "write_output",
 ]
@@ -231,6 +231,18 @@ def not_run_by_drgn(script: str) -> str:
     """The line a script prints when Python, not drgn, runs it (there is no ``prog``)."""
     return (f"{script}: a drgn script: run it with drgn (drgn scripts/{script} [OPTIONS] for the running "
             f"kernel, drgn -c VMCORE -s VMLINUX scripts/{script} [OPTIONS] for a dump)")
+
+
+def anon_kb() -> int | None:
+    """This process's anonymous memory now (RssAnon, KiB): what it allocated, without mapped files."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"RssAnon:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def native_path() -> bool:

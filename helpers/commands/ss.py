@@ -27,6 +27,7 @@ from drgn_ss.commands.common import (
     EXIT_PARTIAL,
     Failure,
     UsageError,
+    anon_kb,
     end_process,
     exit_status,
     leave_to_exit,
@@ -194,8 +195,7 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     listening = bool(selection.states & 1 << TCP_LISTEN)
     established = bool(selection.states & ~(1 << TCP_LISTEN))
     counts: dict[str, int] = {}
-    t0 = time.perf_counter()
-    types_before = facts.types_s  # facts are worked out as the walk first needs them
+    marks = _Marks(args.stats, facts.types_s)  # facts are worked out as the walk first needs them
     try:
         nets, tags = _namespaces(prog, args, errors)
         if args.report or args.fleet:  # not a listing: the report, or the agents' output
@@ -207,14 +207,14 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
             return EXIT_PARTIAL if errors else 0
         owners, owners_by = (socket_owners(prog, args.owners, errors, counts, args.threads) if args.processes
                              else (None, "ino"))
-        t1 = time.perf_counter()
+        marks.mark()
         ifname = ifname_resolver(prog, errors)
         socks = selection.select(family_sockets(
             prog, nets, selection.protos, listening, established, errors,
             inodes=args.extended or (args.processes and owners_by == "ino") or bool(args.holders),
             cgroups=args.extended or args.cgroup,
             details=args.extended, families=selection.families, states=selection.states), ifname)
-        t2 = time.perf_counter()
+        marks.mark()
         if owners is not None and owners_by == "sock" and not args.pid:  # --pid: each fd once
             subflow_owners(prog, [(s.address, s.socket) for s in socks if s.proto == "tcp"], owners)
         own = own_netns(prog) if args.all_netns else nets[0]
@@ -241,22 +241,45 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
     leave_to_exit(socks, fmt, owners)
     _warn_partial(args, errors)
     if args.stats:
-        _print_stats(args, facts, len(socks), counts.get("files", 0), (t0, t1, t2), types_before)
+        _print_stats(args, facts, len(socks), counts.get("files", 0), marks)
     return EXIT_PARTIAL if errors else 0
 
 
+class _Marks:
+    """
+    --stats: the times a listing's phases start (the owners, the walk, the rest) and the
+    anonymous memory (RssAnon: what the process allocated, not the dump or guest pages it
+    maps) at each phase's end.
+    """
+
+    def __init__(self, on: bool, types_s: float) -> None:
+        self.on, self.types_before = on, types_s
+        self.times = [time.perf_counter()]
+        self.anon: list[int | None] = []
+
+    def mark(self) -> None:
+        self.times.append(time.perf_counter())
+        if self.on:
+            self.anon.append(anon_kb())
+
+
 def _print_stats(args: argparse.Namespace, facts: KernelFacts, sockets: int, files: int,
-                 times: tuple[float, float, float], types_before: float) -> None:
-    """--stats: one JSON line of timings and counts on stderr."""
-    t0, t1, t2 = times
+                 marks: _Marks) -> None:
+    """
+    --stats: one JSON line of timings and counts on stderr. ``anon_peak_mb``: the most
+    anonymous memory seen after the owners, after the walk and at the end.
+    """
+    t0, t1, t2 = marks.times
+    marks.mark()
+    anon = [a for a in marks.anon if a is not None]
     stats = {"sockets": sockets, "files": files, "walk_s": round(t2 - t1, 6),
-             "owners_s": round(t1 - t0, 6), "render_s": round(time.perf_counter() - t2, 6),
+             "owners_s": round(t1 - t0, 6), "render_s": round(marks.times[-1] - t2, 6),
              "debug_info_loaded": facts.loaded_debug_info,
              "types": facts.source, "types_s": round(facts.types_s, 6),
-             "startup_s": round(t0 - args.started + facts.types_s - types_before, 6),
-             "interpreter_s": _seconds_since_start(args.started), "native": native_path()}
+             "startup_s": round(t0 - args.started + facts.types_s - marks.types_before, 6),
+             "interpreter_s": _seconds_since_start(args.started), "native": native_path(),
+             "anon_peak_mb": round(max(anon) / 1024, 1) if anon else None}
     print(json.dumps(stats), file=sys.stderr)
-
 
 
 def _process_names(prog: Program, socks: Sequence[Socket], numeric: bool,

@@ -118,3 +118,28 @@ def _ppid(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def test_memory_per_socket_from_stats() -> None:
+    stats = ('{"sockets": 1024, "files": 0, "walk_s": 0.004, "owners_s": 0, "render_s": 0.001, '
+             '"anon_peak_mb": 3.0}')
+    r = measure([sys.executable, "-c", f"import sys; sys.stderr.write({stats!r})"], 2, 60)
+    assert r["alloc_b_per_socket"] == 3 * 1024
+
+
+def test_a_native_run_past_the_budget_is_stopped_and_its_ratios_are_bounds() -> None:
+    r = measure([sys.executable, "-c", "import time; print('x', flush=True); time.sleep(30)"], 3, 0.5,
+                stop=True)
+    assert r["stopped"] and r["runs"] == 1 and r["median_s"] == 0.5 and r["median_s_bound"] == ">"
+    assert r["lines"] == 1  # what it printed before it was stopped
+    runs = [
+        {"sockets": 10, "where": "native", "tool": "ss -tanp", **r},
+        {"sockets": 10, "where": "native", "tool": "ss -tan", "median_s": 0.1},
+        {"sockets": 10, "where": "dump", "tool": "drgn-ss -tanp", "median_s": 0.25, "kernel": "6.1"},
+    ]
+    ratios(runs)
+    assert runs[2]["x_ss_tanp"] == 0.5 and runs[2]["x_ss_tanp_bound"] == "<"  # at most half
+    assert runs[0]["x_ss_tan"] == 5.0 and runs[0]["x_ss_tan_bound"] == ">"
+    assert runs[0]["x_ss_tanp"] is None  # stopped against itself: nothing known
+    lines = table(runs).splitlines()
+    assert " <0.5 " in lines[3] and " >0.5 " in lines[1]
