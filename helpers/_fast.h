@@ -63,6 +63,30 @@ FAST_INTERNAL void mem_release(Mem *m);
 FAST_INTERNAL int mem_read(Mem *m, uint64_t addr, size_t size, unsigned char *out, Faults *faults);
 /* Ask the CPU to start loading size bytes at addr where the image is mapped (nothing else). */
 FAST_INTERNAL void mem_prefetch(const Mem *m, uint64_t addr, size_t size);
+
+/* Byte ranges of a struct that a decoder reads: [off, off + len), sorted, apart. */
+typedef struct {
+	uint32_t off, len;
+} Span;
+#define MAX_SPANS 48
+/*
+ * The ranges of size bytes at addr that spans name, where the image maps all size bytes:
+ * each copied to the same offset in out (the rest of out is left as it was), 0. Otherwise
+ * mem_read() of all size bytes. A decoder that reads only inside spans sees what it would
+ * have, and only the cache lines it needs are touched.
+ */
+FAST_INTERNAL int mem_read_spans(Mem *m, uint64_t addr, size_t size, const Span *spans, int nspans,
+				 unsigned char *out, Faults *faults);
+/* Where the image maps all size bytes at addr, or NULL (read them with mem_read()). */
+FAST_INTERNAL const unsigned char *mem_ptr(const Mem *m, uint64_t addr, size_t size);
+/* mem_prefetch() of the spans of size bytes at addr (where the image maps them). */
+FAST_INTERNAL void mem_prefetch_spans(const Mem *m, uint64_t addr, size_t size, const Span *spans, int nspans);
+/*
+ * Spans covering the ranges [starts[i], starts[i] + lens[i]) (n of them; those of length 0
+ * are left out) within [0, size), widened to 64-byte lines from the struct's start and
+ * merged: their number, at most MAX_SPANS (else 0: read everything).
+ */
+FAST_INTERNAL int make_spans(const Py_ssize_t *starts, const Py_ssize_t *lens, int n, Py_ssize_t size, Span *out);
 /* spec: (mapping or None, fd or -1, starts, ends, offsets, lo, hi, read, FaultError) */
 FAST_INTERNAL int parse_mem(PyObject *spec, Mem *m);
 

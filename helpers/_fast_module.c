@@ -55,6 +55,75 @@ void mem_prefetch(const Mem *m, uint64_t addr, size_t size)
 			__builtin_prefetch((const char *)m->view.buf + off + i);
 }
 
+const unsigned char *mem_ptr(const Mem *m, uint64_t addr, size_t size)
+{
+	uint64_t off;
+	if (!m->have_view || !mem_locate(m, addr, size, &off))
+		return NULL;
+	return (const unsigned char *)m->view.buf + off;
+}
+
+void mem_prefetch_spans(const Mem *m, uint64_t addr, size_t size, const Span *spans, int nspans)
+{
+	uint64_t off;
+	if (!m->have_view || !mem_locate(m, addr, size, &off))
+		return;
+	const char *base = (const char *)m->view.buf + off;
+	for (int i = 0; i < nspans; i++)
+		for (uint32_t k = 0; k < spans[i].len; k += 64)
+			__builtin_prefetch(base + spans[i].off + k);
+}
+
+int mem_read_spans(Mem *m, uint64_t addr, size_t size, const Span *spans, int nspans, unsigned char *out,
+		   Faults *faults)
+{
+	uint64_t off;
+	if (nspans && m->have_view && mem_locate(m, addr, size, &off)) {
+		const unsigned char *base = (const unsigned char *)m->view.buf + off;
+		for (int i = 0; i < nspans; i++)
+			memcpy(out + spans[i].off, base + spans[i].off, spans[i].len);
+		return 0;
+	}
+	return mem_read(m, addr, size, out, faults);
+}
+
+static int span_cmp(const void *a, const void *b)
+{
+	const Span *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+int make_spans(const Py_ssize_t *starts, const Py_ssize_t *lens, int n, Py_ssize_t size, Span *out)
+{
+	Span all[4 * MAX_SPANS];
+	int k = 0;
+	for (int i = 0; i < n; i++) {
+		if (lens[i] <= 0 || starts[i] < 0 || starts[i] >= size)
+			continue;
+		if (k == 4 * MAX_SPANS)
+			return 0;
+		Py_ssize_t lo = starts[i] & ~(Py_ssize_t)63, hi = (starts[i] + lens[i] + 63) & ~(Py_ssize_t)63;
+		if (hi > size)
+			hi = size;
+		all[k].off = (uint32_t)lo;
+		all[k++].len = (uint32_t)(hi - lo);
+	}
+	qsort(all, k, sizeof(Span), span_cmp);
+	int m = 0;
+	for (int i = 0; i < k; i++) {
+		if (m && all[i].off <= out[m - 1].off + out[m - 1].len) {
+			uint32_t end = all[i].off + all[i].len;
+			if (end > out[m - 1].off + out[m - 1].len)
+				out[m - 1].len = end - out[m - 1].off;
+			continue;
+		}
+		if (m == MAX_SPANS)
+			return 0;
+		out[m++] = all[i];
+	}
+	return m;
+}
+
 int mem_read(Mem *m, uint64_t addr, size_t size, unsigned char *out, Faults *faults)
 {
 	uint64_t off;
