@@ -160,6 +160,48 @@ FAST_INTERNAL int aset_contains(const AddressSet *s, uint64_t key);
 FAST_INTERNAL int aset_add(AddressSet *s, uint64_t key);
 FAST_INTERNAL void aset_discard(AddressSet *s, uint64_t key);
 
+/*
+ * drgn_ss._fast.SockTable (_fast_table.c): inet sockets as compact rows, a
+ * drgn_ss.sockets.record.Socket each on demand. The walk decodes into TRow; what would
+ * be a Python object per field is a number here, and a record is made only when asked for.
+ */
+typedef struct {
+	uint64_t addr, sk_socket, ino, cookie, expires, netns;
+	int64_t recv_q, send_q;
+	uint64_t ifindex, uid, retrans, shutdown;
+	uint8_t src[16], dst[16];
+	uint16_t sport, dport, neg; /* neg: the ROW_NEG_* of fields that are negative ints */
+	uint8_t family, state, kind, timer, v6only, proto, flags;
+} TRow;
+enum { ROW_NEG_IFINDEX = 1, ROW_NEG_INO = 2, ROW_NEG_UID = 4, ROW_NEG_COOKIE = 8, ROW_NEG_RETRANS = 16,
+       ROW_NEG_SHUTDOWN = 32 };
+enum { ROW_TIMER_MS = 1, ROW_NO_SHUTDOWN = 2 };	  /* flags: ms_until(expires); shutdown None */
+enum { ROW_V6ONLY_NONE = 0, ROW_V6ONLY_FALSE = 1, ROW_V6ONLY_TRUE = 2 };
+enum { KIND_FULL, KIND_TIMEWAIT, KIND_REQUEST };
+#define TABLE_PROTOS 4
+
+typedef struct {
+	PyObject_HEAD
+	TRow *rows;
+	Py_ssize_t n, cap;
+	PyObject *cls;			/* Socket */
+	PyObject *kinds[3];		/* "full", "timewait", "request" */
+	PyObject *protos[TABLE_PROTOS];	/* the netids rows name by index */
+	int nprotos;
+	uint64_t now;			/* jiffies, and HZ, for timer_ms */
+	long long hz;
+} SockTable;
+FAST_INTERNAL extern PyTypeObject SockTableType;
+#define SockTable_Check(op) Py_IS_TYPE(op, &SockTableType)
+/* A new row at the table's end (zeroed), or NULL and an error. */
+FAST_INTERNAL TRow *table_push(SockTable *t);
+/* The index of proto in t->protos, added if new; -1 and an error if there are too many. */
+FAST_INTERNAL int table_proto(SockTable *t, PyObject *proto);
+/* max(expires - now as signed long, 0) * 1000 // hz, as a Python int (big for garbage). */
+FAST_INTERNAL PyObject *ms_until(uint64_t now, long long hz, uint64_t expires);
+/* Row i as a Socket record. */
+FAST_INTERNAL PyObject *table_record(SockTable *t, Py_ssize_t i);
+
 FAST_INTERNAL extern PyMethodDef fast_walk_methods[];   /* _fast_walk.c */
 FAST_INTERNAL extern PyMethodDef fast_owners_methods[]; /* _fast_owners.c */
 FAST_INTERNAL extern PyMethodDef fast_render_methods[]; /* _fast_render.c */

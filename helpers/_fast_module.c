@@ -8,6 +8,7 @@
  *   _fast_render.c  ss's cells, buffer accounting, lines  drgn_ss.output.text
  *   _fast_btf.c     BTF type index, kallsyms names        drgn_ss.kernel.btf, drgn_ss.kernel.kallsyms
  *   _fast_aset.c    a set of node addresses                drgn_ss.tables.hashtable.Walked
+ *   _fast_table.c   inet sockets as compact rows           drgn_ss.sockets.record.Socket
  * Offsets come from Python (the facts), so nothing here knows a kernel version.
  *
  * Here: reading kernel memory, from an image of physical memory where the direct map
@@ -277,7 +278,9 @@ PyMODINIT_FUNC PyInit__fast(void)
 		  PyModule_AddFunctions(m, fast_owners_methods) < 0 ||
 		  PyModule_AddFunctions(m, fast_render_methods) < 0 ||
 		  PyModule_AddFunctions(m, fast_btf_methods) < 0 || PyType_Ready(&AddressSetType) < 0 ||
-		  PyModule_AddObjectRef(m, "AddressSet", (PyObject *)&AddressSetType) < 0))
+		  PyModule_AddObjectRef(m, "AddressSet", (PyObject *)&AddressSetType) < 0 ||
+		  PyType_Ready(&SockTableType) < 0 ||
+		  PyModule_AddObjectRef(m, "SockTable", (PyObject *)&SockTableType) < 0))
 		Py_CLEAR(m);
 	return m;
 }

@@ -592,6 +592,206 @@ done:
 	return out;
 }
 
+/* -- cells of a SockTable's rows: socket_cells() without a record ---------------------- */
+
+/* hosts[(address, v6only)] by the row's address bytes, family and v6only: open addressing. */
+typedef struct {
+	uint8_t key[18]; /* address (16), family, v6only + 1 (0: an empty slot) */
+	PyObject *cell;
+} HostSlot;
+
+typedef struct {
+	HostSlot *slots;
+	size_t mask, used;
+	PyObject *hosts;
+} Hosts;
+
+static uint64_t host_hash(const uint8_t *key)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (int i = 0; i < 18; i++)
+		h = (h ^ key[i]) * 1099511628211ULL;
+	return h;
+}
+
+static void hosts_release(Hosts *h)
+{
+	for (size_t i = 0; h->slots && i <= h->mask; i++)
+		Py_XDECREF(h->slots[i].cell);
+	PyMem_Free(h->slots);
+}
+
+static int hosts_grow(Hosts *h)
+{
+	size_t cap = h->slots ? (h->mask + 1) * 2 : 256;
+	HostSlot *old = h->slots, *slots = PyMem_Calloc(cap, sizeof(HostSlot));
+	if (!slots) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	for (size_t i = 0; old && i <= h->mask; i++) {
+		if (!old[i].key[17])
+			continue;
+		size_t j = host_hash(old[i].key) & (cap - 1);
+		while (slots[j].key[17])
+			j = (j + 1) & (cap - 1);
+		slots[j] = old[i];
+	}
+	PyMem_Free(old);
+	h->slots = slots;
+	h->mask = cap - 1;
+	return 0;
+}
+
+/* The cell of an address (as hosts[(bytes, v6only)] makes it), a new reference. */
+static PyObject *row_host_cell(Hosts *h, const uint8_t *addr, uint8_t family, uint8_t v6only)
+{
+	uint8_t key[18] = {0};
+	int alen = family == 10 ? 16 : 4;
+	memcpy(key, addr, alen);
+	key[16] = family;
+	key[17] = (uint8_t)(v6only + 1);
+	if ((!h->slots || (h->used + 1) * 2 > h->mask + 1) && hosts_grow(h) < 0)
+		return NULL;
+	size_t j = host_hash(key) & h->mask;
+	while (h->slots[j].key[17] && memcmp(h->slots[j].key, key, 18))
+		j = (j + 1) & h->mask;
+	if (!h->slots[j].key[17]) {
+		PyObject *bytes = PyBytes_FromStringAndSize((const char *)addr, alen);
+		PyObject *flag = v6only == ROW_V6ONLY_NONE ? Py_None : v6only == ROW_V6ONLY_TRUE ? Py_True : Py_False;
+		PyObject *k = bytes ? PyTuple_Pack(2, bytes, flag) : NULL;
+		PyObject *cell = k ? cached(h->hosts, k) : NULL;
+		Py_XDECREF(bytes);
+		Py_XDECREF(k);
+		if (!cell)
+			return NULL;
+		memcpy(h->slots[j].key, key, 18);
+		h->slots[j].cell = cell;
+		h->used++;
+	}
+	Py_INCREF(h->slots[j].cell);
+	return h->slots[j].cell;
+}
+
+/* services[(port, proto)] by proto index and port, made once each. */
+static PyObject *row_port_cell(Ports *p, PyObject **services, uint16_t port, PyObject *proto)
+{
+	if (!port) {
+		Py_INCREF(p->star);
+		return p->star;
+	}
+	PyObject **slot = (p->numeric || (p->lo <= port && port <= p->hi)) ? &p->numbers[port] : &services[port];
+	if (!*slot) {
+		PyObject *v = PyLong_FromLong(port);
+		*slot = !v ? NULL : slot == &p->numbers[port] ? PyObject_Str(v) : port_cell(p, v, proto);
+		Py_XDECREF(v);
+		if (!*slot)
+			return NULL;
+	}
+	Py_INCREF(*slot);
+	return *slot;
+}
+
+/* queues[size], made once for each size under 4096. */
+static PyObject *row_queue_cell(PyObject *queues, PyObject **small, int64_t size)
+{
+	if (size >= 0 && size < 4096 && small[size]) {
+		Py_INCREF(small[size]);
+		return small[size];
+	}
+	PyObject *v = PyLong_FromLongLong(size);
+	PyObject *cell = v ? cached(queues, v) : NULL;
+	Py_XDECREF(v);
+	if (cell && size >= 0 && size < 4096) {
+		Py_INCREF(cell);
+		small[size] = cell;
+	}
+	return cell;
+}
+
+PyDoc_STRVAR(table_cells_doc,
+"table_cells(table, hosts, services, queues, states, numeric, ephemeral) -> list[list[str]]\n"
+"\n"
+"socket_cells() of a SockTable's rows, without making their records: the same cells.");
+
+static PyObject *table_cells(PyObject *self, PyObject *args)
+{
+	SockTable *t;
+	PyObject *queues, *states, *ephemeral, *out = NULL;
+	Ports ports = {NULL, NULL, NULL, 0, 0, 0};
+	Hosts hosts = {NULL, 0, 0, NULL};
+	PyObject **services = NULL, **small = NULL;
+	if (!PyArg_ParseTuple(args, "O!O!O!O!O!pO!", &SockTableType, &t, &PyDict_Type, &hosts.hosts, &PyDict_Type,
+			      &ports.services, &PyDict_Type, &queues, &PyTuple_Type, &states, &ports.numeric,
+			      &PyTuple_Type, &ephemeral))
+		return NULL;
+	if (PyTuple_GET_SIZE(ephemeral) != 2 || PyTuple_GET_SIZE(states) < 1) {
+		PyErr_SetString(PyExc_ValueError, "table_cells: (lo, hi) and state names");
+		return NULL;
+	}
+	ports.lo = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 0));
+	ports.hi = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 1));
+	if (PyErr_Occurred())
+		return NULL;
+	Py_ssize_t n = t->n, nstates = PyTuple_GET_SIZE(states);
+	ports.star = PyUnicode_FromString("*");
+	ports.numbers = PyMem_Calloc(65536, sizeof(PyObject *));
+	services = PyMem_Calloc((size_t)TABLE_PROTOS * 65536, sizeof(PyObject *));
+	small = PyMem_Calloc(4096, sizeof(PyObject *));
+	out = PyList_New(NCELLS);
+	if (!ports.star || !ports.numbers || !services || !small || !out) {
+		if (!PyErr_Occurred())
+			PyErr_NoMemory();
+		goto error;
+	}
+	for (int c = 0; c < NCELLS; c++) {
+		PyObject *col = PyList_New(n);
+		if (!col)
+			goto error;
+		PyList_SET_ITEM(out, c, col);
+	}
+	for (Py_ssize_t i = 0; i < n; i++) {
+		const TRow *r = &t->rows[i];
+		PyObject *proto = t->protos[r->proto], **svc = services + (size_t)r->proto * 65536;
+		PyObject *cell[NCELLS];
+		Py_INCREF(proto);
+		cell[C_PROTO] = proto;
+		cell[C_STATE] = PyTuple_GET_ITEM(states, r->state < nstates ? r->state : 0);
+		Py_INCREF(cell[C_STATE]);
+		cell[C_RECVQ] = row_queue_cell(queues, small, r->recv_q);
+		cell[C_SENDQ] = row_queue_cell(queues, small, r->send_q);
+		cell[C_LOCAL] = row_host_cell(&hosts, r->src, r->family, r->v6only);
+		cell[C_SPORT] = row_port_cell(&ports, svc, r->sport, proto);
+		cell[C_PEER] = row_host_cell(&hosts, r->dst, r->family, r->v6only);
+		cell[C_DPORT] = row_port_cell(&ports, svc, r->dport, proto);
+		int failed = 0;
+		for (int c = 0; c < NCELLS; c++) {
+			if (cell[c])
+				PyList_SET_ITEM(PyList_GET_ITEM(out, c), i, cell[c]);
+			else
+				failed = 1;
+		}
+		if (failed)
+			goto error;
+	}
+	goto done;
+error:
+	Py_CLEAR(out);
+done:
+	for (size_t k = 0; services && k < (size_t)TABLE_PROTOS * 65536; k++)
+		Py_XDECREF(services[k]);
+	for (int k = 0; small && k < 4096; k++)
+		Py_XDECREF(small[k]);
+	for (int v = 0; ports.numbers && v < 65536; v++)
+		Py_XDECREF(ports.numbers[v]);
+	PyMem_Free(services);
+	PyMem_Free(small);
+	PyMem_Free(ports.numbers);
+	hosts_release(&hosts);
+	Py_XDECREF(ports.star);
+	return out;
+}
+
 /* str(v) of an int: an ASCII string made directly where v fits in 64 bits (an inode number). */
 static PyObject *int_text(PyObject *v)
 {
@@ -700,6 +900,7 @@ PyMethodDef fast_render_methods[] = {
 	{"format_lines", format_lines, METH_VARARGS, format_lines_doc},
 	{"users_cells", users_cells, METH_VARARGS, users_cells_doc},
 	{"socket_cells", socket_cells, METH_VARARGS, socket_cells_doc},
+	{"table_cells", table_cells, METH_VARARGS, table_cells_doc},
 	{"unix_cells", unix_cells, METH_VARARGS, unix_cells_doc},
 	{NULL, NULL, 0, NULL},
 };

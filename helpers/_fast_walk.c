@@ -149,35 +149,14 @@ struct Walk {
 	 * each socket's address, inode and peer), trimmed with w->out. */
 	struct Side { uint64_t addr, ino, peer, sock; } *side;
 	Py_ssize_t nside, side_cap;
+	/* The inet walk's output: rows of table (given), or records in out made through a row of
+	 * scratch; proto_index: the walk's table in theirs. */
+	SockTable *table, *scratch;
+	int proto_index;
 	/* What of a node walk_chain() reads from a mapped image (0 spans: all of it). */
 	Span spans[MAX_SPANS];
 	int nspans;
 };
-
-/* max(expires - now as signed long, 0) * 1000 // HZ, as a Python int. */
-static PyObject *ms_until(Walk *w, uint64_t expires)
-{
-	int64_t delta = (int64_t)(expires - w->now);
-	if (delta <= 0)
-		return PyLong_FromLong(0);
-	unsigned __int128 ms = (unsigned __int128)(uint64_t)delta * 1000 / (unsigned long long)w->hz;
-	if (!(ms >> 64))
-		return PyLong_FromUnsignedLongLong((unsigned long long)ms);
-	/* Garbage from a freed socket, as big as Python makes it. */
-	PyObject *d = PyLong_FromLongLong(delta), *k = PyLong_FromLong(1000), *h = PyLong_FromLongLong(w->hz);
-	PyObject *p = d && k ? PyNumber_Multiply(d, k) : NULL;
-	PyObject *q = p && h ? PyNumber_FloorDivide(p, h) : NULL;
-	Py_XDECREF(d);
-	Py_XDECREF(k);
-	Py_XDECREF(h);
-	Py_XDECREF(p);
-	return q;
-}
-
-static PyObject *make_bytes(const unsigned char *buf, Py_ssize_t off, Py_ssize_t size)
-{
-	return PyBytes_FromStringAndSize((const char *)buf + off, size);
-}
 
 static int read_u64(Walk *w, uint64_t addr, uint64_t *v)
 {
@@ -200,171 +179,144 @@ static int read_u32(Walk *w, uint64_t addr, uint64_t *v)
 	return r;
 }
 
-/* Append a Socket to w->out; 0, 1 (socket fault, counted) or -1 (error). */
-static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
+/* A field's value into *v, and bit into *neg if field_int() would make it a negative int. */
+static inline void put(const unsigned char *buf, const Field *f, uint64_t *v, uint16_t *neg, uint16_t bit)
+{
+	*v = get(buf, f);
+	if (f->sign && !f->bits && (int64_t)*v < 0)
+		*neg |= bit;
+}
+
+/* Decode a socket into row r: 0, 1 (a socket fault, kept but not counted) or -1 (error). */
+static int decode_row(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size, TRow *r)
 {
 	const Layout *L = &w->L;
 	unsigned long family = get(buf, &L->family);
 	unsigned long raw_state = get(buf, &L->state);
-	PyObject *src, *dst;
-	if (family == AF_INET6_) {
-		src = make_bytes(buf, L->v6_rcv_saddr, 16);
-		dst = make_bytes(buf, L->v6_daddr, 16);
-	} else {
-		src = make_bytes(buf, L->rcv_saddr.offset, 4);
-		dst = make_bytes(buf, L->daddr.offset, 4);
-	}
-	uint64_t be = get(buf, &L->dport);
-	unsigned long dport = ((be & 0xff) << 8) | ((be >> 8) & 0xff);
-	PyObject *items[SOCKET_FIELDS] = {NULL};
-	int r = -1;
 	if (raw_state == 0 || raw_state > TCP_MAX_STATE) {
-		Py_XDECREF(src);
-		Py_XDECREF(dst);
 		fault_here(&w->faults, w->mem.fault, BAD_STATE, addr);
-		w->faults.sockets++;
 		return 1;
 	}
-	Py_INCREF(w->proto);
-	items[0] = w->proto;
-	items[1] = PyLong_FromUnsignedLong(family);
-	items[3] = src;
-	items[4] = field_int(buf, &L->num);
-	items[5] = dst;
-	items[6] = PyLong_FromUnsignedLong(dport);
-	items[7] = field_int(buf, &L->bound_dev_if);
-	items[13] = field_int(buf, &L->cookie);
-	Py_INCREF(w->netns);
-	items[14] = w->netns;
-	items[18] = PyLong_FromUnsignedLongLong(addr);
+	r->family = (uint8_t)family;
+	if (family == AF_INET6_) {
+		memcpy(r->src, buf + L->v6_rcv_saddr, 16);
+		memcpy(r->dst, buf + L->v6_daddr, 16);
+	} else {
+		memcpy(r->src, buf + L->rcv_saddr.offset, 4);
+		memcpy(r->dst, buf + L->daddr.offset, 4);
+	}
+	uint64_t be = get(buf, &L->dport);
+	r->dport = (uint16_t)(((be & 0xff) << 8) | ((be >> 8) & 0xff));
+	r->sport = (uint16_t)get(buf, &L->num);
+	put(buf, &L->bound_dev_if, &r->ifindex, &r->neg, ROW_NEG_IFINDEX);
+	put(buf, &L->cookie, &r->cookie, &r->neg, ROW_NEG_COOKIE);
+	r->addr = addr;
 	if (raw_state == TCP_TIME_WAIT || raw_state == TCP_NEW_SYN_RECV) {
 		int tw = raw_state == TCP_TIME_WAIT;
 		Py_ssize_t end = tw ? L->tw_end : L->req_end;
 		if (got < end) {
 			int rr = mem_read(&w->mem, addr, end, buf, &w->faults);
-			if (rr) {
-				r = rr;
-				goto out;
-			}
+			if (rr)
+				return rr;
 		}
 		if (tw) {
 			uint64_t substate = get(buf, &L->tw_substate);
 			if (substate != TCP_FIN_WAIT2 && substate != TCP_TIME_WAIT) {
 				fault_here(&w->faults, w->mem.fault, BAD_STATE, addr);
-				r = 1;
-				goto out;
+				return 1;
 			}
-		}
-		items[2] = tw ? field_int(buf, &L->tw_substate) : PyLong_FromLong(TCP_SYN_RECV);
-		Py_INCREF(Py_None);
-		items[8] = Py_None;
-		items[9] = PyLong_FromLong(0);
-		items[10] = PyLong_FromLong(0);
-		items[11] = PyLong_FromLong(0);
-		items[12] = PyLong_FromLong(0);
-		Py_INCREF(Py_None);
-		items[15] = Py_None;
-		Py_INCREF(Py_None);
-		items[16] = Py_None;
-		items[17] = tw ? w->timewait : w->request;
-		Py_INCREF(items[17]);
-		items[19] = PyLong_FromLong(tw ? 3 : 1);
-		items[20] = ms_until(w, get(buf, tw ? &L->tw_expires : &L->req_expires));
-		items[21] = tw ? PyLong_FromLong(0) : field_int(buf, &L->req_retrans);
-		items[22] = PyLong_FromLong(0);
-	} else {
-		if (got < size) { /* a full socket after all: fault here if it must */
-			int rr = mem_read(&w->mem, addr, size, buf, &w->faults);
-			if (rr) {
-				r = rr;
-				goto out;
-			}
-		}
-		if (get(buf, &L->protocol) != (w->tcp ? IPPROTO_TCP_ : IPPROTO_UDP_)) {
-			fault_here(&w->faults, w->mem.fault, OTHER_PROTOCOL, addr);
-			r = 1;
-			goto out;
-		}
-		long long recv_q, send_q;
-		int timer = 0;
-		PyObject *timer_ms = NULL;
-		uint64_t retrans = 0;
-		if (w->tcp) {
-			if (raw_state == TCP_LISTEN) {
-				recv_q = (long long)get(buf, &L->ack_backlog);
-				send_q = (long long)get(buf, &L->max_ack_backlog);
-			} else {
-				uint64_t diff = (get(buf, &L->rcv_nxt) - get(buf, &L->copied_seq)) & 0xffffffffULL;
-				recv_q = diff >= (1ULL << 31) ? 0 : (long long)diff;
-				send_q = (long long)((get(buf, &L->write_seq) - get(buf, &L->snd_una)) & 0xffffffffULL);
-			}
-			uint64_t pending = get(buf, &L->pending);
-			if (pending == ICSK_TIME_RETRANS || pending == ICSK_TIME_PROBE0 ||
-			    pending == ICSK_TIME_LOSS_PROBE || pending == ICSK_TIME_REO_TIMEOUT) {
-				timer_ms = ms_until(w, get(buf, &L->timeout));
-				if (pending == ICSK_TIME_PROBE0) {
-					timer = 4;
-					retrans = get(buf, &L->probes_out);
-				} else {
-					timer = 1;
-					retrans = get(buf, &L->retransmits);
-				}
-			} else if (get(buf, &L->keepalive_pprev)) {
-				timer = 2;
-				timer_ms = ms_until(w, get(buf, &L->keepalive_expires));
-				retrans = get(buf, &L->probes_out);
-			}
+			r->state = (uint8_t)substate;
 		} else {
-			recv_q = (long long)get(buf, &L->rmem_alloc) - (long long)get(buf, &L->forward_deficit);
-			send_q = (long long)get(buf, &L->wmem_alloc) - 1;
+			r->state = TCP_SYN_RECV;
+			put(buf, &L->req_retrans, &r->retrans, &r->neg, ROW_NEG_RETRANS);
 		}
-		uint64_t sk_socket = get(buf, &L->sk_socket);
-		if (L->sk_ino.size) {
-			items[11] = field_int(buf, &L->sk_ino);
-		} else if (sk_socket && w->inodes) {
-			uint64_t v;
-			int rr = read_u64(w, sk_socket + L->inode_from_socket, &v);
-			if (rr) {
-				r = rr;
-				Py_XDECREF(timer_ms);
-				goto out;
-			}
-			items[11] = PyLong_FromUnsignedLongLong(v);
-		} else {
-			items[11] = PyLong_FromLong(0);
-		}
-		items[2] = PyLong_FromUnsignedLong(raw_state);
-		if (family == AF_INET6_ && (raw_state == TCP_LISTEN || raw_state == TCP_CLOSE))
-			items[8] = get(buf, &L->ipv6only) ? Py_True : Py_False;
-		else
-			items[8] = Py_None;
-		Py_INCREF(items[8]);
-		items[9] = PyLong_FromLongLong(recv_q);
-		items[10] = PyLong_FromLongLong(send_q);
-		items[12] = field_int(buf, &L->uid);
-		items[15] = field_int(buf, &L->shutdown);
-		Py_INCREF(Py_None);
-		items[16] = Py_None;
-		Py_INCREF(w->full);
-		items[17] = w->full;
-		items[19] = PyLong_FromLong(timer);
-		items[20] = timer_ms ? timer_ms : PyLong_FromLong(0);
-		items[21] = PyLong_FromUnsignedLongLong(retrans);
-		items[22] = PyLong_FromUnsignedLongLong(sk_socket);
+		r->flags = ROW_NO_SHUTDOWN | ROW_TIMER_MS;
+		r->kind = tw ? KIND_TIMEWAIT : KIND_REQUEST;
+		r->timer = tw ? 3 : 1;
+		r->expires = get(buf, tw ? &L->tw_expires : &L->req_expires);
+		return 0;
 	}
-	Py_INCREF(Py_None);
-	items[23] = Py_None; /* extra: a family's own fields; inet has none */
-	PyObject *rec = new_record((PyTypeObject *)w->cls, items, SOCKET_FIELDS);
-	if (!rec)
-		goto out;
-	r = PyList_Append(w->out, rec);
-	Py_DECREF(rec);
-out:
-	for (int i = 0; i < SOCKET_FIELDS; i++)
-		Py_XDECREF(items[i]);
-	if (r == 1)
+	if (got < size) { /* a full socket after all: fault here if it must */
+		int rr = mem_read(&w->mem, addr, size, buf, &w->faults);
+		if (rr)
+			return rr;
+	}
+	if (get(buf, &L->protocol) != (w->tcp ? IPPROTO_TCP_ : IPPROTO_UDP_)) {
+		fault_here(&w->faults, w->mem.fault, OTHER_PROTOCOL, addr);
+		return 1;
+	}
+	if (w->tcp) {
+		if (raw_state == TCP_LISTEN) {
+			r->recv_q = (long long)get(buf, &L->ack_backlog);
+			r->send_q = (long long)get(buf, &L->max_ack_backlog);
+		} else {
+			uint64_t diff = (get(buf, &L->rcv_nxt) - get(buf, &L->copied_seq)) & 0xffffffffULL;
+			r->recv_q = diff >= (1ULL << 31) ? 0 : (long long)diff;
+			r->send_q = (long long)((get(buf, &L->write_seq) - get(buf, &L->snd_una)) & 0xffffffffULL);
+		}
+		uint64_t pending = get(buf, &L->pending);
+		if (pending == ICSK_TIME_RETRANS || pending == ICSK_TIME_PROBE0 ||
+		    pending == ICSK_TIME_LOSS_PROBE || pending == ICSK_TIME_REO_TIMEOUT) {
+			r->flags |= ROW_TIMER_MS;
+			r->expires = get(buf, &L->timeout);
+			r->timer = pending == ICSK_TIME_PROBE0 ? 4 : 1;
+			r->retrans = get(buf, pending == ICSK_TIME_PROBE0 ? &L->probes_out : &L->retransmits);
+		} else if (get(buf, &L->keepalive_pprev)) {
+			r->flags |= ROW_TIMER_MS;
+			r->timer = 2;
+			r->expires = get(buf, &L->keepalive_expires);
+			r->retrans = get(buf, &L->probes_out);
+		}
+	} else {
+		r->recv_q = (long long)get(buf, &L->rmem_alloc) - (long long)get(buf, &L->forward_deficit);
+		r->send_q = (long long)get(buf, &L->wmem_alloc) - 1;
+	}
+	r->sk_socket = get(buf, &L->sk_socket);
+	if (L->sk_ino.size) {
+		put(buf, &L->sk_ino, &r->ino, &r->neg, ROW_NEG_INO);
+	} else if (r->sk_socket && w->inodes) {
+		int rr = read_u64(w, r->sk_socket + L->inode_from_socket, &r->ino);
+		if (rr)
+			return rr;
+	}
+	r->state = (uint8_t)raw_state;
+	if (family == AF_INET6_ && (raw_state == TCP_LISTEN || raw_state == TCP_CLOSE))
+		r->v6only = get(buf, &L->ipv6only) ? ROW_V6ONLY_TRUE : ROW_V6ONLY_FALSE;
+	put(buf, &L->uid, &r->uid, &r->neg, ROW_NEG_UID);
+	put(buf, &L->shutdown, &r->shutdown, &r->neg, ROW_NEG_SHUTDOWN);
+	r->kind = KIND_FULL;
+	return 0;
+}
+
+/*
+ * Append a socket to w->table (a row), or to w->out (a record made from a row of
+ * w->scratch); 0, 1 (socket fault, counted) or -1 (error).
+ */
+static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py_ssize_t size)
+{
+	SockTable *t = w->table ? w->table : w->scratch;
+	TRow *r = table_push(t);
+	if (!r)
+		return -1;
+	uint64_t inum = PyLong_AsUnsignedLongLong(w->netns);
+	if (inum == (uint64_t)-1 && PyErr_Occurred()) {
+		t->n--;
+		return -1;
+	}
+	r->netns = inum;
+	r->proto = (uint8_t)w->proto_index;
+	int rr = decode_row(w, addr, buf, got, size, r);
+	if (rr == 1)
 		w->faults.sockets++;
-	return r;
+	if (rr || !w->table) {
+		PyObject *rec = rr ? NULL : table_record(t, t->n - 1);
+		t->n--;
+		if (rr)
+			return rr;
+		rr = rec ? PyList_Append(w->out, rec) : -1;
+		Py_XDECREF(rec);
+	}
+	return rr;
 }
 
 /* An inet socket of a namespace listed: decoded unless freed or damaged. */
@@ -610,11 +562,17 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 	memset(&w, 0, sizeof(w));
 	unsigned long long node_lo, node_hi;
 	unsigned long long first_at, stride;
-	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLOOKKOOKK", &memspec, &heads, &c.link, &c.nulls, &c.size,
+	PyObject *table = Py_None;
+	if (!PyArg_ParseTuple(args, "OOnpnnnOOppKLOOOLOOKKOOKK|O", &memspec, &heads, &c.link, &c.nulls, &c.size,
 			      &c.least, &c.max_chain, &layout, &w.nets, &w.tcp, &w.inodes, &now, &w.hz, &w.cls,
 			      &w.proto, &kinds, &c.marker_base, &head_at, &w.walked, &node_lo, &node_hi,
-			      &w.known, &w.strays, &first_at, &stride))
+			      &w.known, &w.strays, &first_at, &stride, &table))
 		return NULL;
+	if (table != Py_None && (!SockTable_Check(table) || ((SockTable *)table)->now != now ||
+				 ((SockTable *)table)->hz != w.hz || ((SockTable *)table)->cls != w.cls)) {
+		PyErr_SetString(PyExc_TypeError, "walk_sockets: out is a SockTable of this cls, now and hz");
+		return NULL;
+	}
 	w.node_lo = node_lo;
 	w.node_hi = node_hi;
 	c.first_at = first_at;
@@ -653,6 +611,15 @@ static PyObject *walk_sockets(PyObject *self, PyObject *args)
 		}
 	}
 	w.now = now;
+	/* Rows go to the table given, or through a scratch table of the walk's own to records. */
+	w.scratch = (SockTable *)PyObject_CallFunction((PyObject *)&SockTableType, "OOKL", w.cls, kinds,
+						       (unsigned long long)now, w.hz);
+	w.table = table != Py_None ? (SockTable *)table : NULL;
+	if (!w.scratch || (w.proto_index = table_proto(w.table ? w.table : w.scratch, w.proto)) < 0) {
+		Py_XDECREF(w.scratch);
+		mem_release(&w.mem);
+		return NULL;
+	}
 	return walk_heads(&w, heads, &c, head_at);
 }
 
@@ -742,7 +709,7 @@ static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *h
 		}
 		if (!pos || (c.nulls && (pos & 1)))
 			continue;
-		Py_ssize_t start = PyList_GET_SIZE(w.out);
+		Py_ssize_t start = w.table ? w.table->n : PyList_GET_SIZE(w.out);
 		Faults before = w.faults;
 		int r = walk_chain(&w, &c, i, pos);
 		if (r < 0)
@@ -750,7 +717,11 @@ static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *h
 		if (r == 0 || head_at == Py_None)
 			continue;
 		/* A live kernel: walk the chain once more from its head, as if the first time had not been. */
-		if (PyList_SetSlice(w.out, start, PyList_GET_SIZE(w.out), NULL) < 0 || forget_chain(&w) < 0)
+		if (w.table)
+			w.table->n = start;
+		else if (PyList_SetSlice(w.out, start, PyList_GET_SIZE(w.out), NULL) < 0)
+			goto done;
+		if (forget_chain(&w) < 0)
 			goto done;
 		if (w.nside > start)
 			w.nside = start;
@@ -776,7 +747,7 @@ static PyObject *walk_heads(Walk *w_, PyObject *heads, Chaining *c_, PyObject *h
 	}
 	if (w.finish && w.finish(&w) < 0)
 		goto done;
-	result = Py_BuildValue("OnnO", w.out, w.faults.buckets, w.faults.sockets,
+	result = Py_BuildValue("OnnO", w.table ? (PyObject *)w.table : w.out, w.faults.buckets, w.faults.sockets,
 			       w.faults.first ? w.faults.first : Py_None);
 done: /* result is NULL unless the walk got to the end */
 	PyMem_Free(w.added);
@@ -784,6 +755,7 @@ done: /* result is NULL unless the walk got to the end */
 	mem_release(&w.mem);
 	Py_XDECREF(w.faults.first);
 	Py_DECREF(w.out);
+	Py_XDECREF(w.scratch);
 	return result;
 }
 

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 from drgn_ss.owners import Owner, OwnerMap
 from drgn_ss.sockets.ages import SocketAges
 from drgn_ss.sockets.counters import SockStat
-from drgn_ss.sockets.inet import SKMEM_FIELDS
 from drgn_ss.sockets.limits import HostLimits, NetLimits
+from drgn_ss.sockets.meminfo import SKMEM_FIELDS
 from drgn_ss.sockets.queues import ListenerQueues
 from drgn_ss.sockets.record import (
     AF_INET,

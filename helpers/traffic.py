@@ -22,7 +22,8 @@ from drgn_ss.kernel.fields import Field
 from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.owners import Owner, kernel_owners
 from drgn_ss.sockets.counters import TCP_MIB_ACTIVEOPENS, TCP_MIB_PASSIVEOPENS, PerCpu, tcp_mib_counters
-from drgn_ss.sockets.inet import inet_sockets, sk_meminfo
+from drgn_ss.sockets.inet import inet_sockets
+from drgn_ss.sockets.meminfo import sk_meminfo
 from drgn_ss.sockets.record import Socket
 
 __all__ = [

@@ -14,7 +14,7 @@ from drgn_ss.output.packet import ll_proto_text
 from drgn_ss.output.sockopt import sockopt_text, tos_text
 from drgn_ss.output.tcpinfo import tcp_info_text
 from drgn_ss.output.text import TIMER_NAMES, escape_name, ms_timer, skmem_text
-from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.meminfo import SKMEM_FIELDS
 from drgn_ss.sockets.raw import raw_netid
 from drgn_ss.sockets.sockopt import InetTos
 from drgn_ss.sockets.tcpinfo import TcpInfo

@@ -85,8 +85,8 @@ def _report_input(prog: Program, args: argparse.Namespace, nets: Sequence[int],
     from drgn_ss.sockets.ages import socket_ages
     from drgn_ss.sockets.counters import sockstat_counts
     from drgn_ss.sockets.families import family_sockets
-    from drgn_ss.sockets.inet import sk_meminfo
     from drgn_ss.sockets.limits import host_limits, net_limits
+    from drgn_ss.sockets.meminfo import sk_meminfo
     from drgn_ss.sockets.queues import listener_queues
     from drgn_ss.sockets.tcpinfo import socket_tcp_info
 

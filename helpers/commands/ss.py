@@ -59,7 +59,7 @@ from drgn_ss.owners import socket_owners, subflow_owners
 from drgn_ss.selection.errors import FilterError, SelectionError
 from drgn_ss.selection.states import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.sockets.families import family_sockets
-from drgn_ss.sockets.inet import sk_meminfo
+from drgn_ss.sockets.meminfo import sk_meminfo
 from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.record import TCP_LISTEN, Socket
 
@@ -213,7 +213,8 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
             prog, nets, selection.protos, listening, established, errors,
             inodes=args.extended or (args.processes and owners_by == "ino") or bool(args.holders),
             cgroups=args.extended or args.cgroup,
-            details=args.extended, families=selection.families, states=selection.states), ifname)
+            details=args.extended, families=selection.families, states=selection.states,
+            rows=not any(getattr(args, name, None) for name in _NOT_ROWS)), ifname)
         marks.mark()
         if owners is not None and owners_by == "sock" and not args.pid:  # --pid: each fd once
             subflow_owners(prog, [(s.address, s.socket) for s in socks if s.proto == "tcp"], owners)
@@ -263,6 +264,13 @@ class _Marks:
             self.anon.append(anon_kb())
 
 
+#: Options whose work reads each socket's record, or changes the list of them: without any,
+#: TCP and UDP may come as rows (drgn_ss._fast.SockTable), their records made only on demand.
+_NOT_ROWS = ("addresses", "ages", "all_netns", "bpf", "cgroup", "containers", "extended", "holders",
+             "inet_sockopt", "info", "json", "kernel_users", "memory", "ndjson", "options", "peers", "pid",
+             "queues", "report", "summary", "threads", "tos", "fleet")
+
+
 def _print_stats(args: argparse.Namespace, facts: KernelFacts, sockets: int, files: int,
                  marks: _Marks) -> None:
     """
@@ -288,7 +296,9 @@ def _process_names(prog: Program, socks: Sequence[Socket], numeric: bool,
     Processes' commands by pid, for netlink port ids that are pids (ss looks them up in
     /proc): from the kernel's task list, walked only if a netlink socket is listed.
     """
-    if numeric or not any(s.proto == "nl" and s.sport > 0 for s in socks):
+    tables = getattr(socks, "protos", None)  # a SockTable: TCP and UDP only
+    if numeric or (tables is not None and "nl" not in tables()) or not any(
+            s.proto == "nl" and s.sport > 0 for s in socks):
         return None
     from drgn_ss.tasks import thread_group_leaders
 

@@ -25,7 +25,7 @@ from drgn_ss.output.sockopt import sockopt_fields, sockopt_text, tos_fields, tos
 from drgn_ss.output.unix import unix_columns, unix_details, unix_fields
 from drgn_ss.output.vsock import vsock_cells, vsock_fields
 from drgn_ss.owners import Owner, OwnerMap
-from drgn_ss.sockets.inet import SKMEM_FIELDS
+from drgn_ss.sockets.meminfo import SKMEM_FIELDS
 from drgn_ss.sockets.netlink import AF_NETLINK
 from drgn_ss.sockets.packet import AF_PACKET
 from drgn_ss.sockets.raw import RawExtra, raw_netid
@@ -340,6 +340,8 @@ class Formatter:
         n = len(socks)
         if not n:
             return [[] for _ in COLUMNS]
+        if self._plain_rows(socks):
+            return self._row_columns(socks)
         socks = socks if isinstance(socks, list) else list(socks)
         cells = self._address_cells(socks)
         renamed = [] if {"raw", "sctp"}.isdisjoint(map(_PROTO, socks)) else [
@@ -381,6 +383,31 @@ class Formatter:
         if self.trailer is not None:
             process = [cell + self.trailer(s) for cell, s in zip(process, socks)]
         return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
+
+    def _plain_rows(self, socks: Sequence[Socket]) -> bool:
+        """
+        Whether ``socks`` are the rows of a ``drgn_ss._fast.SockTable`` whose lines show what
+        its rows hold alone: no timer, detail, memory, option, namespace or device name.
+        """
+        extras = (self.skmem, self.tcp_info, self.tos, self.sockopts, self.filters, self.netns_tags,
+                  self.trailer)
+        return (hasattr(socks, "by_family") and not self.annotations and all(x is None for x in extras)
+                and not (self.timers or self.details or self.show_cgroup or self.peers)
+                and self.owners_by != "line" and not cast(Any, socks).any_ifindex())
+
+    def _row_columns(self, socks: Sequence[Socket]) -> list[list[str]]:
+        """:meth:`columns` of a SockTable's rows (:meth:`_plain_rows`), without making their records."""
+        fast = native()
+        assert fast is not None
+        n = len(socks)
+        cells = list(fast.table_cells(socks, self._host_cells, self._service_cells, self._queues,
+                                      _STATE_CELLS, self.numeric, self.ephemeral))
+        if self.owners is not None:
+            key = "address" if self.owners_by == "sock" else "ino"
+            process = self._users_cells(cast(Any, socks).keys(key))
+        else:
+            process = [""] * n
+        return [*cells, process, [""] * n]
 
     def objects(self, socks: Sequence[Socket]) -> Iterator[dict[str, Any]]:
         """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from drgn_ss.selection.errors import AF_UNSPEC, SelectionError, printable
 from drgn_ss.selection.tables import inet_families, socket_tables
@@ -99,6 +99,13 @@ class Selection(NamedTuple):
             protos |= _PACKET
         if protos & {"v_str", "v_dgr"}:  # vsock_type_skip() never skips SEQPACKET sockets
             protos.add("v_seq")
+        rows = getattr(socks, "select", None)  # a drgn_ss._fast.SockTable: TCP and UDP rows
+        if rows is not None:
+            out = rows(protos, tuple(families), states)
+            if self.expr is not None:
+                self.expr.ifname = ifname
+                out = list(filter(self.expr.matches, out))
+            return cast(list[Socket], out)
         # raw_diag lists raw sockets in every state; sctp_diag's passes are all its states do
         socks = socks if isinstance(socks, list) else list(socks)
         seen_states = set(map(operator.itemgetter(2), socks))

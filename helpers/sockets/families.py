@@ -32,7 +32,8 @@ LISTED = ("nl", "p_raw", "p_dgr", *UNIX_NETIDS, "raw", "udp", "tcp", "sctp", "v_
 def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[str],
                    listening: bool = True, established: bool = True, errors: WalkErrors | None = None,
                    inodes: bool = True, cgroups: bool = True, details: bool = False,
-                   families: Sequence[int] = (AF_INET, AF_INET6), states: int = -1) -> list[Socket]:
+                   families: Sequence[int] = (AF_INET, AF_INET6), states: int = -1,
+                   rows: bool = False) -> list[Socket]:
     """
     The sockets of the tables ``protos`` names (ss's netids), of a namespace or of several,
     in ss's order; of several, each namespace's in turn, in the order given.
@@ -43,8 +44,16 @@ def family_sockets(prog: Program, nets: int | Sequence[int], protos: Sequence[st
     :param details: read what ``ss -e`` shows of unix sockets
     :param families: the IP families whose raw and MPTCP sockets are listed
     :param states: the states whose MPTCP connections are listed (mptcp_diag filters them)
+    :param rows: TCP and UDP alone, of one namespace, may come as a ``drgn_ss._fast.SockTable``
+        (:func:`~drgn_ss.sockets.inet.inet_sockets`): a sequence of records made on demand
     """
     nets = [nets] if isinstance(nets, int) else list(nets)
+    if rows and len(nets) == 1 and set(protos) <= {"udp", "tcp"}:
+        inet_protos = tuple(p for p in ("udp", "tcp") if p in protos)
+        table = inet_sockets(prog, nets, inet_protos, listening, established, errors, inodes, cgroups,
+                             rows=True)
+        _not_read(prog, protos, errors)
+        return table
     out: list[Socket] = []
     if "nl" in protos:
         out += netlink_sockets(prog, nets, errors)

@@ -12,7 +12,7 @@ import _socket as socket  # the C module: "socket" adds 2.5 ms of start-up (enum
 import contextlib
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from drgn import FaultError, Program, ProgramFlags
 from drgn_ss.kernel.clock import jiffies, kernel_hz
@@ -54,8 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BAD_STATE", "DAMAGED", "IPPROTO_TCP", "IPPROTO_UDP", "InetDecoder", "NO_NETNS", "OTHER_PROTOCOL",
-    "SKMEM_FIELDS", "SockLayout", "TCP_FIN_WAIT2", "TCP_MAX_STATE", "inet_sockets", "sk_meminfo",
-    "sock_layout",
+    "SockLayout", "TCP_FIN_WAIT2", "TCP_MAX_STATE", "inet_sockets", "sock_layout",
 ]
 
 _TCP_TIMERS = (ICSK_TIME_RETRANS, ICSK_TIME_PROBE0, ICSK_TIME_LOSS_PROBE, ICSK_TIME_REO_TIMEOUT)
@@ -175,6 +174,10 @@ def sock_layout(prog: Program) -> SockLayout:
     return prog_cached(prog, "sock_layout", SockLayout)
 
 
+#: Socket.kind of a full socket, a TIME-WAIT minisock and a request, as the C walk names them.
+_KINDS = ("full", "timewait", "request")
+
+
 class InetDecoder:
     """
     Walk a namespace's tables and decode its sockets; one per listing.
@@ -185,11 +188,14 @@ class InetDecoder:
     """
 
     def __init__(self, prog: Program, inodes: bool = True, cgroups: bool = True,
-                 in_c: bool | None = None) -> None:
+                 in_c: bool | None = None, rows: bool = False) -> None:
         self.prog = prog
         #: Whether the walk runs in C (:mod:`drgn_ss._fast`): by default where it is built
         #: and DRGN_SS_PURE_PYTHON is not set. Cgroup paths (``ss -e``) need Python.
         self.in_c = native() is not None if in_c is None else in_c
+        #: Whether :meth:`socks` may give a ``drgn_ss._fast.SockTable`` (rows, records on
+        #: demand) rather than a list of records: where the walk runs in C.
+        self.rows = rows and self.in_c and not cgroups
         self.facts: KernelFacts = kernel_facts(prog)
         self.mem = kernel_memory(prog)
         self.L = sock_layout(prog)
@@ -289,7 +295,7 @@ class InetDecoder:
                 tolerate(errors, "tables", e)  # its tables cannot be found: the others are listed
         if self._known is None:
             self._known = self.known_netns(errors)
-        out: list[Socket] = []
+        out: list[Socket] = self._new_table() if self.rows else []
         for table in tables.values():
             try:
                 chains = table()
@@ -388,25 +394,38 @@ class InetDecoder:
             except FaultError as e:
                 tolerate(errors, "sockets", e)
 
+    def _clock(self) -> tuple[int, int]:
+        """The kernel's jiffies and HZ, read once: what every timer of the listing is measured against."""
+        if self._now is None:
+            self._now = jiffies(self.prog)
+            self._hz = kernel_hz(self.prog)
+        assert self._hz
+        return self._now, self._hz
+
+    def _new_table(self) -> list[Socket]:
+        """An empty ``drgn_ss._fast.SockTable`` (a sequence of records, typed as the list it stands for)."""
+        fast = native()
+        assert fast is not None
+        return cast(list[Socket], fast.SockTable(Socket, _KINDS, *self._clock()))
+
     def _native_walk(self, chains: Chains, proto: str, nets: dict[int, int], errors: WalkErrors | None,
                      out: list[Socket], size: int, least: int) -> None:
         """:meth:`_walk` in C (:mod:`drgn_ss._fast`): the same records, the same faults."""
         fast = native()
         assert fast is not None
-        if self._now is None:
-            self._now = jiffies(self.prog)
-            self._hz = kernel_hz(self.prog)
-        assert self._hz
+        self._clock()
         walked = self.walked()
         strays: dict[int, list[int]] = {}
         records, buckets, sockets, fault = fast.walk_sockets(
             self.mem.native(), chains.heads, chains.link, chains.nulls, size, least, MAX_CHAIN,
             self.L.native, nets, proto == "tcp", self.inodes, self._now, self._hz, Socket, proto,
-            ("full", "timewait", "request"), chains.marker_base,
+            _KINDS, chains.marker_base,
             chains.head_at if self.retry else None, walked.nodes, walked.lo, min(walked.hi, (1 << 64) - 1),
-            self._known, strays, 0 if chains.nulls else chains.first_at, chains.stride)
+            self._known, strays, 0 if chains.nulls else chains.first_at, chains.stride,
+            out if isinstance(out, fast.SockTable) else None)
         tolerate_counted(errors, {"buckets": buckets, "sockets": sockets}, fault)
-        out.extend(records)
+        if records is not out:
+            out.extend(records)
         for net, (count, addr) in strays.items():
             before, first = self._strays.get(net, (0, addr))
             self._strays[net] = (before + count, first)
@@ -504,52 +523,10 @@ class InetDecoder:
         return uid, shutdown, sk_socket, cgroup, ino, rmem_alloc - forward_deficit, wmem_alloc - 1
 
 
-#: sock_diag_put_meminfo()'s values, in its order (SK_MEMINFO_*): what ``ss -m`` shows as
-#: skmem:(r,rb,t,tb,f,w,o,bl,d).
-SKMEM_FIELDS = ("rmem_alloc", "rcvbuf", "wmem_alloc", "sndbuf", "fwd_alloc", "wmem_queued", "optmem",
-                "backlog", "drops")
-
-
-def sk_meminfo(prog: Program, socks: Sequence[Socket], errors: WalkErrors | None = None
-              ) -> dict[int, tuple[int, ...]]:
-    """
-    The memory counters inet_diag reports for each full socket (sock_diag_put_meminfo()),
-    by the socket's address; minisocks (TIME-WAIT, SYN-RECV) have none. A socket freed
-    since the walk is counted in ``errors`` and left out.
-    """
-    facts = kernel_facts(prog)
-    mem = kernel_memory(prog)
-    S = "struct sock"
-    fields = [facts.field(S, path) for path in (
-        "sk_backlog.rmem_alloc.counter", "sk_rcvbuf", "sk_wmem_alloc.refs.counter", "sk_sndbuf",
-        "sk_forward_alloc", "sk_wmem_queued", "sk_omem_alloc.counter", "sk_backlog.len", "sk_drops.counter")]
-    counters = facts.field(S, "sk_drop_counters") if kernel_layout(prog).sk_drop_counters else None
-    span = max(f.end for f in [*fields, *([counters] if counters else [])])
-    if counters is not None:
-        drops0 = facts.offset("struct numa_drop_counters", "drops0")
-        drops1 = facts.offset("struct numa_drop_counters", "drops1")
-    out = {}
-    for s in socks:
-        if s.kind != "full":
-            continue
-        try:
-            buf = mem.read(s.address, span)
-            values = [f.get(buf) & 0xFFFFFFFF for f in fields]
-            values[2] = (values[2] - 1) & 0xFFFFFFFF  # sk_wmem_alloc_get(): less the socket's own
-            if counters is not None and counters.get(buf):
-                at = counters.get(buf)
-                values[8] = (values[8] + mem.read_u32(at + drops0) + mem.read_u32(at + drops1)) & 0xFFFFFFFF
-        except FaultError as e:
-            tolerate(errors, "sockets", e)
-            continue
-        out[s.address] = tuple(values)
-    return out
-
-
 def inet_sockets(prog: Program, net: int | Sequence[int], protos: tuple[str, ...] = ("udp", "tcp"),
                    listening: bool = True, established: bool = True,
                    errors: WalkErrors | None = None, inodes: bool = True,
-                   cgroups: bool = True) -> list[Socket]:
+                   cgroups: bool = True, rows: bool = False) -> list[Socket]:
     """
     Decode the TCP and UDP sockets of a namespace in ss's order: UDP before TCP, and
     within each, IPv4 before IPv6, each in table order. Of several namespaces: each one's
@@ -559,9 +536,11 @@ def inet_sockets(prog: Program, net: int | Sequence[int], protos: tuple[str, ...
     :param errors: where to count what cannot be read; None: raise FaultError instead.
     :param inodes: read each full socket's inode number (``ino``; else 0).
     :param cgroups: resolve each full socket's cgroup path (``cgroup``; else None).
+    :param rows: of one namespace, the sockets may come as a ``drgn_ss._fast.SockTable``
+        (a sequence of records made on demand; see :class:`InetDecoder`) where the walk is in C.
     """
-    decoder = InetDecoder(prog, inodes, cgroups)
     nets = [net] if isinstance(net, int) else list(net)
+    decoder = InetDecoder(prog, inodes, cgroups, rows=rows and len(nets) == 1)
     out: list[Socket] = []
     groups: dict[tuple[int, int], list[Socket]] = {}
     order = []
@@ -578,6 +557,13 @@ def inet_sockets(prog: Program, net: int | Sequence[int], protos: tuple[str, ...
         if proto not in protos:
             continue
         decoded = decoder.socks(nets, proto, listening, established, errors)
+        if len(nets) == 1 and not isinstance(decoded, list):  # a SockTable: IPv4's rows, then IPv6's
+            ordered = cast(Any, decoded).by_family((AF_INET, AF_INET6))
+            if out:
+                cast(Any, out).extend(ordered)
+            else:
+                out = ordered
+            continue
         if len(nets) == 1:
             for family in (AF_INET, AF_INET6):
                 out += [s for s in decoded if s[1] == family]  # s.family, without the attribute lookup

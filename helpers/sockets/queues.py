@@ -31,7 +31,7 @@ from drgn_ss.kernel.facts import kernel_facts
 from drgn_ss.kernel.memory import list_nodes
 from drgn_ss.kernel.program import prog_cached
 from drgn_ss.kernel.target import kernel_memory, object_limit
-from drgn_ss.sockets.inet import SKMEM_FIELDS, sk_meminfo
+from drgn_ss.sockets.meminfo import SKMEM_FIELDS, sk_meminfo
 from drgn_ss.sockets.record import AF_INET, AF_INET6, TCP_LISTEN, Socket
 from drgn_ss.sockets.unix import AF_UNIX, unix_layout, unix_sock_inode
 

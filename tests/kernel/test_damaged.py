@@ -261,9 +261,10 @@ def test_unhashed_node_is_walked_again(target: Target, prog: drgn.Program, copy:
     Patcher(prog, copy).write(moved + chains.link + 8, (moved + chains.link).to_bytes(8, "little"))
     damaged = open_target(target, copy)
     results = []
-    for in_c in (False, True) if native() is not None else (False,):
+    ways = ((False, False), (True, False), (True, True)) if native() is not None else ((False, False),)
+    for in_c, rows in ways:  # Python, C records, C rows (a SockTable)
         for live in (False, True):
-            reader = InetDecoder(damaged, inodes=False, cgroups=False, in_c=in_c)
+            reader = InetDecoder(damaged, inodes=False, cgroups=False, in_c=in_c, rows=rows)
             reader.retry = live
             errors = WalkErrors()
             got = [s.address for s in reader.socks(net, "udp", errors=errors)]

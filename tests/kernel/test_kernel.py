@@ -86,25 +86,32 @@ def test_raw_decoder_equals_reference(prog: drgn.Program, target: Target, worklo
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
 def test_native_walk_equals_python_walk(prog: drgn.Program, target: Target, workload: dict[str, Any],
                                         proto: str) -> None:
-    """drgn_ss._fast (C) decodes the records the Python decoder decodes, faults included."""
-    if native() is None:
+    """
+    drgn_ss._fast (C) decodes the records the Python decoder decodes, faults included: as
+    records, and as a SockTable's rows (``rows``), whose records are made on demand.
+    """
+    fast = native()
+    if fast is None:
         pytest.skip("drgn_ss._fast is not built")
     net = prog["init_net"].address_of_().value_()
     records = []
-    for in_c in (True, False):
+    for in_c, rows in ((True, False), (True, True), (False, False)):
         errors = WalkErrors()
-        socks = InetDecoder(prog, inodes=True, cgroups=False, in_c=in_c).socks(net, proto, errors=errors)
-        records.append((socks, errors))
-    (c, c_errors), (py, py_errors) = records
+        decoder = InetDecoder(prog, inodes=True, cgroups=False, in_c=in_c, rows=rows)
+        socks = decoder.socks(net, proto, errors=errors)
+        assert isinstance(socks, fast.SockTable) == rows
+        records.append((list(socks), errors))
+    (c, c_errors), (table, table_errors), (py, py_errors) = records
     complete_or_skip(py_errors, workload)
-    assert c_errors == py_errors
+    assert c_errors == py_errors == table_errors
     assert len(py) >= (3 if proto == "udp" else 25)
     if target.kind != "core":
         # A running kernel (live, --qemu): timers re-arm between the passes, and a socket
         # probing a zero window changes its probe count (timer, retrans); dumps compare all.
-        c = [s._replace(timer=0, timer_ms=0, retrans=0) for s in c]
-        py = [s._replace(timer=0, timer_ms=0, retrans=0) for s in py]
+        c, table, py = ([s._replace(timer=0, timer_ms=0, retrans=0) for s in socks]
+                        for socks in (c, table, py))
     assert c == py
+    assert table == py
 
 
 def test_image_read_through_a_file_descriptor_reads_what_drgn_reads(target: Any, prog: drgn.Program) -> None:

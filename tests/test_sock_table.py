@@ -1,0 +1,163 @@
+"""
+drgn_ss._fast.SockTable, the C walk's compact rows, on a small image of memory written here:
+each row holds what was written, its record is the record the walk makes without a table,
+and what a listing does with the rows (ss's order of families, the selection, the owners'
+keys, the cells) is what it does with the records. The kernel matrix compares the rows with
+the Python decoder on every kernel (tests/kernel/test_kernel.py).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+from drgn import FaultError
+from drgn_ss.kernel.native import native
+from drgn_ss.output.text import _STATE_CELLS, Formatter
+from drgn_ss.selection.states import Selection
+from drgn_ss.sockets.record import Socket
+
+DIRECT_MAP = 0xFFFF888000000000
+NET, INUM = DIRECT_MAP + 0x100, 4026531840
+KINDS = ("full", "timewait", "request")
+LINK, SIZE, LEAST, NODE = 56, 256, 72, 1024
+NOW, HZ = 1_000_000, 250
+# Where this image's "struct sock" keeps each field: (offset, size, signed, shift, bits).
+F = {
+    "net": (0, 8), "family": (16, 2), "state": (18, 1), "rcv_saddr": (20, 4), "daddr": (24, 4),
+    "num": (28, 2), "dport": (30, 2), "bound_dev_if": (32, 4, 1), "cookie": (40, 8, 1), "ipv6only": (48, 1),
+    "refcnt": (52, 4), "tw_substate": (104, 1), "tw_expires": (112, 8), "req_retrans": (120, 1),
+    "req_expires": (128, 8), "uid": (136, 4), "shutdown": (140, 1), "sk_socket": (144, 8), "sk_ino": (152, 8),
+    "protocol": (160, 2), "ack_backlog": (164, 4), "max_ack_backlog": (168, 4), "rcv_nxt": (172, 4),
+    "copied_seq": (176, 4), "write_seq": (180, 4), "snd_una": (184, 4), "pending": (188, 1),
+    "retransmits": (189, 1), "probes_out": (190, 1), "timeout": (192, 8), "keepalive_pprev": (200, 8),
+    "keepalive_expires": (208, 8), "rmem_alloc": (216, 4), "wmem_alloc": (220, 4),
+    "forward_deficit": (224, 4),
+}
+LAYOUT: dict[str, Any] = {name: (f[0], f[1], f[2] if len(f) > 2 else 0, 0, 0) for name, f in F.items()}
+LAYOUT.update(v6_rcv_saddr=72, v6_daddr=88, tw_end=136, req_end=136, inode_from_socket=0)
+
+V6 = bytes.fromhex("20010db8000000000000000000000001")
+# The sockets written: the fields of each (the rest 0), and its record's expected fields.
+SOCKETS: list[dict[str, Any]] = [
+    {"family": 2, "state": 1, "rcv_saddr": 0x0100007F, "daddr": 0x0100007F, "num": 22, "dport": 0xA0C3,
+     "rcv_nxt": 110, "copied_seq": 100, "write_seq": 7, "snd_una": 2, "sk_ino": 1234, "uid": 1000,
+     "cookie": 77, "sk_socket": DIRECT_MAP + 0x8000, "pending": 1, "timeout": NOW + 500, "retransmits": 2},
+    {"family": 10, "state": 10, "num": 443, "ack_backlog": 3, "max_ack_backlog": 128, "ipv6only": 1,
+     "sk_ino": 99, "v6": (V6, bytes(16))},
+    {"family": 2, "state": 6, "tw_substate": 6, "rcv_saddr": 0x0100007F, "daddr": 0x0200007F, "num": 40000,
+     "dport": 0x5000, "tw_expires": NOW + 2500},
+    {"family": 2, "state": 12, "num": 8080, "dport": 0x3930, "req_retrans": 1, "req_expires": NOW - 5},
+    {"family": 10, "state": 1, "num": 5000, "dport": 0x8913, "bound_dev_if": -5, "cookie": -2,
+     "v6": (bytes(16), V6), "keepalive_pprev": 1, "keepalive_expires": NOW + 250, "probes_out": 3},
+    {"family": 2, "state": 7, "num": 53, "rmem_alloc": 10, "forward_deficit": 4, "wmem_alloc": 1,
+     "udp": True},
+]
+
+
+def _fast() -> Any:
+    fast = native()
+    if fast is None:
+        pytest.skip("drgn_ss._fast is not built")
+    return fast
+
+
+def _image(sockets: list[dict[str, Any]]) -> tuple[bytearray, list[int]]:
+    """An image holding the sockets on one nulls chain, and the bucket's first pointer."""
+    image = bytearray(NODE * (len(sockets) + 1))
+    for k, values in enumerate(sockets):
+        base = NODE * (k + 1)
+        fields = {"net": NET, "refcnt": 1, "protocol": 17 if values.get("udp") else 6, **values}
+        for name, value in fields.items():
+            if name in F:
+                offset, size, *signed = F[name]
+                data = value.to_bytes(size, "little", signed=bool(signed))
+                image[base + offset:base + offset + size] = data
+        src, dst = values.get("v6", (bytes(16), bytes(16)))
+        image[base + 72:base + 88], image[base + 88:base + 104] = src, dst
+        last = k == len(sockets) - 1
+        nxt = (7 << 1 | 1) if last else DIRECT_MAP + NODE * (k + 2) + LINK  # a nulls marker ends the chain
+        image[base + LINK:base + LINK + 8] = struct.pack("<Q", nxt)
+    return image, [DIRECT_MAP + NODE + LINK]
+
+
+def _walk(sockets: list[dict[str, Any]], tcp: bool = True, table: Any = None) -> Any:
+    fast = _fast()
+    image, heads = _image(sockets)
+
+    def read(addr: int, size: int) -> bytes:
+        raise FaultError("not in the image", addr)
+
+    mem = (bytes(image), -1, [0], [len(image)], [0], DIRECT_MAP, DIRECT_MAP + len(image), read, FaultError)
+    records, buckets, faults, first = fast.walk_sockets(
+        mem, heads, LINK, True, SIZE, LEAST, 64, LAYOUT, {NET: INUM}, tcp, True, NOW, HZ, Socket,
+        "tcp" if tcp else "udp", KINDS, -1, None, fast.AddressSet(), DIRECT_MAP, DIRECT_MAP + len(image),
+        None, {}, 0, 0, table)
+    assert (buckets, faults, first) == (0, 0, None)
+    return records
+
+
+def _table() -> Any:
+    return _fast().SockTable(Socket, KINDS, NOW, HZ)
+
+
+def test_rows_hold_what_was_written() -> None:
+    tcp = [s for s in SOCKETS if not s.get("udp")]
+    table = _walk(tcp, table=_table())
+    assert len(table) == 5
+    est, listen, tw, req, v6 = list(table)
+    assert (est.src, est.sport, est.dst, est.dport) == (b"\x7f\0\0\x01", 22, b"\x7f\0\0\x01", 50080)
+    assert (est.recv_q, est.send_q, est.ino, est.uid, est.cookie, est.netns) == (10, 5, 1234, 1000, 77, INUM)
+    assert (est.timer, est.timer_ms, est.retrans, est.kind, est.shutdown) == (1, 2000, 2, "full", 0)
+    assert (listen.src, listen.recv_q, listen.send_q, listen.v6only) == (V6, 3, 128, True)
+    assert (tw.state, tw.kind, tw.timer, tw.timer_ms, tw.shutdown) == (6, "timewait", 3, 10000, None)
+    assert (req.state, req.kind, req.timer_ms, req.retrans) == (3, "request", 0, 1)
+    assert (v6.ifindex, v6.cookie, v6.dst, v6.v6only, v6.timer, v6.timer_ms) == (-5, -2, V6, None, 2, 1000)
+    assert [s.address for s in table] == [DIRECT_MAP + NODE * (k + 1) for k in range(5)]
+
+
+def test_rows_make_the_records_the_walk_makes_without_a_table() -> None:
+    tcp = [s for s in SOCKETS if not s.get("udp")]
+    assert list(_walk(tcp, table=_table())) == _walk(tcp)
+    udp = [s for s in SOCKETS if s.get("udp")]
+    rows = _walk(udp, tcp=False, table=_table())
+    assert list(rows) == _walk(udp, tcp=False) and (rows[0].recv_q, rows[0].send_q) == (6, 0)
+
+
+def test_table_operations_are_those_of_the_records() -> None:
+    table = _walk([s for s in SOCKETS if not s.get("udp")], table=_table())
+    _walk([s for s in SOCKETS if s.get("udp")], tcp=False, table=table)  # a second walk appends
+    records = list(table)
+    assert [r.proto for r in records] == ["tcp"] * 5 + ["udp"] and set(table.protos()) == {"tcp", "udp"}
+    ordered = table.by_family((2, 10))
+    assert list(ordered) == [r for r in records if r.family == 2] + [r for r in records if r.family == 10]
+    assert table.keys("ino") == [r.ino for r in records]
+    assert table.keys("address") == [r.address for r in records]
+    assert table.any_ifindex() and not table.by_family((2,)).any_ifindex()
+    for selection in (Selection(("udp", "tcp"), (2, 10), -1), Selection(("tcp",), (2, 10), 1 << 1),
+                      Selection(("udp", "tcp"), (10,), -1 & ~(1 << 6))):
+        selected = selection.select(table)
+        assert list(selected) == selection.select(records)
+    assert selection.select(ordered) is not ordered
+    assert Selection(("udp", "tcp"), (2, 10), -1).select(table) is table  # every row: no copy
+    both = _table()
+    both.extend(table)
+    both.extend(both)
+    assert list(both) == records + records
+    with pytest.raises(IndexError):
+        table[len(table)]
+    with pytest.raises(TypeError):
+        table.extend(records)
+
+
+@pytest.mark.parametrize("numeric", [True, False])
+def test_table_cells_are_socket_cells(numeric: bool) -> None:
+    fast = _fast()
+    table = _walk([s for s in SOCKETS if not s.get("udp")], table=_table())
+    _walk([s for s in SOCKETS if s.get("udp")], tcp=False, table=table)
+    fmt = Formatter(numeric, (32768, 60999), lambda n, i: "lo")
+    made = fast.table_cells(table, fmt._host_cells, fmt._service_cells, fmt._queues, _STATE_CELLS,
+                            numeric, fmt.ephemeral)
+    fmt2 = Formatter(numeric, (32768, 60999), lambda n, i: "lo")
+    assert made == fmt2._socket_cells(list(table))  # the Python reference
