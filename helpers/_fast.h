@@ -202,6 +202,43 @@ FAST_INTERNAL PyObject *ms_until(uint64_t now, long long hz, uint64_t expires);
 /* Row i as a Socket record. */
 FAST_INTERNAL PyObject *table_record(SockTable *t, Py_ssize_t i);
 
+/* A key and where it came from, to visit things in the order of their keys. */
+typedef struct {
+	unsigned long long key;
+	Py_ssize_t index;
+} KeyOrder;
+/* order[] in increasing order of its keys (a radix sort, _fast_render.c): 0, or -1 and an error. */
+FAST_INTERNAL int sort_keys(KeyOrder *order, Py_ssize_t n);
+
+/* One process's fd holding a socket (_fast_owners.c). */
+typedef struct {
+	uint64_t sock; /* the struct sock's address */
+	long long pid;
+	long long fd;
+	Py_ssize_t task; /* index into the tasks list, for the comm */
+} Holder;
+
+/*
+ * drgn_ss._fast.HolderMap (_fast_owners.c): {struct sock address: [Owner, ...]} as
+ * socket_holders() finds them, kept as a sorted array of Holder: a mapping whose lists
+ * are made when asked for. Keys set from Python (MPTCP subflows) go in extra.
+ */
+typedef struct {
+	PyObject_HEAD
+	Holder *h;
+	Py_ssize_t n;
+	uint64_t *keys;	   /* the distinct socks, in order */
+	Py_ssize_t *first; /* keys[k]'s holders: h[first[k]] .. h[first[k + 1] - 1] */
+	Py_ssize_t nkeys;
+	PyObject *tasks, *cls, *extra;
+} HolderMap;
+FAST_INTERNAL extern PyTypeObject HolderMapType;
+#define HolderMap_Check(op) Py_IS_TYPE(op, &HolderMapType)
+/* The index in m->keys of key, or -1. */
+FAST_INTERNAL Py_ssize_t holders_find(const HolderMap *m, uint64_t key);
+/* m->keys[k]'s holders as a list of Owner records (a new reference). */
+FAST_INTERNAL PyObject *holders_list(const HolderMap *m, Py_ssize_t k);
+
 FAST_INTERNAL extern PyMethodDef fast_walk_methods[];   /* _fast_walk.c */
 FAST_INTERNAL extern PyMethodDef fast_owners_methods[]; /* _fast_owners.c */
 FAST_INTERNAL extern PyMethodDef fast_render_methods[]; /* _fast_render.c */

@@ -279,7 +279,8 @@ PyMODINIT_FUNC PyInit__fast(void)
 		  PyModule_AddFunctions(m, fast_render_methods) < 0 ||
 		  PyModule_AddFunctions(m, fast_btf_methods) < 0 || PyType_Ready(&AddressSetType) < 0 ||
 		  PyModule_AddObjectRef(m, "AddressSet", (PyObject *)&AddressSetType) < 0 ||
-		  PyType_Ready(&SockTableType) < 0 ||
+		  PyType_Ready(&SockTableType) < 0 || PyType_Ready(&HolderMapType) < 0 ||
+		  PyModule_AddObjectRef(m, "HolderMap", (PyObject *)&HolderMapType) < 0 ||
 		  PyModule_AddObjectRef(m, "SockTable", (PyObject *)&SockTableType) < 0))
 		Py_CLEAR(m);
 	return m;

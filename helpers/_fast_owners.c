@@ -7,13 +7,6 @@
 /* drgn_ss.owners.SOCKET_FILE_DAMAGED */
 #define SOCKET_FILE_DAMAGED "a socket file, its socket and its sock do not point at each other: damaged"
 
-typedef struct {
-	uint64_t sock; /* the struct sock's address */
-	long long pid;
-	long long fd;
-	Py_ssize_t task; /* index into the tasks list, for the comm */
-} Holder;
-
 static int holder_cmp(const void *a, const void *b)
 {
 	const Holder *x = a, *y = b;
@@ -26,19 +19,312 @@ static int holder_cmp(const void *a, const void *b)
 	return 0;
 }
 
+/*
+ * An open file's socket is three dependent loads away (file, its struct socket, its sock),
+ * and an fd array's files lie anywhere. Before the checked reads of a block of fds,
+ * look ahead (from a mapped image only, the values used for nothing but asking for lines):
+ * every file's lines, then every socket file's struct socket's, then their socks', each
+ * pass's loads overlapping. The checked reads then find what they read in the cache.
+ */
+#define LOOKAHEAD_FDS 32
+
+typedef struct {
+	Py_ssize_t f_op, private_data, socket_file, socket_sk, sk_socket, span;
+	uint64_t sock_ops;
+} FileLayout;
+
+static const unsigned char *mapped_u64(const Mem *m, uint64_t addr, uint64_t *v)
+{
+	const unsigned char *p = mem_ptr(m, addr, 8);
+	if (p)
+		memcpy(v, p, 8);
+	return p;
+}
+
+static void look_ahead(const Mem *m, const uint64_t *files, Py_ssize_t n, const FileLayout *F)
+{
+	uint64_t socks[LOOKAHEAD_FDS] = {0}, sks[LOOKAHEAD_FDS] = {0};
+	Py_ssize_t k;
+	for (k = 0; k < n; k++)
+		if (files[k]) {
+			mem_prefetch(m, files[k] + F->f_op, 8);
+			mem_prefetch(m, files[k] + F->private_data, 8);
+		}
+	for (k = 0; k < n; k++) {
+		uint64_t op = 0;
+		if (files[k] && mapped_u64(m, files[k] + F->f_op, &op) && op == F->sock_ops &&
+		    mapped_u64(m, files[k] + F->private_data, &socks[k]) && socks[k]) {
+			mem_prefetch(m, socks[k] + F->socket_file, 8);
+			mem_prefetch(m, socks[k] + F->socket_sk, 8);
+		}
+	}
+	for (k = 0; k < n; k++)
+		if (socks[k] && mapped_u64(m, socks[k] + F->socket_sk, &sks[k]) && sks[k])
+			mem_prefetch(m, sks[k] + F->sk_socket, 8);
+}
+
+/* -- HolderMap ------------------------------------------------------------------------ */
+
+Py_ssize_t holders_find(const HolderMap *m, uint64_t key)
+{
+	Py_ssize_t lo = 0, hi = m->nkeys;
+	while (lo < hi) {
+		Py_ssize_t mid = (lo + hi) / 2;
+		if (m->keys[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < m->nkeys && m->keys[lo] == key ? lo : -1;
+}
+
+PyObject *holders_list(const HolderMap *m, Py_ssize_t k)
+{
+	Py_ssize_t i = m->first[k], j = m->first[k + 1];
+	PyObject *list = PyList_New(j - i);
+	for (Py_ssize_t x = i; list && x < j; x++) {
+		PyObject *comm = PyTuple_GET_ITEM(PyList_GET_ITEM(m->tasks, m->h[x].task), 1);
+		Py_INCREF(comm);
+		/* Owner(comm, pid, fd, tid): no thread here (tid 0, -T is Python's) */
+		PyObject *fields[4] = {comm, PyLong_FromLongLong(m->h[x].pid), PyLong_FromLongLong(m->h[x].fd),
+				       PyLong_FromLong(0)};
+		PyObject *o = new_record((PyTypeObject *)m->cls, fields, 4);
+		if (!o)
+			Py_CLEAR(list);
+		else
+			PyList_SET_ITEM(list, x - i, o);
+	}
+	return list;
+}
+
+/* A HolderMap of holders[0..n) (sorted; taken over, freed on failure). */
+static PyObject *holder_map(Holder *holders, Py_ssize_t n, PyObject *tasks, PyObject *cls)
+{
+	HolderMap *m = (HolderMap *)HolderMapType.tp_alloc(&HolderMapType, 0);
+	if (!m) {
+		PyMem_Free(holders);
+		return NULL;
+	}
+	m->h = holders;
+	m->n = n;
+	m->keys = PyMem_Malloc((n ? n : 1) * sizeof(uint64_t));
+	m->first = PyMem_Malloc((n + 1) * sizeof(Py_ssize_t));
+	m->extra = PyDict_New();
+	Py_INCREF(tasks);
+	m->tasks = tasks;
+	Py_INCREF(cls);
+	m->cls = cls;
+	if (!m->keys || !m->first || !m->extra) {
+		Py_DECREF(m);
+		return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+	}
+	for (Py_ssize_t i = 0; i < n; i++)
+		if (!i || holders[i].sock != holders[i - 1].sock) {
+			m->keys[m->nkeys] = holders[i].sock;
+			m->first[m->nkeys++] = i;
+		}
+	m->first[m->nkeys] = n;
+	return (PyObject *)m;
+}
+
+static void hmap_dealloc(HolderMap *m)
+{
+	PyMem_Free(m->h);
+	PyMem_Free(m->keys);
+	PyMem_Free(m->first);
+	Py_XDECREF(m->tasks);
+	Py_XDECREF(m->cls);
+	Py_XDECREF(m->extra);
+	Py_TYPE(m)->tp_free((PyObject *)m);
+}
+
+/* key as an address: 1 and *v; 0 (not an address: in no map); -1 on error. */
+static int hmap_key(PyObject *key, uint64_t *v)
+{
+	if (!PyLong_Check(key))
+		return 0;
+	*v = PyLong_AsUnsignedLongLong(key);
+	if (*v == (uint64_t)-1 && PyErr_Occurred()) {
+		if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+			return -1;
+		PyErr_Clear();
+		return 0;
+	}
+	return 1;
+}
+
+/* map[key] (a new reference), or NULL: with an error, or none (not there). */
+static PyObject *hmap_lookup(HolderMap *m, PyObject *key)
+{
+	PyObject *v = PyDict_GetItemWithError(m->extra, key);
+	if (v || PyErr_Occurred()) {
+		Py_XINCREF(v);
+		return v;
+	}
+	uint64_t addr;
+	int r = hmap_key(key, &addr);
+	Py_ssize_t k = r > 0 ? holders_find(m, addr) : -1;
+	return r < 0 || k < 0 ? NULL : holders_list(m, k);
+}
+
+static Py_ssize_t hmap_len(HolderMap *m)
+{
+	return m->nkeys + PyDict_GET_SIZE(m->extra);
+}
+
+static PyObject *hmap_subscript(HolderMap *m, PyObject *key)
+{
+	PyObject *v = hmap_lookup(m, key);
+	if (!v && !PyErr_Occurred())
+		PyErr_SetObject(PyExc_KeyError, key);
+	return v;
+}
+
+static int hmap_ass_subscript(HolderMap *m, PyObject *key, PyObject *value)
+{
+	uint64_t addr;
+	int r = value ? hmap_key(key, &addr) : 0;
+	if (r < 0)
+		return -1;
+	if (!value || (r > 0 && holders_find(m, addr) >= 0)) {
+		PyErr_SetString(PyExc_TypeError, "HolderMap: holders found are not changed");
+		return -1;
+	}
+	return PyDict_SetItem(m->extra, key, value);
+}
+
+static int hmap_contains(HolderMap *m, PyObject *key)
+{
+	PyObject *v = hmap_lookup(m, key);
+	Py_XDECREF(v);
+	return v ? 1 : PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *hmap_get(HolderMap *m, PyObject *args)
+{
+	PyObject *key, *fallback = Py_None;
+	if (!PyArg_ParseTuple(args, "O|O", &key, &fallback))
+		return NULL;
+	PyObject *v = hmap_lookup(m, key);
+	if (!v && !PyErr_Occurred()) {
+		Py_INCREF(fallback);
+		return fallback;
+	}
+	return v;
+}
+
+/* The keys in order, then extra's, as a list. */
+static PyObject *hmap_key_list(HolderMap *m)
+{
+	PyObject *list = PyList_New(0);
+	for (Py_ssize_t k = 0; list && k < m->nkeys; k++) {
+		PyObject *v = PyLong_FromUnsignedLongLong(m->keys[k]);
+		if (!v || PyList_Append(list, v) < 0)
+			Py_CLEAR(list);
+		Py_XDECREF(v);
+	}
+	PyObject *more = list ? PyDict_Keys(m->extra) : NULL;
+	if (more && PyList_SetSlice(list, PyList_GET_SIZE(list), PyList_GET_SIZE(list), more) < 0)
+		Py_CLEAR(list);
+	Py_XDECREF(more);
+	if (!more)
+		Py_CLEAR(list);
+	return list;
+}
+
+static PyObject *hmap_iter(HolderMap *m)
+{
+	PyObject *list = hmap_key_list(m);
+	PyObject *it = list ? PyObject_GetIter(list) : NULL;
+	Py_XDECREF(list);
+	return it;
+}
+
+static PyObject *hmap_keys(HolderMap *m, PyObject *unused)
+{
+	PyObject *list = hmap_key_list(m);
+	PyObject *set = list ? PySet_New(list) : NULL;
+	Py_XDECREF(list);
+	return set;
+}
+
+static PyObject *hmap_items(HolderMap *m, PyObject *unused)
+{
+	PyObject *keys = hmap_key_list(m), *out = keys ? PyList_New(PyList_GET_SIZE(keys)) : NULL;
+	for (Py_ssize_t i = 0; out && i < PyList_GET_SIZE(keys); i++) {
+		PyObject *key = PyList_GET_ITEM(keys, i), *v = hmap_subscript(m, key);
+		PyObject *pair = v ? PyTuple_Pack(2, key, v) : NULL;
+		Py_XDECREF(v);
+		if (!pair)
+			Py_CLEAR(out);
+		else
+			PyList_SET_ITEM(out, i, pair);
+	}
+	Py_XDECREF(keys);
+	return out;
+}
+
+static PyObject *hmap_values(HolderMap *m, PyObject *unused)
+{
+	PyObject *items = hmap_items(m, NULL), *out = items ? PyList_New(PyList_GET_SIZE(items)) : NULL;
+	for (Py_ssize_t i = 0; out && i < PyList_GET_SIZE(items); i++) {
+		PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(items, i), 1);
+		Py_INCREF(v);
+		PyList_SET_ITEM(out, i, v);
+	}
+	Py_XDECREF(items);
+	return out;
+}
+
+static PyMappingMethods hmap_as_mapping = {
+	.mp_length = (lenfunc)hmap_len,
+	.mp_subscript = (binaryfunc)hmap_subscript,
+	.mp_ass_subscript = (objobjargproc)hmap_ass_subscript,
+};
+
+static PySequenceMethods hmap_as_sequence = {
+	.sq_contains = (objobjproc)hmap_contains,
+};
+
+static PyMethodDef hmap_methods[] = {
+	{"get", (PyCFunction)hmap_get, METH_VARARGS, "get(key, default=None): map[key] if there, else default."},
+	{"keys", (PyCFunction)hmap_keys, METH_NOARGS, "The keys, as a set."},
+	{"items", (PyCFunction)hmap_items, METH_NOARGS, "(key, holders) pairs, in order, as a list."},
+	{"values", (PyCFunction)hmap_values, METH_NOARGS, "The holders' lists, in order."},
+	{NULL, NULL, 0, NULL},
+};
+
+PyTypeObject HolderMapType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "drgn_ss._fast.HolderMap",
+	.tp_basicsize = sizeof(HolderMap),
+	.tp_dealloc = (destructor)hmap_dealloc,
+	.tp_as_mapping = &hmap_as_mapping,
+	.tp_as_sequence = &hmap_as_sequence,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "{struct sock address: [Owner, ...]} as socket_holders(..., as_map=True) finds them:\n"
+		  "a mapping (get, in, [], len, iteration, keys, items, values) whose lists are made when\n"
+		  "asked for; a key set is kept apart (MPTCP subflows), a key found cannot be changed.",
+	.tp_iter = (getiterfunc)hmap_iter,
+	.tp_methods = hmap_methods,
+};
+
 PyDoc_STRVAR(socket_holders_doc,
-"socket_holders(mem, tasks, layout, cls) -> (owners, files, task_faults, file_faults, first)\n"
+"socket_holders(mem, tasks, layout, cls, as_map=False)\n"
+"    -> (owners, files, task_faults, file_faults, first)\n"
 "\n"
 "For tasks, a list of (pid, comm, files_struct address), read each file table and\n"
 "return {struct sock address: [cls(comm, pid, fd), ...]} in ss's order, as\n"
 "drgn_ss.owners.kernel_owners does: only for a socket file whose struct socket points\n"
 "back to it (socket->file) and whose sock points back to the socket (sk->sk_socket); other\n"
-"socket files are file_faults.");
+"socket files are file_faults. With as_map, owners is a HolderMap: the same mapping, its\n"
+"lists made when asked for.");
 
 static PyObject *socket_holders(PyObject *self, PyObject *args)
 {
 	PyObject *memspec, *tasks, *layout, *cls;
-	if (!PyArg_ParseTuple(args, "OOOO", &memspec, &tasks, &layout, &cls))
+	int as_map = 0;
+	if (!PyArg_ParseTuple(args, "OOOO|p", &memspec, &tasks, &layout, &cls, &as_map))
 		return NULL;
 	if (!PyList_Check(tasks) || !PyDict_Check(layout) || !is_record_type(cls)) {
 		PyErr_SetString(PyExc_TypeError, "socket_holders: bad arguments");
@@ -108,7 +394,11 @@ static PyObject *socket_holders(PyObject *self, PyObject *args)
 		}
 		if (max_fds && (r = mem_read(&mem, array, max_fds * 8, (unsigned char *)fds, &faults)))
 			goto fault;
+		FileLayout F = {f_op, private_data, socket_file, socket_sk, sk_socket, span, sock_ops};
 		for (uint64_t fd = 0; fd < max_fds; fd++) {
+			if (fd % LOOKAHEAD_FDS == 0 && mem.have_view)
+				look_ahead(&mem, fds + fd, (Py_ssize_t)(max_fds - fd < LOOKAHEAD_FDS ? max_fds - fd
+											: LOOKAHEAD_FDS), &F);
 			if (!fds[fd])
 				continue;
 			nfiles++;
@@ -157,6 +447,15 @@ fault:
 		faults.sockets++; /* counted as a task by the caller */
 	}
 	qsort(holders, nholders, sizeof(Holder), holder_cmp);
+	if (as_map) {
+		owners = holder_map(holders, nholders, tasks, cls);
+		holders = NULL; /* the map's now */
+		if (!owners)
+			goto out;
+		result = Py_BuildValue("OnnnO", owners, nfiles, faults.sockets, file_faults,
+				       faults.first ? faults.first : Py_None);
+		goto out;
+	}
 	owners = PyDict_New();
 	if (!owners)
 		goto out;

@@ -299,10 +299,6 @@ PyDoc_STRVAR(users_cells_doc,
 "(tuples of comm, pid, fd), the name being names[comm]; '' for 0 or a key not in owners.\n"
 "As drgn_ss.output.text.Formatter.users.");
 
-typedef struct {
-	unsigned long long key;
-	Py_ssize_t index;
-} KeyOrder;
 
 /*
  * Put order[] in increasing order of bits 6..37 of its keys (two passes of a radix sort):
@@ -456,6 +452,154 @@ error:
 	Py_XDECREF(empty);
 	PyMem_Free(b.data);
 	PyMem_Free(order);
+	return NULL;
+}
+
+int sort_keys(KeyOrder *order, Py_ssize_t n)
+{
+	KeyOrder *tmp = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	Py_ssize_t *count = PyMem_Malloc(65536 * sizeof(Py_ssize_t));
+	if (!tmp || !count) {
+		PyMem_Free(tmp);
+		PyMem_Free(count);
+		PyErr_NoMemory();
+		return -1;
+	}
+	KeyOrder *from = order, *to = tmp;
+	for (int shift = 0; shift < 64; shift += 16) {
+		memset(count, 0, 65536 * sizeof(Py_ssize_t));
+		for (Py_ssize_t i = 0; i < n; i++)
+			count[(from[i].key >> shift) & 0xffff]++;
+		Py_ssize_t sum = 0;
+		for (int d = 0; d < 65536; d++) {
+			Py_ssize_t c = count[d];
+			count[d] = sum;
+			sum += c;
+		}
+		for (Py_ssize_t i = 0; i < n; i++)
+			to[count[(from[i].key >> shift) & 0xffff]++] = from[i];
+		KeyOrder *t = from;
+		from = to;
+		to = t;
+	}
+	PyMem_Free(tmp); /* four passes: the sorted keys are back in order[] */
+	PyMem_Free(count);
+	return 0;
+}
+
+/* ' users:(("name",pid=P,fd=F),...)' of holders h[0..n) into b (emptied first). */
+static int users_text(Buf *b, const Holder *h, Py_ssize_t n, PyObject *tasks, PyObject *names)
+{
+	b->len = 0;
+	if (buf_add(b, " users:(", 8) < 0)
+		return -1;
+	for (Py_ssize_t k = 0; k < n; k++) {
+		PyObject *name = cached(names, PyTuple_GET_ITEM(PyList_GET_ITEM(tasks, h[k].task), 1));
+		if (!name)
+			return -1;
+		Py_ssize_t nlen;
+		const char *text = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &nlen) : NULL;
+		if (!text) {
+			if (!PyErr_Occurred())
+				PyErr_SetString(PyExc_TypeError, "users cells: names are str");
+			Py_DECREF(name);
+			return -1;
+		}
+		char num[64];
+		int m = 6;
+		memcpy(num, "\",pid=", 6);
+		m += put_decimal(num + m, h[k].pid);
+		memcpy(num + m, ",fd=", 4);
+		m += 4 + put_decimal(num + m + 4, h[k].fd);
+		num[m++] = ')';
+		int bad = (k ? buf_add(b, ",(\"", 3) : buf_add(b, "(\"", 2)) < 0 || buf_add(b, text, nlen) < 0 ||
+			  buf_add(b, num, m) < 0;
+		Py_DECREF(name);
+		if (bad)
+			return -1;
+	}
+	return buf_add(b, ")", 1);
+}
+
+PyDoc_STRVAR(table_users_cells_doc,
+"table_users_cells(table, owners, names) -> list[str]\n"
+"\n"
+"users_cells() of a SockTable's rows by their struct sock address, from owners a\n"
+"HolderMap: the same cells, the rows met in address order and the holders in theirs.");
+
+static PyObject *table_users_cells(PyObject *self, PyObject *args)
+{
+	SockTable *t;
+	HolderMap *m;
+	PyObject *names;
+	if (!PyArg_ParseTuple(args, "O!O!O!", &SockTableType, &t, &HolderMapType, &m, &PyDict_Type, &names))
+		return NULL;
+	Py_ssize_t n = t->n, j = 0;
+	PyObject *out = PyList_New(n), *empty = PyUnicode_FromString("");
+	KeyOrder *order = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	Buf b = {NULL, 0, 0};
+	if (!out || !empty || !order) {
+		if (!PyErr_Occurred())
+			PyErr_NoMemory();
+		goto error;
+	}
+	for (Py_ssize_t i = 0; i < n; i++)
+		order[i] = (KeyOrder){t->rows[i].addr, i};
+	if (sort_keys(order, n) < 0)
+		goto error;
+	int extra = PyDict_GET_SIZE(m->extra) > 0;
+	for (Py_ssize_t x = 0; x < n; x++) {
+		uint64_t key = order[x].key;
+		Py_ssize_t i = order[x].index;
+		while (j < m->nkeys && m->keys[j] < key)
+			j++;
+		PyObject *cell = NULL;
+		if (key && j < m->nkeys && m->keys[j] == key) {
+			if (users_text(&b, m->h + m->first[j], m->first[j + 1] - m->first[j], m->tasks, names) < 0 ||
+			    !(cell = PyUnicode_DecodeUTF8(b.data, b.len, "strict")))
+				goto error;
+		} else if (key && extra) { /* a key set from Python (a subflow): users_cells() does it */
+			PyObject *k = PyLong_FromUnsignedLongLong(key), *keys = k ? PyList_New(1) : NULL;
+			PyObject *d = NULL, *cells = NULL;
+			if (keys) {
+				PyList_SET_ITEM(keys, 0, k);
+				k = NULL;
+				d = PyDict_New();
+			}
+			PyObject *holders = d ? PyDict_GetItemWithError(m->extra, PyList_GET_ITEM(keys, 0)) : NULL;
+			if (holders && PyDict_SetItem(d, PyList_GET_ITEM(keys, 0), holders) == 0) {
+				PyObject *a = Py_BuildValue("(OOO)", keys, d, names);
+				cells = a ? users_cells(NULL, a) : NULL;
+				Py_XDECREF(a);
+			}
+			Py_XDECREF(k);
+			Py_XDECREF(keys);
+			Py_XDECREF(d);
+			if (PyErr_Occurred()) {
+				Py_XDECREF(cells);
+				goto error;
+			}
+			if (cells) {
+				cell = PyList_GET_ITEM(cells, 0);
+				Py_INCREF(cell);
+				Py_DECREF(cells);
+			}
+		}
+		if (!cell) {
+			cell = empty;
+			Py_INCREF(cell);
+		}
+		PyList_SET_ITEM(out, i, cell);
+	}
+	Py_DECREF(empty);
+	PyMem_Free(order);
+	PyMem_Free(b.data);
+	return out;
+error:
+	Py_XDECREF(out);
+	Py_XDECREF(empty);
+	PyMem_Free(order);
+	PyMem_Free(b.data);
 	return NULL;
 }
 
@@ -901,6 +1045,7 @@ PyMethodDef fast_render_methods[] = {
 	{"users_cells", users_cells, METH_VARARGS, users_cells_doc},
 	{"socket_cells", socket_cells, METH_VARARGS, socket_cells_doc},
 	{"table_cells", table_cells, METH_VARARGS, table_cells_doc},
+	{"table_users_cells", table_users_cells, METH_VARARGS, table_users_cells_doc},
 	{"unix_cells", unix_cells, METH_VARARGS, unix_cells_doc},
 	{NULL, NULL, 0, NULL},
 };

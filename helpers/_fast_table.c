@@ -333,6 +333,55 @@ static PyObject *table_any_ifindex(SockTable *t, PyObject *unused)
 	Py_RETURN_FALSE;
 }
 
+/* (address, sk_socket) of each row of a table proto whose sock owners (a HolderMap) lacks. */
+static PyObject *table_unheld(SockTable *t, PyObject *args)
+{
+	PyObject *proto;
+	HolderMap *m;
+	if (!PyArg_ParseTuple(args, "OO!", &proto, &HolderMapType, &m))
+		return NULL;
+	int want = -1;
+	for (int k = 0; k < t->nprotos; k++) {
+		int eq = PyObject_RichCompareBool(t->protos[k], proto, Py_EQ);
+		if (eq < 0)
+			return NULL;
+		if (eq)
+			want = k;
+	}
+	PyObject *out = PyList_New(0);
+	KeyOrder *order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(KeyOrder));
+	Py_ssize_t n = 0, j = 0;
+	if (!out || !order) {
+		PyMem_Free(order);
+		Py_XDECREF(out);
+		return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+	}
+	for (Py_ssize_t i = 0; i < t->n; i++)
+		if (t->rows[i].proto == want && t->rows[i].sk_socket)
+			order[n++] = (KeyOrder){t->rows[i].addr, i};
+	if (sort_keys(order, n) < 0)
+		goto error;
+	for (Py_ssize_t x = 0; x < n; x++) {
+		while (j < m->nkeys && m->keys[j] < order[x].key)
+			j++;
+		if (j < m->nkeys && m->keys[j] == order[x].key)
+			continue;
+		PyObject *pair = Py_BuildValue("KK", (unsigned long long)order[x].key,
+					       (unsigned long long)t->rows[order[x].index].sk_socket);
+		if (!pair || PyList_Append(out, pair) < 0) {
+			Py_XDECREF(pair);
+			goto error;
+		}
+		Py_DECREF(pair);
+	}
+	PyMem_Free(order);
+	return out;
+error:
+	PyMem_Free(order);
+	Py_DECREF(out);
+	return NULL;
+}
+
 static PySequenceMethods table_as_sequence = {
 	.sq_length = (lenfunc)table_len,
 	.sq_item = (ssizeargfunc)table_item,
@@ -349,6 +398,9 @@ static PyMethodDef table_methods[] = {
 	 "keys('ino' | 'address' | 'ifindex') -> that field of every row, a list of ints."},
 	{"protos", (PyCFunction)table_protos, METH_NOARGS, "The tables (netids) rows may name."},
 	{"any_ifindex", (PyCFunction)table_any_ifindex, METH_NOARGS, "Whether a row is bound to a device."},
+	{"unheld", (PyCFunction)table_unheld, METH_VARARGS,
+	 "unheld(proto, owners) -> [(address, sk_socket), ...] of the rows of table proto with a\n"
+	 "struct socket whose sock owners (a HolderMap) lacks, in address order."},
 	{NULL, NULL, 0, NULL},
 };
 

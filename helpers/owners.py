@@ -150,7 +150,7 @@ def _socket_sock(mem: Memory, L: TaskLayout, file: int, sock: int) -> int:
 
 
 def kernel_owners(prog: Program, errors: WalkErrors | None = None,
-                      counts: dict[str, int] | None = None) -> OwnerMap:
+                  counts: dict[str, int] | None = None, compact: bool = False) -> OwnerMap:
     """
     Walk every process's file table for open sockets, with raw reads: each fd array in
     one read, each open file with one more. The map
@@ -161,13 +161,17 @@ def kernel_owners(prog: Program, errors: WalkErrors | None = None,
     ``errors`` as a file.
 
     :param counts: if given, ``counts["files"]`` is set to the number of open files read.
+    :param compact: where the walk is in C, the map may be a ``drgn_ss._fast.HolderMap``: the
+        same mapping, kept as an array, its lists made when asked for (a key that was found
+        cannot be set again)
     """
     L = prog_cached(prog, "task_layout", TaskLayout)
     mem = kernel_memory(prog)
     tasks = thread_group_leaders(prog, errors)
     fast = native()
     if fast is not None:
-        owners, nfiles, faults, file_faults, fault = fast.socket_holders(mem.native(), tasks, L.native, Owner)
+        owners, nfiles, faults, file_faults, fault = fast.socket_holders(mem.native(), tasks, L.native, Owner,
+                                                                         compact)
         tolerate_counted(errors, {"tasks": faults, "files": file_faults}, fault)
         if counts is not None:
             counts["files"] = nfiles
@@ -251,12 +255,14 @@ def kernel_thread_owners(prog: Program, errors: WalkErrors | None = None,
 
 
 def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None = None,
-                  counts: dict[str, int] | None = None, threads: bool = False) -> tuple[OwnerMap, str]:
+                  counts: dict[str, int] | None = None, threads: bool = False,
+                  compact: bool = False) -> tuple[OwnerMap, str]:
     """
     Get the holders of every socket: by /proc (``proc``, the live local kernel only) or by
     walking the kernel's tasks (``kernel``); ``auto`` walks the kernel, which measures
     faster than the /proc scan wherever both work (see the benchmark).
 
+    :param compact: see :func:`kernel_owners`
     :return: the map, and what it is keyed by: "ino" (socket inode numbers, from /proc)
         or "sock" (``struct sock`` addresses, from the kernel walk).
     """
@@ -268,7 +274,7 @@ def socket_owners(prog: Program, source: str = "auto", errors: WalkErrors | None
         return proc_owners(threads=threads), "ino"
     if threads:
         return kernel_thread_owners(prog, errors, counts), "sock"
-    return kernel_owners(prog, errors, counts), "sock"
+    return kernel_owners(prog, errors, counts, compact), "sock"
 
 
 def subflow_owners(prog: Program, socks: Iterable[tuple[int, int]], owners: OwnerMap) -> None:

@@ -1,9 +1,10 @@
 """
-drgn_ss._fast.SockTable, the C walk's compact rows, on a small image of memory written here:
-each row holds what was written, its record is the record the walk makes without a table,
-and what a listing does with the rows (ss's order of families, the selection, the owners'
-keys, the cells) is what it does with the records. The kernel matrix compares the rows with
-the Python decoder on every kernel (tests/kernel/test_kernel.py).
+drgn_ss._fast.SockTable, the C walk's compact rows, and drgn_ss._fast.HolderMap, the owners
+kept as an array, on a small image of memory written here: each row holds what was written,
+its record is the record the walk makes without a table, and what a listing does with the
+rows (ss's order of families, the selection, the owners' keys, the cells, the users cells)
+is what it does with the records and a dict of owners. The kernel matrix compares both with
+the Python walks on every kernel (tests/kernel/test_kernel.py, test_ss.py).
 """
 
 from __future__ import annotations
@@ -161,3 +162,91 @@ def test_table_cells_are_socket_cells(numeric: bool) -> None:
                             numeric, fmt.ephemeral)
     fmt2 = Formatter(numeric, (32768, 60999), lambda n, i: "lo")
     assert made == fmt2._socket_cells(list(table))  # the Python reference
+
+
+# -- holders: drgn_ss._fast.HolderMap and the users cells of rows ----------------------
+
+FILE_OPS = 0xFFFFFFFF81000000
+HOLDERS_LAYOUT = {"max_fds": (0, 4, 0, 0, 0), "fdt": 0, "fd": 8, "f_op": 0, "private_data": 8,
+                  "file_span": 16, "socket_file": 0, "socket_sk": 8, "sk_socket": 144,
+                  "socket_file_ops": FILE_OPS}
+
+
+def _held_image(held: dict[int, list[tuple[int, int]]]) -> tuple[bytearray, list[tuple[int, str, int]]]:
+    """
+    The TCP sockets' image with, after it, a file and a struct socket for each socket held
+    ({socket index: [(pid, fd), ...]}), the socket's sk_socket pointing back, and a task for
+    each pid: files_struct, fdtable and fd array, each fd at its socket's file.
+    """
+    image, _ = _image([s for s in SOCKETS if not s.get("udp")])
+    file_of = {}
+    for k in held:
+        file, sock = len(image), len(image) + 32
+        image += bytes(64)
+        struct.pack_into("<QQ", image, file, FILE_OPS, DIRECT_MAP + sock)
+        struct.pack_into("<QQ", image, sock, DIRECT_MAP + file, DIRECT_MAP + NODE * (k + 1))
+        struct.pack_into("<Q", image, NODE * (k + 1) + 144, DIRECT_MAP + sock)
+        file_of[k] = file
+    tasks = []
+    for pid in sorted({pid for holders in held.values() for pid, _ in holders}):
+        fds = {fd: k for k, holders in held.items() for p, fd in holders if p == pid}
+        files = len(image)
+        image += bytes(64 + 8 * (max(fds) + 1))
+        struct.pack_into("<Q", image, files, DIRECT_MAP + files + 16)  # files->fdt
+        struct.pack_into("<IIQ", image, files + 16, max(fds) + 1, 0, DIRECT_MAP + files + 64)
+        for fd, k in fds.items():
+            struct.pack_into("<Q", image, files + 64 + 8 * fd, DIRECT_MAP + file_of[k])
+        tasks.append((pid, f"proc{pid}", DIRECT_MAP + files))
+    return image, tasks
+
+
+def test_holder_map_is_the_owners_dict() -> None:
+    from drgn_ss.owners import Owner
+
+    fast = _fast()
+    image, tasks = _held_image({0: [(10, 3), (20, 5)], 1: [(10, 4)], 4: [(30, 7)]})
+
+    def read(addr: int, size: int) -> bytes:
+        raise FaultError("not in the image", addr)
+
+    mem = (bytes(image), -1, [0], [len(image)], [0], DIRECT_MAP, DIRECT_MAP + len(image), read, FaultError)
+    owners, files, task_faults, file_faults, first = fast.socket_holders(mem, tasks, HOLDERS_LAYOUT, Owner)
+    held = fast.socket_holders(mem, tasks, HOLDERS_LAYOUT, Owner, True)[0]
+    assert (files, task_faults, file_faults, first) == (4, 0, 0, None)
+    sk0, sk1, sk4 = (DIRECT_MAP + NODE * (k + 1) for k in (0, 1, 4))
+    assert owners[sk0] == [Owner("proc20", 20, 5), Owner("proc10", 10, 3)]  # ss's order: highest pid first
+    assert isinstance(held, fast.HolderMap) and dict(held.items()) == owners and len(held) == 3
+    assert list(held) == sorted(owners) and held.keys() == owners.keys() and sk1 in held and 5 not in held
+    assert held.get(5) is None and held.get(5, ()) == () and held[sk4] == owners[sk4]
+    with pytest.raises(KeyError):
+        held[5]
+    with pytest.raises(TypeError):
+        held[sk0] = []  # a key found is not changed
+    with pytest.raises(TypeError):
+        del held[sk0]
+    held[7] = owners[sk1]  # one set (an MPTCP subflow's) is kept apart
+    assert held[7] == owners[sk1] and 7 in held and len(held) == 4 and list(held)[-1] == 7
+
+
+def test_users_cells_of_rows_are_those_of_the_records() -> None:
+    from drgn_ss.owners import Owner
+
+    fast = _fast()
+    image, tasks = _held_image({0: [(10, 3), (20, 5)], 1: [(10, 4)], 4: [(30, 7)]})
+
+    def read(addr: int, size: int) -> bytes:
+        raise FaultError("not in the image", addr)
+
+    mem = (bytes(image), -1, [0], [len(image)], [0], DIRECT_MAP, DIRECT_MAP + len(image), read, FaultError)
+    owners = fast.socket_holders(mem, tasks, HOLDERS_LAYOUT, Owner)[0]
+    held = fast.socket_holders(mem, tasks, HOLDERS_LAYOUT, Owner, True)[0]
+    table = _walk([s for s in SOCKETS if not s.get("udp")], table=_table())
+    sk3 = table[3].address
+    held[sk3] = owners[table[1].address]  # a subflow given its MPTCP socket's holders
+    owners[sk3] = owners[table[1].address]
+    fmt = Formatter(True, (1, 2), lambda n, i: "lo", owners, owners_by="sock")
+    cells = fast.table_users_cells(table, held, fmt._comm_names)
+    assert cells == [fmt.users(s.address) for s in table]
+    assert cells[0] == ' users:(("proc20",pid=20,fd=5),("proc10",pid=10,fd=3))' and cells[2] == ""
+    assert table.unheld("tcp", held) == [(s.address, s.socket) for s in table
+                                         if s.socket and s.address not in owners]

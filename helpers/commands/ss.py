@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import NoReturn, TextIO
+from typing import NoReturn, TextIO, cast
 
 from drgn import (
     BadDataError,
@@ -55,7 +55,7 @@ from drgn_ss.namespaces import (
     own_netns,
 )
 from drgn_ss.output.text import COL_NETID, COL_STATE, Formatter, NetnsTag, render_sockets
-from drgn_ss.owners import socket_owners, subflow_owners
+from drgn_ss.owners import OwnerMap, socket_owners, subflow_owners
 from drgn_ss.selection.errors import FilterError, SelectionError
 from drgn_ss.selection.states import SS_ALL, SS_LISTENING, Selection, build_selection
 from drgn_ss.sockets.families import family_sockets
@@ -205,19 +205,19 @@ def _listing(prog: Program, args: argparse.Namespace, selection: Selection, out:
         if args.summary and _summaries(prog, args, selection, nets, tags, errors, out):
             _warn_partial(args, errors)
             return EXIT_PARTIAL if errors else 0
-        owners, owners_by = (socket_owners(prog, args.owners, errors, counts, args.threads) if args.processes
-                             else (None, "ino"))
+        rows = not any(getattr(args, name, None) for name in _NOT_ROWS)  # records made on demand only
+        owners, owners_by = (socket_owners(prog, args.owners, errors, counts, args.threads, compact=rows)
+                             if args.processes else (None, "ino"))
         marks.mark()
         ifname = ifname_resolver(prog, errors)
         socks = selection.select(family_sockets(
             prog, nets, selection.protos, listening, established, errors,
             inodes=args.extended or (args.processes and owners_by == "ino") or bool(args.holders),
             cgroups=args.extended or args.cgroup,
-            details=args.extended, families=selection.families, states=selection.states,
-            rows=not any(getattr(args, name, None) for name in _NOT_ROWS)), ifname)
+            details=args.extended, families=selection.families, states=selection.states, rows=rows), ifname)
         marks.mark()
         if owners is not None and owners_by == "sock" and not args.pid:  # --pid: each fd once
-            subflow_owners(prog, [(s.address, s.socket) for s in socks if s.proto == "tcp"], owners)
+            subflow_owners(prog, _tcp_sockets(socks, owners), owners)
         own = own_netns(prog) if args.all_netns else nets[0]
         skmem = sk_meminfo(prog, socks, errors) if args.memory else None
         tcp_info = None
@@ -262,6 +262,17 @@ class _Marks:
         self.times.append(time.perf_counter())
         if self.on:
             self.anon.append(anon_kb())
+
+
+def _tcp_sockets(socks: Sequence[Socket], owners: OwnerMap) -> Sequence[tuple[int, int]]:
+    """
+    (address, struct socket) of each TCP socket that may be an MPTCP subflow (for
+    subflow_owners): of a SockTable's rows with owners a HolderMap, only those it lacks.
+    """
+    unheld = getattr(socks, "unheld", None)
+    if unheld is not None and type(owners).__name__ == "HolderMap":
+        return cast(list[tuple[int, int]], unheld("tcp", owners))
+    return [(s.address, s.socket) for s in socks if s.proto == "tcp"]
 
 
 #: Options whose work reads each socket's record, or changes the list of them: without any,

@@ -234,9 +234,9 @@ class Formatter:
     def _users_cells(self, keys: Sequence[int]) -> list[str]:
         """:meth:`users` of every key (in C where it is built)."""
         fast = native()
-        if fast is not None and self.owners is not None and not self.threads and self.runs_in is None:
+        if fast is not None and isinstance(self.owners, dict) and not self.threads and self.runs_in is None:
             return fast.users_cells(keys, self.owners, self._comm_names)
-        return list(map(self.users, keys))
+        return list(map(self.users, keys))  # a HolderMap too, whose lists are made here
 
     def extended(self, s: Socket) -> str:
         out = []
@@ -397,16 +397,14 @@ class Formatter:
 
     def _row_columns(self, socks: Sequence[Socket]) -> list[list[str]]:
         """:meth:`columns` of a SockTable's rows (:meth:`_plain_rows`), without making their records."""
-        fast = native()
-        assert fast is not None
-        n = len(socks)
+        fast, n = cast(Any, native()), len(socks)
         cells = list(fast.table_cells(socks, self._host_cells, self._service_cells, self._queues,
                                       _STATE_CELLS, self.numeric, self.ephemeral))
-        if self.owners is not None:
-            key = "address" if self.owners_by == "sock" else "ino"
-            process = self._users_cells(cast(Any, socks).keys(key))
+        if isinstance(self.owners, fast.HolderMap) and not self.threads and self.runs_in is None:
+            process = fast.table_users_cells(socks, self.owners, self._comm_names)  # by sock
         else:
-            process = [""] * n
+            by = "address" if self.owners_by == "sock" else "ino"
+            process = [""] * n if self.owners is None else self._users_cells(cast(Any, socks).keys(by))
         return [*cells, process, [""] * n]
 
     def objects(self, socks: Sequence[Socket]) -> Iterator[dict[str, Any]]:

@@ -465,18 +465,29 @@ def test_kernel_walk_owners_equal_proc_owners(prog: drgn.Program, target: Target
 
 def test_native_owners_equal_python_owners(prog: drgn.Program, workload: dict[str, Any],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """drgn_ss._fast.socket_holders (C) finds what the Python raw walk finds, in ss's order."""
-    if native() is None:
+    """
+    drgn_ss._fast.socket_holders (C) finds what the Python raw walk finds, in ss's order: as a
+    dict, and as a HolderMap (compact), the same mapping.
+    """
+    fast = native()
+    if fast is None:
         pytest.skip("drgn_ss._fast is not built")
     c_errors, c_counts = WalkErrors(), dict[str, int]()
     c = kernel_owners(prog, c_errors, c_counts)
+    map_errors, map_counts = WalkErrors(), dict[str, int]()
+    held = kernel_owners(prog, map_errors, map_counts, compact=True)
+    assert isinstance(held, fast.HolderMap)
     monkeypatch.setenv("DRGN_SS_PURE_PYTHON", "1")
     py_errors, py_counts = WalkErrors(), dict[str, int]()
     py = kernel_owners(prog, py_errors, py_counts)
     if py_errors and workload.get("dump_level", 0) & 8:
         pytest.skip(f"tasks partly missing from this dump: {py_errors.describe()}")
-    assert (c_errors, c_counts) == (py_errors, py_counts)
+    assert (c_errors, c_counts) == (py_errors, py_counts) == (map_errors, map_counts)
     assert len(py) >= 20 and c == py
+    assert len(held) == len(py) and list(held) == sorted(py) and held.keys() == py.keys()
+    assert dict(held.items()) == py and held.values() == [py[k] for k in sorted(py)]
+    assert all(held[k] == v and held.get(k) == v and k in held for k, v in py.items())
+    assert 1 not in held and held.get(1) is None and held.get(1, ()) == ()
 
 
 def test_native_unix_walk_equals_python(prog: drgn.Program, target: Target, workload: dict[str, Any],
