@@ -309,6 +309,45 @@ PyTypeObject HolderMapType = {
 	.tp_methods = hmap_methods,
 };
 
+/*
+ * holders[] in holder_cmp()'s order: by sock (a radix sort of the addresses, stable), then
+ * each sock's few holders in ss's order (an insertion sort). As qsort() with holder_cmp,
+ * in a fraction of its time at a million holders.
+ */
+static int sort_holders(Holder *holders, Py_ssize_t n)
+{
+	KeyOrder *order = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	Holder *sorted = PyMem_Malloc((n ? n : 1) * sizeof(Holder));
+	if (!order || !sorted) {
+		PyMem_Free(order);
+		PyMem_Free(sorted);
+		PyErr_NoMemory();
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < n; i++)
+		order[i] = (KeyOrder){holders[i].sock, i};
+	if (sort_keys(order, n) < 0) {
+		PyMem_Free(order);
+		PyMem_Free(sorted);
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < n; i++)
+		sorted[i] = holders[order[i].index];
+	for (Py_ssize_t i = 1; i < n; i++) {
+		Holder h = sorted[i];
+		Py_ssize_t j = i;
+		while (j > 0 && holder_cmp(&sorted[j - 1], &h) > 0) {
+			sorted[j] = sorted[j - 1];
+			j--;
+		}
+		sorted[j] = h;
+	}
+	memcpy(holders, sorted, n * sizeof(Holder));
+	PyMem_Free(order);
+	PyMem_Free(sorted);
+	return 0;
+}
+
 PyDoc_STRVAR(socket_holders_doc,
 "socket_holders(mem, tasks, layout, cls, as_map=False)\n"
 "    -> (owners, files, task_faults, file_faults, first)\n"
@@ -446,7 +485,8 @@ fault:
 			goto out;
 		faults.sockets++; /* counted as a task by the caller */
 	}
-	qsort(holders, nholders, sizeof(Holder), holder_cmp);
+	if (sort_holders(holders, nholders) < 0)
+		goto out;
 	if (as_map) {
 		owners = holder_map(holders, nholders, tasks, cls);
 		holders = NULL; /* the map's now */

@@ -1038,6 +1038,388 @@ error_star_gone:
 	return NULL;
 }
 
+/* -- ss's lines straight from a SockTable's rows: RowLines ---------------------------- */
+
+/*
+ * What drgn_ss.output.text.render_sockets() prints for a plain listing of rows (the cells
+ * of table_cells() and table_users_cells(), laid out by drgn_ss.output.columns'
+ * layout_columns() with no screen width), made without a Python object per cell: an
+ * iterator of chunks of lines. Its cells are the same cached str objects (hosts, ports,
+ * queues, states) and each row's users text, kept in an arena for the render batch; ss's
+ * buffer accounting (render_breaks()) decides where a batch ends, as in Python.
+ */
+#define RL_COLS 10
+#define RL_CHUNK_LINES 4096
+
+typedef struct {
+	const char *p;	  /* unused: a cell's bytes are at off in the batch's arena */
+	Py_ssize_t off, n;
+} RlCell;
+
+typedef struct {
+	PyObject_HEAD
+	SockTable *t;
+	HolderMap *owners; /* NULL: no Process cells */
+	PyObject *names, *queues, *states, *header[RL_COLS], *empty;
+	Hosts hosts;
+	Ports ports;
+	PyObject **services, **small;
+	int enabled[RL_COLS], ncols;
+	Py_ssize_t *holder_of; /* each row's index in owners->keys, or -1 */
+	Py_ssize_t next_row, nrows; /* rows are the header (if any) and the table's */
+	int has_header;
+	Tokens tok;
+	Py_ssize_t max_len[RL_COLS];
+	RlCell *cells; /* the batch: ncols a row */
+	Py_ssize_t batch_rows, batch_cap, printed;
+	Buf arena, line;
+	Py_ssize_t pads[RL_COLS];
+	int ready; /* the batch is measured and being printed */
+} RowLines;
+
+static const char *const rl_delim[RL_COLS] = {"", " ", " ", " ", " ", "", " ", "", "", ""};
+static const int rl_right[RL_COLS] = {0, 0, 0, 0, 1, 0, 1, 0, 0, 0};
+
+static void rl_dealloc(RowLines *r)
+{
+	Py_XDECREF(r->t);
+	Py_XDECREF(r->owners);
+	Py_XDECREF(r->names);
+	Py_XDECREF(r->queues);
+	Py_XDECREF(r->states);
+	Py_XDECREF(r->empty);
+	for (int c = 0; c < RL_COLS; c++)
+		Py_XDECREF(r->header[c]);
+	hosts_release(&r->hosts);
+	Py_XDECREF(r->hosts.hosts);
+	Py_XDECREF(r->ports.services);
+	Py_XDECREF(r->ports.star);
+	for (int v = 0; r->ports.numbers && v < 65536; v++)
+		Py_XDECREF(r->ports.numbers[v]);
+	for (size_t k = 0; r->services && k < (size_t)TABLE_PROTOS * 65536; k++)
+		Py_XDECREF(r->services[k]);
+	for (int k = 0; r->small && k < 4096; k++)
+		Py_XDECREF(r->small[k]);
+	PyMem_Free(r->ports.numbers);
+	PyMem_Free(r->services);
+	PyMem_Free(r->small);
+	PyMem_Free(r->holder_of);
+	PyMem_Free(r->cells);
+	PyMem_Free(r->arena.data);
+	PyMem_Free(r->line.data);
+	Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+/* A cell from a str: its UTF-8 bytes copied into the batch's arena (ss counts bytes). 0 or -1. */
+static int rl_str(Buf *arena, RlCell *cell, PyObject *s)
+{
+	if (!s)
+		return -1;
+	if (!PyUnicode_Check(s)) {
+		PyErr_SetString(PyExc_TypeError, "RowLines: cells are str");
+		return -1;
+	}
+	Py_ssize_t n;
+	const char *text = PyUnicode_IS_ASCII(s) ? (const char *)PyUnicode_1BYTE_DATA(s) : PyUnicode_AsUTF8AndSize(s, &n);
+	if (!text)
+		return -1;
+	if (PyUnicode_IS_ASCII(s))
+		n = PyUnicode_GET_LENGTH(s);
+	*cell = (RlCell){NULL, arena->len, n};
+	return buf_add(arena, text, n);
+}
+
+/* The cells of row k (0: the header, if any) at the batch's end: 0 or -1 (an error). */
+static int rl_row(RowLines *r, Py_ssize_t k)
+{
+	if (r->batch_rows == r->batch_cap) {
+		Py_ssize_t cap = r->batch_cap ? 2 * r->batch_cap : 4096;
+		RlCell *more = PyMem_Realloc(r->cells, (size_t)cap * r->ncols * sizeof(RlCell));
+		if (!more) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		r->cells = more;
+		r->batch_cap = cap;
+	}
+	RlCell *row = r->cells + r->batch_rows * r->ncols;
+	if (r->has_header && k == 0) {
+		for (int c = 0; c < r->ncols; c++) {
+			if (rl_str(&r->arena, &row[c], r->header[r->enabled[c]]) < 0)
+				return -1;
+		}
+		r->batch_rows++;
+		return 0;
+	}
+	Py_ssize_t i = k - r->has_header;
+	const TRow *w = &r->t->rows[i];
+	PyObject *proto = r->t->protos[w->proto], **svc = r->services + (size_t)w->proto * 65536;
+	Py_ssize_t nstates = PyTuple_GET_SIZE(r->states);
+	for (int c = 0; c < r->ncols; c++) {
+		PyObject *cell = NULL; /* a new reference, released at once: the caches keep theirs */
+		switch (r->enabled[c]) {
+		case 0: cell = proto; Py_INCREF(cell); break;
+		case 1: cell = PyTuple_GET_ITEM(r->states, w->state < nstates ? w->state : 0); Py_INCREF(cell); break;
+		case 2: cell = row_queue_cell(r->queues, r->small, w->recv_q); break;
+		case 3: cell = row_queue_cell(r->queues, r->small, w->send_q); break;
+		case 4: cell = row_host_cell(&r->hosts, w->src, w->family, w->v6only); break;
+		case 5: cell = row_port_cell(&r->ports, svc, w->sport, proto); break;
+		case 6: cell = row_host_cell(&r->hosts, w->dst, w->family, w->v6only); break;
+		case 7: cell = row_port_cell(&r->ports, svc, w->dport, proto); break;
+		case 8:
+			if (r->owners && r->holder_of[i] >= 0) {
+				Py_ssize_t h = r->holder_of[i], before = r->line.len;
+				HolderMap *m = r->owners;
+				r->line.len = 0;
+				if (users_text(&r->line, m->h + m->first[h], m->first[h + 1] - m->first[h], m->tasks,
+					       r->names) < 0)
+					return -1;
+				row[c] = (RlCell){NULL, r->arena.len, r->line.len};
+				if (buf_add(&r->arena, r->line.data, r->line.len) < 0)
+					return -1;
+				r->line.len = before;
+				continue;
+			}
+			/* fall through: no holders */
+		default: cell = r->empty; Py_INCREF(cell); break;
+		}
+		int rr = rl_str(&r->arena, &row[c], cell);
+		Py_XDECREF(cell);
+		if (rr < 0)
+			return -1;
+	}
+	r->batch_rows++;
+	return 0;
+}
+
+static inline const char *rl_text(const RowLines *r, const RlCell *cell)
+{
+	return r->arena.data + cell->off;
+}
+
+/* The batch's widths, measured over its first `measured` rows (and the last's cells but Process). */
+static void rl_measure(RowLines *r, Py_ssize_t measured)
+{
+	for (Py_ssize_t k = 0; k < measured; k++)
+		for (int c = 0; c < r->ncols; c++)
+			if (r->cells[k * r->ncols + c].n > r->max_len[c])
+				r->max_len[c] = r->cells[k * r->ncols + c].n;
+	if (measured < r->batch_rows)
+		for (int c = 0; c < r->ncols; c++) {
+			Py_ssize_t n = r->cells[(r->batch_rows - 1) * r->ncols + c].n;
+			if (r->enabled[c] != 8 && n > r->max_len[c])
+				r->max_len[c] = n;
+		}
+	/* render_calc_width() without a screen width, then each cell's pad after its delimiter */
+	int first = 1;
+	for (int c = 0; c < r->ncols; c++) {
+		Py_ssize_t delim = (Py_ssize_t)strlen(rl_delim[r->enabled[c]]);
+		Py_ssize_t w = !first && r->max_len[c] ? r->max_len[c] + delim : r->max_len[c];
+		if (w)
+			first = 0;
+		Py_ssize_t shown = c ? delim : 0; /* the first column is printed without its delimiter */
+		r->pads[c] = w - shown > 0 ? w - shown : 0;
+	}
+	r->ready = 1;
+	r->printed = 0;
+}
+
+static PyObject *rl_next(RowLines *r)
+{
+	for (;;) {
+		if (r->ready) {
+			if (r->printed == r->batch_rows) { /* printed: the next batch */
+				r->ready = 0;
+				r->batch_rows = 0;
+				r->arena.len = 0;
+				continue;
+			}
+			Py_ssize_t stop = r->printed + RL_CHUNK_LINES < r->batch_rows ? r->printed + RL_CHUNK_LINES
+										 : r->batch_rows;
+			r->line.len = 0;
+			for (Py_ssize_t k = r->printed; k < stop; k++) {
+				for (int c = 0; c < r->ncols; c++) {
+					const RlCell *cell = &r->cells[k * r->ncols + c];
+					const char *d = c ? rl_delim[r->enabled[c]] : "";
+					Py_ssize_t dl = (Py_ssize_t)strlen(d), fill = r->pads[c] > cell->n ? r->pads[c] - cell->n : 0;
+					if (buf_reserve(&r->line, dl + fill + cell->n + 1) < 0)
+						return NULL;
+					char *p = r->line.data + r->line.len;
+					memcpy(p, d, dl);
+					p += dl;
+					if (rl_right[r->enabled[c]]) {
+						memset(p, ' ', fill);
+						p += fill;
+					}
+					memcpy(p, rl_text(r, cell), cell->n);
+					p += cell->n;
+					if (!rl_right[r->enabled[c]]) {
+						memset(p, ' ', fill);
+						p += fill;
+					}
+					r->line.len = p - r->line.data;
+				}
+				r->line.data[r->line.len++] = '\n';
+			}
+			r->printed = stop;
+			return PyUnicode_DecodeUTF8(r->line.data, r->line.len, "surrogateescape");
+		}
+		if (r->next_row == r->nrows) {
+			if (!r->batch_rows)
+				return NULL; /* the end */
+			/* ss renders the rest at the end, the last line's Process cell still open */
+			Py_ssize_t measured = r->has_header && r->nrows == 1 ? r->batch_rows : r->batch_rows - 1;
+			rl_measure(r, measured);
+			continue;
+		}
+		if (rl_row(r, r->next_row) < 0)
+			return NULL;
+		r->next_row++;
+		const RlCell *row = r->cells + (r->batch_rows - 1) * r->ncols;
+		Py_ssize_t n = 0;
+		for (int c = 0; c < r->ncols; c++) { /* render_breaks()'s accounting */
+			n = row[c].n;
+			tokens_write(&r->tok, n);
+			if (c < r->ncols - 1)
+				tokens_flush(&r->tok, n);
+		}
+		if (r->tok.chunks >= BUF_CHUNKS_MAX) {
+			r->tok.chunks = r->tok.used = 0;
+			rl_measure(r, r->batch_rows);
+		} else {
+			tokens_flush(&r->tok, n);
+		}
+	}
+}
+
+/* Each row's holders: its index in m->keys, or -1 (a merge of the rows in address order). */
+static Py_ssize_t *rl_holders(SockTable *t, HolderMap *m)
+{
+	Py_ssize_t *out = PyMem_Malloc((t->n ? t->n : 1) * sizeof(Py_ssize_t));
+	KeyOrder *order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(KeyOrder));
+	if (!out || !order) {
+		PyMem_Free(out);
+		PyMem_Free(order);
+		PyErr_NoMemory();
+		return NULL;
+	}
+	for (Py_ssize_t i = 0; i < t->n; i++)
+		order[i] = (KeyOrder){t->rows[i].addr, i};
+	if (sort_keys(order, t->n) < 0) {
+		PyMem_Free(out);
+		PyMem_Free(order);
+		return NULL;
+	}
+	Py_ssize_t j = 0;
+	for (Py_ssize_t x = 0; x < t->n; x++) {
+		while (j < m->nkeys && m->keys[j] < order[x].key)
+			j++;
+		out[order[x].index] = j < m->nkeys && m->keys[j] == order[x].key ? j : -1;
+	}
+	PyMem_Free(order);
+	return out;
+}
+
+static PyTypeObject RowLinesType = {
+	PyVarObject_HEAD_INIT(NULL, 0)
+	.tp_name = "drgn_ss._fast.RowLines",
+	.tp_basicsize = sizeof(RowLines),
+	.tp_dealloc = (destructor)rl_dealloc,
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_iter = PyObject_SelfIter,
+	.tp_iternext = (iternextfunc)rl_next,
+};
+
+PyDoc_STRVAR(row_lines_doc,
+"row_lines(table, owners, names, hosts, services, queues, states, numeric, ephemeral, enabled,\n"
+"          header) -> an iterator of str\n"
+"\n"
+"The lines drgn_ss.output.text.render_sockets() prints for a SockTable's rows without a\n"
+"screen width, in chunks: the Netid to Port cells as table_cells() makes them, the Process\n"
+"cells as table_users_cells() does from owners (a HolderMap; None: none), laid out as\n"
+"drgn_ss.output.columns.layout_columns() does (widths and pads in bytes, as ss counts).\n"
+"enabled: the columns shown (indices of COLUMNS, in order); header: the ten header cells,\n"
+"or None. None instead of an iterator where owners holds keys set from Python (MPTCP\n"
+"subflows'): table_users_cells() makes those cells.");
+
+static PyObject *row_lines(PyObject *self, PyObject *args)
+{
+	SockTable *t;
+	PyObject *owners, *names, *hosts, *services, *queues, *states, *ephemeral, *enabled, *header;
+	int numeric;
+	if (!PyArg_ParseTuple(args, "O!OO!O!O!O!O!pO!O!O", &SockTableType, &t, &owners, &PyDict_Type, &names,
+			      &PyDict_Type, &hosts, &PyDict_Type, &services, &PyDict_Type, &queues, &PyTuple_Type,
+			      &states, &numeric, &PyTuple_Type, &ephemeral, &PyList_Type, &enabled, &header))
+		return NULL;
+	if ((owners != Py_None && !HolderMap_Check(owners)) || PyTuple_GET_SIZE(ephemeral) != 2 ||
+	    PyTuple_GET_SIZE(states) < 1 || PyList_GET_SIZE(enabled) < 1 || PyList_GET_SIZE(enabled) > RL_COLS ||
+	    (header != Py_None && (!PyList_Check(header) || PyList_GET_SIZE(header) != RL_COLS))) {
+		PyErr_SetString(PyExc_TypeError, "row_lines: bad arguments");
+		return NULL;
+	}
+	if (owners != Py_None && PyDict_GET_SIZE(((HolderMap *)owners)->extra))
+		Py_RETURN_NONE;
+	if (PyType_Ready(&RowLinesType) < 0)
+		return NULL;
+	RowLines *r = (RowLines *)RowLinesType.tp_alloc(&RowLinesType, 0);
+	if (!r)
+		return NULL;
+	Py_INCREF(t);
+	r->t = t;
+	if (owners != Py_None) {
+		Py_INCREF(owners);
+		r->owners = (HolderMap *)owners;
+	}
+	Py_INCREF(names);
+	r->names = names;
+	Py_INCREF(queues);
+	r->queues = queues;
+	Py_INCREF(states);
+	r->states = states;
+	Py_INCREF(hosts);
+	r->hosts.hosts = hosts;
+	Py_INCREF(services);
+	r->ports.services = services;
+	r->ports.numeric = numeric;
+	r->ports.lo = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 0));
+	r->ports.hi = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 1));
+	r->ncols = (int)PyList_GET_SIZE(enabled);
+	for (int c = 0; c < r->ncols; c++) {
+		long v = PyLong_AsLong(PyList_GET_ITEM(enabled, c));
+		if (v < 0 || v >= RL_COLS || (c && v <= r->enabled[c - 1])) {
+			if (!PyErr_Occurred())
+				PyErr_SetString(PyExc_ValueError, "row_lines: enabled columns in order");
+			Py_DECREF(r);
+			return NULL;
+		}
+		r->enabled[c] = (int)v;
+	}
+	if (header != Py_None) {
+		r->has_header = 1;
+		for (int c = 0; c < RL_COLS; c++) {
+			r->header[c] = PyList_GET_ITEM(header, c);
+			Py_INCREF(r->header[c]);
+		}
+	}
+	r->nrows = t->n + r->has_header;
+	r->empty = PyUnicode_FromString("");
+	r->ports.star = PyUnicode_FromString("*");
+	r->ports.numbers = PyMem_Calloc(65536, sizeof(PyObject *));
+	r->services = PyMem_Calloc((size_t)TABLE_PROTOS * 65536, sizeof(PyObject *));
+	r->small = PyMem_Calloc(4096, sizeof(PyObject *));
+	if (r->owners && !(r->holder_of = rl_holders(t, r->owners))) {
+		Py_DECREF(r);
+		return NULL;
+	}
+	if (PyErr_Occurred() || !r->empty || !r->ports.star || !r->ports.numbers || !r->services || !r->small) {
+		if (!PyErr_Occurred())
+			PyErr_NoMemory();
+		Py_DECREF(r);
+		return NULL;
+	}
+	return (PyObject *)r;
+}
+
 PyMethodDef fast_render_methods[] = {
 	{"render_breaks", render_breaks, METH_VARARGS, render_breaks_doc},
 	{"max_lengths", max_lengths, METH_VARARGS, max_lengths_doc},
@@ -1046,6 +1428,7 @@ PyMethodDef fast_render_methods[] = {
 	{"socket_cells", socket_cells, METH_VARARGS, socket_cells_doc},
 	{"table_cells", table_cells, METH_VARARGS, table_cells_doc},
 	{"table_users_cells", table_users_cells, METH_VARARGS, table_users_cells_doc},
+	{"row_lines", row_lines, METH_VARARGS, row_lines_doc},
 	{"unix_cells", unix_cells, METH_VARARGS, unix_cells_doc},
 	{NULL, NULL, 0, NULL},
 };

@@ -92,7 +92,8 @@ def _walk(sockets: list[dict[str, Any]], tcp: bool = True, table: Any = None) ->
 
     mem = (bytes(image), -1, [0], [len(image)], [0], DIRECT_MAP, DIRECT_MAP + len(image), read, FaultError)
     records, buckets, faults, first = fast.walk_sockets(
-        mem, heads, LINK, True, SIZE, LEAST, 64, LAYOUT, {NET: INUM}, tcp, True, NOW, HZ, Socket,
+        mem, heads, LINK, True, SIZE, LEAST, len(sockets) + 1, LAYOUT, {NET: INUM}, tcp, True, NOW, HZ,
+        Socket,
         "tcp" if tcp else "udp", KINDS, -1, None, fast.AddressSet(), DIRECT_MAP, DIRECT_MAP + len(image),
         None, {}, 0, 0, table)
     assert (buckets, faults, first) == (0, 0, None)
@@ -250,3 +251,55 @@ def test_users_cells_of_rows_are_those_of_the_records() -> None:
     assert cells[0] == ' users:(("proc20",pid=20,fd=5),("proc10",pid=10,fd=3))' and cells[2] == ""
     assert table.unheld("tcp", held) == [(s.address, s.socket) for s in table
                                          if s.socket and s.address not in owners]
+
+
+# -- lines: drgn_ss._fast.row_lines against the records' layout -------------------------
+
+def _be16(port: int) -> int:
+    """A port as the kernel keeps it (network order), read as a little-endian field."""
+    return int.from_bytes(port.to_bytes(2, "big"), "little")
+
+
+def _many(n: int) -> list[dict[str, Any]]:
+    """n established IPv4 sockets of varied ports and queues after a listener, a TIME-WAIT and a request."""
+    out = [dict(SOCKETS[k]) for k in (1, 2, 3)]  # (not 4: bound to a device, laid out by Python)
+    for k in range(n):
+        out.append({"family": 2, "state": 1, "rcv_saddr": 0x0100007F, "daddr": 0x0100007F + (k % 7 << 24),
+                    "num": 20000 + k % 300, "dport": _be16(40000 + k % 20000),
+                    "rcv_nxt": k % 5000 if k < n - 1000 else 10_000_000 + k,  # wider cells at the end
+                    "write_seq": k % 3, "sk_ino": k + 1})
+    return out
+
+
+@pytest.mark.parametrize("header", [True, False])
+@pytest.mark.parametrize("disabled", [frozenset(), frozenset({0, 1})])
+def test_row_lines_are_the_records_lines(header: bool, disabled: frozenset[int]) -> None:
+    """Past ss's render points (5 MB of cells: some 45,000 lines), with and without holders."""
+    from drgn_ss.output.rows import row_lines
+    from drgn_ss.output.text import render_sockets
+    from drgn_ss.owners import Owner
+
+    fast = _fast()
+    sockets = _many(90000)
+    table = _walk(sockets, table=_table())
+    assert len(table) == len(sockets)
+    image, tasks = _held_image({0: [(10, 3), (20, 5)], 1: [(10, 4)], 3: [(30, 7)]})  # rows 0, 1, 3
+    tasks = [(pid, "wörker" if pid == 30 else comm, files) for pid, comm, files in tasks]  # a non-ASCII name
+
+    def read(addr: int, size: int) -> bytes:
+        raise FaultError("not in the image", addr)
+
+    mem = (bytes(image), -1, [0], [len(image)], [0], DIRECT_MAP, DIRECT_MAP + len(image), read, FaultError)
+    for held in (None, fast.socket_holders(mem, tasks, HOLDERS_LAYOUT, Owner, True)[0]):
+        owners = None if held is None else fast.socket_holders(mem, tasks, HOLDERS_LAYOUT, Owner)[0]
+        fmt = Formatter(True, (32768, 60999), lambda n, i: "lo", held, owners_by="sock")
+        keep = [i for i in range(10) if i not in disabled]
+        assert row_lines(fmt, table, keep, header, _STATE_CELLS) is not None  # C lays these out
+        made = "".join(render_sockets(table, fmt, disabled, header, None))
+        ref = Formatter(True, (32768, 60999), lambda n, i: "lo", owners, owners_by="sock")
+        expected = "".join(render_sockets(list(table), ref, disabled, header, None))
+        assert made == expected
+        assert len(made.splitlines()) == len(sockets) + header
+        lines = made.splitlines()
+        assert len(lines[2]) < len(lines[-2])  # the columns grew at a render point
+        assert ('"w??rker",pid=30' in made) == (held is not None)  # each byte of the name, as ss 7

@@ -21,7 +21,7 @@ from drgn_ss.kernel.facts import kernel_facts
 from drgn_ss.kernel.images import elf_build_id
 from drgn_ss.kernel.program import NoDebugInfo, is_local_live, set_debug_info_loader, vmcoreinfo
 from drgn_ss.kernel.strings import escape_name
-from drgn_ss.kernel.target import set_qemu, use_core_file
+from drgn_ss.kernel.target import set_qemu, use_core_file, use_kcore
 
 __all__ = [
     "SS_SHORT_OPTIONS", "add_program_options", "check_kernel", "check_symbols", "elf_problem",
@@ -135,7 +135,7 @@ def _open_target(args: argparse.Namespace) -> Program:
                               "(give -c VMCORE or --qemu SOCKET)")
             if os.geteuid() != 0:
                 raise Failure("reading the live kernel needs root (/proc/kcore)")
-            prog.set_kernel()
+            use_kcore(prog)
     except Failure:
         raise
     except PermissionError as e:

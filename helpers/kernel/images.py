@@ -11,8 +11,8 @@ import struct
 from collections.abc import Callable
 
 __all__ = [
-    "ElfImage", "PhysicalImage", "QemuImage", "elf_build_id", "elf_file_bytes", "elf_program_headers",
-    "qemu_ram_ranges",
+    "ElfImage", "KcoreImage", "PhysicalImage", "QemuImage", "elf_build_id", "elf_file_bytes",
+    "elf_program_headers", "qemu_ram_ranges",
 ]
 
 
@@ -32,6 +32,10 @@ class PhysicalImage:
         self.map: mmap.mmap | None = None
         #: A file descriptor to pread(), or -1.
         self.fd = -1
+
+    def for_direct_map(self, lo: int) -> PhysicalImage:
+        """This image as it serves a direct map starting at virtual ``lo`` (the same, but for /proc/kcore)."""
+        return self
 
     def _read_at(self, offset: int, size: int) -> bytes | None:
         if self.map is not None:
@@ -154,6 +158,45 @@ class ElfImage(PhysicalImage):
                 self.missing += offset + filesz - max(offset, len(data))
         super().__init__(segments)
         self.map = data
+
+
+class KcoreImage(PhysicalImage):
+    """
+    The running kernel's RAM as /proc/kcore holds it (its KCORE_RAM PT_LOAD segments: the
+    direct map, each with the physical address it maps), read with pread() by the C walks
+    rather than through drgn, a Python call a read (fs/proc/kcore.c has no mmap). Memory
+    checks its first read against drgn's, as for the other images.
+    """
+
+    def __init__(self, path: str = "/proc/kcore") -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            head = os.pread(fd, 64, 0)
+            if len(head) < 64 or head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+                raise ValueError(f"{path} is not a little-endian ELF64 file")
+            phoff, = struct.unpack_from("<Q", head, 32)
+            phentsize, phnum = struct.unpack_from("<HH", head, 54)
+            if phentsize < 56 or phnum > 1 << 16:
+                raise ValueError(f"{path} has no program headers that can be read")
+            table = os.pread(fd, phentsize * phnum, phoff)
+        except BaseException:
+            os.close(fd)
+            raise
+        #: (physical start, end, file offset, virtual address) of each RAM segment.
+        self.ram: list[tuple[int, int, int, int]] = []
+        for i in range(len(table) // phentsize):
+            p_type, _flags, offset, vaddr, paddr, filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+            if p_type == 1 and filesz and paddr != (1 << 64) - 1:  # PT_LOAD with a physical address
+                self.ram.append((paddr, paddr + filesz, offset, vaddr))
+        super().__init__([(start, end, offset) for start, end, offset, _vaddr in self.ram])
+        self.fd = fd
+
+    def for_direct_map(self, lo: int) -> PhysicalImage:
+        """Only the direct map's segments from ``lo`` (not the kernel text's: the same pages elsewhere)."""
+        image = PhysicalImage([(start, end, offset) for start, end, offset, vaddr in self.ram
+                               if vaddr == lo + start])
+        image.fd = self.fd
+        return image
 
 
 class QemuImage(PhysicalImage):

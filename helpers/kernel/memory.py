@@ -87,7 +87,7 @@ class Memory:
             return read(phys, size, True)
 
         physical: Callable[[int, int], bytes] = drgn_physical
-        image = self.image
+        image = self.image.for_direct_map(lo) if self.image is not None else None
         if image is not None and image.reader(lambda phys, size: b"")(addr - lo, size) == data:
             physical = image.reader(drgn_physical)  # what drgn reads, and it maps as assumed
             self.mapped = image

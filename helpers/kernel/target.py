@@ -9,13 +9,13 @@ import os
 
 from drgn import FaultError, Program
 from drgn_ss.kernel.facts import kernel_facts
-from drgn_ss.kernel.images import ElfImage, QemuImage
+from drgn_ss.kernel.images import ElfImage, KcoreImage, QemuImage
 from drgn_ss.kernel.memory import Memory
 from drgn_ss.kernel.program import prog_cached, vmcoreinfo
 
 __all__ = [
     "MAX_PHYSICAL_BYTES", "kernel_memory", "object_limit", "physical_memory_bytes", "set_qemu",
-    "use_core_file",
+    "use_core_file", "use_kcore",
 ]
 
 
@@ -53,6 +53,17 @@ def use_core_file(prog: Program, path: str) -> None:
         st = os.stat(path)
         prog.cache["drgn_ss.core_identity"] = (f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:"
                                                f"{st.st_ctime_ns}")
+
+
+def use_kcore(prog: Program) -> None:
+    """
+    ``prog.set_kernel()``, having first opened /proc/kcore for :func:`kernel_memory` to
+    read the direct map with pread() (the C walks without a call into drgn per read). If
+    it cannot be read that way, drgn reads it all.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        prog.cache["drgn_ss.image"] = KcoreImage()
+    prog.set_kernel()
 
 
 def set_qemu(prog: Program, qmp_path: str) -> None:

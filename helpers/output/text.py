@@ -21,6 +21,7 @@ from drgn_ss.output.cells import Cache, address_text, ipv6_text, ms_timer, proto
 from drgn_ss.output.columns import COLUMNS, layout_columns
 from drgn_ss.output.netlink import netlink_cells, netlink_details, netlink_fields
 from drgn_ss.output.packet import bpf_text, packet_cells, packet_details, packet_fields
+from drgn_ss.output.rows import plain_rows, row_columns, row_lines
 from drgn_ss.output.sockopt import sockopt_fields, sockopt_text, tos_fields, tos_text
 from drgn_ss.output.unix import unix_columns, unix_details, unix_fields
 from drgn_ss.output.vsock import vsock_cells, vsock_fields
@@ -340,8 +341,8 @@ class Formatter:
         n = len(socks)
         if not n:
             return [[] for _ in COLUMNS]
-        if self._plain_rows(socks):
-            return self._row_columns(socks)
+        if plain_rows(self, socks):
+            return row_columns(self, socks, _STATE_CELLS)
         socks = socks if isinstance(socks, list) else list(socks)
         cells = self._address_cells(socks)
         renamed = [] if {"raw", "sctp"}.isdisjoint(map(_PROTO, socks)) else [
@@ -383,29 +384,6 @@ class Formatter:
         if self.trailer is not None:
             process = [cell + self.trailer(s) for cell, s in zip(process, socks)]
         return [proto, state, recv_q, send_q, local, sport, peer, dport, process, [""] * n]
-
-    def _plain_rows(self, socks: Sequence[Socket]) -> bool:
-        """
-        Whether ``socks`` are the rows of a ``drgn_ss._fast.SockTable`` whose lines show what
-        its rows hold alone: no timer, detail, memory, option, namespace or device name.
-        """
-        extras = (self.skmem, self.tcp_info, self.tos, self.sockopts, self.filters, self.netns_tags,
-                  self.trailer)
-        return (hasattr(socks, "by_family") and not self.annotations and all(x is None for x in extras)
-                and not (self.timers or self.details or self.show_cgroup or self.peers)
-                and self.owners_by != "line" and not cast(Any, socks).any_ifindex())
-
-    def _row_columns(self, socks: Sequence[Socket]) -> list[list[str]]:
-        """:meth:`columns` of a SockTable's rows (:meth:`_plain_rows`), without making their records."""
-        fast, n = cast(Any, native()), len(socks)
-        cells = list(fast.table_cells(socks, self._host_cells, self._service_cells, self._queues,
-                                      _STATE_CELLS, self.numeric, self.ephemeral))
-        if isinstance(self.owners, fast.HolderMap) and not self.threads and self.runs_in is None:
-            process = fast.table_users_cells(socks, self.owners, self._comm_names)  # by sock
-        else:
-            by = "address" if self.owners_by == "sock" else "ino"
-            process = [""] * n if self.owners is None else self._users_cells(cast(Any, socks).keys(by))
-        return [*cells, process, [""] * n]
 
     def objects(self, socks: Sequence[Socket]) -> Iterator[dict[str, Any]]:
         """
@@ -590,6 +568,9 @@ def render_sockets(socks: Sequence[Socket], fmt: Formatter, disabled: frozenset[
                    header: bool, screen_width: int | None) -> Iterator[str]:
     """ss's listing of ``socks``, in chunks to write as they come."""
     keep = [i for i in range(len(COLUMNS)) if i not in disabled]
+    lines = row_lines(fmt, socks, keep, header, _STATE_CELLS) if screen_width is None else None
+    if lines is not None:  # a SockTable's rows, laid out in C
+        return lines
     columns = fmt.columns(socks)
     if header:
         columns = [[COLUMNS[i].header, *columns[i]] for i in keep]

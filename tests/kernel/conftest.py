@@ -28,7 +28,7 @@ from typing import Any
 import drgn
 import pytest
 from drgn_ss.commands.program import open_core_dump
-from drgn_ss.kernel.target import set_qemu, use_core_file
+from drgn_ss.kernel.target import set_qemu, use_core_file, use_kcore
 
 WORKLOAD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workload.py")
 
@@ -103,7 +103,7 @@ def open_target(target: Target, path: str | None = None) -> drgn.Program:
     """A Program of the target (or of ``path``, a copy of its dump), as the prog fixture's."""
     prog = drgn.Program()
     if target.kind == "live":
-        prog.set_kernel()
+        use_kcore(prog)  # as drgn-ss does
     elif target.kind == "core":
         path = path or target.path
         assert path is not None

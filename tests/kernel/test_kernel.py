@@ -12,8 +12,9 @@ import pytest
 from drgn_ss.kernel.clock import kernel_hz, timekeeper, wall_clock_seconds
 from drgn_ss.kernel.damage import WalkErrors
 from drgn_ss.kernel.facts import kernel_facts
-from drgn_ss.kernel.images import ElfImage, PhysicalImage, QemuImage
+from drgn_ss.kernel.images import ElfImage, KcoreImage, PhysicalImage, QemuImage
 from drgn_ss.kernel.native import native
+from drgn_ss.kernel.target import kernel_memory
 from drgn_ss.namespaces import ifnames, netns_by_inode
 from drgn_ss.sockets.inet import InetDecoder, inet_sockets
 
@@ -135,6 +136,29 @@ def test_image_read_through_a_file_descriptor_reads_what_drgn_reads(target: Any,
         assert read(image.ends[-1] - 8, 16) == b""  # past a segment's end: the fallback
     finally:
         os.close(by_fd.fd)
+
+
+def test_kcore_is_read_as_drgn_reads_it(target: Any, prog: drgn.Program) -> None:
+    """
+    A live kernel's direct map read from /proc/kcore with pread() (KcoreImage, what the C
+    walks read) is what drgn reads, in every RAM segment, and the walks use it.
+    """
+    image = prog.cache.get("drgn_ss.image")
+    if target.kind != "live" or not isinstance(image, KcoreImage):
+        pytest.skip("reads a live kernel's /proc/kcore")
+    mem = kernel_memory(prog)
+    mem.read_u64(kernel_facts(prog).symbol("init_net"))  # a first read: how the direct map is read
+    mem.read(mem.lo + 0x100000, 8)
+    direct = mem.mapped
+    assert direct is not None and direct.fd == image.fd and direct.starts
+    read = direct.reader(lambda phys, size: b"")
+    checked = 0
+    for start, end in zip(direct.starts, direct.ends):
+        if start + 8192 <= end:
+            assert read(start + 4096, 512) == prog.read(start + 4096, 512, True), hex(start)
+            checked += 1
+    assert checked >= 1
+    assert mem.native()[1] == image.fd  # the C walks pread() it
 
 
 def test_raw_interface_names_equal_drgns(prog: drgn.Program) -> None:
