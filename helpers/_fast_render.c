@@ -487,16 +487,28 @@ int sort_keys(KeyOrder *order, Py_ssize_t n)
 	return 0;
 }
 
-/* ' users:(("name",pid=P,fd=F),...)' of holders h[0..n) into b (emptied first). */
-static int users_text(Buf *b, const Holder *h, Py_ssize_t n, PyObject *tasks, PyObject *names)
+/*
+ * ' users:(("name",pid=P,fd=F),...)' of holders h[0..n) into b (emptied first); by_task
+ * (one slot a task, or NULL) keeps each task's name once looked up in names.
+ */
+static int users_text(Buf *b, const Holder *h, Py_ssize_t n, PyObject *tasks, PyObject *names, PyObject **by_task)
 {
 	b->len = 0;
 	if (buf_add(b, " users:(", 8) < 0)
 		return -1;
 	for (Py_ssize_t k = 0; k < n; k++) {
-		PyObject *name = cached(names, PyTuple_GET_ITEM(PyList_GET_ITEM(tasks, h[k].task), 1));
-		if (!name)
-			return -1;
+		PyObject *name = by_task ? by_task[h[k].task] : NULL;
+		if (name) {
+			Py_INCREF(name);
+		} else {
+			name = cached(names, PyTuple_GET_ITEM(PyList_GET_ITEM(tasks, h[k].task), 1));
+			if (!name)
+				return -1;
+			if (by_task) {
+				Py_INCREF(name);
+				by_task[h[k].task] = name;
+			}
+		}
 		Py_ssize_t nlen;
 		const char *text = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &nlen) : NULL;
 		if (!text) {
@@ -555,7 +567,7 @@ static PyObject *table_users_cells(PyObject *self, PyObject *args)
 			j++;
 		PyObject *cell = NULL;
 		if (key && j < m->nkeys && m->keys[j] == key) {
-			if (users_text(&b, m->h + m->first[j], m->first[j + 1] - m->first[j], m->tasks, names) < 0 ||
+			if (users_text(&b, m->h + m->first[j], m->first[j + 1] - m->first[j], m->tasks, names, NULL) < 0 ||
 			    !(cell = PyUnicode_DecodeUTF8(b.data, b.len, "strict")))
 				goto error;
 		} else if (key && extra) { /* a key set from Python (a subflow): users_cells() does it */
@@ -1066,6 +1078,8 @@ typedef struct {
 	PyObject **services, **small;
 	int enabled[RL_COLS], ncols;
 	Py_ssize_t *holder_of; /* each row's index in owners->keys, or -1 */
+	PyObject **by_task;    /* each task's name, once looked up */
+	Py_ssize_t ntasks;
 	Py_ssize_t next_row, nrows; /* rows are the header (if any) and the table's */
 	int has_header;
 	Tokens tok;
@@ -1078,6 +1092,7 @@ typedef struct {
 } RowLines;
 
 static const char *const rl_delim[RL_COLS] = {"", " ", " ", " ", " ", "", " ", "", "", ""};
+static const Py_ssize_t rl_delim_len[RL_COLS] = {0, 1, 1, 1, 1, 0, 1, 0, 0, 0};
 static const int rl_right[RL_COLS] = {0, 0, 0, 0, 1, 0, 1, 0, 0, 0};
 
 static void rl_dealloc(RowLines *r)
@@ -1104,6 +1119,9 @@ static void rl_dealloc(RowLines *r)
 	PyMem_Free(r->services);
 	PyMem_Free(r->small);
 	PyMem_Free(r->holder_of);
+	for (Py_ssize_t k = 0; r->by_task && k < r->ntasks; k++)
+		Py_XDECREF(r->by_task[k]);
+	PyMem_Free(r->by_task);
 	PyMem_Free(r->cells);
 	PyMem_Free(r->arena.data);
 	PyMem_Free(r->line.data);
@@ -1172,7 +1190,7 @@ static int rl_row(RowLines *r, Py_ssize_t k)
 				HolderMap *m = r->owners;
 				r->line.len = 0;
 				if (users_text(&r->line, m->h + m->first[h], m->first[h + 1] - m->first[h], m->tasks,
-					       r->names) < 0)
+					       r->names, r->by_task) < 0)
 					return -1;
 				row[c] = (RlCell){NULL, r->arena.len, r->line.len};
 				if (buf_add(&r->arena, r->line.data, r->line.len) < 0)
@@ -1213,7 +1231,7 @@ static void rl_measure(RowLines *r, Py_ssize_t measured)
 	/* render_calc_width() without a screen width, then each cell's pad after its delimiter */
 	int first = 1;
 	for (int c = 0; c < r->ncols; c++) {
-		Py_ssize_t delim = (Py_ssize_t)strlen(rl_delim[r->enabled[c]]);
+		Py_ssize_t delim = rl_delim_len[r->enabled[c]];
 		Py_ssize_t w = !first && r->max_len[c] ? r->max_len[c] + delim : r->max_len[c];
 		if (w)
 			first = 0;
@@ -1240,8 +1258,9 @@ static PyObject *rl_next(RowLines *r)
 			for (Py_ssize_t k = r->printed; k < stop; k++) {
 				for (int c = 0; c < r->ncols; c++) {
 					const RlCell *cell = &r->cells[k * r->ncols + c];
-					const char *d = c ? rl_delim[r->enabled[c]] : "";
-					Py_ssize_t dl = (Py_ssize_t)strlen(d), fill = r->pads[c] > cell->n ? r->pads[c] - cell->n : 0;
+					const char *d = rl_delim[r->enabled[c]];
+					Py_ssize_t dl = c ? rl_delim_len[r->enabled[c]] : 0;
+					Py_ssize_t fill = r->pads[c] > cell->n ? r->pads[c] - cell->n : 0;
 					if (buf_reserve(&r->line, dl + fill + cell->n + 1) < 0)
 						return NULL;
 					char *p = r->line.data + r->line.len;
@@ -1407,9 +1426,15 @@ static PyObject *row_lines(PyObject *self, PyObject *args)
 	r->ports.numbers = PyMem_Calloc(65536, sizeof(PyObject *));
 	r->services = PyMem_Calloc((size_t)TABLE_PROTOS * 65536, sizeof(PyObject *));
 	r->small = PyMem_Calloc(4096, sizeof(PyObject *));
-	if (r->owners && !(r->holder_of = rl_holders(t, r->owners))) {
-		Py_DECREF(r);
-		return NULL;
+	if (r->owners) {
+		r->ntasks = PyList_GET_SIZE(r->owners->tasks);
+		r->by_task = PyMem_Calloc(r->ntasks ? r->ntasks : 1, sizeof(PyObject *));
+		if (!r->by_task || !(r->holder_of = rl_holders(t, r->owners))) {
+			if (!PyErr_Occurred())
+				PyErr_NoMemory();
+			Py_DECREF(r);
+			return NULL;
+		}
 	}
 	if (PyErr_Occurred() || !r->empty || !r->ports.star || !r->ports.numbers || !r->services || !r->small) {
 		if (!PyErr_Occurred())
