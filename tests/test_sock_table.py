@@ -134,6 +134,10 @@ def test_table_operations_are_those_of_the_records() -> None:
     assert [r.proto for r in records] == ["tcp"] * 5 + ["udp"] and set(table.protos()) == {"tcp", "udp"}
     ordered = table.by_family((2, 10))
     assert list(ordered) == [r for r in records if r.family == 2] + [r for r in records if r.family == 10]
+    in_place = table.by_family((10, 2))  # IPv6 first
+    assert in_place.order_families((2, 10)) is None and list(in_place) == list(ordered)
+    in_place.order_families((10,))
+    assert list(in_place) == [r for r in records if r.family == 10]
     assert table.keys("ino") == [r.ino for r in records]
     assert table.keys("address") == [r.address for r in records]
     assert table.any_ifindex() and not table.by_family((2,)).any_ifindex()

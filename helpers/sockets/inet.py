@@ -558,11 +558,11 @@ def inet_sockets(prog: Program, net: int | Sequence[int], protos: tuple[str, ...
             continue
         decoded = decoder.socks(nets, proto, listening, established, errors)
         if len(nets) == 1 and not isinstance(decoded, list):  # a SockTable: IPv4's rows, then IPv6's
-            ordered = cast(Any, decoded).by_family((AF_INET, AF_INET6))
+            cast(Any, decoded).order_families((AF_INET, AF_INET6))
             if out:
-                cast(Any, out).extend(ordered)
+                cast(Any, out).extend(decoded)
             else:
-                out = ordered
+                out = decoded
             continue
         if len(nets) == 1:
             for family in (AF_INET, AF_INET6):
