@@ -79,8 +79,6 @@ FAST_INTERNAL int mem_read_spans(Mem *m, uint64_t addr, size_t size, const Span 
 				 unsigned char *out, Faults *faults);
 /* Where the image maps all size bytes at addr, or NULL (read them with mem_read()). */
 FAST_INTERNAL const unsigned char *mem_ptr(const Mem *m, uint64_t addr, size_t size);
-/* mem_prefetch() of the spans of size bytes at addr (where the image maps them). */
-FAST_INTERNAL void mem_prefetch_spans(const Mem *m, uint64_t addr, size_t size, const Span *spans, int nspans);
 /*
  * Spans covering the ranges [starts[i], starts[i] + lens[i]) (n of them; those of length 0
  * are left out) within [0, size), widened to 64-byte lines from the struct's start and
@@ -236,6 +234,8 @@ FAST_INTERNAL extern PyTypeObject HolderMapType;
 #define HolderMap_Check(op) Py_IS_TYPE(op, &HolderMapType)
 /* The index in m->keys of key, or -1. */
 FAST_INTERNAL Py_ssize_t holders_find(const HolderMap *m, uint64_t key);
+/* Each row of t's index in m->keys, or -1 (PyMem_Malloc'd, t->n of them), or NULL and an error. */
+FAST_INTERNAL Py_ssize_t *holders_of_rows(const HolderMap *m, const SockTable *t);
 /* m->keys[k]'s holders as a list of Owner records (a new reference). */
 FAST_INTERNAL PyObject *holders_list(const HolderMap *m, Py_ssize_t k);
 

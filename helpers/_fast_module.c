@@ -64,17 +64,6 @@ const unsigned char *mem_ptr(const Mem *m, uint64_t addr, size_t size)
 	return (const unsigned char *)m->view.buf + off;
 }
 
-void mem_prefetch_spans(const Mem *m, uint64_t addr, size_t size, const Span *spans, int nspans)
-{
-	uint64_t off;
-	if (!m->have_view || !mem_locate(m, addr, size, &off))
-		return;
-	const char *base = (const char *)m->view.buf + off;
-	for (int i = 0; i < nspans; i++)
-		for (uint32_t k = 0; k < spans[i].len; k += 64)
-			__builtin_prefetch(base + spans[i].off + k);
-}
-
 int mem_read_spans(Mem *m, uint64_t addr, size_t size, const Span *spans, int nspans, unsigned char *out,
 		   Faults *faults)
 {

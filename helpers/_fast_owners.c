@@ -78,6 +78,33 @@ Py_ssize_t holders_find(const HolderMap *m, uint64_t key)
 	return lo < m->nkeys && m->keys[lo] == key ? lo : -1;
 }
 
+Py_ssize_t *holders_of_rows(const HolderMap *m, const SockTable *t)
+{
+	Py_ssize_t *out = PyMem_Malloc((t->n ? t->n : 1) * sizeof(Py_ssize_t));
+	KeyOrder *order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(KeyOrder));
+	if (!out || !order) {
+		PyMem_Free(out);
+		PyMem_Free(order);
+		PyErr_NoMemory();
+		return NULL;
+	}
+	for (Py_ssize_t i = 0; i < t->n; i++)
+		order[i] = (KeyOrder){t->rows[i].addr, i};
+	if (sort_keys(order, t->n) < 0) {
+		PyMem_Free(out);
+		PyMem_Free(order);
+		return NULL;
+	}
+	Py_ssize_t j = 0;
+	for (Py_ssize_t x = 0; x < t->n; x++) { /* both in address order: a merge */
+		while (j < m->nkeys && m->keys[j] < order[x].key)
+			j++;
+		out[order[x].index] = j < m->nkeys && m->keys[j] == order[x].key ? j : -1;
+	}
+	PyMem_Free(order);
+	return out;
+}
+
 PyObject *holders_list(const HolderMap *m, Py_ssize_t k)
 {
 	Py_ssize_t i = m->first[k], j = m->first[k + 1];

@@ -301,10 +301,10 @@ PyDoc_STRVAR(users_cells_doc,
 
 
 /*
- * Put order[] in increasing order of bits 6..37 of its keys (two passes of a radix sort):
- * enough to visit slab objects by address, whatever the higher bits (for locality only).
+ * order[] in increasing order of `passes` 16-bit digits of its keys from bit lo up (an LSD
+ * radix sort, stable): passes is even, so the sorted keys end back in order[].
  */
-static int sort_by_address(KeyOrder *order, Py_ssize_t n)
+static int radix_sort(KeyOrder *order, Py_ssize_t n, int lo, int passes)
 {
 	KeyOrder *tmp = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
 	Py_ssize_t *count = PyMem_Malloc(65536 * sizeof(Py_ssize_t));
@@ -315,7 +315,7 @@ static int sort_by_address(KeyOrder *order, Py_ssize_t n)
 		return -1;
 	}
 	KeyOrder *from = order, *to = tmp;
-	for (int shift = 6; shift < 38; shift += 16) {
+	for (int shift = lo; shift < lo + 16 * passes; shift += 16) {
 		memset(count, 0, 65536 * sizeof(Py_ssize_t));
 		for (Py_ssize_t i = 0; i < n; i++)
 			count[(from[i].key >> shift) & 0xffff]++;
@@ -331,10 +331,23 @@ static int sort_by_address(KeyOrder *order, Py_ssize_t n)
 		from = to;
 		to = t;
 	}
-	/* two passes: the sorted keys are back in order[] */
 	PyMem_Free(tmp);
 	PyMem_Free(count);
 	return 0;
+}
+
+/*
+ * Put order[] in increasing order of bits 6..37 of its keys: enough to visit slab objects
+ * by address, whatever the higher bits (for locality only).
+ */
+static int sort_by_address(KeyOrder *order, Py_ssize_t n)
+{
+	return radix_sort(order, n, 6, 2);
+}
+
+int sort_keys(KeyOrder *order, Py_ssize_t n)
+{
+	return radix_sort(order, n, 0, 4);
 }
 
 /* n in decimal at p; the number of characters. */
@@ -353,6 +366,52 @@ static int put_decimal(char *p, long long n)
 	while (len)
 		p[out++] = digits[--len];
 	return out;
+}
+
+/* One holder's '("name",pid=P,fd=F)' into b, after a comma unless it is the first. */
+static int holder_text(Buf *b, int first, PyObject *name, long long pid, long long fd)
+{
+	Py_ssize_t nlen;
+	const char *text = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &nlen) : NULL;
+	if (!text) {
+		if (!PyErr_Occurred())
+			PyErr_SetString(PyExc_TypeError, "users cells: names are str");
+		return -1;
+	}
+	char num[64];
+	int m = 6;
+	memcpy(num, "\",pid=", 6);
+	m += put_decimal(num + m, pid);
+	memcpy(num + m, ",fd=", 4);
+	m += 4 + put_decimal(num + m + 4, fd);
+	num[m++] = ')';
+	return (first ? buf_add(b, "(\"", 2) : buf_add(b, ",(\"", 3)) < 0 || buf_add(b, text, nlen) < 0 ||
+	       buf_add(b, num, m) < 0 ? -1 : 0;
+}
+
+/* ' users:(...)' of holders, a list of (comm, pid, fd) records, into b (emptied first). */
+static int owners_text(Buf *b, PyObject *holders, PyObject *names)
+{
+	b->len = 0;
+	if (buf_add(b, " users:(", 8) < 0)
+		return -1;
+	for (Py_ssize_t k = 0; k < PyList_GET_SIZE(holders); k++) {
+		PyObject *h = PyList_GET_ITEM(holders, k);
+		if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) < 3) {
+			PyErr_SetString(PyExc_TypeError, "users_cells: holders are (comm, pid, fd)");
+			return -1;
+		}
+		PyObject *name = cached(names, PyTuple_GET_ITEM(h, 0));
+		if (!name)
+			return -1;
+		long long pid = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 1));
+		long long fd = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 2));
+		int r = PyErr_Occurred() ? -1 : holder_text(b, k == 0, name, pid, fd);
+		Py_DECREF(name);
+		if (r < 0)
+			return -1;
+	}
+	return buf_add(b, ")", 1);
 }
 
 static PyObject *users_cells(PyObject *self, PyObject *args)
@@ -399,42 +458,7 @@ static PyObject *users_cells(PyObject *self, PyObject *args)
 			PyList_SET_ITEM(out, i, empty);
 			continue;
 		}
-		b.len = 0;
-		if (buf_add(&b, " users:(", 8) < 0)
-			goto error;
-		for (Py_ssize_t k = 0; k < PyList_GET_SIZE(holders); k++) {
-			PyObject *h = PyList_GET_ITEM(holders, k);
-			if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) < 3) {
-				PyErr_SetString(PyExc_TypeError, "users_cells: holders are (comm, pid, fd)");
-				goto error;
-			}
-			PyObject *name = cached(names, PyTuple_GET_ITEM(h, 0));
-			if (!name)
-				goto error;
-			Py_ssize_t nlen;
-			const char *s = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &nlen) : NULL;
-			if (!s) {
-				if (!PyErr_Occurred())
-					PyErr_SetString(PyExc_TypeError, "users_cells: names are str");
-				Py_DECREF(name);
-				goto error;
-			}
-			char num[64];
-			long long pid = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 1));
-			long long fd = PyLong_AsLongLong(PyTuple_GET_ITEM(h, 2));
-			int m = 0;
-			memcpy(num, "\",pid=", 6);
-			m = 6 + put_decimal(num + 6, pid);
-			memcpy(num + m, ",fd=", 4);
-			m += 4 + put_decimal(num + m + 4, fd);
-			num[m++] = ')';
-			int rr = (k ? buf_add(&b, ",(\"", 3) : buf_add(&b, "(\"", 2)) < 0 ||
-				 buf_add(&b, s, nlen) < 0 || buf_add(&b, num, m) < 0;
-			Py_DECREF(name);
-			if (rr || PyErr_Occurred())
-				goto error;
-		}
-		if (buf_add(&b, ")", 1) < 0)
+		if (owners_text(&b, holders, names) < 0)
 			goto error;
 		cell = PyUnicode_DecodeUTF8(b.data, b.len, "strict");
 		if (!cell)
@@ -453,38 +477,6 @@ error:
 	PyMem_Free(b.data);
 	PyMem_Free(order);
 	return NULL;
-}
-
-int sort_keys(KeyOrder *order, Py_ssize_t n)
-{
-	KeyOrder *tmp = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
-	Py_ssize_t *count = PyMem_Malloc(65536 * sizeof(Py_ssize_t));
-	if (!tmp || !count) {
-		PyMem_Free(tmp);
-		PyMem_Free(count);
-		PyErr_NoMemory();
-		return -1;
-	}
-	KeyOrder *from = order, *to = tmp;
-	for (int shift = 0; shift < 64; shift += 16) {
-		memset(count, 0, 65536 * sizeof(Py_ssize_t));
-		for (Py_ssize_t i = 0; i < n; i++)
-			count[(from[i].key >> shift) & 0xffff]++;
-		Py_ssize_t sum = 0;
-		for (int d = 0; d < 65536; d++) {
-			Py_ssize_t c = count[d];
-			count[d] = sum;
-			sum += c;
-		}
-		for (Py_ssize_t i = 0; i < n; i++)
-			to[count[(from[i].key >> shift) & 0xffff]++] = from[i];
-		KeyOrder *t = from;
-		from = to;
-		to = t;
-	}
-	PyMem_Free(tmp); /* four passes: the sorted keys are back in order[] */
-	PyMem_Free(count);
-	return 0;
 }
 
 /*
@@ -509,25 +501,9 @@ static int users_text(Buf *b, const Holder *h, Py_ssize_t n, PyObject *tasks, Py
 				by_task[h[k].task] = name;
 			}
 		}
-		Py_ssize_t nlen;
-		const char *text = PyUnicode_Check(name) ? PyUnicode_AsUTF8AndSize(name, &nlen) : NULL;
-		if (!text) {
-			if (!PyErr_Occurred())
-				PyErr_SetString(PyExc_TypeError, "users cells: names are str");
-			Py_DECREF(name);
-			return -1;
-		}
-		char num[64];
-		int m = 6;
-		memcpy(num, "\",pid=", 6);
-		m += put_decimal(num + m, h[k].pid);
-		memcpy(num + m, ",fd=", 4);
-		m += 4 + put_decimal(num + m + 4, h[k].fd);
-		num[m++] = ')';
-		int bad = (k ? buf_add(b, ",(\"", 3) : buf_add(b, "(\"", 2)) < 0 || buf_add(b, text, nlen) < 0 ||
-			  buf_add(b, num, m) < 0;
+		int r = holder_text(b, k == 0, name, h[k].pid, h[k].fd);
 		Py_DECREF(name);
-		if (bad)
+		if (r < 0)
 			return -1;
 	}
 	return buf_add(b, ")", 1);
@@ -537,7 +513,7 @@ PyDoc_STRVAR(table_users_cells_doc,
 "table_users_cells(table, owners, names) -> list[str]\n"
 "\n"
 "users_cells() of a SockTable's rows by their struct sock address, from owners a\n"
-"HolderMap: the same cells, the rows met in address order and the holders in theirs.");
+"HolderMap: the same cells.");
 
 static PyObject *table_users_cells(PyObject *self, PyObject *args)
 {
@@ -546,71 +522,46 @@ static PyObject *table_users_cells(PyObject *self, PyObject *args)
 	PyObject *names;
 	if (!PyArg_ParseTuple(args, "O!O!O!", &SockTableType, &t, &HolderMapType, &m, &PyDict_Type, &names))
 		return NULL;
-	Py_ssize_t n = t->n, j = 0;
+	Py_ssize_t n = t->n;
 	PyObject *out = PyList_New(n), *empty = PyUnicode_FromString("");
-	KeyOrder *order = PyMem_Malloc((n ? n : 1) * sizeof(KeyOrder));
+	Py_ssize_t *holder_of = out && empty ? holders_of_rows(m, t) : NULL;
 	Buf b = {NULL, 0, 0};
-	if (!out || !empty || !order) {
-		if (!PyErr_Occurred())
-			PyErr_NoMemory();
-		goto error;
-	}
-	for (Py_ssize_t i = 0; i < n; i++)
-		order[i] = (KeyOrder){t->rows[i].addr, i};
-	if (sort_keys(order, n) < 0)
+	if (!holder_of)
 		goto error;
 	int extra = PyDict_GET_SIZE(m->extra) > 0;
-	for (Py_ssize_t x = 0; x < n; x++) {
-		uint64_t key = order[x].key;
-		Py_ssize_t i = order[x].index;
-		while (j < m->nkeys && m->keys[j] < key)
-			j++;
-		PyObject *cell = NULL;
-		if (key && j < m->nkeys && m->keys[j] == key) {
-			if (users_text(&b, m->h + m->first[j], m->first[j + 1] - m->first[j], m->tasks, names, NULL) < 0 ||
-			    !(cell = PyUnicode_DecodeUTF8(b.data, b.len, "strict")))
+	for (Py_ssize_t i = 0; i < n; i++) {
+		Py_ssize_t k = holder_of[i];
+		PyObject *cell = NULL, *holders = NULL;
+		if (k >= 0) {
+			if (users_text(&b, m->h + m->first[k], m->first[k + 1] - m->first[k], m->tasks, names, NULL) < 0)
 				goto error;
-		} else if (key && extra) { /* a key set from Python (a subflow): users_cells() does it */
-			PyObject *k = PyLong_FromUnsignedLongLong(key), *keys = k ? PyList_New(1) : NULL;
-			PyObject *d = NULL, *cells = NULL;
-			if (keys) {
-				PyList_SET_ITEM(keys, 0, k);
-				k = NULL;
-				d = PyDict_New();
-			}
-			PyObject *holders = d ? PyDict_GetItemWithError(m->extra, PyList_GET_ITEM(keys, 0)) : NULL;
-			if (holders && PyDict_SetItem(d, PyList_GET_ITEM(keys, 0), holders) == 0) {
-				PyObject *a = Py_BuildValue("(OOO)", keys, d, names);
-				cells = a ? users_cells(NULL, a) : NULL;
-				Py_XDECREF(a);
-			}
-			Py_XDECREF(k);
-			Py_XDECREF(keys);
-			Py_XDECREF(d);
-			if (PyErr_Occurred()) {
-				Py_XDECREF(cells);
+		} else if (extra) { /* a key set from Python (a subflow's): a list of Owner records */
+			PyObject *key = PyLong_FromUnsignedLongLong(t->rows[i].addr);
+			holders = key ? PyDict_GetItemWithError(m->extra, key) : NULL;
+			Py_XDECREF(key);
+			if (PyErr_Occurred() || (holders && PyList_Check(holders) && PyList_GET_SIZE(holders) &&
+						 owners_text(&b, holders, names) < 0))
 				goto error;
-			}
-			if (cells) {
-				cell = PyList_GET_ITEM(cells, 0);
-				Py_INCREF(cell);
-				Py_DECREF(cells);
-			}
+			if (holders && (!PyList_Check(holders) || !PyList_GET_SIZE(holders)))
+				holders = NULL;
 		}
-		if (!cell) {
+		if (k >= 0 || holders) {
+			if (!(cell = PyUnicode_DecodeUTF8(b.data, b.len, "strict")))
+				goto error;
+		} else {
 			cell = empty;
 			Py_INCREF(cell);
 		}
 		PyList_SET_ITEM(out, i, cell);
 	}
 	Py_DECREF(empty);
-	PyMem_Free(order);
+	PyMem_Free(holder_of);
 	PyMem_Free(b.data);
 	return out;
 error:
 	Py_XDECREF(out);
 	Py_XDECREF(empty);
-	PyMem_Free(order);
+	PyMem_Free(holder_of);
 	PyMem_Free(b.data);
 	return NULL;
 }
@@ -865,6 +816,97 @@ static PyObject *row_queue_cell(PyObject *queues, PyObject **small, int64_t size
 	return cell;
 }
 
+/* The caches a row's Netid to Port cells come from: what table_cells() and RowLines share. */
+typedef struct {
+	Hosts hosts;
+	Ports ports;
+	PyObject *queues, *states;
+	PyObject **services, **small; /* services[proto * 65536 + port]; small[size] of queues */
+} RowCells;
+
+/* Take references to the caches given (dicts; states a tuple): 0, or -1 and an error. */
+static int row_cells_init(RowCells *rc, PyObject *hosts, PyObject *services, PyObject *queues, PyObject *states,
+			  int numeric, PyObject *ephemeral)
+{
+	memset(rc, 0, sizeof(*rc));
+	if (PyTuple_GET_SIZE(ephemeral) != 2 || PyTuple_GET_SIZE(states) < 1) {
+		PyErr_SetString(PyExc_ValueError, "row cells: (lo, hi) and state names");
+		return -1;
+	}
+	Py_INCREF(hosts);
+	rc->hosts.hosts = hosts;
+	Py_INCREF(services);
+	rc->ports.services = services;
+	Py_INCREF(queues);
+	rc->queues = queues;
+	Py_INCREF(states);
+	rc->states = states;
+	rc->ports.numeric = numeric;
+	rc->ports.lo = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 0));
+	rc->ports.hi = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 1));
+	rc->ports.star = PyUnicode_FromString("*");
+	rc->ports.numbers = PyMem_Calloc(65536, sizeof(PyObject *));
+	rc->services = PyMem_Calloc((size_t)TABLE_PROTOS * 65536, sizeof(PyObject *));
+	rc->small = PyMem_Calloc(4096, sizeof(PyObject *));
+	if (PyErr_Occurred())
+		return -1;
+	if (!rc->ports.star || !rc->ports.numbers || !rc->services || !rc->small) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	return 0;
+}
+
+static void row_cells_release(RowCells *rc)
+{
+	for (size_t k = 0; rc->services && k < (size_t)TABLE_PROTOS * 65536; k++)
+		Py_XDECREF(rc->services[k]);
+	for (int k = 0; rc->small && k < 4096; k++)
+		Py_XDECREF(rc->small[k]);
+	for (int v = 0; rc->ports.numbers && v < 65536; v++)
+		Py_XDECREF(rc->ports.numbers[v]);
+	PyMem_Free(rc->services);
+	PyMem_Free(rc->small);
+	PyMem_Free(rc->ports.numbers);
+	hosts_release(&rc->hosts);
+	Py_XDECREF(rc->hosts.hosts);
+	Py_XDECREF(rc->ports.services);
+	Py_XDECREF(rc->ports.star);
+	Py_XDECREF(rc->queues);
+	Py_XDECREF(rc->states);
+}
+
+/* Cell C_PROTO .. C_DPORT of row r of t, as socket_cells() makes it of the row's record (a new reference). */
+static PyObject *row_cell(RowCells *rc, const SockTable *t, const TRow *r, int column)
+{
+	PyObject *proto = t->protos[r->proto], **svc = rc->services + (size_t)r->proto * 65536, *cell;
+	switch (column) {
+	case C_PROTO:
+		cell = proto;
+		break;
+	case C_STATE:
+		cell = PyTuple_GET_ITEM(rc->states, r->state < PyTuple_GET_SIZE(rc->states) ? r->state : 0);
+		break;
+	case C_RECVQ:
+		return row_queue_cell(rc->queues, rc->small, r->recv_q);
+	case C_SENDQ:
+		return row_queue_cell(rc->queues, rc->small, r->send_q);
+	case C_LOCAL:
+		return row_host_cell(&rc->hosts, r->src, r->family, r->v6only);
+	case C_SPORT:
+		return row_port_cell(&rc->ports, svc, r->sport, proto);
+	case C_PEER:
+		return row_host_cell(&rc->hosts, r->dst, r->family, r->v6only);
+	case C_DPORT:
+		return row_port_cell(&rc->ports, svc, r->dport, proto);
+	default:
+		PyErr_SetString(PyExc_IndexError, "row cells: no such column");
+		return NULL;
+	}
+	Py_INCREF(cell);
+	return cell;
+}
+
 PyDoc_STRVAR(table_cells_doc,
 "table_cells(table, hosts, services, queues, states, numeric, ephemeral) -> list[list[str]]\n"
 "\n"
@@ -873,78 +915,35 @@ PyDoc_STRVAR(table_cells_doc,
 static PyObject *table_cells(PyObject *self, PyObject *args)
 {
 	SockTable *t;
-	PyObject *queues, *states, *ephemeral, *out = NULL;
-	Ports ports = {NULL, NULL, NULL, 0, 0, 0};
-	Hosts hosts = {NULL, 0, 0, NULL};
-	PyObject **services = NULL, **small = NULL;
-	if (!PyArg_ParseTuple(args, "O!O!O!O!O!pO!", &SockTableType, &t, &PyDict_Type, &hosts.hosts, &PyDict_Type,
-			      &ports.services, &PyDict_Type, &queues, &PyTuple_Type, &states, &ports.numeric,
-			      &PyTuple_Type, &ephemeral))
+	PyObject *hosts, *services, *queues, *states, *ephemeral, *out = NULL;
+	int numeric;
+	RowCells rc;
+	if (!PyArg_ParseTuple(args, "O!O!O!O!O!pO!", &SockTableType, &t, &PyDict_Type, &hosts, &PyDict_Type,
+			      &services, &PyDict_Type, &queues, &PyTuple_Type, &states, &numeric, &PyTuple_Type,
+			      &ephemeral))
 		return NULL;
-	if (PyTuple_GET_SIZE(ephemeral) != 2 || PyTuple_GET_SIZE(states) < 1) {
-		PyErr_SetString(PyExc_ValueError, "table_cells: (lo, hi) and state names");
-		return NULL;
-	}
-	ports.lo = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 0));
-	ports.hi = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 1));
-	if (PyErr_Occurred())
-		return NULL;
-	Py_ssize_t n = t->n, nstates = PyTuple_GET_SIZE(states);
-	ports.star = PyUnicode_FromString("*");
-	ports.numbers = PyMem_Calloc(65536, sizeof(PyObject *));
-	services = PyMem_Calloc((size_t)TABLE_PROTOS * 65536, sizeof(PyObject *));
-	small = PyMem_Calloc(4096, sizeof(PyObject *));
-	out = PyList_New(NCELLS);
-	if (!ports.star || !ports.numbers || !services || !small || !out) {
-		if (!PyErr_Occurred())
-			PyErr_NoMemory();
-		goto error;
-	}
+	if (row_cells_init(&rc, hosts, services, queues, states, numeric, ephemeral) < 0 ||
+	    !(out = PyList_New(NCELLS)))
+		goto done;
 	for (int c = 0; c < NCELLS; c++) {
-		PyObject *col = PyList_New(n);
-		if (!col)
-			goto error;
+		PyObject *col = PyList_New(t->n);
+		if (!col) {
+			Py_CLEAR(out);
+			goto done;
+		}
 		PyList_SET_ITEM(out, c, col);
 	}
-	for (Py_ssize_t i = 0; i < n; i++) {
-		const TRow *r = &t->rows[i];
-		PyObject *proto = t->protos[r->proto], **svc = services + (size_t)r->proto * 65536;
-		PyObject *cell[NCELLS];
-		Py_INCREF(proto);
-		cell[C_PROTO] = proto;
-		cell[C_STATE] = PyTuple_GET_ITEM(states, r->state < nstates ? r->state : 0);
-		Py_INCREF(cell[C_STATE]);
-		cell[C_RECVQ] = row_queue_cell(queues, small, r->recv_q);
-		cell[C_SENDQ] = row_queue_cell(queues, small, r->send_q);
-		cell[C_LOCAL] = row_host_cell(&hosts, r->src, r->family, r->v6only);
-		cell[C_SPORT] = row_port_cell(&ports, svc, r->sport, proto);
-		cell[C_PEER] = row_host_cell(&hosts, r->dst, r->family, r->v6only);
-		cell[C_DPORT] = row_port_cell(&ports, svc, r->dport, proto);
-		int failed = 0;
+	for (Py_ssize_t i = 0; i < t->n; i++)
 		for (int c = 0; c < NCELLS; c++) {
-			if (cell[c])
-				PyList_SET_ITEM(PyList_GET_ITEM(out, c), i, cell[c]);
-			else
-				failed = 1;
+			PyObject *cell = row_cell(&rc, t, &t->rows[i], c);
+			if (!cell) {
+				Py_CLEAR(out);
+				goto done;
+			}
+			PyList_SET_ITEM(PyList_GET_ITEM(out, c), i, cell);
 		}
-		if (failed)
-			goto error;
-	}
-	goto done;
-error:
-	Py_CLEAR(out);
 done:
-	for (size_t k = 0; services && k < (size_t)TABLE_PROTOS * 65536; k++)
-		Py_XDECREF(services[k]);
-	for (int k = 0; small && k < 4096; k++)
-		Py_XDECREF(small[k]);
-	for (int v = 0; ports.numbers && v < 65536; v++)
-		Py_XDECREF(ports.numbers[v]);
-	PyMem_Free(services);
-	PyMem_Free(small);
-	PyMem_Free(ports.numbers);
-	hosts_release(&hosts);
-	Py_XDECREF(ports.star);
+	row_cells_release(&rc);
 	return out;
 }
 
@@ -1064,18 +1063,15 @@ error_star_gone:
 #define RL_CHUNK_LINES 4096
 
 typedef struct {
-	const char *p;	  /* unused: a cell's bytes are at off in the batch's arena */
-	Py_ssize_t off, n;
+	Py_ssize_t off, n; /* a cell's bytes: at off in the batch's arena */
 } RlCell;
 
 typedef struct {
 	PyObject_HEAD
 	SockTable *t;
 	HolderMap *owners; /* NULL: no Process cells */
-	PyObject *names, *queues, *states, *header[RL_COLS], *empty;
-	Hosts hosts;
-	Ports ports;
-	PyObject **services, **small;
+	PyObject *names, *header[RL_COLS], *empty;
+	RowCells rc;
 	int enabled[RL_COLS], ncols;
 	Py_ssize_t *holder_of; /* each row's index in owners->keys, or -1 */
 	PyObject **by_task;    /* each task's name, once looked up */
@@ -1100,24 +1096,10 @@ static void rl_dealloc(RowLines *r)
 	Py_XDECREF(r->t);
 	Py_XDECREF(r->owners);
 	Py_XDECREF(r->names);
-	Py_XDECREF(r->queues);
-	Py_XDECREF(r->states);
 	Py_XDECREF(r->empty);
 	for (int c = 0; c < RL_COLS; c++)
 		Py_XDECREF(r->header[c]);
-	hosts_release(&r->hosts);
-	Py_XDECREF(r->hosts.hosts);
-	Py_XDECREF(r->ports.services);
-	Py_XDECREF(r->ports.star);
-	for (int v = 0; r->ports.numbers && v < 65536; v++)
-		Py_XDECREF(r->ports.numbers[v]);
-	for (size_t k = 0; r->services && k < (size_t)TABLE_PROTOS * 65536; k++)
-		Py_XDECREF(r->services[k]);
-	for (int k = 0; r->small && k < 4096; k++)
-		Py_XDECREF(r->small[k]);
-	PyMem_Free(r->ports.numbers);
-	PyMem_Free(r->services);
-	PyMem_Free(r->small);
+	row_cells_release(&r->rc);
 	PyMem_Free(r->holder_of);
 	for (Py_ssize_t k = 0; r->by_task && k < r->ntasks; k++)
 		Py_XDECREF(r->by_task[k]);
@@ -1143,7 +1125,7 @@ static int rl_str(Buf *arena, RlCell *cell, PyObject *s)
 		return -1;
 	if (PyUnicode_IS_ASCII(s))
 		n = PyUnicode_GET_LENGTH(s);
-	*cell = (RlCell){NULL, arena->len, n};
+	*cell = (RlCell){arena->len, n};
 	return buf_add(arena, text, n);
 }
 
@@ -1171,35 +1153,23 @@ static int rl_row(RowLines *r, Py_ssize_t k)
 	}
 	Py_ssize_t i = k - r->has_header;
 	const TRow *w = &r->t->rows[i];
-	PyObject *proto = r->t->protos[w->proto], **svc = r->services + (size_t)w->proto * 65536;
-	Py_ssize_t nstates = PyTuple_GET_SIZE(r->states);
 	for (int c = 0; c < r->ncols; c++) {
-		PyObject *cell = NULL; /* a new reference, released at once: the caches keep theirs */
-		switch (r->enabled[c]) {
-		case 0: cell = proto; Py_INCREF(cell); break;
-		case 1: cell = PyTuple_GET_ITEM(r->states, w->state < nstates ? w->state : 0); Py_INCREF(cell); break;
-		case 2: cell = row_queue_cell(r->queues, r->small, w->recv_q); break;
-		case 3: cell = row_queue_cell(r->queues, r->small, w->send_q); break;
-		case 4: cell = row_host_cell(&r->hosts, w->src, w->family, w->v6only); break;
-		case 5: cell = row_port_cell(&r->ports, svc, w->sport, proto); break;
-		case 6: cell = row_host_cell(&r->hosts, w->dst, w->family, w->v6only); break;
-		case 7: cell = row_port_cell(&r->ports, svc, w->dport, proto); break;
-		case 8:
-			if (r->owners && r->holder_of[i] >= 0) {
-				Py_ssize_t h = r->holder_of[i], before = r->line.len;
-				HolderMap *m = r->owners;
-				r->line.len = 0;
-				if (users_text(&r->line, m->h + m->first[h], m->first[h + 1] - m->first[h], m->tasks,
-					       r->names, r->by_task) < 0)
-					return -1;
-				row[c] = (RlCell){NULL, r->arena.len, r->line.len};
-				if (buf_add(&r->arena, r->line.data, r->line.len) < 0)
-					return -1;
-				r->line.len = before;
-				continue;
-			}
-			/* fall through: no holders */
-		default: cell = r->empty; Py_INCREF(cell); break;
+		PyObject *cell; /* a new reference, released at once: its bytes are copied */
+		if (r->enabled[c] < NCELLS) {
+			cell = row_cell(&r->rc, r->t, w, r->enabled[c]);
+		} else if (r->enabled[c] == 8 && r->owners && r->holder_of[i] >= 0) {
+			Py_ssize_t h = r->holder_of[i];
+			HolderMap *m = r->owners;
+			if (users_text(&r->line, m->h + m->first[h], m->first[h + 1] - m->first[h], m->tasks,
+				       r->names, r->by_task) < 0)
+				return -1;
+			row[c] = (RlCell){r->arena.len, r->line.len};
+			if (buf_add(&r->arena, r->line.data, r->line.len) < 0)
+				return -1;
+			continue;
+		} else { /* no holders; the column after Process */
+			cell = r->empty;
+			Py_INCREF(cell);
 		}
 		int rr = rl_str(&r->arena, &row[c], cell);
 		Py_XDECREF(cell);
@@ -1311,34 +1281,6 @@ static PyObject *rl_next(RowLines *r)
 	}
 }
 
-/* Each row's holders: its index in m->keys, or -1 (a merge of the rows in address order). */
-static Py_ssize_t *rl_holders(SockTable *t, HolderMap *m)
-{
-	Py_ssize_t *out = PyMem_Malloc((t->n ? t->n : 1) * sizeof(Py_ssize_t));
-	KeyOrder *order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(KeyOrder));
-	if (!out || !order) {
-		PyMem_Free(out);
-		PyMem_Free(order);
-		PyErr_NoMemory();
-		return NULL;
-	}
-	for (Py_ssize_t i = 0; i < t->n; i++)
-		order[i] = (KeyOrder){t->rows[i].addr, i};
-	if (sort_keys(order, t->n) < 0) {
-		PyMem_Free(out);
-		PyMem_Free(order);
-		return NULL;
-	}
-	Py_ssize_t j = 0;
-	for (Py_ssize_t x = 0; x < t->n; x++) {
-		while (j < m->nkeys && m->keys[j] < order[x].key)
-			j++;
-		out[order[x].index] = j < m->nkeys && m->keys[j] == order[x].key ? j : -1;
-	}
-	PyMem_Free(order);
-	return out;
-}
-
 static PyTypeObject RowLinesType = {
 	PyVarObject_HEAD_INIT(NULL, 0)
 	.tp_name = "drgn_ss._fast.RowLines",
@@ -1370,8 +1312,8 @@ static PyObject *row_lines(PyObject *self, PyObject *args)
 			      &PyDict_Type, &hosts, &PyDict_Type, &services, &PyDict_Type, &queues, &PyTuple_Type,
 			      &states, &numeric, &PyTuple_Type, &ephemeral, &PyList_Type, &enabled, &header))
 		return NULL;
-	if ((owners != Py_None && !HolderMap_Check(owners)) || PyTuple_GET_SIZE(ephemeral) != 2 ||
-	    PyTuple_GET_SIZE(states) < 1 || PyList_GET_SIZE(enabled) < 1 || PyList_GET_SIZE(enabled) > RL_COLS ||
+	if ((owners != Py_None && !HolderMap_Check(owners)) || PyList_GET_SIZE(enabled) < 1 ||
+	    PyList_GET_SIZE(enabled) > RL_COLS ||
 	    (header != Py_None && (!PyList_Check(header) || PyList_GET_SIZE(header) != RL_COLS))) {
 		PyErr_SetString(PyExc_TypeError, "row_lines: bad arguments");
 		return NULL;
@@ -1391,17 +1333,10 @@ static PyObject *row_lines(PyObject *self, PyObject *args)
 	}
 	Py_INCREF(names);
 	r->names = names;
-	Py_INCREF(queues);
-	r->queues = queues;
-	Py_INCREF(states);
-	r->states = states;
-	Py_INCREF(hosts);
-	r->hosts.hosts = hosts;
-	Py_INCREF(services);
-	r->ports.services = services;
-	r->ports.numeric = numeric;
-	r->ports.lo = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 0));
-	r->ports.hi = PyLong_AsLong(PyTuple_GET_ITEM(ephemeral, 1));
+	if (row_cells_init(&r->rc, hosts, services, queues, states, numeric, ephemeral) < 0) {
+		Py_DECREF(r);
+		return NULL;
+	}
 	r->ncols = (int)PyList_GET_SIZE(enabled);
 	for (int c = 0; c < r->ncols; c++) {
 		long v = PyLong_AsLong(PyList_GET_ITEM(enabled, c));
@@ -1422,21 +1357,17 @@ static PyObject *row_lines(PyObject *self, PyObject *args)
 	}
 	r->nrows = t->n + r->has_header;
 	r->empty = PyUnicode_FromString("");
-	r->ports.star = PyUnicode_FromString("*");
-	r->ports.numbers = PyMem_Calloc(65536, sizeof(PyObject *));
-	r->services = PyMem_Calloc((size_t)TABLE_PROTOS * 65536, sizeof(PyObject *));
-	r->small = PyMem_Calloc(4096, sizeof(PyObject *));
 	if (r->owners) {
 		r->ntasks = PyList_GET_SIZE(r->owners->tasks);
 		r->by_task = PyMem_Calloc(r->ntasks ? r->ntasks : 1, sizeof(PyObject *));
-		if (!r->by_task || !(r->holder_of = rl_holders(t, r->owners))) {
+		if (!r->by_task || !(r->holder_of = holders_of_rows(r->owners, t))) {
 			if (!PyErr_Occurred())
 				PyErr_NoMemory();
 			Py_DECREF(r);
 			return NULL;
 		}
 	}
-	if (PyErr_Occurred() || !r->empty || !r->ports.star || !r->ports.numbers || !r->services || !r->small) {
+	if (PyErr_Occurred() || !r->empty) {
 		if (!PyErr_Occurred())
 			PyErr_NoMemory();
 		Py_DECREF(r);

@@ -6,7 +6,7 @@
  * The C walk (walk_sockets, given a table) decodes every socket into a row of about 140
  * bytes instead of a record of 24 Python objects (some 600 bytes, and 24 allocations):
  * at 1,000,000 sockets that is the walk's time and most of a listing's memory. What a
- * listing does with its sockets works on the rows: ss's order of families (by_family),
+ * listing does with its sockets works on the rows: ss's order of families (order_families),
  * the selection of states, tables and families (select), the owners' keys (keys) and the
  * cells of the columns (drgn_ss._fast.table_cells). Anything else reads records: a table
  * is a sequence of them (len, [i], iteration), made one at a time.
@@ -228,29 +228,6 @@ static PyObject *table_extend(SockTable *t, PyObject *arg)
 	Py_RETURN_NONE;
 }
 
-static PyObject *table_by_family(SockTable *t, PyObject *families)
-{
-	if (!PyTuple_Check(families)) {
-		PyErr_SetString(PyExc_TypeError, "SockTable.by_family: a tuple of families");
-		return NULL;
-	}
-	SockTable *o = table_like(t);
-	if (!o)
-		return NULL;
-	for (Py_ssize_t f = 0; f < PyTuple_GET_SIZE(families); f++) {
-		long family = PyLong_AsLong(PyTuple_GET_ITEM(families, f));
-		if (family == -1 && PyErr_Occurred())
-			goto error;
-		for (Py_ssize_t i = 0; i < t->n; i++)
-			if (t->rows[i].family == family && table_append(o, &t->rows[i]) < 0)
-				goto error;
-	}
-	return (PyObject *)o;
-error:
-	Py_DECREF(o);
-	return NULL;
-}
-
 /*
  * The rows of each family of the tuple in turn, each in order, in place (rows of other
  * families are dropped): the first family's rows are moved up, the others' copied aside
@@ -391,38 +368,19 @@ static PyObject *table_unheld(SockTable *t, PyObject *args)
 		if (eq)
 			want = k;
 	}
-	PyObject *out = PyList_New(0);
-	KeyOrder *order = PyMem_Malloc((t->n ? t->n : 1) * sizeof(KeyOrder));
-	Py_ssize_t n = 0, j = 0;
-	if (!out || !order) {
-		PyMem_Free(order);
-		Py_XDECREF(out);
-		return PyErr_Occurred() ? NULL : PyErr_NoMemory();
-	}
-	for (Py_ssize_t i = 0; i < t->n; i++)
-		if (t->rows[i].proto == want && t->rows[i].sk_socket)
-			order[n++] = (KeyOrder){t->rows[i].addr, i};
-	if (sort_keys(order, n) < 0)
-		goto error;
-	for (Py_ssize_t x = 0; x < n; x++) {
-		while (j < m->nkeys && m->keys[j] < order[x].key)
-			j++;
-		if (j < m->nkeys && m->keys[j] == order[x].key)
+	Py_ssize_t *holder_of = holders_of_rows(m, t);
+	PyObject *out = holder_of ? PyList_New(0) : NULL;
+	for (Py_ssize_t i = 0; out && i < t->n; i++) {
+		const TRow *r = &t->rows[i];
+		if (r->proto != want || !r->sk_socket || holder_of[i] >= 0)
 			continue;
-		PyObject *pair = Py_BuildValue("KK", (unsigned long long)order[x].key,
-					       (unsigned long long)t->rows[order[x].index].sk_socket);
-		if (!pair || PyList_Append(out, pair) < 0) {
-			Py_XDECREF(pair);
-			goto error;
-		}
-		Py_DECREF(pair);
+		PyObject *pair = Py_BuildValue("KK", (unsigned long long)r->addr, (unsigned long long)r->sk_socket);
+		if (!pair || PyList_Append(out, pair) < 0)
+			Py_CLEAR(out);
+		Py_XDECREF(pair);
 	}
-	PyMem_Free(order);
+	PyMem_Free(holder_of);
 	return out;
-error:
-	PyMem_Free(order);
-	Py_DECREF(out);
-	return NULL;
 }
 
 static PySequenceMethods table_as_sequence = {
@@ -432,10 +390,8 @@ static PySequenceMethods table_as_sequence = {
 
 static PyMethodDef table_methods[] = {
 	{"extend", (PyCFunction)table_extend, METH_O, "Append another table's rows."},
-	{"by_family", (PyCFunction)table_by_family, METH_O,
-	 "A new table: the rows of each family of the tuple in turn, each in order."},
 	{"order_families", (PyCFunction)table_order_families, METH_O,
-	 "by_family() in place: the rows of each family of the tuple in turn, each in order."},
+	 "In place: the rows of each family of the tuple in turn, each in order (others dropped)."},
 	{"select", (PyCFunction)table_select, METH_VARARGS,
 	 "select(protos, families, states) -> the rows whose table is in the set protos, family in the\n"
 	 "tuple families and state's bit in states, in order: this table if that is every row."},
@@ -445,7 +401,7 @@ static PyMethodDef table_methods[] = {
 	{"any_ifindex", (PyCFunction)table_any_ifindex, METH_NOARGS, "Whether a row is bound to a device."},
 	{"unheld", (PyCFunction)table_unheld, METH_VARARGS,
 	 "unheld(proto, owners) -> [(address, sk_socket), ...] of the rows of table proto with a\n"
-	 "struct socket whose sock owners (a HolderMap) lacks, in address order."},
+	 "struct socket whose sock owners (a HolderMap) lacks, in order."},
 	{NULL, NULL, 0, NULL},
 };
 

@@ -153,6 +153,8 @@ struct Walk {
 	 * scratch; proto_index: the walk's table in theirs. */
 	SockTable *table, *scratch;
 	int proto_index;
+	PyObject *inum_of; /* the nets value w->inum was read from */
+	uint64_t inum;
 	/* What of a node walk_chain() reads from a mapped image (0 spans: all of it). */
 	Span spans[MAX_SPANS];
 	int nspans;
@@ -298,12 +300,15 @@ static int decode(Walk *w, uint64_t addr, unsigned char *buf, Py_ssize_t got, Py
 	TRow *r = table_push(t);
 	if (!r)
 		return -1;
-	uint64_t inum = PyLong_AsUnsignedLongLong(w->netns);
-	if (inum == (uint64_t)-1 && PyErr_Occurred()) {
-		t->n--;
-		return -1;
+	if (w->netns != w->inum_of) { /* the namespace's inode number, read once a namespace */
+		w->inum = PyLong_AsUnsignedLongLong(w->netns);
+		if (w->inum == (uint64_t)-1 && PyErr_Occurred()) {
+			t->n--;
+			return -1;
+		}
+		w->inum_of = w->netns;
 	}
-	r->netns = inum;
+	r->netns = w->inum;
 	r->proto = (uint8_t)w->proto_index;
 	int rr = decode_row(w, addr, buf, got, size, r);
 	if (rr == 1)

@@ -26,8 +26,10 @@ def plain_rows(fmt: Formatter, socks: Sequence[Socket]) -> bool:
     Whether ``socks`` are the rows of a ``drgn_ss._fast.SockTable`` whose lines show what
     its rows hold alone: no timer, detail, memory, option, namespace or device name.
     """
+    fast = native()
     extras = (fmt.skmem, fmt.tcp_info, fmt.tos, fmt.sockopts, fmt.filters, fmt.netns_tags, fmt.trailer)
-    return (hasattr(socks, "by_family") and not fmt.annotations and all(x is None for x in extras)
+    return (fast is not None and isinstance(socks, fast.SockTable) and not fmt.annotations
+            and all(x is None for x in extras)
             and not (fmt.timers or fmt.details or fmt.show_cgroup or fmt.peers)
             and fmt.owners_by != "line" and not cast(Any, socks).any_ifindex())
 
