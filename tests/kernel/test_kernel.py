@@ -115,6 +115,17 @@ def test_native_walk_equals_python_walk(prog: drgn.Program, target: Target, work
     assert table == py
 
 
+def _segments_read_as_drgn_reads_them(prog: drgn.Program, image: PhysicalImage) -> int:
+    """Check 512 bytes a page into each segment of two pages or more (physical): how many were."""
+    read = image.reader(lambda phys, size: b"")
+    checked = 0
+    for start, end in zip(image.starts, image.ends):
+        if start + 8192 <= end:
+            assert read(start + 4096, 512) == prog.read(start + 4096, 512, True), hex(start)
+            checked += 1
+    return checked
+
+
 def test_image_read_through_a_file_descriptor_reads_what_drgn_reads(target: Any, prog: drgn.Program) -> None:
     """
     PhysicalImage's pread() path (QEMU's /proc/PID/mem when guest RAM is not a shared
@@ -126,14 +137,9 @@ def test_image_read_through_a_file_descriptor_reads_what_drgn_reads(target: Any,
     by_fd = PhysicalImage(list(zip(image.starts, image.ends, image.offsets)))
     by_fd.fd = os.open(target.path, os.O_RDONLY)
     try:
-        read = by_fd.reader(lambda phys, size: b"")
-        checked = 0
-        for start, end in zip(image.starts, image.ends):
-            if start + 8192 <= end:
-                assert read(start + 4096, 512) == prog.read(start + 4096, 512, True), hex(start)
-                checked += 1
-        assert checked >= 2
-        assert read(image.ends[-1] - 8, 16) == b""  # past a segment's end: the fallback
+        assert _segments_read_as_drgn_reads_them(prog, by_fd) >= 2
+        past_the_end = by_fd.reader(lambda phys, size: b"")(image.ends[-1] - 8, 16)
+        assert past_the_end == b""  # past a segment's end: the fallback
     finally:
         os.close(by_fd.fd)
 
@@ -147,17 +153,10 @@ def test_kcore_is_read_as_drgn_reads_it(target: Any, prog: drgn.Program) -> None
     if target.kind != "live" or not isinstance(image, KcoreImage):
         pytest.skip("reads a live kernel's /proc/kcore")
     mem = kernel_memory(prog)
-    mem.read_u64(kernel_facts(prog).symbol("init_net"))  # a first read: how the direct map is read
-    mem.read(mem.lo + 0x100000, 8)
+    mem.read(mem.lo + 0x100000, 8)  # a first read in the direct map: how it is read
     direct = mem.mapped
     assert direct is not None and direct.fd == image.fd and direct.starts
-    read = direct.reader(lambda phys, size: b"")
-    checked = 0
-    for start, end in zip(direct.starts, direct.ends):
-        if start + 8192 <= end:
-            assert read(start + 4096, 512) == prog.read(start + 4096, 512, True), hex(start)
-            checked += 1
-    assert checked >= 1
+    assert _segments_read_as_drgn_reads_them(prog, direct) >= 1
     assert mem.native()[1] == image.fd  # the C walks pread() it
 
 
